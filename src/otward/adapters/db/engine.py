@@ -1,0 +1,53 @@
+"""Engine creation with durable SQLite settings, and schema migration through Alembic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+
+from otward.errors import ConfigError, StorageError
+
+__all__ = ["create_database_engine", "upgrade_schema"]
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets OCSP and CRL readers run beside the writer; synchronous=FULL makes every
+    # commit durable, so a certificate returned to a client survives a power cut.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_database_engine(url: str) -> Engine:
+    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=8, max_overflow=8)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql"):
+        return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    raise ConfigError(
+        f"database url scheme not supported: '{url.split(':', 1)[0]}' (sqlite or postgresql+psycopg)"
+    )
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Bring the schema to the newest migration (idempotent)."""
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except SQLAlchemyError as exc:
+        raise StorageError("database schema migration failed") from exc

@@ -1,0 +1,288 @@
+"""The PKI store on SQLAlchemy Core: one short transaction per operation.
+
+Core statements instead of ORM objects keep the issuance and OCSP hot paths
+lean (one INSERT, one indexed SELECT). Every SQLAlchemy error is wrapped in
+:class:`StorageError` so the services never see driver exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from cryptography.x509 import ReasonFlags
+from sqlalchemy import Connection, Engine, Row, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from otward.adapters.db.schema import api_tokens, authorities, certificates, crls
+from otward.core.ports import CrlBuilder
+from otward.core.records import (
+    AuthorityRecord,
+    CertificateFilter,
+    CertificateKind,
+    CertificateRecord,
+    CrlRecord,
+    TokenRecord,
+    format_serial,
+)
+from otward.core.revocation import RevokedEntry
+from otward.errors import ConflictError, NotFoundError, OtwardError, StorageError
+
+__all__ = ["SqlPkiStore"]
+
+_REASONS = {flag.value: flag for flag in ReasonFlags}
+
+
+def _reason(value: str | None) -> ReasonFlags | None:
+    return _REASONS[value] if value is not None else None
+
+
+def _certificate_row(record: CertificateRecord) -> dict[str, Any]:
+    return {
+        "serial": record.serial,
+        "ca": record.ca,
+        "profile": record.profile,
+        "kind": record.kind.value,
+        "subject": record.subject[:1024],
+        "not_valid_before": record.not_valid_before,
+        "not_valid_after": record.not_valid_after,
+        "der": record.der,
+        "created_at": record.created_at,
+        "revoked_at": record.revoked_at,
+        "revocation_reason": record.revocation_reason.value if record.revocation_reason else None,
+    }
+
+
+def _certificate_record(row: Row[Any]) -> CertificateRecord:
+    return CertificateRecord(
+        serial_number=int(row.serial, 16),
+        ca=row.ca,
+        profile=row.profile,
+        kind=CertificateKind(row.kind),
+        subject=row.subject,
+        not_valid_before=row.not_valid_before,
+        not_valid_after=row.not_valid_after,
+        der=bytes(row.der),
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        revocation_reason=_reason(row.revocation_reason),
+    )
+
+
+def _authority_record(row: Row[Any]) -> AuthorityRecord:
+    return AuthorityRecord(
+        name=row.name,
+        parent=row.parent,
+        certificate_der=bytes(row.certificate_der),
+        key_ref=row.key_ref,
+        ocsp_certificate_der=bytes(row.ocsp_certificate_der),
+        ocsp_key_ref=row.ocsp_key_ref,
+        created_at=row.created_at,
+    )
+
+
+class SqlPkiStore:
+    """Implements :class:`otward.core.ports.PkiStore` on any SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except OtwardError:
+            raise
+        except IntegrityError as exc:
+            raise ConflictError("the record conflicts with one already stored") from exc
+        except SQLAlchemyError as exc:
+            raise StorageError("database operation failed") from exc
+
+    # --- authorities ---------------------------------------------------------------------------
+
+    def add_authority(self, authority: AuthorityRecord, certificates_: Sequence[CertificateRecord]) -> None:
+        with self._transaction() as conn:
+            if conn.execute(select(authorities.c.name).where(authorities.c.name == authority.name)).first():
+                raise ConflictError(f"CA '{authority.name}' already exists", rule="ca-exists")
+            conn.execute(
+                insert(authorities).values(
+                    name=authority.name,
+                    parent=authority.parent,
+                    certificate_der=authority.certificate_der,
+                    key_ref=authority.key_ref,
+                    ocsp_certificate_der=authority.ocsp_certificate_der,
+                    ocsp_key_ref=authority.ocsp_key_ref,
+                    crl_number=0,
+                    created_at=authority.created_at,
+                )
+            )
+            for record in certificates_:
+                conn.execute(insert(certificates).values(**_certificate_row(record)))
+
+    def get_authority(self, name: str) -> AuthorityRecord | None:
+        with self._transaction() as conn:
+            row = conn.execute(select(authorities).where(authorities.c.name == name)).first()
+        return _authority_record(row) if row else None
+
+    def list_authorities(self) -> Sequence[AuthorityRecord]:
+        with self._transaction() as conn:
+            rows = conn.execute(
+                select(authorities).order_by(authorities.c.created_at, authorities.c.name)
+            ).all()
+        return [_authority_record(r) for r in rows]
+
+    def replace_ocsp_responder(self, name: str, certificate: CertificateRecord, key_ref: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(insert(certificates).values(**_certificate_row(certificate)))
+            result = conn.execute(
+                update(authorities)
+                .where(authorities.c.name == name)
+                .values(ocsp_certificate_der=certificate.der, ocsp_key_ref=key_ref)
+            )
+            if result.rowcount != 1:
+                raise NotFoundError(f"CA '{name}' not found", rule="ca")
+
+    # --- certificates --------------------------------------------------------------------------
+
+    def add_certificate(self, record: CertificateRecord) -> None:
+        with self._transaction() as conn:
+            conn.execute(insert(certificates).values(**_certificate_row(record)))
+
+    def get_certificate(self, serial_number: int) -> CertificateRecord | None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                select(certificates).where(certificates.c.serial == format_serial(serial_number))
+            ).first()
+        return _certificate_record(row) if row else None
+
+    def list_certificates(
+        self, query: CertificateFilter, *, limit: int, offset: int
+    ) -> tuple[Sequence[CertificateRecord], int]:
+        conditions = []
+        if query.ca is not None:
+            conditions.append(certificates.c.ca == query.ca)
+        if query.profile is not None:
+            conditions.append(certificates.c.profile == query.profile)
+        if query.revoked is True:
+            conditions.append(certificates.c.revoked_at.is_not(None))
+        elif query.revoked is False:
+            conditions.append(certificates.c.revoked_at.is_(None))
+        if query.expires_before is not None:
+            conditions.append(certificates.c.not_valid_after < query.expires_before)
+        if query.expires_after is not None:
+            conditions.append(certificates.c.not_valid_after >= query.expires_after)
+        where = and_(*conditions) if conditions else None
+        with self._transaction() as conn:
+            stmt = select(certificates)
+            count = select(func.count()).select_from(certificates)
+            if where is not None:
+                stmt = stmt.where(where)
+                count = count.where(where)
+            stmt = (
+                stmt.order_by(certificates.c.created_at.desc(), certificates.c.serial)
+                .limit(limit)
+                .offset(offset)
+            )
+            rows = conn.execute(stmt).all()
+            total = conn.execute(count).scalar_one()
+        return [_certificate_record(r) for r in rows], int(total)
+
+    def revoke_certificate(
+        self, serial_number: int, when: datetime, reason: ReasonFlags
+    ) -> CertificateRecord:
+        serial = format_serial(serial_number)
+        with self._transaction() as conn:
+            # Only a row not yet revoked is touched: revocation is never rewritten or undone.
+            result = conn.execute(
+                update(certificates)
+                .where(certificates.c.serial == serial, certificates.c.revoked_at.is_(None))
+                .values(revoked_at=when, revocation_reason=reason.value)
+            )
+            row = conn.execute(select(certificates).where(certificates.c.serial == serial)).first()
+            if row is None:
+                raise NotFoundError(f"certificate {serial} not found", rule="serial")
+            if result.rowcount != 1:
+                raise ConflictError(f"certificate {serial} is already revoked", rule="already-revoked")
+        return _certificate_record(row)
+
+    def revoked_entries(self, ca: str) -> Sequence[RevokedEntry]:
+        with self._transaction() as conn:
+            return self._revoked_entries(conn, ca)
+
+    @staticmethod
+    def _revoked_entries(conn: Connection, ca: str) -> list[RevokedEntry]:
+        rows = conn.execute(
+            select(certificates.c.serial, certificates.c.revoked_at, certificates.c.revocation_reason).where(
+                certificates.c.ca == ca, certificates.c.revoked_at.is_not(None)
+            )
+        ).all()
+        return [RevokedEntry(int(s, 16), when, _REASONS[r]) for s, when, r in rows]
+
+    def certificate_status(self, ca: str, serial_number: int) -> tuple[bool, RevokedEntry | None]:
+        with self._transaction() as conn:
+            row = conn.execute(
+                select(certificates.c.revoked_at, certificates.c.revocation_reason).where(
+                    certificates.c.serial == format_serial(serial_number), certificates.c.ca == ca
+                )
+            ).first()
+        if row is None:
+            return False, None
+        if row.revoked_at is None:
+            return True, None
+        return True, RevokedEntry(serial_number, row.revoked_at, _REASONS[row.revocation_reason])
+
+    # --- CRLs ----------------------------------------------------------------------------------
+
+    def save_crl(self, ca: str, build: CrlBuilder) -> CrlRecord:
+        with self._transaction() as conn:
+            # Taking the number first also takes the row lock (PostgreSQL) or the write lock
+            # (SQLite), so two workers never publish the same number or go backwards.
+            number = conn.execute(
+                update(authorities)
+                .where(authorities.c.name == ca)
+                .values(crl_number=authorities.c.crl_number + 1)
+                .returning(authorities.c.crl_number)
+            ).scalar_one_or_none()
+            if number is None:
+                raise NotFoundError(f"CA '{ca}' not found", rule="ca")
+            record = build(int(number), self._revoked_entries(conn, ca))
+            values = {
+                "crl_number": record.crl_number,
+                "this_update": record.this_update,
+                "next_update": record.next_update,
+                "der": record.der,
+            }
+            if conn.execute(update(crls).where(crls.c.ca == ca).values(**values)).rowcount == 0:
+                conn.execute(insert(crls).values(ca=ca, **values))
+        return record
+
+    def get_crl(self, ca: str) -> CrlRecord | None:
+        with self._transaction() as conn:
+            row = conn.execute(select(crls).where(crls.c.ca == ca)).first()
+        if row is None:
+            return None
+        return CrlRecord(ca, int(row.crl_number), row.this_update, row.next_update, bytes(row.der))
+
+    # --- API tokens ----------------------------------------------------------------------------
+
+    def add_token(self, token: TokenRecord) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                insert(api_tokens).values(
+                    token_id=token.token_id,
+                    name=token.name,
+                    secret_hash=token.secret_hash,
+                    created_at=token.created_at,
+                    revoked_at=token.revoked_at,
+                )
+            )
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        with self._transaction() as conn:
+            row = conn.execute(select(api_tokens).where(api_tokens.c.token_id == token_id)).first()
+        if row is None:
+            return None
+        return TokenRecord(row.token_id, row.name, bytes(row.secret_hash), row.created_at, row.revoked_at)

@@ -1,0 +1,106 @@
+"""``otward ca create|list|export``."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated
+
+import typer
+from cryptography.hazmat.primitives.serialization import Encoding
+from rich.table import Table
+
+from otward.cli.common import DataOption, DbOption, JsonOption, console, handle_errors, open_pki, print_json
+from otward.core.keys import KeyType
+from otward.http.schemas import AuthorityOut
+
+app = typer.Typer(
+    help="Certificate authorities: create sub-CAs, list them, export chains.", no_args_is_help=True
+)
+
+
+@app.command("create")
+@handle_errors
+def create(
+    name: Annotated[str, typer.Argument(help="Name of the new CA (lower-case, e.g. plant-a)")],
+    parent: Annotated[str, typer.Option("--parent", help="CA that signs the new one")],
+    path_len: Annotated[int, typer.Option("--path-len", help="pathLenConstraint of the new CA")] = 0,
+    permitted_dns: Annotated[
+        list[str] | None,
+        typer.Option("--permitted-dns", help="Name constraint: permitted DNS subtree (repeatable)"),
+    ] = None,
+    key_type: Annotated[
+        str, typer.Option("--key-type", help="ec-p256, ec-p384, ed25519, rsa-2048/3072/4096")
+    ] = "ec-p256",
+    org: Annotated[
+        str | None, typer.Option("--org", help="Organization (default: the installation's)")
+    ] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a subordinate CA (per plant or per owner), with its own OCSP responder and CRL."""
+    pki = open_pki(data, db)
+    try:
+        with console.status(f"creating CA {name}…") if not as_json else contextlib.nullcontext():
+            loaded = pki.authorities.create_subordinate(
+                name,
+                parent=parent,
+                key_type=KeyType.parse(key_type),
+                organization=org or pki.settings.organization,
+                path_length=path_len,
+                permitted_dns=tuple(permitted_dns or ()),
+            )
+            pki.revocation.publish_crl(name)
+        record = pki.store.get_authority(loaded.name)
+        assert record is not None  # noqa: S101 - just stored
+        out = AuthorityOut.from_record(record)
+    finally:
+        pki.close()
+    if as_json:
+        print_json(out.model_dump(mode="json"))
+    else:
+        console.print(
+            f"created CA [bold]{out.name}[/] ({out.subject}) under {parent}, "
+            f"valid until {out.not_valid_after:%Y-%m-%d}"
+        )
+
+
+@app.command("list")
+@handle_errors
+def list_(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List all CAs."""
+    pki = open_pki(data, db)
+    try:
+        items = [AuthorityOut.from_record(r) for r in pki.authorities.list()]
+    finally:
+        pki.close()
+    if as_json:
+        print_json([i.model_dump(mode="json", exclude={"certificate"}) for i in items])
+        return
+    table = Table("name", "parent", "subject", "path len", "permitted DNS", "valid until")
+    for i in items:
+        table.add_row(
+            i.name,
+            i.parent or "-",
+            i.subject,
+            "-" if i.path_length is None else str(i.path_length),
+            ", ".join(i.permitted_dns) or "-",
+            f"{i.not_valid_after:%Y-%m-%d}",
+        )
+    console.print(table)
+
+
+@app.command("export")
+@handle_errors
+def export(
+    name: Annotated[str, typer.Argument(help="CA name")],
+    data: DataOption = None,
+    db: DbOption = None,
+) -> None:
+    """Print the PEM chain from CA NAME up to the root on stdout."""
+    pki = open_pki(data, db)
+    try:
+        chain = pki.authorities.certificate_chain(name)
+    finally:
+        pki.close()
+    typer.echo("".join(c.public_bytes(Encoding.PEM).decode() for c in chain), nl=False)

@@ -1,0 +1,188 @@
+"""``otward cert issue|list|show|revoke``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from rich.table import Table
+
+from otward.cli.common import DataOption, DbOption, JsonOption, console, handle_errors, open_pki, print_json
+from otward.core.durations import parse_duration
+from otward.core.records import parse_serial
+from otward.core.revocation import REASON_NAMES, parse_reason
+from otward.errors import InvalidRequestError, NotFoundError
+from otward.http.schemas import CertificateOut
+from otward.services.queries import certificate_filter
+
+app = typer.Typer(help="Certificates: issue from a CSR, list, show, revoke.", no_args_is_help=True)
+
+
+def _serial(text: str) -> int:
+    try:
+        return parse_serial(text)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), rule="serial") from None
+
+
+@app.command("issue")
+@handle_errors
+def issue(
+    csr: Annotated[
+        Path, typer.Option("--csr", help="PKCS#10 request, PEM or DER", exists=True, dir_okay=False)
+    ],
+    profile: Annotated[
+        str, typer.Option("--profile", help="tls-server, tls-client, device, opcua-application, modbus-role")
+    ],
+    ca: Annotated[str | None, typer.Option("--ca", help="Issuing CA [default: issuing]")] = None,
+    days: Annotated[
+        int | None, typer.Option("--days", help="Validity in days [default: the profile's]")
+    ] = None,
+    role: Annotated[str | None, typer.Option("--role", help="Modbus/TCP Security role (modbus-role)")] = None,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="Device owner (device) [default: the CA]")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the certificate (PEM) here")] = None,
+    chain_out: Annotated[
+        Path | None, typer.Option("--chain-out", help="Write the CA chain (PEM) here")
+    ] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue a certificate from a CSR; it is stored before anything is written or printed."""
+    pki = open_pki(data, db)
+    try:
+        issued = pki.issuance.issue(
+            csr.read_bytes(), profile=profile, ca=ca, validity_days=days, role=role, owner=owner
+        )
+    finally:
+        pki.close()
+    if out is not None:
+        out.write_text(issued.pem)
+    if chain_out is not None:
+        chain_out.write_text("".join(issued.chain_pem))
+    if as_json:
+        print_json({"serial": issued.serial, "certificate": issued.pem, "chain": issued.chain_pem})
+    elif out is None:
+        typer.echo(issued.pem, nl=False)
+    else:
+        console.print(f"issued {issued.serial} ({issued.record.subject}) -> {out}", highlight=False)
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    expiring_within: Annotated[str | None, typer.Option("--expiring-within", help="e.g. 30d")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="valid, expired or revoked")] = None,
+    ca: Annotated[str | None, typer.Option("--ca")] = None,
+    profile: Annotated[str | None, typer.Option("--profile")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100000)] = 100,
+    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List certificates, newest first."""
+    if expiring_within is not None:
+        parse_duration(expiring_within)
+    pki = open_pki(data, db)
+    try:
+        now = pki.clock()
+        query = certificate_filter(
+            now, status=status, expiring_within=expiring_within, ca=ca, profile=profile
+        )
+        records, total = pki.store.list_certificates(query, limit=limit, offset=offset)
+    finally:
+        pki.close()
+    items = [CertificateOut.from_record(r, now) for r in records]
+    if as_json:
+        print_json(
+            {
+                "items": [i.model_dump(mode="json", exclude={"certificate"}) for i in items],
+                "total": total,
+                "limit": limit,
+                "offset": offset,
+            }
+        )
+        return
+    table = Table(
+        "serial", "ca", "profile", "subject", "not after", "status", title=f"{len(items)} of {total}"
+    )
+    for i in items:
+        table.add_row(i.serial, i.ca, i.profile, i.subject, f"{i.not_valid_after:%Y-%m-%d %H:%M}", i.status)
+    console.print(table)
+
+
+@app.command("show")
+@handle_errors
+def show(
+    serial: Annotated[str, typer.Argument(help="Serial number in hex")],
+    pem: Annotated[bool, typer.Option("--pem", help="Print only the certificate PEM")] = False,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one certificate."""
+    pki = open_pki(data, db)
+    try:
+        record = pki.store.get_certificate(_serial(serial))
+        now = pki.clock()
+    finally:
+        pki.close()
+    if record is None:
+        raise NotFoundError(f"certificate {serial} not found", rule="serial")
+    item = CertificateOut.from_record(record, now)
+    if as_json:
+        print_json(item.model_dump(mode="json"))
+    elif pem:
+        typer.echo(item.certificate, nl=False)
+    else:
+        certificate = x509.load_der_x509_certificate(record.der)
+        for label, value in (
+            ("serial", item.serial),
+            ("subject", item.subject),
+            ("issuer", certificate.issuer.rfc4514_string()),
+            ("ca", item.ca),
+            ("profile", item.profile),
+            ("not before", item.not_valid_before.isoformat()),
+            ("not after", item.not_valid_after.isoformat()),
+            ("status", item.status),
+        ):
+            console.print(f"[bold]{label:>10}[/]  {value}", highlight=False)
+        if item.revoked_at:
+            console.print(
+                f"[bold]{'revoked':>10}[/]  {item.revoked_at.isoformat()} ({item.revocation_reason})"
+            )
+        typer.echo(certificate.public_bytes(Encoding.PEM).decode(), nl=False)
+
+
+@app.command("revoke")
+@handle_errors
+def revoke(
+    serial: Annotated[str, typer.Argument(help="Serial number in hex")],
+    reason: Annotated[
+        str, typer.Option("--reason", help=f"One of: {', '.join(REASON_NAMES)}")
+    ] = "unspecified",
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a certificate for good; its CA's CRL is regenerated at once."""
+    flag = parse_reason(reason)
+    pki = open_pki(data, db)
+    try:
+        record = pki.revocation.revoke(_serial(serial), flag)
+        now = pki.clock()
+    finally:
+        pki.close()
+    item = CertificateOut.from_record(record, now)
+    if as_json:
+        print_json(item.model_dump(mode="json", exclude={"certificate"}))
+    else:
+        console.print(
+            f"revoked {item.serial} ({item.subject}), reason {item.revocation_reason}", highlight=False
+        )

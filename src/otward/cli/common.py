@@ -1,0 +1,79 @@
+"""What every command shares: the data directory option, error handling and output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from otward.config import Settings, default_data_dir, load_settings
+from otward.errors import OtwardError
+from otward.services.pki import Pki
+
+__all__ = [
+    "DataOption",
+    "DbOption",
+    "JsonOption",
+    "console",
+    "err_console",
+    "handle_errors",
+    "open_pki",
+    "print_json",
+]
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="Data directory [default: $OTWARD_DATA or the per-user data directory]",
+        show_default=False,
+    ),
+]
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar="OTWARD_DB", help="Database URL (overrides the data directory's config)"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def resolve_data_dir(data: Path | None) -> Path:
+    return data if data is not None else default_data_dir()
+
+
+def load(data: Path | None, db: str | None) -> Settings:
+    return load_settings(resolve_data_dir(data), database_url=db)
+
+
+def open_pki(data: Path | None, db: str | None) -> Pki:
+    return Pki.open(load(data, db))
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Exit 1 with the error's message on any OtwardError (usage errors exit 2 via Typer)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except OtwardError as exc:
+            rule = f" [{exc.rule}]" if exc.rule else ""
+            err_console.print(f"[bold red]error:[/] {exc.message}{rule}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")

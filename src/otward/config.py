@@ -1,0 +1,183 @@
+"""Settings of an otward installation, read from ``DATA/config.toml`` and the environment.
+
+The data directory holds everything: ``config.toml``, the SQLite database,
+encrypted keys under ``keys/``, the service's TLS files and the admin token.
+The environment overrides: ``OTWARD_DATA`` (data directory), ``OTWARD_DB``
+(database URL), ``OTWARD_CA_PASSPHRASE`` or ``OTWARD_CA_PASSPHRASE_FILE``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from otward.core.profiles import BUILTIN_PROFILES, Profile, apply_overrides
+from otward.errors import ConfigError
+
+__all__ = [
+    "CONFIG_FILE",
+    "CrlSettings",
+    "OcspSettings",
+    "Settings",
+    "default_data_dir",
+    "load_settings",
+    "read_passphrase",
+    "render_config",
+]
+
+CONFIG_FILE = "config.toml"
+PASSPHRASE_FILE = "ca.pass"  # noqa: S105 - a file name, not a secret
+
+
+class CrlSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    validity_hours: int = Field(default=168, ge=1, le=24 * 90)
+    refresh_hours: int = Field(default=24, ge=1)
+
+    @model_validator(mode="after")
+    def _refresh_within_validity(self) -> CrlSettings:
+        if self.refresh_hours >= self.validity_hours:
+            raise ValueError("crl.refresh_hours must be less than crl.validity_hours")
+        return self
+
+    @property
+    def validity(self) -> timedelta:
+        return timedelta(hours=self.validity_hours)
+
+    @property
+    def refresh_margin(self) -> timedelta:
+        return timedelta(hours=self.refresh_hours)
+
+
+class OcspSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    validity_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    cache_seconds: int = Field(default=60, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _cache_within_validity(self) -> OcspSettings:
+        if self.cache_seconds >= self.validity_minutes * 60:
+            raise ValueError("ocsp.cache_seconds must be less than ocsp.validity_minutes")
+        return self
+
+
+class Settings(BaseModel):
+    """One installation's settings; validated as a whole when loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path
+    database_url: str
+    organization: str = "otward"
+    public_url: str = "http://127.0.0.1:8080"
+    crl: CrlSettings = CrlSettings()
+    ocsp: OcspSettings = OcspSettings()
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith("http://") or len(value) < 8:
+            raise ValueError(
+                "public_url must be a plain http:// URL: relying parties fetch CRLs and OCSP without TLS"
+            )
+        return value.rstrip("/")
+
+    def resolved_profiles(self) -> dict[str, Profile]:
+        return apply_overrides(BUILTIN_PROFILES, self.profiles)
+
+    @model_validator(mode="after")
+    def _profiles_valid(self) -> Settings:
+        self.resolved_profiles()
+        return self
+
+
+def default_data_dir() -> Path:
+    """``OTWARD_DATA`` if set, else the per-user data directory."""
+    env = os.environ.get("OTWARD_DATA")
+    return Path(env) if env else Path(platformdirs.user_data_dir("otward", appauthor=False))
+
+
+def default_database_url(data_dir: Path) -> str:
+    return f"sqlite:///{(data_dir / 'otward.db').resolve()}"
+
+
+def load_settings(data_dir: Path, *, database_url: str | None = None) -> Settings:
+    """Read ``DATA/config.toml``; ``database_url`` (or ``OTWARD_DB``) overrides the stored one."""
+    path = data_dir / CONFIG_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{data_dir} is not an otward data directory (no {CONFIG_FILE}); run 'otward init'"
+        ) from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    raw["data_dir"] = data_dir
+    url = database_url or os.environ.get("OTWARD_DB") or raw.get("database_url")
+    raw["database_url"] = url or default_database_url(data_dir)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        dotted = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {dotted}: {first['msg']}") from None
+
+
+def render_config(*, organization: str, public_url: str, database_url: str | None) -> str:
+    """The initial ``config.toml`` written by ``otward init`` (strings JSON-escaped, valid TOML)."""
+    lines = [
+        "# otward configuration. See docs/settings.md for every key.",
+        f"organization = {json.dumps(organization)}",
+        "# Base URL written into certificates for CRL, OCSP and CA-issuer links (plain HTTP).",
+        f"public_url = {json.dumps(public_url)}",
+    ]
+    if database_url:
+        lines.append(f"database_url = {json.dumps(database_url)}")
+    else:
+        lines.append('# database_url = "postgresql+psycopg://user@host/db"  (default: otward.db here)')
+    lines += [
+        "",
+        "[crl]",
+        "validity_hours = 168  # nextUpdate - thisUpdate",
+        "refresh_hours = 24    # a CRL is regenerated when less than this remains",
+        "",
+        "[ocsp]",
+        "validity_minutes = 60  # nextUpdate - thisUpdate of each response",
+        "cache_seconds = 60     # a signed response without nonce is reused this long",
+        "",
+        "# Profile overrides, for example:",
+        "# [profiles.tls-server]",
+        "# max_validity_days = 90",
+        "# default_validity_days = 90",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def read_passphrase(data_dir: Path) -> bytes:
+    """The CA key passphrase: ``OTWARD_CA_PASSPHRASE``, the file named by
+    ``OTWARD_CA_PASSPHRASE_FILE``, or ``DATA/ca.pass``."""
+    env = os.environ.get("OTWARD_CA_PASSPHRASE")
+    if env:
+        return env.encode()
+    file_env = os.environ.get("OTWARD_CA_PASSPHRASE_FILE")
+    path = Path(file_env) if file_env else data_dir / PASSPHRASE_FILE
+    try:
+        value = path.read_bytes().strip()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no CA passphrase: set OTWARD_CA_PASSPHRASE or OTWARD_CA_PASSPHRASE_FILE, or create {path}"
+        ) from None
+    if not value:
+        raise ConfigError(f"CA passphrase file {path} is empty")
+    return value

@@ -1,0 +1,496 @@
+"""Issuance as a pipeline: a checked CSR and a profile become a certificate plan, then a builder.
+
+Each rule is a small function that validates the request or returns an adjusted
+plan. A profile selects its rules; a new policy is a new rule, not a new branch
+in a long function. Time and serial numbers are arguments: the core never reads
+the clock or draws random numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID, ObjectIdentifier
+
+from otward.core.authority import AuthorityInfo
+from otward.core.csr import CheckedRequest
+from otward.core.extensions import key_identifier, modbus_role_extension, validate_role_name
+from otward.core.names import (
+    SubjectAltNames,
+    build_san_extension,
+    dns_name_within,
+    is_valid_dns_name,
+    subject_attribute_names,
+    validate_uri,
+)
+from otward.core.profiles import Identity, Profile
+from otward.errors import InvalidRequestError, PolicyViolationError
+
+__all__ = [
+    "BACKDATE",
+    "CertificatePlan",
+    "IssuanceRequest",
+    "build_ca_certificate",
+    "build_certificate",
+    "build_ocsp_responder_certificate",
+    "ca_key_usage",
+    "device_uri",
+    "issuer_extensions",
+    "plan_certificate",
+    "rules_for",
+    "validate_serial_number",
+]
+
+BACKDATE = timedelta(seconds=60)
+"""notBefore lies this far before issuance, for devices whose clocks run slightly behind."""
+
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_OWNER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[a-z0-9.-]{1,253}$")
+
+
+@dataclass(frozen=True)
+class IssuanceRequest:
+    """Everything a decision about one certificate depends on."""
+
+    checked: CheckedRequest
+    profile: Profile
+    issuer: AuthorityInfo
+    now: datetime
+    validity_days: int | None = None
+    role: str | None = None
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class CertificatePlan:
+    """The content of the certificate to be signed, before serial and signature."""
+
+    subject: x509.Name
+    sans: SubjectAltNames
+    not_valid_before: datetime
+    not_valid_after: datetime
+    key_usage: frozenset[str]
+    extended_key_usage: tuple[ObjectIdentifier, ...]
+    extra_extensions: tuple[x509.ExtensionType, ...] = ()
+
+
+Rule = Callable[[IssuanceRequest, CertificatePlan], CertificatePlan]
+
+
+def device_uri(owner: str, device_id: str) -> str:
+    """The URI SAN that names a device and its owner: ``urn:otward:device:<owner>:<device-id>``."""
+    return f"urn:otward:device:{owner}:{device_id}"
+
+
+def _common_name(subject: x509.Name) -> str | None:
+    values = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(values) > 1:
+        raise PolicyViolationError("subject has more than one CN", rule="subject-cn")
+    return str(values[0].value) if values else None
+
+
+# --- rules that validate -------------------------------------------------------------------------
+
+
+def check_key_type(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    if req.checked.key_type not in req.profile.key_types:
+        allowed = ", ".join(sorted(k.value for k in req.profile.key_types))
+        raise PolicyViolationError(
+            f"key type '{req.checked.key_type.value}' not allowed by profile '{req.profile.name}' "
+            f"(allowed: {allowed})",
+            rule="key-type",
+        )
+    return plan
+
+
+def check_subject(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    names = subject_attribute_names(plan.subject)
+    for name in names:
+        if name not in req.profile.subject_allowed:
+            raise PolicyViolationError(
+                f"subject attribute '{name}' not allowed by profile '{req.profile.name}'",
+                rule="subject-attribute",
+            )
+    for name in sorted(req.profile.subject_required):
+        if name not in names:
+            raise PolicyViolationError(
+                f"subject attribute '{name}' is required by profile '{req.profile.name}'",
+                rule="subject-required",
+            )
+    for attr in plan.subject:
+        value = attr.value
+        if not isinstance(value, str) or not value.strip() or len(value) > 64:
+            raise PolicyViolationError(
+                "subject attribute values must be 1-64 characters of text", rule="subject-value"
+            )
+        if attr.oid == NameOID.COUNTRY_NAME and not re.fullmatch(r"[A-Z]{2}", value):
+            raise PolicyViolationError("subject C must be a two-letter country code", rule="subject-value")
+    _common_name(plan.subject)
+    return plan
+
+
+def check_san_kinds(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    for kind in sorted(plan.sans.kinds()):
+        if kind not in req.profile.san_allowed:
+            raise PolicyViolationError(
+                f"{kind} SAN not allowed by profile '{req.profile.name}'", rule="san-type"
+            )
+    if req.profile.san_required_any and not (plan.sans.kinds() & req.profile.san_required_any):
+        kinds = " or ".join(sorted(req.profile.san_required_any))
+        raise PolicyViolationError(
+            f"profile '{req.profile.name}' requires a {kinds} SAN", rule="san-required"
+        )
+    if plan.sans.is_empty and not list(plan.subject):
+        raise PolicyViolationError("certificate would have neither subject nor SAN", rule="subject-empty")
+    return plan
+
+
+def check_san_syntax(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    for dns in plan.sans.dns:
+        if not is_valid_dns_name(dns):
+            raise PolicyViolationError(f"dns name '{dns}' is not a valid host name", rule="san-dns")
+    for uri in plan.sans.uri:
+        validate_uri(uri)
+        if uri.lower().startswith("urn:otward:"):
+            raise PolicyViolationError(
+                f"uri '{uri}' is in otward's own namespace and cannot be requested", rule="san-uri"
+            )
+    for email in plan.sans.email:
+        if not _EMAIL.match(email):
+            raise PolicyViolationError(f"email '{email}' is not a valid mailbox", rule="san-email")
+    return plan
+
+
+def check_name_constraints(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    """Refuse names outside the issuing CA's permitted DNS subtrees instead of issuing a useless cert."""
+    permitted = req.issuer.permitted_dns
+    if not permitted:
+        return plan
+    for dns in plan.sans.dns:
+        if not any(dns_name_within(dns.removeprefix("*."), p) for p in permitted):
+            raise PolicyViolationError(
+                f"dns name '{dns}' is outside the name constraints of CA '{req.issuer.name}' "
+                f"(permitted: {', '.join(permitted)})",
+                rule="name-constraints",
+            )
+    return plan
+
+
+def set_validity(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    profile = req.profile
+    days = req.validity_days
+    if days is not None and (days < 1 or days > profile.max_validity_days):
+        raise PolicyViolationError(
+            f"validity of {days} days exceeds the maximum of profile '{profile.name}' "
+            f"({profile.max_validity_days} days)"
+            if days > 0
+            else "validity must be at least 1 day",
+            rule="validity",
+        )
+    not_after = req.now + timedelta(days=days or profile.default_validity_days)
+    ca_not_after = req.issuer.certificate.not_valid_after_utc
+    if not_after > ca_not_after:
+        if days is not None:
+            raise PolicyViolationError(
+                f"validity of {days} days would end after CA '{req.issuer.name}' expires "
+                f"({ca_not_after.isoformat()})",
+                rule="validity-issuer",
+            )
+        not_after = ca_not_after
+    not_before = req.now - BACKDATE
+    if not_after <= req.now:
+        raise PolicyViolationError(f"CA '{req.issuer.name}' has expired", rule="validity-issuer")
+    return dataclasses.replace(plan, not_valid_before=not_before, not_valid_after=not_after)
+
+
+def check_role_absent(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    if req.role is not None:
+        raise InvalidRequestError(
+            f"a role is only accepted by profile 'modbus-role', not '{req.profile.name}'", rule="role"
+        )
+    return plan
+
+
+def adapt_key_usage(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    """keyEncipherment and dataEncipherment exist only for RSA keys (RFC 5480, RFC 8410).
+
+    An EC key in a profile that enciphers data (OPC UA) does key agreement instead.
+    """
+    usage = set(plan.key_usage)
+    if not req.checked.key_type.is_rsa:
+        enciphers = "data_encipherment" in usage
+        usage -= {"key_encipherment", "data_encipherment"}
+        if enciphers and req.checked.key_type.is_ec:
+            usage.add("key_agreement")
+    elif req.checked.key_type.is_rsa:
+        usage.discard("key_agreement")
+    return dataclasses.replace(plan, key_usage=frozenset(usage))
+
+
+# --- rules per identity ---------------------------------------------------------------------------
+
+
+def check_tls_server_cn(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    cn = _common_name(plan.subject)
+    if cn is not None and cn.lower() not in plan.sans.dns and cn not in {str(i) for i in plan.sans.ip}:
+        raise PolicyViolationError(f"CN '{cn}' must also be a DNS or IP SAN", rule="subject-cn-in-san")
+    return plan
+
+
+def add_device_identity(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    device_id = _common_name(plan.subject) or ""
+    if not _DEVICE_ID.match(device_id):
+        raise PolicyViolationError(
+            f"device id (CN) '{device_id}' must be 1-64 letters, digits or ._-", rule="device-id"
+        )
+    owner = req.owner if req.owner is not None else req.issuer.name
+    if not _OWNER.match(owner):
+        raise PolicyViolationError(
+            f"owner '{owner}' must be 1-64 lower-case letters, digits or ._-", rule="device-owner"
+        )
+    sans = dataclasses.replace(plan.sans, uri=(device_uri(owner, device_id),))
+    return dataclasses.replace(plan, sans=sans)
+
+
+def check_opcua_application(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    if len(plan.sans.uri) != 1:
+        raise PolicyViolationError(
+            "an OPC UA application certificate needs exactly one URI SAN (the application URI)",
+            rule="opcua-application-uri",
+        )
+    if not (plan.sans.dns or plan.sans.ip):
+        raise PolicyViolationError(
+            "an OPC UA application certificate needs the host's DNS name or IP address as SAN",
+            rule="opcua-host-name",
+        )
+    return plan
+
+
+def add_modbus_role(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    if not req.role:
+        raise InvalidRequestError("profile 'modbus-role' requires a role", rule="role")
+    validate_role_name(req.role)
+    return dataclasses.replace(
+        plan, extra_extensions=(*plan.extra_extensions, modbus_role_extension(req.role))
+    )
+
+
+def check_owner_unused(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    if req.owner is not None:
+        raise InvalidRequestError(
+            f"an owner is only accepted by profile 'device', not '{req.profile.name}'", rule="owner"
+        )
+    return plan
+
+
+_IDENTITY_RULES: dict[Identity, tuple[Rule, ...]] = {
+    Identity.GENERIC: (check_role_absent, check_owner_unused),
+    Identity.TLS_SERVER: (check_role_absent, check_owner_unused, check_tls_server_cn),
+    Identity.DEVICE: (check_role_absent, add_device_identity),
+    Identity.OPCUA_APPLICATION: (check_role_absent, check_owner_unused, check_opcua_application),
+    Identity.MODBUS_ROLE: (check_owner_unused, add_modbus_role),
+}
+
+
+def rules_for(profile: Profile) -> tuple[Rule, ...]:
+    """The ordered rules for ``profile``: checks on the request first, then additions."""
+    return (
+        check_key_type,
+        check_subject,
+        check_san_kinds,
+        check_san_syntax,
+        *_IDENTITY_RULES[profile.identity],
+        check_name_constraints,
+        set_validity,
+        adapt_key_usage,
+    )
+
+
+def plan_certificate(req: IssuanceRequest) -> CertificatePlan:
+    """Run the profile's rules over the request; raises the first rule's error."""
+    plan = CertificatePlan(
+        subject=req.checked.subject,
+        sans=req.checked.sans,
+        not_valid_before=req.now,
+        not_valid_after=req.now,
+        key_usage=req.profile.key_usage,
+        extended_key_usage=req.profile.extended_key_usage,
+    )
+    for rule in rules_for(req.profile):
+        plan = rule(req, plan)
+    return plan
+
+
+def validate_serial_number(serial_number: int) -> None:
+    """RFC 5280 4.1.2.2: positive, at most 20 octets; otward also wants at least 64 bits of entropy."""
+    if serial_number <= 0 or serial_number.bit_length() > 159:
+        raise InvalidRequestError("serial number must be positive and fit in 20 octets", rule="serial")
+    if serial_number.bit_length() < 64:
+        raise InvalidRequestError("serial number must carry at least 64 random bits", rule="serial")
+
+
+def _key_usage_extension(usage: frozenset[str], *, ca: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature="digital_signature" in usage,
+        content_commitment="content_commitment" in usage,
+        key_encipherment="key_encipherment" in usage,
+        data_encipherment="data_encipherment" in usage,
+        key_agreement="key_agreement" in usage,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def issuer_extensions(issuer: AuthorityInfo) -> list[tuple[x509.ExtensionType, bool]]:
+    """AKI, CRL distribution point and AIA (OCSP + caIssuers): what every certificate of a CA carries."""
+    ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    urls = issuer.urls
+    return [
+        (x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False),
+        (
+            x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint(
+                        full_name=[x509.UniformResourceIdentifier(urls.crl)],
+                        relative_name=None,
+                        reasons=None,
+                        crl_issuer=None,
+                    )
+                ]
+            ),
+            False,
+        ),
+        (
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls.ocsp)
+                    ),
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.CA_ISSUERS,
+                        x509.UniformResourceIdentifier(urls.ca_issuers),
+                    ),
+                ]
+            ),
+            False,
+        ),
+    ]
+
+
+def build_certificate(
+    plan: CertificatePlan,
+    public_key: CertificatePublicKeyTypes,
+    issuer: AuthorityInfo,
+    serial_number: int,
+) -> x509.CertificateBuilder:
+    """An unsigned end-entity certificate for ``plan``; the caller signs it with the issuer's key."""
+    validate_serial_number(serial_number)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(plan.subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(serial_number)
+        .not_valid_before(plan.not_valid_before)
+        .not_valid_after(plan.not_valid_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage_extension(plan.key_usage), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier(key_identifier(public_key)), critical=False)
+    )
+    if plan.extended_key_usage:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(plan.extended_key_usage)), critical=False)
+    if not plan.sans.is_empty:
+        # RFC 5280 4.2.1.6: critical when the subject is empty.
+        builder = builder.add_extension(build_san_extension(plan.sans), critical=not list(plan.subject))
+    for ext, critical in issuer_extensions(issuer):
+        builder = builder.add_extension(ext, critical=critical)
+    for extra in plan.extra_extensions:
+        builder = builder.add_extension(extra, critical=False)
+    return builder
+
+
+def ca_key_usage() -> x509.KeyUsage:
+    """keyCertSign and cRLSign: all a CA key does (digitalSignature would let it sign OCSP itself)."""
+    return _key_usage_extension(frozenset(), ca=True)
+
+
+def build_ca_certificate(
+    *,
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    serial_number: int,
+    not_valid_before: datetime,
+    not_valid_after: datetime,
+    path_length: int | None,
+    issuer: AuthorityInfo | None,
+    permitted_dns: Sequence[str] = (),
+) -> x509.CertificateBuilder:
+    """A root (``issuer`` None, self-signed) or subordinate CA certificate."""
+    validate_serial_number(serial_number)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject if issuer else subject)
+        .public_key(public_key)
+        .serial_number(serial_number)
+        .not_valid_before(not_valid_before)
+        .not_valid_after(not_valid_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(ca_key_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier(key_identifier(public_key)), critical=False)
+    )
+    if permitted_dns:
+        for name in permitted_dns:
+            if not is_valid_dns_name(name.lower().lstrip(".")):
+                raise PolicyViolationError(
+                    f"permitted dns '{name}' is not a valid domain", rule="name-constraints"
+                )
+        builder = builder.add_extension(
+            x509.NameConstraints(
+                permitted_subtrees=[x509.DNSName(n.lower().lstrip(".")) for n in permitted_dns],
+                excluded_subtrees=None,
+            ),
+            critical=True,
+        )
+    if issuer is not None:
+        for ext, critical in issuer_extensions(issuer):
+            builder = builder.add_extension(ext, critical=critical)
+    return builder
+
+
+def build_ocsp_responder_certificate(
+    *,
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    issuer: AuthorityInfo,
+    serial_number: int,
+    not_valid_before: datetime,
+    not_valid_after: datetime,
+) -> x509.CertificateBuilder:
+    """A delegated OCSP responder (RFC 6960 4.2.2.2): id-kp-OCSPSigning and id-pkix-ocsp-nocheck."""
+    validate_serial_number(serial_number)
+    ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(serial_number)
+        .not_valid_before(not_valid_before)
+        .not_valid_after(not_valid_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage_extension(frozenset({"digital_signature"})), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .add_extension(x509.OCSPNoCheck(), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier(key_identifier(public_key)), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+    )

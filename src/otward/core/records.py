@@ -1,0 +1,130 @@
+"""Stored facts about authorities and certificates, as the services and adapters exchange them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ReasonFlags
+
+__all__ = [
+    "AuthorityRecord",
+    "CertificateFilter",
+    "CertificateKind",
+    "CertificateRecord",
+    "CertificateStatus",
+    "CrlRecord",
+    "TokenRecord",
+    "certificate_record",
+    "format_serial",
+    "parse_serial",
+]
+
+
+def format_serial(serial_number: int) -> str:
+    """Serial numbers are shown and stored as lower-case hex without separators."""
+    return format(serial_number, "x")
+
+
+def parse_serial(text: str) -> int:
+    """Accept hex with or without colons, case-insensitive; raise ValueError otherwise."""
+    cleaned = text.strip().replace(":", "").lower().removeprefix("0x")
+    if not cleaned or len(cleaned) > 42 or any(c not in "0123456789abcdef" for c in cleaned):
+        raise ValueError(f"'{text}' is not a hexadecimal serial number")
+    return int(cleaned, 16)
+
+
+CertificateStatus = Literal["valid", "expired", "revoked"]
+
+
+class CertificateKind(enum.Enum):
+    END_ENTITY = "end-entity"
+    CA = "ca"
+    OCSP_RESPONDER = "ocsp-responder"
+
+
+@dataclass(frozen=True)
+class AuthorityRecord:
+    name: str
+    parent: str | None
+    certificate_der: bytes
+    key_ref: str
+    ocsp_certificate_der: bytes
+    ocsp_key_ref: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    serial_number: int
+    ca: str
+    profile: str
+    kind: CertificateKind
+    subject: str
+    not_valid_before: datetime
+    not_valid_after: datetime
+    der: bytes
+    created_at: datetime
+    revoked_at: datetime | None = None
+    revocation_reason: ReasonFlags | None = None
+
+    @property
+    def serial(self) -> str:
+        return format_serial(self.serial_number)
+
+    def status_at(self, now: datetime) -> CertificateStatus:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.not_valid_after <= now else "valid"
+
+
+@dataclass(frozen=True)
+class CertificateFilter:
+    """Which certificates a listing shows; None means no restriction."""
+
+    ca: str | None = None
+    profile: str | None = None
+    revoked: bool | None = None
+    expires_before: datetime | None = None
+    expires_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CrlRecord:
+    ca: str
+    crl_number: int
+    this_update: datetime
+    next_update: datetime
+    der: bytes
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token; only the SHA-256 of its secret is ever stored."""
+
+    token_id: str
+    name: str
+    secret_hash: bytes
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+def certificate_record(
+    certificate: x509.Certificate, *, ca: str, profile: str, kind: CertificateKind, now: datetime
+) -> CertificateRecord:
+    """The record stored for a freshly signed ``certificate``."""
+    return CertificateRecord(
+        serial_number=certificate.serial_number,
+        ca=ca,
+        profile=profile,
+        kind=kind,
+        subject=certificate.subject.rfc4514_string(),
+        not_valid_before=certificate.not_valid_before_utc,
+        not_valid_after=certificate.not_valid_after_utc,
+        der=certificate.public_bytes(Encoding.DER),
+        created_at=now,
+    )

@@ -1,0 +1,147 @@
+"""The HTTPS API: FastAPI for admin endpoints, the raw status app for CRL and OCSP."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import PlainTextResponse
+
+from otward import __version__
+from otward.core.records import parse_serial
+from otward.core.revocation import parse_reason
+from otward.errors import InvalidRequestError, NotFoundError
+from otward.http.auth import AdminToken, get_pki
+from otward.http.problems import install_problem_handlers
+from otward.http.schemas import (
+    AuthorityOut,
+    CertificateOut,
+    CertificatePage,
+    IssueRequest,
+    IssueResponse,
+    RevokeRequest,
+)
+from otward.http.status import STATUS_PREFIXES, StatusApp
+from otward.services.pki import Pki
+from otward.services.queries import certificate_filter
+
+__all__ = ["create_api", "create_app"]
+
+Scope = dict[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _serial(text: str) -> int:
+    try:
+        return parse_serial(text)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), rule="serial") from None
+
+
+@router.post("/certificates", status_code=201, response_model=IssueResponse, tags=["certificates"])
+def issue_certificate(body: IssueRequest, request: Request, _admin: AdminToken) -> IssueResponse:
+    """Issue a certificate from a CSR under a profile. The certificate is stored before it is returned."""
+    issued = get_pki(request).issuance.issue(
+        body.csr, profile=body.profile, ca=body.ca, validity_days=body.days, role=body.role, owner=body.owner
+    )
+    return IssueResponse(serial=issued.serial, certificate=issued.pem, chain=issued.chain_pem)
+
+
+@router.get("/certificates", response_model=CertificatePage, tags=["certificates"])
+def list_certificates(
+    request: Request,
+    _admin: AdminToken,
+    status: Annotated[str | None, Query(description="valid, expired or revoked")] = None,
+    expiring_within: Annotated[str | None, Query(description="e.g. 30d")] = None,
+    ca: str | None = None,
+    profile: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> CertificatePage:
+    """Certificates newest first, with paging (``limit``, ``offset``) and the total count."""
+    pki = get_pki(request)
+    now = pki.clock()
+    query = certificate_filter(now, status=status, expiring_within=expiring_within, ca=ca, profile=profile)
+    records, total = pki.store.list_certificates(query, limit=limit, offset=offset)
+    return CertificatePage(
+        items=[CertificateOut.from_record(r, now) for r in records], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/certificates/{serial}", response_model=CertificateOut, tags=["certificates"])
+def show_certificate(serial: str, request: Request, _admin: AdminToken) -> CertificateOut:
+    pki = get_pki(request)
+    record = pki.store.get_certificate(_serial(serial))
+    if record is None:
+        raise NotFoundError(f"certificate {serial} not found", rule="serial")
+    return CertificateOut.from_record(record, pki.clock())
+
+
+@router.post("/certificates/{serial}/revoke", response_model=CertificateOut, tags=["certificates"])
+def revoke_certificate(
+    serial: str, request: Request, _admin: AdminToken, body: RevokeRequest | None = None
+) -> CertificateOut:
+    """Revoke for good; the CA's CRL is republished and OCSP answers 'revoked' at once."""
+    pki = get_pki(request)
+    reason = parse_reason(body.reason if body else None)
+    record = pki.revocation.revoke(_serial(serial), reason)
+    return CertificateOut.from_record(record, pki.clock())
+
+
+@router.get("/cas", response_model=list[AuthorityOut], tags=["authorities"])
+def list_authorities(request: Request, _admin: AdminToken) -> list[AuthorityOut]:
+    return [AuthorityOut.from_record(r) for r in get_pki(request).authorities.list()]
+
+
+@router.get("/cas/{name}", response_model=AuthorityOut, tags=["authorities"])
+def show_authority(name: str, request: Request, _admin: AdminToken) -> AuthorityOut:
+    record = get_pki(request).store.get_authority(name)
+    if record is None:
+        raise NotFoundError(f"CA '{name}' not found", rule="ca")
+    return AuthorityOut.from_record(record)
+
+
+@router.get("/cas/{name}/chain", response_class=PlainTextResponse, tags=["authorities"])
+def authority_chain(name: str, request: Request) -> str:
+    """PEM chain from this CA up to the root (public: relying parties need it)."""
+    chain = get_pki(request).authorities.certificate_chain(name)
+    return "".join(c.public_bytes(Encoding.PEM).decode() for c in chain)
+
+
+def create_api(pki: Pki) -> FastAPI:
+    """The FastAPI application alone (admin API, health, OpenAPI at /docs)."""
+    app = FastAPI(
+        title="otward",
+        version=__version__,
+        description="Private PKI for industrial sites: issuance, revocation, CRL and OCSP.",
+    )
+    app.state.pki = pki
+    install_problem_handlers(app)
+    app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app
+
+
+def create_app(pki: Pki) -> ASGIApp:
+    """The HTTPS application: status paths go to the lean status app, the rest to FastAPI."""
+    api = create_api(pki)
+    status = StatusApp(pki)
+
+    async def app(
+        scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
+    ) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(STATUS_PREFIXES):
+            await status(scope, receive, send)
+        else:
+            await api(scope, receive, send)
+
+    app.api = api  # type: ignore[attr-defined]  # tests reach the FastAPI object through this
+    return app

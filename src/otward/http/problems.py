@@ -1,0 +1,104 @@
+"""Errors to HTTP: one table from error class to status, answered as RFC 9457 problem+json.
+
+A 5xx answer carries only a request id; the cause goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from otward.errors import (
+    AuthenticationError,
+    BackendError,
+    ConfigError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    OtwardError,
+    PolicyViolationError,
+)
+
+__all__ = ["install_problem_handlers", "problem_response", "status_for"]
+
+log = logging.getLogger("otward.http")
+
+_STATUS: tuple[tuple[type[OtwardError], int, str], ...] = (
+    (InvalidRequestError, 400, "invalid-request"),
+    (PolicyViolationError, 422, "policy-violation"),
+    (AuthenticationError, 401, "unauthenticated"),
+    (NotFoundError, 404, "not-found"),
+    (ConflictError, 409, "conflict"),
+    (ConfigError, 500, "configuration"),
+    (BackendError, 503, "backend-unavailable"),
+)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def status_for(error: OtwardError) -> tuple[int, str]:
+    for cls, status, kind in _STATUS:
+        if isinstance(error, cls):
+            return status, kind
+    return 500, "internal"
+
+
+def problem_response(
+    status: int, kind: str, detail: str, *, rule: str | None = None, extra: dict[str, Any] | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:otward:problem:{kind}",
+        "title": kind.replace("-", " "),
+        "status": status,
+        "detail": detail,
+    }
+    if rule:
+        body["rule"] = rule
+    if extra:
+        body.update(extra)
+    headers = {"WWW-Authenticate": 'Bearer realm="otward"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+async def _otward_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OtwardError)  # noqa: S101 - registered for OtwardError only
+    status, kind = status_for(exc)
+    if status >= 500:
+        request_id = uuid.uuid4().hex
+        log.error("request %s failed: %s", request_id, exc, exc_info=exc)
+        return problem_response(status, kind, f"the server could not complete the request (id {request_id})")
+    return problem_response(status, kind, exc.message, rule=exc.rule)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    errors = [
+        {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "message": e.get("msg", "")}
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
+    return problem_response(400, "invalid-request", detail, rule="schema", extra={"errors": errors})
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    return problem_response(exc.status_code, "http-error", str(exc.detail))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    request_id = uuid.uuid4().hex
+    log.error("request %s failed unexpectedly", request_id, exc_info=exc)
+    return problem_response(500, "internal", f"the server could not complete the request (id {request_id})")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OtwardError, _otward_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

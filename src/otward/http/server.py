@@ -1,0 +1,163 @@
+"""Running the service: HTTPS API and plain-HTTP status endpoints, in one or more worker processes.
+
+The parent binds both sockets, then each worker process serves both on its
+own event loop (uvicorn ``Server.serve(sockets=...)``), the same model as
+uvicorn's ``--workers``. Worker 0 also refreshes CRLs before they go stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from otward.config import Settings, load_settings, read_passphrase
+from otward.errors import ConfigError, OtwardError
+from otward.http.app import create_app
+from otward.http.status import StatusApp
+from otward.services.bootstrap import TlsFiles
+from otward.services.pki import Pki
+
+__all__ = ["ServeOptions", "serve"]
+
+log = logging.getLogger("otward.server")
+
+CRL_CHECK_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    data_dir: Path
+    database_url: str | None
+    host: str = "127.0.0.1"
+    port: int = 8443
+    http_port: int = 8080
+    workers: int = 1
+    access_log: bool = False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _https_config(app: Any, settings: Settings, options: ServeOptions) -> uvicorn.Config:
+    tls = TlsFiles.in_dir(settings.data_dir)
+    config = uvicorn.Config(
+        app,
+        ssl_certfile=str(tls.certificate_chain),
+        ssl_keyfile=str(tls.private_key),
+        ssl_keyfile_password=read_passphrase(settings.data_dir).decode(),
+        access_log=options.access_log,
+        log_level="info",
+        lifespan="off",
+        server_header=False,
+    )
+    config.load()
+    assert config.ssl is not None  # noqa: S101 - set by load() when a certificate is configured
+    config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    return config
+
+
+class _Server(uvicorn.Server):
+    """Two servers share one loop, so signals are handled once, by the worker, not by each server."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()
+
+
+async def _refresh_crls(pki: Pki) -> None:
+    while True:
+        try:
+            refreshed = await asyncio.to_thread(pki.revocation.refresh_all)
+            if refreshed:
+                log.info("CRLs regenerated for %s", ", ".join(refreshed))
+            for authority in pki.authorities.list():
+                if await asyncio.to_thread(pki.authorities.renew_ocsp_responder_if_due, authority.name):
+                    log.info("OCSP responder of %s renewed", authority.name)
+        except OtwardError:
+            log.exception("periodic CRL refresh failed; retrying")
+        await asyncio.sleep(CRL_CHECK_SECONDS)
+
+
+async def _serve_worker(
+    options: ServeOptions, sockets: tuple[socket.socket, socket.socket], index: int
+) -> None:
+    settings = load_settings(options.data_dir, database_url=options.database_url)
+    pki = Pki.open(settings, migrate=False)
+    https = _Server(_https_config(create_app(pki), settings, options))
+    plain = _Server(
+        uvicorn.Config(StatusApp(pki), access_log=options.access_log, lifespan="off", server_header=False)
+    )
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        https.should_exit = plain.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    refresher = asyncio.create_task(_refresh_crls(pki)) if index == 0 else None
+    try:
+        await asyncio.gather(https.serve(sockets=[sockets[0]]), plain.serve(sockets=[sockets[1]]))
+    finally:
+        if refresher is not None:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+        pki.close()
+
+
+def _worker_main(options: ServeOptions, sockets: tuple[socket.socket, socket.socket], index: int) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_serve_worker(options, sockets, index))
+
+
+def serve(options: ServeOptions) -> None:
+    """Serve until SIGINT/SIGTERM. Migrations run once, before any worker starts."""
+    settings = load_settings(options.data_dir, database_url=options.database_url)
+    Pki.open(settings, migrate=True).close()
+    if options.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    sockets = (_bind(options.host, options.port), _bind(options.host, options.http_port))
+    if options.workers == 1:
+        _worker_main(options, sockets, 0)
+        return
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(
+            target=_worker_main, args=(options, sockets, i), name=f"otward-worker-{i}", daemon=False
+        )
+        for i in range(options.workers)
+    ]
+    for process in processes:
+        process.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for process in processes:
+        process.join()

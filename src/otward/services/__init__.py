@@ -1,0 +1,5 @@
+"""Use cases: the core's decisions composed with storage and key backends."""
+
+from otward.services.pki import IssuedCertificate, Pki
+
+__all__ = ["IssuedCertificate", "Pki"]

@@ -1,0 +1,151 @@
+"""``otward init``: a complete, ready-to-serve data directory in one step."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from otward.adapters.keys import generate_private_key, write_private_file
+from otward.config import (
+    CONFIG_FILE,
+    PASSPHRASE_FILE,
+    Settings,
+    load_settings,
+    read_passphrase,
+    render_config,
+)
+from otward.core.keys import KeyType, signature_hash_for
+from otward.errors import ConfigError
+from otward.services.pki import Pki
+
+__all__ = ["InitResult", "TlsFiles", "initialize"]
+
+ROOT_CA = "root"
+ISSUING_CA = "issuing"
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The service's own TLS identity inside the data directory."""
+
+    certificate_chain: Path  # leaf then issuing CA
+    private_key: Path  # PKCS#8, encrypted with the CA passphrase
+    root_certificate: Path  # what clients pin
+
+    @classmethod
+    def in_dir(cls, data_dir: Path) -> TlsFiles:
+        return cls(data_dir / "tls" / "server.pem", data_dir / "tls" / "server.key", data_dir / "root.pem")
+
+
+@dataclass(frozen=True)
+class InitResult:
+    settings: Settings
+    tls: TlsFiles
+    admin_token_file: Path
+    passphrase_file: Path | None
+    root_fingerprint: str
+
+
+def _check_target(data_dir: Path) -> None:
+    if data_dir.exists():
+        if not data_dir.is_dir():
+            raise ConfigError(f"{data_dir} exists and is not a directory")
+        if any(data_dir.iterdir()):
+            raise ConfigError(
+                f"{data_dir} already exists and is not empty; otward init never overwrites an installation "
+                "(choose another --data directory)"
+            )
+
+
+def initialize(
+    data_dir: Path,
+    *,
+    key_type: KeyType = KeyType.EC_P256,
+    organization: str = "otward",
+    public_url: str = "http://127.0.0.1:8080",
+    database_url: str | None = None,
+    server_names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+) -> InitResult:
+    """Create ``data_dir`` with database, root and issuing CA, responders, service TLS and admin token."""
+    _check_target(data_dir)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    passphrase_file: Path | None = None
+    if not os.environ.get("OTWARD_CA_PASSPHRASE") and not os.environ.get("OTWARD_CA_PASSPHRASE_FILE"):
+        passphrase_file = data_dir / PASSPHRASE_FILE
+        write_private_file(passphrase_file, secrets.token_urlsafe(32).encode() + b"\n")
+    (data_dir / CONFIG_FILE).write_text(
+        render_config(organization=organization, public_url=public_url, database_url=database_url),
+        encoding="utf-8",
+    )
+    settings = load_settings(data_dir, database_url=database_url)
+    pki = Pki.open(settings)
+    try:
+        root = pki.authorities.create_root(ROOT_CA, key_type=key_type, organization=organization)
+        pki.authorities.create_subordinate(
+            ISSUING_CA, parent=ROOT_CA, key_type=key_type, organization=organization, path_length=0
+        )
+        for name in (ROOT_CA, ISSUING_CA):
+            pki.revocation.publish_crl(name)
+        tls = _issue_service_certificate(pki, data_dir, organization, server_names)
+        _, token = pki.tokens.create("admin")
+        admin_token_file = data_dir / ADMIN_TOKEN_FILE
+        write_private_file(admin_token_file, token.encode() + b"\n")
+    finally:
+        pki.close()
+    fingerprint = root.certificate.fingerprint(hashes.SHA256()).hex(":")
+    return InitResult(settings, tls, admin_token_file, passphrase_file, fingerprint)
+
+
+def _issue_service_certificate(
+    pki: Pki, data_dir: Path, organization: str, names: tuple[str, ...]
+) -> TlsFiles:
+    """The HTTPS API's certificate, issued by the issuing CA under the tls-server profile."""
+    tls = TlsFiles.in_dir(data_dir)
+    tls.certificate_chain.parent.mkdir(mode=0o700, exist_ok=True)
+    key = generate_private_key(KeyType.EC_P256)
+    sans: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            sans.append(x509.DNSName(name))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization[:64]),
+                    x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
+                ]
+            )
+        )
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(key, signature_hash_for(key))  # type: ignore[arg-type]
+    )
+    issued = pki.issuance.issue(
+        csr.public_bytes(serialization.Encoding.PEM), profile="tls-server", ca=ISSUING_CA
+    )
+    passphrase = read_passphrase(data_dir)
+    write_private_file(
+        tls.private_key,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(passphrase),
+        ),
+    )
+    chain = [issued.certificate, *issued.chain[:-1]]
+    write_private_file(
+        tls.certificate_chain, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+    )
+    tls.root_certificate.write_bytes(issued.chain[-1].public_bytes(serialization.Encoding.PEM))
+    return tls

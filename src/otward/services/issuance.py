@@ -1,0 +1,124 @@
+"""Issuing end-entity certificates from CSRs: check, plan, sign, store, then return."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from otward.core.csr import load_csr, validate_csr
+from otward.core.issuance import IssuanceRequest, build_certificate, plan_certificate
+from otward.core.ports import CertificateStore
+from otward.core.profiles import Profile
+from otward.core.records import CertificateKind, CertificateRecord, certificate_record
+from otward.errors import InvalidRequestError, NotFoundError, PolicyViolationError
+from otward.services.authorities import AuthorityService, LoadedAuthority, sign
+
+__all__ = ["DEFAULT_CA", "IssuanceService", "IssuedCertificate"]
+
+DEFAULT_CA = "issuing"
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A stored certificate and the chain a relying party needs (issuing CA first, root last)."""
+
+    record: CertificateRecord
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+
+    @property
+    def serial(self) -> str:
+        return self.record.serial
+
+    @property
+    def pem(self) -> str:
+        return self.certificate.public_bytes(Encoding.PEM).decode()
+
+    @property
+    def chain_pem(self) -> list[str]:
+        return [c.public_bytes(Encoding.PEM).decode() for c in self.chain]
+
+
+class IssuanceService:
+    def __init__(
+        self,
+        store: CertificateStore,
+        authorities: AuthorityService,
+        profiles: Mapping[str, Profile],
+        *,
+        clock: Callable[[], datetime],
+        new_serial: Callable[[], int],
+    ) -> None:
+        self._store = store
+        self._authorities = authorities
+        self.profiles = dict(profiles)
+        self._clock = clock
+        self._new_serial = new_serial
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            raise InvalidRequestError(
+                f"unknown profile '{name}' (known: {', '.join(sorted(self.profiles))})", rule="profile"
+            ) from None
+
+    def _issuer(self, name: str) -> LoadedAuthority:
+        try:
+            authority = self._authorities.get(name)
+        except NotFoundError as exc:
+            raise InvalidRequestError(exc.message, rule="ca") from None
+        if authority.parent is None:
+            raise PolicyViolationError(
+                f"CA '{name}' is a root; end-entity certificates come from a subordinate CA", rule="ca-root"
+            )
+        # A subordinate whose own certificate (or an ancestor's) was revoked signs nothing more.
+        current = authority
+        while current.parent is not None:
+            _, revoked = self._store.certificate_status(current.parent, current.certificate.serial_number)
+            if revoked is not None:
+                raise PolicyViolationError(
+                    f"CA '{current.name}' was revoked; CA '{name}' cannot issue", rule="ca-revoked"
+                )
+            current = self._authorities.get(current.parent)
+        return authority
+
+    def issue(
+        self,
+        csr: bytes | str,
+        *,
+        profile: str,
+        ca: str | None = None,
+        validity_days: int | None = None,
+        role: str | None = None,
+        owner: str | None = None,
+    ) -> IssuedCertificate:
+        """Issue from ``csr`` under ``profile``; the certificate is committed before it is returned."""
+        checked = validate_csr(load_csr(csr))
+        chosen = self.profile(profile)
+        authority = self._issuer(ca or DEFAULT_CA)
+        now = self._clock()
+        plan = plan_certificate(
+            IssuanceRequest(
+                checked=checked,
+                profile=chosen,
+                issuer=authority.info,
+                now=now,
+                validity_days=validity_days,
+                role=role,
+                owner=owner,
+            )
+        )
+        certificate = sign(
+            build_certificate(plan, checked.csr.public_key(), authority.info, self._new_serial()),
+            authority.key,
+        )
+        record = certificate_record(
+            certificate, ca=authority.name, profile=chosen.name, kind=CertificateKind.END_ENTITY, now=now
+        )
+        self._store.add_certificate(record)
+        return IssuedCertificate(record=record, certificate=certificate, chain=authority.chain)

@@ -1,0 +1,139 @@
+"""The OCSP responder: status from the database on every request, signatures reused when allowed.
+
+The certificate's status is read fresh for each request, so a revocation is
+answered as revoked at once. What is reused is the signed response for an
+unchanged status when the request carries no nonce (RFC 5019 style), which is
+how large responders reach their rates. A request with a nonce always gets a
+freshly signed response that echoes it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
+
+from otward.config import OcspSettings
+from otward.core.keys import signature_hash_for
+from otward.core.ocsp import (
+    CertStatus,
+    IssuerIndex,
+    OcspQuery,
+    StatusAnswer,
+    build_ocsp_response,
+    build_unsuccessful_response,
+    load_ocsp_request,
+)
+from otward.core.ports import PkiStore
+from otward.errors import ParseError
+from otward.services.authorities import AuthorityService
+
+__all__ = ["OcspResponder", "OcspResult"]
+
+_CACHE_ENTRIES = 100_000
+_INDEX_RELOAD_SECONDS = 5.0
+
+_CacheKey = tuple[tuple[str, bytes, bytes], int, CertStatus, datetime | None]
+
+
+class OcspResult:
+    """DER of the response and what it said, for logging and metrics."""
+
+    __slots__ = ("der", "status")
+
+    def __init__(self, der: bytes, status: str) -> None:
+        self.der = der
+        self.status = status
+
+
+class OcspResponder:
+    def __init__(
+        self,
+        store: PkiStore,
+        authorities: AuthorityService,
+        settings: OcspSettings,
+        *,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._authorities = authorities
+        self._validity = timedelta(minutes=settings.validity_minutes)
+        self._cache_seconds = float(settings.cache_seconds)
+        self._clock = clock
+        self._monotonic = monotonic
+        self._cache: OrderedDict[_CacheKey, tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._index: IssuerIndex | None = None
+        self._index_loaded_at = -_INDEX_RELOAD_SECONDS
+
+    def _find_ca(self, query: OcspQuery) -> str | None:
+        if self._index is not None:
+            name = self._index.find(query)
+            if name is not None:
+                return name
+        # Unknown issuer: a CA may have been created since the index was built (by the CLI or
+        # another worker). Rebuild, but not more than once per interval.
+        now = self._monotonic()
+        if now - self._index_loaded_at < _INDEX_RELOAD_SECONDS and self._index is not None:
+            return None
+        self._index_loaded_at = now
+        self._authorities.forget()
+        self._index = IssuerIndex(
+            (a.name, self._authorities.get(a.name).certificate) for a in self._authorities.list()
+        )
+        return self._index.find(query)
+
+    def respond(self, request_der: bytes) -> OcspResult:
+        """DER OCSP response for ``request_der``; never raises for bad input."""
+        try:
+            query = load_ocsp_request(request_der)
+        except ParseError:
+            return OcspResult(
+                build_unsuccessful_response(ocsp.OCSPResponseStatus.MALFORMED_REQUEST), "malformed"
+            )
+        ca = self._find_ca(query)
+        if ca is None:
+            return OcspResult(
+                build_unsuccessful_response(ocsp.OCSPResponseStatus.UNAUTHORIZED), "unauthorized"
+            )
+        issued, revoked = self._store.certificate_status(ca, query.serial_number)
+        if revoked is not None:
+            answer = StatusAnswer(CertStatus.REVOKED, revoked)
+        else:
+            answer = StatusAnswer(CertStatus.GOOD if issued else CertStatus.UNKNOWN)
+        key: _CacheKey | None = None
+        if query.nonce is None and self._cache_seconds > 0:
+            key = (
+                query.issuer_key,
+                query.serial_number,
+                answer.status,
+                revoked.revocation_date if revoked else None,
+            )
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is not None and self._monotonic() - hit[0] < self._cache_seconds:
+                return OcspResult(hit[1], answer.status.value)
+        authority = self._authorities.get(ca)
+        now = self._clock()
+        builder = build_ocsp_response(
+            query,
+            answer,
+            responder_certificate=authority.ocsp_certificate,
+            this_update=now,
+            next_update=now + self._validity,
+        )
+        der = builder.sign(authority.ocsp_key, signature_hash_for(authority.ocsp_key)).public_bytes(
+            Encoding.DER
+        )
+        if key is not None:
+            with self._lock:
+                self._cache[key] = (self._monotonic(), der)
+                if len(self._cache) > _CACHE_ENTRIES:
+                    self._cache.popitem(last=False)
+        return OcspResult(der, answer.status.value)

@@ -1,0 +1,71 @@
+"""The PKI of one installation, wired together: store, keys, authorities, issuance, status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from cryptography import x509
+
+from otward.adapters.db import SqlPkiStore, create_database_engine, upgrade_schema
+from otward.adapters.keys import FileKeyBackend
+from otward.config import Settings, read_passphrase
+from otward.core.ports import KeyBackend, PkiStore
+from otward.services.authorities import AuthorityService
+from otward.services.issuance import IssuanceService, IssuedCertificate
+from otward.services.ocsp import OcspResponder
+from otward.services.revocation import RevocationService
+from otward.services.tokens import TokenService
+
+__all__ = ["IssuedCertificate", "Pki", "random_serial_number", "utc_now"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def random_serial_number() -> int:
+    """159 random bits (positive, at most 20 octets), redrawn in the rare case of fewer than 64."""
+    while True:
+        serial = x509.random_serial_number()
+        if serial.bit_length() >= 64:
+            return serial
+
+
+class Pki:
+    """Entry point for the CLI and the HTTP API; one per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: PkiStore,
+        keys: KeyBackend,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        new_serial: Callable[[], int] = random_serial_number,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.authorities = AuthorityService(
+            store, keys, public_url=settings.public_url, clock=clock, new_serial=new_serial
+        )
+        self.issuance = IssuanceService(
+            store, self.authorities, settings.resolved_profiles(), clock=clock, new_serial=new_serial
+        )
+        self.revocation = RevocationService(store, self.authorities, settings.crl, clock=clock)
+        self.ocsp = OcspResponder(store, self.authorities, settings.ocsp, clock=clock)
+        self.tokens = TokenService(store, clock=clock)
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Pki:
+        """Connect to the configured database (migrating it to the current schema)."""
+        engine = create_database_engine(settings.database_url)
+        if migrate:
+            upgrade_schema(engine)
+        keys = FileKeyBackend(settings.data_dir, lambda: read_passphrase(settings.data_dir))
+        return cls(settings, SqlPkiStore(engine), keys)
+
+    def close(self) -> None:
+        if isinstance(self.store, SqlPkiStore):
+            self.store.engine.dispose()

@@ -1,0 +1,80 @@
+"""Revoking certificates and publishing each CA's CRL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ReasonFlags
+
+from otward.config import CrlSettings
+from otward.core.keys import signature_hash_for
+from otward.core.ports import PkiStore
+from otward.core.records import CertificateKind, CertificateRecord, CrlRecord
+from otward.core.revocation import RevokedEntry, build_crl
+from otward.errors import PolicyViolationError
+from otward.services.authorities import AuthorityService
+
+__all__ = ["RevocationService"]
+
+
+class RevocationService:
+    def __init__(
+        self,
+        store: PkiStore,
+        authorities: AuthorityService,
+        settings: CrlSettings,
+        *,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._authorities = authorities
+        self._settings = settings
+        self._clock = clock
+
+    def revoke(self, serial_number: int, reason: ReasonFlags) -> CertificateRecord:
+        """Revoke for good and republish the issuing CA's CRL at once."""
+        existing = self._store.get_certificate(serial_number)
+        if existing is not None and existing.kind is CertificateKind.CA and existing.profile == "root-ca":
+            raise PolicyViolationError(
+                "a root CA certificate cannot be revoked; remove it from the trust stores instead",
+                rule="revoke-root",
+            )
+        record = self._store.revoke_certificate(serial_number, self._clock(), reason)
+        self.publish_crl(record.ca)
+        if record.kind is CertificateKind.CA:
+            self._authorities.forget()
+        return record
+
+    def publish_crl(self, ca: str) -> CrlRecord:
+        """Sign and store a new CRL for ``ca`` with the next CRL number."""
+        authority = self._authorities.get(ca)
+        now = self._clock()
+        next_update = min(now + self._settings.validity, authority.certificate.not_valid_after_utc)
+
+        def build(crl_number: int, revoked: Sequence[RevokedEntry]) -> CrlRecord:
+            builder = build_crl(
+                authority.info, revoked, crl_number=crl_number, this_update=now, next_update=next_update
+            )
+            crl = builder.sign(authority.key, signature_hash_for(authority.key))  # type: ignore[arg-type]
+            return CrlRecord(ca, crl_number, now, next_update, crl.public_bytes(Encoding.DER))
+
+        return self._store.save_crl(ca, build)
+
+    def current_crl(self, ca: str) -> CrlRecord:
+        """The stored CRL, regenerated first when it is missing or close to its nextUpdate."""
+        record = self._store.get_crl(ca)
+        if record is None or record.next_update - self._clock() < self._settings.refresh_margin:
+            return self.publish_crl(ca)
+        return record
+
+    def refresh_all(self) -> list[str]:
+        """Regenerate every CRL that is due; returns the names of the CAs refreshed."""
+        refreshed = []
+        for authority in self._authorities.list():
+            before = self._store.get_crl(authority.name)
+            after = self.current_crl(authority.name)
+            if before is None or after.crl_number != before.crl_number:
+                refreshed.append(authority.name)
+        return refreshed
