@@ -11,13 +11,13 @@ import hashlib
 import re
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import char
 
+from otward.core.keys import public_key_bits
 from otward.errors import ParseError, PolicyViolationError
 
 __all__ = [
@@ -35,14 +35,9 @@ _ROLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,127}$")
 
 
 def key_identifier(public_key: CertificatePublicKeyTypes) -> bytes:
-    """Key identifier per RFC 7093 section 2 method 4: SHA-256 of the DER SubjectPublicKeyInfo, 160 bits.
-
-    Used for SKI and AKI so that no SHA-1 is computed anywhere in issuance.
-    """
-    spki = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(spki).digest()[:20]
+    """Key identifier per RFC 7093 section 2 method 1: the leftmost 160 bits of the SHA-256
+    of the subjectPublicKey bits. Used for SKI and AKI, so no SHA-1 is computed in issuance."""
+    return hashlib.sha256(public_key_bits(public_key)).digest()[:20]
 
 
 def validate_role_name(role: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
@@ -21,6 +21,7 @@ from otward.errors import UnsupportedAlgorithmError
 __all__ = [
     "KeyType",
     "classify_public_key",
+    "public_key_bits",
     "signature_hash_for",
 ]
 
@@ -105,3 +106,19 @@ def signature_hash_for(
     if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         return hashes.SHA384() if key.key_size >= 3072 else hashes.SHA256()
     raise UnsupportedAlgorithmError(f"issuer key type {type(key).__name__} is not supported", rule="key-type")
+
+
+def public_key_bits(key: CertificatePublicKeyTypes) -> bytes:
+    """The contents of a certificate's subjectPublicKey BIT STRING.
+
+    This is what OCSP's CertID key hash and RFC 7093 key identifiers cover; the
+    encodings below are exactly those bits for each key type, so no ASN.1 is
+    parsed by hand.
+    """
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    if isinstance(key, rsa.RSAPublicKey):
+        return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raise UnsupportedAlgorithmError(f"public key type {type(key).__name__} is not supported", rule="key-type")

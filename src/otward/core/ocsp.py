@@ -16,9 +16,9 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509 import ocsp
 
+from otward.core.keys import public_key_bits
 from otward.core.revocation import RevokedEntry
 from otward.errors import ParseError
 
@@ -99,18 +99,6 @@ def load_ocsp_request(der: bytes) -> OcspQuery:
     return query
 
 
-def _public_key_bits(certificate: x509.Certificate) -> bytes:
-    """The contents of subjectPublicKey (the BIT STRING), which CertID's key hash covers."""
-    key = certificate.public_key()
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    if isinstance(key, rsa.RSAPublicKey):
-        return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    raise ParseError(f"issuer key type {type(key).__name__} cannot be indexed for OCSP")
-
-
 class IssuerIndex:
     """Maps every CertID issuer hash pair otward can be asked about to the CA's name."""
 
@@ -118,7 +106,7 @@ class IssuerIndex:
         self._by_hash: dict[tuple[str, bytes, bytes], str] = {}
         for name, certificate in issuers:
             subject_der = certificate.subject.public_bytes()
-            key_bits = _public_key_bits(certificate)
+            key_bits = public_key_bits(certificate.public_key())
             for hash_name in _HASHES:
                 self._by_hash[
                     (

@@ -97,15 +97,9 @@ def build_crl(
         raise InvalidRequestError("CRL number must be positive and fit in 20 octets", rule="crl-number")
     ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     revoked = [_revoked_certificate(e) for e in entries]
-    idp = x509.IssuingDistributionPoint(
-        full_name=[x509.UniformResourceIdentifier(issuer.urls.crl)],
-        relative_name=None,
-        only_contains_user_certs=False,
-        only_contains_ca_certs=False,
-        only_some_reasons=None,
-        indirect_crl=False,
-        only_contains_attribute_certs=False,
-    )
+    # No issuingDistributionPoint: each CA publishes one full CRL, and an IDP with a
+    # distribution point makes OpenSSL reject the CRL as "different CRL scope" when it
+    # checks a self-signed root, which carries no CRL distribution point.
     return x509.CertificateRevocationListBuilder(
         issuer_name=issuer.certificate.subject,
         last_update=this_update,
@@ -117,7 +111,6 @@ def build_crl(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
             ),
             x509.Extension(x509.oid.ExtensionOID.CRL_NUMBER, False, x509.CRLNumber(crl_number)),
-            x509.Extension(x509.oid.ExtensionOID.ISSUING_DISTRIBUTION_POINT, True, idp),
         ],
         revoked_certificates=revoked,
     )
