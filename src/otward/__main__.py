@@ -1,0 +1,5 @@
+"""``python -m otward`` runs the CLI."""
+
+from otward.cli.app import main
+
+main()

@@ -1,0 +1,249 @@
+"""Shared fixtures: throwaway installations, CSR factory, databases, a running server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import NameOID
+
+from otward.config import load_settings
+from otward.core.keys import KeyType
+from otward.services.bootstrap import initialize
+from otward.services.pki import Pki
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "OTWARD_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+# Tests own their environment: no passphrase or data directory leaks in from the caller.
+for _name in ("OTWARD_CA_PASSPHRASE", "OTWARD_CA_PASSPHRASE_FILE", "OTWARD_DATA", "OTWARD_DB"):
+    os.environ.pop(_name, None)
+
+
+def make_key(key_type: str = "ec-p256"):  # type: ignore[no-untyped-def]
+    from otward.adapters.keys import generate_private_key
+
+    return generate_private_key(KeyType(key_type))
+
+
+def build_csr(
+    key,  # type: ignore[no-untyped-def]
+    *,
+    cn: str | None = "device-1",
+    dns: tuple[str, ...] = (),
+    ips: tuple[str, ...] = (),
+    uris: tuple[str, ...] = (),
+    emails: tuple[str, ...] = (),
+    extra_subject: tuple[x509.NameAttribute, ...] = (),
+    algorithm: hashes.HashAlgorithm | None = None,
+) -> bytes:
+    """A PEM CSR signed by ``key``; pass ``algorithm`` to force a hash (e.g. SHA-1 for refusal tests)."""
+    import ipaddress
+
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else []
+    attrs += list(extra_subject)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
+    names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    names += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    names += [x509.UniformResourceIdentifier(u) for u in uris]
+    names += [x509.RFC822Name(e) for e in emails]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        algorithm = None
+    elif algorithm is None:
+        algorithm = hashes.SHA256()
+    csr = builder.sign(key, algorithm)
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture
+def csr_factory() -> Callable[..., bytes]:
+    """``csr_factory(key_type="ec-p256", cn=..., dns=(...), ...)`` -> PEM bytes."""
+
+    def factory(key_type: str = "ec-p256", **kwargs: object) -> bytes:
+        return build_csr(make_key(key_type), **kwargs)  # type: ignore[arg-type]
+
+    return factory
+
+
+def _postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    name = f"otward_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server is a hard error here
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at {POSTGRES_ADMIN_URL} is required for postgres tests: {exc}")
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """None means the embedded default (SQLite in the data directory); else a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def installation(data_dir: Path, database_url: str | None) -> Path:
+    """An initialised data directory (P-256), on SQLite and on PostgreSQL."""
+    initialize(data_dir, key_type=KeyType.EC_P256, organization="ACME Chemicals", database_url=database_url)
+    return data_dir
+
+
+@pytest.fixture
+def pki(installation: Path, database_url: str | None) -> Iterator[Pki]:
+    instance = Pki.open(load_settings(installation, database_url=database_url))
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def sqlite_pki(data_dir: Path) -> Iterator[Pki]:
+    """A SQLite-only installation for tests that need no database matrix."""
+    initialize(data_dir, key_type=KeyType.EC_P256, organization="ACME Chemicals")
+    instance = Pki.open(load_settings(data_dir))
+    yield instance
+    instance.close()
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    data_dir: Path
+    https_url: str
+    http_url: str
+    token: str
+    process: subprocess.Popen[bytes]
+    log: BinaryIO
+
+    @property
+    def root_pem(self) -> Path:
+        return self.data_dir / "root.pem"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Trusts only this installation's root: the pinning clients are told to do."""
+        return ssl.create_default_context(cafile=str(self.root_pem))
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.https_url,
+            verify=self.ssl_context(),
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+
+
+def start_server(data_dir: Path, *, workers: int = 1, database_url: str | None = None) -> RunningServer:
+    """``otward serve`` as a real process on free loopback ports; initialises ``data_dir`` if needed.
+
+    The CRL/OCSP URLs in certificates must match the plain-HTTP port, so a new data
+    directory is initialised with that port as its public URL.
+    """
+    http_port, https_port = free_port(), free_port()
+    if not (data_dir / "config.toml").exists():
+        initialize(
+            data_dir,
+            organization="ACME Chemicals",
+            public_url=f"http://127.0.0.1:{http_port}",
+            database_url=database_url,
+        )
+    else:
+        http_port = int(load_settings(data_dir).public_url.rsplit(":", 1)[1])
+    command = [
+        sys.executable,
+        "-m",
+        "otward",
+        "serve",
+        "--data",
+        str(data_dir),
+        "--port",
+        str(https_port),
+        "--http-port",
+        str(http_port),
+        "--workers",
+        str(workers),
+    ]
+    if database_url:
+        command += ["--db", database_url]
+    log = (data_dir / "serve.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    server = RunningServer(
+        data_dir=data_dir,
+        https_url=f"https://127.0.0.1:{https_port}",
+        http_url=f"http://127.0.0.1:{http_port}",
+        token=(data_dir / "admin.token").read_text().strip(),
+        process=process,
+        log=log,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"otward serve exited: {(data_dir / 'serve.log').read_text()}")
+        try:
+            with httpx.Client(verify=server.ssl_context(), timeout=1) as client:
+                if (
+                    client.get(f"{server.https_url}/healthz").status_code == 200
+                    and client.get(f"{server.http_url}/crl/root.crl").status_code == 200
+                ):
+                    return server
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    stop_server(server)
+    raise RuntimeError("otward serve did not become ready within 30 s")
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+    server.log.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningServer]:
+    """A running ``otward serve`` on SQLite with a fresh installation."""
+    running = start_server(tmp_path / "served")
+    yield running
+    stop_server(running)
