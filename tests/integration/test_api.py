@@ -1,0 +1,272 @@
+"""The HTTPS API in-process (FastAPI TestClient) on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509 import ocsp
+from fastapi.testclient import TestClient
+
+from otward.core.keys import public_key_bits
+from otward.http.app import create_app
+from otward.services.pki import Pki
+from tests.conftest import build_csr, make_key
+
+pytestmark = pytest.mark.integration
+
+VECTORS = __import__("pathlib").Path(__file__).parents[1] / "vectors"
+
+
+@pytest.fixture
+def token(installation) -> str:
+    return (installation / "admin.token").read_text().strip()
+
+
+@pytest.fixture
+def client(pki: Pki, token: str) -> Iterator[TestClient]:
+    with TestClient(create_app(pki), base_url="https://testserver") as test_client:
+        test_client.headers["Authorization"] = f"Bearer {token}"
+        yield test_client
+
+
+def count(client: TestClient) -> int:
+    return client.get("/api/v1/certificates", params={"limit": 1}).json()["total"]
+
+
+def issue(client: TestClient, csr: bytes, profile: str = "tls-client", **extra) -> dict:
+    response = client.post("/api/v1/certificates", json={"csr": csr.decode(), "profile": profile, **extra})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_issue_returns_certificate_and_chain_and_stores_it(client, pki):
+    body = issue(client, build_csr(make_key(), cn="operator-1"))
+    cert = x509.load_pem_x509_certificate(body["certificate"].encode())
+    assert body["serial"] == format(cert.serial_number, "x")
+    assert 64 <= cert.serial_number.bit_length() <= 159
+    chain = [x509.load_pem_x509_certificate(p.encode()) for p in body["chain"]]
+    assert [c.subject.rfc4514_string() for c in chain] == [
+        "CN=ACME Chemicals issuing CA,O=ACME Chemicals",
+        "CN=ACME Chemicals Root CA,O=ACME Chemicals",
+    ]
+    cert.verify_directly_issued_by(chain[0])
+    shown = client.get(f"/api/v1/certificates/{body['serial']}").json()
+    assert shown["status"] == "valid"
+    assert shown["profile"] == "tls-client"
+    assert shown["certificate"] == body["certificate"]
+    # durable: visible to a separate connection of the store
+    assert pki.store.get_certificate(cert.serial_number) is not None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer otw_0123456789abcdef_" + "A" * 43}, {"Authorization": "Bearer nonsense"},
+     {"Authorization": "Basic Zm9vOmJhcg=="}],
+    ids=["missing", "unknown", "malformed", "basic"],
+)
+def test_admin_endpoints_need_the_admin_token(client, headers):
+    client.headers.pop("Authorization")
+    for method, path in (("GET", "/api/v1/certificates"), ("POST", "/api/v1/certificates"),
+                         ("GET", "/api/v1/cas"), ("POST", "/api/v1/certificates/ab/revoke")):
+        response = client.request(method, path, headers=headers, json={})
+        assert response.status_code == 401, (method, path)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def _broken_signature_csr() -> bytes:
+    der = bytearray(x509.load_pem_x509_csr(build_csr(make_key(), cn="x")).public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 1
+    return b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(bytes(der)) + b"-----END CERTIFICATE REQUEST-----\n"
+
+
+BAD_REQUESTS = [
+    pytest.param(lambda: {"csr": "garbage", "profile": "tls-client"}, 400, "csr-format", id="garbage"),
+    pytest.param(lambda: {"csr": _broken_signature_csr().decode(), "profile": "tls-client"}, 400, "csr-signature",
+                 id="broken-signature"),
+    pytest.param(lambda: {"csr": build_csr(rsa.generate_private_key(public_exponent=65537, key_size=1024),
+                                           cn="x").decode(), "profile": "tls-client"}, 400, "key-size", id="rsa-1024"),
+    pytest.param(lambda: {"csr": (VECTORS / "csr-rsa2048-sha1.pem").read_text(), "profile": "tls-client"}, 400,
+                 "csr-signature-hash", id="sha1"),
+    pytest.param(lambda: {"csr": build_csr(make_key(), cn="x", emails=("a@b.example",)).decode(), "profile": "device"},
+                 422, "san-type", id="forbidden-san"),
+    pytest.param(lambda: {"csr": build_csr(make_key(), cn="x").decode(), "profile": "tls-client", "days": 3000}, 422,
+                 "validity", id="validity-above-max"),
+    pytest.param(lambda: {"csr": build_csr(make_key(), cn="x").decode(), "profile": "smime"}, 400, "profile",
+                 id="unknown-profile"),
+    pytest.param(lambda: {"csr": build_csr(make_key(), cn="x").decode(), "profile": "tls-client", "ca": "nope"}, 400,
+                 "ca", id="unknown-ca"),
+    pytest.param(lambda: {"csr": build_csr(make_key(), cn="x").decode(), "profile": "tls-client", "ca": "root"}, 422,
+                 "ca-root", id="root-issues-leaf"),
+    pytest.param(lambda: {"profile": "tls-client"}, 400, "schema", id="missing-csr"),
+    pytest.param(lambda: {"csr": "x", "profile": "tls-client", "colour": "red"}, 400, "schema", id="unknown-field"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "rule"), BAD_REQUESTS)
+def test_bad_input_is_refused_clearly_and_nothing_is_stored(client, body, status, rule):
+    before = count(client)
+    response = client.post("/api/v1/certificates", json=body())
+    assert response.status_code == status, response.text
+    problem = response.json()
+    assert response.headers["content-type"] == "application/problem+json"
+    assert problem["rule"] == rule
+    assert problem["detail"]
+    assert count(client) == before
+
+
+def test_listing_pages_and_filters(client):
+    serials = [issue(client, build_csr(make_key(), cn=f"op-{i}"))["serial"] for i in range(5)]
+    base = count(client)
+    page = client.get("/api/v1/certificates", params={"limit": 2, "profile": "tls-client"}).json()
+    assert page["total"] == 5
+    assert [i["serial"] for i in page["items"]] == serials[::-1][:2]
+    rest = client.get("/api/v1/certificates", params={"limit": 10, "offset": 2, "profile": "tls-client"}).json()
+    assert [i["serial"] for i in rest["items"]] == serials[::-1][2:]
+    client.post(f"/api/v1/certificates/{serials[0]}/revoke", json={"reason": "superseded"})
+    revoked = client.get("/api/v1/certificates", params={"status": "revoked"}).json()
+    assert [i["serial"] for i in revoked["items"]] == [serials[0]]
+    expiring = client.get("/api/v1/certificates", params={"expiring_within": "400d", "profile": "tls-client"}).json()
+    assert expiring["total"] == 4
+    none_soon = client.get("/api/v1/certificates", params={"expiring_within": "30d", "profile": "tls-client"}).json()
+    assert none_soon["total"] == 0
+    assert count(client) == base
+    bad = client.get("/api/v1/certificates", params={"status": "sleeping"})
+    assert bad.status_code == 400
+    assert bad.json()["rule"] == "status"
+
+
+def test_revocation_lifecycle(client):
+    serial = issue(client, build_csr(make_key(), cn="op"))["serial"]
+    crl_before = x509.load_der_x509_crl(client.get("/crl/issuing.crl").content)
+    response = client.post(f"/api/v1/certificates/{serial}/revoke", json={"reason": "keyCompromise"})
+    assert response.status_code == 200
+    assert response.json()["status"] == "revoked"
+    assert response.json()["revocation_reason"] == "keyCompromise"
+    crl = x509.load_der_x509_crl(client.get("/crl/issuing.crl").content)
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert number > crl_before.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    entry = crl.get_revoked_certificate_by_serial_number(int(serial, 16))
+    assert entry is not None
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason is x509.ReasonFlags.key_compromise
+    again = client.post(f"/api/v1/certificates/{serial}/revoke", json={"reason": "unspecified"})
+    assert again.status_code == 409
+    assert again.json()["rule"] == "already-revoked"
+    # still revoked for keyCompromise: a second call cannot rewrite it
+    assert client.get(f"/api/v1/certificates/{serial}").json()["revocation_reason"] == "keyCompromise"
+
+
+@pytest.mark.parametrize(
+    ("serial", "body", "status"),
+    [("abcdef0123", {"reason": "keyCompromise"}, 404), ("zz", {"reason": "keyCompromise"}, 400),
+     ("SERIAL", {"reason": "certificateHold"}, 400), ("SERIAL", {"reason": "KeyCompromise"}, 400)],
+    ids=["unknown", "not-hex", "hold", "wrong-case"],
+)
+def test_bad_revocations(client, serial, body, status):
+    if serial == "SERIAL":
+        serial = issue(client, build_csr(make_key(), cn="op"))["serial"]
+    response = client.post(f"/api/v1/certificates/{serial}/revoke", json=body)
+    assert response.status_code == status
+
+
+def test_default_revocation_reason_is_unspecified(client):
+    serial = issue(client, build_csr(make_key(), cn="op"))["serial"]
+    assert client.post(f"/api/v1/certificates/{serial}/revoke").json()["revocation_reason"] == "unspecified"
+
+
+def test_root_cannot_be_revoked(client, pki):
+    root_serial = format(pki.authorities.certificate_chain("root")[0].serial_number, "x")
+    response = client.post(f"/api/v1/certificates/{root_serial}/revoke", json={"reason": "cACompromise"})
+    assert response.status_code == 422
+    assert response.json()["rule"] == "revoke-root"
+
+
+def _ocsp_request(issuer: x509.Certificate, serial: int, nonce: bytes | None = None) -> bytes:
+    builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+        hashlib.sha1(issuer.subject.public_bytes()).digest(),  # noqa: S324 - CertID hash as openssl sends it
+        hashlib.sha1(public_key_bits(issuer.public_key())).digest(),  # noqa: S324
+        serial,
+        hashes.SHA1(),  # noqa: S303
+    )
+    if nonce:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    return builder.build().public_bytes(serialization.Encoding.DER)
+
+
+def _ask(client: TestClient, der: bytes, *, get: bool = False) -> ocsp.OCSPResponse:
+    if get:
+        response = client.get("/ocsp/" + quote(base64.b64encode(der).decode(), safe=""))
+    else:
+        response = client.post("/ocsp", content=der, headers={"content-type": "application/ocsp-request"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/ocsp-response"
+    return ocsp.load_der_ocsp_response(response.content)
+
+
+@pytest.mark.parametrize("get", [False, True], ids=["post", "get"])
+def test_ocsp_good_revoked_unknown(client, pki, get):
+    issuing = pki.authorities.certificate_chain("issuing")[0]
+    serial = int(issue(client, build_csr(make_key(), cn="op"))["serial"], 16)
+    good = _ask(client, _ocsp_request(issuing, serial, b"n1" * 8), get=get)
+    assert good.certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert good.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"n1" * 8
+    responder = good.certificates[0]
+    assert responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
+        [x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING])
+    responder.verify_directly_issued_by(issuing)
+    # cached (no nonce) answer first, then revocation must show at once
+    assert _ask(client, _ocsp_request(issuing, serial), get=get).certificate_status is ocsp.OCSPCertStatus.GOOD
+    client.post(f"/api/v1/certificates/{format(serial, 'x')}/revoke", json={"reason": "keyCompromise"})
+    for nonce in (None, b"n2" * 8):
+        revoked = _ask(client, _ocsp_request(issuing, serial, nonce), get=get)
+        assert revoked.certificate_status is ocsp.OCSPCertStatus.REVOKED
+        assert revoked.revocation_reason is x509.ReasonFlags.key_compromise
+    unknown = _ask(client, _ocsp_request(issuing, 0xDEAD_BEEF_0000_1111_2222), get=get)
+    assert unknown.certificate_status is ocsp.OCSPCertStatus.UNKNOWN
+
+
+def test_ocsp_errors(client):
+    stranger = x509.load_pem_x509_certificate((client.get("/api/v1/cas/root").json()["certificate"]).encode())
+    # a CA otward has never seen: same name, different key
+    from tests.unit.core.conftest import make_ca
+
+    other = make_ca("other", path_length=None).info.certificate
+    assert _ask(client, _ocsp_request(other, 1 << 70)).response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
+    assert _ask(client, b"\x30\x00").response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    assert client.get("/ocsp").status_code == 405
+    assert client.post("/ocsp", content=b"x" * 20000).status_code == 413
+    assert stranger.subject
+
+
+def test_public_status_endpoints(client):
+    client.headers.pop("Authorization")
+    assert client.get("/crl/issuing.crl").headers["content-type"] == "application/pkix-crl"
+    assert client.get("/crl/nope.crl").status_code == 404
+    ca = client.get("/ca/issuing.crt")
+    assert ca.headers["content-type"] == "application/pkix-cert"
+    x509.load_der_x509_certificate(ca.content)
+    chain = client.get("/api/v1/cas/issuing/chain").text
+    assert chain.count("BEGIN CERTIFICATE") == 2
+    assert client.get("/openapi.json").json()["paths"]["/api/v1/certificates"]["post"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_issue_every_profile(client):
+    cases = [
+        ("tls-server", build_csr(make_key(), cn="plc.plant.example", dns=("plc.plant.example",)), {}),
+        ("tls-client", build_csr(make_key(), cn="op"), {}),
+        ("device", build_csr(make_key(), cn="plc-9"), {"owner": "acme"}),
+        ("opcua-application", build_csr(make_key("rsa-2048"), cn="hmi", uris=("urn:plant:hmi",),
+                                        dns=("hmi.plant.example",)), {}),
+        ("modbus-role", build_csr(make_key(), cn="eng"), {"role": "Engineer"}),
+    ]
+    for profile, csr, extra in cases:
+        body = issue(client, csr, profile, **extra)
+        assert client.get(f"/api/v1/certificates/{body['serial']}").json()["profile"] == profile

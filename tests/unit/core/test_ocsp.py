@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
+from hypothesis import given
+from hypothesis import strategies as st
+
+from otward.core.issuance import build_ocsp_responder_certificate
+from otward.core.keys import public_key_bits
+from otward.core.ocsp import (
+    CertStatus,
+    IssuerIndex,
+    StatusAnswer,
+    build_ocsp_response,
+    build_unsuccessful_response,
+    load_ocsp_request,
+)
+from otward.core.revocation import RevokedEntry
+from otward.errors import ParseError
+from tests.unit.core.conftest import NOW, make_ca
+
+SERIAL = 0xABCDEF_0123456789_ABCDEF
+
+
+def request_der(issuer_cert, serial=SERIAL, *, algorithm=None, nonce=None) -> bytes:
+    builder = ocsp.OCSPRequestBuilder()
+    algorithm = algorithm or hashes.SHA1()  # noqa: S303 - CertID hash, what openssl sends by default
+    name = algorithm.name
+    builder = builder.add_certificate_by_hash(
+        hashlib.new(name, issuer_cert.subject.public_bytes()).digest(),
+        hashlib.new(name, public_key_bits(issuer_cert.public_key())).digest(),
+        serial,
+        algorithm,
+    )
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    return builder.build().public_bytes(serialization.Encoding.DER)
+
+
+@pytest.fixture(scope="module")
+def responder(issuing_ca):
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = build_ocsp_responder_certificate(
+        subject=x509.Name.from_rfc4514_string("CN=OCSP"),
+        public_key=key.public_key(),
+        issuer=issuing_ca.info,
+        serial_number=1 << 80,
+        not_valid_before=NOW,
+        not_valid_after=NOW + timedelta(days=30),
+    ).sign(issuing_ca.key, hashes.SHA256())
+    return cert, key
+
+
+@pytest.mark.parametrize("algorithm", [hashes.SHA1(), hashes.SHA256(), hashes.SHA384(), hashes.SHA512()],  # noqa: S303
+                         ids=lambda a: a.name)
+def test_issuer_index_finds_the_ca_for_every_certid_hash(issuing_ca, root_ca, algorithm):
+    index = IssuerIndex([("root", root_ca.info.certificate), ("issuing", issuing_ca.info.certificate)])
+    query = load_ocsp_request(request_der(issuing_ca.info.certificate, algorithm=algorithm))
+    assert index.find(query) == "issuing"
+    stranger = make_ca("stranger", path_length=None)
+    assert index.find(load_ocsp_request(request_der(stranger.info.certificate))) is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [
+        (StatusAnswer(CertStatus.GOOD), ocsp.OCSPCertStatus.GOOD),
+        (StatusAnswer(CertStatus.UNKNOWN), ocsp.OCSPCertStatus.UNKNOWN),
+        (StatusAnswer(CertStatus.REVOKED, RevokedEntry(SERIAL, NOW - timedelta(hours=1),
+                                                         x509.ReasonFlags.key_compromise)),
+         ocsp.OCSPCertStatus.REVOKED),
+    ],
+    ids=["good", "unknown", "revoked"],
+)
+def test_response_is_signed_by_the_responder_and_echoes_the_nonce(issuing_ca, responder, answer, status):
+    cert, key = responder
+    query = load_ocsp_request(request_der(issuing_ca.info.certificate, nonce=b"\x01" * 16))
+    response = ocsp.load_der_ocsp_response(
+        build_ocsp_response(query, answer, responder_certificate=cert, this_update=NOW,
+                            next_update=NOW + timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    assert response.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert response.certificate_status is status
+    assert response.serial_number == SERIAL
+    assert response.certificates == [cert]
+    assert response.responder_key_hash is not None
+    assert response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"\x01" * 16
+    assert response.signature_hash_algorithm.name == "sha256"
+    cert.public_key().verify(response.signature, response.tbs_response_bytes, ec.ECDSA(hashes.SHA256()))
+    if status is ocsp.OCSPCertStatus.REVOKED:
+        assert response.revocation_reason is x509.ReasonFlags.key_compromise
+        assert response.revocation_time_utc == NOW - timedelta(hours=1)
+
+
+def test_no_nonce_no_nonce_extension(issuing_ca, responder):
+    cert, key = responder
+    query = load_ocsp_request(request_der(issuing_ca.info.certificate))
+    assert query.nonce is None
+    built = build_ocsp_response(query, StatusAnswer(CertStatus.GOOD), responder_certificate=cert, this_update=NOW,
+                                next_update=NOW + timedelta(hours=1)).sign(key, hashes.SHA256())
+    assert len(built.extensions) == 0
+
+
+def test_oversized_nonce_is_refused(issuing_ca):
+    with pytest.raises(ParseError, match="nonce"):
+        load_ocsp_request(request_der(issuing_ca.info.certificate, nonce=b"\x00" * 64))
+
+
+def test_unsuccessful_response_encodes_status():
+    der = build_unsuccessful_response(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+    assert ocsp.load_der_ocsp_response(der).response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
+
+
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_raise_only_parse_errors(data):
+    try:
+        load_ocsp_request(data)
+    except ParseError:
+        pass
