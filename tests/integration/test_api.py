@@ -67,14 +67,22 @@ def test_issue_returns_certificate_and_chain_and_stores_it(client, pki):
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer otw_0123456789abcdef_" + "A" * 43}, {"Authorization": "Bearer nonsense"},
-     {"Authorization": "Basic Zm9vOmJhcg=="}],
+    [
+        {},
+        {"Authorization": "Bearer otw_0123456789abcdef_" + "A" * 43},
+        {"Authorization": "Bearer nonsense"},
+        {"Authorization": "Basic Zm9vOmJhcg=="},
+    ],
     ids=["missing", "unknown", "malformed", "basic"],
 )
 def test_admin_endpoints_need_the_admin_token(client, headers):
     client.headers.pop("Authorization")
-    for method, path in (("GET", "/api/v1/certificates"), ("POST", "/api/v1/certificates"),
-                         ("GET", "/api/v1/cas"), ("POST", "/api/v1/certificates/ab/revoke")):
+    for method, path in (
+        ("GET", "/api/v1/certificates"),
+        ("POST", "/api/v1/certificates"),
+        ("GET", "/api/v1/cas"),
+        ("POST", "/api/v1/certificates/ab/revoke"),
+    ):
         response = client.request(method, path, headers=headers, json={})
         assert response.status_code == 401, (method, path)
         assert response.headers["content-type"] == "application/problem+json"
@@ -82,31 +90,74 @@ def test_admin_endpoints_need_the_admin_token(client, headers):
 
 
 def _broken_signature_csr() -> bytes:
-    der = bytearray(x509.load_pem_x509_csr(build_csr(make_key(), cn="x")).public_bytes(serialization.Encoding.DER))
+    der = bytearray(
+        x509.load_pem_x509_csr(build_csr(make_key(), cn="x")).public_bytes(serialization.Encoding.DER)
+    )
     der[-5] ^= 1
-    return b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(bytes(der)) + b"-----END CERTIFICATE REQUEST-----\n"
+    return (
+        b"-----BEGIN CERTIFICATE REQUEST-----\n"
+        + base64.encodebytes(bytes(der))
+        + b"-----END CERTIFICATE REQUEST-----\n"
+    )
 
 
 BAD_REQUESTS = [
     pytest.param(lambda: {"csr": "garbage", "profile": "tls-client"}, 400, "csr-format", id="garbage"),
-    pytest.param(lambda: {"csr": _broken_signature_csr().decode(), "profile": "tls-client"}, 400, "csr-signature",
-                 id="broken-signature"),
-    pytest.param(lambda: {"csr": build_csr(rsa.generate_private_key(public_exponent=65537, key_size=1024),
-                                           cn="x").decode(), "profile": "tls-client"}, 400, "key-size", id="rsa-1024"),
-    pytest.param(lambda: {"csr": (VECTORS / "csr-rsa2048-sha1.pem").read_text(), "profile": "tls-client"}, 400,
-                 "csr-signature-hash", id="sha1"),
-    pytest.param(lambda: {"csr": build_csr(make_key(), cn="x", emails=("a@b.example",)).decode(), "profile": "device"},
-                 422, "san-type", id="forbidden-san"),
-    pytest.param(lambda: {"csr": build_csr(make_key(), cn="x").decode(), "profile": "tls-client", "days": 3000}, 422,
-                 "validity", id="validity-above-max"),
-    pytest.param(lambda: {"csr": build_csr(make_key(), cn="x").decode(), "profile": "smime"}, 400, "profile",
-                 id="unknown-profile"),
-    pytest.param(lambda: {"csr": build_csr(make_key(), cn="x").decode(), "profile": "tls-client", "ca": "nope"}, 400,
-                 "ca", id="unknown-ca"),
-    pytest.param(lambda: {"csr": build_csr(make_key(), cn="x").decode(), "profile": "tls-client", "ca": "root"}, 422,
-                 "ca-root", id="root-issues-leaf"),
+    pytest.param(
+        lambda: {"csr": _broken_signature_csr().decode(), "profile": "tls-client"},
+        400,
+        "csr-signature",
+        id="broken-signature",
+    ),
+    pytest.param(
+        lambda: {
+            "csr": build_csr(rsa.generate_private_key(public_exponent=65537, key_size=1024), cn="x").decode(),
+            "profile": "tls-client",
+        },
+        400,
+        "key-size",
+        id="rsa-1024",
+    ),
+    pytest.param(
+        lambda: {"csr": (VECTORS / "csr-rsa2048-sha1.pem").read_text(), "profile": "tls-client"},
+        400,
+        "csr-signature-hash",
+        id="sha1",
+    ),
+    pytest.param(
+        lambda: {"csr": build_csr(make_key(), cn="x", emails=("a@b.example",)).decode(), "profile": "device"},
+        422,
+        "san-type",
+        id="forbidden-san",
+    ),
+    pytest.param(
+        lambda: {"csr": build_csr(make_key(), cn="x").decode(), "profile": "tls-client", "days": 3000},
+        422,
+        "validity",
+        id="validity-above-max",
+    ),
+    pytest.param(
+        lambda: {"csr": build_csr(make_key(), cn="x").decode(), "profile": "smime"},
+        400,
+        "profile",
+        id="unknown-profile",
+    ),
+    pytest.param(
+        lambda: {"csr": build_csr(make_key(), cn="x").decode(), "profile": "tls-client", "ca": "nope"},
+        400,
+        "ca",
+        id="unknown-ca",
+    ),
+    pytest.param(
+        lambda: {"csr": build_csr(make_key(), cn="x").decode(), "profile": "tls-client", "ca": "root"},
+        422,
+        "ca-root",
+        id="root-issues-leaf",
+    ),
     pytest.param(lambda: {"profile": "tls-client"}, 400, "schema", id="missing-csr"),
-    pytest.param(lambda: {"csr": "x", "profile": "tls-client", "colour": "red"}, 400, "schema", id="unknown-field"),
+    pytest.param(
+        lambda: {"csr": "x", "profile": "tls-client", "colour": "red"}, 400, "schema", id="unknown-field"
+    ),
 ]
 
 
@@ -128,14 +179,20 @@ def test_listing_pages_and_filters(client):
     page = client.get("/api/v1/certificates", params={"limit": 2, "profile": "tls-client"}).json()
     assert page["total"] == 5
     assert [i["serial"] for i in page["items"]] == serials[::-1][:2]
-    rest = client.get("/api/v1/certificates", params={"limit": 10, "offset": 2, "profile": "tls-client"}).json()
+    rest = client.get(
+        "/api/v1/certificates", params={"limit": 10, "offset": 2, "profile": "tls-client"}
+    ).json()
     assert [i["serial"] for i in rest["items"]] == serials[::-1][2:]
     client.post(f"/api/v1/certificates/{serials[0]}/revoke", json={"reason": "superseded"})
     revoked = client.get("/api/v1/certificates", params={"status": "revoked"}).json()
     assert [i["serial"] for i in revoked["items"]] == [serials[0]]
-    expiring = client.get("/api/v1/certificates", params={"expiring_within": "400d", "profile": "tls-client"}).json()
+    expiring = client.get(
+        "/api/v1/certificates", params={"expiring_within": "400d", "profile": "tls-client"}
+    ).json()
     assert expiring["total"] == 4
-    none_soon = client.get("/api/v1/certificates", params={"expiring_within": "30d", "profile": "tls-client"}).json()
+    none_soon = client.get(
+        "/api/v1/certificates", params={"expiring_within": "30d", "profile": "tls-client"}
+    ).json()
     assert none_soon["total"] == 0
     assert count(client) == base
     bad = client.get("/api/v1/certificates", params={"status": "sleeping"})
@@ -155,7 +212,10 @@ def test_revocation_lifecycle(client):
     assert number > crl_before.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     entry = crl.get_revoked_certificate_by_serial_number(int(serial, 16))
     assert entry is not None
-    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason is x509.ReasonFlags.key_compromise
+    assert (
+        entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+        is x509.ReasonFlags.key_compromise
+    )
     again = client.post(f"/api/v1/certificates/{serial}/revoke", json={"reason": "unspecified"})
     assert again.status_code == 409
     assert again.json()["rule"] == "already-revoked"
@@ -165,8 +225,12 @@ def test_revocation_lifecycle(client):
 
 @pytest.mark.parametrize(
     ("serial", "body", "status"),
-    [("abcdef0123", {"reason": "keyCompromise"}, 404), ("zz", {"reason": "keyCompromise"}, 400),
-     ("SERIAL", {"reason": "certificateHold"}, 400), ("SERIAL", {"reason": "KeyCompromise"}, 400)],
+    [
+        ("abcdef0123", {"reason": "keyCompromise"}, 404),
+        ("zz", {"reason": "keyCompromise"}, 400),
+        ("SERIAL", {"reason": "certificateHold"}, 400),
+        ("SERIAL", {"reason": "KeyCompromise"}, 400),
+    ],
     ids=["unknown", "not-hex", "hold", "wrong-case"],
 )
 def test_bad_revocations(client, serial, body, status):
@@ -219,10 +283,13 @@ def test_ocsp_good_revoked_unknown(client, pki, get):
     assert good.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"n1" * 8
     responder = good.certificates[0]
     assert responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
-        [x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING])
+        [x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING]
+    )
     responder.verify_directly_issued_by(issuing)
     # cached (no nonce) answer first, then revocation must show at once
-    assert _ask(client, _ocsp_request(issuing, serial), get=get).certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert (
+        _ask(client, _ocsp_request(issuing, serial), get=get).certificate_status is ocsp.OCSPCertStatus.GOOD
+    )
     client.post(f"/api/v1/certificates/{format(serial, 'x')}/revoke", json={"reason": "keyCompromise"})
     for nonce in (None, b"n2" * 8):
         revoked = _ask(client, _ocsp_request(issuing, serial, nonce), get=get)
@@ -263,8 +330,11 @@ def test_issue_every_profile(client):
         ("tls-server", build_csr(make_key(), cn="plc.plant.example", dns=("plc.plant.example",)), {}),
         ("tls-client", build_csr(make_key(), cn="op"), {}),
         ("device", build_csr(make_key(), cn="plc-9"), {"owner": "acme"}),
-        ("opcua-application", build_csr(make_key("rsa-2048"), cn="hmi", uris=("urn:plant:hmi",),
-                                        dns=("hmi.plant.example",)), {}),
+        (
+            "opcua-application",
+            build_csr(make_key("rsa-2048"), cn="hmi", uris=("urn:plant:hmi",), dns=("hmi.plant.example",)),
+            {},
+        ),
         ("modbus-role", build_csr(make_key(), cn="eng"), {"role": "Engineer"}),
     ]
     for profile, csr, extra in cases:

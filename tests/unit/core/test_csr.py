@@ -31,7 +31,12 @@ def test_der_csr_is_accepted():
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"garbage", b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", b"\x30\x03\x02\x01\x01"],
+    [
+        b"",
+        b"garbage",
+        b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+        b"\x30\x03\x02\x01\x01",
+    ],
     ids=["empty", "text", "bad-pem", "bad-der"],
 )
 def test_garbage_is_a_parse_error(data):
@@ -83,7 +88,11 @@ def test_odd_rsa_size_is_refused():
 
 def test_sans_of_all_kinds_are_grouped():
     pem = build_csr(
-        make_key(), dns=("A.Example",), ips=("10.0.0.1", "::1"), uris=("urn:x:y",), emails=("ops@plant.example",),
+        make_key(),
+        dns=("A.Example",),
+        ips=("10.0.0.1", "::1"),
+        uris=("urn:x:y",),
+        emails=("ops@plant.example",),
         extra_subject=(x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ACME"),),
     )
     sans = validate_csr(load_csr(pem)).sans

@@ -29,7 +29,11 @@ SERIAL = 0x1234_5678_9ABC_DEF0_1234_5678
 
 def request(ca, csr_pem, profile, **kwargs):
     return IssuanceRequest(
-        checked=validate_csr(load_csr(csr_pem)), profile=BUILTIN_PROFILES[profile], issuer=ca.info, now=NOW, **kwargs
+        checked=validate_csr(load_csr(csr_pem)),
+        profile=BUILTIN_PROFILES[profile],
+        issuer=ca.info,
+        now=NOW,
+        **kwargs,
     )
 
 
@@ -47,8 +51,11 @@ def ext(cert, cls):
 
 
 def test_tls_server_certificate(issuing_ca):
-    cert = issue(issuing_ca, build_csr(make_key(), cn="plc.plant.example", dns=("plc.plant.example",), ips=("10.1.1.1",)),
-                 "tls-server")
+    cert = issue(
+        issuing_ca,
+        build_csr(make_key(), cn="plc.plant.example", dns=("plc.plant.example",), ips=("10.1.1.1",)),
+        "tls-server",
+    )
     assert ext(cert, x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
     ku = ext(cert, x509.KeyUsage)
     assert ku.critical
@@ -100,19 +107,26 @@ def test_device_owner_defaults_to_the_ca(issuing_ca):
     ],
 )
 def test_opcua_application_certificate(issuing_ca, key_type, expected):
-    csr = build_csr(make_key(key_type), cn="Boiler HMI", uris=("urn:plant:hmi:boiler",), dns=("hmi.plant.example",))
+    csr = build_csr(
+        make_key(key_type), cn="Boiler HMI", uris=("urn:plant:hmi:boiler",), dns=("hmi.plant.example",)
+    )
     cert = issue(issuing_ca, csr, "opcua-application")
     ku = ext(cert, x509.KeyUsage).value
-    names = {n for n in ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment")
-             if getattr(ku, n)}
+    names = {
+        n
+        for n in ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment")
+        if getattr(ku, n)
+    }
     if ku.key_agreement:
         names.add("key_agreement")
     assert names == expected
-    assert list(ext(cert, x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.SERVER_AUTH,
-                                                           ExtendedKeyUsageOID.CLIENT_AUTH]
-    assert ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.UniformResourceIdentifier) == [
-        "urn:plant:hmi:boiler"
+    assert list(ext(cert, x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        ExtendedKeyUsageOID.CLIENT_AUTH,
     ]
+    assert ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.UniformResourceIdentifier
+    ) == ["urn:plant:hmi:boiler"]
 
 
 def test_modbus_role_certificate_carries_utf8_role(issuing_ca):
@@ -127,33 +141,72 @@ def test_modbus_role_certificate_carries_utf8_role(issuing_ca):
 
 REFUSALS = [
     pytest.param("tls-server", dict(cn="h.example"), {}, "san-required", id="tls-server-without-san"),
-    pytest.param("tls-server", dict(cn="other.example", dns=("h.example",)), {}, "subject-cn-in-san",
-                 id="tls-server-cn-not-in-san"),
-    pytest.param("tls-server", dict(cn=None, dns=("h.example",), emails=("a@b.example",)), {}, "san-type",
-                 id="tls-server-email-san"),
+    pytest.param(
+        "tls-server",
+        dict(cn="other.example", dns=("h.example",)),
+        {},
+        "subject-cn-in-san",
+        id="tls-server-cn-not-in-san",
+    ),
+    pytest.param(
+        "tls-server",
+        dict(cn=None, dns=("h.example",), emails=("a@b.example",)),
+        {},
+        "san-type",
+        id="tls-server-email-san",
+    ),
     pytest.param("tls-server", dict(cn=None, dns=("bad_name.example",)), {}, "san-dns", id="invalid-dns"),
-    pytest.param("tls-client", dict(cn=None, dns=("h.example",)), {}, "subject-required", id="client-without-cn"),
-    pytest.param("tls-client", dict(cn="a", uris=("urn:otward:device:x:y",)), {}, "san-uri",
-                 id="client-spoofs-device-uri"),
+    pytest.param(
+        "tls-client", dict(cn=None, dns=("h.example",)), {}, "subject-required", id="client-without-cn"
+    ),
+    pytest.param(
+        "tls-client",
+        dict(cn="a", uris=("urn:otward:device:x:y",)),
+        {},
+        "san-uri",
+        id="client-spoofs-device-uri",
+    ),
     pytest.param("tls-client", dict(cn="a", uris=("not a uri",)), {}, "san-uri", id="client-invalid-uri"),
     pytest.param("device", dict(cn="plc 1"), {}, "device-id", id="device-id-with-space"),
     pytest.param("device", dict(cn="plc-1", uris=("urn:x:y",)), {}, "san-type", id="device-with-uri"),
-    pytest.param("device", dict(cn="plc-1"), {"owner": "Bad Owner"}, "device-owner", id="device-owner-syntax"),
-    pytest.param("device", dict(cn="plc-1", extra_subject=(x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),)), {},
-                 "subject-attribute", id="device-country"),
-    pytest.param("opcua-application", dict(cn="x", dns=("h.example",)), {}, "san-required", id="opcua-without-uri"),
-    pytest.param("opcua-application", dict(cn="x", uris=("urn:a:b",)), {}, "opcua-host-name",
-                 id="opcua-without-host"),
-    pytest.param("opcua-application", dict(cn="x", uris=("urn:a:b", "urn:a:c"), dns=("h.example",)), {},
-                 "opcua-application-uri", id="opcua-two-uris"),
+    pytest.param(
+        "device", dict(cn="plc-1"), {"owner": "Bad Owner"}, "device-owner", id="device-owner-syntax"
+    ),
+    pytest.param(
+        "device",
+        dict(cn="plc-1", extra_subject=(x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),)),
+        {},
+        "subject-attribute",
+        id="device-country",
+    ),
+    pytest.param(
+        "opcua-application", dict(cn="x", dns=("h.example",)), {}, "san-required", id="opcua-without-uri"
+    ),
+    pytest.param(
+        "opcua-application", dict(cn="x", uris=("urn:a:b",)), {}, "opcua-host-name", id="opcua-without-host"
+    ),
+    pytest.param(
+        "opcua-application",
+        dict(cn="x", uris=("urn:a:b", "urn:a:c"), dns=("h.example",)),
+        {},
+        "opcua-application-uri",
+        id="opcua-two-uris",
+    ),
     pytest.param("modbus-role", dict(cn="x"), {}, "role", id="modbus-without-role"),
-    pytest.param("modbus-role", dict(cn="x"), {"role": "bad\nrole"}, "modbus-role-syntax", id="modbus-bad-role"),
+    pytest.param(
+        "modbus-role", dict(cn="x"), {"role": "bad\nrole"}, "modbus-role-syntax", id="modbus-bad-role"
+    ),
     pytest.param("tls-client", dict(cn="x"), {"role": "Operator"}, "role", id="role-on-other-profile"),
     pytest.param("tls-client", dict(cn="x"), {"owner": "acme"}, "owner", id="owner-on-other-profile"),
     pytest.param("tls-client", dict(cn="x"), {"validity_days": 399}, "validity", id="validity-above-max"),
     pytest.param("tls-client", dict(cn="x"), {"validity_days": 0}, "validity", id="validity-zero"),
-    pytest.param("tls-client", dict(cn="x", extra_subject=(x509.NameAttribute(NameOID.COUNTRY_NAME, "de"),)),
-                 {}, "subject-value", id="country-lower-case"),
+    pytest.param(
+        "tls-client",
+        dict(cn="x", extra_subject=(x509.NameAttribute(NameOID.COUNTRY_NAME, "de"),)),
+        {},
+        "subject-value",
+        id="country-lower-case",
+    ),
 ]
 
 
@@ -199,7 +252,9 @@ def test_expired_ca_issues_nothing(root_ca):
         plan_certificate(req)
 
 
-@pytest.mark.parametrize("serial", [0, -5, 1 << 159, 12345], ids=["zero", "negative", "21-octets", "too-few-bits"])
+@pytest.mark.parametrize(
+    "serial", [0, -5, 1 << 159, 12345], ids=["zero", "negative", "21-octets", "too-few-bits"]
+)
 def test_bad_serial_numbers_are_refused(serial):
     with pytest.raises(InvalidRequestError):
         validate_serial_number(serial)

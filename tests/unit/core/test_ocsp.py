@@ -57,8 +57,11 @@ def responder(issuing_ca):
     return cert, key
 
 
-@pytest.mark.parametrize("algorithm", [hashes.SHA1(), hashes.SHA256(), hashes.SHA384(), hashes.SHA512()],  # noqa: S303
-                         ids=lambda a: a.name)
+@pytest.mark.parametrize(
+    "algorithm",
+    [hashes.SHA1(), hashes.SHA256(), hashes.SHA384(), hashes.SHA512()],  # noqa: S303
+    ids=lambda a: a.name,
+)
 def test_issuer_index_finds_the_ca_for_every_certid_hash(issuing_ca, root_ca, algorithm):
     index = IssuerIndex([("root", root_ca.info.certificate), ("issuing", issuing_ca.info.certificate)])
     query = load_ocsp_request(request_der(issuing_ca.info.certificate, algorithm=algorithm))
@@ -72,9 +75,13 @@ def test_issuer_index_finds_the_ca_for_every_certid_hash(issuing_ca, root_ca, al
     [
         (StatusAnswer(CertStatus.GOOD), ocsp.OCSPCertStatus.GOOD),
         (StatusAnswer(CertStatus.UNKNOWN), ocsp.OCSPCertStatus.UNKNOWN),
-        (StatusAnswer(CertStatus.REVOKED, RevokedEntry(SERIAL, NOW - timedelta(hours=1),
-                                                         x509.ReasonFlags.key_compromise)),
-         ocsp.OCSPCertStatus.REVOKED),
+        (
+            StatusAnswer(
+                CertStatus.REVOKED,
+                RevokedEntry(SERIAL, NOW - timedelta(hours=1), x509.ReasonFlags.key_compromise),
+            ),
+            ocsp.OCSPCertStatus.REVOKED,
+        ),
     ],
     ids=["good", "unknown", "revoked"],
 )
@@ -82,8 +89,9 @@ def test_response_is_signed_by_the_responder_and_echoes_the_nonce(issuing_ca, re
     cert, key = responder
     query = load_ocsp_request(request_der(issuing_ca.info.certificate, nonce=b"\x01" * 16))
     response = ocsp.load_der_ocsp_response(
-        build_ocsp_response(query, answer, responder_certificate=cert, this_update=NOW,
-                            next_update=NOW + timedelta(hours=1))
+        build_ocsp_response(
+            query, answer, responder_certificate=cert, this_update=NOW, next_update=NOW + timedelta(hours=1)
+        )
         .sign(key, hashes.SHA256())
         .public_bytes(serialization.Encoding.DER)
     )
@@ -104,8 +112,13 @@ def test_no_nonce_no_nonce_extension(issuing_ca, responder):
     cert, key = responder
     query = load_ocsp_request(request_der(issuing_ca.info.certificate))
     assert query.nonce is None
-    built = build_ocsp_response(query, StatusAnswer(CertStatus.GOOD), responder_certificate=cert, this_update=NOW,
-                                next_update=NOW + timedelta(hours=1)).sign(key, hashes.SHA256())
+    built = build_ocsp_response(
+        query,
+        StatusAnswer(CertStatus.GOOD),
+        responder_certificate=cert,
+        this_update=NOW,
+        next_update=NOW + timedelta(hours=1),
+    ).sign(key, hashes.SHA256())
     assert len(built.extensions) == 0
 
 

@@ -9,7 +9,8 @@ from otward.errors import ConfigError
 
 def test_override_tightens_a_profile():
     profiles = apply_overrides(
-        BUILTIN_PROFILES, {"tls-server": {"max_validity_days": 90, "default_validity_days": 30, "key_types": ["ec-p256"]}}
+        BUILTIN_PROFILES,
+        {"tls-server": {"max_validity_days": 90, "default_validity_days": 30, "key_types": ["ec-p256"]}},
     )
     assert profiles["tls-server"].max_validity_days == 90
     assert profiles["tls-server"].key_types == frozenset({KeyType.EC_P256})
@@ -20,9 +21,18 @@ def test_override_tightens_a_profile():
     ("overrides", "message"),
     [
         ({"nope": {}}, "profiles.nope: no such profile"),
-        ({"tls-server": {"extended_key_usage": []}}, "profiles.tls-server.extended_key_usage cannot be overridden"),
-        ({"tls-server": {"key_types": ["rsa-1024"]}}, "profiles.tls-server.key_types has an unknown key type"),
-        ({"tls-server": {"max_validity_days": -1}}, "profiles.tls-server.max_validity_days must be a positive"),
+        (
+            {"tls-server": {"extended_key_usage": []}},
+            "profiles.tls-server.extended_key_usage cannot be overridden",
+        ),
+        (
+            {"tls-server": {"key_types": ["rsa-1024"]}},
+            "profiles.tls-server.key_types has an unknown key type",
+        ),
+        (
+            {"tls-server": {"max_validity_days": -1}},
+            "profiles.tls-server.max_validity_days must be a positive",
+        ),
         ({"tls-server": {"default_validity_days": 500}}, "default_validity_days must be between"),
         ({"tls-server": {"max_validity_days": 5000, "default_validity_days": 10}}, "must not exceed 3650"),
         ({"device": {"subject_allowed": "CN"}}, "must be a list"),

@@ -22,7 +22,11 @@ def test_missing_reason_is_unspecified():
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("certificateHold", "permanent"), ("removeFromCRL", "delta"), ("key_compromise", "unknown revocation reason")],
+    [
+        ("certificateHold", "permanent"),
+        ("removeFromCRL", "delta"),
+        ("key_compromise", "unknown revocation reason"),
+    ],
 )
 def test_refused_reasons_explain_why(name, message):
     with pytest.raises(InvalidRequestError, match=message):
@@ -34,24 +38,32 @@ def test_crl_lists_entries_with_reasons_and_required_extensions(issuing_ca):
         RevokedEntry(0x1111_2222_3333_4444_5555, NOW - timedelta(hours=1), x509.ReasonFlags.key_compromise),
         RevokedEntry(0x6666_7777_8888_9999_AAAA, NOW - timedelta(hours=2), x509.ReasonFlags.unspecified),
     ]
-    crl = build_crl(issuing_ca.info, entries, crl_number=7, this_update=NOW, next_update=NOW + timedelta(days=7)).sign(
-        issuing_ca.key, hashes.SHA256()
-    )
+    crl = build_crl(
+        issuing_ca.info, entries, crl_number=7, this_update=NOW, next_update=NOW + timedelta(days=7)
+    ).sign(issuing_ca.key, hashes.SHA256())
     assert crl.is_signature_valid(issuing_ca.info.certificate.public_key())
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 7
     aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-    assert aki == issuing_ca.info.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    assert (
+        aki
+        == issuing_ca.info.certificate.extensions.get_extension_for_class(
+            x509.SubjectKeyIdentifier
+        ).value.digest
+    )
     assert crl.next_update_utc == NOW + timedelta(days=7)
     first = crl.get_revoked_certificate_by_serial_number(entries[0].serial_number)
-    assert first.extensions.get_extension_for_class(x509.CRLReason).value.reason is x509.ReasonFlags.key_compromise
+    assert (
+        first.extensions.get_extension_for_class(x509.CRLReason).value.reason
+        is x509.ReasonFlags.key_compromise
+    )
     second = crl.get_revoked_certificate_by_serial_number(entries[1].serial_number)
     assert len(second.extensions) == 0  # RFC 5280: leave out reason 'unspecified'
 
 
 def test_crl_with_no_entries(issuing_ca):
-    crl = build_crl(issuing_ca.info, [], crl_number=1, this_update=NOW, next_update=NOW + timedelta(days=1)).sign(
-        issuing_ca.key, hashes.SHA256()
-    )
+    crl = build_crl(
+        issuing_ca.info, [], crl_number=1, this_update=NOW, next_update=NOW + timedelta(days=1)
+    ).sign(issuing_ca.key, hashes.SHA256())
     assert len(crl) == 0
 
 

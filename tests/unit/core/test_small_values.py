@@ -17,8 +17,14 @@ from tests.conftest import make_key
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("30d", timedelta(days=30)), ("12h", timedelta(hours=12)), ("90m", timedelta(minutes=90)),
-     ("45s", timedelta(seconds=45)), ("2w", timedelta(weeks=2)), (" 7D ", timedelta(days=7))],
+    [
+        ("30d", timedelta(days=30)),
+        ("12h", timedelta(hours=12)),
+        ("90m", timedelta(minutes=90)),
+        ("45s", timedelta(seconds=45)),
+        ("2w", timedelta(weeks=2)),
+        (" 7D ", timedelta(days=7)),
+    ],
 )
 def test_durations(text, expected):
     assert parse_duration(text) == expected
@@ -44,8 +50,16 @@ def test_bad_serials(text):
 
 @pytest.mark.parametrize(
     ("name", "valid"),
-    [("plc-7.plant.example", True), ("*.plant.example", True), ("*.example", False), ("Upper.example", False),
-     ("-bad.example", False), ("under_score.example", False), ("a" * 64 + ".example", False), ("localhost", True)],
+    [
+        ("plc-7.plant.example", True),
+        ("*.plant.example", True),
+        ("*.example", False),
+        ("Upper.example", False),
+        ("-bad.example", False),
+        ("under_score.example", False),
+        ("a" * 64 + ".example", False),
+        ("localhost", True),
+    ],
 )
 def test_dns_names(name, valid):
     assert is_valid_dns_name(name) is valid
@@ -76,7 +90,13 @@ def test_key_type_parsing():
 
 @pytest.mark.parametrize(
     ("key_type", "hash_name"),
-    [("ec-p256", "sha256"), ("ec-p384", "sha384"), ("rsa-2048", "sha256"), ("rsa-3072", "sha384"), ("ed25519", None)],
+    [
+        ("ec-p256", "sha256"),
+        ("ec-p384", "sha384"),
+        ("rsa-2048", "sha256"),
+        ("rsa-3072", "sha384"),
+        ("ed25519", None),
+    ],
 )
 def test_signature_hash_matches_key_strength(key_type, hash_name):
     key = make_key(key_type)
