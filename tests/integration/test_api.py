@@ -254,10 +254,10 @@ def test_root_cannot_be_revoked(client, pki):
 
 def _ocsp_request(issuer: x509.Certificate, serial: int, nonce: bytes | None = None) -> bytes:
     builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
-        hashlib.sha1(issuer.subject.public_bytes()).digest(),  # noqa: S324 - CertID hash as openssl sends it
-        hashlib.sha1(public_key_bits(issuer.public_key())).digest(),  # noqa: S324
+        hashlib.sha1(issuer.subject.public_bytes()).digest(),
+        hashlib.sha1(public_key_bits(issuer.public_key())).digest(),
         serial,
-        hashes.SHA1(),  # noqa: S303
+        hashes.SHA1(),
     )
     if nonce:
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)

@@ -30,7 +30,7 @@ SERIAL = 0xABCDEF_0123456789_ABCDEF
 
 def request_der(issuer_cert, serial=SERIAL, *, algorithm=None, nonce=None) -> bytes:
     builder = ocsp.OCSPRequestBuilder()
-    algorithm = algorithm or hashes.SHA1()  # noqa: S303 - CertID hash, what openssl sends by default
+    algorithm = algorithm or hashes.SHA1()
     name = algorithm.name
     builder = builder.add_certificate_by_hash(
         hashlib.new(name, issuer_cert.subject.public_bytes()).digest(),
@@ -59,7 +59,7 @@ def responder(issuing_ca):
 
 @pytest.mark.parametrize(
     "algorithm",
-    [hashes.SHA1(), hashes.SHA256(), hashes.SHA384(), hashes.SHA512()],  # noqa: S303
+    [hashes.SHA1(), hashes.SHA256(), hashes.SHA384(), hashes.SHA512()],
     ids=lambda a: a.name,
 )
 def test_issuer_index_finds_the_ca_for_every_certid_hash(issuing_ca, root_ca, algorithm):
