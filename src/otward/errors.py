@@ -20,6 +20,21 @@ contains key material, tokens or whole requests) and, where it helps, the
 
 from __future__ import annotations
 
+__all__ = [
+    "AuthenticationError",
+    "BackendError",
+    "ConfigError",
+    "ConflictError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "OtwardError",
+    "ParseError",
+    "PolicyViolationError",
+    "SignerError",
+    "StorageError",
+    "UnsupportedAlgorithmError",
+]
+
 
 class OtwardError(Exception):
     """Root of all otward errors; ``rule`` names the check that failed."""

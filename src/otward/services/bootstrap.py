@@ -17,6 +17,7 @@ from otward.config import (
     CONFIG_FILE,
     PASSPHRASE_FILE,
     Settings,
+    default_database_url,
     load_settings,
     read_passphrase,
     render_config,
@@ -87,6 +88,9 @@ def initialize(
         encoding="utf-8",
     )
     settings = load_settings(data_dir, database_url=database_url)
+    if settings.database_url == default_database_url(data_dir):
+        # SQLite creates its -wal and -shm files with the database file's mode.
+        write_private_file(data_dir / "otward.db", b"")
     pki = Pki.open(settings)
     try:
         root = pki.authorities.create_root(ROOT_CA, key_type=key_type, organization=organization)

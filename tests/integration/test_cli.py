@@ -1,0 +1,222 @@
+"""The ``otward`` command line, run in-process with Typer's runner (and once as a real process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+from cryptography import x509
+from typer.testing import CliRunner
+
+from otward.cli.app import app
+from tests.conftest import build_csr, make_key
+
+pytestmark = pytest.mark.integration
+
+runner = CliRunner()
+
+
+def run(*args: str, code: int = 0) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+@pytest.fixture
+def data(tmp_path):
+    directory = tmp_path / "d"
+    run("init", "--data", str(directory), "--org", "ACME Chemicals", "--json")
+    return directory
+
+
+def test_init_creates_a_complete_private_installation(tmp_path):
+    directory = tmp_path / "plant"
+    info = json.loads(run("init", "--data", str(directory), "--key-type", "ec-p384", "--json"))
+    assert info["admin_token_file"] == str(directory / "admin.token")
+    for name in ("admin.token", "ca.pass", "tls/server.key", "tls/server.pem"):
+        assert stat.S_IMODE((directory / name).stat().st_mode) == 0o600, name
+    for key_file in (directory / "keys").iterdir():
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert key_file.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    # the admin token is stored only hashed
+    secret = (directory / "admin.token").read_text().strip()[-43:].encode()
+    stored = b"".join(p.read_bytes() for p in directory.glob("otward.db*"))
+    assert b"SQLite format 3" in stored
+    assert secret not in stored
+    assert stat.S_IMODE((directory / "otward.db").stat().st_mode) == 0o600
+    cas = json.loads(run("ca", "list", "--data", str(directory), "--json"))
+    assert [(c["name"], c["parent"], c["path_length"]) for c in cas] == [
+        ("root", None, None),
+        ("issuing", "root", 0),
+    ]
+    root = x509.load_pem_x509_certificate((directory / "root.pem").read_bytes())
+    assert root.public_key().curve.name == "secp384r1"
+
+
+def test_init_refuses_an_existing_directory_and_keeps_its_keys(data):
+    before = {p: p.read_bytes() for p in (data / "keys").iterdir()}
+    output = run("init", "--data", str(data), code=1)
+    assert "already exists" in output
+    assert {p: p.read_bytes() for p in (data / "keys").iterdir()} == before
+
+
+def test_init_with_passphrase_from_environment_writes_no_passphrase_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("OTWARD_CA_PASSPHRASE", "correct horse battery staple 42")
+    run("init", "--data", str(tmp_path / "d"), "--json")
+    assert not (tmp_path / "d" / "ca.pass").exists()
+    csr = tmp_path / "r.csr"
+    csr.write_bytes(build_csr(make_key(), cn="op"))
+    run("cert", "issue", "--csr", str(csr), "--profile", "tls-client", "--data", str(tmp_path / "d"))
+    monkeypatch.setenv("OTWARD_CA_PASSPHRASE", "wrong passphrase, long enough")
+    output = run(
+        "cert", "issue", "--csr", str(csr), "--profile", "tls-client", "--data", str(tmp_path / "d"), code=1
+    )
+    assert "wrong CA passphrase" in output
+
+
+def test_bad_key_type_is_a_clear_error(tmp_path):
+    assert "unknown key type 'rsa-1024'" in run(
+        "init", "--data", str(tmp_path / "x"), "--key-type", "rsa-1024", code=1
+    )
+    assert not (tmp_path / "x").exists()
+
+
+def test_ca_create_export_and_issue_from_it(data, tmp_path):
+    created = json.loads(
+        run(
+            "ca",
+            "create",
+            "plant-a",
+            "--parent",
+            "root",
+            "--permitted-dns",
+            "plant-a.example",
+            "--data",
+            str(data),
+            "--json",
+        )
+    )
+    assert created["permitted_dns"] == ["plant-a.example"]
+    chain = run("ca", "export", "plant-a", "--data", str(data))
+    assert chain.count("BEGIN CERTIFICATE") == 2
+    assert "already exists" in run("ca", "create", "plant-a", "--parent", "root", "--data", str(data), code=1)
+    assert "cannot sign sub-CAs" in run(
+        "ca", "create", "x", "--parent", "issuing", "--data", str(data), code=1
+    )
+    assert "not found" in run("ca", "export", "nope", "--data", str(data), code=1)
+    csr = tmp_path / "r.csr"
+    csr.write_bytes(build_csr(make_key(), cn=None, dns=("hmi.plant-a.example",)))
+    out = tmp_path / "c.pem"
+    chain_out = tmp_path / "chain.pem"
+    run(
+        "cert",
+        "issue",
+        "--csr",
+        str(csr),
+        "--profile",
+        "tls-server",
+        "--ca",
+        "plant-a",
+        "--out",
+        str(out),
+        "--chain-out",
+        str(chain_out),
+        "--data",
+        str(data),
+    )
+    cert = x509.load_pem_x509_certificate(out.read_bytes())
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificates(chain_out.read_bytes())[0])
+    csr.write_bytes(build_csr(make_key(), cn=None, dns=("hmi.plant-b.example",)))
+    assert "outside the name constraints" in run(
+        "cert",
+        "issue",
+        "--csr",
+        str(csr),
+        "--profile",
+        "tls-server",
+        "--ca",
+        "plant-a",
+        "--data",
+        str(data),
+        code=1,
+    )
+
+
+def test_cert_issue_list_show_revoke(data, tmp_path):
+    csr = tmp_path / "r.csr"
+    csr.write_bytes(build_csr(make_key(), cn="eng-1"))
+    issued = json.loads(
+        run(
+            "cert",
+            "issue",
+            "--csr",
+            str(csr),
+            "--profile",
+            "modbus-role",
+            "--role",
+            "Engineer",
+            "--days",
+            "30",
+            "--data",
+            str(data),
+            "--json",
+        )
+    )
+    serial = issued["serial"]
+    listing = json.loads(run("cert", "list", "--expiring-within", "31d", "--data", str(data), "--json"))
+    assert [i["serial"] for i in listing["items"]] == [serial]
+    shown = json.loads(run("cert", "show", serial.upper(), "--data", str(data), "--json"))
+    assert shown["profile"] == "modbus-role"
+    assert run("cert", "show", serial, "--pem", "--data", str(data)) == issued["certificate"]
+    revoked = json.loads(
+        run("cert", "revoke", serial, "--reason", "keyCompromise", "--data", str(data), "--json")
+    )
+    assert revoked["status"] == "revoked"
+    assert "already revoked" in run("cert", "revoke", serial, "--data", str(data), code=1)
+    listing = json.loads(run("cert", "list", "--status", "revoked", "--data", str(data), "--json"))
+    assert [i["serial"] for i in listing["items"]] == [serial]
+    assert "not a duration" in run("cert", "list", "--expiring-within", "soon", "--data", str(data), code=1)
+    assert "unknown revocation reason" in run(
+        "cert", "revoke", serial, "--reason", "lost", "--data", str(data), code=1
+    )
+
+
+def test_crl_generate_writes_der(data, tmp_path):
+    out = tmp_path / "issuing.crl"
+    report = json.loads(
+        run("crl", "generate", "--ca", "issuing", "--out", str(out), "--data", str(data), "--json")
+    )
+    crl = x509.load_der_x509_crl(out.read_bytes())
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == report[0]["crl_number"]
+
+
+def test_read_only_commands_need_no_passphrase(data, monkeypatch):
+    (data / "ca.pass").rename(data / "ca.pass.offline")
+    run("ca", "list", "--data", str(data))
+    run("ca", "export", "root", "--data", str(data))
+    run("cert", "list", "--data", str(data))
+
+
+def test_data_directory_from_environment(data, monkeypatch):
+    monkeypatch.setenv("OTWARD_DATA", str(data))
+    assert "issuing" in run("ca", "list")
+
+
+def test_missing_data_directory_says_run_init(tmp_path):
+    assert "run 'otward init'" in run("ca", "list", "--data", str(tmp_path / "none"), code=1)
+
+
+def test_console_script_runs_as_a_process(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "otward", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OTWARD_DATA": str(tmp_path)},
+    )
+    assert result.stdout.strip() == __import__("otward").__version__
