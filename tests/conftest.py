@@ -214,20 +214,28 @@ def start_server(data_dir: Path, *, workers: int = 1, database_url: str | None =
         process=process,
         log=log,
     )
+    try:
+        _wait_until_ready(server)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server
+
+
+def _wait_until_ready(server: RunningServer) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"otward serve exited: {(data_dir / 'serve.log').read_text()}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"otward serve exited: {(server.data_dir / 'serve.log').read_text()}")
         try:
             with httpx.Client(verify=server.ssl_context(), timeout=1) as client:
                 if (
                     client.get(f"{server.https_url}/healthz").status_code == 200
                     and client.get(f"{server.http_url}/crl/root.crl").status_code == 200
                 ):
-                    return server
+                    return
         except httpx.HTTPError:
             time.sleep(0.1)
-    stop_server(server)
     raise RuntimeError("otward serve did not become ready within 30 s")
 
 

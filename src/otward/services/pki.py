@@ -58,13 +58,20 @@ class Pki:
         self.tokens = TokenService(store, clock=clock)
 
     @classmethod
-    def open(cls, settings: Settings, *, migrate: bool = True) -> Pki:
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        migrate: bool = True,
+        clock: Callable[[], datetime] = utc_now,
+        new_serial: Callable[[], int] = random_serial_number,
+    ) -> Pki:
         """Connect to the configured database (migrating it to the current schema)."""
         engine = create_database_engine(settings.database_url)
         if migrate:
             upgrade_schema(engine)
         keys = FileKeyBackend(settings.data_dir, lambda: read_passphrase(settings.data_dir))
-        return cls(settings, SqlPkiStore(engine), keys)
+        return cls(settings, SqlPkiStore(engine), keys, clock=clock, new_serial=new_serial)
 
     def close(self) -> None:
         if isinstance(self.store, SqlPkiStore):

@@ -1,0 +1,58 @@
+"""``otward serve`` as a real process: TLS, both ports, several workers, PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography import x509
+from cryptography.x509 import ocsp
+
+from tests.conftest import _postgres_database, build_csr, make_key, start_server, stop_server
+from tests.integration.test_api import _ocsp_request
+
+pytestmark = pytest.mark.integration
+
+
+def test_server_answers_health_and_rejects_missing_token(server):
+    with server.client() as client:
+        assert client.get("/healthz").json()["status"] == "ok"
+        response = client.get("/api/v1/certificates", headers={"Authorization": ""})
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.postgres
+def test_two_workers_on_postgresql_issue_revoke_and_answer_ocsp(tmp_path):
+    import httpx
+
+    for url in _postgres_database():
+        running = start_server(tmp_path / "pg", workers=2, database_url=url)
+        try:
+            with running.client() as client:
+                serials = []
+                for i in range(6):  # spread over both workers
+                    response = client.post(
+                        "/api/v1/certificates",
+                        json={"csr": build_csr(make_key(), cn=f"op-{i}").decode(), "profile": "tls-client"},
+                    )
+                    assert response.status_code == 201, response.text
+                    serials.append(int(response.json()["serial"], 16))
+                issuing = x509.load_pem_x509_certificate(
+                    client.get("/api/v1/cas/issuing").json()["certificate"].encode()
+                )
+                client.post(
+                    f"/api/v1/certificates/{format(serials[0], 'x')}/revoke", json={"reason": "superseded"}
+                )
+            with httpx.Client(base_url=running.http_url) as plain:
+                for _ in range(4):
+                    answer = ocsp.load_der_ocsp_response(
+                        plain.post(
+                            "/ocsp",
+                            content=_ocsp_request(issuing, serials[0]),
+                            headers={"content-type": "application/ocsp-request"},
+                        ).content
+                    )
+                    assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
+                crl = x509.load_der_x509_crl(plain.get("/crl/issuing.crl").content)
+                assert crl.get_revoked_certificate_by_serial_number(serials[0]) is not None
+        finally:
+            stop_server(running)

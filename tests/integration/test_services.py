@@ -1,0 +1,162 @@
+"""Service behaviour over time and under contention, with an injected clock, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.x509 import ocsp
+
+from otward.config import load_settings
+from otward.errors import ConflictError, PolicyViolationError
+from otward.services.pki import Pki, random_serial_number
+from tests.conftest import build_csr, make_key
+from tests.integration.test_api import _ocsp_request
+
+pytestmark = pytest.mark.integration
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def timed_pki(installation, database_url, clock):
+    instance = Pki.open(load_settings(installation, database_url=database_url), clock=clock)
+    yield instance
+    instance.close()
+
+
+def crl_number(record) -> int:
+    return (
+        x509.load_der_x509_crl(record.der).extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    )
+
+
+def test_crl_is_regenerated_before_next_update(timed_pki, clock):
+    first = timed_pki.revocation.publish_crl("issuing")
+    assert timed_pki.revocation.current_crl("issuing").crl_number == first.crl_number
+    clock.now += timedelta(days=5, hours=23)  # validity 7 d, refresh 24 h before
+    assert timed_pki.revocation.current_crl("issuing").crl_number == first.crl_number
+    clock.now += timedelta(hours=2)
+    fresh = timed_pki.revocation.current_crl("issuing")
+    assert fresh.crl_number == first.crl_number + 1
+    assert crl_number(fresh) == fresh.crl_number
+    assert fresh.next_update == clock.now + timedelta(days=7)
+    assert timed_pki.revocation.refresh_all() == ["root"]  # its CRL was just as old
+    assert timed_pki.revocation.refresh_all() == []
+
+
+def test_ocsp_responder_is_renewed_before_it_expires(timed_pki, clock):
+    issuing = timed_pki.authorities.get("issuing")
+    old = issuing.ocsp_certificate
+    assert not timed_pki.authorities.renew_ocsp_responder_if_due("issuing")
+    clock.now += timedelta(days=340)
+    assert timed_pki.authorities.renew_ocsp_responder_if_due("issuing")
+    new = timed_pki.authorities.get("issuing").ocsp_certificate
+    assert new.serial_number != old.serial_number
+    assert new.not_valid_after_utc > old.not_valid_after_utc
+    serial = timed_pki.issuance.issue(
+        build_csr(make_key(), cn="op"), profile="tls-client"
+    ).certificate.serial_number
+    response = ocsp.load_der_ocsp_response(
+        timed_pki.ocsp.respond(_ocsp_request(issuing.certificate, serial, b"x" * 16)).der
+    )
+    assert response.certificates == [new]
+    assert timed_pki.store.get_certificate(new.serial_number).profile == "ocsp-responder"
+
+
+def test_ocsp_reuses_signatures_only_without_nonce(timed_pki):
+    issuing = timed_pki.authorities.get("issuing").certificate
+    serial = timed_pki.issuance.issue(
+        build_csr(make_key(), cn="op"), profile="tls-client"
+    ).certificate.serial_number
+    plain = _ocsp_request(issuing, serial)
+    assert timed_pki.ocsp.respond(plain).der == timed_pki.ocsp.respond(plain).der
+    first = timed_pki.ocsp.respond(_ocsp_request(issuing, serial, b"a" * 16)).der
+    second = timed_pki.ocsp.respond(_ocsp_request(issuing, serial, b"b" * 16)).der
+    assert first != second
+
+
+def test_serial_collision_is_refused_and_nothing_is_half_written(installation, database_url):
+    fixed = random_serial_number()
+    pki = Pki.open(load_settings(installation, database_url=database_url), new_serial=lambda: fixed)
+    try:
+        pki.issuance.issue(build_csr(make_key(), cn="a"), profile="tls-client")
+        with pytest.raises(ConflictError):
+            pki.issuance.issue(build_csr(make_key(), cn="b"), profile="tls-client")
+        assert pki.store.get_certificate(fixed).subject == "CN=a"
+    finally:
+        pki.close()
+
+
+def test_revoked_sub_ca_issues_nothing(timed_pki):
+    plant = timed_pki.authorities.create_subordinate(
+        "plant-a", parent="root", key_type=__import__("otward").core.keys.KeyType.EC_P256, organization="ACME"
+    )
+    timed_pki.issuance.issue(build_csr(make_key(), cn="op"), profile="tls-client", ca="plant-a")
+    timed_pki.revocation.revoke(plant.certificate.serial_number, x509.ReasonFlags.ca_compromise)
+    with pytest.raises(PolicyViolationError) as info:
+        timed_pki.issuance.issue(build_csr(make_key(), cn="op"), profile="tls-client", ca="plant-a")
+    assert info.value.rule == "ca-revoked"
+    root_crl = x509.load_der_x509_crl(timed_pki.revocation.current_crl("root").der)
+    assert root_crl.get_revoked_certificate_by_serial_number(plant.certificate.serial_number) is not None
+
+
+def test_ocsp_serves_a_ca_created_after_it_started(timed_pki, installation, database_url):
+    # warm the responder's issuer index, then create a CA through a second instance (as the CLI would)
+    issuing = timed_pki.authorities.get("issuing").certificate
+    timed_pki.ocsp.respond(_ocsp_request(issuing, 1 << 70))
+    other = Pki.open(load_settings(installation, database_url=database_url))
+    try:
+        from otward.core.keys import KeyType
+
+        plant = other.authorities.create_subordinate(
+            "plant-b", parent="root", key_type=KeyType.EC_P256, organization="ACME"
+        )
+        serial = other.issuance.issue(build_csr(make_key(), cn="op"), profile="tls-client", ca="plant-b")
+    finally:
+        other.close()
+    timed_pki.ocsp._index_loaded_at -= 10  # the responder rebuilds its index at most every 5 s
+    answer = ocsp.load_der_ocsp_response(
+        timed_pki.ocsp.respond(_ocsp_request(plant.certificate, serial.certificate.serial_number)).der
+    )
+    assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
+
+
+def test_concurrent_issuance_and_revocation(pki):
+    errors: list[BaseException] = []
+    serials: list[int] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(10):
+                issued = pki.issuance.issue(build_csr(make_key(), cn=f"w{n}-{i}"), profile="tls-client")
+                with lock:
+                    serials.append(issued.certificate.serial_number)
+                if i % 3 == 0:
+                    pki.revocation.revoke(issued.certificate.serial_number, x509.ReasonFlags.superseded)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(set(serials)) == 40
+    crl = x509.load_der_x509_crl(pki.revocation.current_crl("issuing").der)
+    assert len(crl) == 16
