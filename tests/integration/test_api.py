@@ -322,7 +322,10 @@ def test_public_status_endpoints(client):
     chain = client.get("/api/v1/cas/issuing/chain").text
     assert chain.count("BEGIN CERTIFICATE") == 2
     assert client.get("/openapi.json").json()["paths"]["/api/v1/certificates"]["post"]
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "cdn" not in docs.text.lower()  # offline plants: every asset comes from otward itself
+    assert client.get("/docs/static/swagger-ui-bundle.js").status_code == 200
 
 
 def test_issue_every_profile(client):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any
 
+import swagger_ui
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 
 from otward import __version__
 from otward.core.records import parse_serial
@@ -33,6 +37,9 @@ Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 router = APIRouter(prefix="/api/v1")
+
+# Swagger UI 5 (OpenAPI 3.1), shipped as files by the swagger-ui-py package.
+SWAGGER_UI_STATIC = Path(swagger_ui.__file__).parent / "static"
 
 
 def _serial(text: str) -> int:
@@ -118,16 +125,34 @@ def create_api(pki: Pki) -> FastAPI:
         title="otward",
         version=__version__,
         description="Private PKI for industrial sites: issuance, revocation, CRL and OCSP.",
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.pki = pki
     install_problem_handlers(app)
     app.include_router(router)
+    _serve_docs_offline(app)
 
     @app.get("/healthz", tags=["operations"])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     return app
+
+
+def _serve_docs_offline(app: FastAPI) -> None:
+    """Swagger UI at /docs from files installed with otward: plants are often offline, so no CDN."""
+    app.mount("/docs/static", StaticFiles(directory=SWAGGER_UI_STATIC), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="otward API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
 
 
 def create_app(pki: Pki) -> ASGIApp:
