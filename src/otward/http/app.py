@@ -168,5 +168,4 @@ def create_app(pki: Pki) -> ASGIApp:
         else:
             await api(scope, receive, send)
 
-    app.api = api  # type: ignore[attr-defined]  # tests reach the FastAPI object through this
     return app

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
@@ -85,7 +86,7 @@ class OcspResponder:
         self._index_loaded_at = now
         self._authorities.forget()
         self._index = IssuerIndex(
-            (a.name, self._authorities.get(a.name).certificate) for a in self._authorities.list()
+            (a.name, x509.load_der_x509_certificate(a.certificate_der)) for a in self._authorities.list()
         )
         return self._index.find(query)
 
