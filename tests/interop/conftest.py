@@ -50,9 +50,7 @@ def _create_sub_ca(
 @pytest.fixture(scope="session")
 def plant_a(interop_server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> SubCa:
     """``otward ca create plant-a --parent root --permitted-dns plant-a.example`` beside the server."""
-    return _create_sub_ca(
-        interop_server, tmp_path_factory, "plant-a", "--permitted-dns", "plant-a.example"
-    )
+    return _create_sub_ca(interop_server, tmp_path_factory, "plant-a", "--permitted-dns", "plant-a.example")
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +61,7 @@ def retired_cas(
     retired = []
     for name, reason in RETIRED_CA_REASONS.items():
         sub_ca = _create_sub_ca(interop_server, tmp_path_factory, name)
-        leaf = api.issue("tls-client", ca=name, cn=f"operator.{name}")
+        leaf = api.issue("tls-client", ca=name, cn=f"operator-{name}")
         api.revoke(f"{sub_ca.certificate.serial_number:x}", reason)
         retired.append(RetiredCa(ca=sub_ca, leaf=leaf, reason=reason))
     return retired

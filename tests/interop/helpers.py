@@ -103,7 +103,9 @@ PROFILE_CASES: tuple[IssueCase, ...] = (
         ips=("10.0.0.7",),
         purposes=("sslserver",),
     ),
-    IssueCase("tls-server-ip-only-rsa-2048", "tls-server", "rsa-2048", ips=("fd00::7",), purposes=("sslserver",)),
+    IssueCase(
+        "tls-server-ip-only-rsa-2048", "tls-server", "rsa-2048", ips=("fd00::7",), purposes=("sslserver",)
+    ),
     IssueCase("tls-client-ec-p256", "tls-client", "ec-p256", cn="operator-1", purposes=("sslclient",)),
     IssueCase("tls-client-ec-p384", "tls-client", "ec-p384", cn="operator-2", purposes=("sslclient",)),
     IssueCase("tls-client-ed25519", "tls-client", "ed25519", cn="operator-3", purposes=("sslclient",)),
