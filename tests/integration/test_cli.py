@@ -220,3 +220,42 @@ def test_console_script_runs_as_a_process(tmp_path):
         env={**os.environ, "OTWARD_DATA": str(tmp_path)},
     )
     assert result.stdout.strip() == __import__("otward").__version__
+
+
+def test_ip_constrained_sub_ca(data, tmp_path):
+    created = json.loads(
+        run(
+            "ca",
+            "create",
+            "line-2",
+            "--parent",
+            "root",
+            "--permitted-dns",
+            "line-2.example",
+            "--permitted-ip",
+            "10.20.0.0/16",
+            "--data",
+            str(data),
+            "--json",
+        )
+    )
+    assert created["permitted_ip"] == ["10.20.0.0/16"]
+    csr = tmp_path / "r.csr"
+    csr.write_bytes(build_csr(make_key(), cn=None, dns=("plc.line-2.example",), ips=("10.30.0.1",)))
+    output = run(
+        "cert",
+        "issue",
+        "--csr",
+        str(csr),
+        "--profile",
+        "tls-server",
+        "--ca",
+        "line-2",
+        "--data",
+        str(data),
+        code=1,
+    )
+    assert "ip address '10.30.0.1' is outside the name constraints" in output
+    assert "not an IP network" in run(
+        "ca", "create", "x", "--parent", "root", "--permitted-ip", "10.0.0.1/8", "--data", str(data), code=1
+    )

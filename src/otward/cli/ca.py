@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from otward.cli.common import DataOption, DbOption, JsonOption, console, handle_errors, open_pki, print_json
 from otward.core.keys import KeyType
+from otward.errors import InvalidRequestError
 from otward.http.schemas import AuthorityOut
 
 app = typer.Typer(
@@ -27,6 +29,12 @@ def create(
     permitted_dns: Annotated[
         list[str] | None,
         typer.Option("--permitted-dns", help="Name constraint: permitted DNS subtree (repeatable)"),
+    ] = None,
+    permitted_ip: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--permitted-ip", help="Name constraint: permitted IP network, e.g. 10.20.0.0/16 (repeatable)"
+        ),
     ] = None,
     key_type: Annotated[
         str, typer.Option("--key-type", help="ec-p256, ec-p384, ed25519, rsa-2048/3072/4096")
@@ -49,6 +57,7 @@ def create(
                 organization=org or pki.settings.organization,
                 path_length=path_len,
                 permitted_dns=tuple(permitted_dns or ()),
+                permitted_ip=tuple(_network(n) for n in permitted_ip or ()),
             )
             pki.revocation.publish_crl(name)
         record = pki.store.get_authority(loaded.name)
@@ -63,6 +72,15 @@ def create(
             f"created CA [bold]{out.name}[/] ({out.subject}) under {parent}, "
             f"valid until {out.not_valid_after:%Y-%m-%d}"
         )
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        raise InvalidRequestError(
+            f"'{text}' is not an IP network such as 10.20.0.0/16", rule="name-constraints"
+        ) from None
 
 
 @app.command("list")

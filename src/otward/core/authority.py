@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -46,3 +47,17 @@ class AuthorityInfo:
         except x509.ExtensionNotFound:
             return ()
         return tuple(n.value for n in (nc.permitted_subtrees or ()) if isinstance(n, x509.DNSName))
+
+    @property
+    def permitted_ip(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """iPAddress permitted subtrees of the CA's name constraints (empty when unconstrained)."""
+        try:
+            nc = self.certificate.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            return ()
+        return tuple(
+            n.value
+            for n in (nc.permitted_subtrees or ())
+            if isinstance(n, x509.IPAddress)
+            and isinstance(n.value, ipaddress.IPv4Network | ipaddress.IPv6Network)
+        )

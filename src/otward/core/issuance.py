@@ -9,6 +9,7 @@ the clock or draws random numbers.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ BACKDATE = timedelta(seconds=60)
 
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _OWNER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# What OpenSSL treats as a host name in a CN when checking name constraints (x509/v3_ncons.c).
+_HOST_LIKE_CN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[a-z0-9.-]{1,253}$")
 
 
@@ -169,11 +172,28 @@ def check_san_syntax(req: IssuanceRequest, plan: CertificatePlan) -> Certificate
 
 
 def check_name_constraints(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
-    """Refuse names outside the issuing CA's permitted DNS subtrees instead of issuing a useless cert."""
+    """Refuse names outside the issuing CA's permitted DNS and IP subtrees instead of issuing a useless cert.
+
+    Like OpenSSL, a certificate without DNS SANs has a host-name-like CN checked too
+    (a CN such as ``hmi.plant-b.example``, ``plc-0042.line-2`` or ``10.20.30.40``).
+    """
+    permitted_ip = req.issuer.permitted_ip
+    if permitted_ip:
+        for address in plan.sans.ip:
+            if not any(address.version == net.version and address in net for net in permitted_ip):
+                raise PolicyViolationError(
+                    f"ip address '{address}' is outside the name constraints of CA '{req.issuer.name}' "
+                    f"(permitted: {', '.join(str(n) for n in permitted_ip)})",
+                    rule="name-constraints",
+                )
     permitted = req.issuer.permitted_dns
     if not permitted:
         return plan
-    for dns in plan.sans.dns:
+    names = list(plan.sans.dns)
+    cn = _common_name(plan.subject)
+    if not names and cn is not None and _HOST_LIKE_CN.match(cn):
+        names.append(cn.lower())
+    for dns in names:
         if not any(dns_name_within(dns.removeprefix("*."), p) for p in permitted):
             raise PolicyViolationError(
                 f"dns name '{dns}' is outside the name constraints of CA '{req.issuer.name}' "
@@ -433,6 +453,7 @@ def build_ca_certificate(
     path_length: int | None,
     issuer: AuthorityInfo | None,
     permitted_dns: Sequence[str] = (),
+    permitted_ip: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
 ) -> x509.CertificateBuilder:
     """A root (``issuer`` None, self-signed) or subordinate CA certificate."""
     validate_serial_number(serial_number)
@@ -448,18 +469,16 @@ def build_ca_certificate(
         .add_extension(ca_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier(key_identifier(public_key)), critical=False)
     )
-    if permitted_dns:
+    if permitted_dns or permitted_ip:
         for name in permitted_dns:
             if not is_valid_dns_name(name.lower().lstrip(".")):
                 raise PolicyViolationError(
                     f"permitted dns '{name}' is not a valid domain", rule="name-constraints"
                 )
+        subtrees: list[x509.GeneralName] = [x509.DNSName(n.lower().lstrip(".")) for n in permitted_dns]
+        subtrees += [x509.IPAddress(net) for net in permitted_ip]
         builder = builder.add_extension(
-            x509.NameConstraints(
-                permitted_subtrees=[x509.DNSName(n.lower().lstrip(".")) for n in permitted_dns],
-                excluded_subtrees=None,
-            ),
-            critical=True,
+            x509.NameConstraints(permitted_subtrees=subtrees, excluded_subtrees=None), critical=True
         )
     if issuer is not None:
         for ext, critical in issuer_extensions(issuer):

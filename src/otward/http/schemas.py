@@ -89,6 +89,7 @@ class AuthorityOut(BaseModel):
     not_valid_after: datetime
     path_length: int | None
     permitted_dns: list[str]
+    permitted_ip: list[str]
     certificate: str
 
     @classmethod
@@ -98,8 +99,9 @@ class AuthorityOut(BaseModel):
         try:
             nc = certificate.extensions.get_extension_for_class(x509.NameConstraints).value
             permitted = [n.value for n in nc.permitted_subtrees or () if isinstance(n, x509.DNSName)]
+            networks = [str(n.value) for n in nc.permitted_subtrees or () if isinstance(n, x509.IPAddress)]
         except x509.ExtensionNotFound:
-            permitted = []
+            permitted, networks = [], []
         return cls(
             name=record.name,
             parent=record.parent,
@@ -107,5 +109,6 @@ class AuthorityOut(BaseModel):
             not_valid_after=certificate.not_valid_after_utc,
             path_length=constraints.path_length,
             permitted_dns=permitted,
+            permitted_ip=networks,
             certificate=certificate.public_bytes(Encoding.PEM).decode(),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -163,6 +164,7 @@ class AuthorityService:
         organization: str,
         path_length: int | None = 0,
         permitted_dns: Sequence[str] = (),
+        permitted_ip: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
         common_name: str | None = None,
     ) -> LoadedAuthority:
         self._check_new_name(name)
@@ -181,9 +183,11 @@ class AuthorityService:
                 )
         if path_length is not None and path_length < 0:
             raise PolicyViolationError("path length must not be negative", rule="path-length")
-        parent_permitted = issuer.info.permitted_dns
-        if parent_permitted and not permitted_dns:
-            permitted_dns = parent_permitted  # a sub-CA inherits the constraint explicitly
+        # A sub-CA repeats its parent's constraints unless it narrows them itself.
+        if issuer.info.permitted_dns and not permitted_dns:
+            permitted_dns = issuer.info.permitted_dns
+        if issuer.info.permitted_ip and not permitted_ip:
+            permitted_ip = issuer.info.permitted_ip
         now = self._clock()
         not_after = min(now + SUB_CA_VALIDITY, issuer.certificate.not_valid_after_utc)
         key_ref = self._keys.create_key(key_type, f"ca-{name}")
@@ -198,6 +202,7 @@ class AuthorityService:
                 path_length=path_length,
                 issuer=issuer.info,
                 permitted_dns=permitted_dns,
+                permitted_ip=permitted_ip,
             ),
             issuer.key,
         )

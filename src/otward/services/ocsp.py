@@ -37,7 +37,6 @@ from otward.services.authorities import AuthorityService
 __all__ = ["OcspResponder", "OcspResult"]
 
 _CACHE_ENTRIES = 100_000
-_INDEX_RELOAD_SECONDS = 5.0
 
 _CacheKey = tuple[tuple[str, bytes, bytes], int, CertStatus, datetime | None]
 
@@ -71,23 +70,22 @@ class OcspResponder:
         self._cache: OrderedDict[_CacheKey, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self._index: IssuerIndex | None = None
-        self._index_loaded_at = -_INDEX_RELOAD_SECONDS
+        self._indexed_names: frozenset[str] = frozenset()
 
     def _find_ca(self, query: OcspQuery) -> str | None:
-        if self._index is not None:
-            name = self._index.find(query)
-            if name is not None:
-                return name
-        # Unknown issuer: a CA may have been created since the index was built (by the CLI or
-        # another worker). Rebuild, but not more than once per interval.
-        now = self._monotonic()
-        if now - self._index_loaded_at < _INDEX_RELOAD_SECONDS and self._index is not None:
+        name = self._index.find(query) if self._index is not None else None
+        if name is not None:
+            return name
+        # Unknown issuer: a CA may have been created since the index was built (by the CLI
+        # or another worker). One read of the CA table tells; rebuild only if it changed.
+        authorities = self._authorities.list()
+        names = frozenset(a.name for a in authorities)
+        if self._index is not None and names == self._indexed_names:
             return None
-        self._index_loaded_at = now
-        self._authorities.forget()
         self._index = IssuerIndex(
-            (a.name, x509.load_der_x509_certificate(a.certificate_der)) for a in self._authorities.list()
+            (a.name, x509.load_der_x509_certificate(a.certificate_der)) for a in authorities
         )
+        self._indexed_names = names
         return self._index.find(query)
 
     def respond(self, request_der: bytes) -> OcspResult:

@@ -13,6 +13,7 @@ from otward.core.extensions import MODBUS_ROLE_OID, decode_modbus_role
 from otward.core.issuance import (
     BACKDATE,
     IssuanceRequest,
+    build_ca_certificate,
     build_certificate,
     device_uri,
     plan_certificate,
@@ -262,3 +263,62 @@ def test_bad_serial_numbers_are_refused(serial):
 
 def test_profile_key_types_cover_every_key_type():
     assert BUILTIN_PROFILES["tls-client"].key_types == frozenset(KeyType)
+
+
+@pytest.mark.parametrize(
+    ("cn", "allowed"),
+    [
+        ("hmi.plant-a.example", True),
+        ("hmi.plant-b.example", False),
+        ("plc-0042.line-2", False),
+        ("10.20.30.40", False),
+        ("plc-0042", True),
+        ("Boiler HMI", True),
+    ],
+)
+def test_host_like_cn_is_checked_against_name_constraints_when_there_is_no_dns_san(root_ca, cn, allowed):
+    plant = make_ca("plant-a", root_ca, permitted_dns=("plant-a.example",))
+    req = request(plant, build_csr(make_key(), cn=cn), "tls-client")
+    if allowed:
+        plan_certificate(req)
+    else:
+        with pytest.raises(PolicyViolationError) as info:
+            plan_certificate(req)
+        assert info.value.rule == "name-constraints"
+
+
+def test_ip_name_constraints(root_ca):
+    import ipaddress
+
+    key = make_key()
+    builder = build_ca_certificate(
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "plant-ip CA")]),
+        public_key=key.public_key(),
+        serial_number=1 << 90,
+        not_valid_before=NOW - timedelta(days=1),
+        not_valid_after=NOW + timedelta(days=365),
+        path_length=0,
+        issuer=root_ca.info,
+        permitted_dns=("plant.example",),
+        permitted_ip=(ipaddress.ip_network("10.20.0.0/16"),),
+    )
+    from otward.core.authority import AuthorityInfo, PublicationUrls
+
+    cert = builder.sign(root_ca.key, hashes.SHA256())
+    plant = type(root_ca)(
+        AuthorityInfo("plant-ip", cert, PublicationUrls.for_ca("http://127.0.0.1:1", "plant-ip")), key
+    )
+    assert plant.info.permitted_ip == (ipaddress.ip_network("10.20.0.0/16"),)
+    plan_certificate(
+        request(
+            plant, build_csr(make_key(), cn=None, dns=("h.plant.example",), ips=("10.20.1.2",)), "tls-server"
+        )
+    )
+    for ip in ("10.21.0.1", "::1"):
+        with pytest.raises(PolicyViolationError) as info:
+            plan_certificate(
+                request(
+                    plant, build_csr(make_key(), cn=None, dns=("h.plant.example",), ips=(ip,)), "tls-server"
+                )
+            )
+        assert info.value.rule == "name-constraints"

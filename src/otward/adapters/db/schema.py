@@ -12,14 +12,28 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
 )
 
-__all__ = ["UtcDateTime", "api_tokens", "authorities", "certificates", "crls", "metadata"]
+__all__ = [
+    "UtcDateTime",
+    "api_tokens",
+    "audit_chain",
+    "audit_events",
+    "audit_heads",
+    "authorities",
+    "certificates",
+    "crls",
+    "log_entries",
+    "log_heads",
+    "metadata",
+]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -102,4 +116,63 @@ api_tokens = Table(
     Column("secret_hash", LargeBinary(32), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", UtcDateTime, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("component", String(32), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("subject", String(512), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", String(1024), nullable=True),
+    Column("source", String(255), nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Column("details", Text, nullable=False),
+    Column("previous_hash", LargeBinary(32), nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Index("ix_audit_events_time", "time"),
+    Index("ix_audit_events_type", "type"),
+    Index("ix_audit_events_subject", "subject"),
+)
+
+audit_chain = Table(
+    "audit_chain",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+audit_heads = Table(
+    "audit_heads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sequence", BigInteger, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("signed_at", UtcDateTime, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("signer_serial", String(42), nullable=False),
+)
+
+log_entries = Table(
+    "log_entries",
+    metadata,
+    Column("leaf_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("serial", String(42), ForeignKey("certificates.serial"), nullable=False, unique=True),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("logged_at", UtcDateTime, nullable=False),
+)
+
+log_heads = Table(
+    "log_heads",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("timestamp", UtcDateTime, nullable=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+    Column("signer_serial", String(42), nullable=False),
 )
