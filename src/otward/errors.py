@@ -13,6 +13,7 @@ contains key material, tokens or whole requests) and, where it helps, the
     ├── NotFoundError               unknown CA, profile or certificate
     ├── ConflictError               would overwrite or contradict existing state
     ├── AuthenticationError         missing or wrong credentials
+    ├── IntegrityError              stored data fails an integrity check (audit chain)
     └── BackendError                an adapter failed (not the caller's fault)
         ├── StorageError            database
         └── SignerError             key backend
@@ -25,6 +26,7 @@ __all__ = [
     "BackendError",
     "ConfigError",
     "ConflictError",
+    "IntegrityError",
     "InvalidRequestError",
     "NotFoundError",
     "OtwardError",
@@ -78,6 +80,10 @@ class ConflictError(OtwardError):
 
 class AuthenticationError(OtwardError):
     """Credentials are missing, unknown or revoked."""
+
+
+class IntegrityError(OtwardError):
+    """Stored data does not match what was recorded (a broken audit chain, an unreadable record)."""
 
 
 class BackendError(OtwardError):

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 __all__ = [
     "GENESIS_HASH",
     "AuditEvent",
+    "AuditFilter",
     "AuditRecord",
     "ChainCheck",
     "EventType",
@@ -55,7 +56,7 @@ class EventType(enum.Enum):
     INTEGRITY_FAILED = "integrity.failed"
     SERVICE_STARTED = "service.started"
     SERVICE_STOPPED = "service.stopped"
-    AUDIT_HEAD_SIGNED = "audit.head_signed"
+    SIGNER_CREATED = "signer.created"
 
 
 class Outcome(enum.Enum):
@@ -109,6 +110,18 @@ def event_bytes(event: AuditEvent) -> bytes:
 
 def chain_hash(previous: bytes, event: AuditEvent) -> bytes:
     return hashlib.sha256(previous + hashlib.sha256(event_bytes(event)).digest()).digest()
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which events a listing shows; None means no restriction."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    type: str | None = None
+    subject: str | None = None
+    outcome: str | None = None
+    after_sequence: int | None = None
 
 
 @dataclass(frozen=True)

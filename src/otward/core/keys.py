@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import enum
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificateIssuerPublicKeyTypes,
@@ -22,7 +23,9 @@ __all__ = [
     "KeyType",
     "classify_public_key",
     "public_key_bits",
+    "sign_data",
     "signature_hash_for",
+    "verify_data",
 ]
 
 
@@ -122,3 +125,35 @@ def public_key_bits(key: CertificatePublicKeyTypes) -> bytes:
     if isinstance(key, ed25519.Ed25519PublicKey):
         return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     raise UnsupportedAlgorithmError(f"public key type {type(key).__name__} is not supported", rule="key-type")
+
+
+def sign_data(key: CertificateIssuerPrivateKeyTypes, data: bytes) -> bytes:
+    """A detached signature over ``data``: ECDSA, RSA PKCS#1 v1.5 or Ed25519, hash matched to the key."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(data)
+    algorithm = signature_hash_for(key)
+    assert algorithm is not None  # noqa: S101 - only Ed25519 signs without a separate hash
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(data, ec.ECDSA(algorithm))
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(data, padding.PKCS1v15(), algorithm)
+    raise UnsupportedAlgorithmError(f"key type {type(key).__name__} cannot sign", rule="key-type")
+
+
+def verify_data(key: CertificatePublicKeyTypes, signature: bytes, data: bytes) -> bool:
+    """True when ``signature`` is :func:`sign_data`'s signature over ``data`` by ``key``'s private half."""
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, data)
+            return True
+        if isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            algorithm = signature_hash_for(key)
+            assert algorithm is not None  # noqa: S101
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                key.verify(signature, data, ec.ECDSA(algorithm))
+            else:
+                key.verify(signature, data, padding.PKCS1v15(), algorithm)
+            return True
+    except InvalidSignature:
+        return False
+    return False

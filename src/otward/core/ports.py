@@ -6,13 +6,14 @@ what it can and nothing raises NotImplementedError.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509 import ReasonFlags
 
+from otward.core.audit import AuditEvent, AuditFilter, AuditRecord, SignedHead
 from otward.core.keys import KeyType
 from otward.core.records import (
     AuthorityRecord,
@@ -22,15 +23,19 @@ from otward.core.records import (
     TokenRecord,
 )
 from otward.core.revocation import RevokedEntry
+from otward.core.transparency import TreeHead
 
 __all__ = [
+    "AuditStore",
     "AuthorityStore",
     "CertificateStore",
     "CrlBuilder",
     "CrlStore",
     "KeyBackend",
     "PkiStore",
+    "SignerStore",
     "TokenStore",
+    "TransparencyStore",
 ]
 
 
@@ -50,20 +55,27 @@ class KeyBackend(Protocol):
 
 
 class AuthorityStore(Protocol):
-    def add_authority(self, authority: AuthorityRecord, certificates: Sequence[CertificateRecord]) -> None:
-        """Store a CA with its own and its responder's certificate records, atomically."""
+    def add_authority(
+        self,
+        authority: AuthorityRecord,
+        certificates: Sequence[CertificateRecord],
+        events: Sequence[AuditEvent] = (),
+    ) -> None:
+        """Store a CA with its own and its responder's certificate records and their events, atomically."""
         ...
 
     def get_authority(self, name: str) -> AuthorityRecord | None: ...
 
     def list_authorities(self) -> Sequence[AuthorityRecord]: ...
 
-    def replace_ocsp_responder(self, name: str, certificate: CertificateRecord, key_ref: str) -> None: ...
+    def replace_ocsp_responder(
+        self, name: str, certificate: CertificateRecord, key_ref: str, events: Sequence[AuditEvent] = ()
+    ) -> None: ...
 
 
 class CertificateStore(Protocol):
-    def add_certificate(self, record: CertificateRecord) -> None:
-        """Store durably; returns only once committed."""
+    def add_certificate(self, record: CertificateRecord, events: Sequence[AuditEvent] = ()) -> None:
+        """Store durably with its events and its transparency-log entry; returns only once committed."""
         ...
 
     def get_certificate(self, serial_number: int) -> CertificateRecord | None: ...
@@ -75,9 +87,9 @@ class CertificateStore(Protocol):
         ...
 
     def revoke_certificate(
-        self, serial_number: int, when: datetime, reason: ReasonFlags
+        self, serial_number: int, when: datetime, reason: ReasonFlags, events: Sequence[AuditEvent] = ()
     ) -> CertificateRecord:
-        """Mark revoked; raise NotFoundError or ConflictError (already revoked)."""
+        """Mark revoked with its events; raise NotFoundError or ConflictError (already revoked)."""
         ...
 
     def revoked_entries(self, ca: str) -> Sequence[RevokedEntry]: ...
@@ -96,14 +108,63 @@ class CrlStore(Protocol):
 
 
 class CrlBuilder(Protocol):
-    def __call__(self, crl_number: int, revoked: Sequence[RevokedEntry]) -> CrlRecord: ...
+    def __call__(
+        self, crl_number: int, revoked: Sequence[RevokedEntry]
+    ) -> tuple[CrlRecord, Sequence[AuditEvent]]: ...
 
 
 class TokenStore(Protocol):
-    def add_token(self, token: TokenRecord) -> None: ...
+    def add_token(self, token: TokenRecord, events: Sequence[AuditEvent] = ()) -> None: ...
 
     def get_token(self, token_id: str) -> TokenRecord | None: ...
 
 
-class PkiStore(AuthorityStore, CertificateStore, CrlStore, TokenStore, Protocol):
-    """Everything the CA services persist; one database implements it all."""
+class AuditStore(Protocol):
+    def append_events(self, events: Sequence[AuditEvent]) -> list[AuditRecord]: ...
+
+    def audit_head(self) -> tuple[int, bytes]:
+        """(sequence, hash) of the last record; (0, GENESIS_HASH) when empty."""
+        ...
+
+    def list_audit(
+        self, query: AuditFilter, *, limit: int, offset: int
+    ) -> tuple[Sequence[AuditRecord], int]: ...
+
+    def iter_audit(self, *, batch: int = 5000) -> Iterator[AuditRecord]: ...
+
+    def add_audit_head(self, head: SignedHead) -> None: ...
+
+    def audit_heads(self) -> Sequence[SignedHead]: ...
+
+
+class SignerStore(Protocol):
+    def add_signer(
+        self, name: str, key_ref: str, certificate: CertificateRecord, events: Sequence[AuditEvent]
+    ) -> None: ...
+
+    def get_signer(self, name: str) -> tuple[str, bytes] | None: ...
+
+
+class TransparencyStore(Protocol):
+    def log_leaves(self, tree_size: int | None = None) -> list[bytes]: ...
+
+    def log_size(self) -> int: ...
+
+    def log_index(self, serial_number: int) -> int | None: ...
+
+    def add_tree_head(self, head: TreeHead) -> None: ...
+
+    def tree_head(self, tree_size: int | None = None) -> TreeHead | None: ...
+
+
+class PkiStore(
+    AuthorityStore,
+    CertificateStore,
+    CrlStore,
+    TokenStore,
+    AuditStore,
+    SignerStore,
+    TransparencyStore,
+    Protocol,
+):
+    """Everything the services persist; one database implements it all."""

@@ -14,12 +14,14 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from otward.core.audit import EventType
 from otward.core.authority import AuthorityInfo, PublicationUrls
 from otward.core.issuance import BACKDATE, build_ca_certificate, build_ocsp_responder_certificate
 from otward.core.keys import KeyType, classify_public_key, signature_hash_for
 from otward.core.ports import KeyBackend, PkiStore
 from otward.core.records import AuthorityRecord, CertificateKind, certificate_record
 from otward.errors import ConflictError, NotFoundError, PolicyViolationError
+from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 
 __all__ = ["AuthorityService", "LoadedAuthority", "sign"]
 
@@ -64,9 +66,11 @@ class AuthorityService:
         public_url: str,
         clock: Callable[[], datetime],
         new_serial: Callable[[], int],
+        audit: AuditLog,
     ) -> None:
         self._store = store
         self._keys = keys
+        self._audit = audit
         self._public_url = public_url
         self._clock = clock
         self._new_serial = new_serial
@@ -132,7 +136,9 @@ class AuthorityService:
         if self._store.get_authority(name) is not None:
             raise ConflictError(f"CA '{name}' already exists", rule="ca-exists")
 
-    def create_root(self, name: str, *, key_type: KeyType, organization: str) -> LoadedAuthority:
+    def create_root(
+        self, name: str, *, key_type: KeyType, organization: str, actor: Actor = SYSTEM_ACTOR
+    ) -> LoadedAuthority:
         self._check_new_name(name)
         now = self._clock()
         key_ref = self._keys.create_key(key_type, f"ca-{name}")
@@ -153,7 +159,7 @@ class AuthorityService:
             key,
         )
         info = AuthorityInfo(name=name, certificate=certificate, urls=self.urls(name))
-        return self._store_new_ca(info, key_ref, key, parent=None, key_type=key_type)
+        return self._store_new_ca(info, key_ref, key, parent=None, key_type=key_type, actor=actor)
 
     def create_subordinate(
         self,
@@ -166,6 +172,7 @@ class AuthorityService:
         permitted_dns: Sequence[str] = (),
         permitted_ip: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
         common_name: str | None = None,
+        actor: Actor = SYSTEM_ACTOR,
     ) -> LoadedAuthority:
         self._check_new_name(name)
         issuer = self.get(parent)
@@ -207,7 +214,7 @@ class AuthorityService:
             issuer.key,
         )
         info = AuthorityInfo(name=name, certificate=certificate, urls=self.urls(name))
-        return self._store_new_ca(info, key_ref, key, parent=parent, key_type=key_type)
+        return self._store_new_ca(info, key_ref, key, parent=parent, key_type=key_type, actor=actor)
 
     def _store_new_ca(
         self,
@@ -217,6 +224,7 @@ class AuthorityService:
         *,
         parent: str | None,
         key_type: KeyType,
+        actor: Actor,
     ) -> LoadedAuthority:
         now = self._clock()
         ocsp_key_ref = self._keys.create_key(key_type, f"ocsp-{info.name}-{now:%Y%m%d%H%M%S}")
@@ -244,8 +252,10 @@ class AuthorityService:
             kind=CertificateKind.OCSP_RESPONDER,
             now=now,
         )
-        # The CA row, its own certificate and its responder's go in together.
-        self._store.add_authority(record, [own, responder])
+        details = {"parent": parent or "", "serial": own.serial, "ocsp_responder": responder.serial}
+        event = self._audit.event(actor, EventType.CA_CREATED, info.name, details=details)
+        # The CA row, its own certificate, its responder's and the event go in together.
+        self._store.add_authority(record, [own, responder], [event])
         return self.get(info.name)
 
     def _responder_certificate(
@@ -282,13 +292,13 @@ class AuthorityService:
         key_type = classify_public_key(loaded.ocsp_certificate.public_key())
         key_ref = self._keys.create_key(key_type, f"ocsp-{name}-{now:%Y%m%d%H%M%S}")
         certificate = self._responder_certificate(loaded.info, loaded.key, key_ref)
-        self._store.replace_ocsp_responder(
-            name,
-            certificate_record(
-                certificate, ca=name, profile="ocsp-responder", kind=CertificateKind.OCSP_RESPONDER, now=now
-            ),
-            key_ref,
+        record = certificate_record(
+            certificate, ca=name, profile="ocsp-responder", kind=CertificateKind.OCSP_RESPONDER, now=now
         )
+        event = self._audit.event(
+            SYSTEM_ACTOR, EventType.OCSP_RESPONDER_RENEWED, name, details={"serial": record.serial}
+        )
+        self._store.replace_ocsp_responder(name, record, key_ref, [event])
         with self._lock:
             self._loaded.pop(name, None)
         return True

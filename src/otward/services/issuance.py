@@ -9,12 +9,14 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from otward.core.audit import EventType, Outcome
 from otward.core.csr import load_csr, validate_csr
 from otward.core.issuance import IssuanceRequest, build_certificate, plan_certificate
 from otward.core.ports import CertificateStore
 from otward.core.profiles import Profile
 from otward.core.records import CertificateKind, CertificateRecord, certificate_record
 from otward.errors import InvalidRequestError, NotFoundError, PolicyViolationError
+from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService, LoadedAuthority, sign
 
 __all__ = ["DEFAULT_CA", "IssuanceService", "IssuedCertificate"]
@@ -52,8 +54,10 @@ class IssuanceService:
         *,
         clock: Callable[[], datetime],
         new_serial: Callable[[], int],
+        audit: AuditLog,
     ) -> None:
         self._store = store
+        self._audit = audit
         self._authorities = authorities
         self.profiles = dict(profiles)
         self._clock = clock
@@ -96,8 +100,36 @@ class IssuanceService:
         validity_days: int | None = None,
         role: str | None = None,
         owner: str | None = None,
+        actor: Actor = SYSTEM_ACTOR,
     ) -> IssuedCertificate:
-        """Issue from ``csr`` under ``profile``; the certificate is committed before it is returned."""
+        """Issue from ``csr`` under ``profile``; the certificate and its ``cert.issued`` event are
+        committed together before it is returned. A refusal is recorded as ``cert.refused``."""
+        try:
+            return self._issue(csr, profile, ca, validity_days, role, owner, actor)
+        except (InvalidRequestError, PolicyViolationError) as exc:
+            details = {"profile": profile, "ca": ca or DEFAULT_CA, "rule": exc.rule or ""}
+            self._audit.record(
+                self._audit.event(
+                    actor,
+                    EventType.CERT_REFUSED,
+                    _requested_subject(csr),
+                    outcome=Outcome.FAILURE,
+                    reason=exc.message,
+                    details=details,
+                )
+            )
+            raise
+
+    def _issue(
+        self,
+        csr: bytes | str,
+        profile: str,
+        ca: str | None,
+        validity_days: int | None,
+        role: str | None,
+        owner: str | None,
+        actor: Actor,
+    ) -> IssuedCertificate:
         checked = validate_csr(load_csr(csr))
         chosen = self.profile(profile)
         authority = self._issuer(ca or DEFAULT_CA)
@@ -120,5 +152,17 @@ class IssuanceService:
         record = certificate_record(
             certificate, ca=authority.name, profile=chosen.name, kind=CertificateKind.END_ENTITY, now=now
         )
-        self._store.add_certificate(record)
+        details = {"ca": authority.name, "profile": chosen.name, "subject": record.subject}
+        if role:
+            details["role"] = role
+        event = self._audit.event(actor, EventType.CERT_ISSUED, record.serial, details=details)
+        self._store.add_certificate(record, [event])
         return IssuedCertificate(record=record, certificate=certificate, chain=authority.chain)
+
+
+def _requested_subject(csr: bytes | str) -> str:
+    """The CSR's subject for a refusal event, or a placeholder when the CSR cannot be read."""
+    try:
+        return load_csr(csr).subject.rfc4514_string()[:512] or "(empty subject)"
+    except (InvalidRequestError, ValueError):
+        return "(unreadable csr)"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -71,6 +71,7 @@ class OcspResponder:
         self._lock = threading.Lock()
         self._index: IssuerIndex | None = None
         self._indexed_names: frozenset[str] = frozenset()
+        self._signed: Counter[str] = Counter()  # responses signed per CA since the last drain
 
     def _find_ca(self, query: OcspQuery) -> str | None:
         name = self._index.find(query) if self._index is not None else None
@@ -130,9 +131,20 @@ class OcspResponder:
         der = builder.sign(authority.ocsp_key, signature_hash_for(authority.ocsp_key)).public_bytes(
             Encoding.DER
         )
+        with self._lock:
+            self._signed[ca] += 1
         if key is not None:
             with self._lock:
                 self._cache[key] = (self._monotonic(), der)
                 if len(self._cache) > _CACHE_ENTRIES:
                     self._cache.popitem(last=False)
         return OcspResult(der, answer.status.value)
+
+    def drain_signature_counts(self) -> dict[str, int]:
+        """Responses signed per CA since the last call. Signing every response is audited in
+        aggregate (one ``ocsp.signed`` event per CA and interval): an event per response would
+        cost more than the response itself."""
+        with self._lock:
+            counts = dict(self._signed)
+            self._signed.clear()
+        return counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -10,11 +11,14 @@ from cryptography import x509
 from otward.adapters.db import SqlPkiStore, create_database_engine, upgrade_schema
 from otward.adapters.keys import FileKeyBackend
 from otward.config import Settings, read_passphrase
+from otward.core.audit import EventType
 from otward.core.ports import KeyBackend, PkiStore
+from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
 from otward.services.issuance import IssuanceService, IssuedCertificate
 from otward.services.ocsp import OcspResponder
 from otward.services.revocation import RevocationService
+from otward.services.signers import AUDIT_SIGNER, SignerService
 from otward.services.tokens import TokenService
 
 __all__ = ["IssuedCertificate", "Pki", "random_serial_number", "utc_now"]
@@ -47,15 +51,33 @@ class Pki:
         self.settings = settings
         self.store = store
         self.clock = clock
+        self.audit = AuditLog(
+            store,
+            host=socket.gethostname(),
+            clock=clock,
+            signer=lambda: self.signers.get(AUDIT_SIGNER),
+            signer_certificate=lambda serial: self.signers.certificate(serial),
+        )
         self.authorities = AuthorityService(
-            store, keys, public_url=settings.public_url, clock=clock, new_serial=new_serial
+            store, keys, public_url=settings.public_url, clock=clock, new_serial=new_serial, audit=self.audit
+        )
+        self.signers = SignerService(
+            store, keys, self.authorities, clock=clock, new_serial=new_serial, audit=self.audit
         )
         self.issuance = IssuanceService(
-            store, self.authorities, settings.resolved_profiles(), clock=clock, new_serial=new_serial
+            store,
+            self.authorities,
+            settings.resolved_profiles(),
+            clock=clock,
+            new_serial=new_serial,
+            audit=self.audit,
         )
-        self.revocation = RevocationService(store, self.authorities, settings.crl, clock=clock)
+        self.revocation = RevocationService(
+            store, self.authorities, settings.crl, clock=clock, audit=self.audit
+        )
         self.ocsp = OcspResponder(store, self.authorities, settings.ocsp, clock=clock)
-        self.tokens = TokenService(store, clock=clock)
+        self.tokens = TokenService(store, clock=clock, audit=self.audit)
+        self._audit_sequence_at_open = store.audit_head()[0]
 
     @classmethod
     def open(
@@ -73,6 +95,23 @@ class Pki:
         keys = FileKeyBackend(settings.data_dir, lambda: read_passphrase(settings.data_dir))
         return cls(settings, SqlPkiStore(engine), keys, clock=clock, new_serial=new_serial)
 
+    def record_ocsp_signatures(self, actor: Actor = SYSTEM_ACTOR) -> None:
+        """Write the aggregated ``ocsp.signed`` events for responses signed since the last call."""
+        counts = self.ocsp.drain_signature_counts()
+        if counts:
+            self.audit.record(
+                *(
+                    self.audit.event(actor, EventType.OCSP_SIGNED, ca, details={"responses": str(n)})
+                    for ca, n in sorted(counts.items())
+                )
+            )
+
     def close(self) -> None:
-        if isinstance(self.store, SqlPkiStore):
-            self.store.engine.dispose()
+        """Sign the audit chain head if this process added to it, then release the database."""
+        try:
+            self.record_ocsp_signatures()
+            if self.store.audit_head()[0] != self._audit_sequence_at_open:
+                self.audit.sign_head()
+        finally:
+            if isinstance(self.store, SqlPkiStore):
+                self.store.engine.dispose()

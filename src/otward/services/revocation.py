@@ -9,11 +9,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ReasonFlags
 
 from otward.config import CrlSettings
+from otward.core.audit import AuditEvent, EventType, Outcome
 from otward.core.keys import signature_hash_for
 from otward.core.ports import PkiStore
-from otward.core.records import CertificateKind, CertificateRecord, CrlRecord
-from otward.core.revocation import RevokedEntry, build_crl
-from otward.errors import PolicyViolationError
+from otward.core.records import CertificateKind, CertificateRecord, CrlRecord, format_serial
+from otward.core.revocation import RevokedEntry, build_crl, reason_name
+from otward.errors import ConflictError, NotFoundError, PolicyViolationError
+from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
 
 __all__ = ["RevocationService"]
@@ -27,38 +29,63 @@ class RevocationService:
         settings: CrlSettings,
         *,
         clock: Callable[[], datetime],
+        audit: AuditLog,
     ) -> None:
         self._store = store
+        self._audit = audit
         self._authorities = authorities
         self._settings = settings
         self._clock = clock
 
-    def revoke(self, serial_number: int, reason: ReasonFlags) -> CertificateRecord:
-        """Revoke for good and republish the issuing CA's CRL at once."""
-        existing = self._store.get_certificate(serial_number)
-        if existing is not None and existing.kind is CertificateKind.CA and existing.profile == "root-ca":
-            raise PolicyViolationError(
-                "a root CA certificate cannot be revoked; remove it from the trust stores instead",
-                rule="revoke-root",
+    def revoke(
+        self, serial_number: int, reason: ReasonFlags, actor: Actor = SYSTEM_ACTOR
+    ) -> CertificateRecord:
+        """Revoke for good (with its ``cert.revoked`` event) and republish the CA's CRL at once."""
+        serial = format_serial(serial_number)
+        try:
+            existing = self._store.get_certificate(serial_number)
+            if existing is not None and existing.kind is CertificateKind.CA and existing.profile == "root-ca":
+                raise PolicyViolationError(
+                    "a root CA certificate cannot be revoked; remove it from the trust stores instead",
+                    rule="revoke-root",
+                )
+            details = {"ca": existing.ca, "subject": existing.subject} if existing else {}
+            event = self._audit.event(
+                actor, EventType.CERT_REVOKED, serial, reason=reason_name(reason), details=details
             )
-        record = self._store.revoke_certificate(serial_number, self._clock(), reason)
-        self.publish_crl(record.ca)
+            record = self._store.revoke_certificate(serial_number, self._clock(), reason, [event])
+        except (PolicyViolationError, NotFoundError, ConflictError) as exc:
+            self._audit.record(
+                self._audit.event(
+                    actor, EventType.CERT_REVOKED, serial, outcome=Outcome.FAILURE, reason=exc.message
+                )
+            )
+            raise
+        self.publish_crl(record.ca, actor)
         if record.kind is CertificateKind.CA:
             self._authorities.forget()
         return record
 
-    def publish_crl(self, ca: str) -> CrlRecord:
+    def publish_crl(self, ca: str, actor: Actor = SYSTEM_ACTOR) -> CrlRecord:
         """Sign and store a new CRL for ``ca`` with the next CRL number."""
         authority = self._authorities.get(ca)
         now = self._clock()
         next_update = min(now + self._settings.validity, authority.certificate.not_valid_after_utc)
 
-        def build(crl_number: int, revoked: Sequence[RevokedEntry]) -> CrlRecord:
+        def build(crl_number: int, revoked: Sequence[RevokedEntry]) -> tuple[CrlRecord, list[AuditEvent]]:
             builder = build_crl(
                 authority.info, revoked, crl_number=crl_number, this_update=now, next_update=next_update
             )
             crl = builder.sign(authority.key, signature_hash_for(authority.key))  # type: ignore[arg-type]
-            return CrlRecord(ca, crl_number, now, next_update, crl.public_bytes(Encoding.DER))
+            details = {
+                "crl_number": str(crl_number),
+                "entries": str(len(revoked)),
+                "next_update": next_update.isoformat(),
+            }
+            event = self._audit.event(actor, EventType.CRL_SIGNED, ca, details=details)
+            return CrlRecord(ca, crl_number, now, next_update, crl.public_bytes(Encoding.DER)), [
+                event
+            ] if event else []
 
         return self._store.save_crl(ca, build)
 

@@ -24,15 +24,16 @@ from sqlalchemy import (
 __all__ = [
     "UtcDateTime",
     "api_tokens",
-    "audit_chain",
     "audit_events",
     "audit_heads",
     "authorities",
     "certificates",
     "crls",
+    "ledger_state",
     "log_entries",
     "log_heads",
     "metadata",
+    "signers",
 ]
 
 
@@ -139,12 +140,13 @@ audit_events = Table(
     Index("ix_audit_events_subject", "subject"),
 )
 
-audit_chain = Table(
-    "audit_chain",
+ledger_state = Table(
+    "ledger_state",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("sequence", BigInteger, nullable=False),
-    Column("hash", LargeBinary(32), nullable=False),
+    Column("audit_sequence", BigInteger, nullable=False),
+    Column("audit_hash", LargeBinary(32), nullable=False),
+    Column("log_size", BigInteger, nullable=False),
 )
 
 audit_heads = Table(
@@ -156,6 +158,15 @@ audit_heads = Table(
     Column("signed_at", UtcDateTime, nullable=False),
     Column("signature", LargeBinary, nullable=False),
     Column("signer_serial", String(42), nullable=False),
+)
+
+signers = Table(
+    "signers",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("key_ref", String(512), nullable=False),
+    Column("serial", String(42), ForeignKey("certificates.serial"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )
 
 log_entries = Table(

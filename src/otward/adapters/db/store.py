@@ -7,6 +7,7 @@ lean (one INSERT, one indexed SELECT). Every SQLAlchemy error is wrapped in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -14,9 +15,23 @@ from typing import Any
 
 from cryptography.x509 import ReasonFlags
 from sqlalchemy import Connection, Engine, Row, and_, func, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError as DbIntegrityError
+from sqlalchemy.exc import SQLAlchemyError
 
-from otward.adapters.db.schema import api_tokens, authorities, certificates, crls
+from otward.adapters.db import ledger
+from otward.adapters.db.schema import (
+    api_tokens,
+    audit_events,
+    audit_heads,
+    authorities,
+    certificates,
+    crls,
+    ledger_state,
+    log_entries,
+    log_heads,
+    signers,
+)
+from otward.core.audit import AuditEvent, AuditFilter, AuditRecord, EventType, Outcome, SignedHead
 from otward.core.ports import CrlBuilder
 from otward.core.records import (
     AuthorityRecord,
@@ -28,7 +43,8 @@ from otward.core.records import (
     format_serial,
 )
 from otward.core.revocation import RevokedEntry
-from otward.errors import ConflictError, NotFoundError, OtwardError, StorageError
+from otward.core.transparency import TreeHead
+from otward.errors import ConflictError, IntegrityError, NotFoundError, OtwardError, StorageError
 
 __all__ = ["SqlPkiStore"]
 
@@ -96,14 +112,19 @@ class SqlPkiStore:
                 yield connection
         except OtwardError:
             raise
-        except IntegrityError as exc:
+        except DbIntegrityError as exc:
             raise ConflictError("the record conflicts with one already stored") from exc
         except SQLAlchemyError as exc:
             raise StorageError("database operation failed") from exc
 
     # --- authorities ---------------------------------------------------------------------------
 
-    def add_authority(self, authority: AuthorityRecord, certificates_: Sequence[CertificateRecord]) -> None:
+    def add_authority(
+        self,
+        authority: AuthorityRecord,
+        certificates_: Sequence[CertificateRecord],
+        events: Sequence[AuditEvent] = (),
+    ) -> None:
         with self._transaction() as conn:
             if conn.execute(select(authorities.c.name).where(authorities.c.name == authority.name)).first():
                 raise ConflictError(f"CA '{authority.name}' already exists", rule="ca-exists")
@@ -121,6 +142,7 @@ class SqlPkiStore:
             )
             for record in certificates_:
                 conn.execute(insert(certificates).values(**_certificate_row(record)))
+            ledger.append(conn, events, certificates_)
 
     def get_authority(self, name: str) -> AuthorityRecord | None:
         with self._transaction() as conn:
@@ -134,9 +156,12 @@ class SqlPkiStore:
             ).all()
         return [_authority_record(r) for r in rows]
 
-    def replace_ocsp_responder(self, name: str, certificate: CertificateRecord, key_ref: str) -> None:
+    def replace_ocsp_responder(
+        self, name: str, certificate: CertificateRecord, key_ref: str, events: Sequence[AuditEvent] = ()
+    ) -> None:
         with self._transaction() as conn:
             conn.execute(insert(certificates).values(**_certificate_row(certificate)))
+            ledger.append(conn, events, [certificate])
             result = conn.execute(
                 update(authorities)
                 .where(authorities.c.name == name)
@@ -147,9 +172,10 @@ class SqlPkiStore:
 
     # --- certificates --------------------------------------------------------------------------
 
-    def add_certificate(self, record: CertificateRecord) -> None:
+    def add_certificate(self, record: CertificateRecord, events: Sequence[AuditEvent] = ()) -> None:
         with self._transaction() as conn:
             conn.execute(insert(certificates).values(**_certificate_row(record)))
+            ledger.append(conn, events, [record])
 
     def get_certificate(self, serial_number: int) -> CertificateRecord | None:
         with self._transaction() as conn:
@@ -191,7 +217,7 @@ class SqlPkiStore:
         return [_certificate_record(r) for r in rows], int(total)
 
     def revoke_certificate(
-        self, serial_number: int, when: datetime, reason: ReasonFlags
+        self, serial_number: int, when: datetime, reason: ReasonFlags, events: Sequence[AuditEvent] = ()
     ) -> CertificateRecord:
         serial = format_serial(serial_number)
         with self._transaction() as conn:
@@ -206,6 +232,7 @@ class SqlPkiStore:
                 raise NotFoundError(f"certificate {serial} not found", rule="serial")
             if result.rowcount != 1:
                 raise ConflictError(f"certificate {serial} is already revoked", rule="already-revoked")
+            ledger.append(conn, events)
         return _certificate_record(row)
 
     def revoked_entries(self, ca: str) -> Sequence[RevokedEntry]:
@@ -248,7 +275,8 @@ class SqlPkiStore:
             ).scalar_one_or_none()
             if number is None:
                 raise NotFoundError(f"CA '{ca}' not found", rule="ca")
-            record = build(int(number), self._revoked_entries(conn, ca))
+            record, events = build(int(number), self._revoked_entries(conn, ca))
+            ledger.append(conn, events)
             values = {
                 "crl_number": record.crl_number,
                 "this_update": record.this_update,
@@ -268,8 +296,9 @@ class SqlPkiStore:
 
     # --- API tokens ----------------------------------------------------------------------------
 
-    def add_token(self, token: TokenRecord) -> None:
+    def add_token(self, token: TokenRecord, events: Sequence[AuditEvent] = ()) -> None:
         with self._transaction() as conn:
+            ledger.append(conn, events)
             conn.execute(
                 insert(api_tokens).values(
                     token_id=token.token_id,
@@ -286,3 +315,182 @@ class SqlPkiStore:
         if row is None:
             return None
         return TokenRecord(row.token_id, row.name, bytes(row.secret_hash), row.created_at, row.revoked_at)
+
+    # --- audit trail ---------------------------------------------------------------------------
+
+    def append_events(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+        """Record events that accompany no other write (refusals, authentication failures)."""
+        with self._transaction() as conn:
+            return ledger.append(conn, events)
+
+    def audit_head(self) -> tuple[int, bytes]:
+        with self._transaction() as conn:
+            row = conn.execute(select(ledger_state.c.audit_sequence, ledger_state.c.audit_hash)).one()
+        return int(row.audit_sequence), bytes(row.audit_hash)
+
+    def list_audit(self, query: AuditFilter, *, limit: int, offset: int) -> tuple[Sequence[AuditRecord], int]:
+        conditions = []
+        if query.since is not None:
+            conditions.append(audit_events.c.time >= query.since)
+        if query.until is not None:
+            conditions.append(audit_events.c.time < query.until)
+        if query.type is not None:
+            conditions.append(audit_events.c.type == query.type)
+        if query.subject is not None:
+            conditions.append(audit_events.c.subject == query.subject)
+        if query.outcome is not None:
+            conditions.append(audit_events.c.outcome == query.outcome)
+        if query.after_sequence is not None:
+            conditions.append(audit_events.c.sequence > query.after_sequence)
+        stmt = select(audit_events)
+        count = select(func.count()).select_from(audit_events)
+        if conditions:
+            stmt = stmt.where(and_(*conditions))
+            count = count.where(and_(*conditions))
+        with self._transaction() as conn:
+            rows = conn.execute(stmt.order_by(audit_events.c.sequence).limit(limit).offset(offset)).all()
+            total = conn.execute(count).scalar_one()
+        return [_audit_record(r) for r in rows], int(total)
+
+    def iter_audit(self, *, batch: int = 5000) -> Iterator[AuditRecord]:
+        """Every record in sequence order, read in batches (for verification and export)."""
+        after = 0
+        while True:
+            with self._transaction() as conn:
+                rows = conn.execute(
+                    select(audit_events)
+                    .where(audit_events.c.sequence > after)
+                    .order_by(audit_events.c.sequence)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield _audit_record(row)
+            after = int(rows[-1].sequence)
+
+    def add_audit_head(self, head: SignedHead) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                insert(audit_heads).values(
+                    sequence=head.sequence,
+                    hash=head.hash,
+                    signed_at=head.signed_at,
+                    signature=head.signature,
+                    signer_serial=format_serial(head.signer_serial),
+                )
+            )
+
+    def audit_heads(self) -> Sequence[SignedHead]:
+        with self._transaction() as conn:
+            rows = conn.execute(select(audit_heads).order_by(audit_heads.c.id)).all()
+        return [
+            SignedHead(
+                int(r.sequence), bytes(r.hash), r.signed_at, bytes(r.signature), int(r.signer_serial, 16)
+            )
+            for r in rows
+        ]
+
+    # --- service signers -----------------------------------------------------------------------
+
+    def add_signer(
+        self, name: str, key_ref: str, certificate: CertificateRecord, events: Sequence[AuditEvent]
+    ) -> None:
+        with self._transaction() as conn:
+            conn.execute(insert(certificates).values(**_certificate_row(certificate)))
+            conn.execute(
+                insert(signers).values(
+                    name=name, key_ref=key_ref, serial=certificate.serial, created_at=certificate.created_at
+                )
+            )
+            ledger.append(conn, events, [certificate])
+
+    def get_signer(self, name: str) -> tuple[str, bytes] | None:
+        """(key reference, certificate DER) of the named service signer."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                select(signers.c.key_ref, certificates.c.der)
+                .join(certificates, certificates.c.serial == signers.c.serial)
+                .where(signers.c.name == name)
+            ).first()
+        return (row.key_ref, bytes(row.der)) if row else None
+
+    # --- transparency log ----------------------------------------------------------------------
+
+    def log_leaves(self, tree_size: int | None = None) -> list[bytes]:
+        """Leaf hashes in order, the first ``tree_size`` of them (all when None)."""
+        stmt = select(log_entries.c.leaf_hash).order_by(log_entries.c.leaf_index)
+        if tree_size is not None:
+            stmt = stmt.where(log_entries.c.leaf_index < tree_size)
+        with self._transaction() as conn:
+            return [bytes(h) for (h,) in conn.execute(stmt)]
+
+    def log_size(self) -> int:
+        with self._transaction() as conn:
+            return int(conn.execute(select(ledger_state.c.log_size)).scalar_one())
+
+    def log_index(self, serial_number: int) -> int | None:
+        with self._transaction() as conn:
+            index = conn.execute(
+                select(log_entries.c.leaf_index).where(log_entries.c.serial == format_serial(serial_number))
+            ).scalar_one_or_none()
+        return int(index) if index is not None else None
+
+    def add_tree_head(self, head: TreeHead) -> None:
+        with self._transaction() as conn:
+            if conn.execute(
+                select(log_heads.c.tree_size).where(log_heads.c.tree_size == head.tree_size)
+            ).first():
+                return
+            conn.execute(
+                insert(log_heads).values(
+                    tree_size=head.tree_size,
+                    timestamp=head.timestamp,
+                    root_hash=head.root_hash,
+                    signature=head.signature,
+                    signer_serial=format_serial(head.signer_serial),
+                )
+            )
+
+    def tree_head(self, tree_size: int | None = None) -> TreeHead | None:
+        """The signed head of ``tree_size`` leaves, or the largest one when None."""
+        stmt = select(log_heads)
+        stmt = (
+            stmt.where(log_heads.c.tree_size == tree_size)
+            if tree_size is not None
+            else stmt.order_by(log_heads.c.tree_size.desc())
+        )
+        with self._transaction() as conn:
+            row = conn.execute(stmt.limit(1)).first()
+        if row is None:
+            return None
+        return TreeHead(
+            int(row.tree_size),
+            row.timestamp,
+            bytes(row.root_hash),
+            bytes(row.signature),
+            int(row.signer_serial, 16),
+        )
+
+
+def _audit_record(row: Row[Any]) -> AuditRecord:
+    try:
+        return _parse_audit_row(row)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise IntegrityError(f"audit record {row.sequence} is unreadable", rule="audit-unreadable") from exc
+
+
+def _parse_audit_row(row: Row[Any]) -> AuditRecord:
+    event = AuditEvent(
+        time=row.time,
+        host=row.host,
+        component=row.component,
+        type=EventType(row.type),
+        subject=row.subject,
+        outcome=Outcome(row.outcome),
+        reason=row.reason,
+        source=row.source,
+        request_id=row.request_id,
+        details=json.loads(row.details),
+    )
+    return AuditRecord(int(row.sequence), event, bytes(row.previous_hash), bytes(row.hash))

@@ -36,15 +36,19 @@ def upgrade() -> None:
     op.create_index("ix_audit_events_time", "audit_events", ["time"])
     op.create_index("ix_audit_events_type", "audit_events", ["type"])
     op.create_index("ix_audit_events_subject", "audit_events", ["subject"])
-    # One row: the chain head. Appenders lock it (UPDATE first), which serialises the chain.
+    # One row: the audit chain head and the transparency log size. Appenders update it first,
+    # which locks it (row lock in PostgreSQL, write lock in SQLite) and serialises both.
     op.create_table(
-        "audit_chain",
+        "ledger_state",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("sequence", sa.BigInteger, nullable=False),
-        sa.Column("hash", sa.LargeBinary(32), nullable=False),
+        sa.Column("audit_sequence", sa.BigInteger, nullable=False),
+        sa.Column("audit_hash", sa.LargeBinary(32), nullable=False),
+        sa.Column("log_size", sa.BigInteger, nullable=False),
     )
     op.execute(
-        sa.text("INSERT INTO audit_chain (id, sequence, hash) VALUES (1, 0, :h)").bindparams(h=bytes(32))
+        sa.text(
+            "INSERT INTO ledger_state (id, audit_sequence, audit_hash, log_size) VALUES (1, 0, :h, 0)"
+        ).bindparams(h=bytes(32))
     )
     op.create_table(
         "audit_heads",
@@ -54,6 +58,14 @@ def upgrade() -> None:
         sa.Column("signed_at", _TS, nullable=False),
         sa.Column("signature", sa.LargeBinary, nullable=False),
         sa.Column("signer_serial", sa.String(42), nullable=False),
+    )
+    # Service signing keys that are not CAs: the audit and transparency-log signer.
+    op.create_table(
+        "signers",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("key_ref", sa.String(512), nullable=False),
+        sa.Column("serial", sa.String(42), sa.ForeignKey("certificates.serial"), nullable=False),
+        sa.Column("created_at", _TS, nullable=False),
     )
     op.create_table(
         "log_entries",
@@ -75,8 +87,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("log_heads")
     op.drop_table("log_entries")
+    op.drop_table("signers")
     op.drop_table("audit_heads")
-    op.drop_table("audit_chain")
+    op.drop_table("ledger_state")
     op.drop_index("ix_audit_events_subject", "audit_events")
     op.drop_index("ix_audit_events_type", "audit_events")
     op.drop_index("ix_audit_events_time", "audit_events")

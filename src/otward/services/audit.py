@@ -1,0 +1,182 @@
+"""Writing, reading, verifying and exporting the audit trail.
+
+Services describe what happened with :meth:`AuditLog.event`; the store writes the
+event in the same transaction as the action. This module also signs the chain
+head with the audit signer (a key certified by the issuing CA), checks the chain
+(``otward audit verify``) and renders events as JSON Lines or RFC 5424 syslog.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+
+from otward.core.audit import (
+    AuditEvent,
+    AuditRecord,
+    ChainCheck,
+    EventType,
+    Outcome,
+    SignedHead,
+    check_chain,
+    head_bytes,
+)
+from otward.core.keys import sign_data, verify_data
+from otward.core.ports import PkiStore
+
+__all__ = ["CLI_ACTOR", "SYSTEM_ACTOR", "Actor", "AuditLog", "ChainReport", "to_jsonl", "to_syslog"]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked and from where: what each event records about the requester."""
+
+    component: str  # ca, api, cli, ocsp, crl, est, gateway, agent, edge
+    identity: str  # token:<id>, cli:<user>, system
+    source: str | None = None  # client address
+    request_id: str | None = None
+
+
+SYSTEM_ACTOR = Actor(component="ca", identity="system")
+CLI_ACTOR = Actor(component="cli", identity="cli")
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    check: ChainCheck
+    head_sequence: int
+
+
+class AuditLog:
+    def __init__(
+        self,
+        store: PkiStore,
+        *,
+        host: str,
+        clock: Callable[[], datetime],
+        signer: Callable[[], tuple[CertificateIssuerPrivateKeyTypes, x509.Certificate]],
+        signer_certificate: Callable[[int], x509.Certificate | None],
+    ) -> None:
+        self._store = store
+        self._host = host
+        self._clock = clock
+        self._signer = signer
+        self._signer_certificate = signer_certificate
+        self._lock = threading.Lock()
+        self._signed_through = -1  # sequence of the last head this process signed
+
+    def event(
+        self,
+        actor: Actor,
+        type: EventType,
+        subject: str,
+        *,
+        outcome: Outcome = Outcome.SUCCESS,
+        reason: str | None = None,
+        details: Mapping[str, str] | None = None,
+    ) -> AuditEvent:
+        merged = {"actor": actor.identity, **(details or {})}
+        return AuditEvent(
+            time=self._clock(),
+            host=self._host,
+            component=actor.component,
+            type=type,
+            subject=subject,
+            outcome=outcome,
+            reason=reason,
+            source=actor.source,
+            request_id=actor.request_id,
+            details=merged,
+        )
+
+    def record(self, *events: AuditEvent) -> list[AuditRecord]:
+        """Write events that go with no other change (refusals, authentication failures)."""
+        return self._store.append_events(events)
+
+    # --- signed heads ---------------------------------------------------------------------------
+
+    def sign_head(self, *, force: bool = False) -> SignedHead | None:
+        """Sign the current chain head if it moved since the last signature (or ``force``)."""
+        with self._lock:
+            sequence, head_hash = self._store.audit_head()
+            if sequence == 0 or (not force and sequence == self._signed_through):
+                return None
+            heads = self._store.audit_heads()
+            if not force and heads and heads[-1].sequence == sequence:
+                self._signed_through = sequence
+                return None
+            key, certificate = self._signer()
+            signed_at = self._clock()
+            head = SignedHead(
+                sequence=sequence,
+                hash=head_hash,
+                signed_at=signed_at,
+                signature=sign_data(key, head_bytes(sequence, head_hash, signed_at)),
+                signer_serial=certificate.serial_number,
+            )
+            self._store.add_audit_head(head)
+            self._signed_through = sequence
+            return head
+
+    # --- verification ---------------------------------------------------------------------------
+
+    def verify(self) -> ChainReport:
+        """Walk the whole chain and every signed head; the first problem is reported."""
+
+        def signature_ok(head: SignedHead) -> bool:
+            certificate = self._signer_certificate(head.signer_serial)
+            if certificate is None:
+                return False
+            return verify_data(
+                certificate.public_key(), head.signature, head_bytes(head.sequence, head.hash, head.signed_at)
+            )
+
+        check = check_chain(
+            self._store.iter_audit(), self._store.audit_heads(), head_signature_valid=signature_ok
+        )
+        sequence, _ = self._store.audit_head()
+        return ChainReport(check=check, head_sequence=sequence)
+
+
+def to_jsonl(records: Iterator[AuditRecord]) -> Iterator[str]:
+    """One JSON object per line: the event plus its sequence and chain hash."""
+    for record in records:
+        line = {"sequence": record.sequence, **record.event.to_dict(), "hash": record.hash.hex()}
+        yield json.dumps(line, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+_SD_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "]": "\\]"})
+_SEVERITY = {Outcome.SUCCESS: 6, Outcome.FAILURE: 4}  # informational / warning
+_FACILITY = 10  # security/authorization (authpriv)
+_SD_ID = "otward@32473"  # RFC 5424 requires a private enterprise number; 32473 is the documentation PEN
+
+
+def to_syslog(record: AuditRecord) -> str:
+    """RFC 5424 message with the event in structured data (no trailing newline)."""
+    event = record.event
+    pri = _FACILITY * 8 + _SEVERITY[event.outcome]
+    params = {
+        "seq": str(record.sequence),
+        "type": event.type.value,
+        "subject": event.subject,
+        "outcome": event.outcome.value,
+        "hash": record.hash.hex(),
+    }
+    if event.reason:
+        params["reason"] = event.reason
+    if event.source:
+        params["src"] = event.source
+    params.update({k: v for k, v in event.details.items() if k.isidentifier()})
+    sd = " ".join(f'{k}="{str(v).translate(_SD_ESCAPES)}"' for k, v in params.items())
+    msgid = event.type.value.replace(".", "-")[:32]
+    procid = event.request_id[:128] if event.request_id else "-"
+    host = (event.host or "-")[:255]
+    text = f"{event.type.value} {event.outcome.value}: {event.subject}"
+    header = f"<{pri}>1 {event.to_dict()['time']} {host} otward-{event.component} {procid} {msgid}"
+    return f"{header} [{_SD_ID} {sd}] {text}"
