@@ -9,11 +9,12 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from otward import __version__
-from otward.cli import ca, cert, crl
+from otward.cli import audit, ca, cert, crl
 from otward.cli.common import (
     DataOption,
     DbOption,
     JsonOption,
+    cli_actor,
     console,
     err_console,
     handle_errors,
@@ -35,6 +36,7 @@ app = typer.Typer(
 app.add_typer(ca.app, name="ca")
 app.add_typer(cert.app, name="cert")
 app.add_typer(crl.app, name="crl")
+app.add_typer(audit.app, name="audit")
 
 
 def _version(value: bool) -> None:
@@ -57,12 +59,26 @@ def _initialize(
 ) -> InitResult:
     parsed = KeyType.parse(key_type)
     if quiet:
-        return initialize(data_dir, key_type=parsed, organization=org, public_url=public_url, database_url=db)
+        return initialize(
+            data_dir,
+            key_type=parsed,
+            organization=org,
+            public_url=public_url,
+            database_url=db,
+            actor=cli_actor(),
+        )
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
     ) as bar:
         bar.add_task(f"creating root and issuing CA ({parsed.value}), responders, service TLS, admin token…")
-        return initialize(data_dir, key_type=parsed, organization=org, public_url=public_url, database_url=db)
+        return initialize(
+            data_dir,
+            key_type=parsed,
+            organization=org,
+            public_url=public_url,
+            database_url=db,
+            actor=cli_actor(),
+        )
 
 
 def _report(result: InitResult, as_json: bool) -> None:

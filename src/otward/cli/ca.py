@@ -10,7 +10,16 @@ import typer
 from cryptography.hazmat.primitives.serialization import Encoding
 from rich.table import Table
 
-from otward.cli.common import DataOption, DbOption, JsonOption, console, handle_errors, open_pki, print_json
+from otward.cli.common import (
+    DataOption,
+    DbOption,
+    JsonOption,
+    cli_actor,
+    console,
+    handle_errors,
+    open_pki,
+    print_json,
+)
 from otward.core.keys import KeyType
 from otward.errors import InvalidRequestError
 from otward.http.schemas import AuthorityOut
@@ -58,8 +67,9 @@ def create(
                 path_length=path_len,
                 permitted_dns=tuple(permitted_dns or ()),
                 permitted_ip=tuple(_network(n) for n in permitted_ip or ()),
+                actor=cli_actor(),
             )
-            pki.revocation.publish_crl(name)
+            pki.revocation.publish_crl(name, cli_actor())
         record = pki.store.get_authority(loaded.name)
         assert record is not None  # noqa: S101 - just stored
         out = AuthorityOut.from_record(record)

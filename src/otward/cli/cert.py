@@ -10,7 +10,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from rich.table import Table
 
-from otward.cli.common import DataOption, DbOption, JsonOption, console, handle_errors, open_pki, print_json
+from otward.cli.common import (
+    DataOption,
+    DbOption,
+    JsonOption,
+    cli_actor,
+    console,
+    handle_errors,
+    open_pki,
+    print_json,
+)
 from otward.core.durations import parse_duration
 from otward.core.records import parse_serial
 from otward.core.revocation import REASON_NAMES, parse_reason
@@ -57,7 +66,13 @@ def issue(
     pki = open_pki(data, db)
     try:
         issued = pki.issuance.issue(
-            csr.read_bytes(), profile=profile, ca=ca, validity_days=days, role=role, owner=owner
+            csr.read_bytes(),
+            profile=profile,
+            ca=ca,
+            validity_days=days,
+            role=role,
+            owner=owner,
+            actor=cli_actor(),
         )
     finally:
         pki.close()
@@ -175,7 +190,7 @@ def revoke(
     flag = parse_reason(reason)
     pki = open_pki(data, db)
     try:
-        record = pki.revocation.revoke(_serial(serial), flag)
+        record = pki.revocation.revoke(_serial(serial), flag, cli_actor())
         now = pki.clock()
     finally:
         pki.close()

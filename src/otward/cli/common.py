@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +16,7 @@ from rich.console import Console
 
 from otward.config import Settings, default_data_dir, load_settings
 from otward.errors import OtwardError
+from otward.services.audit import Actor
 from otward.services.pki import Pki
 
 __all__ = [
@@ -58,6 +61,15 @@ def load(data: Path | None, db: str | None) -> Settings:
 
 def open_pki(data: Path | None, db: str | None) -> Pki:
     return Pki.open(load(data, db))
+
+
+def cli_actor() -> Actor:
+    """The audit actor for a command run by hand: the operating-system user on this host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid-{os.getuid()}"
+    return Actor(component="cli", identity=f"cli:{user}", source="local")
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:

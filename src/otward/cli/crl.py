@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from otward.cli.common import DataOption, DbOption, JsonOption, console, handle_errors, open_pki, print_json
+from otward.cli.common import (
+    DataOption,
+    DbOption,
+    JsonOption,
+    cli_actor,
+    console,
+    handle_errors,
+    open_pki,
+    print_json,
+)
 
 app = typer.Typer(help="Certificate revocation lists.", no_args_is_help=True)
 
@@ -27,7 +36,7 @@ def generate(
         names = ca or [a.name for a in pki.authorities.list()]
         if out is not None and len(names) != 1:
             raise typer.BadParameter("--out needs exactly one --ca")
-        records = [pki.revocation.publish_crl(name) for name in names]
+        records = [pki.revocation.publish_crl(name, cli_actor()) for name in names]
     finally:
         pki.close()
     if out is not None:

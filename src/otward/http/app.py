@@ -17,7 +17,8 @@ from otward import __version__
 from otward.core.records import parse_serial
 from otward.core.revocation import parse_reason
 from otward.errors import InvalidRequestError, NotFoundError
-from otward.http.auth import AdminToken, get_pki
+from otward.http.audit import router as audit_router
+from otward.http.auth import AdminActor, get_pki
 from otward.http.problems import install_problem_handlers
 from otward.http.schemas import (
     AuthorityOut,
@@ -50,10 +51,16 @@ def _serial(text: str) -> int:
 
 
 @router.post("/certificates", status_code=201, response_model=IssueResponse, tags=["certificates"])
-def issue_certificate(body: IssueRequest, request: Request, _admin: AdminToken) -> IssueResponse:
+def issue_certificate(body: IssueRequest, request: Request, actor: AdminActor) -> IssueResponse:
     """Issue a certificate from a CSR under a profile. The certificate is stored before it is returned."""
     issued = get_pki(request).issuance.issue(
-        body.csr, profile=body.profile, ca=body.ca, validity_days=body.days, role=body.role, owner=body.owner
+        body.csr,
+        profile=body.profile,
+        ca=body.ca,
+        validity_days=body.days,
+        role=body.role,
+        owner=body.owner,
+        actor=actor,
     )
     return IssueResponse(serial=issued.serial, certificate=issued.pem, chain=issued.chain_pem)
 
@@ -61,7 +68,7 @@ def issue_certificate(body: IssueRequest, request: Request, _admin: AdminToken) 
 @router.get("/certificates", response_model=CertificatePage, tags=["certificates"])
 def list_certificates(
     request: Request,
-    _admin: AdminToken,
+    _actor: AdminActor,
     status: Annotated[str | None, Query(description="valid, expired or revoked")] = None,
     expiring_within: Annotated[str | None, Query(description="e.g. 30d")] = None,
     ca: str | None = None,
@@ -80,7 +87,7 @@ def list_certificates(
 
 
 @router.get("/certificates/{serial}", response_model=CertificateOut, tags=["certificates"])
-def show_certificate(serial: str, request: Request, _admin: AdminToken) -> CertificateOut:
+def show_certificate(serial: str, request: Request, _actor: AdminActor) -> CertificateOut:
     pki = get_pki(request)
     record = pki.store.get_certificate(_serial(serial))
     if record is None:
@@ -90,22 +97,22 @@ def show_certificate(serial: str, request: Request, _admin: AdminToken) -> Certi
 
 @router.post("/certificates/{serial}/revoke", response_model=CertificateOut, tags=["certificates"])
 def revoke_certificate(
-    serial: str, request: Request, _admin: AdminToken, body: RevokeRequest | None = None
+    serial: str, request: Request, actor: AdminActor, body: RevokeRequest | None = None
 ) -> CertificateOut:
     """Revoke for good; the CA's CRL is republished and OCSP answers 'revoked' at once."""
     pki = get_pki(request)
     reason = parse_reason(body.reason if body else None)
-    record = pki.revocation.revoke(_serial(serial), reason)
+    record = pki.revocation.revoke(_serial(serial), reason, actor)
     return CertificateOut.from_record(record, pki.clock())
 
 
 @router.get("/cas", response_model=list[AuthorityOut], tags=["authorities"])
-def list_authorities(request: Request, _admin: AdminToken) -> list[AuthorityOut]:
+def list_authorities(request: Request, _actor: AdminActor) -> list[AuthorityOut]:
     return [AuthorityOut.from_record(r) for r in get_pki(request).authorities.list()]
 
 
 @router.get("/cas/{name}", response_model=AuthorityOut, tags=["authorities"])
-def show_authority(name: str, request: Request, _admin: AdminToken) -> AuthorityOut:
+def show_authority(name: str, request: Request, _actor: AdminActor) -> AuthorityOut:
     record = get_pki(request).store.get_authority(name)
     if record is None:
         raise NotFoundError(f"CA '{name}' not found", rule="ca")
@@ -131,6 +138,7 @@ def create_api(pki: Pki) -> FastAPI:
     app.state.pki = pki
     install_problem_handlers(app)
     app.include_router(router)
+    app.include_router(audit_router)
     _serve_docs_offline(app)
 
     @app.get("/healthz", tags=["operations"])

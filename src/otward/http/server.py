@@ -2,7 +2,8 @@
 
 The parent binds both sockets, then each worker process serves both on its
 own event loop (uvicorn ``Server.serve(sockets=...)``), the same model as
-uvicorn's ``--workers``. Worker 0 also refreshes CRLs before they go stale.
+uvicorn's ``--workers``. Worker 0 also refreshes CRLs before they go stale; every
+worker signs the audit head each minute and when it stops.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from typing import Any
 import uvicorn
 
 from otward.config import Settings, load_settings, read_passphrase
+from otward.core.audit import EventType
 from otward.errors import ConfigError, OtwardError
 from otward.http.app import create_app
 from otward.http.status import StatusApp
+from otward.services.audit import Actor
 from otward.services.bootstrap import TlsFiles
 from otward.services.pki import Pki
 
@@ -32,7 +35,8 @@ __all__ = ["ServeOptions", "serve"]
 
 log = logging.getLogger("otward.server")
 
-CRL_CHECK_SECONDS = 60.0
+HOUSEKEEPING_SECONDS = 60.0
+SERVICE_ACTOR = Actor(component="ca", identity="service")
 
 
 @dataclass(frozen=True)
@@ -85,18 +89,27 @@ class _Server(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-async def _refresh_crls(pki: Pki) -> None:
+def _housekeeping(pki: Pki, *, leader: bool) -> None:
+    """Once a minute: aggregated OCSP signing events and a signed audit head in every worker;
+    CRL refresh and responder renewal in the first worker only."""
+    pki.record_ocsp_signatures(SERVICE_ACTOR)
+    if leader:
+        refreshed = pki.revocation.refresh_all()
+        if refreshed:
+            log.info("CRLs regenerated for %s", ", ".join(refreshed))
+        for authority in pki.authorities.list():
+            if pki.authorities.renew_ocsp_responder_if_due(authority.name):
+                log.info("OCSP responder of %s renewed", authority.name)
+    pki.audit.sign_head()
+
+
+async def _periodic(pki: Pki, *, leader: bool) -> None:
     while True:
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)
         try:
-            refreshed = await asyncio.to_thread(pki.revocation.refresh_all)
-            if refreshed:
-                log.info("CRLs regenerated for %s", ", ".join(refreshed))
-            for authority in pki.authorities.list():
-                if await asyncio.to_thread(pki.authorities.renew_ocsp_responder_if_due, authority.name):
-                    log.info("OCSP responder of %s renewed", authority.name)
+            await asyncio.to_thread(_housekeeping, pki, leader=leader)
         except OtwardError:
-            log.exception("periodic CRL refresh failed; retrying")
-        await asyncio.sleep(CRL_CHECK_SECONDS)
+            log.exception("periodic housekeeping failed; retrying in %s s", HOUSEKEEPING_SECONDS)
 
 
 async def _serve_worker(
@@ -115,15 +128,20 @@ async def _serve_worker(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
-    refresher = asyncio.create_task(_refresh_crls(pki)) if index == 0 else None
+    worker = {"worker": str(index), "pid": str(os.getpid())}
+    pki.audit.record(pki.audit.event(SERVICE_ACTOR, EventType.SERVICE_STARTED, "otward", details=worker))
+    if index == 0:
+        await asyncio.to_thread(_housekeeping, pki, leader=True)
+    periodic = asyncio.create_task(_periodic(pki, leader=index == 0))
     try:
         await asyncio.gather(https.serve(sockets=[sockets[0]]), plain.serve(sockets=[sockets[1]]))
     finally:
-        if refresher is not None:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
-        pki.close()
+        periodic.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await periodic
+        pki.record_ocsp_signatures(SERVICE_ACTOR)
+        pki.audit.record(pki.audit.event(SERVICE_ACTOR, EventType.SERVICE_STOPPED, "otward", details=worker))
+        pki.close()  # signs the audit head on the way out
 
 
 def _worker_main(options: ServeOptions, sockets: tuple[socket.socket, socket.socket], index: int) -> None:

@@ -25,6 +25,7 @@ from otward.core.audit import (
     Outcome,
     SignedHead,
     check_chain,
+    format_time,
     head_bytes,
 )
 from otward.core.keys import sign_data, verify_data
@@ -178,5 +179,5 @@ def to_syslog(record: AuditRecord) -> str:
     procid = event.request_id[:128] if event.request_id else "-"
     host = (event.host or "-")[:255]
     text = f"{event.type.value} {event.outcome.value}: {event.subject}"
-    header = f"<{pri}>1 {event.to_dict()['time']} {host} otward-{event.component} {procid} {msgid}"
+    header = f"<{pri}>1 {format_time(event.time)} {host} otward-{event.component} {procid} {msgid}"
     return f"{header} [{_SD_ID} {sd}] {text}"

@@ -24,6 +24,7 @@ from otward.config import (
 )
 from otward.core.keys import KeyType, signature_hash_for
 from otward.errors import ConfigError
+from otward.services.audit import SYSTEM_ACTOR, Actor
 from otward.services.pki import Pki
 
 __all__ = ["InitResult", "TlsFiles", "initialize"]
@@ -74,6 +75,7 @@ def initialize(
     public_url: str = "http://127.0.0.1:8080",
     database_url: str | None = None,
     server_names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    actor: Actor = SYSTEM_ACTOR,
 ) -> InitResult:
     """Create ``data_dir`` with database, root and issuing CA, responders, service TLS and admin token."""
     _check_target(data_dir)
@@ -93,14 +95,19 @@ def initialize(
         write_private_file(data_dir / "otward.db", b"")
     pki = Pki.open(settings)
     try:
-        root = pki.authorities.create_root(ROOT_CA, key_type=key_type, organization=organization)
+        root = pki.authorities.create_root(ROOT_CA, key_type=key_type, organization=organization, actor=actor)
         pki.authorities.create_subordinate(
-            ISSUING_CA, parent=ROOT_CA, key_type=key_type, organization=organization, path_length=0
+            ISSUING_CA,
+            parent=ROOT_CA,
+            key_type=key_type,
+            organization=organization,
+            path_length=0,
+            actor=actor,
         )
         for name in (ROOT_CA, ISSUING_CA):
-            pki.revocation.publish_crl(name)
-        tls = _issue_service_certificate(pki, data_dir, organization, server_names)
-        _, token = pki.tokens.create("admin")
+            pki.revocation.publish_crl(name, actor)
+        tls = _issue_service_certificate(pki, data_dir, organization, server_names, actor)
+        _, token = pki.tokens.create("admin", actor)
         admin_token_file = data_dir / ADMIN_TOKEN_FILE
         write_private_file(admin_token_file, token.encode() + b"\n")
     finally:
@@ -110,7 +117,7 @@ def initialize(
 
 
 def _issue_service_certificate(
-    pki: Pki, data_dir: Path, organization: str, names: tuple[str, ...]
+    pki: Pki, data_dir: Path, organization: str, names: tuple[str, ...], actor: Actor
 ) -> TlsFiles:
     """The HTTPS API's certificate, issued by the issuing CA under the tls-server profile."""
     tls = TlsFiles.in_dir(data_dir)
@@ -136,7 +143,7 @@ def _issue_service_certificate(
         .sign(key, signature_hash_for(key))  # type: ignore[arg-type]
     )
     issued = pki.issuance.issue(
-        csr.public_bytes(serialization.Encoding.PEM), profile="tls-server", ca=ISSUING_CA
+        csr.public_bytes(serialization.Encoding.PEM), profile="tls-server", ca=ISSUING_CA, actor=actor
     )
     passphrase = read_passphrase(data_dir)
     write_private_file(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
+from otward.core.audit import AuditFilter, EventType
 from otward.core.durations import parse_duration
 from otward.core.records import CertificateFilter
 from otward.errors import InvalidRequestError
 
-__all__ = ["STATUSES", "certificate_filter"]
+__all__ = ["OUTCOMES", "STATUSES", "audit_filter", "certificate_filter", "parse_time"]
 
 STATUSES = ("valid", "expired", "revoked")
+OUTCOMES = ("success", "failure")
 
 
 def certificate_filter(
@@ -42,4 +44,42 @@ def certificate_filter(
         expires_before = now + parse_duration(expiring_within)
     return CertificateFilter(
         ca=ca, profile=profile, revoked=revoked, expires_before=expires_before, expires_after=expires_after
+    )
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """An RFC 3339 time (``2026-11-22T06:00:00Z``) or a duration back from now (``24h``)."""
+    try:
+        return now - parse_duration(text)
+    except InvalidRequestError:
+        pass
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidRequestError(
+            f"'{text}' is neither an RFC 3339 time nor a duration such as 24h", rule="time"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def audit_filter(
+    now: datetime,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    type: str | None = None,
+    subject: str | None = None,
+    outcome: str | None = None,
+) -> AuditFilter:
+    if type is not None and type not in {t.value for t in EventType}:
+        known = ", ".join(t.value for t in EventType)
+        raise InvalidRequestError(f"unknown event type '{type}' (known: {known})", rule="type")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise InvalidRequestError(f"outcome must be success or failure, not '{outcome}'", rule="outcome")
+    return AuditFilter(
+        since=parse_time(since, now) if since else None,
+        until=parse_time(until, now) if until else None,
+        type=type,
+        subject=subject,
+        outcome=outcome,
     )

@@ -1,0 +1,91 @@
+"""``/api/v1/audit``: query and verify the audit trail (admin only)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
+from otward.core.audit import AuditRecord
+from otward.http.auth import AdminActor, get_pki
+from otward.services.queries import audit_filter
+
+__all__ = ["AuditEventOut", "AuditPage", "ChainReportOut", "router"]
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+
+class AuditEventOut(BaseModel):
+    sequence: int
+    time: str
+    host: str
+    component: str
+    type: str
+    subject: str
+    outcome: str
+    reason: str | None
+    source: str | None
+    request_id: str | None
+    details: dict[str, Any]
+    hash: str
+
+    @classmethod
+    def from_record(cls, record: AuditRecord) -> AuditEventOut:
+        return cls.model_validate(
+            {"sequence": record.sequence, **record.event.to_dict(), "hash": record.hash.hex()}
+        )
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ChainReportOut(BaseModel):
+    ok: bool
+    records: int
+    signed_heads: int
+    head_sequence: int
+    first_bad_sequence: int | None
+    problem: str | None
+
+
+@router.get("", response_model=AuditPage)
+def list_events(
+    request: Request,
+    _actor: AdminActor,
+    since: Annotated[
+        str | None, Query(description="RFC 3339 time or a duration back from now, e.g. 24h")
+    ] = None,
+    until: Annotated[str | None, Query(description="RFC 3339 time or a duration back from now")] = None,
+    type: Annotated[str | None, Query(description="event type, e.g. cert.issued")] = None,
+    subject: str | None = None,
+    outcome: Annotated[str | None, Query(description="success or failure")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AuditPage:
+    """Events in chain order, filtered and paged."""
+    pki = get_pki(request)
+    query = audit_filter(pki.clock(), since=since, until=until, type=type, subject=subject, outcome=outcome)
+    records, total = pki.store.list_audit(query, limit=limit, offset=offset)
+    return AuditPage(
+        items=[AuditEventOut.from_record(r) for r in records], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/verify", response_model=ChainReportOut)
+def verify_chain(request: Request, _actor: AdminActor) -> ChainReportOut:
+    """Walk the hash chain and check every signed head; names the first bad record."""
+    report = get_pki(request).audit.verify()
+    check = report.check
+    return ChainReportOut(
+        ok=check.ok,
+        records=check.records,
+        signed_heads=check.heads,
+        head_sequence=report.head_sequence,
+        first_bad_sequence=check.first_bad_sequence,
+        problem=check.problem,
+    )
