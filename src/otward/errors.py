@@ -85,6 +85,10 @@ class AuthenticationError(OtwardError):
 class IntegrityError(OtwardError):
     """Stored data does not match what was recorded (a broken audit chain, an unreadable record)."""
 
+    def __init__(self, message: str, *, rule: str | None = None, sequence: int | None = None) -> None:
+        super().__init__(message, rule=rule)
+        self.sequence = sequence  # the audit record concerned, when there is one
+
 
 class BackendError(OtwardError):
     """An adapter failed; the message is generic, the cause is chained."""

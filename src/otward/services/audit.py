@@ -30,6 +30,7 @@ from otward.core.audit import (
 )
 from otward.core.keys import sign_data, verify_data
 from otward.core.ports import PkiStore
+from otward.errors import IntegrityError
 
 __all__ = ["CLI_ACTOR", "SYSTEM_ACTOR", "Actor", "AuditLog", "ChainReport", "to_jsonl", "to_syslog"]
 
@@ -138,9 +139,11 @@ class AuditLog:
                 certificate.public_key(), head.signature, head_bytes(head.sequence, head.hash, head.signed_at)
             )
 
-        check = check_chain(
-            self._store.iter_audit(), self._store.audit_heads(), head_signature_valid=signature_ok
-        )
+        records = self._store.iter_audit()
+        try:
+            check = check_chain(records, self._store.audit_heads(), head_signature_valid=signature_ok)
+        except IntegrityError as exc:
+            check = ChainCheck(False, 0, 0, exc.sequence, exc.message)
         sequence, _ = self._store.audit_head()
         return ChainReport(check=check, head_sequence=sequence)
 
@@ -173,7 +176,9 @@ def to_syslog(record: AuditRecord) -> str:
         params["reason"] = event.reason
     if event.source:
         params["src"] = event.source
-    params.update({k: v for k, v in event.details.items() if k.isidentifier()})
+    for key, value in event.details.items():
+        if key.isidentifier():
+            params.setdefault(key, value)  # details never override the event's own fields
     sd = " ".join(f'{k}="{str(v).translate(_SD_ESCAPES)}"' for k, v in params.items())
     msgid = event.type.value.replace(".", "-")[:32]
     procid = event.request_id[:128] if event.request_id else "-"

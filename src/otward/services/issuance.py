@@ -152,7 +152,7 @@ class IssuanceService:
         record = certificate_record(
             certificate, ca=authority.name, profile=chosen.name, kind=CertificateKind.END_ENTITY, now=now
         )
-        details = {"ca": authority.name, "profile": chosen.name, "subject": record.subject}
+        details = {"ca": authority.name, "profile": chosen.name, "dn": record.subject}
         if role:
             details["role"] = role
         event = self._audit.event(actor, EventType.CERT_ISSUED, record.serial, details=details)

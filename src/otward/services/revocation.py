@@ -49,7 +49,7 @@ class RevocationService:
                     "a root CA certificate cannot be revoked; remove it from the trust stores instead",
                     rule="revoke-root",
                 )
-            details = {"ca": existing.ca, "subject": existing.subject} if existing else {}
+            details = {"ca": existing.ca, "dn": existing.subject} if existing else {}
             event = self._audit.event(
                 actor, EventType.CERT_REVOKED, serial, reason=reason_name(reason), details=details
             )

@@ -477,7 +477,9 @@ def _audit_record(row: Row[Any]) -> AuditRecord:
     try:
         return _parse_audit_row(row)
     except (ValueError, TypeError, KeyError) as exc:
-        raise IntegrityError(f"audit record {row.sequence} is unreadable", rule="audit-unreadable") from exc
+        sequence = int(row.sequence)
+        message = f"audit record {sequence} is unreadable (altered?)"
+        raise IntegrityError(message, rule="audit-unreadable", sequence=sequence) from exc
 
 
 def _parse_audit_row(row: Row[Any]) -> AuditRecord:
