@@ -9,7 +9,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from otward import __version__
-from otward.cli import audit, ca, cert, crl
+from otward.cli import audit, ca, cert, crl, log
 from otward.cli.common import (
     DataOption,
     DbOption,
@@ -37,6 +37,7 @@ app.add_typer(ca.app, name="ca")
 app.add_typer(cert.app, name="cert")
 app.add_typer(crl.app, name="crl")
 app.add_typer(audit.app, name="audit")
+app.add_typer(log.app, name="log")
 
 
 def _version(value: bool) -> None:

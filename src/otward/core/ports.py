@@ -146,7 +146,9 @@ class SignerStore(Protocol):
 
 
 class TransparencyStore(Protocol):
-    def log_leaves(self, tree_size: int | None = None) -> list[bytes]: ...
+    def log_leaves(self, start: int = 0) -> list[bytes]:
+        """Leaf hashes from index ``start`` on, in order."""
+        ...
 
     def log_size(self) -> int: ...
 

@@ -29,6 +29,7 @@ from otward.http.schemas import (
     RevokeRequest,
 )
 from otward.http.status import STATUS_PREFIXES, StatusApp
+from otward.http.transparency import router as transparency_router
 from otward.services.pki import Pki
 from otward.services.queries import certificate_filter
 
@@ -139,6 +140,7 @@ def create_api(pki: Pki) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(router)
     app.include_router(audit_router)
+    app.include_router(transparency_router)
     _serve_docs_offline(app)
 
     @app.get("/healthz", tags=["operations"])

@@ -20,6 +20,7 @@ from otward.services.ocsp import OcspResponder
 from otward.services.revocation import RevocationService
 from otward.services.signers import AUDIT_SIGNER, SignerService
 from otward.services.tokens import TokenService
+from otward.services.transparency import TransparencyLog
 
 __all__ = ["IssuedCertificate", "Pki", "random_serial_number", "utc_now"]
 
@@ -77,6 +78,7 @@ class Pki:
         )
         self.ocsp = OcspResponder(store, self.authorities, settings.ocsp, clock=clock)
         self.tokens = TokenService(store, clock=clock, audit=self.audit)
+        self.transparency = TransparencyLog(store, self.signers, clock=clock)
         self._audit_sequence_at_open = store.audit_head()[0]
 
     @classmethod

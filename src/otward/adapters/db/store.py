@@ -417,13 +417,19 @@ class SqlPkiStore:
 
     # --- transparency log ----------------------------------------------------------------------
 
-    def log_leaves(self, tree_size: int | None = None) -> list[bytes]:
-        """Leaf hashes in order, the first ``tree_size`` of them (all when None)."""
-        stmt = select(log_entries.c.leaf_hash).order_by(log_entries.c.leaf_index)
-        if tree_size is not None:
-            stmt = stmt.where(log_entries.c.leaf_index < tree_size)
+    def log_leaves(self, start: int = 0) -> list[bytes]:
+        """Leaf hashes from index ``start`` on, in order; refuses a log with gaps."""
+        stmt = (
+            select(log_entries.c.leaf_index, log_entries.c.leaf_hash)
+            .where(log_entries.c.leaf_index >= start)
+            .order_by(log_entries.c.leaf_index)
+        )
         with self._transaction() as conn:
-            return [bytes(h) for (h,) in conn.execute(stmt)]
+            rows = conn.execute(stmt).all()
+        for offset, (index, _) in enumerate(rows):
+            if index != start + offset:
+                raise IntegrityError(f"transparency log entry {start + offset} is missing", rule="log")
+        return [bytes(h) for _, h in rows]
 
     def log_size(self) -> int:
         with self._transaction() as conn:
