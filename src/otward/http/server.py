@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+import uvloop
 
 from otward.config import Settings, load_settings, read_passphrase
 from otward.core.audit import EventType
@@ -146,7 +147,9 @@ async def _serve_worker(
 
 def _worker_main(options: ServeOptions, sockets: tuple[socket.socket, socket.socket], index: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_serve_worker(options, sockets, index))
+    # uvloop, not asyncio's own loop: asyncio's TLS transport leaves each response waiting
+    # about 40 ms for a delayed ACK (measured: 45 ms per HTTPS request, 4 ms with uvloop).
+    uvloop.run(_serve_worker(options, sockets, index))
 
 
 def serve(options: ServeOptions) -> None:
