@@ -34,6 +34,7 @@ __all__ = [
     "KeyBackend",
     "PkiStore",
     "SignerStore",
+    "StatisticsStore",
     "TokenStore",
     "TransparencyStore",
 ]
@@ -159,6 +160,14 @@ class TransparencyStore(Protocol):
     def tree_head(self, tree_size: int | None = None) -> TreeHead | None: ...
 
 
+class StatisticsStore(Protocol):
+    def certificate_counts(self) -> list[tuple[str, str, int, int]]: ...
+
+    def expiring_counts(self, now: datetime, until: datetime) -> dict[str, int]: ...
+
+    def event_counts(self) -> list[tuple[str, str, int]]: ...
+
+
 class PkiStore(
     AuthorityStore,
     CertificateStore,
@@ -167,6 +176,7 @@ class PkiStore(
     AuditStore,
     SignerStore,
     TransparencyStore,
+    StatisticsStore,
     Protocol,
 ):
     """Everything the services persist; one database implements it all."""

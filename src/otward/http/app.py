@@ -10,7 +10,7 @@ import swagger_ui
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from otward import __version__
@@ -19,6 +19,7 @@ from otward.core.revocation import parse_reason
 from otward.errors import InvalidRequestError, NotFoundError
 from otward.http.audit import router as audit_router
 from otward.http.auth import AdminActor, get_pki
+from otward.http.metrics import observe_requests, render_metrics
 from otward.http.problems import install_problem_handlers
 from otward.http.schemas import (
     AuthorityOut,
@@ -142,6 +143,15 @@ def create_api(pki: Pki) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(transparency_router)
     _serve_docs_offline(app)
+
+    app.middleware("http")(observe_requests)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics(request: Request, _actor: AdminActor) -> Response:
+        """Prometheus text format: certificates per CA and profile, expiring certificates,
+        audit events and authentication failures, request latencies, OCSP answers."""
+        body, content_type = render_metrics(get_pki(request))
+        return Response(body, media_type=content_type)
 
     @app.get("/healthz", tags=["operations"])
     def health() -> dict[str, str]:

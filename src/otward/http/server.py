@@ -13,9 +13,11 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import ssl
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +94,7 @@ class _Server(uvicorn.Server):
 
 def _housekeeping(pki: Pki, *, leader: bool) -> None:
     """Once a minute: aggregated OCSP signing events and a signed audit head in every worker;
-    CRL refresh and responder renewal in the first worker only."""
+    CRL refresh, responder renewal and expiry warnings in the first worker only."""
     pki.record_ocsp_signatures(SERVICE_ACTOR)
     if leader:
         refreshed = pki.revocation.refresh_all()
@@ -101,6 +103,9 @@ def _housekeeping(pki: Pki, *, leader: bool) -> None:
         for authority in pki.authorities.list():
             if pki.authorities.renew_ocsp_responder_if_due(authority.name):
                 log.info("OCSP responder of %s renewed", authority.name)
+        warned = pki.expiry.record_crossings()
+        if warned:
+            log.warning("%d certificates crossed an expiry mark (see audit events cert.expiring)", warned)
     pki.audit.sign_head()
 
 
@@ -159,9 +164,18 @@ def serve(options: ServeOptions) -> None:
     if options.workers < 1:
         raise ConfigError("--workers must be at least 1")
     sockets = (_bind(options.host, options.port), _bind(options.host, options.http_port))
-    if options.workers == 1:
-        _worker_main(options, sockets, 0)
-        return
+    # Workers share request and OCSP counters through files (prometheus-client multiprocess mode).
+    metrics_dir = tempfile.mkdtemp(prefix="otward-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        _run_workers(options, sockets)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_workers(options: ServeOptions, sockets: tuple[socket.socket, socket.socket]) -> None:
+    # Workers are always separate processes, even one: they must import prometheus-client
+    # after PROMETHEUS_MULTIPROC_DIR is set, which this process did before it knew it would serve.
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from otward.errors import NotFoundError, OtwardError
+from otward.http.metrics import OCSP_RESPONSES
 from otward.services.pki import Pki
 
 __all__ = ["STATUS_PREFIXES", "StatusApp"]
@@ -107,6 +108,7 @@ class StatusApp:
             await _answer(send, 413, b"request too large\n", b"text/plain")
             return
         result = self.pki.ocsp.respond(body)
+        OCSP_RESPONSES.labels(result.status).inc()
         await _answer(send, 200, result.der, _OCSP_TYPE)
 
     async def _ocsp_get(self, method: str, scope: Scope, send: Send) -> None:
@@ -123,6 +125,7 @@ class StatusApp:
         except (binascii.Error, ValueError):
             der = b""
         result = self.pki.ocsp.respond(der)
+        OCSP_RESPONSES.labels(result.status).inc()
         await _answer(send, 200, result.der, _OCSP_TYPE)
 
     async def _crl(self, method: str, ca: str, send: Send) -> None:

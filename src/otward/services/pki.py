@@ -15,6 +15,7 @@ from otward.core.audit import EventType
 from otward.core.ports import KeyBackend, PkiStore
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
+from otward.services.expiry import ExpiryWatch
 from otward.services.issuance import IssuanceService, IssuedCertificate
 from otward.services.ocsp import OcspResponder
 from otward.services.revocation import RevocationService
@@ -79,6 +80,7 @@ class Pki:
         self.ocsp = OcspResponder(store, self.authorities, settings.ocsp, clock=clock)
         self.tokens = TokenService(store, clock=clock, audit=self.audit)
         self.transparency = TransparencyLog(store, self.signers, clock=clock)
+        self.expiry = ExpiryWatch(store, self.audit, clock=clock)
         self._audit_sequence_at_open = store.audit_head()[0]
 
     @classmethod

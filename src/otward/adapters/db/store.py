@@ -478,6 +478,39 @@ class SqlPkiStore:
             int(row.signer_serial, 16),
         )
 
+    # --- statistics (metrics) ------------------------------------------------------------------
+
+    def certificate_counts(self) -> list[tuple[str, str, int, int]]:
+        """(ca, profile, issued, revoked) for every CA and profile."""
+        revoked = func.count(certificates.c.revoked_at)
+        stmt = select(certificates.c.ca, certificates.c.profile, func.count(), revoked).group_by(
+            certificates.c.ca, certificates.c.profile
+        )
+        with self._transaction() as conn:
+            return [(ca, profile, int(n), int(r)) for ca, profile, n, r in conn.execute(stmt)]
+
+    def expiring_counts(self, now: datetime, until: datetime) -> dict[str, int]:
+        """Unrevoked certificates per CA that are valid now and expire before ``until``."""
+        stmt = (
+            select(certificates.c.ca, func.count())
+            .where(
+                certificates.c.revoked_at.is_(None),
+                certificates.c.not_valid_after >= now,
+                certificates.c.not_valid_after < until,
+            )
+            .group_by(certificates.c.ca)
+        )
+        with self._transaction() as conn:
+            return {ca: int(n) for ca, n in conn.execute(stmt)}
+
+    def event_counts(self) -> list[tuple[str, str, int]]:
+        """(type, outcome, count) over the whole audit trail."""
+        stmt = select(audit_events.c.type, audit_events.c.outcome, func.count()).group_by(
+            audit_events.c.type, audit_events.c.outcome
+        )
+        with self._transaction() as conn:
+            return [(t, o, int(n)) for t, o, n in conn.execute(stmt)]
+
 
 def _audit_record(row: Row[Any]) -> AuditRecord:
     try:

@@ -1,0 +1,105 @@
+"""Prometheus metrics at ``/metrics`` (text format, admin token required).
+
+Counts of certificates and audit events are read from the database at scrape
+time, so they are right whatever worker or CLI process did the work. Request
+latencies and OCSP answers are counted in each process; under ``otward serve``
+the workers share them through prometheus-client's multiprocess mode.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
+
+from fastapi import Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from otward.services.pki import Pki
+
+__all__ = ["OCSP_RESPONSES", "REQUEST_SECONDS", "observe_requests", "render_metrics"]
+
+REQUEST_SECONDS = Histogram(
+    "otward_http_request_duration_seconds",
+    "HTTPS API request latency",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+OCSP_RESPONSES = Counter("otward_ocsp_responses_total", "OCSP responses sent, by answer", ["status"])
+
+
+class _PkiCollector(Collector):
+    """Gauges and counters computed from the database at scrape time."""
+
+    def __init__(self, pki: Pki) -> None:
+        self._pki = pki
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        store = self._pki.store
+        issued = CounterMetricFamily(
+            "otward_certificates_issued", "Certificates issued", labels=["ca", "profile"]
+        )
+        revoked = CounterMetricFamily(
+            "otward_certificates_revoked", "Certificates revoked", labels=["ca", "profile"]
+        )
+        for ca, profile, n, r in store.certificate_counts():
+            issued.add_metric([ca, profile], n)
+            revoked.add_metric([ca, profile], r)
+        yield issued
+        yield revoked
+        now = self._pki.clock()
+        expiring = GaugeMetricFamily(
+            "otward_certificates_expiring",
+            "Valid, unrevoked certificates expiring within a window",
+            labels=["ca", "within"],
+        )
+        for days in (7, 30):
+            for ca, n in sorted(store.expiring_counts(now, now + timedelta(days=days)).items()):
+                expiring.add_metric([ca, f"{days}d"], n)
+        yield expiring
+        events = CounterMetricFamily(
+            "otward_audit_events", "Audit events recorded", labels=["type", "outcome"]
+        )
+        auth_failures = 0
+        for type_, outcome, n in store.event_counts():
+            events.add_metric([type_, outcome], n)
+            if type_ == "auth.failed":
+                auth_failures += n
+        yield events
+        yield CounterMetricFamily("otward_auth_failures", "Failed authentications", value=auth_failures)
+
+
+def render_metrics(pki: Pki) -> tuple[bytes, str]:
+    """The exposition text for this installation and the content type to send it with."""
+    database = CollectorRegistry(auto_describe=True)
+    database.register(_PkiCollector(pki))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        processes = CollectorRegistry()
+        multiprocess.MultiProcessCollector(processes)  # type: ignore[no-untyped-call]
+        body = generate_latest(processes)
+    else:
+        body = generate_latest(REGISTRY)
+    return body + generate_latest(database), CONTENT_TYPE_LATEST
+
+
+async def observe_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Middleware: request latency by route template (not raw path, to bound label values)."""
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    template = getattr(route, "path", "unmatched")
+    REQUEST_SECONDS.labels(request.method, template, str(response.status_code)).observe(
+        time.perf_counter() - started
+    )
+    return response
