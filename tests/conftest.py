@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -205,7 +206,8 @@ def start_server(data_dir: Path, *, workers: int = 1, database_url: str | None =
     if database_url:
         command += ["--db", database_url]
     log = (data_dir / "serve.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    # Own process group: the server and its workers can be signalled (or SIGKILLed) together.
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = RunningServer(
         data_dir=data_dir,
         https_url=f"https://127.0.0.1:{https_port}",
@@ -239,13 +241,21 @@ def _wait_until_ready(server: RunningServer) -> None:
     raise RuntimeError("otward serve did not become ready within 30 s")
 
 
+def kill_server(server: RunningServer) -> None:
+    """kill -9 of the whole service: supervisor and workers, no shutdown of any kind."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait()
+
+
 def stop_server(server: RunningServer) -> None:
     server.process.terminate()
     try:
         server.process.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+        kill_server(server)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGKILL)  # no worker may outlive a test
     server.log.close()
 
 

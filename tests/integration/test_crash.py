@@ -7,7 +7,7 @@ import threading
 import httpx
 import pytest
 
-from tests.conftest import build_csr, make_key, start_server, stop_server
+from tests.conftest import build_csr, kill_server, make_key, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def test_sigkill_during_a_burst_loses_no_returned_certificate(tmp_path):
                         returned.append(response.json()["serial"])
                         if len(returned) >= KILL_AFTER and not killed.is_set():
                             killed.set()
-                            server.process.kill()  # SIGKILL: no shutdown, no flush
+                            kill_server(server)  # SIGKILL to supervisor and workers: no shutdown, no flush
 
     threads = [threading.Thread(target=client, args=(csrs[i::4],)) for i in range(4)]
     for thread in threads:

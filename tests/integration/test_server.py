@@ -56,3 +56,25 @@ def test_two_workers_on_postgresql_issue_revoke_and_answer_ocsp(tmp_path):
                 assert crl.get_revoked_certificate_by_serial_number(serials[0]) is not None
         finally:
             stop_server(running)
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
+    import os
+    import signal
+    import time
+
+    running = start_server(tmp_path / "orphans", workers=2)
+    try:
+        os.kill(running.process.pid, signal.SIGKILL)  # the supervisor only
+        running.process.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(running.process.pid, 0)  # any worker left in the group?
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("workers kept running without their supervisor")
+    finally:
+        stop_server(running)

@@ -18,6 +18,7 @@ import signal
 import socket
 import ssl
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,15 @@ async def _periodic(pki: Pki, *, leader: bool) -> None:
             log.exception("periodic housekeeping failed; retrying in %s s", HOUSEKEEPING_SECONDS)
 
 
+async def _exit_when_orphaned(stop: Callable[[], None]) -> None:
+    """A worker whose supervisor died (even by SIGKILL) stops serving instead of running on unwatched."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.warning("supervisor %d is gone; worker %d shutting down", parent, os.getpid())
+    stop()
+
+
 async def _serve_worker(
     options: ServeOptions, sockets: tuple[socket.socket, socket.socket], index: int
 ) -> None:
@@ -139,12 +149,14 @@ async def _serve_worker(
     if index == 0:
         await asyncio.to_thread(_housekeeping, pki, leader=True)
     periodic = asyncio.create_task(_periodic(pki, leader=index == 0))
+    orphan_watch = asyncio.create_task(_exit_when_orphaned(stop))
     try:
         await asyncio.gather(https.serve(sockets=[sockets[0]]), plain.serve(sockets=[sockets[1]]))
     finally:
-        periodic.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await periodic
+        for task in (periodic, orphan_watch):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         pki.record_ocsp_signatures(SERVICE_ACTOR)
         pki.audit.record(pki.audit.event(SERVICE_ACTOR, EventType.SERVICE_STOPPED, "otward", details=worker))
         pki.close()  # signs the audit head on the way out
