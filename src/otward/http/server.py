@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import ssl
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,12 +176,34 @@ def serve(options: ServeOptions) -> None:
         raise ConfigError("--workers must be at least 1")
     sockets = (_bind(options.host, options.port), _bind(options.host, options.http_port))
     # Workers share request and OCSP counters through files (prometheus-client multiprocess mode).
-    metrics_dir = tempfile.mkdtemp(prefix="otward-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    metrics_dir = _fresh_metrics_dir(settings.data_dir / "run")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     try:
         _run_workers(options, sockets)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _fresh_metrics_dir(run_dir: Path) -> Path:
+    """``DATA/run/metrics-<pid>``, after removing those of services that are no longer running."""
+    run_dir.mkdir(mode=0o700, exist_ok=True)
+    for stale in run_dir.glob("metrics-*"):
+        pid = stale.name.removeprefix("metrics-")
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    path = run_dir / f"metrics-{os.getpid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _run_workers(options: ServeOptions, sockets: tuple[socket.socket, socket.socket]) -> None:
