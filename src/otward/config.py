@@ -23,6 +23,7 @@ from otward.errors import ConfigError
 
 __all__ = [
     "CONFIG_FILE",
+    "AuditSettings",
     "CrlSettings",
     "OcspSettings",
     "Settings",
@@ -70,6 +71,35 @@ class OcspSettings(BaseModel):
         return self
 
 
+class AuditSettings(BaseModel):
+    """Where the audit trail is forwarded; events wait in the database while the collector is away."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    syslog_target: str | None = None  # host:port of an RFC 5425 (syslog over TLS) collector
+    syslog_ca_file: str | None = None  # CA that certified the collector
+    syslog_client_certificate: str | None = None
+    syslog_client_key: str | None = None
+    forward_seconds: float = Field(default=2.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _target_complete(self) -> AuditSettings:
+        if self.syslog_target is not None:
+            host, _, port = self.syslog_target.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError("audit.syslog_target must be host:port")
+            if not self.syslog_ca_file:
+                raise ValueError("audit.syslog_ca_file is required with audit.syslog_target (TLS only)")
+        return self
+
+    @property
+    def syslog_address(self) -> tuple[str, int] | None:
+        if self.syslog_target is None:
+            return None
+        host, _, port = self.syslog_target.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class Settings(BaseModel):
     """One installation's settings; validated as a whole when loaded."""
 
@@ -81,6 +111,7 @@ class Settings(BaseModel):
     public_url: str = "http://127.0.0.1:8080"
     crl: CrlSettings = CrlSettings()
     ocsp: OcspSettings = OcspSettings()
+    audit: AuditSettings = AuditSettings()
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("public_url")
@@ -154,6 +185,11 @@ def render_config(*, organization: str, public_url: str, database_url: str | Non
         "[ocsp]",
         "validity_minutes = 60  # nextUpdate - thisUpdate of each response",
         "cache_seconds = 60     # a signed response without nonce is reused this long",
+        "",
+        "[audit]",
+        "# Forward every audit event to a syslog collector over TLS (RFC 5425):",
+        '# syslog_target = "collector.plant.example:6514"',
+        '# syslog_ca_file = "/etc/otward/collector-ca.pem"',
         "",
         "# Profile overrides, for example:",
         "# [profiles.tls-server]",

@@ -137,6 +137,10 @@ class AuditStore(Protocol):
 
     def audit_heads(self) -> Sequence[SignedHead]: ...
 
+    def forward_cursor(self, name: str) -> int: ...
+
+    def set_forward_cursor(self, name: str, sequence: int, when: datetime) -> None: ...
+
 
 class SignerStore(Protocol):
     def add_signer(

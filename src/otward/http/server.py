@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 import uvloop
 
+from otward.adapters.syslog import SyslogTlsForwarder, client_context
 from otward.config import Settings, load_settings, read_passphrase
 from otward.core.audit import EventType
 from otward.errors import ConfigError, OtwardError
@@ -118,6 +119,35 @@ async def _periodic(pki: Pki, *, leader: bool) -> None:
             log.exception("periodic housekeeping failed; retrying in %s s", HOUSEKEEPING_SECONDS)
 
 
+async def _forward_audit(pki: Pki) -> None:
+    """Ship the audit trail to the configured syslog collector; retry with backoff while it is away."""
+    settings = pki.settings.audit
+    address = settings.syslog_address
+    if address is None or settings.syslog_ca_file is None:
+        return
+    forwarder = SyslogTlsForwarder(
+        pki.store,
+        host=address[0],
+        port=address[1],
+        context=client_context(
+            settings.syslog_ca_file, settings.syslog_client_certificate, settings.syslog_client_key
+        ),
+        clock=pki.clock,
+    )
+    delay = settings.forward_seconds
+    try:
+        while True:
+            try:
+                await asyncio.to_thread(forwarder.forward)
+                delay = settings.forward_seconds
+            except OtwardError as exc:
+                log.warning("audit forwarding paused: %s", exc)
+                delay = min(delay * 2, 60.0)
+            await asyncio.sleep(delay)
+    finally:
+        forwarder.close()
+
+
 async def _exit_when_orphaned(stop: Callable[[], None]) -> None:
     """A worker whose supervisor died (even by SIGKILL) stops serving instead of running on unwatched."""
     parent = os.getppid()
@@ -149,10 +179,11 @@ async def _serve_worker(
         await asyncio.to_thread(_housekeeping, pki, leader=True)
     periodic = asyncio.create_task(_periodic(pki, leader=index == 0))
     orphan_watch = asyncio.create_task(_exit_when_orphaned(stop))
+    forwarding = asyncio.create_task(_forward_audit(pki)) if index == 0 else None
     try:
         await asyncio.gather(https.serve(sockets=[sockets[0]]), plain.serve(sockets=[sockets[1]]))
     finally:
-        for task in (periodic, orphan_watch):
+        for task in (periodic, orphan_watch, *([forwarding] if forwarding else [])):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

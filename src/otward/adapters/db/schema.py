@@ -29,6 +29,7 @@ __all__ = [
     "authorities",
     "certificates",
     "crls",
+    "forward_cursors",
     "ledger_state",
     "log_entries",
     "log_heads",
@@ -147,6 +148,14 @@ ledger_state = Table(
     Column("audit_sequence", BigInteger, nullable=False),
     Column("audit_hash", LargeBinary(32), nullable=False),
     Column("log_size", BigInteger, nullable=False),
+)
+
+forward_cursors = Table(
+    "forward_cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("sequence", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 audit_heads = Table(

@@ -26,6 +26,7 @@ from otward.adapters.db.schema import (
     authorities,
     certificates,
     crls,
+    forward_cursors,
     ledger_state,
     log_entries,
     log_heads,
@@ -390,6 +391,24 @@ class SqlPkiStore:
             )
             for r in rows
         ]
+
+    def forward_cursor(self, name: str) -> int:
+        """The last sequence forwarder ``name`` delivered (0 before the first)."""
+        with self._transaction() as conn:
+            value = conn.execute(
+                select(forward_cursors.c.sequence).where(forward_cursors.c.name == name)
+            ).scalar_one_or_none()
+        return int(value) if value is not None else 0
+
+    def set_forward_cursor(self, name: str, sequence: int, when: datetime) -> None:
+        with self._transaction() as conn:
+            changed = conn.execute(
+                update(forward_cursors)
+                .where(forward_cursors.c.name == name)
+                .values(sequence=sequence, updated_at=when)
+            ).rowcount
+            if not changed:
+                conn.execute(insert(forward_cursors).values(name=name, sequence=sequence, updated_at=when))
 
     # --- service signers -----------------------------------------------------------------------
 

@@ -50,6 +50,13 @@ def upgrade() -> None:
             "INSERT INTO ledger_state (id, audit_sequence, audit_hash, log_size) VALUES (1, 0, :h, 0)"
         ).bindparams(h=bytes(32))
     )
+    # How far each forwarder (syslog over TLS) got: the audit table itself is the queue.
+    op.create_table(
+        "forward_cursors",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("sequence", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", _TS, nullable=False),
+    )
     op.create_table(
         "audit_heads",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -89,6 +96,7 @@ def downgrade() -> None:
     op.drop_table("log_entries")
     op.drop_table("signers")
     op.drop_table("audit_heads")
+    op.drop_table("forward_cursors")
     op.drop_table("ledger_state")
     op.drop_index("ix_audit_events_subject", "audit_events")
     op.drop_index("ix_audit_events_type", "audit_events")
