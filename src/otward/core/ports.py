@@ -75,8 +75,17 @@ class AuthorityStore(Protocol):
 
 
 class CertificateStore(Protocol):
-    def add_certificate(self, record: CertificateRecord, events: Sequence[AuditEvent] = ()) -> None:
-        """Store durably with its events and its transparency-log entry; returns only once committed."""
+    def add_certificate(
+        self,
+        record: CertificateRecord,
+        events: Sequence[AuditEvent] = (),
+        *,
+        issuer_serials: Sequence[int] = (),
+    ) -> None:
+        """Store durably with its events and its transparency-log entry; returns only once committed.
+
+        Refuses (PolicyViolationError, rule ``ca-revoked``) if a certificate in ``issuer_serials``
+        (the issuing CA's chain) is revoked; the check runs in the same transaction."""
         ...
 
     def get_certificate(self, serial_number: int) -> CertificateRecord | None: ...

@@ -80,15 +80,8 @@ class IssuanceService:
             raise PolicyViolationError(
                 f"CA '{name}' is a root; end-entity certificates come from a subordinate CA", rule="ca-root"
             )
-        # A subordinate whose own certificate (or an ancestor's) was revoked signs nothing more.
-        current = authority
-        while current.parent is not None:
-            _, revoked = self._store.certificate_status(current.parent, current.certificate.serial_number)
-            if revoked is not None:
-                raise PolicyViolationError(
-                    f"CA '{current.name}' was revoked; CA '{name}' cannot issue", rule="ca-revoked"
-                )
-            current = self._authorities.get(current.parent)
+        # A CA whose own certificate (or an ancestor's) was revoked signs nothing more: checked
+        # inside the write transaction (issuer_serials), so it holds across processes too.
         return authority
 
     def issue(
@@ -156,7 +149,9 @@ class IssuanceService:
         if role:
             details["role"] = role
         event = self._audit.event(actor, EventType.CERT_ISSUED, record.serial, details=details)
-        self._store.add_certificate(record, [event])
+        self._store.add_certificate(
+            record, [event], issuer_serials=[c.serial_number for c in authority.chain[:-1]]
+        )
         return IssuedCertificate(record=record, certificate=certificate, chain=authority.chain)
 
 

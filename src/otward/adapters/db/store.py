@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.x509 import ReasonFlags
-from sqlalchemy import Connection, Engine, Row, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -45,7 +45,14 @@ from otward.core.records import (
 )
 from otward.core.revocation import RevokedEntry
 from otward.core.transparency import TreeHead
-from otward.errors import ConflictError, IntegrityError, NotFoundError, OtwardError, StorageError
+from otward.errors import (
+    ConflictError,
+    IntegrityError,
+    NotFoundError,
+    OtwardError,
+    PolicyViolationError,
+    StorageError,
+)
 
 __all__ = ["SqlPkiStore"]
 
@@ -100,11 +107,32 @@ def _authority_record(row: Row[Any]) -> AuthorityRecord:
     )
 
 
+# Statements of the hot paths, built once (SQLAlchemy then only binds parameters).
+_INSERT_CERTIFICATE = insert(certificates)
+_CERTIFICATE_STATUS = select(certificates.c.revoked_at, certificates.c.revocation_reason).where(
+    certificates.c.serial == bindparam("serial"), certificates.c.ca == bindparam("ca")
+)
+_REVOKED_AMONG = select(func.count()).where(
+    certificates.c.serial.in_(bindparam("serials", expanding=True)), certificates.c.revoked_at.is_not(None)
+)
+
+
 class SqlPkiStore:
     """Implements :class:`otward.core.ports.PkiStore` on any SQLAlchemy engine."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for reads only: no BEGIN/COMMIT round of its own (SQLite reads in autocommit)."""
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except OtwardError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StorageError("database operation failed") from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -146,12 +174,12 @@ class SqlPkiStore:
             ledger.append(conn, events, certificates_)
 
     def get_authority(self, name: str) -> AuthorityRecord | None:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             row = conn.execute(select(authorities).where(authorities.c.name == name)).first()
         return _authority_record(row) if row else None
 
     def list_authorities(self) -> Sequence[AuthorityRecord]:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 select(authorities).order_by(authorities.c.created_at, authorities.c.name)
             ).all()
@@ -173,13 +201,27 @@ class SqlPkiStore:
 
     # --- certificates --------------------------------------------------------------------------
 
-    def add_certificate(self, record: CertificateRecord, events: Sequence[AuditEvent] = ()) -> None:
+    def add_certificate(
+        self,
+        record: CertificateRecord,
+        events: Sequence[AuditEvent] = (),
+        *,
+        issuer_serials: Sequence[int] = (),
+    ) -> None:
         with self._transaction() as conn:
-            conn.execute(insert(certificates).values(**_certificate_row(record)))
+            conn.execute(_INSERT_CERTIFICATE, _certificate_row(record))
+            if issuer_serials:
+                # Checked inside the write: a CA revoked by another process a moment ago signs nothing.
+                serials = [format_serial(s) for s in issuer_serials]
+                if conn.execute(_REVOKED_AMONG, {"serials": serials}).scalar_one():
+                    raise PolicyViolationError(
+                        f"the issuing CA of {record.serial} or one of its parents is revoked",
+                        rule="ca-revoked",
+                    )
             ledger.append(conn, events, [record])
 
     def get_certificate(self, serial_number: int) -> CertificateRecord | None:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             row = conn.execute(
                 select(certificates).where(certificates.c.serial == format_serial(serial_number))
             ).first()
@@ -202,7 +244,7 @@ class SqlPkiStore:
         if query.expires_after is not None:
             conditions.append(certificates.c.not_valid_after >= query.expires_after)
         where = and_(*conditions) if conditions else None
-        with self._transaction() as conn:
+        with self._reading() as conn:
             stmt = select(certificates)
             count = select(func.count()).select_from(certificates)
             if where is not None:
@@ -237,7 +279,7 @@ class SqlPkiStore:
         return _certificate_record(row)
 
     def revoked_entries(self, ca: str) -> Sequence[RevokedEntry]:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             return self._revoked_entries(conn, ca)
 
     @staticmethod
@@ -250,11 +292,9 @@ class SqlPkiStore:
         return [RevokedEntry(int(s, 16), when, _REASONS[r]) for s, when, r in rows]
 
     def certificate_status(self, ca: str, serial_number: int) -> tuple[bool, RevokedEntry | None]:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             row = conn.execute(
-                select(certificates.c.revoked_at, certificates.c.revocation_reason).where(
-                    certificates.c.serial == format_serial(serial_number), certificates.c.ca == ca
-                )
+                _CERTIFICATE_STATUS, {"serial": format_serial(serial_number), "ca": ca}
             ).first()
         if row is None:
             return False, None
@@ -289,7 +329,7 @@ class SqlPkiStore:
         return record
 
     def get_crl(self, ca: str) -> CrlRecord | None:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             row = conn.execute(select(crls).where(crls.c.ca == ca)).first()
         if row is None:
             return None
@@ -311,7 +351,7 @@ class SqlPkiStore:
             )
 
     def get_token(self, token_id: str) -> TokenRecord | None:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             row = conn.execute(select(api_tokens).where(api_tokens.c.token_id == token_id)).first()
         if row is None:
             return None
@@ -325,7 +365,7 @@ class SqlPkiStore:
             return ledger.append(conn, events)
 
     def audit_head(self) -> tuple[int, bytes]:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             row = conn.execute(select(ledger_state.c.audit_sequence, ledger_state.c.audit_hash)).one()
         return int(row.audit_sequence), bytes(row.audit_hash)
 
@@ -348,7 +388,7 @@ class SqlPkiStore:
         if conditions:
             stmt = stmt.where(and_(*conditions))
             count = count.where(and_(*conditions))
-        with self._transaction() as conn:
+        with self._reading() as conn:
             rows = conn.execute(stmt.order_by(audit_events.c.sequence).limit(limit).offset(offset)).all()
             total = conn.execute(count).scalar_one()
         return [_audit_record(r) for r in rows], int(total)
@@ -357,7 +397,7 @@ class SqlPkiStore:
         """Every record in sequence order, read in batches (for verification and export)."""
         after = 0
         while True:
-            with self._transaction() as conn:
+            with self._reading() as conn:
                 rows = conn.execute(
                     select(audit_events)
                     .where(audit_events.c.sequence > after)
@@ -383,7 +423,7 @@ class SqlPkiStore:
             )
 
     def audit_heads(self) -> Sequence[SignedHead]:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             rows = conn.execute(select(audit_heads).order_by(audit_heads.c.id)).all()
         return [
             SignedHead(
@@ -394,7 +434,7 @@ class SqlPkiStore:
 
     def forward_cursor(self, name: str) -> int:
         """The last sequence forwarder ``name`` delivered (0 before the first)."""
-        with self._transaction() as conn:
+        with self._reading() as conn:
             value = conn.execute(
                 select(forward_cursors.c.sequence).where(forward_cursors.c.name == name)
             ).scalar_one_or_none()
@@ -426,7 +466,7 @@ class SqlPkiStore:
 
     def get_signer(self, name: str) -> tuple[str, bytes] | None:
         """(key reference, certificate DER) of the named service signer."""
-        with self._transaction() as conn:
+        with self._reading() as conn:
             row = conn.execute(
                 select(signers.c.key_ref, certificates.c.der)
                 .join(certificates, certificates.c.serial == signers.c.serial)
@@ -443,7 +483,7 @@ class SqlPkiStore:
             .where(log_entries.c.leaf_index >= start)
             .order_by(log_entries.c.leaf_index)
         )
-        with self._transaction() as conn:
+        with self._reading() as conn:
             rows = conn.execute(stmt).all()
         for offset, (index, _) in enumerate(rows):
             if index != start + offset:
@@ -451,11 +491,11 @@ class SqlPkiStore:
         return [bytes(h) for _, h in rows]
 
     def log_size(self) -> int:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             return int(conn.execute(select(ledger_state.c.log_size)).scalar_one())
 
     def log_index(self, serial_number: int) -> int | None:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             index = conn.execute(
                 select(log_entries.c.leaf_index).where(log_entries.c.serial == format_serial(serial_number))
             ).scalar_one_or_none()
@@ -485,7 +525,7 @@ class SqlPkiStore:
             if tree_size is not None
             else stmt.order_by(log_heads.c.tree_size.desc())
         )
-        with self._transaction() as conn:
+        with self._reading() as conn:
             row = conn.execute(stmt.limit(1)).first()
         if row is None:
             return None
@@ -505,7 +545,7 @@ class SqlPkiStore:
         stmt = select(certificates.c.ca, certificates.c.profile, func.count(), revoked).group_by(
             certificates.c.ca, certificates.c.profile
         )
-        with self._transaction() as conn:
+        with self._reading() as conn:
             return [(ca, profile, int(n), int(r)) for ca, profile, n, r in conn.execute(stmt)]
 
     def expiring_counts(self, now: datetime, until: datetime) -> dict[str, int]:
@@ -519,7 +559,7 @@ class SqlPkiStore:
             )
             .group_by(certificates.c.ca)
         )
-        with self._transaction() as conn:
+        with self._reading() as conn:
             return {ca: int(n) for ca, n in conn.execute(stmt)}
 
     def event_counts(self) -> list[tuple[str, str, int]]:
@@ -527,7 +567,7 @@ class SqlPkiStore:
         stmt = select(audit_events.c.type, audit_events.c.outcome, func.count()).group_by(
             audit_events.c.type, audit_events.c.outcome
         )
-        with self._transaction() as conn:
+        with self._reading() as conn:
             return [(t, o, int(n)) for t, o, n in conn.execute(stmt)]
 
 
