@@ -24,10 +24,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, text
 
 from otward.adapters.db import SqlPkiStore
-from otward.adapters.db.schema import certificates
 from otward.config import load_settings
 from otward.core.audit import AuditEvent, EventType
 from otward.core.records import CertificateRecord
@@ -41,11 +40,20 @@ DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 class _StoreWithoutLedger(SqlPkiStore):
     """The same store with the audit and transparency step left out: the 'without' reference."""
 
-    def add_certificate(self, record: CertificateRecord, events: Sequence[AuditEvent] = ()) -> None:
-        from otward.adapters.db.store import _certificate_row
+    def add_certificate(
+        self,
+        record: CertificateRecord,
+        events: Sequence[AuditEvent] = (),
+        *,
+        issuer_serials: Sequence[int] = (),
+    ) -> None:
+        from otward.adapters.db.store import _INSERT_CERTIFICATE, _REVOKED_AMONG, _certificate_row
+        from otward.core.records import format_serial
 
         with self._transaction() as conn:
-            conn.execute(insert(certificates).values(**_certificate_row(record)))
+            conn.execute(_INSERT_CERTIFICATE, _certificate_row(record))
+            if issuer_serials:
+                conn.execute(_REVOKED_AMONG, {"serials": [format_serial(s) for s in issuer_serials]})
 
 
 def _csrs(n: int) -> list[bytes]:

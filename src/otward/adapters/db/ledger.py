@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import BigInteger, Connection, bindparam, insert, update
 
 from otward.adapters.db.schema import audit_events, ledger_state, log_entries
 from otward.core.audit import AuditEvent, AuditRecord, chain_hash
@@ -21,6 +21,20 @@ from otward.core.records import CertificateRecord
 
 __all__ = ["append"]
 
+# Built once: on the issuance path these run for every certificate.
+_ADVANCE = (
+    update(ledger_state)
+    .where(ledger_state.c.id == 1)
+    .values(
+        audit_sequence=ledger_state.c.audit_sequence + bindparam("events", type_=BigInteger),
+        log_size=ledger_state.c.log_size + bindparam("logged", type_=BigInteger),
+    )
+    .returning(ledger_state.c.audit_sequence, ledger_state.c.audit_hash, ledger_state.c.log_size)
+)
+_SET_HEAD = update(ledger_state).where(ledger_state.c.id == 1).values(audit_hash=bindparam("head"))
+_INSERT_EVENT = insert(audit_events)
+_INSERT_LEAF = insert(log_entries)
+
 
 def append(
     conn: Connection, events: Sequence[AuditEvent], logged: Sequence[CertificateRecord] = ()
@@ -28,15 +42,7 @@ def append(
     """Chain ``events`` and log ``logged`` certificates; returns the new audit records."""
     if not events and not logged:
         return []
-    state = conn.execute(
-        update(ledger_state)
-        .where(ledger_state.c.id == 1)
-        .values(
-            audit_sequence=ledger_state.c.audit_sequence + len(events),
-            log_size=ledger_state.c.log_size + len(logged),
-        )
-        .returning(ledger_state.c.audit_sequence, ledger_state.c.audit_hash, ledger_state.c.log_size)
-    ).one()
+    state = conn.execute(_ADVANCE, {"events": len(events), "logged": len(logged)}).one()
     records: list[AuditRecord] = []
     previous = bytes(state.audit_hash)
     first_sequence = int(state.audit_sequence) - len(events) + 1
@@ -46,7 +52,7 @@ def append(
         previous = current
     if records:
         conn.execute(
-            insert(audit_events),
+            _INSERT_EVENT,
             [
                 {
                     "sequence": r.sequence,
@@ -66,11 +72,11 @@ def append(
                 for r in records
             ],
         )
-        conn.execute(update(ledger_state).where(ledger_state.c.id == 1).values(audit_hash=previous))
+        conn.execute(_SET_HEAD, {"head": previous})
     if logged:
         first_index = int(state.log_size) - len(logged)
         conn.execute(
-            insert(log_entries),
+            _INSERT_LEAF,
             [
                 {
                     "leaf_index": first_index + offset,
