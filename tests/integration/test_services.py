@@ -159,3 +159,21 @@ def test_concurrent_issuance_and_revocation(pki):
     assert len(set(serials)) == 40
     crl = x509.load_der_x509_crl(pki.revocation.current_crl("issuing").der)
     assert len(crl) == 16
+
+
+def test_issue_many_is_one_transaction_all_or_nothing(pki):
+    csrs = [build_csr(make_key(), cn=f"lot-{i}") for i in range(20)]
+    before = pki.store.log_size()
+    issued = pki.issuance.issue_many(csrs, profile="tls-client")
+    assert len({i.serial for i in issued}) == 20
+    assert pki.store.log_size() == before + 20
+    for item in issued:
+        assert pki.store.get_certificate(item.certificate.serial_number) is not None
+    assert pki.audit.verify().check.ok
+    bad = [*csrs[:3], build_csr(make_key(), cn=None, dns=("x.example",))]  # tls-client needs a CN
+    count = pki.store.log_size()
+    with pytest.raises(PolicyViolationError, match="csr #3: .*nothing in this batch was issued") as info:
+        pki.issuance.issue_many(bad, profile="tls-client")
+    assert info.value.rule == "subject-required"
+    assert pki.store.log_size() == count
+    assert pki.issuance.issue_many([], profile="tls-client") == []

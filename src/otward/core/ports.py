@@ -88,6 +88,16 @@ class CertificateStore(Protocol):
         (the issuing CA's chain) is revoked; the check runs in the same transaction."""
         ...
 
+    def add_certificates(
+        self,
+        records: Sequence[CertificateRecord],
+        events: Sequence[AuditEvent],
+        *,
+        issuer_serials: Sequence[int] = (),
+    ) -> None:
+        """Store a batch with its events and log entries in one transaction: all or nothing."""
+        ...
+
     def get_certificate(self, serial_number: int) -> CertificateRecord | None: ...
 
     def list_certificates(

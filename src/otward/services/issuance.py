@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from otward.core.audit import EventType, Outcome
+from otward.core.audit import AuditEvent, EventType, Outcome
 from otward.core.csr import load_csr, validate_csr
 from otward.core.issuance import IssuanceRequest, build_certificate, plan_certificate
 from otward.core.ports import CertificateStore
 from otward.core.profiles import Profile
 from otward.core.records import CertificateKind, CertificateRecord, certificate_record
-from otward.errors import InvalidRequestError, NotFoundError, PolicyViolationError
+from otward.errors import InvalidRequestError, NotFoundError, OtwardError, PolicyViolationError
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService, LoadedAuthority, sign
 
@@ -100,18 +100,22 @@ class IssuanceService:
         try:
             return self._issue(csr, profile, ca, validity_days, role, owner, actor)
         except (InvalidRequestError, PolicyViolationError) as exc:
-            details = {"profile": profile, "ca": ca or DEFAULT_CA, "rule": exc.rule or ""}
-            self._audit.record(
-                self._audit.event(
-                    actor,
-                    EventType.CERT_REFUSED,
-                    _requested_subject(csr),
-                    outcome=Outcome.FAILURE,
-                    reason=exc.message,
-                    details=details,
-                )
-            )
+            self._record_refusal(actor, csr, profile, ca, exc)
             raise
+
+    def _record_refusal(
+        self, actor: Actor, csr: bytes | str, profile: str, ca: str | None, exc: OtwardError, **extra: str
+    ) -> None:
+        details = {"profile": profile, "ca": ca or DEFAULT_CA, "rule": exc.rule or "", **extra}
+        refusal = self._audit.event(
+            actor,
+            EventType.CERT_REFUSED,
+            _requested_subject(csr),
+            outcome=Outcome.FAILURE,
+            reason=exc.message,
+            details=details,
+        )
+        self._audit.record(refusal)
 
     def _issue(
         self,
@@ -123,6 +127,23 @@ class IssuanceService:
         owner: str | None,
         actor: Actor,
     ) -> IssuedCertificate:
+        issued, event, authority = self._sign(csr, profile, ca, validity_days, role, owner, actor)
+        self._store.add_certificate(
+            issued.record, [event], issuer_serials=[c.serial_number for c in authority.chain[:-1]]
+        )
+        return issued
+
+    def _sign(
+        self,
+        csr: bytes | str,
+        profile: str,
+        ca: str | None,
+        validity_days: int | None,
+        role: str | None,
+        owner: str | None,
+        actor: Actor,
+    ) -> tuple[IssuedCertificate, AuditEvent, LoadedAuthority]:
+        """Check and sign, without storing: the certificate exists only once a store call commits it."""
         checked = validate_csr(load_csr(csr))
         chosen = self.profile(profile)
         authority = self._issuer(ca or DEFAULT_CA)
@@ -149,10 +170,62 @@ class IssuanceService:
         if role:
             details["role"] = role
         event = self._audit.event(actor, EventType.CERT_ISSUED, record.serial, details=details)
-        self._store.add_certificate(
-            record, [event], issuer_serials=[c.serial_number for c in authority.chain[:-1]]
+        return (
+            IssuedCertificate(record=record, certificate=certificate, chain=authority.chain),
+            event,
+            authority,
         )
-        return IssuedCertificate(record=record, certificate=certificate, chain=authority.chain)
+
+    def issue_many(
+        self,
+        csrs: Sequence[bytes | str],
+        *,
+        profile: str,
+        ca: str | None = None,
+        validity_days: int | None = None,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> list[IssuedCertificate]:
+        """Issue a batch (a plant's devices, a production lot) under one profile, all or nothing.
+
+        Every CSR is checked and signed first; then all certificates, their events and log entries
+        are committed in one transaction, so the batch costs one durable commit. A refusal names the
+        CSR by its position and stores nothing.
+        """
+        signed: list[tuple[IssuedCertificate, AuditEvent]] = []
+        authority: LoadedAuthority | None = None
+        for position, csr in enumerate(csrs):
+            try:
+                issued, event, authority = self._sign(csr, profile, ca, validity_days, None, None, actor)
+            except (InvalidRequestError, PolicyViolationError) as exc:
+                details = {
+                    "profile": profile,
+                    "ca": ca or DEFAULT_CA,
+                    "rule": exc.rule or "",
+                    "batch_index": str(position),
+                }
+                self._audit.record(
+                    self._audit.event(
+                        actor,
+                        EventType.CERT_REFUSED,
+                        _requested_subject(csr),
+                        outcome=Outcome.FAILURE,
+                        reason=exc.message,
+                        details=details,
+                    )
+                )
+                error = type(exc)(
+                    f"csr #{position}: {exc.message}; nothing in this batch was issued", rule=exc.rule
+                )
+                raise error from exc
+            signed.append((issued, event))
+        if authority is None:
+            return []
+        self._store.add_certificates(
+            [issued.record for issued, _ in signed],
+            [event for _, event in signed],
+            issuer_serials=[c.serial_number for c in authority.chain[:-1]],
+        )
+        return [issued for issued, _ in signed]
 
 
 def _requested_subject(csr: bytes | str) -> str:

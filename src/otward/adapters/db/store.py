@@ -220,6 +220,25 @@ class SqlPkiStore:
                     )
             ledger.append(conn, events, [record])
 
+    def add_certificates(
+        self,
+        records: Sequence[CertificateRecord],
+        events: Sequence[AuditEvent],
+        *,
+        issuer_serials: Sequence[int] = (),
+    ) -> None:
+        """Store a batch in one transaction (one durable commit for all): all or nothing."""
+        if not records:
+            return
+        with self._transaction() as conn:
+            conn.execute(_INSERT_CERTIFICATE, [_certificate_row(r) for r in records])
+            if issuer_serials:
+                serials = [format_serial(s) for s in issuer_serials]
+                if conn.execute(_REVOKED_AMONG, {"serials": serials}).scalar_one():
+                    message = f"CA '{records[0].ca}' or one of its parents is revoked and cannot issue"
+                    raise PolicyViolationError(message, rule="ca-revoked")
+            ledger.append(conn, events, records)
+
     def get_certificate(self, serial_number: int) -> CertificateRecord | None:
         with self._reading() as conn:
             row = conn.execute(
