@@ -172,7 +172,7 @@ def test_issue_many_is_one_transaction_all_or_nothing(pki):
     assert pki.audit.verify().check.ok
     bad = [*csrs[:3], build_csr(make_key(), cn=None, dns=("x.example",))]  # tls-client needs a CN
     count = pki.store.log_size()
-    with pytest.raises(PolicyViolationError, match="csr #3: .*nothing in this batch was issued") as info:
+    with pytest.raises(PolicyViolationError, match=r"csr #3: .*nothing in this batch was issued") as info:
         pki.issuance.issue_many(bad, profile="tls-client")
     assert info.value.rule == "subject-required"
     assert pki.store.log_size() == count
