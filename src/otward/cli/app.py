@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -59,19 +60,18 @@ def _initialize(
     data_dir: Path, *, key_type: str, org: str, public_url: str, db: str | None, quiet: bool
 ) -> InitResult:
     parsed = KeyType.parse(key_type)
-    if quiet:
-        return initialize(
-            data_dir,
-            key_type=parsed,
-            organization=org,
-            public_url=public_url,
-            database_url=db,
-            actor=cli_actor(),
+    progress = (
+        contextlib.nullcontext()
+        if quiet
+        else Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
         )
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
-    ) as bar:
-        bar.add_task(f"creating root and issuing CA ({parsed.value}), responders, service TLS, admin token…")
+    )
+    with progress as bar:
+        if bar is not None:
+            bar.add_task(
+                f"creating root and issuing CA ({parsed.value}), responders, service TLS, admin token…"
+            )
         return initialize(
             data_dir,
             key_type=parsed,

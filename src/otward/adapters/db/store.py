@@ -208,17 +208,7 @@ class SqlPkiStore:
         *,
         issuer_serials: Sequence[int] = (),
     ) -> None:
-        with self._transaction() as conn:
-            conn.execute(_INSERT_CERTIFICATE, _certificate_row(record))
-            if issuer_serials:
-                # Checked inside the write: a CA revoked by another process a moment ago signs nothing.
-                serials = [format_serial(s) for s in issuer_serials]
-                if conn.execute(_REVOKED_AMONG, {"serials": serials}).scalar_one():
-                    raise PolicyViolationError(
-                        f"the issuing CA of {record.serial} or one of its parents is revoked",
-                        rule="ca-revoked",
-                    )
-            ledger.append(conn, events, [record])
+        self.add_certificates([record], events, issuer_serials=issuer_serials)
 
     def add_certificates(
         self,
@@ -227,12 +217,14 @@ class SqlPkiStore:
         *,
         issuer_serials: Sequence[int] = (),
     ) -> None:
-        """Store a batch in one transaction (one durable commit for all): all or nothing."""
+        """Store certificates with their events and log entries in one transaction: all or nothing."""
         if not records:
             return
+        rows = [_certificate_row(r) for r in records]
         with self._transaction() as conn:
-            conn.execute(_INSERT_CERTIFICATE, [_certificate_row(r) for r in records])
+            conn.execute(_INSERT_CERTIFICATE, rows[0] if len(rows) == 1 else rows)
             if issuer_serials:
+                # Checked inside the write: a CA revoked by another process a moment ago signs nothing.
                 serials = [format_serial(s) for s in issuer_serials]
                 if conn.execute(_REVOKED_AMONG, {"serials": serials}).scalar_one():
                     message = f"CA '{records[0].ca}' or one of its parents is revoked and cannot issue"
