@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError as DbIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
 from otward.adapters.db import ledger
+from otward.adapters.db.group_commit import GroupCommit, Pending
 from otward.adapters.db.schema import (
     api_tokens,
     audit_events,
@@ -117,11 +118,21 @@ _REVOKED_AMONG = select(func.count()).where(
 )
 
 
+def _refuse_if_revoked(conn: Connection, ca: str, issuer_serials: Sequence[int]) -> None:
+    """Checked inside the write: a CA revoked by another process a moment ago signs nothing."""
+    serials = [format_serial(s) for s in issuer_serials]
+    if conn.execute(_REVOKED_AMONG, {"serials": serials}).scalar_one():
+        raise PolicyViolationError(
+            f"CA '{ca}' or one of its parents is revoked and cannot issue", rule="ca-revoked"
+        )
+
+
 class SqlPkiStore:
     """Implements :class:`otward.core.ports.PkiStore` on any SQLAlchemy engine."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._group_commit = GroupCommit(self._commit_group)
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -208,7 +219,32 @@ class SqlPkiStore:
         *,
         issuer_serials: Sequence[int] = (),
     ) -> None:
-        self.add_certificates([record], events, issuer_serials=issuer_serials)
+        """Durable before it returns; concurrent callers share a transaction (group commit)."""
+        self._group_commit.submit(Pending(record, tuple(events), tuple(issuer_serials)))
+
+    def _commit_group(self, group: list[Pending]) -> None:
+        """One transaction for the whole group; if it fails, each one alone, so that one bad
+        certificate (a serial collision, a CA revoked meanwhile) does not take the others down."""
+        try:
+            self._write_group(group)
+        except OtwardError as exc:
+            if len(group) == 1:
+                group[0].error = exc
+                return
+            for pending in group:
+                try:
+                    self._write_group([pending])
+                except OtwardError as single:
+                    pending.error = single
+
+    def _write_group(self, group: list[Pending]) -> None:
+        serial_sets = {p.issuer_serials for p in group if p.issuer_serials}
+        with self._transaction() as conn:
+            rows = [_certificate_row(p.record) for p in group]
+            conn.execute(_INSERT_CERTIFICATE, rows[0] if len(rows) == 1 else rows)
+            for serial_set in serial_sets:
+                _refuse_if_revoked(conn, group[0].record.ca, serial_set)
+            ledger.append(conn, [e for p in group for e in p.events], [p.record for p in group])
 
     def add_certificates(
         self,
@@ -224,11 +260,7 @@ class SqlPkiStore:
         with self._transaction() as conn:
             conn.execute(_INSERT_CERTIFICATE, rows[0] if len(rows) == 1 else rows)
             if issuer_serials:
-                # Checked inside the write: a CA revoked by another process a moment ago signs nothing.
-                serials = [format_serial(s) for s in issuer_serials]
-                if conn.execute(_REVOKED_AMONG, {"serials": serials}).scalar_one():
-                    message = f"CA '{records[0].ca}' or one of its parents is revoked and cannot issue"
-                    raise PolicyViolationError(message, rule="ca-revoked")
+                _refuse_if_revoked(conn, records[0].ca, issuer_serials)
             ledger.append(conn, events, records)
 
     def get_certificate(self, serial_number: int) -> CertificateRecord | None:
