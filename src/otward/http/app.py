@@ -133,7 +133,10 @@ def create_api(pki: Pki) -> FastAPI:
     app = FastAPI(
         title="otward",
         version=__version__,
-        description="Private PKI for industrial sites: issuance, revocation, CRL and OCSP.",
+        description=(
+            "Private PKI for industrial sites: issuance, revocation, CRL and OCSP, a tamper-evident audit trail"
+            " and an issuance transparency log."
+        ),
         docs_url=None,
         redoc_url=None,
     )
