@@ -134,8 +134,8 @@ def create_api(pki: Pki) -> FastAPI:
         title="otward",
         version=__version__,
         description=(
-            "Private PKI for industrial sites: issuance, revocation, CRL and OCSP, a tamper-evident audit trail"
-            " and an issuance transparency log."
+            "Private PKI for industrial sites: issuance, revocation, CRL and OCSP,"
+            " a tamper-evident audit trail and an issuance transparency log."
         ),
         docs_url=None,
         redoc_url=None,
