@@ -98,10 +98,13 @@ class IssuanceService:
         """Issue from ``csr`` under ``profile``; the certificate and its ``cert.issued`` event are
         committed together before it is returned. A refusal is recorded as ``cert.refused``."""
         try:
-            return self._issue(csr, profile, ca, validity_days, role, owner, actor)
+            issued, event, authority = self._sign(csr, profile, ca, validity_days, role, owner, actor)
+            chain = [c.serial_number for c in authority.chain[:-1]]
+            self._store.add_certificate(issued.record, [event], issuer_serials=chain)
         except (InvalidRequestError, PolicyViolationError) as exc:
             self._record_refusal(actor, csr, profile, ca, exc)
             raise
+        return issued
 
     def _record_refusal(
         self, actor: Actor, csr: bytes | str, profile: str, ca: str | None, exc: OtwardError, **extra: str
@@ -116,22 +119,6 @@ class IssuanceService:
             details=details,
         )
         self._audit.record(refusal)
-
-    def _issue(
-        self,
-        csr: bytes | str,
-        profile: str,
-        ca: str | None,
-        validity_days: int | None,
-        role: str | None,
-        owner: str | None,
-        actor: Actor,
-    ) -> IssuedCertificate:
-        issued, event, authority = self._sign(csr, profile, ca, validity_days, role, owner, actor)
-        self._store.add_certificate(
-            issued.record, [event], issuer_serials=[c.serial_number for c in authority.chain[:-1]]
-        )
-        return issued
 
     def _sign(
         self,
