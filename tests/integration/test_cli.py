@@ -259,3 +259,29 @@ def test_ip_constrained_sub_ca(data, tmp_path):
     assert "not an IP network" in run(
         "ca", "create", "x", "--parent", "root", "--permitted-ip", "10.0.0.1/8", "--data", str(data), code=1
     )
+
+
+def test_api_tokens_can_be_created_listed_and_revoked(data):
+    from fastapi.testclient import TestClient
+
+    from otward.config import load_settings
+    from otward.http.app import create_app
+    from otward.services.pki import Pki
+
+    created = json.loads(run("api-token", "create", "--name", "prometheus", "--data", str(data), "--json"))
+    listed = json.loads(run("api-token", "list", "--data", str(data), "--json"))
+    assert [t["name"] for t in listed] == ["admin", "prometheus"]
+    assert all("token" not in t for t in listed)
+    pki = Pki.open(load_settings(data))
+    try:
+        with TestClient(create_app(pki), base_url="https://testserver") as client:
+            headers = {"Authorization": f"Bearer {created['token']}"}
+            assert client.get("/api/v1/cas", headers=headers).status_code == 200
+            run("api-token", "revoke", created["token_id"], "--data", str(data))
+            assert client.get("/api/v1/cas", headers=headers).status_code == 401
+        types = [r.event.type.value for r in pki.store.iter_audit()]
+        assert types[-2:] == ["token.revoked", "auth.failed"]
+    finally:
+        pki.close()
+    assert "already revoked" in run("api-token", "revoke", created["token_id"], "--data", str(data), code=1)
+    assert "not found" in run("api-token", "revoke", "0123456789abcdef", "--data", str(data), code=1)

@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from otward import __version__
-from otward.cli import audit, ca, cert, crl, log
+from otward.cli import audit, ca, cert, crl, log, token
 from otward.cli.common import (
     DataOption,
     DbOption,
@@ -39,6 +39,7 @@ app.add_typer(cert.app, name="cert")
 app.add_typer(crl.app, name="crl")
 app.add_typer(audit.app, name="audit")
 app.add_typer(log.app, name="log")
+app.add_typer(token.app, name="api-token")
 
 
 def _version(value: bool) -> None:

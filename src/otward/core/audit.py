@@ -50,6 +50,7 @@ class EventType(enum.Enum):
     AUTH_FAILED = "auth.failed"
     AUTHZ_DENIED = "authz.denied"
     TOKEN_CREATED = "token.created"  # noqa: S105 - an event name
+    TOKEN_REVOKED = "token.revoked"  # noqa: S105 - an event name
     ENROLL_SUCCEEDED = "enroll.succeeded"
     ENROLL_REFUSED = "enroll.refused"
     POLICY_CHANGED = "policy.changed"

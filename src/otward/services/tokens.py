@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from otward.core.audit import EventType, Outcome
@@ -59,3 +59,11 @@ class TokenService:
             self._audit.record(failure)
             raise AuthenticationError(reason, rule="token")
         return record
+
+    def list(self) -> Sequence[TokenRecord]:
+        return self._store.list_tokens()
+
+    def revoke(self, token_id: str, actor: Actor = SYSTEM_ACTOR) -> TokenRecord:
+        """Revoke an API token for good; its next use fails (and is audited as ``auth.failed``)."""
+        event = self._audit.event(actor, EventType.TOKEN_REVOKED, f"token:{token_id}")
+        return self._store.revoke_token(token_id, self._clock(), [event])

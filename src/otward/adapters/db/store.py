@@ -396,9 +396,27 @@ class SqlPkiStore:
     def get_token(self, token_id: str) -> TokenRecord | None:
         with self._reading() as conn:
             row = conn.execute(select(api_tokens).where(api_tokens.c.token_id == token_id)).first()
-        if row is None:
-            return None
-        return TokenRecord(row.token_id, row.name, bytes(row.secret_hash), row.created_at, row.revoked_at)
+        return _token_record(row) if row is not None else None
+
+    def list_tokens(self) -> Sequence[TokenRecord]:
+        with self._reading() as conn:
+            rows = conn.execute(select(api_tokens).order_by(api_tokens.c.created_at)).all()
+        return [_token_record(r) for r in rows]
+
+    def revoke_token(self, token_id: str, when: datetime, events: Sequence[AuditEvent] = ()) -> TokenRecord:
+        with self._transaction() as conn:
+            changed = conn.execute(
+                update(api_tokens)
+                .where(api_tokens.c.token_id == token_id, api_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=when)
+            ).rowcount
+            row = conn.execute(select(api_tokens).where(api_tokens.c.token_id == token_id)).first()
+            if row is None:
+                raise NotFoundError(f"API token {token_id} not found", rule="token")
+            if not changed:
+                raise ConflictError(f"API token {token_id} is already revoked", rule="already-revoked")
+            ledger.append(conn, events)
+        return _token_record(row)
 
     # --- audit trail ---------------------------------------------------------------------------
 
@@ -612,6 +630,10 @@ class SqlPkiStore:
         )
         with self._reading() as conn:
             return [(t, o, int(n)) for t, o, n in conn.execute(stmt)]
+
+
+def _token_record(row: Row[Any]) -> TokenRecord:
+    return TokenRecord(row.token_id, row.name, bytes(row.secret_hash), row.created_at, row.revoked_at)
 
 
 def _audit_record(row: Row[Any]) -> AuditRecord:

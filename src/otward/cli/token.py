@@ -1,0 +1,85 @@
+"""``otward api-token create|list|revoke``: bearer tokens for the HTTPS API's admin endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from otward.cli.common import (
+    DataOption,
+    DbOption,
+    JsonOption,
+    cli_actor,
+    console,
+    handle_errors,
+    open_pki,
+    print_json,
+)
+
+app = typer.Typer(help="Admin API tokens: create (shown once), list, revoke.", no_args_is_help=True)
+
+
+@app.command("create")
+@handle_errors
+def create(
+    name: Annotated[str, typer.Option("--name", help="What the token is for, e.g. prometheus or mes-bridge")],
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a token and print it once; only its SHA-256 is stored."""
+    pki = open_pki(data, db)
+    try:
+        record, token = pki.tokens.create(name, cli_actor())
+    finally:
+        pki.close()
+    if as_json:
+        print_json({"token_id": record.token_id, "name": record.name, "token": token})
+    else:
+        console.print(f"token {record.token_id} ({record.name}); it is shown only now:", highlight=False)
+        typer.echo(token)
+
+
+@app.command("list")
+@handle_errors
+def list_(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List tokens (ids and names; secrets are never stored)."""
+    pki = open_pki(data, db)
+    try:
+        records = pki.tokens.list()
+    finally:
+        pki.close()
+    rows = [
+        {"token_id": r.token_id, "name": r.name, "created_at": r.created_at, "revoked_at": r.revoked_at}
+        for r in records
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "name", "created (UTC)", "revoked (UTC)")
+    for r in records:
+        revoked = f"{r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "-"
+        table.add_row(r.token_id, r.name, f"{r.created_at:%Y-%m-%d %H:%M}", revoked)
+    console.print(table)
+
+
+@app.command("revoke")
+@handle_errors
+def revoke(
+    token_id: Annotated[str, typer.Argument(help="Token id (the part after otw_)")],
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a token for good."""
+    pki = open_pki(data, db)
+    try:
+        record = pki.tokens.revoke(token_id, cli_actor())
+    finally:
+        pki.close()
+    if as_json:
+        print_json({"token_id": record.token_id, "name": record.name, "revoked_at": record.revoked_at})
+    else:
+        console.print(f"revoked token {record.token_id} ({record.name})", highlight=False)
