@@ -51,6 +51,9 @@ class EventType(enum.Enum):
     AUTHZ_DENIED = "authz.denied"
     TOKEN_CREATED = "token.created"  # noqa: S105 - an event name
     TOKEN_REVOKED = "token.revoked"  # noqa: S105 - an event name
+    OWNER_CREATED = "owner.created"
+    ENROLL_TOKEN_CREATED = "enroll_token.created"  # noqa: S105 - an event name
+    ENROLL_TOKEN_REVOKED = "enroll_token.revoked"  # noqa: S105 - an event name
     ENROLL_SUCCEEDED = "enroll.succeeded"
     ENROLL_REFUSED = "enroll.refused"
     POLICY_CHANGED = "policy.changed"

@@ -20,6 +20,8 @@ from otward.core.records import (
     CertificateFilter,
     CertificateRecord,
     CrlRecord,
+    EnrollmentTokenRecord,
+    OwnerRecord,
     TokenRecord,
 )
 from otward.core.revocation import RevokedEntry
@@ -31,7 +33,9 @@ __all__ = [
     "CertificateStore",
     "CrlBuilder",
     "CrlStore",
+    "EnrollmentTokenStore",
     "KeyBackend",
+    "OwnerStore",
     "PkiStore",
     "SignerStore",
     "StatisticsStore",
@@ -145,6 +149,32 @@ class TokenStore(Protocol):
     def get_token(self, token_id: str) -> TokenRecord | None: ...
 
 
+class OwnerStore(Protocol):
+    def add_owner(self, owner: OwnerRecord, events: Sequence[AuditEvent] = ()) -> None: ...
+
+    def get_owner(self, name: str) -> OwnerRecord | None: ...
+
+    def list_owners(self) -> Sequence[OwnerRecord]: ...
+
+
+class EnrollmentTokenStore(Protocol):
+    def add_enrollment_token(
+        self, token: EnrollmentTokenRecord, events: Sequence[AuditEvent] = ()
+    ) -> None: ...
+
+    def get_enrollment_token(self, token_id: str) -> EnrollmentTokenRecord | None: ...
+
+    def list_enrollment_tokens(self, owner: str | None = None) -> Sequence[EnrollmentTokenRecord]: ...
+
+    def revoke_enrollment_token(
+        self, token_id: str, when: datetime, events: Sequence[AuditEvent] = ()
+    ) -> EnrollmentTokenRecord: ...
+
+    def use_enrollment_token(self, token_id: str, now: datetime) -> bool:
+        """Spend one use atomically; False when revoked, expired or used up."""
+        ...
+
+
 class AuditStore(Protocol):
     def append_events(self, events: Sequence[AuditEvent]) -> list[AuditRecord]: ...
 
@@ -206,6 +236,8 @@ class PkiStore(
     SignerStore,
     TransparencyStore,
     StatisticsStore,
+    OwnerStore,
+    EnrollmentTokenStore,
     Protocol,
 ):
     """Everything the services persist; one database implements it all."""

@@ -18,6 +18,8 @@ __all__ = [
     "CertificateRecord",
     "CertificateStatus",
     "CrlRecord",
+    "EnrollmentTokenRecord",
+    "OwnerRecord",
     "TokenRecord",
     "certificate_record",
     "format_serial",
@@ -100,6 +102,38 @@ class CrlRecord:
     this_update: datetime
     next_update: datetime
     der: bytes
+
+
+@dataclass(frozen=True)
+class OwnerRecord:
+    """An account devices belong to; its devices are issued by ``ca``."""
+
+    name: str
+    ca: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class EnrollmentTokenRecord:
+    """A time-limited, use-limited token that lets devices of ``owner`` enroll; only its hash is stored."""
+
+    token_id: str
+    owner: str
+    secret_hash: bytes
+    profile: str
+    device_id_pattern: str
+    uses_allowed: int
+    uses: int
+    expires_at: datetime
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    def state_at(self, now: datetime) -> Literal["active", "expired", "used", "revoked"]:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.uses >= self.uses_allowed:
+            return "used"
+        return "expired" if self.expires_at <= now else "active"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from otward.core.audit import EventType
 from otward.core.ports import KeyBackend, PkiStore
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
+from otward.services.enrollment import EnrollmentTokens, Owners
 from otward.services.expiry import ExpiryWatch
 from otward.services.issuance import IssuanceService, IssuedCertificate
 from otward.services.ocsp import OcspResponder
@@ -81,6 +82,10 @@ class Pki:
         self.tokens = TokenService(store, clock=clock, audit=self.audit)
         self.transparency = TransparencyLog(store, self.signers, clock=clock)
         self.expiry = ExpiryWatch(store, self.audit, clock=clock)
+        self.owners = Owners(store, self.authorities, clock=clock, audit=self.audit)
+        self.enrollment_tokens = EnrollmentTokens(
+            store, self.owners, self.issuance.profile, clock=clock, audit=self.audit
+        )
         self._audit_sequence_at_open = store.audit_head()[0]
 
     @classmethod

@@ -29,11 +29,13 @@ __all__ = [
     "authorities",
     "certificates",
     "crls",
+    "enrollment_tokens",
     "forward_cursors",
     "ledger_state",
     "log_entries",
     "log_heads",
     "metadata",
+    "owners",
     "signers",
 ]
 
@@ -195,4 +197,28 @@ log_heads = Table(
     Column("root_hash", LargeBinary(32), nullable=False),
     Column("signature", LargeBinary, nullable=False),
     Column("signer_serial", String(42), nullable=False),
+)
+
+owners = Table(
+    "owners",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("ca", String(64), ForeignKey("authorities.name"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+enrollment_tokens = Table(
+    "enrollment_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("owner", String(64), ForeignKey("owners.name"), nullable=False),
+    Column("secret_hash", LargeBinary(32), nullable=False),
+    Column("profile", String(64), nullable=False),
+    Column("device_id_pattern", String(128), nullable=False),
+    Column("uses_allowed", Integer, nullable=False),
+    Column("uses", Integer, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Index("ix_enrollment_tokens_owner", "owner"),
 )

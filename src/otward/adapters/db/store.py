@@ -27,10 +27,12 @@ from otward.adapters.db.schema import (
     authorities,
     certificates,
     crls,
+    enrollment_tokens,
     forward_cursors,
     ledger_state,
     log_entries,
     log_heads,
+    owners,
     signers,
 )
 from otward.core.audit import AuditEvent, AuditFilter, AuditRecord, EventType, Outcome, SignedHead
@@ -41,6 +43,8 @@ from otward.core.records import (
     CertificateKind,
     CertificateRecord,
     CrlRecord,
+    EnrollmentTokenRecord,
+    OwnerRecord,
     TokenRecord,
     format_serial,
 )
@@ -125,6 +129,9 @@ def _refuse_if_revoked(conn: Connection, ca: str, issuer_serials: Sequence[int])
         raise PolicyViolationError(
             f"CA '{ca}' or one of its parents is revoked and cannot issue", rule="ca-revoked"
         )
+
+
+_ENROLLMENT_TOKEN = select(enrollment_tokens).where(enrollment_tokens.c.token_id == bindparam("token_id"))
 
 
 class SqlPkiStore:
@@ -418,6 +425,91 @@ class SqlPkiStore:
             ledger.append(conn, events)
         return _token_record(row)
 
+    # --- owners and enrollment tokens ----------------------------------------------------------
+
+    def add_owner(self, owner: OwnerRecord, events: Sequence[AuditEvent] = ()) -> None:
+        with self._transaction() as conn:
+            if conn.execute(select(owners.c.name).where(owners.c.name == owner.name)).first():
+                raise ConflictError(f"owner '{owner.name}' already exists", rule="owner-exists")
+            conn.execute(insert(owners).values(name=owner.name, ca=owner.ca, created_at=owner.created_at))
+            ledger.append(conn, events)
+
+    def get_owner(self, name: str) -> OwnerRecord | None:
+        with self._reading() as conn:
+            row = conn.execute(select(owners).where(owners.c.name == name)).first()
+        return OwnerRecord(row.name, row.ca, row.created_at) if row else None
+
+    def list_owners(self) -> Sequence[OwnerRecord]:
+        with self._reading() as conn:
+            rows = conn.execute(select(owners).order_by(owners.c.name)).all()
+        return [OwnerRecord(r.name, r.ca, r.created_at) for r in rows]
+
+    def add_enrollment_token(self, token: EnrollmentTokenRecord, events: Sequence[AuditEvent] = ()) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                insert(enrollment_tokens).values(
+                    token_id=token.token_id,
+                    owner=token.owner,
+                    secret_hash=token.secret_hash,
+                    profile=token.profile,
+                    device_id_pattern=token.device_id_pattern,
+                    uses_allowed=token.uses_allowed,
+                    uses=token.uses,
+                    expires_at=token.expires_at,
+                    created_at=token.created_at,
+                    revoked_at=token.revoked_at,
+                )
+            )
+            ledger.append(conn, events)
+
+    def get_enrollment_token(self, token_id: str) -> EnrollmentTokenRecord | None:
+        with self._reading() as conn:
+            row = conn.execute(
+                select(enrollment_tokens).where(enrollment_tokens.c.token_id == token_id)
+            ).first()
+        return _enrollment_token(row) if row else None
+
+    def list_enrollment_tokens(self, owner: str | None = None) -> Sequence[EnrollmentTokenRecord]:
+        stmt = select(enrollment_tokens).order_by(enrollment_tokens.c.created_at)
+        if owner is not None:
+            stmt = stmt.where(enrollment_tokens.c.owner == owner)
+        with self._reading() as conn:
+            return [_enrollment_token(r) for r in conn.execute(stmt).all()]
+
+    def revoke_enrollment_token(
+        self, token_id: str, when: datetime, events: Sequence[AuditEvent] = ()
+    ) -> EnrollmentTokenRecord:
+        with self._transaction() as conn:
+            changed = conn.execute(
+                update(enrollment_tokens)
+                .where(enrollment_tokens.c.token_id == token_id, enrollment_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=when)
+            ).rowcount
+            row = conn.execute(
+                select(enrollment_tokens).where(enrollment_tokens.c.token_id == token_id)
+            ).first()
+            if row is None:
+                raise NotFoundError(f"enrollment token {token_id} not found", rule="token")
+            if not changed:
+                raise ConflictError(f"enrollment token {token_id} is already revoked", rule="already-revoked")
+            ledger.append(conn, events)
+        return _enrollment_token(row)
+
+    def use_enrollment_token(self, token_id: str, now: datetime) -> bool:
+        """Spend one use, atomically: False when the token is revoked, expired or used up."""
+        with self._transaction() as conn:
+            changed = conn.execute(
+                update(enrollment_tokens)
+                .where(
+                    enrollment_tokens.c.token_id == token_id,
+                    enrollment_tokens.c.revoked_at.is_(None),
+                    enrollment_tokens.c.uses < enrollment_tokens.c.uses_allowed,
+                    enrollment_tokens.c.expires_at > now,
+                )
+                .values(uses=enrollment_tokens.c.uses + 1)
+            ).rowcount
+        return bool(changed == 1)
+
     # --- audit trail ---------------------------------------------------------------------------
 
     def append_events(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
@@ -630,6 +722,21 @@ class SqlPkiStore:
         )
         with self._reading() as conn:
             return [(t, o, int(n)) for t, o, n in conn.execute(stmt)]
+
+
+def _enrollment_token(row: Row[Any]) -> EnrollmentTokenRecord:
+    return EnrollmentTokenRecord(
+        token_id=row.token_id,
+        owner=row.owner,
+        secret_hash=bytes(row.secret_hash),
+        profile=row.profile,
+        device_id_pattern=row.device_id_pattern,
+        uses_allowed=int(row.uses_allowed),
+        uses=int(row.uses),
+        expires_at=row.expires_at,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
 
 
 def _token_record(row: Row[Any]) -> TokenRecord:

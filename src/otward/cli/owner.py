@@ -1,0 +1,174 @@
+"""``otward owner create|list`` and ``otward token create|list|revoke`` (enrollment tokens)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from otward.cli.common import (
+    DataOption,
+    DbOption,
+    JsonOption,
+    cli_actor,
+    console,
+    handle_errors,
+    open_pki,
+    print_json,
+)
+from otward.core.durations import parse_duration
+
+owner_app = typer.Typer(help="Owners: the accounts devices belong to.", no_args_is_help=True)
+token_app = typer.Typer(help="Enrollment tokens: time- and use-limited, shown once.", no_args_is_help=True)
+
+
+@owner_app.command("create")
+@handle_errors
+def create_owner(
+    name: Annotated[str, typer.Argument(help="Owner name (lower-case), e.g. acme-line-2")],
+    ca: Annotated[
+        str | None, typer.Option("--ca", help="Issuing CA of its devices [default: issuing]")
+    ] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an owner; its devices will be issued by --ca (its own sub-CA, or the default)."""
+    pki = open_pki(data, db)
+    try:
+        record = pki.owners.create(name, ca=ca, actor=cli_actor())
+    finally:
+        pki.close()
+    if as_json:
+        print_json({"name": record.name, "ca": record.ca, "created_at": record.created_at})
+    else:
+        console.print(f"created owner {record.name} (devices issued by CA {record.ca})", highlight=False)
+
+
+@owner_app.command("list")
+@handle_errors
+def list_owners(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List owners."""
+    pki = open_pki(data, db)
+    try:
+        records = pki.owners.list()
+    finally:
+        pki.close()
+    if as_json:
+        print_json([{"name": r.name, "ca": r.ca, "created_at": r.created_at} for r in records])
+        return
+    table = Table("owner", "issuing CA", "created (UTC)")
+    for r in records:
+        table.add_row(r.name, r.ca, f"{r.created_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@token_app.command("create")
+@handle_errors
+def create_token(
+    owner: Annotated[str, typer.Option("--owner", help="Owner the enrolled devices will belong to")],
+    uses: Annotated[int, typer.Option("--uses", min=1, max=100000, help="How many enrollments")] = 1,
+    ttl: Annotated[str, typer.Option("--ttl", help="Lifetime, e.g. 1h, 7d (at most 30d)")] = "1h",
+    device_id_pattern: Annotated[
+        str, typer.Option("--device-id-pattern", help="Glob the device ids must match, e.g. 'plc-*'")
+    ] = "*",
+    profile: Annotated[str, typer.Option("--profile", help="Profile of the certificates")] = "device",
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an enrollment token and print it once; only its SHA-256 is stored."""
+    lifetime = parse_duration(ttl)
+    pki = open_pki(data, db)
+    try:
+        record, token = pki.enrollment_tokens.create(
+            owner,
+            uses=uses,
+            ttl=lifetime,
+            device_id_pattern=device_id_pattern,
+            profile=profile,
+            actor=cli_actor(),
+        )
+    finally:
+        pki.close()
+    if as_json:
+        print_json(
+            {
+                "token_id": record.token_id,
+                "owner": record.owner,
+                "profile": record.profile,
+                "device_id_pattern": record.device_id_pattern,
+                "uses": record.uses_allowed,
+                "expires_at": record.expires_at,
+                "token": token,
+            }
+        )
+    else:
+        console.print(
+            f"enrollment token {record.token_id} for {record.owner} ({record.uses_allowed} use(s), "
+            f"until {record.expires_at:%Y-%m-%d %H:%M} UTC); it is shown only now:",
+            highlight=False,
+        )
+        typer.echo(token)
+
+
+@token_app.command("list")
+@handle_errors
+def list_tokens(
+    owner: Annotated[str | None, typer.Option("--owner")] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List enrollment tokens (never their secrets)."""
+    pki = open_pki(data, db)
+    try:
+        records = pki.enrollment_tokens.list(owner)
+        now = pki.clock()
+    finally:
+        pki.close()
+    rows = [
+        {
+            "token_id": r.token_id,
+            "owner": r.owner,
+            "profile": r.profile,
+            "device_id_pattern": r.device_id_pattern,
+            "uses": r.uses,
+            "uses_allowed": r.uses_allowed,
+            "expires_at": r.expires_at,
+            "state": r.state_at(now),
+        }
+        for r in records
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "owner", "profile", "pattern", "uses", "expires (UTC)", "state")
+    for r in records:
+        table.add_row(
+            r.token_id,
+            r.owner,
+            r.profile,
+            r.device_id_pattern,
+            f"{r.uses}/{r.uses_allowed}",
+            f"{r.expires_at:%Y-%m-%d %H:%M}",
+            r.state_at(now),
+        )
+    console.print(table)
+
+
+@token_app.command("revoke")
+@handle_errors
+def revoke_token(
+    token_id: Annotated[str, typer.Argument(help="Token id (the part after otwe_)")],
+    data: DataOption = None,
+    db: DbOption = None,
+) -> None:
+    """Revoke an enrollment token for good."""
+    pki = open_pki(data, db)
+    try:
+        record = pki.enrollment_tokens.revoke(token_id, cli_actor())
+    finally:
+        pki.close()
+    console.print(f"revoked enrollment token {record.token_id} ({record.owner})", highlight=False)

@@ -1,0 +1,193 @@
+"""Owners and their enrollment tokens: who a device belongs to, and what lets it enroll.
+
+An enrollment token is shown once, stored only as SHA-256, limited in time and
+in uses, and bound to its owner, one profile and a device-id pattern. The EST
+endpoint (issue #4) verifies a token with :meth:`EnrollmentTokens.verify` and
+spends a use with the store's atomic ``use_enrollment_token``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from otward.core.audit import EventType, Outcome
+from otward.core.ports import PkiStore
+from otward.core.records import EnrollmentTokenRecord, OwnerRecord
+from otward.errors import AuthenticationError, InvalidRequestError, NotFoundError, PolicyViolationError
+from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
+from otward.services.authorities import AuthorityService
+
+__all__ = ["DEFAULT_OWNER_CA", "EnrollmentTokens", "Owners"]
+
+DEFAULT_OWNER_CA = "issuing"
+MAX_TTL = timedelta(days=30)
+_OWNER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_TOKEN = re.compile(r"^otwe_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+_PATTERN = re.compile(r"^[A-Za-z0-9._*?\[\]-]{1,128}$")
+# The same message for every token failure: a client learns nothing about which tokens exist.
+_REFUSED = "invalid, expired, used-up or revoked enrollment token"
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class Owners:
+    def __init__(
+        self,
+        store: PkiStore,
+        authorities: AuthorityService,
+        *,
+        clock: Callable[[], datetime],
+        audit: AuditLog,
+    ) -> None:
+        self._store = store
+        self._authorities = authorities
+        self._clock = clock
+        self._audit = audit
+
+    def create(self, name: str, *, ca: str | None = None, actor: Actor = SYSTEM_ACTOR) -> OwnerRecord:
+        """An owner whose devices are issued by ``ca`` (its own sub-CA, or ``issuing``)."""
+        if not _OWNER.match(name):
+            raise PolicyViolationError(
+                f"owner name '{name}' must be 1-64 lower-case letters, digits or ._-", rule="owner-name"
+            )
+        chosen = ca or DEFAULT_OWNER_CA
+        authority = self._authorities.get(chosen)
+        if authority.parent is None:
+            raise PolicyViolationError(f"CA '{chosen}' is a root; owners need an issuing CA", rule="ca-root")
+        record = OwnerRecord(name=name, ca=chosen, created_at=self._clock())
+        event = self._audit.event(actor, EventType.OWNER_CREATED, name, details={"ca": chosen})
+        self._store.add_owner(record, [event])
+        return record
+
+    def get(self, name: str) -> OwnerRecord:
+        record = self._store.get_owner(name)
+        if record is None:
+            raise NotFoundError(f"owner '{name}' not found", rule="owner")
+        return record
+
+    def list(self) -> Sequence[OwnerRecord]:
+        return self._store.list_owners()
+
+
+class EnrollmentTokens:
+    def __init__(
+        self,
+        store: PkiStore,
+        owners: Owners,
+        profiles: Callable[[str], object],
+        *,
+        clock: Callable[[], datetime],
+        audit: AuditLog,
+    ) -> None:
+        self._store = store
+        self._owners = owners
+        self._profile = profiles  # raises for an unknown profile
+        self._clock = clock
+        self._audit = audit
+
+    def create(
+        self,
+        owner: str,
+        *,
+        uses: int = 1,
+        ttl: timedelta = timedelta(hours=1),
+        device_id_pattern: str = "*",
+        profile: str = "device",
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> tuple[EnrollmentTokenRecord, str]:
+        """Store a token and return it with its text, which is never shown again."""
+        self._owners.get(owner)
+        self._profile(profile)
+        if not 1 <= uses <= 100_000:
+            raise InvalidRequestError("uses must be between 1 and 100000", rule="token-uses")
+        if not timedelta(minutes=1) <= ttl <= MAX_TTL:
+            raise InvalidRequestError("ttl must be between 1 minute and 30 days", rule="token-ttl")
+        if not _PATTERN.match(device_id_pattern):
+            raise InvalidRequestError(
+                f"device id pattern '{device_id_pattern}' may use letters, digits, ._- and the globs * ? [ ]",
+                rule="token-pattern",
+            )
+        token_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        now = self._clock()
+        record = EnrollmentTokenRecord(
+            token_id=token_id,
+            owner=owner,
+            secret_hash=_hash(secret),
+            profile=profile,
+            device_id_pattern=device_id_pattern,
+            uses_allowed=uses,
+            uses=0,
+            expires_at=now + ttl,
+            created_at=now,
+        )
+        details = {
+            "owner": owner,
+            "profile": profile,
+            "uses": str(uses),
+            "pattern": device_id_pattern,
+            "expires_at": record.expires_at.isoformat(),
+        }
+        event = self._audit.event(
+            actor, EventType.ENROLL_TOKEN_CREATED, f"enroll_token:{token_id}", details=details
+        )
+        self._store.add_enrollment_token(record, [event])
+        return record, f"otwe_{token_id}_{secret}"
+
+    def list(self, owner: str | None = None) -> Sequence[EnrollmentTokenRecord]:
+        return self._store.list_enrollment_tokens(owner)
+
+    def revoke(self, token_id: str, actor: Actor = SYSTEM_ACTOR) -> EnrollmentTokenRecord:
+        event = self._audit.event(actor, EventType.ENROLL_TOKEN_REVOKED, f"enroll_token:{token_id}")
+        return self._store.revoke_enrollment_token(token_id, self._clock(), [event])
+
+    def verify(self, text: str, *, device_id: str, profile: str, actor: Actor) -> EnrollmentTokenRecord:
+        """The token's record if ``text`` may enroll ``device_id`` under ``profile`` now.
+
+        Unknown, wrong, expired, used-up and revoked tokens raise AuthenticationError (HTTP 401), a
+        device id or profile the token does not cover raises PolicyViolationError (HTTP 403 at the
+        EST endpoint); both are audited as ``enroll.refused``. Nothing is spent here.
+        """
+        match = _TOKEN.match(text.strip())
+        record = self._store.get_enrollment_token(match.group(1)) if match else None
+        expected = record.secret_hash if record is not None else _hash("")
+        valid = hmac.compare_digest(expected, _hash(match.group(2) if match else ""))
+        state = record.state_at(self._clock()) if record is not None else "unknown"
+        subject = f"enroll_token:{match.group(1)}" if match else "(malformed token)"
+        if record is None or not valid or state != "active":
+            reason = (
+                "malformed token" if match is None else ("wrong secret" if record and not valid else state)
+            )
+            self._refuse(actor, subject, f"enrollment token refused: {reason}", device_id)
+            raise AuthenticationError(_REFUSED, rule="enroll-token")
+        if profile != record.profile:
+            message = f"the enrollment token is for profile '{record.profile}', not '{profile}'"
+            self._refuse(actor, subject, message, device_id)
+            raise PolicyViolationError(message, rule="enroll-token-profile")
+        if not fnmatch.fnmatchcase(device_id, record.device_id_pattern):
+            message = (
+                f"device id '{device_id}' does not match the token's pattern '{record.device_id_pattern}'"
+            )
+            self._refuse(actor, subject, message, device_id)
+            raise PolicyViolationError(message, rule="enroll-token-pattern")
+        return record
+
+    def _refuse(self, actor: Actor, subject: str, reason: str, device_id: str) -> None:
+        self._audit.record(
+            self._audit.event(
+                actor,
+                EventType.ENROLL_REFUSED,
+                subject,
+                outcome=Outcome.FAILURE,
+                reason=reason,
+                details={"device_id": device_id[:64]},
+            )
+        )
