@@ -35,14 +35,11 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """List events in chain order."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         query = audit_filter(
             pki.clock(), since=since, until=until, type=type_, subject=subject, outcome=outcome
         )
         records, total = pki.store.list_audit(query, limit=limit, offset=offset)
-    finally:
-        pki.close()
     if as_json:
         items = [{"sequence": r.sequence, **r.event.to_dict(), "hash": r.hash.hex()} for r in records]
         print_json({"items": items, "total": total, "limit": limit, "offset": offset})
@@ -77,11 +74,8 @@ def list_(
 @handle_errors
 def verify(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Walk the hash chain and the signed heads; exit 1 and name the first bad record if tampered."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         report = pki.audit.verify()
-    finally:
-        pki.close()
     check = report.check
     if as_json:
         print_json(
@@ -115,8 +109,7 @@ def export(
     """Export the whole trail as JSON Lines or RFC 5424 syslog messages (one per line)."""
     if format_ not in ("jsonl", "syslog"):
         raise typer.BadParameter("--format must be jsonl or syslog")
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         records = pki.store.iter_audit()
         lines = to_jsonl(records) if format_ == "jsonl" else (to_syslog(r) + "\n" for r in records)
         if out is None:
@@ -125,19 +118,14 @@ def export(
         else:
             with out.open("w", encoding="utf-8") as handle:
                 handle.writelines(lines)
-    finally:
-        pki.close()
 
 
 @app.command("sign")
 @handle_errors
 def sign(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Sign the current chain head now (the service also does this every minute and on shutdown)."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         head = pki.audit.sign_head(force=True)
-    finally:
-        pki.close()
     result = {"sequence": head.sequence, "hash": head.hash.hex()} if head else None
     if as_json:
         print_json(result)

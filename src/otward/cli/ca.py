@@ -56,8 +56,7 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a subordinate CA (per plant or per owner), with its own OCSP responder and CRL."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         with console.status(f"creating CA {name}…") if not as_json else contextlib.nullcontext():
             loaded = pki.authorities.create_subordinate(
                 name,
@@ -73,8 +72,6 @@ def create(
         record = pki.store.get_authority(loaded.name)
         assert record is not None  # noqa: S101 - just stored
         out = AuthorityOut.from_record(record)
-    finally:
-        pki.close()
     if as_json:
         print_json(out.model_dump(mode="json"))
     else:
@@ -97,11 +94,8 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 @handle_errors
 def list_(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """List all CAs."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         items = [AuthorityOut.from_record(r) for r in pki.authorities.list()]
-    finally:
-        pki.close()
     if as_json:
         print_json([i.model_dump(mode="json", exclude={"certificate"}) for i in items])
         return
@@ -126,9 +120,6 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Print the PEM chain from CA NAME up to the root on stdout."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         chain = pki.authorities.certificate_chain(name)
-    finally:
-        pki.close()
     typer.echo("".join(c.public_bytes(Encoding.PEM).decode() for c in chain), nl=False)

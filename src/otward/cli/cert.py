@@ -63,8 +63,7 @@ def issue(
     as_json: JsonOption = False,
 ) -> None:
     """Issue a certificate from a CSR; it is stored before anything is written or printed."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         issued = pki.issuance.issue(
             csr.read_bytes(),
             profile=profile,
@@ -74,8 +73,6 @@ def issue(
             owner=owner,
             actor=cli_actor(),
         )
-    finally:
-        pki.close()
     if out is not None:
         out.write_text(issued.pem)
     if chain_out is not None:
@@ -104,15 +101,12 @@ def list_(
     """List certificates, newest first."""
     if expiring_within is not None:
         parse_duration(expiring_within)
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         now = pki.clock()
         query = certificate_filter(
             now, status=status, expiring_within=expiring_within, ca=ca, profile=profile
         )
         records, total = pki.store.list_certificates(query, limit=limit, offset=offset)
-    finally:
-        pki.close()
     items = [CertificateOut.from_record(r, now) for r in records]
     if as_json:
         print_json(
@@ -142,12 +136,9 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show one certificate."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         record = pki.store.get_certificate(_serial(serial))
         now = pki.clock()
-    finally:
-        pki.close()
     if record is None:
         raise NotFoundError(f"certificate {serial} not found", rule="serial")
     item = CertificateOut.from_record(record, now)
@@ -188,12 +179,9 @@ def revoke(
 ) -> None:
     """Revoke a certificate for good; its CA's CRL is regenerated at once."""
     flag = parse_reason(reason)
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         record = pki.revocation.revoke(_serial(serial), flag, cli_actor())
         now = pki.clock()
-    finally:
-        pki.close()
     item = CertificateOut.from_record(record, now)
     if as_json:
         print_json(item.model_dump(mode="json", exclude={"certificate"}))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -59,8 +60,14 @@ def load(data: Path | None, db: str | None) -> Settings:
     return load_settings(resolve_data_dir(data), database_url=db)
 
 
-def open_pki(data: Path | None, db: str | None) -> Pki:
-    return Pki.open(load(data, db))
+@contextlib.contextmanager
+def open_pki(data: Path | None, db: str | None) -> Iterator[Pki]:
+    """The installation's PKI for one command; closing it signs the audit head if the command added events."""
+    pki = Pki.open(load(data, db))
+    try:
+        yield pki
+    finally:
+        pki.close()
 
 
 def cli_actor() -> Actor:

@@ -31,14 +31,11 @@ def generate(
     as_json: JsonOption = False,
 ) -> None:
     """Sign and publish a fresh CRL now (the service also does this before nextUpdate)."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         names = ca or [a.name for a in pki.authorities.list()]
         if out is not None and len(names) != 1:
             raise typer.BadParameter("--out needs exactly one --ca")
         records = [pki.revocation.publish_crl(name, cli_actor()) for name in names]
-    finally:
-        pki.close()
     if out is not None:
         out.write_bytes(records[0].der)
     if as_json:

@@ -23,11 +23,8 @@ def _b64(data: bytes) -> str:
 @handle_errors
 def sth(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Print the current signed tree head (signing a new one if the log grew)."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         head = pki.transparency.tree_head()
-    finally:
-        pki.close()
     out = {
         "tree_size": head.tree_size,
         "timestamp": format_time(head.timestamp),
@@ -58,11 +55,8 @@ def proof(
         serial_number = parse_serial(serial)
     except ValueError as exc:
         raise InvalidRequestError(str(exc), rule="serial") from None
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         result = pki.transparency.inclusion(serial_number, tree_size)
-    finally:
-        pki.close()
     path = [_b64(p) for p in result.audit_path]
     if as_json:
         print_json(
@@ -90,11 +84,8 @@ def consistency(
     as_json: JsonOption = False,
 ) -> None:
     """Print the proof that the older tree is a prefix of the newer one."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         nodes = pki.transparency.consistency(old_size, new_size)
-    finally:
-        pki.close()
     if as_json:
         print_json({"first": old_size, "second": new_size, "consistency": [_b64(n) for n in nodes]})
     else:

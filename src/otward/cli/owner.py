@@ -35,11 +35,8 @@ def create_owner(
     as_json: JsonOption = False,
 ) -> None:
     """Create an owner; its devices will be issued by --ca (its own sub-CA, or the default)."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         record = pki.owners.create(name, ca=ca, actor=cli_actor())
-    finally:
-        pki.close()
     if as_json:
         print_json({"name": record.name, "ca": record.ca, "created_at": record.created_at})
     else:
@@ -50,11 +47,8 @@ def create_owner(
 @handle_errors
 def list_owners(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """List owners."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         records = pki.owners.list()
-    finally:
-        pki.close()
     if as_json:
         print_json([{"name": r.name, "ca": r.ca, "created_at": r.created_at} for r in records])
         return
@@ -80,8 +74,7 @@ def create_token(
 ) -> None:
     """Create an enrollment token and print it once; only its SHA-256 is stored."""
     lifetime = parse_duration(ttl)
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         record, token = pki.enrollment_tokens.create(
             owner,
             uses=uses,
@@ -90,8 +83,6 @@ def create_token(
             profile=profile,
             actor=cli_actor(),
         )
-    finally:
-        pki.close()
     if as_json:
         print_json(
             {
@@ -122,12 +113,9 @@ def list_tokens(
     as_json: JsonOption = False,
 ) -> None:
     """List enrollment tokens (never their secrets)."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         records = pki.enrollment_tokens.list(owner)
         now = pki.clock()
-    finally:
-        pki.close()
     rows = [
         {
             "token_id": r.token_id,
@@ -166,9 +154,6 @@ def revoke_token(
     db: DbOption = None,
 ) -> None:
     """Revoke an enrollment token for good."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         record = pki.enrollment_tokens.revoke(token_id, cli_actor())
-    finally:
-        pki.close()
     console.print(f"revoked enrollment token {record.token_id} ({record.owner})", highlight=False)

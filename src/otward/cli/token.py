@@ -30,11 +30,8 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a token and print it once; only its SHA-256 is stored."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         record, token = pki.tokens.create(name, cli_actor())
-    finally:
-        pki.close()
     if as_json:
         print_json({"token_id": record.token_id, "name": record.name, "token": token})
     else:
@@ -46,11 +43,8 @@ def create(
 @handle_errors
 def list_(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """List tokens (ids and names; secrets are never stored)."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         records = pki.tokens.list()
-    finally:
-        pki.close()
     rows = [
         {"token_id": r.token_id, "name": r.name, "created_at": r.created_at, "revoked_at": r.revoked_at}
         for r in records
@@ -74,11 +68,8 @@ def revoke(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a token for good."""
-    pki = open_pki(data, db)
-    try:
+    with open_pki(data, db) as pki:
         record = pki.tokens.revoke(token_id, cli_actor())
-    finally:
-        pki.close()
     if as_json:
         print_json({"token_id": record.token_id, "name": record.name, "revoked_at": record.revoked_at})
     else:
