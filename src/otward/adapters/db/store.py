@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.x509 import ReasonFlags
-from sqlalchemy import Connection, Engine, Row, and_, bindparam, func, insert, select, update
+from sqlalchemy import Column, Connection, Engine, Row, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -120,6 +120,23 @@ _CERTIFICATE_STATUS = select(certificates.c.revoked_at, certificates.c.revocatio
 _REVOKED_AMONG = select(func.count()).where(
     certificates.c.serial.in_(bindparam("serials", expanding=True)), certificates.c.revoked_at.is_not(None)
 )
+
+
+def _revoke_once(
+    conn: Connection, key: Column[str], value: str, label: str, rule: str, **changes: object
+) -> Row[Any]:
+    """Set ``revoked_at`` (and ``changes``) on the row whose ``key`` is ``value``, only if it is not yet
+    revoked: a revocation is never rewritten or undone. Returns the row as stored."""
+    table = key.table
+    changed = conn.execute(
+        update(table).where(key == value, table.c.revoked_at.is_(None)).values(**changes)
+    ).rowcount
+    row = conn.execute(select(table).where(key == value)).first()
+    if row is None:
+        raise NotFoundError(f"{label} not found", rule=rule)
+    if changed != 1:
+        raise ConflictError(f"{label} is already revoked", rule="already-revoked")
+    return row
 
 
 def _refuse_if_revoked(conn: Connection, ca: str, issuer_serials: Sequence[int]) -> None:
@@ -314,17 +331,15 @@ class SqlPkiStore:
     ) -> CertificateRecord:
         serial = format_serial(serial_number)
         with self._transaction() as conn:
-            # Only a row not yet revoked is touched: revocation is never rewritten or undone.
-            result = conn.execute(
-                update(certificates)
-                .where(certificates.c.serial == serial, certificates.c.revoked_at.is_(None))
-                .values(revoked_at=when, revocation_reason=reason.value)
+            row = _revoke_once(
+                conn,
+                certificates.c.serial,
+                serial,
+                f"certificate {serial}",
+                "serial",
+                revoked_at=when,
+                revocation_reason=reason.value,
             )
-            row = conn.execute(select(certificates).where(certificates.c.serial == serial)).first()
-            if row is None:
-                raise NotFoundError(f"certificate {serial} not found", rule="serial")
-            if result.rowcount != 1:
-                raise ConflictError(f"certificate {serial} is already revoked", rule="already-revoked")
             ledger.append(conn, events)
         return _certificate_record(row)
 
@@ -412,16 +427,9 @@ class SqlPkiStore:
 
     def revoke_token(self, token_id: str, when: datetime, events: Sequence[AuditEvent] = ()) -> TokenRecord:
         with self._transaction() as conn:
-            changed = conn.execute(
-                update(api_tokens)
-                .where(api_tokens.c.token_id == token_id, api_tokens.c.revoked_at.is_(None))
-                .values(revoked_at=when)
-            ).rowcount
-            row = conn.execute(select(api_tokens).where(api_tokens.c.token_id == token_id)).first()
-            if row is None:
-                raise NotFoundError(f"API token {token_id} not found", rule="token")
-            if not changed:
-                raise ConflictError(f"API token {token_id} is already revoked", rule="already-revoked")
+            row = _revoke_once(
+                conn, api_tokens.c.token_id, token_id, f"API token {token_id}", "token", revoked_at=when
+            )
             ledger.append(conn, events)
         return _token_record(row)
 
@@ -480,18 +488,8 @@ class SqlPkiStore:
         self, token_id: str, when: datetime, events: Sequence[AuditEvent] = ()
     ) -> EnrollmentTokenRecord:
         with self._transaction() as conn:
-            changed = conn.execute(
-                update(enrollment_tokens)
-                .where(enrollment_tokens.c.token_id == token_id, enrollment_tokens.c.revoked_at.is_(None))
-                .values(revoked_at=when)
-            ).rowcount
-            row = conn.execute(
-                select(enrollment_tokens).where(enrollment_tokens.c.token_id == token_id)
-            ).first()
-            if row is None:
-                raise NotFoundError(f"enrollment token {token_id} not found", rule="token")
-            if not changed:
-                raise ConflictError(f"enrollment token {token_id} is already revoked", rule="already-revoked")
+            label = f"enrollment token {token_id}"
+            row = _revoke_once(conn, enrollment_tokens.c.token_id, token_id, label, "token", revoked_at=when)
             ledger.append(conn, events)
         return _enrollment_token(row)
 
