@@ -197,6 +197,14 @@ def test_pkilint_service_tls_certificate(interop_server: RunningServer, tmp_path
     lint_certificate(write(tmp_path / "server.pem", pem_of(chain[0])))
 
 
+def test_pkilint_audit_signer_certificate(api: Api, tmp_path: Path) -> None:
+    """The key that signs audit heads and transparency tree heads."""
+    response = api.client.get("/api/v1/transparency/signer")
+    assert response.status_code == 200
+    signer = x509.load_pem_x509_certificates(response.content)[0]
+    lint_certificate(write(tmp_path / "signer.pem", pem_of(signer)))
+
+
 @pytest.mark.parametrize("ca", ["issuing", "root"])
 def test_pkilint_ocsp_responder_certificate(
     ca: str, api: Api, interop_server: RunningServer, tmp_path: Path

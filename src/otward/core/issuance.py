@@ -40,11 +40,13 @@ __all__ = [
     "build_ca_certificate",
     "build_certificate",
     "build_ocsp_responder_certificate",
+    "build_signer_certificate",
     "ca_key_usage",
     "device_uri",
     "issuer_extensions",
     "plan_certificate",
     "rules_for",
+    "service_subject",
     "validate_serial_number",
 ]
 
@@ -513,3 +515,45 @@ def build_ocsp_responder_certificate(
         .add_extension(x509.SubjectKeyIdentifier(key_identifier(public_key)), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
     )
+
+
+def service_subject(issuer: AuthorityInfo, common_name: str) -> x509.Name:
+    """Subject of a certificate otward issues to itself (responder, signer): the CA's O, then CN."""
+    org = issuer.certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return x509.Name(
+        [
+            *([x509.NameAttribute(NameOID.ORGANIZATION_NAME, str(org[0].value))] if org else []),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]),
+        ]
+    )
+
+
+def build_signer_certificate(
+    *,
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    issuer: AuthorityInfo,
+    serial_number: int,
+    not_valid_before: datetime,
+    not_valid_after: datetime,
+) -> x509.CertificateBuilder:
+    """A signer of otward's own records (audit heads, tree heads): digitalSignature and
+    nonRepudiation, no EKU, with the issuer's AKI, CRL and AIA links so that it can be checked offline."""
+    validate_serial_number(serial_number)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(serial_number)
+        .not_valid_before(not_valid_before)
+        .not_valid_after(not_valid_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            _key_usage_extension(frozenset({"digital_signature", "content_commitment"})), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier(key_identifier(public_key)), critical=False)
+    )
+    for extension, critical in issuer_extensions(issuer):
+        builder = builder.add_extension(extension, critical=critical)
+    return builder

@@ -16,7 +16,12 @@ from cryptography.x509.oid import NameOID
 
 from otward.core.audit import EventType
 from otward.core.authority import AuthorityInfo, PublicationUrls
-from otward.core.issuance import BACKDATE, build_ca_certificate, build_ocsp_responder_certificate
+from otward.core.issuance import (
+    BACKDATE,
+    build_ca_certificate,
+    build_ocsp_responder_certificate,
+    service_subject,
+)
 from otward.core.keys import KeyType, classify_public_key, signature_hash_for
 from otward.core.ports import KeyBackend, PkiStore
 from otward.core.records import AuthorityRecord, CertificateKind, certificate_record
@@ -264,13 +269,7 @@ class AuthorityService:
         now = self._clock()
         ocsp_key = self._keys.load_key(ocsp_key_ref)
         classify_public_key(ocsp_key.public_key())
-        org = info.certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-        subject = x509.Name(
-            [
-                *([x509.NameAttribute(NameOID.ORGANIZATION_NAME, str(org[0].value))] if org else []),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"OCSP responder for {info.name}"),
-            ]
-        )
+        subject = service_subject(info, f"OCSP responder for {info.name}")
         return sign(
             build_ocsp_responder_certificate(
                 subject=subject,

@@ -14,11 +14,9 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import NameOID
 
 from otward.core.audit import EventType
-from otward.core.extensions import key_identifier
-from otward.core.issuance import BACKDATE, issuer_extensions
+from otward.core.issuance import BACKDATE, build_signer_certificate, service_subject
 from otward.core.keys import classify_public_key
 from otward.core.ports import KeyBackend, PkiStore
 from otward.core.records import CertificateKind, certificate_record
@@ -73,40 +71,14 @@ class SignerService:
         now = self._clock()
         key_ref = self._keys.create_key(key_type, f"signer-{name}-{now:%Y%m%d%H%M%S}")
         public_key = self._keys.load_key(key_ref).public_key()
-        org = issuer.certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-        subject = x509.Name(
-            [
-                *([x509.NameAttribute(NameOID.ORGANIZATION_NAME, str(org[0].value))] if org else []),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"otward {name} signer"),
-            ]
+        builder = build_signer_certificate(
+            subject=service_subject(issuer.info, f"otward {name} signer"),
+            public_key=public_key,
+            issuer=issuer.info,
+            serial_number=self._new_serial(),
+            not_valid_before=now - BACKDATE,
+            not_valid_after=min(now + SIGNER_VALIDITY, issuer.certificate.not_valid_after_utc),
         )
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer.certificate.subject)
-            .public_key(public_key)
-            .serial_number(self._new_serial())
-            .not_valid_before(now - BACKDATE)
-            .not_valid_after(min(now + SIGNER_VALIDITY, issuer.certificate.not_valid_after_utc))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=True,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier(key_identifier(public_key)), critical=False)
-        )
-        for extension, critical in issuer_extensions(issuer.info):
-            builder = builder.add_extension(extension, critical=critical)
         certificate = sign(builder, issuer.key)
         record = certificate_record(
             certificate, ca=SIGNER_CA, profile=f"{name}-signer", kind=CertificateKind.END_ENTITY, now=now
