@@ -122,6 +122,19 @@ _REVOKED_AMONG = select(func.count()).where(
 )
 
 
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """Driver errors become otward errors; the services never see SQLAlchemy's."""
+    try:
+        yield
+    except OtwardError:
+        raise
+    except DbIntegrityError as exc:
+        raise ConflictError("the record conflicts with one already stored") from exc
+    except SQLAlchemyError as exc:
+        raise StorageError("database operation failed") from exc
+
+
 def _revoke_once(
     conn: Connection, key: Column[str], value: str, label: str, rule: str, **changes: object
 ) -> Row[Any]:
@@ -161,25 +174,13 @@ class SqlPkiStore:
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
         """A connection for reads only: no BEGIN/COMMIT round of its own (SQLite reads in autocommit)."""
-        try:
-            with self.engine.connect() as connection:
-                yield connection
-        except OtwardError:
-            raise
-        except SQLAlchemyError as exc:
-            raise StorageError("database operation failed") from exc
+        with _database_errors(), self.engine.connect() as connection:
+            yield connection
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as connection:
-                yield connection
-        except OtwardError:
-            raise
-        except DbIntegrityError as exc:
-            raise ConflictError("the record conflicts with one already stored") from exc
-        except SQLAlchemyError as exc:
-            raise StorageError("database operation failed") from exc
+        with _database_errors(), self.engine.begin() as connection:
+            yield connection
 
     # --- authorities ---------------------------------------------------------------------------
 
