@@ -74,6 +74,32 @@ def build_csr(
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
+def ocsp_request_der(
+    issuer: x509.Certificate,
+    serial: int,
+    nonce: bytes | None = None,
+    *,
+    algorithm: hashes.HashAlgorithm | None = None,
+) -> bytes:
+    """A DER OCSP request for ``serial`` under ``issuer``; SHA-1 CertID by default, as openssl sends."""
+    import hashlib
+
+    from cryptography.x509 import ocsp
+
+    from otward.core.keys import public_key_bits
+
+    algorithm = algorithm or hashes.SHA1()
+    builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+        hashlib.new(algorithm.name, issuer.subject.public_bytes()).digest(),
+        hashlib.new(algorithm.name, public_key_bits(issuer.public_key())).digest(),
+        serial,
+        algorithm,
+    )
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    return builder.build().public_bytes(serialization.Encoding.DER)
+
+
 @pytest.fixture
 def csr_factory() -> Callable[..., bytes]:
     """``csr_factory(key_type="ec-p256", cn=..., dns=(...), ...)`` -> PEM bytes."""

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
 from fastapi.testclient import TestClient
 
-from otward.core.keys import public_key_bits
 from otward.http.app import create_app
 from otward.services.pki import Pki
-from tests.conftest import build_csr, make_key
+from tests.conftest import build_csr, make_key, ocsp_request_der
 
 pytestmark = pytest.mark.integration
 
@@ -252,18 +250,6 @@ def test_root_cannot_be_revoked(client, pki):
     assert response.json()["rule"] == "revoke-root"
 
 
-def _ocsp_request(issuer: x509.Certificate, serial: int, nonce: bytes | None = None) -> bytes:
-    builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
-        hashlib.sha1(issuer.subject.public_bytes()).digest(),
-        hashlib.sha1(public_key_bits(issuer.public_key())).digest(),
-        serial,
-        hashes.SHA1(),
-    )
-    if nonce:
-        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    return builder.build().public_bytes(serialization.Encoding.DER)
-
-
 def _ask(client: TestClient, der: bytes, *, get: bool = False) -> ocsp.OCSPResponse:
     if get:
         response = client.get("/ocsp/" + quote(base64.b64encode(der).decode(), safe=""))
@@ -278,7 +264,7 @@ def _ask(client: TestClient, der: bytes, *, get: bool = False) -> ocsp.OCSPRespo
 def test_ocsp_good_revoked_unknown(client, pki, get):
     issuing = pki.authorities.certificate_chain("issuing")[0]
     serial = int(issue(client, build_csr(make_key(), cn="op"))["serial"], 16)
-    good = _ask(client, _ocsp_request(issuing, serial, b"n1" * 8), get=get)
+    good = _ask(client, ocsp_request_der(issuing, serial, b"n1" * 8), get=get)
     assert good.certificate_status is ocsp.OCSPCertStatus.GOOD
     assert good.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == b"n1" * 8
     responder = good.certificates[0]
@@ -288,14 +274,15 @@ def test_ocsp_good_revoked_unknown(client, pki, get):
     responder.verify_directly_issued_by(issuing)
     # cached (no nonce) answer first, then revocation must show at once
     assert (
-        _ask(client, _ocsp_request(issuing, serial), get=get).certificate_status is ocsp.OCSPCertStatus.GOOD
+        _ask(client, ocsp_request_der(issuing, serial), get=get).certificate_status
+        is ocsp.OCSPCertStatus.GOOD
     )
     client.post(f"/api/v1/certificates/{format(serial, 'x')}/revoke", json={"reason": "keyCompromise"})
     for nonce in (None, b"n2" * 8):
-        revoked = _ask(client, _ocsp_request(issuing, serial, nonce), get=get)
+        revoked = _ask(client, ocsp_request_der(issuing, serial, nonce), get=get)
         assert revoked.certificate_status is ocsp.OCSPCertStatus.REVOKED
         assert revoked.revocation_reason is x509.ReasonFlags.key_compromise
-    unknown = _ask(client, _ocsp_request(issuing, 0xDEAD_BEEF_0000_1111_2222), get=get)
+    unknown = _ask(client, ocsp_request_der(issuing, 0xDEAD_BEEF_0000_1111_2222), get=get)
     assert unknown.certificate_status is ocsp.OCSPCertStatus.UNKNOWN
 
 
@@ -305,7 +292,9 @@ def test_ocsp_errors(client):
     from tests.unit.core.conftest import make_ca
 
     other = make_ca("other", path_length=None).info.certificate
-    assert _ask(client, _ocsp_request(other, 1 << 70)).response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
+    assert (
+        _ask(client, ocsp_request_der(other, 1 << 70)).response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
+    )
     assert _ask(client, b"\x30\x00").response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
     assert client.get("/ocsp").status_code == 405
     assert client.post("/ocsp", content=b"x" * 20000).status_code == 413

@@ -6,8 +6,14 @@ import pytest
 from cryptography import x509
 from cryptography.x509 import ocsp
 
-from tests.conftest import _postgres_database, build_csr, make_key, start_server, stop_server
-from tests.integration.test_api import _ocsp_request
+from tests.conftest import (
+    _postgres_database,
+    build_csr,
+    make_key,
+    ocsp_request_der,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +53,7 @@ def test_two_workers_on_postgresql_issue_revoke_and_answer_ocsp(tmp_path):
                     answer = ocsp.load_der_ocsp_response(
                         plain.post(
                             "/ocsp",
-                            content=_ocsp_request(issuing, serials[0]),
+                            content=ocsp_request_der(issuing, serials[0]),
                             headers={"content-type": "application/ocsp-request"},
                         ).content
                     )

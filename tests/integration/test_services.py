@@ -12,8 +12,7 @@ from cryptography.x509 import ocsp
 from otward.config import load_settings
 from otward.errors import ConflictError, PolicyViolationError
 from otward.services.pki import Pki, random_serial_number
-from tests.conftest import build_csr, make_key
-from tests.integration.test_api import _ocsp_request
+from tests.conftest import build_csr, make_key, ocsp_request_der
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +70,7 @@ def test_ocsp_responder_is_renewed_before_it_expires(timed_pki, clock):
         build_csr(make_key(), cn="op"), profile="tls-client"
     ).certificate.serial_number
     response = ocsp.load_der_ocsp_response(
-        timed_pki.ocsp.respond(_ocsp_request(issuing.certificate, serial, b"x" * 16)).der
+        timed_pki.ocsp.respond(ocsp_request_der(issuing.certificate, serial, b"x" * 16)).der
     )
     assert response.certificates == [new]
     assert timed_pki.store.get_certificate(new.serial_number).profile == "ocsp-responder"
@@ -82,10 +81,10 @@ def test_ocsp_reuses_signatures_only_without_nonce(timed_pki):
     serial = timed_pki.issuance.issue(
         build_csr(make_key(), cn="op"), profile="tls-client"
     ).certificate.serial_number
-    plain = _ocsp_request(issuing, serial)
+    plain = ocsp_request_der(issuing, serial)
     assert timed_pki.ocsp.respond(plain).der == timed_pki.ocsp.respond(plain).der
-    first = timed_pki.ocsp.respond(_ocsp_request(issuing, serial, b"a" * 16)).der
-    second = timed_pki.ocsp.respond(_ocsp_request(issuing, serial, b"b" * 16)).der
+    first = timed_pki.ocsp.respond(ocsp_request_der(issuing, serial, b"a" * 16)).der
+    second = timed_pki.ocsp.respond(ocsp_request_der(issuing, serial, b"b" * 16)).der
     assert first != second
 
 
@@ -117,7 +116,7 @@ def test_revoked_sub_ca_issues_nothing(timed_pki):
 def test_ocsp_serves_a_ca_created_after_it_started(timed_pki, installation, database_url):
     # warm the responder's issuer index, then create a CA through a second instance (as the CLI would)
     issuing = timed_pki.authorities.get("issuing").certificate
-    timed_pki.ocsp.respond(_ocsp_request(issuing, 1 << 70))
+    timed_pki.ocsp.respond(ocsp_request_der(issuing, 1 << 70))
     other = Pki.open(load_settings(installation, database_url=database_url))
     try:
         from otward.core.keys import KeyType
@@ -129,7 +128,7 @@ def test_ocsp_serves_a_ca_created_after_it_started(timed_pki, installation, data
     finally:
         other.close()
     answer = ocsp.load_der_ocsp_response(
-        timed_pki.ocsp.respond(_ocsp_request(plant.certificate, serial.certificate.serial_number)).der
+        timed_pki.ocsp.respond(ocsp_request_der(plant.certificate, serial.certificate.serial_number)).der
     )
     assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 
 import pytest
@@ -12,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from otward.core.issuance import build_ocsp_responder_certificate
-from otward.core.keys import public_key_bits
 from otward.core.ocsp import (
     CertStatus,
     IssuerIndex,
@@ -23,24 +21,14 @@ from otward.core.ocsp import (
 )
 from otward.core.revocation import RevokedEntry
 from otward.errors import ParseError
+from tests.conftest import ocsp_request_der
 from tests.unit.core.conftest import NOW, make_ca
 
 SERIAL = 0xABCDEF_0123456789_ABCDEF
 
 
 def request_der(issuer_cert, serial=SERIAL, *, algorithm=None, nonce=None) -> bytes:
-    builder = ocsp.OCSPRequestBuilder()
-    algorithm = algorithm or hashes.SHA1()
-    name = algorithm.name
-    builder = builder.add_certificate_by_hash(
-        hashlib.new(name, issuer_cert.subject.public_bytes()).digest(),
-        hashlib.new(name, public_key_bits(issuer_cert.public_key())).digest(),
-        serial,
-        algorithm,
-    )
-    if nonce is not None:
-        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    return builder.build().public_bytes(serialization.Encoding.DER)
+    return ocsp_request_der(issuer_cert, serial, nonce, algorithm=algorithm)
 
 
 @pytest.fixture(scope="module")
