@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,6 +36,19 @@ POSTGRES_ADMIN_URL = os.environ.get(
 # Tests own their environment: no passphrase or data directory leaks in from the caller.
 for _name in ("OTWARD_CA_PASSPHRASE", "OTWARD_CA_PASSPHRASE_FILE", "OTWARD_DATA", "OTWARD_DB"):
     os.environ.pop(_name, None)
+
+
+class Clock:
+    """A clock the tests move by hand (expiry, challenge lifetimes, grace periods)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
 
 
 def make_key(key_type: str = "ec-p256"):  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ contains key material, tokens or whole requests) and, where it helps, the
     ├── NotFoundError               unknown CA, profile or certificate
     ├── ConflictError               would overwrite or contradict existing state
     ├── AuthenticationError         missing or wrong credentials
+    │   └── RateLimitedError        too many failed attempts from one source
     ├── IntegrityError              stored data fails an integrity check (audit chain)
     └── BackendError                an adapter failed (not the caller's fault)
         ├── StorageError            database
@@ -32,6 +33,7 @@ __all__ = [
     "OtwardError",
     "ParseError",
     "PolicyViolationError",
+    "RateLimitedError",
     "SignerError",
     "StorageError",
     "UnsupportedAlgorithmError",
@@ -80,6 +82,14 @@ class ConflictError(OtwardError):
 
 class AuthenticationError(OtwardError):
     """Credentials are missing, unknown or revoked."""
+
+
+class RateLimitedError(AuthenticationError):
+    """Too many failed attempts from one source address; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float, rule: str | None = "rate-limit") -> None:
+        super().__init__(message, rule=rule)
+        self.retry_after = retry_after
 
 
 class IntegrityError(OtwardError):

@@ -21,7 +21,7 @@ from otward.errors import (
 )
 from otward.services.audit import Actor
 from otward.services.pki import Pki
-from tests.integration.test_services import Clock
+from tests.conftest import Clock
 
 pytestmark = pytest.mark.integration
 

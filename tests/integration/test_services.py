@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from cryptography import x509
@@ -12,17 +12,9 @@ from cryptography.x509 import ocsp
 from otward.config import load_settings
 from otward.errors import ConflictError, PolicyViolationError
 from otward.services.pki import Pki, random_serial_number
-from tests.conftest import build_csr, make_key, ocsp_request_der
+from tests.conftest import Clock, build_csr, make_key, ocsp_request_der
 
 pytestmark = pytest.mark.integration
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

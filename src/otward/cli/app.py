@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from otward import __version__
-from otward.cli import audit, ca, cert, crl, log, owner, token
+from otward.cli import audit, ca, cert, crl, device, log, owner, token
 from otward.cli.common import (
     DataOption,
     DbOption,
@@ -42,6 +42,7 @@ app.add_typer(log.app, name="log")
 app.add_typer(token.app, name="api-token")
 app.add_typer(owner.owner_app, name="owner")
 app.add_typer(owner.token_app, name="token")
+app.add_typer(device.app, name="device")
 
 
 def _version(value: bool) -> None:

@@ -18,8 +18,16 @@ from otward.cli.common import (
     print_json,
 )
 from otward.core.durations import parse_duration
+from otward.core.records import OwnerRecord
+from otward.errors import InvalidRequestError
 
 owner_app = typer.Typer(help="Owners: the accounts devices belong to.", no_args_is_help=True)
+AllowKeygenOption = Annotated[
+    bool, typer.Option("--allow-server-keygen", help="Its devices may ask the server to make their key")
+]
+GraceOption = Annotated[
+    str, typer.Option("--renewal-grace", help="Allow renewal this long after expiry, e.g. 180d (0d: never)")
+]
 token_app = typer.Typer(help="Enrollment tokens: time- and use-limited, shown once.", no_args_is_help=True)
 
 
@@ -30,17 +38,79 @@ def create_owner(
     ca: Annotated[
         str | None, typer.Option("--ca", help="Issuing CA of its devices [default: issuing]")
     ] = None,
+    allow_server_keygen: AllowKeygenOption = False,
+    renewal_grace: GraceOption = "0d",
     data: DataOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create an owner; its devices will be issued by --ca (its own sub-CA, or the default)."""
     with open_pki(data, db) as pki:
-        record = pki.owners.create(name, ca=ca, actor=cli_actor())
+        record = pki.owners.create(
+            name,
+            ca=ca,
+            allow_server_keygen=allow_server_keygen,
+            renewal_grace_days=_days(renewal_grace),
+            actor=cli_actor(),
+        )
     if as_json:
-        print_json({"name": record.name, "ca": record.ca, "created_at": record.created_at})
+        print_json(_owner_json(record))
     else:
         console.print(f"created owner {record.name} (devices issued by CA {record.ca})", highlight=False)
+
+
+@owner_app.command("set")
+@handle_errors
+def update_owner(
+    name: Annotated[str, typer.Argument(help="Owner name")],
+    allow_server_keygen: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-server-keygen/--no-server-keygen", help="May its devices ask the server for a key"
+        ),
+    ] = None,
+    renewal_grace: Annotated[
+        str | None, typer.Option("--renewal-grace", help="Renewal after expiry within, e.g. 180d; 0d: never")
+    ] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change what an owner's devices may do."""
+    with open_pki(data, db) as pki:
+        record = pki.owners.update(
+            name,
+            allow_server_keygen=allow_server_keygen,
+            renewal_grace_days=None if renewal_grace is None else _days(renewal_grace),
+            actor=cli_actor(),
+        )
+    if as_json:
+        print_json(_owner_json(record))
+    else:
+        console.print(
+            f"owner {record.name}: server keygen {'allowed' if record.allow_server_keygen else 'refused'},"
+            f" renewal after expiry within {record.renewal_grace_days} days",
+            highlight=False,
+        )
+
+
+def _days(text: str) -> int:
+    duration = parse_duration(text) if text.strip() not in ("0", "0d") else None
+    if duration is None:
+        return 0
+    if duration.total_seconds() % 86400:
+        raise InvalidRequestError("the renewal grace is whole days, e.g. 90d", rule="renewal-grace")
+    return duration.days
+
+
+def _owner_json(record: OwnerRecord) -> dict[str, object]:
+    return {
+        "name": record.name,
+        "ca": record.ca,
+        "created_at": record.created_at,
+        "allow_server_keygen": record.allow_server_keygen,
+        "renewal_grace_days": record.renewal_grace_days,
+    }
 
 
 @owner_app.command("list")
@@ -50,11 +120,13 @@ def list_owners(data: DataOption = None, db: DbOption = None, as_json: JsonOptio
     with open_pki(data, db) as pki:
         records = pki.owners.list()
     if as_json:
-        print_json([{"name": r.name, "ca": r.ca, "created_at": r.created_at} for r in records])
+        print_json([_owner_json(r) for r in records])
         return
-    table = Table("owner", "issuing CA", "created (UTC)")
+    table = Table("owner", "issuing CA", "server keygen", "renewal grace", "created (UTC)")
     for r in records:
-        table.add_row(r.name, r.ca, f"{r.created_at:%Y-%m-%d %H:%M}")
+        keygen = "allowed" if r.allow_server_keygen else "no"
+        grace = f"{r.renewal_grace_days}d" if r.renewal_grace_days else "none"
+        table.add_row(r.name, r.ca, keygen, grace, f"{r.created_at:%Y-%m-%d %H:%M}")
     console.print(table)
 
 
@@ -126,16 +198,18 @@ def list_tokens(
             "uses_allowed": r.uses_allowed,
             "expires_at": r.expires_at,
             "state": r.state_at(now),
+            "kind": r.kind,
         }
         for r in records
     ]
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "owner", "profile", "pattern", "uses", "expires (UTC)", "state")
+    table = Table("id", "kind", "owner", "profile", "pattern", "uses", "expires (UTC)", "state")
     for r in records:
         table.add_row(
             r.token_id,
+            r.kind,
             r.owner,
             r.profile,
             r.device_id_pattern,

@@ -56,6 +56,11 @@ class EventType(enum.Enum):
     ENROLL_TOKEN_REVOKED = "enroll_token.revoked"  # noqa: S105 - an event name
     ENROLL_SUCCEEDED = "enroll.succeeded"
     ENROLL_REFUSED = "enroll.refused"
+    OWNER_CHANGED = "owner.changed"
+    DEVICE_DISABLED = "device.disabled"
+    DEVICE_ENABLED = "device.enabled"
+    DEVICE_REVOKED = "device.revoked"
+    DEVICE_ATTESTED = "device.attested"
     POLICY_CHANGED = "policy.changed"
     INTEGRITY_FAILED = "integrity.failed"
     SERVICE_STARTED = "service.started"

@@ -6,7 +6,9 @@ signatures, and only curves that field devices and OPC UA stacks implement.
 
 from __future__ import annotations
 
+import base64
 import enum
+import hashlib
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,6 +27,7 @@ __all__ = [
     "public_key_bits",
     "sign_data",
     "signature_hash_for",
+    "spki_pin",
     "verify_data",
 ]
 
@@ -157,3 +160,10 @@ def verify_data(key: CertificatePublicKeyTypes, signature: bytes, data: bytes) -
     except InvalidSignature:
         return False
     return False
+
+
+def spki_pin(key: CertificatePublicKeyTypes) -> str:
+    """``sha256/<base64>`` of the DER SubjectPublicKeyInfo: how a device pins its server's key
+    (the same digest HPKP and curl's ``--pinnedpubkey`` use)."""
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode()

@@ -6,7 +6,7 @@ what it can and nothing raises NotImplementedError.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -19,7 +19,11 @@ from otward.core.records import (
     AuthorityRecord,
     CertificateFilter,
     CertificateRecord,
+    ChallengeRecord,
     CrlRecord,
+    DeviceEnrollment,
+    DeviceRecord,
+    DeviceStatus,
     EnrollmentTokenRecord,
     OwnerRecord,
     TokenRecord,
@@ -33,6 +37,7 @@ __all__ = [
     "CertificateStore",
     "CrlBuilder",
     "CrlStore",
+    "DeviceStore",
     "EnrollmentTokenStore",
     "KeyBackend",
     "OwnerStore",
@@ -156,6 +161,67 @@ class OwnerStore(Protocol):
 
     def list_owners(self) -> Sequence[OwnerRecord]: ...
 
+    def update_owner(
+        self,
+        name: str,
+        *,
+        allow_server_keygen: bool | None,
+        renewal_grace_days: int | None,
+        events: Sequence[AuditEvent] = (),
+    ) -> OwnerRecord: ...
+
+
+class DeviceStore(Protocol):
+    def enroll_device(
+        self,
+        record: CertificateRecord,
+        enrollment: DeviceEnrollment,
+        events: Sequence[AuditEvent],
+        *,
+        issuer_serials: Sequence[int] = (),
+    ) -> None:
+        """Certificate, registry update and token use in one transaction, durable on return."""
+        ...
+
+    def add_devices(
+        self,
+        records: Sequence[CertificateRecord],
+        enrollments: Sequence[DeviceEnrollment],
+        events: Sequence[AuditEvent],
+        *,
+        issuer_serials: Sequence[int] = (),
+    ) -> None: ...
+
+    def get_device(self, device_id: str) -> DeviceRecord | None: ...
+
+    def list_devices(
+        self, *, owner: str | None, status: DeviceStatus | None, limit: int, offset: int
+    ) -> tuple[Sequence[DeviceRecord], int]: ...
+
+    def device_certificates(self, device_id: str) -> Sequence[CertificateRecord]: ...
+
+    def set_device_status(
+        self, device_id: str, status: DeviceStatus, events: Sequence[AuditEvent] = ()
+    ) -> DeviceRecord: ...
+
+    def revoke_device(
+        self,
+        device_id: str,
+        when: datetime,
+        reason: ReasonFlags,
+        event_for: Callable[[CertificateRecord | None], AuditEvent],
+    ) -> list[CertificateRecord]: ...
+
+    def touch_device(self, device_id: str, when: datetime, *, attested: bool = False) -> None: ...
+
+    def add_challenge(self, challenge: ChallengeRecord) -> None: ...
+
+    def use_challenge(self, challenge_id: str, device_id: str, now: datetime) -> ChallengeRecord | None:
+        """Spend a challenge atomically; None when unknown, foreign, used or expired."""
+        ...
+
+    def purge_challenges(self, before: datetime) -> int: ...
+
 
 class EnrollmentTokenStore(Protocol):
     def add_enrollment_token(
@@ -238,6 +304,7 @@ class PkiStore(
     StatisticsStore,
     OwnerStore,
     EnrollmentTokenStore,
+    DeviceStore,
     Protocol,
 ):
     """Everything the services persist; one database implements it all."""

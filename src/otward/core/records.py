@@ -17,7 +17,11 @@ __all__ = [
     "CertificateKind",
     "CertificateRecord",
     "CertificateStatus",
+    "ChallengeRecord",
     "CrlRecord",
+    "DeviceEnrollment",
+    "DeviceRecord",
+    "DeviceStatus",
     "EnrollmentTokenRecord",
     "OwnerRecord",
     "TokenRecord",
@@ -73,6 +77,7 @@ class CertificateRecord:
     created_at: datetime
     revoked_at: datetime | None = None
     revocation_reason: ReasonFlags | None = None
+    device_id: str | None = None
 
     @property
     def serial(self) -> str:
@@ -106,11 +111,69 @@ class CrlRecord:
 
 @dataclass(frozen=True)
 class OwnerRecord:
-    """An account devices belong to; its devices are issued by ``ca``."""
+    """An account devices belong to; its devices are issued by ``ca``.
+
+    ``allow_server_keygen`` lets its devices ask the server for a key (EST serverkeygen);
+    ``renewal_grace_days`` lets a device whose certificate expired at most that long ago renew
+    by proving it holds the expired certificate's key (0: never).
+    """
 
     name: str
     ca: str
     created_at: datetime
+    allow_server_keygen: bool = False
+    renewal_grace_days: int = 0
+
+
+class DeviceStatus(enum.Enum):
+    ACTIVE = "active"
+    DISABLED = "disabled"  # cannot enroll or re-enroll until enabled again
+    REVOKED = "revoked"  # for good: all its certificates are revoked
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """A device in the registry: whose it is, its state, its current certificate, when it was seen."""
+
+    device_id: str
+    owner: str
+    status: DeviceStatus
+    profile: str
+    current_serial: str | None
+    enrollment_token_id: str | None
+    first_seen: datetime
+    last_seen: datetime
+    last_attested_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeviceEnrollment:
+    """What an enrollment changes in the registry, written in the certificate's transaction.
+
+    ``token_id`` is spent (one use) when set. ``existing_only`` is for renewals: the device must be
+    registered already. ``new_device_only`` refuses a device id that still holds a valid certificate
+    (an enrollment token must not take over an enrolled device)."""
+
+    device_id: str
+    owner: str
+    profile: str
+    now: datetime
+    token_id: str | None = None
+    existing_only: bool = False
+    new_device_only: bool = True
+
+
+@dataclass(frozen=True)
+class ChallengeRecord:
+    """A single-use nonce a device must sign; it expires quickly."""
+
+    challenge_id: str
+    device_id: str
+    purpose: str
+    nonce: bytes
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +190,7 @@ class EnrollmentTokenRecord:
     expires_at: datetime
     created_at: datetime
     revoked_at: datetime | None = None
+    kind: Literal["enrollment", "renewal"] = "enrollment"
 
     def state_at(self, now: datetime) -> Literal["active", "expired", "used", "revoked"]:
         if self.revoked_at is not None:

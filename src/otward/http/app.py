@@ -19,6 +19,9 @@ from otward.core.revocation import parse_reason
 from otward.errors import InvalidRequestError, NotFoundError
 from otward.http.audit import router as audit_router
 from otward.http.auth import AdminActor, get_pki
+from otward.http.devices import router as devices_router
+from otward.http.est import router as est_router
+from otward.http.limits import install_limits
 from otward.http.metrics import observe_requests, render_metrics
 from otward.http.problems import install_problem_handlers
 from otward.http.schemas import (
@@ -134,15 +137,19 @@ def create_api(pki: Pki) -> FastAPI:
         title="otward",
         version=__version__,
         description=(
-            "Private PKI for industrial sites: issuance, revocation, CRL and OCSP,"
-            " a tamper-evident audit trail and an issuance transparency log."
+            "Private PKI for industrial sites: issuance, revocation, CRL and OCSP, device enrollment"
+            " over EST (RFC 7030), a device registry with attestation, a tamper-evident audit trail"
+            " and an issuance transparency log."
         ),
         docs_url=None,
         redoc_url=None,
     )
     app.state.pki = pki
+    install_limits(app.state)
     install_problem_handlers(app)
     app.include_router(router)
+    app.include_router(devices_router)
+    app.include_router(est_router)
     app.include_router(audit_router)
     app.include_router(transparency_router)
     _serve_docs_offline(app)

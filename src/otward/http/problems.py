@@ -6,6 +6,7 @@ A 5xx answer carries only a request id; the cause goes to the log.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from typing import Any
 
@@ -23,6 +24,7 @@ from otward.errors import (
     NotFoundError,
     OtwardError,
     PolicyViolationError,
+    RateLimitedError,
 )
 
 __all__ = ["install_problem_handlers", "problem_response", "status_for"]
@@ -31,6 +33,7 @@ log = logging.getLogger("otward.http")
 
 _STATUS: tuple[tuple[type[OtwardError], int, str], ...] = (
     (InvalidRequestError, 400, "invalid-request"),
+    (RateLimitedError, 429, "too-many-requests"),
     (PolicyViolationError, 422, "policy-violation"),
     (AuthenticationError, 401, "unauthenticated"),
     (NotFoundError, 404, "not-found"),
@@ -40,6 +43,9 @@ _STATUS: tuple[tuple[type[OtwardError], int, str], ...] = (
 )
 
 PROBLEM_JSON = "application/problem+json"
+API_CHALLENGE = 'Bearer realm="otward"'
+# EST clients (curl -u, libest) answer a Basic challenge with the token as password.
+EST_CHALLENGE = 'Basic realm="otward-est", Bearer realm="otward-est"'
 
 
 def status_for(error: OtwardError) -> tuple[int, str]:
@@ -50,7 +56,13 @@ def status_for(error: OtwardError) -> tuple[int, str]:
 
 
 def problem_response(
-    status: int, kind: str, detail: str, *, rule: str | None = None, extra: dict[str, Any] | None = None
+    status: int,
+    kind: str,
+    detail: str,
+    *,
+    rule: str | None = None,
+    extra: dict[str, Any] | None = None,
+    challenge: str = API_CHALLENGE,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"urn:otward:problem:{kind}",
@@ -62,18 +74,23 @@ def problem_response(
         body["rule"] = rule
     if extra:
         body.update(extra)
-    headers = {"WWW-Authenticate": 'Bearer realm="otward"'} if status == 401 else None
+    headers = {"WWW-Authenticate": challenge} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 async def _otward_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OtwardError)  # noqa: S101 - registered for OtwardError only
     status, kind = status_for(exc)
+    challenge = EST_CHALLENGE if request.url.path.startswith("/.well-known/est") else API_CHALLENGE
+    if isinstance(exc, RateLimitedError):
+        response = problem_response(status, kind, exc.message, rule=exc.rule)
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
     if status >= 500:
         request_id = uuid.uuid4().hex
         log.error("request %s failed: %s", request_id, exc, exc_info=exc)
         return problem_response(status, kind, f"the server could not complete the request (id {request_id})")
-    return problem_response(status, kind, exc.message, rule=exc.rule)
+    return problem_response(status, kind, exc.message, rule=exc.rule, challenge=challenge)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -8,13 +8,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel, ConfigDict, Field
 
-from otward.core.records import AuthorityRecord, CertificateRecord, CertificateStatus
+from otward.core.records import AuthorityRecord, CertificateRecord, CertificateStatus, DeviceRecord
 from otward.core.revocation import reason_name
 
 __all__ = [
+    "AttestRequest",
+    "AttestResponse",
     "AuthorityOut",
     "CertificateOut",
     "CertificatePage",
+    "ChallengeRequest",
+    "ChallengeResponse",
+    "DeviceOut",
+    "DevicePage",
     "IssueRequest",
     "IssueResponse",
     "RevokeRequest",
@@ -112,3 +118,71 @@ class AuthorityOut(BaseModel):
             permitted_ip=networks,
             certificate=certificate.public_bytes(Encoding.PEM).decode(),
         )
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    owner: str
+    status: str = Field(description="active, disabled or revoked")
+    profile: str
+    current_serial: str | None
+    enrollment_token: str | None = Field(description="id of the token that enrolled it last")
+    first_seen: datetime
+    last_seen: datetime
+    last_attested_at: datetime | None
+    certificates: list[CertificateOut] | None = Field(
+        default=None, description="history, newest first (only when one device is shown)"
+    )
+
+    @classmethod
+    def from_record(
+        cls, record: DeviceRecord, now: datetime, history: list[CertificateRecord] | None = None
+    ) -> DeviceOut:
+        return cls(
+            device_id=record.device_id,
+            owner=record.owner,
+            status=record.status.value,
+            profile=record.profile,
+            current_serial=record.current_serial,
+            enrollment_token=record.enrollment_token_id,
+            first_seen=record.first_seen,
+            last_seen=record.last_seen,
+            last_attested_at=record.last_attested_at,
+            certificates=None if history is None else [CertificateOut.from_record(c, now) for c in history],
+        )
+
+
+class DevicePage(BaseModel):
+    items: list[DeviceOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ChallengeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: str = Field(default="attest", description="attest, or renew to earn a renewal token")
+
+
+class ChallengeResponse(BaseModel):
+    challenge_id: str
+    nonce: str = Field(description="base64url without padding; sign challenge_message(...) over it")
+    purpose: str
+    expires_at: datetime
+
+
+class AttestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    challenge_id: str = Field(max_length=64)
+    signature: str = Field(max_length=2048, description="base64url (padding optional) of the signature")
+
+
+class AttestResponse(BaseModel):
+    device_id: str
+    result: str = Field(description="passed (a failure is a 401 problem)")
+    serial: str = Field(description="the certificate whose key answered")
+    renewal_token: str | None = Field(
+        default=None, description="single use, minutes long; for purpose 'renew' only"
+    )

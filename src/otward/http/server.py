@@ -24,6 +24,7 @@ from typing import Any
 
 import uvicorn
 import uvloop
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from otward.adapters.syslog import SyslogTlsForwarder, client_context
 from otward.config import Settings, load_settings, read_passphrase
@@ -31,6 +32,7 @@ from otward.core.audit import EventType
 from otward.errors import ConfigError, OtwardError
 from otward.http.app import create_app
 from otward.http.status import StatusApp
+from otward.http.tls import TlsAwareHttpProtocol
 from otward.services.audit import Actor
 from otward.services.bootstrap import TlsFiles
 from otward.services.pki import Pki
@@ -70,13 +72,36 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _https_config(app: Any, settings: Settings, options: ServeOptions) -> uvicorn.Config:
+def _client_ca_file(settings: Settings) -> Path:
+    return settings.data_dir / "run" / "client-cas.pem"
+
+
+def _write_client_cas(pki: Pki, path: Path) -> None:
+    """Every otward CA certificate, for verifying client certificates (device re-enrollment).
+
+    A CA created while the service runs is trusted for client certificates after a restart."""
+    pem = "".join(
+        pki.authorities.get(a.name).certificate.public_bytes(Encoding.PEM).decode()
+        for a in pki.authorities.list()
+    )
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    path.write_text(pem)
+
+
+def _https_config(
+    app: Any, settings: Settings, options: ServeOptions, client_ca_file: Path
+) -> uvicorn.Config:
     tls = TlsFiles.in_dir(settings.data_dir)
     config = uvicorn.Config(
         app,
         ssl_certfile=str(tls.certificate_chain),
         ssl_keyfile=str(tls.private_key),
         ssl_keyfile_password=read_passphrase(settings.data_dir).decode(),
+        # A client certificate is optional (tokens and admin tokens need none); when one is sent it
+        # must chain to an otward CA or the handshake fails. EST re-enrollment reads it (http.tls).
+        ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        ssl_ca_certs=str(client_ca_file),
+        http=TlsAwareHttpProtocol,
         access_log=options.access_log,
         log_level="info",
         lifespan="off",
@@ -166,7 +191,7 @@ async def _serve_worker(
 ) -> None:
     settings = load_settings(options.data_dir, database_url=options.database_url)
     pki = Pki.open(settings, migrate=False)
-    https = _Server(_https_config(create_app(pki), settings, options))
+    https = _Server(_https_config(create_app(pki), settings, options, _client_ca_file(settings)))
     plain = _Server(
         uvicorn.Config(StatusApp(pki), access_log=options.access_log, lifespan="off", server_header=False)
     )
@@ -207,7 +232,11 @@ def _worker_main(
 def serve(options: ServeOptions) -> None:
     """Serve until SIGINT/SIGTERM. Migrations run once, before any worker starts."""
     settings = load_settings(options.data_dir, database_url=options.database_url)
-    Pki.open(settings, migrate=True).close()
+    pki = Pki.open(settings, migrate=True)
+    try:
+        _write_client_cas(pki, _client_ca_file(settings))
+    finally:
+        pki.close()
     if options.workers < 1:
         raise ConfigError("--workers must be at least 1")
     sockets = (_bind(options.host, options.port), _bind(options.host, options.http_port))

@@ -15,6 +15,7 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Literal
 
 from otward.core.audit import EventType, Outcome
 from otward.core.ports import PkiStore
@@ -27,11 +28,19 @@ __all__ = ["DEFAULT_OWNER_CA", "EnrollmentTokens", "Owners"]
 
 DEFAULT_OWNER_CA = "issuing"
 MAX_TTL = timedelta(days=30)
+MAX_RENEWAL_GRACE_DAYS = 3 * 365  # a machine may sit in storage for years, not for ever
 _OWNER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _TOKEN = re.compile(r"^otwe_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _PATTERN = re.compile(r"^[A-Za-z0-9._*?\[\]-]{1,128}$")
 # The same message for every token failure: a client learns nothing about which tokens exist.
 _REFUSED = "invalid, expired, used-up or revoked enrollment token"
+
+
+def _check_grace(days: int) -> None:
+    if not 0 <= days <= MAX_RENEWAL_GRACE_DAYS:
+        raise InvalidRequestError(
+            f"renewal grace must be 0 to {MAX_RENEWAL_GRACE_DAYS} days", rule="renewal-grace"
+        )
 
 
 def _hash(secret: str) -> bytes:
@@ -52,8 +61,17 @@ class Owners:
         self._clock = clock
         self._audit = audit
 
-    def create(self, name: str, *, ca: str | None = None, actor: Actor = SYSTEM_ACTOR) -> OwnerRecord:
+    def create(
+        self,
+        name: str,
+        *,
+        ca: str | None = None,
+        allow_server_keygen: bool = False,
+        renewal_grace_days: int = 0,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> OwnerRecord:
         """An owner whose devices are issued by ``ca`` (its own sub-CA, or ``issuing``)."""
+        _check_grace(renewal_grace_days)
         if not _OWNER.match(name):
             raise PolicyViolationError(
                 f"owner name '{name}' must be 1-64 lower-case letters, digits or ._-", rule="owner-name"
@@ -62,10 +80,45 @@ class Owners:
         authority = self._authorities.get(chosen)
         if authority.parent is None:
             raise PolicyViolationError(f"CA '{chosen}' is a root; owners need an issuing CA", rule="ca-root")
-        record = OwnerRecord(name=name, ca=chosen, created_at=self._clock())
-        event = self._audit.event(actor, EventType.OWNER_CREATED, name, details={"ca": chosen})
+        record = OwnerRecord(
+            name=name,
+            ca=chosen,
+            created_at=self._clock(),
+            allow_server_keygen=allow_server_keygen,
+            renewal_grace_days=renewal_grace_days,
+        )
+        details = {
+            "ca": chosen,
+            "allow_server_keygen": str(allow_server_keygen).lower(),
+            "renewal_grace_days": str(renewal_grace_days),
+        }
+        event = self._audit.event(actor, EventType.OWNER_CREATED, name, details=details)
         self._store.add_owner(record, [event])
         return record
+
+    def update(
+        self,
+        name: str,
+        *,
+        allow_server_keygen: bool | None = None,
+        renewal_grace_days: int | None = None,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> OwnerRecord:
+        """Change what an owner's devices may do (server key generation, renewal after expiry)."""
+        if renewal_grace_days is not None:
+            _check_grace(renewal_grace_days)
+        details = {}
+        if allow_server_keygen is not None:
+            details["allow_server_keygen"] = str(allow_server_keygen).lower()
+        if renewal_grace_days is not None:
+            details["renewal_grace_days"] = str(renewal_grace_days)
+        event = self._audit.event(actor, EventType.OWNER_CHANGED, name, details=details)
+        return self._store.update_owner(
+            name,
+            allow_server_keygen=allow_server_keygen,
+            renewal_grace_days=renewal_grace_days,
+            events=[event],
+        )
 
     def get(self, name: str) -> OwnerRecord:
         record = self._store.get_owner(name)
@@ -115,6 +168,24 @@ class EnrollmentTokens:
                 f"device id pattern '{device_id_pattern}' may use letters, digits, ._- and the globs * ? [ ]",
                 rule="token-pattern",
             )
+        return self._store_new(owner, profile, device_id_pattern, uses, ttl, "enrollment", actor)
+
+    def create_renewal(
+        self, owner: str, device_id: str, profile: str, *, ttl: timedelta, actor: Actor
+    ) -> tuple[EnrollmentTokenRecord, str]:
+        """A single-use token that renews ``device_id`` only (earned by a passed ``renew`` challenge)."""
+        return self._store_new(owner, profile, device_id, 1, ttl, "renewal", actor)
+
+    def _store_new(
+        self,
+        owner: str,
+        profile: str,
+        pattern: str,
+        uses: int,
+        ttl: timedelta,
+        kind: Literal["enrollment", "renewal"],
+        actor: Actor,
+    ) -> tuple[EnrollmentTokenRecord, str]:
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         now = self._clock()
@@ -123,18 +194,20 @@ class EnrollmentTokens:
             owner=owner,
             secret_hash=_hash(secret),
             profile=profile,
-            device_id_pattern=device_id_pattern,
+            device_id_pattern=pattern,
             uses_allowed=uses,
             uses=0,
             expires_at=now + ttl,
             created_at=now,
+            kind=kind,
         )
         details = {
             "owner": owner,
             "profile": profile,
             "uses": str(uses),
-            "pattern": device_id_pattern,
+            "pattern": pattern,
             "expires_at": record.expires_at.isoformat(),
+            "kind": kind,
         }
         event = self._audit.event(
             actor, EventType.ENROLL_TOKEN_CREATED, f"enroll_token:{token_id}", details=details
@@ -149,8 +222,11 @@ class EnrollmentTokens:
         event = self._audit.event(actor, EventType.ENROLL_TOKEN_REVOKED, f"enroll_token:{token_id}")
         return self._store.revoke_enrollment_token(token_id, self._clock(), [event])
 
-    def verify(self, text: str, *, device_id: str, profile: str, actor: Actor) -> EnrollmentTokenRecord:
-        """The token's record if ``text`` may enroll ``device_id`` under ``profile`` now.
+    def verify(
+        self, text: str, *, device_id: str, profile: str | None = None, actor: Actor
+    ) -> EnrollmentTokenRecord:
+        """The token's record if ``text`` may enroll ``device_id`` under ``profile`` (default: the
+        token's own) now.
 
         Unknown, wrong, expired, used-up and revoked tokens raise AuthenticationError (HTTP 401), a
         device id or profile the token does not cover raises PolicyViolationError (HTTP 403 at the
@@ -168,7 +244,7 @@ class EnrollmentTokens:
             )
             self._refuse(actor, subject, f"enrollment token refused: {reason}", device_id)
             raise AuthenticationError(_REFUSED, rule="enroll-token")
-        if profile != record.profile:
+        if profile is not None and profile != record.profile:
             message = f"the enrollment token is for profile '{record.profile}', not '{profile}'"
             self._refuse(actor, subject, message, device_id)
             raise PolicyViolationError(message, rule="enroll-token-profile")

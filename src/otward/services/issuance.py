@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,7 @@ from otward.errors import InvalidRequestError, NotFoundError, OtwardError, Polic
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService, LoadedAuthority, sign
 
-__all__ = ["DEFAULT_CA", "IssuanceService", "IssuedCertificate"]
+__all__ = ["DEFAULT_CA", "IssuanceService", "IssuedCertificate", "SignedCertificate"]
 
 DEFAULT_CA = "issuing"
 
@@ -43,6 +44,16 @@ class IssuedCertificate:
     @property
     def chain_pem(self) -> list[str]:
         return [c.public_bytes(Encoding.PEM).decode() for c in self.chain]
+
+
+@dataclass(frozen=True)
+class SignedCertificate:
+    """A certificate signed but not yet stored: it exists only once a store call commits it,
+    together with ``event`` and after checking that no CA of ``issuer_serials`` was revoked."""
+
+    issued: IssuedCertificate
+    event: AuditEvent
+    issuer_serials: tuple[int, ...]
 
 
 class IssuanceService:
@@ -98,15 +109,18 @@ class IssuanceService:
         """Issue from ``csr`` under ``profile``; the certificate and its ``cert.issued`` event are
         committed together before it is returned. A refusal is recorded as ``cert.refused``."""
         try:
-            issued, event, authority = self._sign(csr, profile, ca, validity_days, role, owner, actor)
-            chain = [c.serial_number for c in authority.chain[:-1]]
-            self._store.add_certificate(issued.record, [event], issuer_serials=chain)
+            signed = self.sign(
+                csr, profile=profile, ca=ca, validity_days=validity_days, role=role, owner=owner, actor=actor
+            )
+            self._store.add_certificate(
+                signed.issued.record, [signed.event], issuer_serials=signed.issuer_serials
+            )
         except (InvalidRequestError, PolicyViolationError) as exc:
-            self._record_refusal(actor, csr, profile, ca, exc)
+            self.record_refusal(actor, csr, profile, ca, exc)
             raise
-        return issued
+        return signed.issued
 
-    def _record_refusal(
+    def record_refusal(
         self, actor: Actor, csr: bytes | str, profile: str, ca: str | None, exc: OtwardError, **extra: str
     ) -> None:
         details = {"profile": profile, "ca": ca or DEFAULT_CA, "rule": exc.rule or "", **extra}
@@ -120,17 +134,19 @@ class IssuanceService:
         )
         self._audit.record(refusal)
 
-    def _sign(
+    def sign(
         self,
         csr: bytes | str,
+        *,
         profile: str,
-        ca: str | None,
-        validity_days: int | None,
-        role: str | None,
-        owner: str | None,
-        actor: Actor,
-    ) -> tuple[IssuedCertificate, AuditEvent, LoadedAuthority]:
-        """Check and sign, without storing: the certificate exists only once a store call commits it."""
+        ca: str | None = None,
+        validity_days: int | None = None,
+        role: str | None = None,
+        owner: str | None = None,
+        device_id: str | None = None,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> SignedCertificate:
+        """Check and sign, without storing (see :class:`SignedCertificate`)."""
         checked = validate_csr(load_csr(csr))
         chosen = self.profile(profile)
         authority = self._issuer(ca or DEFAULT_CA)
@@ -153,14 +169,18 @@ class IssuanceService:
         record = certificate_record(
             certificate, ca=authority.name, profile=chosen.name, kind=CertificateKind.END_ENTITY, now=now
         )
+        if device_id is not None:
+            record = dataclasses.replace(record, device_id=device_id)
         details = {"ca": authority.name, "profile": chosen.name, "dn": record.subject}
         if role:
             details["role"] = role
+        if device_id:
+            details["device_id"] = device_id
         event = self._audit.event(actor, EventType.CERT_ISSUED, record.serial, details=details)
-        return (
+        return SignedCertificate(
             IssuedCertificate(record=record, certificate=certificate, chain=authority.chain),
             event,
-            authority,
+            tuple(c.serial_number for c in authority.chain[:-1]),
         )
 
     def issue_many(
@@ -178,11 +198,10 @@ class IssuanceService:
         are committed in one transaction, so the batch costs one durable commit. A refusal names the
         CSR by its position and stores nothing.
         """
-        signed: list[tuple[IssuedCertificate, AuditEvent]] = []
-        authority: LoadedAuthority | None = None
+        signed: list[SignedCertificate] = []
         for position, csr in enumerate(csrs):
             try:
-                issued, event, authority = self._sign(csr, profile, ca, validity_days, None, None, actor)
+                one = self.sign(csr, profile=profile, ca=ca, validity_days=validity_days, actor=actor)
             except (InvalidRequestError, PolicyViolationError) as exc:
                 details = {
                     "profile": profile,
@@ -204,15 +223,15 @@ class IssuanceService:
                     f"csr #{position}: {exc.message}; nothing in this batch was issued", rule=exc.rule
                 )
                 raise error from exc
-            signed.append((issued, event))
-        if authority is None:
+            signed.append(one)
+        if not signed:
             return []
         self._store.add_certificates(
-            [issued.record for issued, _ in signed],
-            [event for _, event in signed],
-            issuer_serials=[c.serial_number for c in authority.chain[:-1]],
+            [s.issued.record for s in signed],
+            [s.event for s in signed],
+            issuer_serials=signed[0].issuer_serials,
         )
-        return [issued for issued, _ in signed]
+        return [s.issued for s in signed]
 
 
 def _requested_subject(csr: bytes | str) -> str:

@@ -15,10 +15,13 @@ from otward.core.audit import EventType
 from otward.core.ports import KeyBackend, PkiStore
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
+from otward.services.devices import Devices
 from otward.services.enrollment import EnrollmentTokens, Owners
+from otward.services.est import EstService
 from otward.services.expiry import ExpiryWatch
 from otward.services.issuance import IssuanceService, IssuedCertificate
 from otward.services.ocsp import OcspResponder
+from otward.services.provisioning import Provisioning
 from otward.services.revocation import RevocationService
 from otward.services.signers import AUDIT_SIGNER, SignerService
 from otward.services.tokens import TokenService
@@ -86,6 +89,19 @@ class Pki:
         self.enrollment_tokens = EnrollmentTokens(
             store, self.owners, self.issuance.profile, clock=clock, audit=self.audit
         )
+        self.devices = Devices(
+            store, self.owners, self.enrollment_tokens, self.revocation, clock=clock, audit=self.audit
+        )
+        self.est = EstService(
+            store,
+            self.authorities,
+            self.issuance,
+            self.owners,
+            self.enrollment_tokens,
+            clock=clock,
+            audit=self.audit,
+        )
+        self.provisioning = Provisioning(store, self.issuance, self.owners, clock=clock, audit=self.audit)
         self._audit_sequence_at_open = store.audit_head()[0]
 
     @classmethod

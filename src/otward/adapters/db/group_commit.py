@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import Connection
+
 from otward.core.audit import AuditEvent
 from otward.core.records import CertificateRecord
 from otward.errors import OtwardError, StorageError
@@ -27,6 +29,9 @@ class Pending:
     record: CertificateRecord
     events: tuple[AuditEvent, ...]
     issuer_serials: tuple[int, ...]
+    # Runs inside the group's transaction before the certificate is written (an enrollment's
+    # registry update and token use); raising an OtwardError refuses this write alone.
+    prepare: Callable[[Connection], None] | None = None
     done: bool = field(default=False)
     error: OtwardError | None = field(default=None)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
 )
 
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "authorities",
     "certificates",
     "crls",
+    "device_challenges",
+    "devices",
     "enrollment_tokens",
     "forward_cursors",
     "ledger_state",
@@ -97,7 +101,9 @@ certificates = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("revocation_reason", String(32), nullable=True),
+    Column("device_id", String(64), nullable=True),  # set for certificates of registered devices
     Index("ix_certificates_ca_revoked_at", "ca", "revoked_at"),
+    Index("ix_certificates_device_id", "device_id"),
     Index("ix_certificates_not_valid_after", "not_valid_after"),
     Index("ix_certificates_created_at", "created_at"),
 )
@@ -205,6 +211,8 @@ owners = Table(
     Column("name", String(64), primary_key=True),
     Column("ca", String(64), ForeignKey("authorities.name"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("allow_server_keygen", Boolean, nullable=False, server_default=false()),
+    Column("renewal_grace_days", Integer, nullable=False, server_default="0"),
 )
 
 enrollment_tokens = Table(
@@ -220,5 +228,34 @@ enrollment_tokens = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
+    Column("kind", String(16), nullable=False, server_default="enrollment"),
     Index("ix_enrollment_tokens_owner", "owner"),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("owner", String(64), ForeignKey("owners.name"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("profile", String(64), nullable=False),
+    Column("current_serial", String(42), nullable=True),
+    Column("enrollment_token_id", String(32), nullable=True),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("last_attested_at", UtcDateTime, nullable=True),
+    Index("ix_devices_owner", "owner"),
+)
+
+device_challenges = Table(
+    "device_challenges",
+    metadata,
+    Column("challenge_id", String(32), primary_key=True),
+    Column("device_id", String(64), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("nonce", LargeBinary(32), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Index("ix_device_challenges_expires_at", "expires_at"),
 )

@@ -8,13 +8,25 @@ lean (one INSERT, one indexed SELECT). Every SQLAlchemy error is wrapped in
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from cryptography.x509 import ReasonFlags
-from sqlalchemy import Column, Connection, Engine, Row, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -27,6 +39,8 @@ from otward.adapters.db.schema import (
     authorities,
     certificates,
     crls,
+    device_challenges,
+    devices,
     enrollment_tokens,
     forward_cursors,
     ledger_state,
@@ -42,7 +56,11 @@ from otward.core.records import (
     CertificateFilter,
     CertificateKind,
     CertificateRecord,
+    ChallengeRecord,
     CrlRecord,
+    DeviceEnrollment,
+    DeviceRecord,
+    DeviceStatus,
     EnrollmentTokenRecord,
     OwnerRecord,
     TokenRecord,
@@ -51,6 +69,7 @@ from otward.core.records import (
 from otward.core.revocation import RevokedEntry
 from otward.core.transparency import TreeHead
 from otward.errors import (
+    AuthenticationError,
     ConflictError,
     IntegrityError,
     NotFoundError,
@@ -81,6 +100,7 @@ def _certificate_row(record: CertificateRecord) -> dict[str, Any]:
         "created_at": record.created_at,
         "revoked_at": record.revoked_at,
         "revocation_reason": record.revocation_reason.value if record.revocation_reason else None,
+        "device_id": record.device_id,
     }
 
 
@@ -97,6 +117,7 @@ def _certificate_record(row: Row[Any]) -> CertificateRecord:
         created_at=row.created_at,
         revoked_at=row.revoked_at,
         revocation_reason=_reason(row.revocation_reason),
+        device_id=row.device_id,
     )
 
 
@@ -162,6 +183,16 @@ def _refuse_if_revoked(conn: Connection, ca: str, issuer_serials: Sequence[int])
 
 
 _ENROLLMENT_TOKEN = select(enrollment_tokens).where(enrollment_tokens.c.token_id == bindparam("token_id"))
+_SPEND_TOKEN = (
+    update(enrollment_tokens)
+    .where(
+        enrollment_tokens.c.token_id == bindparam("spent_token"),
+        enrollment_tokens.c.revoked_at.is_(None),
+        enrollment_tokens.c.uses < enrollment_tokens.c.uses_allowed,
+        enrollment_tokens.c.expires_at > bindparam("spent_at"),
+    )
+    .values(uses=enrollment_tokens.c.uses + 1)
+)
 
 
 class SqlPkiStore:
@@ -265,6 +296,9 @@ class SqlPkiStore:
     def _write_group(self, group: list[Pending]) -> None:
         serial_sets = {p.issuer_serials for p in group if p.issuer_serials}
         with self._transaction() as conn:
+            for pending in group:
+                if pending.prepare is not None:
+                    pending.prepare(conn)
             rows = [_certificate_row(p.record) for p in group]
             conn.execute(_INSERT_CERTIFICATE, rows[0] if len(rows) == 1 else rows)
             for serial_set in serial_sets:
@@ -440,18 +474,26 @@ class SqlPkiStore:
         with self._transaction() as conn:
             if conn.execute(select(owners.c.name).where(owners.c.name == owner.name)).first():
                 raise ConflictError(f"owner '{owner.name}' already exists", rule="owner-exists")
-            conn.execute(insert(owners).values(name=owner.name, ca=owner.ca, created_at=owner.created_at))
+            conn.execute(
+                insert(owners).values(
+                    name=owner.name,
+                    ca=owner.ca,
+                    created_at=owner.created_at,
+                    allow_server_keygen=owner.allow_server_keygen,
+                    renewal_grace_days=owner.renewal_grace_days,
+                )
+            )
             ledger.append(conn, events)
 
     def get_owner(self, name: str) -> OwnerRecord | None:
         with self._reading() as conn:
             row = conn.execute(select(owners).where(owners.c.name == name)).first()
-        return OwnerRecord(row.name, row.ca, row.created_at) if row else None
+        return _owner_record(row) if row else None
 
     def list_owners(self) -> Sequence[OwnerRecord]:
         with self._reading() as conn:
             rows = conn.execute(select(owners).order_by(owners.c.name)).all()
-        return [OwnerRecord(r.name, r.ca, r.created_at) for r in rows]
+        return [_owner_record(r) for r in rows]
 
     def add_enrollment_token(self, token: EnrollmentTokenRecord, events: Sequence[AuditEvent] = ()) -> None:
         with self._transaction() as conn:
@@ -467,6 +509,7 @@ class SqlPkiStore:
                     expires_at=token.expires_at,
                     created_at=token.created_at,
                     revoked_at=token.revoked_at,
+                    kind=token.kind,
                 )
             )
             ledger.append(conn, events)
@@ -497,17 +540,195 @@ class SqlPkiStore:
     def use_enrollment_token(self, token_id: str, now: datetime) -> bool:
         """Spend one use, atomically: False when the token is revoked, expired or used up."""
         with self._transaction() as conn:
-            changed = conn.execute(
-                update(enrollment_tokens)
-                .where(
-                    enrollment_tokens.c.token_id == token_id,
-                    enrollment_tokens.c.revoked_at.is_(None),
-                    enrollment_tokens.c.uses < enrollment_tokens.c.uses_allowed,
-                    enrollment_tokens.c.expires_at > now,
-                )
-                .values(uses=enrollment_tokens.c.uses + 1)
-            ).rowcount
+            changed = conn.execute(_SPEND_TOKEN, {"spent_token": token_id, "spent_at": now}).rowcount
         return bool(changed == 1)
+
+    def update_owner(
+        self,
+        name: str,
+        *,
+        allow_server_keygen: bool | None,
+        renewal_grace_days: int | None,
+        events: Sequence[AuditEvent] = (),
+    ) -> OwnerRecord:
+        values: dict[str, Any] = {}
+        if allow_server_keygen is not None:
+            values["allow_server_keygen"] = allow_server_keygen
+        if renewal_grace_days is not None:
+            values["renewal_grace_days"] = renewal_grace_days
+        with self._transaction() as conn:
+            if values:
+                conn.execute(update(owners).where(owners.c.name == name).values(**values))
+            row = conn.execute(select(owners).where(owners.c.name == name)).first()
+            if row is None:
+                raise NotFoundError(f"owner '{name}' not found", rule="owner")
+            ledger.append(conn, events)
+        return _owner_record(row)
+
+    # --- devices -------------------------------------------------------------------------------
+
+    def enroll_device(
+        self,
+        record: CertificateRecord,
+        enrollment: DeviceEnrollment,
+        events: Sequence[AuditEvent],
+        *,
+        issuer_serials: Sequence[int] = (),
+    ) -> None:
+        """Store a device's new certificate with its registry update and token use, all or nothing;
+        concurrent enrollments share a commit (group commit) like plain issuance."""
+
+        def prepare(conn: Connection) -> None:
+            _prepare_enrollment(conn, enrollment, record.serial)
+
+        self._group_commit.submit(Pending(record, tuple(events), tuple(issuer_serials), prepare))
+
+    def add_devices(
+        self,
+        records: Sequence[CertificateRecord],
+        enrollments: Sequence[DeviceEnrollment],
+        events: Sequence[AuditEvent],
+        *,
+        issuer_serials: Sequence[int] = (),
+    ) -> None:
+        """Register a batch of devices with their certificates in one transaction (factory lots)."""
+        with self._transaction() as conn:
+            for record, enrollment in zip(records, enrollments, strict=True):
+                _prepare_enrollment(conn, enrollment, record.serial)
+            conn.execute(_INSERT_CERTIFICATE, [_certificate_row(r) for r in records])
+            if issuer_serials and records:
+                _refuse_if_revoked(conn, records[0].ca, issuer_serials)
+            ledger.append(conn, events, records)
+
+    def get_device(self, device_id: str) -> DeviceRecord | None:
+        with self._reading() as conn:
+            row = conn.execute(select(devices).where(devices.c.device_id == device_id)).first()
+        return _device_record(row) if row else None
+
+    def list_devices(
+        self, *, owner: str | None, status: DeviceStatus | None, limit: int, offset: int
+    ) -> tuple[Sequence[DeviceRecord], int]:
+        conditions = []
+        if owner is not None:
+            conditions.append(devices.c.owner == owner)
+        if status is not None:
+            conditions.append(devices.c.status == status.value)
+        stmt = select(devices).where(*conditions).order_by(devices.c.device_id).limit(limit).offset(offset)
+        count = select(func.count()).select_from(devices).where(*conditions)
+        with self._reading() as conn:
+            rows = conn.execute(stmt).all()
+            total = conn.execute(count).scalar_one()
+        return [_device_record(r) for r in rows], int(total)
+
+    def device_certificates(self, device_id: str) -> Sequence[CertificateRecord]:
+        """Every certificate the device was ever issued, newest first."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(certificates)
+                .where(certificates.c.device_id == device_id)
+                .order_by(certificates.c.not_valid_before.desc(), certificates.c.created_at.desc())
+            ).all()
+        return [_certificate_record(r) for r in rows]
+
+    def set_device_status(
+        self, device_id: str, status: DeviceStatus, events: Sequence[AuditEvent] = ()
+    ) -> DeviceRecord:
+        """Disable or enable; a revoked device stays revoked."""
+        with self._transaction() as conn:
+            row = conn.execute(select(devices).where(devices.c.device_id == device_id)).first()
+            if row is None:
+                raise NotFoundError(f"device '{device_id}' not found", rule="device")
+            if row.status == DeviceStatus.REVOKED.value:
+                raise ConflictError(f"device '{device_id}' is revoked for good", rule="device-revoked")
+            conn.execute(update(devices).where(devices.c.device_id == device_id).values(status=status.value))
+            ledger.append(conn, events)
+            row = conn.execute(select(devices).where(devices.c.device_id == device_id)).one()
+        return _device_record(row)
+
+    def revoke_device(
+        self,
+        device_id: str,
+        when: datetime,
+        reason: ReasonFlags,
+        event_for: Callable[[CertificateRecord | None], AuditEvent],
+    ) -> list[CertificateRecord]:
+        """Mark the device revoked and revoke every certificate it still holds, in one transaction.
+
+        ``event_for(None)`` is the device's event, ``event_for(certificate)`` each certificate's.
+        Returns the certificates revoked now (so their CAs' CRLs can be republished)."""
+        with self._transaction() as conn:
+            changed = conn.execute(
+                update(devices)
+                .where(devices.c.device_id == device_id, devices.c.status != DeviceStatus.REVOKED.value)
+                .values(status=DeviceStatus.REVOKED.value)
+            ).rowcount
+            if changed != 1:
+                exists = conn.execute(select(devices.c.status).where(devices.c.device_id == device_id))
+                if exists.first() is None:
+                    raise NotFoundError(f"device '{device_id}' not found", rule="device")
+                raise ConflictError(f"device '{device_id}' is already revoked", rule="already-revoked")
+            holding = select(certificates).where(
+                certificates.c.device_id == device_id, certificates.c.revoked_at.is_(None)
+            )
+            rows = conn.execute(holding).all()
+            conn.execute(
+                update(certificates)
+                .where(certificates.c.device_id == device_id, certificates.c.revoked_at.is_(None))
+                .values(revoked_at=when, revocation_reason=reason.value)
+            )
+            revoked = [_certificate_record(r) for r in rows]
+            ledger.append(conn, [event_for(None), *(event_for(r) for r in revoked)])
+        return revoked
+
+    def touch_device(self, device_id: str, when: datetime, *, attested: bool = False) -> None:
+        values: dict[str, Any] = {"last_seen": when}
+        if attested:
+            values["last_attested_at"] = when
+        with self._transaction() as conn:
+            conn.execute(update(devices).where(devices.c.device_id == device_id).values(**values))
+
+    # --- attestation challenges ----------------------------------------------------------------
+
+    def add_challenge(self, challenge: ChallengeRecord) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                insert(device_challenges).values(
+                    challenge_id=challenge.challenge_id,
+                    device_id=challenge.device_id,
+                    purpose=challenge.purpose,
+                    nonce=challenge.nonce,
+                    created_at=challenge.created_at,
+                    expires_at=challenge.expires_at,
+                )
+            )
+
+    def use_challenge(self, challenge_id: str, device_id: str, now: datetime) -> ChallengeRecord | None:
+        """Spend a challenge, atomically: None when it is unknown, another device's, used or expired."""
+        with self._transaction() as conn:
+            changed = conn.execute(
+                update(device_challenges)
+                .where(
+                    device_challenges.c.challenge_id == challenge_id,
+                    device_challenges.c.device_id == device_id,
+                    device_challenges.c.used_at.is_(None),
+                    device_challenges.c.expires_at > now,
+                )
+                .values(used_at=now)
+            ).rowcount
+            if changed != 1:
+                return None
+            row = conn.execute(
+                select(device_challenges).where(device_challenges.c.challenge_id == challenge_id)
+            ).one()
+        return _challenge_record(row)
+
+    def purge_challenges(self, before: datetime) -> int:
+        with self._transaction() as conn:
+            return int(
+                conn.execute(
+                    delete(device_challenges).where(device_challenges.c.expires_at < before)
+                ).rowcount
+            )
 
     # --- audit trail ---------------------------------------------------------------------------
 
@@ -735,7 +956,98 @@ def _enrollment_token(row: Row[Any]) -> EnrollmentTokenRecord:
         expires_at=row.expires_at,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        kind=row.kind,
     )
+
+
+def _owner_record(row: Row[Any]) -> OwnerRecord:
+    return OwnerRecord(
+        name=row.name,
+        ca=row.ca,
+        created_at=row.created_at,
+        allow_server_keygen=bool(row.allow_server_keygen),
+        renewal_grace_days=int(row.renewal_grace_days),
+    )
+
+
+def _device_record(row: Row[Any]) -> DeviceRecord:
+    return DeviceRecord(
+        device_id=row.device_id,
+        owner=row.owner,
+        status=DeviceStatus(row.status),
+        profile=row.profile,
+        current_serial=row.current_serial,
+        enrollment_token_id=row.enrollment_token_id,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        last_attested_at=row.last_attested_at,
+    )
+
+
+def _challenge_record(row: Row[Any]) -> ChallengeRecord:
+    return ChallengeRecord(
+        challenge_id=row.challenge_id,
+        device_id=row.device_id,
+        purpose=row.purpose,
+        nonce=bytes(row.nonce),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        used_at=row.used_at,
+    )
+
+
+def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: str) -> None:
+    """The registry side of an enrollment, inside the certificate's transaction: spend the token,
+    check the device may enroll, and make the new certificate its current one."""
+    if enrollment.token_id is not None:
+        spent = conn.execute(_SPEND_TOKEN, {"spent_token": enrollment.token_id, "spent_at": enrollment.now}).rowcount
+        if spent != 1:
+            raise AuthenticationError(
+                "invalid, expired, used-up or revoked enrollment token", rule="enroll-token"
+            )
+    row = conn.execute(select(devices).where(devices.c.device_id == enrollment.device_id)).first()
+    if row is None:
+        if enrollment.existing_only:
+            raise NotFoundError(f"device '{enrollment.device_id}' is not registered", rule="device")
+        conn.execute(
+            insert(devices).values(
+                device_id=enrollment.device_id,
+                owner=enrollment.owner,
+                status=DeviceStatus.ACTIVE.value,
+                profile=enrollment.profile,
+                current_serial=serial,
+                enrollment_token_id=enrollment.token_id,
+                first_seen=enrollment.now,
+                last_seen=enrollment.now,
+            )
+        )
+        return
+    if row.owner != enrollment.owner:
+        raise ConflictError(
+            f"device id '{enrollment.device_id}' is registered to another owner", rule="device-owner"
+        )
+    if row.status != DeviceStatus.ACTIVE.value:
+        raise PolicyViolationError(
+            f"device '{enrollment.device_id}' is {row.status} and cannot enroll", rule="device-status"
+        )
+    if enrollment.new_device_only:
+        holding = conn.execute(
+            select(func.count()).where(
+                certificates.c.device_id == enrollment.device_id,
+                certificates.c.revoked_at.is_(None),
+                certificates.c.not_valid_after > enrollment.now,
+            )
+        ).scalar_one()
+        if holding:
+            raise ConflictError(
+                f"device '{enrollment.device_id}' is already enrolled with a valid certificate; it renews"
+                " with that certificate (simplereenroll), or revoke it before enrolling the device anew",
+                rule="device-enrolled",
+            )
+    values: dict[str, Any] = {"current_serial": serial, "last_seen": enrollment.now}
+    if enrollment.token_id is not None:
+        values["enrollment_token_id"] = enrollment.token_id
+    conn.execute(update(devices).where(devices.c.device_id == enrollment.device_id).values(**values))
 
 
 def _token_record(row: Row[Any]) -> TokenRecord:

@@ -1,0 +1,44 @@
+"""The verified TLS client certificate, handed to the application the standard ASGI way.
+
+uvicorn does not fill the ASGI TLS extension yet, so this HTTP protocol does: when a
+connection is made it reads the peer certificate from the TLS object, which OpenSSL
+has already verified against the CA file (a certificate that fails verification
+ends the handshake), and every request on that connection carries it as
+``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM strings). Nothing a
+client sends in a header can put a certificate there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = ["TlsAwareHttpProtocol"]
+
+Scope = dict[str, Any]
+
+
+class TlsAwareHttpProtocol(HttpToolsProtocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        tls: dict[str, Any] = {
+            "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+            "tls_version": None,
+            "cipher_suite": None,
+        }
+        if ssl_object is not None:
+            tls["tls_version"] = ssl_object.version()
+        inner: Callable[..., Awaitable[None]] = self.app
+
+        async def app(scope: Scope, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                scope.setdefault("extensions", {})["tls"] = tls
+            await inner(scope, receive, send)
+
+        self.app = app

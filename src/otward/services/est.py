@@ -1,0 +1,244 @@
+"""Device enrollment as EST (RFC 7030) defines it, independent of HTTP.
+
+- ``enroll``: a new device, authenticated by an enrollment token of its owner (or by a
+  renewal token a passed attestation earned); the device id is the CSR's CN.
+- ``reenroll``: an enrolled device, authenticated by its current certificate, which the
+  TLS layer verified; the CSR must keep the certificate's subject.
+- ``server_keygen``: as ``enroll``, but the server makes the key, for devices that cannot
+  (only for owners that allow it); the key is returned once and never stored.
+
+In every case the certificate, the token use and the registry update are committed in one
+transaction before the certificate is returned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from otward.adapters.keys import generate_private_key
+from otward.core.audit import EventType, Outcome
+from otward.core.csr import load_csr
+from otward.core.keys import KeyType
+from otward.core.ports import PkiStore
+from otward.core.profiles import Identity
+from otward.core.records import DeviceEnrollment, DeviceStatus, EnrollmentTokenRecord, OwnerRecord
+from otward.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    OtwardError,
+    PolicyViolationError,
+)
+from otward.services.audit import Actor, AuditLog
+from otward.services.authorities import AuthorityService
+from otward.services.enrollment import EnrollmentTokens, Owners
+from otward.services.issuance import DEFAULT_CA, IssuanceService, IssuedCertificate
+
+__all__ = ["EstService", "ServerGeneratedKey"]
+
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ServerGeneratedKey:
+    issued: IssuedCertificate
+    private_key: ec.EllipticCurvePrivateKey
+
+
+class EstService:
+    def __init__(
+        self,
+        store: PkiStore,
+        authorities: AuthorityService,
+        issuance: IssuanceService,
+        owners: Owners,
+        tokens: EnrollmentTokens,
+        *,
+        clock: Callable[[], datetime],
+        audit: AuditLog,
+    ) -> None:
+        self._store = store
+        self._authorities = authorities
+        self._issuance = issuance
+        self._owners = owners
+        self._tokens = tokens
+        self._clock = clock
+        self._audit = audit
+
+    def ca_certificates(self, label: str | None) -> tuple[x509.Certificate, ...]:
+        """The chain a device needs (``/cacerts``): the labelled CA (default ``issuing``) up to its root."""
+        name = label or DEFAULT_CA
+        try:
+            return self._authorities.get(name).chain
+        except NotFoundError:
+            raise NotFoundError(f"no CA '{name}' to enroll with", rule="est-label") from None
+
+    def enroll(self, csr: bytes, token: str, *, label: str | None, actor: Actor) -> IssuedCertificate:
+        device_id = _device_id(csr)
+        record = self._tokens.verify(token, device_id=device_id, actor=actor)
+        owner = self._owner_for(record, label, device_id, actor)
+        return self._issue(csr, device_id, owner, record.profile, actor, token_record=record)
+
+    def server_keygen(self, csr: bytes, token: str, *, label: str | None, actor: Actor) -> ServerGeneratedKey:
+        device_id = _device_id(csr)
+        record = self._tokens.verify(token, device_id=device_id, actor=actor)
+        owner = self._owner_for(record, label, device_id, actor)
+        if not owner.allow_server_keygen:
+            message = f"owner '{owner.name}' does not allow server-side key generation"
+            raise self._refused(actor, device_id, PolicyViolationError(message, rule="server-keygen"))
+        key = generate_private_key(KeyType.EC_P256)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)  # noqa: S101 - asked for P-256 above
+        requested = load_csr(csr)
+        builder = x509.CertificateSigningRequestBuilder().subject_name(requested.subject)
+        for extension in requested.extensions:
+            if isinstance(extension.value, x509.SubjectAlternativeName):
+                builder = builder.add_extension(extension.value, critical=extension.critical)
+        own_csr = builder.sign(key, hashes.SHA256())
+        issued = self._issue(own_csr, device_id, owner, record.profile, actor, token_record=record)
+        return ServerGeneratedKey(issued, key)
+
+    def reenroll(
+        self, csr: bytes, client_certificate: bytes, *, label: str | None, actor: Actor
+    ) -> IssuedCertificate:
+        """Renew with the certificate the TLS layer verified (``client_certificate``, DER).
+
+        The certificate must be one otward issued to a registered device, unexpired and unrevoked
+        (the TLS layer checks the chain and dates, not revocation), and the CSR must keep its subject.
+        """
+        presented = x509.load_der_x509_certificate(client_certificate)
+        stored = self._store.get_certificate(presented.serial_number)
+        now = self._clock()
+        subject = presented.subject.rfc4514_string()[:256]
+        if stored is None or stored.der != client_certificate or stored.status_at(now) != "valid":
+            state = "unknown" if stored is None or stored.der != client_certificate else stored.status_at(now)
+            message = f"the client certificate cannot re-enroll: it is {state}"
+            raise self._refused(actor, subject, AuthenticationError(message, rule="est-client-certificate"))
+        if stored.device_id is None:
+            message = "the client certificate does not belong to a registered device"
+            raise self._refused(actor, subject, PolicyViolationError(message, rule="est-not-a-device"))
+        device = self._store.get_device(stored.device_id)
+        if device is None or device.status is not DeviceStatus.ACTIVE:
+            status = device.status.value if device else "unknown"
+            message = f"device '{stored.device_id}' is {status} and cannot re-enroll"
+            raise self._refused(actor, stored.device_id, PolicyViolationError(message, rule="device-status"))
+        requested = load_csr(csr)
+        if requested.subject != presented.subject:
+            message = (
+                f"the CSR's subject '{requested.subject.rfc4514_string()[:256]}' differs from the "
+                f"certificate's '{subject}'; re-enrollment keeps the subject"
+            )
+            raise self._refused(actor, device.device_id, PolicyViolationError(message, rule="est-subject"))
+        owner = self._owners.get(device.owner)
+        self._check_label(owner, label, device.device_id, actor)
+        return self._issue(csr, device.device_id, owner, device.profile, actor, renewing=stored.serial)
+
+    def csr_attributes(self) -> tuple[x509.ObjectIdentifier, ...]:
+        """What otward wants in a CSR (``/csrattrs``): ECDSA with SHA-256 (a P-256 key)."""
+        return (x509.oid.SignatureAlgorithmOID.ECDSA_WITH_SHA256,)
+
+    # --- shared steps ---------------------------------------------------------------------------
+
+    def _owner_for(
+        self, token: EnrollmentTokenRecord, label: str | None, device_id: str, actor: Actor
+    ) -> OwnerRecord:
+        owner = self._owners.get(token.owner)
+        self._check_label(owner, label, device_id, actor)
+        return owner
+
+    def _check_label(self, owner: OwnerRecord, label: str | None, device_id: str, actor: Actor) -> None:
+        if label is not None and label != owner.ca:
+            message = f"devices of owner '{owner.name}' enroll with CA '{owner.ca}', not '{label}'"
+            raise self._refused(actor, device_id, PolicyViolationError(message, rule="est-label"))
+
+    def _issue(
+        self,
+        csr: bytes | x509.CertificateSigningRequest,
+        device_id: str,
+        owner: OwnerRecord,
+        profile: str,
+        actor: Actor,
+        *,
+        token_record: EnrollmentTokenRecord | None = None,
+        renewing: str | None = None,
+    ) -> IssuedCertificate:
+        pem = csr.public_bytes(Encoding.PEM) if isinstance(csr, x509.CertificateSigningRequest) else csr
+        device_profile = self._issuance.profile(profile).identity is Identity.DEVICE
+        try:
+            signed = self._issuance.sign(
+                pem,
+                profile=profile,
+                ca=owner.ca,
+                owner=owner.name if device_profile else None,
+                device_id=device_id,
+                actor=actor,
+            )
+        except (InvalidRequestError, PolicyViolationError) as exc:
+            self._issuance.record_refusal(actor, pem, profile, owner.ca, exc)
+            raise
+        renewal = token_record is not None and token_record.kind == "renewal"
+        enrollment = DeviceEnrollment(
+            device_id=device_id,
+            owner=owner.name,
+            profile=profile,
+            now=self._clock(),
+            token_id=token_record.token_id if token_record else None,
+            existing_only=renewing is not None or renewal,
+            new_device_only=renewing is None and not renewal,
+        )
+        details = {"owner": owner.name, "serial": signed.issued.serial, "profile": profile}
+        if token_record is not None:
+            details["token"] = token_record.token_id
+            details["method"] = "renewal-token" if renewal else "token"
+        else:
+            details["method"] = "reenroll"
+            details["previous_serial"] = renewing or ""
+        succeeded = self._audit.event(actor, EventType.ENROLL_SUCCEEDED, device_id, details=details)
+        try:
+            self._store.enroll_device(
+                signed.issued.record,
+                enrollment,
+                [signed.event, succeeded],
+                issuer_serials=signed.issuer_serials,
+            )
+        except (AuthenticationError, ConflictError, PolicyViolationError, NotFoundError) as exc:
+            raise self._refused(actor, device_id, exc) from None
+        return signed.issued
+
+    def _refused(self, actor: Actor, subject: str, error: OtwardError) -> OtwardError:
+        self._audit.record(
+            self._audit.event(
+                actor,
+                EventType.ENROLL_REFUSED,
+                subject[:256],
+                outcome=Outcome.FAILURE,
+                reason=error.message,
+                details={"rule": error.rule or ""},
+            )
+        )
+        return error
+
+
+def _device_id(csr: bytes) -> str:
+    """The CSR's subject CN, which EST makes the device id."""
+    names = load_csr(csr).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1:
+        raise InvalidRequestError(
+            "the CSR's subject must hold exactly one CN: the device id", rule="device-id"
+        )
+    value = names[0].value
+    device_id = value if isinstance(value, str) else value.decode(errors="replace")
+    if not _DEVICE_ID.match(device_id):
+        raise InvalidRequestError(
+            f"device id (CN) '{device_id[:64]}' must be 1-64 letters, digits or ._-", rule="device-id"
+        )
+    return device_id

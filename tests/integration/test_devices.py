@@ -1,0 +1,319 @@
+"""Device enrollment, registry and attestation through the services and the in-process API,
+on SQLite and PostgreSQL, with a clock the tests move (expiry, challenge lifetime, grace)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+from fastapi.testclient import TestClient
+
+from otward.config import load_settings
+from otward.core.attestation import ChallengePurpose, challenge_message
+from otward.core.audit import EventType, Outcome
+from otward.core.keys import sign_data
+from otward.core.records import DeviceStatus
+from otward.errors import AuthenticationError, ConflictError, PolicyViolationError
+from otward.http.app import create_app
+from otward.http.limits import MAX_FAILURES
+from otward.services.audit import Actor
+from otward.services.pki import Pki
+from tests.conftest import Clock, build_csr, make_key
+
+pytestmark = pytest.mark.integration
+
+DEVICE = Actor(component="est", identity="est", source="192.0.2.60")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def tpki(installation, database_url, clock):
+    instance = Pki.open(load_settings(installation, database_url=database_url), clock=clock)
+    instance.owners.create("acme")
+    yield instance
+    instance.close()
+
+
+def der_csr(key, cn: str) -> bytes:
+    return x509.load_pem_x509_csr(build_csr(key, cn=cn)).public_bytes(Encoding.DER)
+
+
+def enroll(pki: Pki, cn: str, *, owner: str = "acme", key=None):  # type: ignore[no-untyped-def]
+    key = key or make_key()
+    _, token = pki.enrollment_tokens.create(owner)
+    issued = pki.est.enroll(der_csr(key, cn), token, label=None, actor=DEVICE)
+    return key, issued
+
+
+def answer(pki: Pki, device_id: str, key, purpose: ChallengePurpose):  # type: ignore[no-untyped-def]
+    challenge = pki.devices.challenge(device_id, purpose)
+    signature = sign_data(key, challenge_message(device_id, purpose, challenge.nonce))
+    return challenge, signature
+
+
+def events(pki: Pki, kind: EventType) -> list:
+    return [r.event for r in pki.store.iter_audit() if r.event.type is kind]
+
+
+def test_enrollment_registers_the_device_and_spends_the_token_with_the_certificate(tpki, clock):
+    record, token = tpki.enrollment_tokens.create("acme", uses=2)
+    key = make_key()
+    issued = tpki.est.enroll(der_csr(key, "plc-1"), token, label=None, actor=DEVICE)
+    device = tpki.devices.get("plc-1")
+    assert (device.owner, device.status, device.current_serial) == (
+        "acme",
+        DeviceStatus.ACTIVE,
+        issued.serial,
+    )
+    assert device.enrollment_token_id == record.token_id
+    assert tpki.store.get_certificate(issued.certificate.serial_number).device_id == "plc-1"
+    assert tpki.store.get_enrollment_token(record.token_id).uses == 1
+
+    # an enrolled device is not taken over by another token enrollment, and the use is not spent
+    with pytest.raises(ConflictError, match="already enrolled"):
+        tpki.est.enroll(der_csr(make_key(), "plc-1"), token, label=None, actor=DEVICE)
+    assert tpki.store.get_enrollment_token(record.token_id).uses == 1
+    # once its certificate is revoked (a factory reset), the device may enroll anew with a token
+    tpki.revocation.revoke(issued.certificate.serial_number, x509.ReasonFlags.superseded)
+    clock.advance(timedelta(minutes=5))
+    again = tpki.est.enroll(der_csr(make_key(), "plc-1"), token, label=None, actor=DEVICE)
+    assert tpki.devices.get("plc-1").current_serial == again.serial
+    assert [c.serial for c in tpki.devices.certificates("plc-1")] == [again.serial, issued.serial]
+
+    # another owner's token cannot claim the device id
+    tpki.owners.create("rival")
+    _, rival = tpki.enrollment_tokens.create("rival")
+    with pytest.raises(ConflictError, match="another owner"):
+        tpki.est.enroll(der_csr(make_key(), "plc-1"), rival, label=None, actor=DEVICE)
+    assert any("another owner" in (e.reason or "") for e in events(tpki, EventType.ENROLL_REFUSED))
+
+
+def test_label_must_be_the_owners_ca(tpki):
+    _, token = tpki.enrollment_tokens.create("acme")
+    with pytest.raises(PolicyViolationError, match="enroll with CA 'issuing'"):
+        tpki.est.enroll(der_csr(make_key(), "plc-2"), token, label="other", actor=DEVICE)
+    assert tpki.est.enroll(der_csr(make_key(), "plc-2"), token, label="issuing", actor=DEVICE)
+
+
+def test_attestation_passes_once_and_refuses_replays_late_answers_and_other_keys(tpki, clock):
+    key, issued = enroll(tpki, "plc-3")
+    challenge, signature = answer(tpki, "plc-3", key, ChallengePurpose.ATTEST)
+    result = tpki.devices.attest("plc-3", challenge.challenge_id, signature, DEVICE)
+    assert result.serial == issued.serial
+    assert result.renewal_token is None
+    assert tpki.devices.get("plc-3").last_attested_at == clock.now
+
+    with pytest.raises(AuthenticationError):  # replay
+        tpki.devices.attest("plc-3", challenge.challenge_id, signature, DEVICE)
+    late, late_signature = answer(tpki, "plc-3", key, ChallengePurpose.ATTEST)
+    clock.advance(timedelta(seconds=61))
+    with pytest.raises(AuthenticationError):
+        tpki.devices.attest("plc-3", late.challenge_id, late_signature, DEVICE)
+    other, _ = answer(tpki, "plc-3", key, ChallengePurpose.ATTEST)
+    forged = sign_data(make_key(), challenge_message("plc-3", ChallengePurpose.ATTEST, other.nonce))
+    with pytest.raises(AuthenticationError):
+        tpki.devices.attest("plc-3", other.challenge_id, forged, DEVICE)
+    # a signature over the nonce for another purpose does not count
+    renew, _ = answer(tpki, "plc-3", key, ChallengePurpose.RENEW)
+    wrong_purpose = sign_data(key, challenge_message("plc-3", ChallengePurpose.ATTEST, renew.nonce))
+    with pytest.raises(AuthenticationError):
+        tpki.devices.attest("plc-3", renew.challenge_id, wrong_purpose, DEVICE)
+
+    outcomes = [e.outcome for e in events(tpki, EventType.DEVICE_ATTESTED)]
+    assert outcomes == [Outcome.SUCCESS] + [Outcome.FAILURE] * 4
+
+
+def test_renewal_token_from_a_renew_challenge_renews_with_a_new_key(tpki):
+    key, _ = enroll(tpki, "plc-4")
+    challenge, signature = answer(tpki, "plc-4", key, ChallengePurpose.RENEW)
+    result = tpki.devices.attest("plc-4", challenge.challenge_id, signature, DEVICE)
+    assert result.renewal_token
+    new_key = make_key()
+    renewed = tpki.est.enroll(der_csr(new_key, "plc-4"), result.renewal_token, label=None, actor=DEVICE)
+    assert renewed.certificate.public_key() == new_key.public_key()
+    assert tpki.devices.get("plc-4").current_serial == renewed.serial
+    # the renewal token is bound to its device and single use
+    with pytest.raises(AuthenticationError):
+        tpki.est.enroll(der_csr(make_key(), "plc-4"), result.renewal_token, label=None, actor=DEVICE)
+    challenge, signature = answer(tpki, "plc-4", new_key, ChallengePurpose.RENEW)
+    token = tpki.devices.attest("plc-4", challenge.challenge_id, signature, DEVICE).renewal_token
+    with pytest.raises(PolicyViolationError, match="pattern"):
+        tpki.est.enroll(der_csr(make_key(), "plc-other"), token, label=None, actor=DEVICE)
+
+
+def test_renewal_after_expiry_only_within_the_owners_grace_and_never_when_revoked(tpki, clock):
+    key, _ = enroll(tpki, "train-1")
+    clock.advance(timedelta(days=400))  # the device profile's certificates last 365 days
+    challenge, signature = answer(tpki, "train-1", key, ChallengePurpose.RENEW)
+    with pytest.raises(AuthenticationError):
+        tpki.devices.attest("train-1", challenge.challenge_id, signature, DEVICE)
+
+    tpki.owners.update("acme", renewal_grace_days=180)
+    challenge, signature = answer(tpki, "train-1", key, ChallengePurpose.RENEW)
+    token = tpki.devices.attest("train-1", challenge.challenge_id, signature, DEVICE).renewal_token
+    renewed = tpki.est.enroll(der_csr(make_key(), "train-1"), token, label=None, actor=DEVICE)
+    assert renewed.certificate.not_valid_after_utc > clock.now
+    # an expired certificate never passes a plain attestation, only a renewal within grace
+    challenge, signature = answer(tpki, "train-1", key, ChallengePurpose.ATTEST)
+    with pytest.raises(AuthenticationError):
+        tpki.devices.attest("train-1", challenge.challenge_id, signature, DEVICE)
+
+    key2, issued2 = enroll(tpki, "train-2")
+    tpki.revocation.revoke(issued2.certificate.serial_number, x509.ReasonFlags.key_compromise)
+    clock.advance(timedelta(days=400))
+    challenge, signature = answer(tpki, "train-2", key2, ChallengePurpose.RENEW)
+    with pytest.raises(AuthenticationError):
+        tpki.devices.attest("train-2", challenge.challenge_id, signature, DEVICE)
+
+
+def test_disabled_device_cannot_renew_and_revoked_device_loses_every_certificate(tpki):
+    key, first = enroll(tpki, "plc-5")
+    challenge, signature = answer(tpki, "plc-5", key, ChallengePurpose.RENEW)
+    token = tpki.devices.attest("plc-5", challenge.challenge_id, signature, DEVICE).renewal_token
+    second = tpki.est.enroll(der_csr(make_key(), "plc-5"), token, label=None, actor=DEVICE)
+
+    tpki.devices.disable("plc-5")
+    challenge, signature = answer(tpki, "plc-5", key, ChallengePurpose.RENEW)
+    with pytest.raises(AuthenticationError):
+        tpki.devices.attest("plc-5", challenge.challenge_id, signature, DEVICE)
+    with pytest.raises(PolicyViolationError, match="disabled"):
+        tpki.est.reenroll(
+            der_csr(make_key(), "plc-5"),
+            second.certificate.public_bytes(Encoding.DER),
+            label=None,
+            actor=DEVICE,
+        )
+    tpki.devices.enable("plc-5")
+
+    revoked = tpki.devices.revoke("plc-5")
+    assert {c.serial for c in revoked} == {first.serial, second.serial}
+    assert tpki.devices.get("plc-5").status is DeviceStatus.REVOKED
+    crl = x509.load_der_x509_crl(tpki.store.get_crl("issuing").der)
+    assert {first.certificate.serial_number, second.certificate.serial_number} <= {
+        r.serial_number for r in crl
+    }
+    with pytest.raises(ConflictError):
+        tpki.devices.enable("plc-5")
+    with pytest.raises(PolicyViolationError):
+        tpki.devices.challenge("plc-5", ChallengePurpose.ATTEST)
+
+
+def test_reenroll_needs_a_valid_registered_certificate_with_the_same_subject(tpki, clock):
+    _, issued = enroll(tpki, "plc-6")
+    der = issued.certificate.public_bytes(Encoding.DER)
+    renewed = tpki.est.reenroll(der_csr(make_key(), "plc-6"), der, label=None, actor=DEVICE)
+    assert tpki.devices.get("plc-6").current_serial == renewed.serial
+    with pytest.raises(PolicyViolationError, match="keeps the subject"):
+        tpki.est.reenroll(der_csr(make_key(), "plc-7"), der, label=None, actor=DEVICE)
+    not_a_device = tpki.issuance.issue(build_csr(make_key(), cn="client-1"), profile="tls-client")
+    with pytest.raises(PolicyViolationError, match="registered device"):
+        tpki.est.reenroll(
+            der_csr(make_key(), "client-1"),
+            not_a_device.certificate.public_bytes(Encoding.DER),
+            label=None,
+            actor=DEVICE,
+        )
+    clock.advance(timedelta(days=366))
+    with pytest.raises(AuthenticationError, match="expired"):
+        tpki.est.reenroll(der_csr(make_key(), "plc-6"), der, label=None, actor=DEVICE)
+
+
+def test_server_keygen_needs_an_owner_that_allows_it(tpki):
+    _, token = tpki.enrollment_tokens.create("acme", uses=2)
+    with pytest.raises(PolicyViolationError, match="server-side key generation"):
+        tpki.est.server_keygen(der_csr(make_key(), "meter-1"), token, label=None, actor=DEVICE)
+    tpki.owners.update("acme", allow_server_keygen=True)
+    made = tpki.est.server_keygen(der_csr(make_key(), "meter-1"), token, label=None, actor=DEVICE)
+    assert made.issued.certificate.public_key() == made.private_key.public_key()
+    assert tpki.devices.get("meter-1").current_serial == made.issued.serial
+
+
+# --- HTTP, in process ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(tpki, installation):
+    token = (installation / "admin.token").read_text().strip()
+    with TestClient(create_app(tpki), base_url="https://testserver") as test_client:
+        test_client.headers["Authorization"] = f"Bearer {token}"
+        yield test_client
+
+
+def est_post(client: TestClient, path: str, body: bytes, token: str | None) -> object:
+    headers = {"Content-Type": "application/pkcs10", "Authorization": f"Bearer {token}" if token else ""}
+    return client.post(f"/.well-known/est/{path}", content=body, headers=headers)
+
+
+def test_failed_token_attempts_are_limited_per_source(client, tpki):
+    csr = base64.encodebytes(der_csr(make_key(), "plc-8"))
+    for _ in range(MAX_FAILURES):
+        response = est_post(client, "simpleenroll", csr, "otwe_0123456789abcdef_" + "x" * 43)
+        assert response.status_code == 401
+    response = est_post(client, "simpleenroll", csr, "otwe_0123456789abcdef_" + "x" * 43)
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    # even a good token waits: guessing must not go on behind a valid one
+    _, token = tpki.enrollment_tokens.create("acme")
+    assert est_post(client, "simpleenroll", csr, token).status_code == 429
+
+
+def test_enroll_accepts_base64_with_or_without_line_breaks(client, tpki):
+    _, token = tpki.enrollment_tokens.create("acme", uses=2)
+    der = der_csr(make_key(), "plc-9")
+    one_line = base64.b64encode(der)
+    response = est_post(client, "simpleenroll", one_line, token)
+    assert response.status_code == 200, response.text
+    certs = pkcs7.load_der_pkcs7_certificates(base64.b64decode(response.content))
+    assert certs[0].subject.rfc4514_string() == "CN=plc-9"
+    garbage = est_post(client, "simpleenroll", b"%%% not base64 %%%", token)
+    assert garbage.status_code == 400
+    wrong_type = client.post(
+        "/.well-known/est/simpleenroll", content=one_line, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert wrong_type.status_code == 400
+    assert "application/pkcs10" in wrong_type.json()["detail"]
+
+
+def test_device_api_lists_shows_and_attests(client, tpki):
+    key, issued = enroll(tpki, "plc-10")
+    page = client.get("/api/v1/devices", params={"owner": "acme"}).json()
+    assert [d["device_id"] for d in page["items"]] == ["plc-10"]
+    shown = client.get("/api/v1/devices/plc-10").json()
+    assert shown["current_serial"] == issued.serial
+    assert [c["serial"] for c in shown["certificates"]] == [issued.serial]
+
+    anonymous = {"Authorization": ""}
+    challenge = client.post("/api/v1/devices/plc-10/challenge", json={"purpose": "attest"}, headers=anonymous)
+    assert challenge.status_code == 201
+    body = challenge.json()
+    nonce = base64.urlsafe_b64decode(body["nonce"] + "=" * (-len(body["nonce"]) % 4))
+    signature = sign_data(key, challenge_message("plc-10", ChallengePurpose.ATTEST, nonce))
+    answer_body = {
+        "challenge_id": body["challenge_id"],
+        "signature": base64.urlsafe_b64encode(signature).decode(),
+    }
+    attested = client.post("/api/v1/devices/plc-10/attest", json=answer_body, headers=anonymous)
+    assert attested.status_code == 200, attested.text
+    assert attested.json() == {
+        "device_id": "plc-10",
+        "result": "passed",
+        "serial": issued.serial,
+        "renewal_token": None,
+    }
+    replay = client.post("/api/v1/devices/plc-10/attest", json=answer_body, headers=anonymous)
+    assert replay.status_code == 401
+
+    assert client.get("/api/v1/devices", headers=anonymous).status_code == 401
+    assert client.post("/api/v1/devices/plc-10/disable").json()["status"] == "disabled"
+    assert (
+        client.post("/api/v1/devices/plc-10/revoke", json={"reason": "keyCompromise"}).json()["status"]
+        == "revoked"
+    )
+    assert client.get("/api/v1/devices/plc-10").json()["certificates"][0]["status"] == "revoked"

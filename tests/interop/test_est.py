@@ -1,0 +1,331 @@
+"""EST (RFC 7030 / RFC 8951) against a real ``otward serve``, driven only by openssl and curl.
+
+The device side is plain ``openssl req`` + ``curl``, as a field integrator would do it by hand;
+every answer is checked with ``openssl``. These tests cause fewer authentication failures
+than the per-source limit, which the in-process tests check.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RunningServer
+from tests.interop.helpers import need, otward_cli, run, write
+
+pytestmark = [pytest.mark.interop, pytest.mark.integration]
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _owner(server: RunningServer, *options: str) -> str:
+    name = _name("plant")
+    otward_cli(server.data_dir, "owner", "create", name, *options)
+    return name
+
+
+def _token(server: RunningServer, owner: str, *options: str) -> str:
+    out = otward_cli(server.data_dir, "token", "create", "--owner", owner, "--json", *options).stdout
+    return str(json.loads(out)["token"])
+
+
+def _csr(directory: Path, stem: str, cn: str) -> tuple[Path, Path]:
+    """``openssl req`` makes a P-256 key and a CSR; the body EST wants is base64 of its DER."""
+    key, der, b64 = directory / f"{stem}.key", directory / f"{stem}.der", directory / f"{stem}.b64"
+    run(
+        [
+            need("openssl"),
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            key,
+            "-subj",
+            f"/CN={cn}",
+            "-outform",
+            "DER",
+            "-out",
+            der,
+        ]
+    )
+    run(["openssl", "base64", "-in", der, "-out", b64])
+    return key, b64
+
+
+def _curl(server: RunningServer, path: str, out: Path, *args: str | Path) -> tuple[int, str]:
+    """POST/GET with curl trusting only the installation's root; returns (status, Content-Type)."""
+    proc = run(
+        [
+            need("curl"),
+            "-sS",
+            "--cacert",
+            server.root_pem,
+            "-o",
+            out,
+            "-w",
+            "%{http_code} %{content_type}",
+            *args,
+            f"{server.https_url}{path}",
+        ]
+    )
+    status, _, content_type = proc.stdout.partition(" ")
+    return int(status), content_type
+
+
+def _enroll_args(csr: Path, *auth: str) -> list[str | Path]:
+    return [*auth, "--data-binary", f"@{csr}", "-H", "Content-Type: application/pkcs10"]
+
+
+def _certificates(p7_b64: Path, out: Path) -> str:
+    """base64 PKCS#7 certs-only -> PEM via openssl; returns the PEM text."""
+    der = out.with_suffix(".p7")
+    run(["openssl", "base64", "-d", "-in", p7_b64, "-out", der])
+    run(["openssl", "pkcs7", "-inform", "DER", "-in", der, "-print_certs", "-out", out])
+    return out.read_text()
+
+
+def _verify(server: RunningServer, cert: Path) -> None:
+    issuing = server.data_dir / "issuing-chain.pem"
+    if not issuing.exists():
+        run(
+            [
+                "curl",
+                "-sS",
+                "--cacert",
+                server.root_pem,
+                "-o",
+                issuing,
+                f"{server.https_url}/api/v1/cas/issuing/chain",
+            ]
+        )
+    out = run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            server.root_pem,
+            "-untrusted",
+            issuing,
+            "-purpose",
+            "sslclient",
+            cert,
+        ]
+    )
+    assert f"{cert}: OK" in out.stdout
+
+
+def _text(cert: Path) -> str:
+    return run(["openssl", "x509", "-in", cert, "-noout", "-text"]).stdout
+
+
+def test_cacerts_is_the_issuing_chain_as_pkcs7(interop_server, tmp_path):
+    status, content_type = _curl(interop_server, "/.well-known/est/cacerts", tmp_path / "ca.b64")
+    assert status == 200
+    assert content_type.startswith("application/pkcs7-mime")
+    pem = _certificates(tmp_path / "ca.b64", tmp_path / "ca.pem")
+    assert pem.count("BEGIN CERTIFICATE") == 2
+    assert "CN=ACME Chemicals issuing CA" in pem.replace(" = ", "=")
+    # the same chain per CA label
+    status, _ = _curl(interop_server, "/.well-known/est/issuing/cacerts", tmp_path / "ca2.b64")
+    assert status == 200
+    assert _certificates(tmp_path / "ca2.b64", tmp_path / "ca2.pem") == pem
+
+
+def test_enroll_with_token_then_reenroll_with_the_certificate(interop_server, tmp_path):
+    owner = _owner(interop_server)
+    device = _name("plc")
+    token = _token(interop_server, owner, "--device-id-pattern", "plc-*")
+    key, csr = _csr(tmp_path, "first", device)
+
+    status, content_type = _curl(
+        interop_server,
+        "/.well-known/est/simpleenroll",
+        tmp_path / "first.p7.b64",
+        *_enroll_args(csr, "-u", f"dev:{token}"),
+    )
+    assert status == 200, (tmp_path / "first.p7.b64").read_text()
+    assert content_type.replace(" ", "") == "application/pkcs7-mime;smime-type=certs-only"
+    assert _certificates(tmp_path / "first.p7.b64", tmp_path / "first.pem").count("BEGIN CERTIFICATE") == 1
+    _verify(interop_server, tmp_path / "first.pem")
+    text = _text(tmp_path / "first.pem")
+    assert f"Subject: CN={device}" in text.replace(" = ", "=")
+    assert f"URI:urn:otward:device:{owner}:{device}" in text
+    # the private key openssl made is the one certified
+    certified = run(["openssl", "x509", "-in", tmp_path / "first.pem", "-noout", "-pubkey"]).stdout
+    assert certified == run(["openssl", "pkey", "-in", key, "-pubout"]).stdout
+
+    # the token was single use
+    status, _ = _curl(
+        interop_server,
+        "/.well-known/est/simpleenroll",
+        tmp_path / "again",
+        *_enroll_args(csr, "-u", f"dev:{token}"),
+    )
+    assert status == 401
+
+    # re-enrollment: a new key, the same subject, the current certificate in the TLS handshake
+    new_key, new_csr = _csr(tmp_path, "second", device)
+    status, _ = _curl(
+        interop_server,
+        "/.well-known/est/simplereenroll",
+        tmp_path / "second.p7.b64",
+        "--cert",
+        tmp_path / "first.pem",
+        "--key",
+        key,
+        *_enroll_args(new_csr),
+    )
+    assert status == 200, (tmp_path / "second.p7.b64").read_text()
+    _certificates(tmp_path / "second.p7.b64", tmp_path / "second.pem")
+    _verify(interop_server, tmp_path / "second.pem")
+    first_serial = run(["openssl", "x509", "-in", tmp_path / "first.pem", "-noout", "-serial"]).stdout
+    second_serial = run(["openssl", "x509", "-in", tmp_path / "second.pem", "-noout", "-serial"]).stdout
+    assert first_serial != second_serial
+    assert (
+        run(["openssl", "x509", "-in", tmp_path / "second.pem", "-noout", "-pubkey"]).stdout
+        == run(["openssl", "pkey", "-in", new_key, "-pubout"]).stdout
+    )
+
+    # the registry knows the device, its owner, the token and both certificates
+    shown = json.loads(otward_cli(interop_server.data_dir, "device", "show", device, "--json").stdout)
+    assert shown["owner"] == owner
+    assert shown["status"] == "active"
+    assert shown["current_serial"] == second_serial.strip().split("=")[1].lower().lstrip("0")
+    assert shown["enrollment_token"] == token.split("_")[1]
+    assert len(shown["certificates"]) == 2
+
+    # re-enrollment must keep the subject
+    _, other_csr = _csr(tmp_path, "other", _name("plc"))
+    status, _ = _curl(
+        interop_server,
+        "/.well-known/est/simplereenroll",
+        tmp_path / "other.out",
+        "--cert",
+        tmp_path / "second.pem",
+        "--key",
+        new_key,
+        *_enroll_args(other_csr),
+    )
+    assert status == 403
+    assert json.loads((tmp_path / "other.out").read_text())["rule"] == "est-subject"
+
+    # a disabled device cannot re-enroll; revoking it revokes its certificates for good
+    otward_cli(interop_server.data_dir, "device", "disable", device)
+    status, _ = _curl(
+        interop_server,
+        "/.well-known/est/simplereenroll",
+        tmp_path / "disabled.out",
+        "--cert",
+        tmp_path / "second.pem",
+        "--key",
+        new_key,
+        *_enroll_args(new_csr),
+    )
+    assert status == 403
+    otward_cli(interop_server.data_dir, "device", "revoke", device)
+    shown = json.loads(otward_cli(interop_server.data_dir, "device", "show", device, "--json").stdout)
+    assert shown["status"] == "revoked"
+    assert {c["status"] for c in shown["certificates"]} == {"revoked"}
+
+
+def test_token_pattern_and_missing_credentials(interop_server, tmp_path):
+    owner = _owner(interop_server)
+    token = _token(interop_server, owner, "--device-id-pattern", "sensor-*", "--uses", "3")
+    _, csr = _csr(tmp_path, "plc", _name("plc"))
+    status, _ = _curl(
+        interop_server,
+        "/.well-known/est/simpleenroll",
+        tmp_path / "pattern.out",
+        *_enroll_args(csr, "-H", f"Authorization: Bearer {token}"),
+    )
+    assert status == 403
+    assert json.loads((tmp_path / "pattern.out").read_text())["rule"] == "enroll-token-pattern"
+
+    proc = run(
+        [
+            "curl",
+            "-sS",
+            "-i",
+            "--cacert",
+            interop_server.root_pem,
+            *_enroll_args(csr),
+            f"{interop_server.https_url}/.well-known/est/simpleenroll",
+        ]
+    )
+    assert proc.stdout.startswith("HTTP/1.1 401")
+    assert 'www-authenticate: Basic realm="otward-est"' in proc.stdout.lower().replace("basic", "Basic")
+
+    # Bearer works as well as Basic, and the token's remaining uses still enroll
+    _, good = _csr(tmp_path, "sensor", _name("sensor"))
+    status, _ = _curl(
+        interop_server,
+        "/.well-known/est/simpleenroll",
+        tmp_path / "s.b64",
+        *_enroll_args(good, "-H", f"Authorization: Bearer {token}"),
+    )
+    assert status == 200
+    # a reenroll without a client certificate is refused
+    status, _ = _curl(
+        interop_server, "/.well-known/est/simplereenroll", tmp_path / "nocert.out", *_enroll_args(good)
+    )
+    assert status == 401
+
+
+def test_serverkeygen_only_for_owners_that_allow_it(interop_server, tmp_path):
+    refusing = _owner(interop_server)
+    token = _token(interop_server, refusing)
+    _, csr = _csr(tmp_path, "k1", _name("meter"))
+    status, _ = _curl(
+        interop_server,
+        "/.well-known/est/serverkeygen",
+        tmp_path / "no.out",
+        *_enroll_args(csr, "-u", f"x:{token}"),
+    )
+    assert status == 403
+
+    allowing = _owner(interop_server, "--allow-server-keygen")
+    token = _token(interop_server, allowing)
+    device = _name("meter")
+    _, csr = _csr(tmp_path, "k2", device)
+    status, content_type = _curl(
+        interop_server,
+        "/.well-known/est/serverkeygen",
+        tmp_path / "multipart",
+        *_enroll_args(csr, "-u", f"x:{token}"),
+    )
+    assert status == 200
+    assert content_type.startswith("multipart/mixed; boundary=")
+    raw = f"Content-Type: {content_type}\r\n\r\n".encode() + (tmp_path / "multipart").read_bytes()
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    parts = {part.get_content_type(): part.get_payload(decode=False) for part in message.iter_parts()}
+    assert set(parts) == {"application/pkcs8", "application/pkcs7-mime"}
+    key_b64 = write(tmp_path / "key.b64", parts["application/pkcs8"])
+    run(["openssl", "base64", "-d", "-in", key_b64, "-out", tmp_path / "key.der"])
+    key_pub = run(["openssl", "pkey", "-inform", "DER", "-in", tmp_path / "key.der", "-pubout"]).stdout
+    p7 = write(tmp_path / "cert.b64", parts["application/pkcs7-mime"])
+    _certificates(p7, tmp_path / "cert.pem")
+    assert run(["openssl", "x509", "-in", tmp_path / "cert.pem", "-noout", "-pubkey"]).stdout == key_pub
+    assert f"CN={device}" in _text(tmp_path / "cert.pem").replace(" = ", "=")
+    _verify(interop_server, tmp_path / "cert.pem")
+
+
+def test_csrattrs_asks_for_ecdsa_with_sha256_on_p256(interop_server, tmp_path):
+    status, content_type = _curl(interop_server, "/.well-known/est/csrattrs", tmp_path / "attrs.b64")
+    assert status == 200
+    assert content_type == "application/csrattrs"
+    run(["openssl", "base64", "-d", "-in", tmp_path / "attrs.b64", "-out", tmp_path / "attrs.der"])
+    parsed = run(["openssl", "asn1parse", "-inform", "DER", "-in", tmp_path / "attrs.der"]).stdout
+    assert "ecdsa-with-SHA256" in parsed
+    assert "id-ecPublicKey" in parsed
+    assert "prime256v1" in parsed
