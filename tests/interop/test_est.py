@@ -329,3 +329,61 @@ def test_csrattrs_asks_for_ecdsa_with_sha256_on_p256(interop_server, tmp_path):
     assert "ecdsa-with-SHA256" in parsed
     assert "id-ecPublicKey" in parsed
     assert "prime256v1" in parsed
+
+
+def test_ca_pin_is_the_sha256_of_the_public_key_as_openssl_computes_it(interop_server, tmp_path):
+    pin = otward_cli(interop_server.data_dir, "ca", "pin", "root").stdout.strip()
+    spki = tmp_path / "root.spki"
+    pub = run(["openssl", "x509", "-in", interop_server.root_pem, "-noout", "-pubkey"]).stdout
+    run(
+        [
+            "openssl",
+            "pkey",
+            "-pubin",
+            "-in",
+            write(tmp_path / "root.pub", pub),
+            "-outform",
+            "DER",
+            "-out",
+            spki,
+        ]
+    )
+    digest = tmp_path / "root.sha256"
+    run(["openssl", "dgst", "-sha256", "-binary", "-out", digest, spki])
+    assert pin == "sha256/" + run(["openssl", "base64", "-A", "-in", digest]).stdout.strip()
+
+
+def test_preprovisioned_devices_are_pkcs12_files_openssl_opens(interop_server, tmp_path):
+    owner = _owner(interop_server)
+    out = tmp_path / "lot"
+    otward_cli(
+        interop_server.data_dir, "device", "preprovision", "--owner", owner, "--count", "3", "--out", str(out)
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["owner"] == owner
+    assert [d["device_id"] for d in manifest["devices"]] == [f"{owner}-{n:06d}" for n in (1, 2, 3)]
+    assert (out / "manifest.csv").read_text().splitlines()[0].startswith("device_id,file,serial")
+    assert oct((out / "manifest.json").stat().st_mode & 0o777) == "0o600"
+    for entry in manifest["devices"]:
+        p12 = out / entry["file"]
+        assert oct(p12.stat().st_mode & 0o777) == "0o600"
+        password = f"pass:{entry['password']}"
+        cert = tmp_path / f"{entry['device_id']}.pem"
+        run(["openssl", "pkcs12", "-in", p12, "-passin", password, "-clcerts", "-nokeys", "-out", cert])
+        key = run(["openssl", "pkcs12", "-in", p12, "-passin", password, "-nocerts", "-nodes"]).stdout
+        assert "PRIVATE KEY" in key
+        info = run(["openssl", "pkcs12", "-in", p12, "-passin", password, "-info", "-noout"]).stderr
+        assert "PBES2" in info
+        assert "AES-256-CBC" in info
+        assert "sha256" in info.lower()
+        assert (
+            run(["openssl", "pkcs12", "-in", p12, "-passin", "pass:wrong", "-noout"], check=False).returncode
+            != 0
+        )
+        _verify(interop_server, cert)
+        assert f"URI:urn:otward:device:{owner}:{entry['device_id']}" in _text(cert)
+        shown = json.loads(
+            otward_cli(interop_server.data_dir, "device", "show", entry["device_id"], "--json").stdout
+        )
+        assert shown["owner"] == owner
+        assert shown["current_serial"] == entry["serial"]

@@ -20,7 +20,7 @@ from otward.cli.common import (
     open_pki,
     print_json,
 )
-from otward.core.keys import KeyType
+from otward.core.keys import KeyType, spki_pin
 from otward.errors import InvalidRequestError
 from otward.http.schemas import AuthorityOut
 
@@ -123,3 +123,18 @@ def export(
     with open_pki(data, db) as pki:
         chain = pki.authorities.certificate_chain(name)
     typer.echo("".join(c.public_bytes(Encoding.PEM).decode() for c in chain), nl=False)
+
+
+@app.command("pin")
+@handle_errors
+def pin(
+    name: Annotated[str, typer.Argument(help="CA name")] = "root",
+    data: DataOption = None,
+    db: DbOption = None,
+) -> None:
+    """Print the pin for ``otward agent enroll --pin``: sha256/<base64> of the CA's public key.
+
+    Pin the root: it outlives the service's TLS certificate and the issuing CA."""
+    with open_pki(data, db) as pki:
+        certificate = pki.authorities.get(name).certificate
+    typer.echo(spki_pin(certificate.public_key()))
