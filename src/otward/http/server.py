@@ -122,7 +122,8 @@ class _Server(uvicorn.Server):
 
 def _housekeeping(pki: Pki, *, leader: bool) -> None:
     """Once a minute: aggregated OCSP signing events and a signed audit head in every worker;
-    CRL refresh, responder renewal and expiry warnings in the first worker only."""
+    CRL refresh, responder renewal, old attestation challenges and expiry warnings in the first
+    worker only."""
     pki.record_ocsp_signatures(SERVICE_ACTOR)
     if leader:
         refreshed = pki.revocation.refresh_all()
@@ -131,6 +132,7 @@ def _housekeeping(pki: Pki, *, leader: bool) -> None:
         for authority in pki.authorities.list():
             if pki.authorities.renew_ocsp_responder_if_due(authority.name):
                 log.info("OCSP responder of %s renewed", authority.name)
+        pki.devices.purge_challenges()
         warned = pki.expiry.record_crossings()
         if warned:
             log.warning("%d certificates crossed an expiry mark (see audit events cert.expiring)", warned)
