@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from otward.config import load_settings
 from otward.core.attestation import ChallengePurpose, challenge_message
 from otward.core.audit import EventType, Outcome
-from otward.core.keys import sign_data
+from otward.core.keys import KeyType, sign_data
 from otward.core.records import DeviceStatus
 from otward.errors import AuthenticationError, ConflictError, PolicyViolationError
 from otward.http.app import create_app
@@ -317,3 +317,21 @@ def test_device_api_lists_shows_and_attests(client, tpki):
         == "revoked"
     )
     assert client.get("/api/v1/devices/plc-10").json()["certificates"][0]["status"] == "revoked"
+
+
+def test_client_certificate_trust_follows_new_cas(tpki):
+    import ssl
+
+    from otward.http.server import ClientCaTrust
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    trust = ClientCaTrust(context)
+    trust.refresh(tpki)
+    assert len(context.get_ca_certs()) == 2  # root and issuing
+    tpki.authorities.create_subordinate(
+        "line-9", parent="root", key_type=KeyType.EC_P256, organization="ACME Chemicals"
+    )
+    trust.refresh(tpki)
+    subjects = [dict(n[0] for n in c["subject"])["commonName"] for c in context.get_ca_certs()]
+    assert len(subjects) == 3
+    assert any("line-9" in s for s in subjects)

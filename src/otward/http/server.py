@@ -77,9 +77,8 @@ def _client_ca_file(settings: Settings) -> Path:
 
 
 def _write_client_cas(pki: Pki, path: Path) -> None:
-    """Every otward CA certificate, for verifying client certificates (device re-enrollment).
-
-    A CA created while the service runs is trusted for client certificates after a restart."""
+    """Every otward CA certificate, for verifying client certificates (device re-enrollment);
+    CAs created later are added by :class:`ClientCaTrust`."""
     pem = "".join(
         pki.authorities.get(a.name).certificate.public_bytes(Encoding.PEM).decode()
         for a in pki.authorities.list()
@@ -120,11 +119,32 @@ class _Server(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-def _housekeeping(pki: Pki, *, leader: bool) -> None:
-    """Once a minute: aggregated OCSP signing events and a signed audit head in every worker;
-    CRL refresh, responder renewal, old attestation challenges and expiry warnings in the first
-    worker only."""
+class ClientCaTrust:
+    """The CAs a worker's TLS context accepts client certificates from, kept in step with the
+    database: a CA created while the service runs is trusted within a minute (OpenSSL's store
+    takes additions while it serves handshakes)."""
+
+    def __init__(self, context: ssl.SSLContext | None) -> None:
+        self._context = context
+        self._loaded: set[str] = set()
+
+    def refresh(self, pki: Pki) -> None:
+        if self._context is None:
+            return
+        for record in pki.authorities.list():
+            if record.name in self._loaded:
+                continue
+            pem = pki.authorities.get(record.name).certificate.public_bytes(Encoding.PEM).decode()
+            self._context.load_verify_locations(cadata=pem)
+            self._loaded.add(record.name)
+
+
+def _housekeeping(pki: Pki, trust: ClientCaTrust, *, leader: bool) -> None:
+    """Once a minute: aggregated OCSP signing events, new CAs for client certificates and a signed
+    audit head in every worker; CRL refresh, responder renewal, old attestation challenges and expiry
+    warnings in the first worker only."""
     pki.record_ocsp_signatures(SERVICE_ACTOR)
+    trust.refresh(pki)
     if leader:
         refreshed = pki.revocation.refresh_all()
         if refreshed:
@@ -139,11 +159,11 @@ def _housekeeping(pki: Pki, *, leader: bool) -> None:
     pki.audit.sign_head()
 
 
-async def _periodic(pki: Pki, *, leader: bool) -> None:
+async def _periodic(pki: Pki, trust: ClientCaTrust, *, leader: bool) -> None:
     while True:
         await asyncio.sleep(HOUSEKEEPING_SECONDS)
         try:
-            await asyncio.to_thread(_housekeeping, pki, leader=leader)
+            await asyncio.to_thread(_housekeeping, pki, trust, leader=leader)
         except OtwardError:
             log.exception("periodic housekeeping failed; retrying in %s s", HOUSEKEEPING_SECONDS)
 
@@ -194,6 +214,7 @@ async def _serve_worker(
     settings = load_settings(options.data_dir, database_url=options.database_url)
     pki = Pki.open(settings, migrate=False)
     https = _Server(_https_config(create_app(pki), settings, options, _client_ca_file(settings)))
+    trust = ClientCaTrust(https.config.ssl)
     plain = _Server(
         uvicorn.Config(StatusApp(pki), access_log=options.access_log, lifespan="off", server_header=False)
     )
@@ -207,8 +228,8 @@ async def _serve_worker(
     worker = {"worker": str(index), "pid": str(os.getpid())}
     pki.audit.record(pki.audit.event(SERVICE_ACTOR, EventType.SERVICE_STARTED, "otward", details=worker))
     if index == 0:
-        await asyncio.to_thread(_housekeeping, pki, leader=True)
-    periodic = asyncio.create_task(_periodic(pki, leader=index == 0))
+        await asyncio.to_thread(_housekeeping, pki, trust, leader=True)
+    periodic = asyncio.create_task(_periodic(pki, trust, leader=index == 0))
     orphan_watch = asyncio.create_task(_exit_when_orphaned(stop, supervisor))
     forwarding = asyncio.create_task(_forward_audit(pki)) if index == 0 else None
     try:
