@@ -335,3 +335,36 @@ def test_client_certificate_trust_follows_new_cas(tpki):
     subjects = [dict(n[0] for n in c["subject"])["commonName"] for c in context.get_ca_certs()]
     assert len(subjects) == 3
     assert any("line-9" in s for s in subjects)
+
+
+def test_service_certificate_is_renewed_after_two_thirds_and_reloaded(installation, database_url, clock):
+    import ssl
+
+    from otward.config import read_passphrase
+    from otward.http.server import ServiceIdentity
+    from otward.services.bootstrap import TlsFiles, renew_service_certificate_if_due
+
+    tls = TlsFiles.in_dir(installation)
+    before = tls.certificate_chain.read_bytes()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    identity = ServiceIdentity(context, tls, lambda: read_passphrase(installation))
+    pki = Pki.open(load_settings(installation, database_url=database_url), clock=clock)
+    try:
+        assert not renew_service_certificate_if_due(pki, installation)
+        clock.advance(timedelta(days=250))  # past 2/3 of a year
+        assert renew_service_certificate_if_due(pki, installation)
+        assert not renew_service_certificate_if_due(pki, installation)
+    finally:
+        pki.close()
+    old = x509.load_pem_x509_certificates(before)[0]
+    new, issuing = x509.load_pem_x509_certificates(tls.certificate_chain.read_bytes())
+    assert new.serial_number != old.serial_number
+    assert new.subject == old.subject
+    assert new.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ) == old.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert new.public_key() != old.public_key()
+    new.verify_directly_issued_by(issuing)
+    assert oct(tls.private_key.stat().st_mode & 0o777) == "0o600"
+    assert identity.reload_if_changed()  # the key and certificate load together
+    assert not identity.reload_if_changed()

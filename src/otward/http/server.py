@@ -34,7 +34,7 @@ from otward.http.app import create_app
 from otward.http.status import StatusApp
 from otward.http.tls import TlsAwareHttpProtocol
 from otward.services.audit import Actor
-from otward.services.bootstrap import TlsFiles
+from otward.services.bootstrap import TlsFiles, renew_service_certificate_if_due
 from otward.services.pki import Pki
 
 __all__ = ["ServeOptions", "serve"]
@@ -139,12 +139,46 @@ class ClientCaTrust:
             self._loaded.add(record.name)
 
 
-def _housekeeping(pki: Pki, trust: ClientCaTrust, *, leader: bool) -> None:
+class ServiceIdentity:
+    """The worker's own TLS certificate, reloaded when the files change (renewed by the leader):
+    new handshakes get the new certificate, open connections keep theirs."""
+
+    def __init__(
+        self, context: ssl.SSLContext | None, tls: TlsFiles, passphrase: Callable[[], bytes]
+    ) -> None:
+        self._context = context
+        self._tls = tls
+        self._passphrase = passphrase
+        self._loaded = self._stamp()
+
+    def _stamp(self) -> tuple[int, int]:
+        return self._tls.certificate_chain.stat().st_mtime_ns, self._tls.private_key.stat().st_mtime_ns
+
+    def reload_if_changed(self) -> bool:
+        stamp = self._stamp()
+        if self._context is None or stamp == self._loaded:
+            return False
+        try:
+            self._context.load_cert_chain(
+                self._tls.certificate_chain, self._tls.private_key, password=self._passphrase
+            )
+        except (ssl.SSLError, OSError) as exc:  # caught between the two renames: next minute
+            log.warning("service certificate not reloaded yet: %s", exc)
+            return False
+        self._loaded = stamp
+        return True
+
+
+def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, leader: bool) -> None:
     """Once a minute: aggregated OCSP signing events, new CAs for client certificates and a signed
     audit head in every worker; CRL refresh, responder renewal, old attestation challenges and expiry
     warnings in the first worker only."""
     pki.record_ocsp_signatures(SERVICE_ACTOR)
     trust.refresh(pki)
+    if leader and renew_service_certificate_if_due(pki, pki.settings.data_dir, SERVICE_ACTOR):
+        log.info("the service's TLS certificate was renewed")
+    if identity.reload_if_changed():
+        log.info("serving the renewed TLS certificate")
     if leader:
         refreshed = pki.revocation.refresh_all()
         if refreshed:
@@ -159,11 +193,11 @@ def _housekeeping(pki: Pki, trust: ClientCaTrust, *, leader: bool) -> None:
     pki.audit.sign_head()
 
 
-async def _periodic(pki: Pki, trust: ClientCaTrust, *, leader: bool) -> None:
+async def _periodic(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, leader: bool) -> None:
     while True:
         await asyncio.sleep(HOUSEKEEPING_SECONDS)
         try:
-            await asyncio.to_thread(_housekeeping, pki, trust, leader=leader)
+            await asyncio.to_thread(_housekeeping, pki, trust, identity, leader=leader)
         except OtwardError:
             log.exception("periodic housekeeping failed; retrying in %s s", HOUSEKEEPING_SECONDS)
 
@@ -215,6 +249,9 @@ async def _serve_worker(
     pki = Pki.open(settings, migrate=False)
     https = _Server(_https_config(create_app(pki), settings, options, _client_ca_file(settings)))
     trust = ClientCaTrust(https.config.ssl)
+    identity = ServiceIdentity(
+        https.config.ssl, TlsFiles.in_dir(settings.data_dir), lambda: read_passphrase(settings.data_dir)
+    )
     plain = _Server(
         uvicorn.Config(StatusApp(pki), access_log=options.access_log, lifespan="off", server_header=False)
     )
@@ -228,8 +265,8 @@ async def _serve_worker(
     worker = {"worker": str(index), "pid": str(os.getpid())}
     pki.audit.record(pki.audit.event(SERVICE_ACTOR, EventType.SERVICE_STARTED, "otward", details=worker))
     if index == 0:
-        await asyncio.to_thread(_housekeeping, pki, trust, leader=True)
-    periodic = asyncio.create_task(_periodic(pki, trust, leader=index == 0))
+        await asyncio.to_thread(_housekeeping, pki, trust, identity, leader=True)
+    periodic = asyncio.create_task(_periodic(pki, trust, identity, leader=index == 0))
     orphan_watch = asyncio.create_task(_exit_when_orphaned(stop, supervisor))
     forwarding = asyncio.create_task(_forward_audit(pki)) if index == 0 else None
     try:

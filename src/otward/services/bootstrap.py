@@ -27,7 +27,7 @@ from otward.errors import ConfigError
 from otward.services.audit import SYSTEM_ACTOR, Actor
 from otward.services.pki import Pki
 
-__all__ = ["InitResult", "TlsFiles", "initialize"]
+__all__ = ["InitResult", "TlsFiles", "initialize", "renew_service_certificate_if_due"]
 
 ROOT_CA = "root"
 ISSUING_CA = "issuing"
@@ -122,41 +122,70 @@ def _issue_service_certificate(
     """The HTTPS API's certificate, issued by the issuing CA under the tls-server profile."""
     tls = TlsFiles.in_dir(data_dir)
     tls.certificate_chain.parent.mkdir(mode=0o700, exist_ok=True)
-    key = generate_private_key(KeyType.EC_P256)
     sans: list[x509.GeneralName] = []
     for name in names:
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(name)))
         except ValueError:
             sans.append(x509.DNSName(name))
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization[:64]),
+            x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
+        ]
+    )
+    _write_service_identity(pki, tls, subject, x509.SubjectAlternativeName(sans), actor, replace=False)
+    return tls
+
+
+def renew_service_certificate_if_due(pki: Pki, data_dir: Path, actor: Actor = SYSTEM_ACTOR) -> bool:
+    """Give the service a new key and certificate (same names) once two thirds of the current one's
+    lifetime have passed; the workers pick the files up (``http.server``). True when renewed."""
+    tls = TlsFiles.in_dir(data_dir)
+    current = x509.load_pem_x509_certificates(tls.certificate_chain.read_bytes())[0]
+    start, end = current.not_valid_before_utc, current.not_valid_after_utc
+    if pki.clock() < start + (end - start) * 2 / 3:
+        return False
+    names = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    _write_service_identity(pki, tls, current.subject, names, actor, replace=True)
+    return True
+
+
+def _write_service_identity(
+    pki: Pki,
+    tls: TlsFiles,
+    subject: x509.Name,
+    names: x509.SubjectAlternativeName,
+    actor: Actor,
+    *,
+    replace: bool,
+) -> None:
+    """A new key and tls-server certificate, written key first; when replacing, each file is written
+    aside and renamed over the old one, so a reader sees an old or a new file, never half of one."""
+    key = generate_private_key(KeyType.EC_P256)
     csr = (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization[:64]),
-                    x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
-                ]
-            )
-        )
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .subject_name(subject)
+        .add_extension(names, critical=False)
         .sign(key, signature_hash_for(key))  # type: ignore[arg-type]
     )
     issued = pki.issuance.issue(
         csr.public_bytes(serialization.Encoding.PEM), profile="tls-server", ca=ISSUING_CA, actor=actor
     )
-    passphrase = read_passphrase(data_dir)
-    write_private_file(
-        tls.private_key,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(passphrase),
-        ),
+    passphrase = read_passphrase(tls.certificate_chain.parent.parent)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
     )
     chain = [issued.certificate, *issued.chain[:-1]]
-    write_private_file(
-        tls.certificate_chain, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
-    )
-    tls.root_certificate.write_bytes(issued.chain[-1].public_bytes(serialization.Encoding.PEM))
-    return tls
+    chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+    for path, content in ((tls.private_key, key_pem), (tls.certificate_chain, chain_pem)):
+        if replace:
+            aside = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+            write_private_file(aside, content)
+            os.replace(aside, path)
+        else:
+            write_private_file(path, content)
+    if not replace:
+        tls.root_certificate.write_bytes(issued.chain[-1].public_bytes(serialization.Encoding.PEM))
