@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -86,6 +87,26 @@ def build_csr(
         algorithm = hashes.SHA256()
     csr = builder.sign(key, algorithm)
     return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def openssl_verifies(csr_pem: bytes, tmp_path: Path) -> bool:
+    """``openssl req -verify`` on ``csr_pem``: True when the system OpenSSL accepts its self-signature.
+
+    OpenSSL 3.0 exits 0 even when the signature is bad, so the verdict is read from its output.
+    """
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    path = tmp_path / "request.csr.pem"
+    path.write_bytes(csr_pem)
+    result = subprocess.run(
+        [openssl, "req", "-in", str(path), "-verify", "-noout"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    return result.returncode == 0 and "self-signature verify OK" in result.stdout + result.stderr
 
 
 def ocsp_request_der(

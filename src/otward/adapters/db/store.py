@@ -1000,7 +1000,9 @@ def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: 
     """The registry side of an enrollment, inside the certificate's transaction: spend the token,
     check the device may enroll, and make the new certificate its current one."""
     if enrollment.token_id is not None:
-        spent = conn.execute(_SPEND_TOKEN, {"spent_token": enrollment.token_id, "spent_at": enrollment.now}).rowcount
+        spent = conn.execute(
+            _SPEND_TOKEN, {"spent_token": enrollment.token_id, "spent_at": enrollment.now}
+        ).rowcount
         if spent != 1:
             raise AuthenticationError(
                 "invalid, expired, used-up or revoked enrollment token", rule="enroll-token"

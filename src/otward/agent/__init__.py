@@ -1,0 +1,1 @@
+"""The device agent: makes its key in place, enrols over EST and renews before expiry."""
