@@ -171,3 +171,15 @@ def test_cli(installation, database_url):
     assert json.loads(run("token", "list", "--owner", "line-2", "--json"))[0]["state"] == "revoked"
     assert "already revoked" in run("token", "revoke", created["token_id"], code=1)
     assert "not a duration" in run("token", "create", "--owner", "line-2", "--ttl", "forever", code=1)
+    # owner options: server key generation and renewal after expiry
+    made = json.loads(
+        run("owner", "create", "meters", "--allow-server-keygen", "--renewal-grace", "90d", "--json")
+    )
+    assert (made["allow_server_keygen"], made["renewal_grace_days"]) == (True, 90)
+    changed = json.loads(
+        run("owner", "set", "meters", "--no-server-keygen", "--renewal-grace", "0d", "--json")
+    )
+    assert (changed["allow_server_keygen"], changed["renewal_grace_days"]) == (False, 0)
+    assert "whole days" in run("owner", "set", "meters", "--renewal-grace", "36h", code=1)
+    assert "0 to 1095 days" in run("owner", "set", "meters", "--renewal-grace", "4000d", code=1)
+    assert "not found" in run("owner", "set", "nobody", "--renewal-grace", "1d", code=1)
