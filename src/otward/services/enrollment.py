@@ -60,6 +60,7 @@ class Owners:
         self._authorities = authorities
         self._clock = clock
         self._audit = audit
+        self._issuing: dict[str, str] = {}
 
     def create(
         self,
@@ -124,7 +125,14 @@ class Owners:
         record = self._store.get_owner(name)
         if record is None:
             raise NotFoundError(f"owner '{name}' not found", rule="owner")
+        self._issuing[name] = record.ca
         return record
+
+    def issuing_ca(self, name: str) -> str:
+        """The CA of ``name``'s devices, remembered: an owner's CA never changes and owners are never
+        deleted, so enrollment need not read it every time."""
+        ca = self._issuing.get(name)
+        return ca if ca is not None else self.get(name).ca
 
     def list(self) -> Sequence[OwnerRecord]:
         return self._store.list_owners()

@@ -30,7 +30,7 @@ from otward.core.csr import load_csr
 from otward.core.keys import KeyType
 from otward.core.ports import PkiStore
 from otward.core.profiles import Identity
-from otward.core.records import DeviceEnrollment, DeviceStatus, EnrollmentTokenRecord, OwnerRecord
+from otward.core.records import DeviceEnrollment, DeviceStatus, EnrollmentTokenRecord
 from otward.errors import (
     AuthenticationError,
     ConflictError,
@@ -86,13 +86,15 @@ class EstService:
     def enroll(self, csr: bytes, token: str, *, label: str | None, actor: Actor) -> IssuedCertificate:
         device_id = _device_id(csr)
         record = self._tokens.verify(token, device_id=device_id, actor=actor)
-        owner = self._owner_for(record, label, device_id, actor)
-        return self._issue(csr, device_id, owner, record.profile, actor, token_record=record)
+        ca = self._owners.issuing_ca(record.owner)
+        self._check_label(record.owner, ca, label, device_id, actor)
+        return self._issue(csr, device_id, record.owner, ca, record.profile, actor, token_record=record)
 
     def server_keygen(self, csr: bytes, token: str, *, label: str | None, actor: Actor) -> ServerGeneratedKey:
         device_id = _device_id(csr)
         record = self._tokens.verify(token, device_id=device_id, actor=actor)
-        owner = self._owner_for(record, label, device_id, actor)
+        owner = self._owners.get(record.owner)
+        self._check_label(owner.name, owner.ca, label, device_id, actor)
         if not owner.allow_server_keygen:
             message = f"owner '{owner.name}' does not allow server-side key generation"
             raise self._refused(actor, device_id, PolicyViolationError(message, rule="server-keygen"))
@@ -104,7 +106,9 @@ class EstService:
             if isinstance(extension.value, x509.SubjectAlternativeName):
                 builder = builder.add_extension(extension.value, critical=extension.critical)
         own_csr = builder.sign(key, hashes.SHA256())
-        issued = self._issue(own_csr, device_id, owner, record.profile, actor, token_record=record)
+        issued = self._issue(
+            own_csr, device_id, owner.name, owner.ca, record.profile, actor, token_record=record
+        )
         return ServerGeneratedKey(issued, key)
 
     def reenroll(
@@ -138,9 +142,11 @@ class EstService:
                 f"certificate's '{subject}'; re-enrollment keeps the subject"
             )
             raise self._refused(actor, device.device_id, PolicyViolationError(message, rule="est-subject"))
-        owner = self._owners.get(device.owner)
-        self._check_label(owner, label, device.device_id, actor)
-        return self._issue(csr, device.device_id, owner, device.profile, actor, renewing=stored.serial)
+        ca = self._owners.issuing_ca(device.owner)
+        self._check_label(device.owner, ca, label, device.device_id, actor)
+        return self._issue(
+            csr, device.device_id, device.owner, ca, device.profile, actor, renewing=stored.serial
+        )
 
     def csr_attributes(self) -> tuple[x509.ObjectIdentifier, ...]:
         """What otward wants in a CSR (``/csrattrs``): ECDSA with SHA-256 (a P-256 key)."""
@@ -148,23 +154,17 @@ class EstService:
 
     # --- shared steps ---------------------------------------------------------------------------
 
-    def _owner_for(
-        self, token: EnrollmentTokenRecord, label: str | None, device_id: str, actor: Actor
-    ) -> OwnerRecord:
-        owner = self._owners.get(token.owner)
-        self._check_label(owner, label, device_id, actor)
-        return owner
-
-    def _check_label(self, owner: OwnerRecord, label: str | None, device_id: str, actor: Actor) -> None:
-        if label is not None and label != owner.ca:
-            message = f"devices of owner '{owner.name}' enroll with CA '{owner.ca}', not '{label}'"
+    def _check_label(self, owner: str, ca: str, label: str | None, device_id: str, actor: Actor) -> None:
+        if label is not None and label != ca:
+            message = f"devices of owner '{owner}' enroll with CA '{ca}', not '{label}'"
             raise self._refused(actor, device_id, PolicyViolationError(message, rule="est-label"))
 
     def _issue(
         self,
         csr: bytes | x509.CertificateSigningRequest,
         device_id: str,
-        owner: OwnerRecord,
+        owner: str,
+        ca: str,
         profile: str,
         actor: Actor,
         *,
@@ -177,25 +177,25 @@ class EstService:
             signed = self._issuance.sign(
                 pem,
                 profile=profile,
-                ca=owner.ca,
-                owner=owner.name if device_profile else None,
+                ca=ca,
+                owner=owner if device_profile else None,
                 device_id=device_id,
                 actor=actor,
             )
         except (InvalidRequestError, PolicyViolationError) as exc:
-            self._issuance.record_refusal(actor, pem, profile, owner.ca, exc)
+            self._issuance.record_refusal(actor, pem, profile, ca, exc)
             raise
         renewal = token_record is not None and token_record.kind == "renewal"
         enrollment = DeviceEnrollment(
             device_id=device_id,
-            owner=owner.name,
+            owner=owner,
             profile=profile,
             now=self._clock(),
             token_id=token_record.token_id if token_record else None,
             existing_only=renewing is not None or renewal,
             new_device_only=renewing is None and not renewal,
         )
-        details = {"owner": owner.name, "serial": signed.issued.serial, "profile": profile}
+        details = {"owner": owner, "serial": signed.issued.serial, "profile": profile}
         if token_record is not None:
             details["token"] = token_record.token_id
             details["method"] = "renewal-token" if renewal else "token"

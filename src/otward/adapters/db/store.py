@@ -182,7 +182,16 @@ def _refuse_if_revoked(conn: Connection, ca: str, issuer_serials: Sequence[int])
         )
 
 
-_ENROLLMENT_TOKEN = select(enrollment_tokens).where(enrollment_tokens.c.token_id == bindparam("token_id"))
+# The enrollment path's statements, built once (a statement built per call costs its cache key).
+_ENROLLMENT_TOKEN = select(enrollment_tokens).where(enrollment_tokens.c.token_id == bindparam("wanted_token"))
+_OWNER = select(owners).where(owners.c.name == bindparam("wanted_owner"))
+_DEVICE = select(devices).where(devices.c.device_id == bindparam("wanted_device"))
+_HOLDING = select(func.count()).where(
+    certificates.c.device_id == bindparam("wanted_device"),
+    certificates.c.revoked_at.is_(None),
+    certificates.c.not_valid_after > bindparam("at"),
+)
+_INSERT_DEVICE = insert(devices)
 _SPEND_TOKEN = (
     update(enrollment_tokens)
     .where(
@@ -487,7 +496,7 @@ class SqlPkiStore:
 
     def get_owner(self, name: str) -> OwnerRecord | None:
         with self._reading() as conn:
-            row = conn.execute(select(owners).where(owners.c.name == name)).first()
+            row = conn.execute(_OWNER, {"wanted_owner": name}).first()
         return _owner_record(row) if row else None
 
     def list_owners(self) -> Sequence[OwnerRecord]:
@@ -516,9 +525,7 @@ class SqlPkiStore:
 
     def get_enrollment_token(self, token_id: str) -> EnrollmentTokenRecord | None:
         with self._reading() as conn:
-            row = conn.execute(
-                select(enrollment_tokens).where(enrollment_tokens.c.token_id == token_id)
-            ).first()
+            row = conn.execute(_ENROLLMENT_TOKEN, {"wanted_token": token_id}).first()
         return _enrollment_token(row) if row else None
 
     def list_enrollment_tokens(self, owner: str | None = None) -> Sequence[EnrollmentTokenRecord]:
@@ -559,7 +566,7 @@ class SqlPkiStore:
         with self._transaction() as conn:
             if values:
                 conn.execute(update(owners).where(owners.c.name == name).values(**values))
-            row = conn.execute(select(owners).where(owners.c.name == name)).first()
+            row = conn.execute(_OWNER, {"wanted_owner": name}).first()
             if row is None:
                 raise NotFoundError(f"owner '{name}' not found", rule="owner")
             ledger.append(conn, events)
@@ -602,7 +609,7 @@ class SqlPkiStore:
 
     def get_device(self, device_id: str) -> DeviceRecord | None:
         with self._reading() as conn:
-            row = conn.execute(select(devices).where(devices.c.device_id == device_id)).first()
+            row = conn.execute(_DEVICE, {"wanted_device": device_id}).first()
         return _device_record(row) if row else None
 
     def list_devices(
@@ -635,14 +642,14 @@ class SqlPkiStore:
     ) -> DeviceRecord:
         """Disable or enable; a revoked device stays revoked."""
         with self._transaction() as conn:
-            row = conn.execute(select(devices).where(devices.c.device_id == device_id)).first()
+            row = conn.execute(_DEVICE, {"wanted_device": device_id}).first()
             if row is None:
                 raise NotFoundError(f"device '{device_id}' not found", rule="device")
             if row.status == DeviceStatus.REVOKED.value:
                 raise ConflictError(f"device '{device_id}' is revoked for good", rule="device-revoked")
             conn.execute(update(devices).where(devices.c.device_id == device_id).values(status=status.value))
             ledger.append(conn, events)
-            row = conn.execute(select(devices).where(devices.c.device_id == device_id)).one()
+            row = conn.execute(_DEVICE, {"wanted_device": device_id}).one()
         return _device_record(row)
 
     def revoke_device(
@@ -1007,21 +1014,22 @@ def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: 
             raise AuthenticationError(
                 "invalid, expired, used-up or revoked enrollment token", rule="enroll-token"
             )
-    row = conn.execute(select(devices).where(devices.c.device_id == enrollment.device_id)).first()
+    row = conn.execute(_DEVICE, {"wanted_device": enrollment.device_id}).first()
     if row is None:
         if enrollment.existing_only:
             raise NotFoundError(f"device '{enrollment.device_id}' is not registered", rule="device")
         conn.execute(
-            insert(devices).values(
-                device_id=enrollment.device_id,
-                owner=enrollment.owner,
-                status=DeviceStatus.ACTIVE.value,
-                profile=enrollment.profile,
-                current_serial=serial,
-                enrollment_token_id=enrollment.token_id,
-                first_seen=enrollment.now,
-                last_seen=enrollment.now,
-            )
+            _INSERT_DEVICE,
+            {
+                "device_id": enrollment.device_id,
+                "owner": enrollment.owner,
+                "status": DeviceStatus.ACTIVE.value,
+                "profile": enrollment.profile,
+                "current_serial": serial,
+                "enrollment_token_id": enrollment.token_id,
+                "first_seen": enrollment.now,
+                "last_seen": enrollment.now,
+            },
         )
         return
     if row.owner != enrollment.owner:
@@ -1034,11 +1042,7 @@ def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: 
         )
     if enrollment.new_device_only:
         holding = conn.execute(
-            select(func.count()).where(
-                certificates.c.device_id == enrollment.device_id,
-                certificates.c.revoked_at.is_(None),
-                certificates.c.not_valid_after > enrollment.now,
-            )
+            _HOLDING, {"wanted_device": enrollment.device_id, "at": enrollment.now}
         ).scalar_one()
         if holding:
             raise ConflictError(
