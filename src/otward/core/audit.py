@@ -66,6 +66,15 @@ class EventType(enum.Enum):
     SERVICE_STARTED = "service.started"
     SERVICE_STOPPED = "service.stopped"
     SIGNER_CREATED = "signer.created"
+    GATEWAY_CONNECTION = "gateway.connection"  # a client connection accepted or refused at a gateway
+    GATEWAY_DENIED = "gateway.denied"  # a request refused by the gateway's protocol policy
+    GATEWAY_CLOSED = "gateway.closed"  # an open connection closed because its certificate became revoked
+    ACCESS_CHANGED = "access.changed"  # people, roles, assets or grants administered
+    ACCESS_DECIDED = "access.decided"  # a gatekeeper's allow (success) or deny (failure)
+    ACCESS_BUNDLE_ISSUED = "access.bundle_issued"
+    ACCESS_BUNDLE_REFUSED = "access.bundle_refused"  # bad signature, rollback or expiry at the asset
+    ACCESS_CREDENTIAL_ISSUED = "access.credential_issued"
+    ACCESS_CREDENTIAL_REVOKED = "access.credential_revoked"
 
 
 class Outcome(enum.Enum):
@@ -110,6 +119,33 @@ class AuditEvent:
             "request_id": self.request_id,
             "details": dict(sorted(self.details.items())),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> AuditEvent:
+        """The inverse of :meth:`to_dict`; raises ValueError on anything else."""
+        try:
+            time = datetime.strptime(str(data["time"]), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            details = data.get("details") or {}
+            if not isinstance(details, Mapping):
+                raise ValueError("details must be an object")
+            return cls(
+                time=time,
+                host=str(data["host"]),
+                component=str(data["component"]),
+                type=EventType(data["type"]),
+                subject=str(data["subject"]),
+                outcome=Outcome(data["outcome"]),
+                reason=_optional_text(data.get("reason")),
+                source=_optional_text(data.get("source")),
+                request_id=_optional_text(data.get("request_id")),
+                details={str(key): str(value) for key, value in details.items()},
+            )
+        except KeyError as missing:
+            raise ValueError(f"audit event lacks {missing.args[0]!r}") from None
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def event_bytes(event: AuditEvent) -> bytes:
