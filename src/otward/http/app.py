@@ -22,7 +22,7 @@ from otward.http.auth import AdminActor, get_pki
 from otward.http.devices import router as devices_router
 from otward.http.est import router as est_router
 from otward.http.limits import install_limits
-from otward.http.metrics import observe_requests, render_metrics
+from otward.http.metrics import RequestMetrics, render_metrics
 from otward.http.problems import install_problem_handlers
 from otward.http.schemas import (
     AuthorityOut,
@@ -154,7 +154,7 @@ def create_api(pki: Pki) -> FastAPI:
     app.include_router(transparency_router)
     _serve_docs_offline(app)
 
-    app.middleware("http")(observe_requests)
+    app.add_middleware(RequestMetrics)
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     def metrics(request: Request, _actor: AdminActor) -> Response:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
-from fastapi import Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -25,10 +24,11 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otward.services.pki import Pki
 
-__all__ = ["OCSP_RESPONSES", "REQUEST_SECONDS", "observe_requests", "render_metrics"]
+__all__ = ["OCSP_RESPONSES", "REQUEST_SECONDS", "RequestMetrics", "render_metrics"]
 
 REQUEST_SECONDS = Histogram(
     "otward_http_request_duration_seconds",
@@ -93,13 +93,33 @@ def render_metrics(pki: Pki) -> tuple[bytes, str]:
     return body + generate_latest(database), CONTENT_TYPE_LATEST
 
 
-async def observe_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Middleware: request latency by route template (not raw path, to bound label values)."""
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    template = getattr(route, "path", "unmatched")
-    REQUEST_SECONDS.labels(request.method, template, str(response.status_code)).observe(
-        time.perf_counter() - started
-    )
-    return response
+class RequestMetrics:
+    """ASGI middleware: request latency by route template (not raw path, to bound label values).
+
+    Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which runs every request body and
+    response through extra tasks and memory streams: that cost 15 % of an EST enrollment's time.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # an exception before the response started
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            REQUEST_SECONDS.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - started
+            )

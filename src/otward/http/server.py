@@ -62,6 +62,9 @@ def _bind(host: str, port: int) -> socket.socket:
     # listening socket says it is TCP; without it every response waits ~40 ms for a delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # SO_REUSEPORT lets each further worker listen on its own socket (see _own_listener); Linux
+    # admits only processes of the same user to the group.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -69,6 +72,23 @@ def _bind(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     sock.listen(2048)
     sock.set_inheritable(True)
+    return sock
+
+
+def _own_listener(shared: socket.socket) -> socket.socket:
+    """A listening socket of this worker's own on the shared socket's address.
+
+    Workers accepting from one shared socket share connections badly (one worker took all 16
+    keep-alive connections of a benchmark while the other idled); with a socket each, the kernel
+    spreads new connections over them by hash. Worker 0 keeps serving the shared socket, so every
+    socket in the group has a worker accepting from it.
+    """
+    sock = socket.socket(shared.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(shared.getsockname())
+    sock.listen(2048)
+    shared.close()
     return sock
 
 
@@ -246,6 +266,8 @@ async def _serve_worker(
     options: ServeOptions, sockets: tuple[socket.socket, socket.socket], index: int, supervisor: int
 ) -> None:
     settings = load_settings(options.data_dir, database_url=options.database_url)
+    if index > 0:
+        sockets = (_own_listener(sockets[0]), _own_listener(sockets[1]))
     pki = Pki.open(settings, migrate=False)
     https = _Server(_https_config(create_app(pki), settings, options, _client_ca_file(settings)))
     trust = ClientCaTrust(https.config.ssl)
