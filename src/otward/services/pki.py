@@ -139,4 +139,4 @@ class Pki:
                 self.audit.sign_head()
         finally:
             if isinstance(self.store, SqlPkiStore):
-                self.store.engine.dispose()
+                self.store.close()

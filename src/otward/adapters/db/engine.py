@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from otward.errors import ConfigError, StorageError
 
-__all__ = ["create_database_engine", "upgrade_schema"]
+__all__ = ["WriterLock", "create_database_engine", "upgrade_schema"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -39,6 +44,48 @@ def create_database_engine(url: str) -> Engine:
     raise ConfigError(
         f"database url scheme not supported: '{url.split(':', 1)[0]}' (sqlite or postgresql+psycopg)"
     )
+
+
+class WriterLock:
+    """One writing transaction at a time on a SQLite file, across threads and processes.
+
+    SQLite lets one writer in and makes the others poll: its busy handler sleeps 1, 2, 5 … 100 ms
+    between tries. Two service workers writing at once then sat idle in those sleeps (half the CPU
+    unused, p99 near a second, in the EST benchmark). A blocking ``flock`` queues them instead and
+    wakes the next one as soon as the lock is free. PostgreSQL needs none of this (no-op).
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> WriterLock:
+        database = engine.url.database
+        if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            return cls(None)
+        return cls(Path(database).with_name(Path(database).name + "-writer.lock"))
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self._path is None:
+            yield
+            return
+        with self._threads:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with self._threads:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def upgrade_schema(engine: Engine) -> None:

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError as DbIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
 from otward.adapters.db import ledger
+from otward.adapters.db.engine import WriterLock
 from otward.adapters.db.group_commit import GroupCommit, Pending
 from otward.adapters.db.schema import (
     api_tokens,
@@ -209,7 +210,13 @@ class SqlPkiStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._writer_lock = WriterLock.for_engine(engine)
         self._group_commit = GroupCommit(self._commit_group)
+
+    def close(self) -> None:
+        """Release the database connections and the writer lock's file."""
+        self.engine.dispose()
+        self._writer_lock.close()
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -219,7 +226,7 @@ class SqlPkiStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        with _database_errors(), self.engine.begin() as connection:
+        with _database_errors(), self._writer_lock.held(), self.engine.begin() as connection:
             yield connection
 
     # --- authorities ---------------------------------------------------------------------------
