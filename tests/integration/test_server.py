@@ -6,6 +6,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509 import ocsp
 
+from otward.services.bootstrap import initialize
 from tests.conftest import (
     _postgres_database,
     build_csr,
@@ -90,5 +91,32 @@ def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
                     workers.discard(pid)
             time.sleep(0.2)
         assert not workers, f"workers {workers} kept running without their supervisor"
+    finally:
+        stop_server(running)
+
+
+def test_second_service_on_a_port_in_use_fails_instead_of_sharing_it(tmp_path):
+    """Workers share their port through SO_REUSEPORT; another ``otward serve`` must not join them."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    running = start_server(tmp_path / "first", workers=2)
+    try:
+        port = running.https_url.rsplit(":", 1)[1]
+        initialize(tmp_path / "second", organization="Other")
+        result = subprocess.run(
+            [sys.executable, "-m", "otward", "serve", "--data", str(tmp_path / "second"), "--port", port],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode != 0
+        assert f"cannot listen on 127.0.0.1:{port}" in result.stderr + result.stdout
+        for _ in range(20):  # new connections, spread over both workers' sockets, all answered
+            with httpx.Client(base_url=running.https_url, verify=running.ssl_context()) as fresh:
+                assert fresh.get("/healthz").status_code == 200
     finally:
         stop_server(running)

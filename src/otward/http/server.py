@@ -62,10 +62,16 @@ def _bind(host: str, port: int) -> socket.socket:
     # listening socket says it is TCP; without it every response waits ~40 ms for a delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # SO_REUSEPORT lets each further worker listen on its own socket (see _own_listener); Linux
-    # admits only processes of the same user to the group.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
+        # A probe without SO_REUSEPORT first: with it, a second ``otward serve`` on the same port
+        # would join the first one's group and take half its connections instead of failing.
+        with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
+        # SO_REUSEPORT lets each further worker listen on its own socket (see _own_listener);
+        # Linux admits only processes of the same user to the group.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
