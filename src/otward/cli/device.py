@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -235,9 +236,15 @@ def _pkcs12(device: ProvisionedDevice, password: bytes) -> bytes:
         .hmac_hash(hashes.SHA256())
         .build(password)
     )
+    key = device.key
+    if not isinstance(
+        key,
+        rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey,
+    ):
+        raise InvalidRequestError(f"a {type(key).__name__} cannot be put into a PKCS#12 file")
     return pkcs12.serialize_key_and_certificates(
         device.device_id.encode(),
-        device.key,
+        key,
         device.issued.certificate,
         list(device.issued.chain),
         encryption,
