@@ -10,6 +10,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from otward import __version__
+from otward.cli import access as access_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, token
 from otward.cli.common import (
     DataOption,
@@ -44,6 +45,7 @@ app.add_typer(owner.owner_app, name="owner")
 app.add_typer(owner.token_app, name="token")
 app.add_typer(device.app, name="device")
 app.add_typer(agent.app, name="agent")
+app.add_typer(access_cli.app, name="access")
 
 
 def _version(value: bool) -> None:

@@ -17,6 +17,7 @@ from otward import __version__
 from otward.core.records import parse_serial
 from otward.core.revocation import parse_reason
 from otward.errors import InvalidRequestError, NotFoundError
+from otward.http.access import router as access_router
 from otward.http.audit import router as audit_router
 from otward.http.auth import AdminActor, get_pki
 from otward.http.devices import router as devices_router
@@ -149,6 +150,7 @@ def create_api(pki: Pki) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(router)
     app.include_router(devices_router)
+    app.include_router(access_router)
     app.include_router(est_router)
     app.include_router(audit_router)
     app.include_router(transparency_router)

@@ -13,6 +13,7 @@ from otward.adapters.keys import FileKeyBackend
 from otward.config import Settings, read_passphrase
 from otward.core.audit import EventType
 from otward.core.ports import KeyBackend, PkiStore
+from otward.services.access import AccessAdmin
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
 from otward.services.devices import Devices
@@ -102,6 +103,7 @@ class Pki:
             audit=self.audit,
         )
         self.provisioning = Provisioning(store, self.issuance, self.owners, clock=clock, audit=self.audit)
+        self.access = AccessAdmin.for_pki_store(store, clock=clock, audit=self.audit)
         self._audit_sequence_at_open = store.audit_head()[0]
 
     @classmethod

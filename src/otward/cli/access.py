@@ -1,0 +1,313 @@
+"""``otward access import|policies|schema|explain|person ...|grant ...``: who may do what, where, when.
+
+Commands parse their options into model values, call ``pki.access`` and print; the decisions are
+Cedar's (``otward.core.access``).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from otward.cli.common import (
+    DataOption,
+    DbOption,
+    JsonOption,
+    cli_actor,
+    console,
+    handle_errors,
+    open_pki,
+    print_json,
+)
+from otward.core.access.model import Person, PersonKind, parse_date, validate_identifier
+from otward.errors import ConfigError
+from otward.services.access import explanation_json, grant_json, parse_instant, person_json
+
+__all__ = ["app", "grant_app", "person_app"]
+
+app = typer.Typer(
+    help="Access of people and robots to areas, machines and systems (Cedar policies).", no_args_is_help=True
+)
+person_app = typer.Typer(
+    help="People and robots: add, disable, enable, list, show, remove.", no_args_is_help=True
+)
+grant_app = typer.Typer(help="Grants of roles: add, remove, list.", no_args_is_help=True)
+app.add_typer(person_app, name="person")
+app.add_typer(grant_app, name="grant")
+
+PersonArgument = Annotated[str, typer.Argument(help="Person or robot id")]
+
+
+@app.command("import")
+@handle_errors
+def import_model(
+    file: Annotated[Path, typer.Argument(help="YAML file in the format of examples/chemical-plant.yaml")],
+    replace_all: Annotated[
+        bool, typer.Option("--replace", help="Make the file the whole model (drop what it does not name)")
+    ] = False,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import or update the access model from YAML; re-importing the same file changes nothing."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc.strerror}") from None
+    with open_pki(data, db) as pki:
+        result = pki.access.import_yaml(text, cli_actor(), replace_all=replace_all)
+    if as_json:
+        print_json(
+            {
+                "site": result.site,
+                "changed": result.changed,
+                "revision": result.revision,
+                "details": result.details,
+            }
+        )
+        return
+    if not result.changed:
+        console.print(f"site {result.site}: unchanged (revision {result.revision})", highlight=False)
+        return
+    console.print(f"site {result.site}: imported, revision {result.revision}", highlight=False)
+    for kind, summary in result.details.items():
+        console.print(f"  {kind}: {summary} (added ~changed -removed)", highlight=False)
+
+
+@app.command("policies")
+@handle_errors
+def policies(
+    asset: Annotated[
+        str | None, typer.Option("--asset", help="Only the policies that concern this asset")
+    ] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the Cedar policies the grants compile to, each with its @id."""
+    with open_pki(data, db) as pki:
+        compiled = pki.access.policies(asset)
+    if as_json:
+        print_json(
+            [{"id": p.id, "grant": p.grant or None, "asset": p.asset, "text": p.text} for p in compiled]
+        )
+        return
+    typer.echo("\n".join(policy.text for policy in compiled), nl=False)
+
+
+@app.command("schema")
+@handle_errors
+def schema(data: DataOption = None, db: DbOption = None) -> None:
+    """Print the Cedar schema the policies are written against."""
+    with open_pki(data, db) as pki:
+        typer.echo(pki.access.schema(), nl=False)
+
+
+@app.command("explain")
+@handle_errors
+def explain(
+    person: PersonArgument,
+    asset: Annotated[str, typer.Argument(help="Asset id")],
+    function: Annotated[str, typer.Argument(help="Function, e.g. start or enter")],
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="ISO 8601 time; without offset it is local site time [default: now]"),
+    ] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Decide PERSON using FUNCTION of ASSET at a time, with the policies that decided it."""
+    with open_pki(data, db) as pki:
+        instant = parse_instant(at, pki.access.model().timezone) if at else None
+        explanation = pki.access.explain(person, asset, function, instant)
+    if as_json:
+        print_json(explanation_json(explanation))
+    else:
+        decision = explanation.decision
+        verdict = "[bold green]ALLOW[/]" if decision.allowed else "[bold red]DENY[/]"
+        console.print(f"{verdict} {person} {function} {asset}", highlight=False)
+        console.print(
+            f"  local time: {decision.local_time} (UTC {explanation.at:%Y-%m-%d %H:%M})", highlight=False
+        )
+        console.print(f"  reason: {decision.reason}", highlight=False)
+        for text in explanation.policy_texts:
+            console.print(text, highlight=False, markup=False)
+
+
+# --- people -------------------------------------------------------------------------------------
+
+
+def _date_option(value: str | None, name: str) -> date | None:
+    return parse_date(value, name) if value else None
+
+
+@person_app.command("add")
+@handle_errors
+def person_add(
+    person_id: PersonArgument,
+    name: Annotated[str, typer.Option("--name", help="Display name")],
+    role: Annotated[list[str], typer.Option("--role", help="Role (repeat for several)")],
+    shift: Annotated[str | None, typer.Option("--shift", help="Schedule of the person's own shift")] = None,
+    valid_from: Annotated[
+        str | None, typer.Option("--valid-from", help="First valid day, YYYY-MM-DD")
+    ] = None,
+    valid_until: Annotated[
+        str | None, typer.Option("--valid-until", help="Last valid day, YYYY-MM-DD")
+    ] = None,
+    robot: Annotated[bool, typer.Option("--robot", help="A robot rather than a person")] = False,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a person or robot with roles (and shift, validity dates)."""
+    person = Person(
+        id=validate_identifier(person_id, "person"),
+        name=name,
+        roles=tuple(validate_identifier(r, "--role") for r in role),
+        kind=PersonKind.ROBOT if robot else PersonKind.PERSON,
+        shift=validate_identifier(shift, "--shift") if shift else None,
+        valid_from=_date_option(valid_from, "--valid-from"),
+        valid_until=_date_option(valid_until, "--valid-until"),
+    )
+    with open_pki(data, db) as pki:
+        added = pki.access.add_person(person, cli_actor())
+    _print_person(added, as_json, "added")
+
+
+def _print_person(person: Person, as_json: bool, verb: str | None = None) -> None:
+    if as_json:
+        print_json(person_json(person))
+        return
+    if verb:
+        console.print(f"{person.kind.value} {person.id} {verb}", highlight=False)
+    for key, value in person_json(person).items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        console.print(f"{key:>12}: {shown if shown not in (None, '') else '-'}", highlight=False)
+
+
+@person_app.command("disable")
+@handle_errors
+def person_disable(person_id: PersonArgument, data: DataOption = None, db: DbOption = None) -> None:
+    """Deny the person everything (data kept); assets enforce it with their next bundle."""
+    with open_pki(data, db) as pki:
+        pki.access.disable_person(person_id, cli_actor())
+    console.print(f"{person_id} disabled", highlight=False)
+
+
+@person_app.command("enable")
+@handle_errors
+def person_enable(person_id: PersonArgument, data: DataOption = None, db: DbOption = None) -> None:
+    """Enable a disabled person again."""
+    with open_pki(data, db) as pki:
+        pki.access.enable_person(person_id, cli_actor())
+    console.print(f"{person_id} enabled", highlight=False)
+
+
+@person_app.command("remove")
+@handle_errors
+def person_remove(person_id: PersonArgument, data: DataOption = None, db: DbOption = None) -> None:
+    """Remove a person or robot from the model."""
+    with open_pki(data, db) as pki:
+        pki.access.remove_person(person_id, cli_actor())
+    console.print(f"{person_id} removed", highlight=False)
+
+
+@person_app.command("list")
+@handle_errors
+def person_list(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List people and robots."""
+    with open_pki(data, db) as pki:
+        people = pki.access.people()
+    if as_json:
+        print_json([person_json(p) for p in people])
+        return
+    table = Table("id", "name", "kind", "roles", "shift", "valid", "enabled")
+    for p in people:
+        valid = f"{p.valid_from or ''}..{p.valid_until or ''}" if p.valid_from or p.valid_until else "-"
+        table.add_row(
+            p.id,
+            p.name,
+            p.kind.value,
+            ", ".join(p.roles),
+            p.shift or "-",
+            valid,
+            "yes" if p.enabled else "[red]no[/]",
+        )
+    console.print(table)
+    console.print(f"{len(people)} people and robots", highlight=False)
+
+
+@person_app.command("show")
+@handle_errors
+def person_show(
+    person_id: PersonArgument, data: DataOption = None, db: DbOption = None, as_json: JsonOption = False
+) -> None:
+    """Show one person or robot."""
+    with open_pki(data, db) as pki:
+        person = pki.access.person(person_id)
+    _print_person(person, as_json)
+
+
+# --- grants -------------------------------------------------------------------------------------
+
+
+@grant_app.command("add")
+@handle_errors
+def grant_add(
+    role: Annotated[str, typer.Option("--role", help="Role the grant is for")],
+    asset: Annotated[list[str], typer.Option("--asset", help="Asset (repeat for several)")],
+    function: Annotated[list[str], typer.Option("--function", help="Function (repeat for several)")],
+    when: Annotated[
+        str | None, typer.Option("--when", help="Schedule name or own-shift [default: always]")
+    ] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Allow a role functions on assets, optionally only when a schedule holds."""
+    with open_pki(data, db) as pki:
+        grant = pki.access.add_grant(role, asset, function, when, cli_actor())
+    if as_json:
+        print_json(grant_json(grant))
+        return
+    console.print(f"grant {grant.id} added", highlight=False)
+
+
+@grant_app.command("remove")
+@handle_errors
+def grant_remove(
+    grant_id: Annotated[str, typer.Argument(help="Grant id, e.g. operator-3")],
+    data: DataOption = None,
+    db: DbOption = None,
+) -> None:
+    """Remove a grant."""
+    with open_pki(data, db) as pki:
+        pki.access.remove_grant(grant_id, cli_actor())
+    console.print(f"grant {grant_id} removed", highlight=False)
+
+
+@grant_app.command("list")
+@handle_errors
+def grant_list(
+    role: Annotated[str | None, typer.Option("--role")] = None,
+    asset: Annotated[str | None, typer.Option("--asset")] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List grants (of a role, or naming an asset)."""
+    with open_pki(data, db) as pki:
+        grants = pki.access.grants(role=role, asset=asset)
+    if as_json:
+        print_json([grant_json(g) for g in grants])
+        return
+    table = Table("id", "role", "assets", "functions", "when")
+    for g in grants:
+        table.add_row(g.id, g.role, ", ".join(g.assets), ", ".join(g.functions), g.when or "always")
+    console.print(table)
+    console.print(f"{len(grants)} grants", highlight=False)

@@ -1,0 +1,353 @@
+"""Administering the access model and explaining its decisions (issue 6, ``pki.access``).
+
+Every change is a pure step from ``otward.core.access.changes`` run inside the store's
+transaction with an ``access.changed`` audit event. Decisions are Cedar's: the service compiles
+the stored model to an asset's slice and asks a :class:`Decider`, the same code the gatekeeper
+at the asset runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from otward.core.access import changes
+from otward.core.access.decision import AccessSlice, Decider, Decision
+from otward.core.access.model import (
+    AccessModel,
+    Grant,
+    Person,
+    parse_access_yaml,
+    people_with_explicit_enabled,
+)
+from otward.core.access.policies import (
+    CompiledPolicy,
+    asset_slice,
+    cedar_schema,
+    compile_policies,
+    site_policy_texts,
+)
+from otward.core.audit import AuditEvent, EventType
+from otward.core.ports import PkiStore
+from otward.errors import InvalidRequestError, NotFoundError
+from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
+
+__all__ = [
+    "AccessAdmin",
+    "AccessStore",
+    "Explanation",
+    "ImportResult",
+    "MemoryAccessStore",
+    "explanation_json",
+    "grant_json",
+    "parse_instant",
+    "person_json",
+]
+
+Change = Callable[[AccessModel | None], tuple[AccessModel, Sequence[AuditEvent]]]
+
+
+class AccessStore(Protocol):
+    """Where the access model lives (``SqlAccessStore`` in production)."""
+
+    def load(self) -> AccessModel | None: ...
+
+    def change(self, apply: Change, now: datetime) -> tuple[AccessModel, int, bool]: ...
+
+
+class MemoryAccessStore:
+    """In-memory store for PKI stores without a SQL engine (test fakes); events go to ``append``."""
+
+    def __init__(self, append: Callable[[Sequence[AuditEvent]], object]) -> None:
+        self._append = append
+        self._model: AccessModel | None = None
+        self._revision = 0
+        self._lock = threading.Lock()
+
+    def load(self) -> AccessModel | None:
+        return self._model
+
+    def change(self, apply: Change, now: datetime) -> tuple[AccessModel, int, bool]:
+        with self._lock:
+            new, events = apply(self._model)
+            if self._model is not None and not changes.diff_models(self._model, new):
+                return new, self._revision, False
+            self._append(events)
+            self._model, self._revision = new, self._revision + 1
+            return new, self._revision, True
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import changed; ``revision`` is the model's revision afterwards."""
+
+    site: str
+    changed: bool
+    revision: int
+    details: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A decision with what it was based on: local time, and the text of the deciding policies."""
+
+    person: str
+    asset: str
+    function: str
+    at: datetime  # UTC
+    decision: Decision
+    policy_texts: tuple[str, ...]
+
+
+class AccessAdmin:
+    """People, robots and grants of the site; policies, slices and explanations."""
+
+    def __init__(self, store: AccessStore, *, clock: Callable[[], datetime], audit: AuditLog) -> None:
+        self._store = store
+        self._clock = clock
+        self._audit = audit
+
+    @classmethod
+    def for_pki_store(cls, store: PkiStore, *, clock: Callable[[], datetime], audit: AuditLog) -> AccessAdmin:
+        """On the PKI store's database when it has one, else in memory (test fakes)."""
+        engine = getattr(store, "engine", None)
+        if isinstance(engine, Engine):
+            from otward.adapters.db.access_store import SqlAccessStore
+
+            return cls(SqlAccessStore(engine), clock=clock, audit=audit)
+        return cls(MemoryAccessStore(store.append_events), clock=clock, audit=audit)
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def model(self) -> AccessModel:
+        """The stored model; NotFoundError before the first import."""
+        model = self._store.load()
+        if model is None:
+            raise NotFoundError(
+                "no access model yet: run 'otward access import FILE.yaml' first", rule="access-model"
+            )
+        return model
+
+    def people(self) -> Sequence[Person]:
+        return sorted(self.model().people, key=lambda person: person.id)
+
+    def person(self, person_id: str) -> Person:
+        person = self.model().person(person_id)
+        if person is None:
+            raise NotFoundError(f"person '{person_id}' not found", rule="access-person")
+        return person
+
+    def grants(self, *, role: str | None = None, asset: str | None = None) -> Sequence[Grant]:
+        return [
+            grant
+            for grant in self.model().grants
+            if (role is None or grant.role == role) and (asset is None or asset in grant.assets)
+        ]
+
+    def policies(self, asset: str | None = None) -> list[CompiledPolicy]:
+        """The site's forbid policies and every grant's permit (for ``asset`` only, if given)."""
+        model = self.model()
+        if asset is not None and model.asset(asset) is None:
+            raise NotFoundError(f"unknown asset '{asset}'", rule="access-asset")
+        site = [CompiledPolicy(pid, "", "*", text) for pid, text in site_policy_texts().items()]
+        return site + compile_policies(model, asset)
+
+    def schema(self) -> str:
+        """The Cedar schema the policies are written against."""
+        return cedar_schema(self.model())
+
+    def asset_slice(self, asset_id: str) -> AccessSlice:
+        """What ``asset_id`` needs to decide alone, from the current model."""
+        return asset_slice(self.model(), asset_id)
+
+    def explain(self, person: str, asset: str, function: str, at: datetime | None = None) -> Explanation:
+        """Decide as the asset would at ``at`` (default now), and show the policies that decided."""
+        model = self.model()
+        if model.person(person) is None:
+            raise NotFoundError(f"person '{person}' not found", rule="access-person")
+        when = at or self._clock()
+        if when.tzinfo is None:
+            raise InvalidRequestError("the time needs a UTC offset or zone", rule="access-time")
+        access_slice = asset_slice(model, asset, include=(person,))
+        decision = Decider(access_slice).decide(person, function, when)
+        texts = {policy.id: policy.text for policy in self.policies(asset)}
+        return Explanation(
+            person=person,
+            asset=asset,
+            function=function,
+            at=when.astimezone(UTC),
+            decision=decision,
+            policy_texts=tuple(texts[pid] for pid in decision.policies if pid in texts),
+        )
+
+    # --- changing -------------------------------------------------------------------------------
+
+    def _change(
+        self,
+        actor: Actor,
+        subject: str | Callable[[], str],
+        action: str,
+        step: Callable[[AccessModel], AccessModel],
+    ) -> tuple[AccessModel, int, bool]:
+        def apply(current: AccessModel | None) -> tuple[AccessModel, Sequence[AuditEvent]]:
+            if current is None:
+                raise NotFoundError(
+                    "no access model yet: run 'otward access import FILE.yaml' first", rule="access-model"
+                )
+            new = step(current)
+            details = {"change": action, **changes.diff_models(current, new).details()}
+            name = subject if isinstance(subject, str) else subject()
+            return new, [self._audit.event(actor, EventType.ACCESS_CHANGED, name, details=details)]
+
+        return self._store.change(apply, self._clock())
+
+    def import_yaml(
+        self, text: str, actor: Actor = SYSTEM_ACTOR, *, replace_all: bool = False
+    ) -> ImportResult:
+        """Load the YAML format; idempotent (re-importing the same file changes nothing).
+
+        See :func:`otward.core.access.changes.merge_import` for what is kept.
+        """
+        imported = parse_access_yaml(text)
+        explicit = people_with_explicit_enabled(text)
+        holder: dict[str, dict[str, str]] = {}
+
+        def apply(current: AccessModel | None) -> tuple[AccessModel, Sequence[AuditEvent]]:
+            new = changes.merge_import(current, imported, explicit_enabled=explicit, replace_all=replace_all)
+            details = changes.diff_models(current, new).details()
+            holder["details"] = details
+            event = self._audit.event(
+                actor,
+                EventType.ACCESS_CHANGED,
+                f"site:{new.site}",
+                details={"change": "import", "replace": str(replace_all).lower(), **details},
+            )
+            return new, [event]
+
+        model, revision, changed = self._store.change(apply, self._clock())
+        return ImportResult(model.site, changed, revision, holder.get("details", {}) if changed else {})
+
+    def add_person(self, person: Person, actor: Actor = SYSTEM_ACTOR) -> Person:
+        """Add a person or robot; ConflictError if the id exists."""
+        self._change(
+            actor, f"person:{person.id}", "person.added", lambda m: changes.put_person(m, person, create=True)
+        )
+        return self.person(person.id)
+
+    def update_person(self, person: Person, actor: Actor = SYSTEM_ACTOR) -> Person:
+        """Replace a person's data (NotFoundError if unknown)."""
+        self.person(person.id)
+        self._change(
+            actor,
+            f"person:{person.id}",
+            "person.updated",
+            lambda m: changes.put_person(m, person, create=False),
+        )
+        return self.person(person.id)
+
+    def remove_person(self, person_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
+        self._change(
+            actor, f"person:{person_id}", "person.removed", lambda m: changes.remove_person(m, person_id)
+        )
+
+    def disable_person(self, person_id: str, actor: Actor = SYSTEM_ACTOR) -> Person:
+        """Deny the person everything from the next slice on; their data stays."""
+        self._change(
+            actor,
+            f"person:{person_id}",
+            "person.disabled",
+            lambda m: changes.set_enabled(m, person_id, False),
+        )
+        return self.person(person_id)
+
+    def enable_person(self, person_id: str, actor: Actor = SYSTEM_ACTOR) -> Person:
+        self._change(
+            actor, f"person:{person_id}", "person.enabled", lambda m: changes.set_enabled(m, person_id, True)
+        )
+        return self.person(person_id)
+
+    def add_grant(
+        self,
+        role: str,
+        assets: Iterable[str],
+        functions: Iterable[str],
+        when: str | None = None,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> Grant:
+        """Append a grant (id ``<role>-<n>``); checked against roles, assets, functions, schedules."""
+        created: list[Grant] = []
+
+        def step(model: AccessModel) -> AccessModel:
+            new, grant = changes.add_grant(model, role, list(assets), list(functions), when)
+            created[:] = [grant]
+            return new
+
+        self._change(actor, lambda: f"grant:{created[0].id}", "grant.added", step)
+        return replace(created[0])
+
+    def remove_grant(self, grant_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
+        self._change(actor, f"grant:{grant_id}", "grant.removed", lambda m: changes.remove_grant(m, grant_id))
+
+
+# --- shared by the CLI and the HTTP API ----------------------------------------------------------
+
+
+def parse_instant(text: str, timezone: str) -> datetime:
+    """ISO 8601 time; without an offset it is local site time (the earlier one if a DST change repeats it)."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequestError(
+            f"--at: bad time {text!r} (ISO 8601, e.g. 2026-11-30T23:00 local or 2026-11-30T22:00Z)",
+            rule="access-time",
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(timezone))
+    return value
+
+
+def person_json(person: Person) -> dict[str, Any]:
+    """The JSON form of a person (CLI and API share it)."""
+    return {
+        "id": person.id,
+        "name": person.name,
+        "kind": person.kind.value,
+        "roles": list(person.roles),
+        "shift": person.shift,
+        "valid_from": person.valid_from.isoformat() if person.valid_from else None,
+        "valid_until": person.valid_until.isoformat() if person.valid_until else None,
+        "enabled": person.enabled,
+    }
+
+
+def grant_json(grant: Grant) -> dict[str, Any]:
+    """The JSON form of a grant (CLI and API share it)."""
+    return {
+        "id": grant.id,
+        "role": grant.role,
+        "assets": list(grant.assets),
+        "functions": list(grant.functions),
+        "when": grant.when,
+    }
+
+
+def explanation_json(explanation: Explanation) -> dict[str, Any]:
+    """The JSON form of an explanation (CLI and API share it)."""
+    decision = explanation.decision
+    return {
+        "decision": "allow" if decision.allowed else "deny",
+        "reason": decision.reason,
+        "person": explanation.person,
+        "asset": explanation.asset,
+        "function": explanation.function,
+        "at": explanation.at.isoformat(),
+        "local_time": decision.local_time,
+        "policies": list(decision.policies),
+        "policy_texts": list(explanation.policy_texts),
+    }

@@ -1,0 +1,218 @@
+"""The YAML access format: what it accepts, and errors that name the bad entry."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+
+from otward.core.access.changes import (
+    add_grant,
+    diff_models,
+    merge_import,
+    put_person,
+    remove_grant,
+    set_enabled,
+)
+from otward.core.access.model import (
+    AssetKind,
+    Person,
+    PersonKind,
+    parse_access_yaml,
+    parse_minutes,
+    people_with_explicit_enabled,
+)
+from otward.errors import ConflictError, InvalidRequestError, NotFoundError, OtwardError, ParseError
+
+EXAMPLE = (Path(__file__).parents[4] / "examples" / "chemical-plant.yaml").read_text()
+
+MINIMAL = {
+    "site": "s",
+    "timezone": "Europe/Berlin",
+    "schedules": {"day": {"days": ["mon"], "from": "08:00", "to": "17:00"}},
+    "assets": {"hall": {"kind": "area"}, "press": {"kind": "machine", "in": "hall", "functions": ["start"]}},
+    "roles": {"op": {"external": False}, "ext": {"external": True}},
+    "grants": {"op": [{"assets": ["press"], "functions": ["start"], "when": "day"}]},
+    "people": [{"id": "p", "name": "P", "roles": ["op"]}],
+}
+
+
+def document(**changes: object) -> str:
+    data = yaml.safe_load(yaml.safe_dump(MINIMAL))
+    for dotted, value in changes.items():
+        *path, last = dotted.split("__")
+        target = data
+        for key in path:
+            target = target[int(key)] if isinstance(target, list) else target[key]
+        if isinstance(target, list):
+            target[int(last)] = value
+        else:
+            target[last] = value
+    return yaml.safe_dump(data)
+
+
+def test_the_example_plant_parses_completely():
+    model = parse_access_yaml(EXAMPLE)
+    assert model.site == "chemical-plant"
+    assert model.timezone == "Europe/Berlin"
+    assert len(model.schedules) == 6
+    assert len(model.assets) == 14
+    assert len(model.roles) == 7
+    assert len(model.grants) == 34
+    assert [p.id for p in model.people][-1] == "robot-7"
+    night = model.schedule("night-shift")
+    assert night is not None
+    assert night.overnight
+    assert (night.start, night.end) == (22 * 60, 6 * 60)
+    maintenance = model.schedule("maintenance-window")
+    assert maintenance is not None
+    assert (maintenance.start, maintenance.end, maintenance.overnight) == (0, 1440, False)
+    control = model.asset("control-room")
+    assert control is not None
+    assert (control.kind, control.inside, control.functions) == (
+        AssetKind.AREA,
+        "production-hall",
+        ("enter",),
+    )
+    reactor = model.asset("reactor-1")
+    assert reactor is not None
+    assert reactor.inside == "production-hall"
+    hanna = model.person("hanna")
+    assert hanna is not None
+    assert (hanna.valid_from, hanna.valid_until) == (date(2026, 11, 2), date(2026, 11, 27))
+    robot = model.person("robot-7")
+    assert robot is not None
+    assert (robot.kind, robot.shift) == (PersonKind.ROBOT, "night-shift")
+    assert [g.id for g in model.grants if g.role == "operator"][:2] == ["operator-1", "operator-2"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"schedules__day__to": "25:00"}, "schedules.day.to: bad time '25:00'"),
+        ({"schedules__day__from": "24:00"}, "schedules.day.from: bad time '24:00'"),
+        ({"schedules__day__from": "8:00"}, "schedules.day.from: bad time '8:00'"),
+        ({"schedules__day__to": "08:00"}, "schedules.day: 'from' equals 'to'"),
+        ({"schedules__day__days": ["monday"]}, "schedules.day.days: unknown day 'monday'"),
+        ({"schedules__day__days": []}, "schedules.day.days: at least one day"),
+        ({"grants__op__0__when": "lunch"}, "grants.op[1].when: unknown schedule 'lunch'"),
+        ({"grants__op__0__assets": ["lathe"]}, "grants.op[1].assets: unknown asset 'lathe'"),
+        ({"grants__op__0__functions": ["fly"]}, "grants.op[1].functions: unknown function 'fly'"),
+        ({"grants__op__0__color": "red"}, "grants.op[1]: unknown field 'color'"),
+        ({"people__0__valid": {"from": "2026-13-01"}}, "people.p.valid.from: bad date '2026-13-01'"),
+        (
+            {"people__0__valid": {"from": "2026-02-01", "to": "2026-01-01"}},
+            "people.p.valid: 'from' 2026-02-01 is after",
+        ),
+        ({"people__0__roles": ["boss"]}, "people.p.roles: unknown role 'boss'"),
+        ({"people__0__roles": ["ext"]}, "people.p.valid: role 'ext' is external"),
+        ({"people__0__shift": "night"}, "people.p.shift: unknown schedule 'night'"),
+        ({"people__0__kind": "cyborg"}, "people.p.kind: unknown kind 'cyborg'"),
+        ({"people__0__id": "bad id"}, "people[1].id: bad id 'bad id'"),
+        ({"assets__press__kind": "robot"}, "assets.press.kind: unknown kind 'robot'"),
+        ({"assets__press__in": "press"}, "assets.press.inside: 'press' is not a known area"),
+        ({"assets__hall__functions": ["start"]}, "assets.hall.functions: an area has only 'enter'"),
+        ({"assets__press__functions": []}, "assets.press.functions: a machine needs at least one function"),
+        ({"timezone": "Mars/Olympus"}, "unknown IANA time zone 'Mars/Olympus'"),
+        ({"roles__op__external": "yes"}, "roles.op.external: expected true or false"),
+        ({"sites": "x"}, "document: unknown field 'sites'"),
+    ],
+)
+def test_errors_name_the_bad_entry(changes, message):
+    with pytest.raises(OtwardError) as caught:
+        parse_access_yaml(document(**changes))
+    assert message in caught.value.message
+
+
+def test_a_duplicate_person_and_bad_yaml_are_refused():
+    text = document(people=[{"id": "p", "roles": ["op"]}, {"id": "p", "roles": ["op"]}])
+    with pytest.raises(ParseError, match=r"people\.p: defined twice"):
+        parse_access_yaml(text)
+    with pytest.raises(ParseError, match="not valid YAML"):
+        parse_access_yaml("site: [unclosed")
+    with pytest.raises(ParseError, match="document: expected a mapping"):
+        parse_access_yaml("- a\n- b\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "allow_24", "minutes"),
+    [("00:00", False, 0), ("23:59", False, 1439), ("24:00", True, 1440), ("12:30", True, 750)],
+)
+def test_times(text, allow_24, minutes):
+    assert parse_minutes(text, "x", allow_24=allow_24) == minutes
+
+
+@pytest.mark.parametrize("text", ["24:01", "12:60", "1230", "", "noon", None, 800])
+def test_bad_times(text):
+    with pytest.raises(ParseError, match="bad time"):
+        parse_minutes(text, "x", allow_24=True)
+
+
+def test_an_area_without_functions_gets_enter_and_ids_default_names():
+    model = parse_access_yaml(document(people=[{"id": "p", "roles": ["op"]}]))
+    hall = model.asset("hall")
+    assert hall is not None
+    assert hall.functions == ("enter",)
+    person = model.person("p")
+    assert person is not None
+    assert person.name == "p"
+
+
+def test_explicit_enabled_is_reported_for_the_importer():
+    text = document(people=[{"id": "p", "roles": ["op"], "enabled": False}, {"id": "q", "roles": ["op"]}])
+    assert people_with_explicit_enabled(text) == {"p"}
+    model = parse_access_yaml(text)
+    assert [p.enabled for p in model.people] == [False, True]
+
+
+# --- changes ----------------------------------------------------------------------------------
+
+
+def test_reimport_keeps_an_administrators_disable_and_is_idempotent():
+    first = parse_access_yaml(EXAMPLE)
+    disabled = set_enabled(first, "emil", False)
+    again = merge_import(disabled, parse_access_yaml(EXAMPLE))
+    assert not diff_models(disabled, again)
+    emil = again.person("emil")
+    assert emil is not None
+    assert not emil.enabled
+    # unless the file says so explicitly
+    explicit = merge_import(disabled, parse_access_yaml(EXAMPLE), explicit_enabled=frozenset({"emil"}))
+    person = explicit.person("emil")
+    assert person is not None
+    assert person.enabled
+
+
+def test_import_replaces_the_grants_of_the_roles_it_lists_and_keeps_the_rest():
+    current, grant = add_grant(parse_access_yaml(EXAMPLE), "cfo", ["scada-hmi"], ["view"], "business-hours")
+    assert grant.id == "cfo-6"
+    extra = put_person(current, Person(id="zoe", name="Zoe", roles=("cfo",)), create=True)
+    merged = merge_import(extra, parse_access_yaml(EXAMPLE))
+    assert "cfo-6" not in {g.id for g in merged.grants}  # the file is authoritative for cfo's grants
+    assert merged.person("zoe") is not None  # people it does not name are kept
+    replaced = merge_import(extra, parse_access_yaml(EXAMPLE), replace_all=True)
+    assert replaced.person("zoe") is None
+    diff = diff_models(extra, merged)
+    assert diff.grants.removed == ("cfo-6",)
+    assert diff.details() == {"grants": "+0 ~0 -1"}
+
+
+def test_grant_and_person_changes_are_validated():
+    model = parse_access_yaml(EXAMPLE)
+    with pytest.raises(InvalidRequestError, match="unknown function 'fly'"):
+        add_grant(model, "cfo", ["erp"], ["fly"], None)
+    with pytest.raises(InvalidRequestError, match="unknown role 'pilot'"):
+        add_grant(model, "pilot", ["erp"], ["view"], None)
+    with pytest.raises(InvalidRequestError, match="unknown schedule 'lunch'"):
+        add_grant(model, "cfo", ["erp"], ["view"], "lunch")
+    with pytest.raises(NotFoundError):
+        remove_grant(model, "cfo-99")
+    with pytest.raises(ConflictError, match="already exists"):
+        put_person(model, Person(id="anna", name="A", roles=("cfo",)), create=True)
+    with pytest.raises(InvalidRequestError, match="role 'auditor' is external"):
+        put_person(model, Person(id="kim", name="Kim", roles=("auditor",)), create=True)
+    with pytest.raises(NotFoundError):
+        set_enabled(model, "nobody", False)
+    assert len(remove_grant(model, "cfo-1").grants) == len(model.grants) - 1
