@@ -12,6 +12,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from otward import __version__
 from otward.cli import access as access_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, token
+from otward.cli import mqtt as mqtt_cli
+from otward.cli import opcua as opcua_cli
 from otward.cli.common import (
     DataOption,
     DbOption,
@@ -46,6 +48,8 @@ app.add_typer(owner.token_app, name="token")
 app.add_typer(device.app, name="device")
 app.add_typer(agent.app, name="agent")
 app.add_typer(access_cli.app, name="access")
+app.command("mqtt-config")(mqtt_cli.mqtt_config)
+app.add_typer(opcua_cli.app, name="opcua")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,192 @@
+"""Mosquitto listener configuration and ACL for otward devices, rendered from plain values.
+
+A device connects with its otward ``device`` certificate; Mosquitto (with
+``use_identity_as_username``) takes the certificate's CN, the device id, as the
+MQTT username. The owner is not in the CN, so a ``pattern`` line with ``%u``
+cannot name the owner's part of the topic: ``otward/+/%u/#`` would let a device
+publish under any made-up owner. The ACL therefore has one ``user`` block per
+device, built from the devices' certificates, and is rewritten whenever the set
+of devices changes (``otward mqtt-config --refresh-crl``)::
+
+    user plc-7
+    topic readwrite otward/acme/plc-7/#
+
+A device id claimed by certificates of two different owners cannot be told apart
+by the broker (it sees only the CN); such a device gets no ACL entry at all and
+is reported as a conflict. Mosquitto denies every topic not granted, so a device
+missing from the ACL can connect but neither publish nor subscribe.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from otward.errors import InvalidRequestError
+
+__all__ = [
+    "DEFAULT_CIPHERS",
+    "TOPIC_ROOT",
+    "AclPlan",
+    "ListenerConfig",
+    "MqttDevice",
+    "device_identity",
+    "plan_acl",
+    "render_acl",
+    "render_listener_config",
+]
+
+TOPIC_ROOT = "otward"
+# TLS 1.2 suites with forward secrecy and AEAD only (TLS 1.3 suites are all AEAD already).
+DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+_DEVICE_URI = "urn:otward:device:"
+# The same alphabets otward's issuance enforces; neither allows '/', '+', '#', '%' or white space,
+# so a device id can never widen a topic filter.
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_OWNER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# Mosquitto's configuration parser splits values at white space and treats '#' as a comment.
+_UNSAFE_PATH = re.compile(r"[\s#]")
+_TLS_VERSIONS = ("tlsv1.2", "tlsv1.3")
+
+
+@dataclass(frozen=True, order=True)
+class MqttDevice:
+    """A device allowed on the broker: its owner and id, and so its topic subtree."""
+
+    owner: str
+    device_id: str
+
+    def __post_init__(self) -> None:
+        if not _OWNER.match(self.owner):
+            raise InvalidRequestError(
+                f"owner '{self.owner}' must be 1-64 lower-case letters, digits or ._-", rule="mqtt-owner"
+            )
+        if not _DEVICE_ID.match(self.device_id):
+            raise InvalidRequestError(
+                f"device id '{self.device_id}' must be 1-64 letters, digits or ._-", rule="mqtt-device-id"
+            )
+
+    @property
+    def topic_filter(self) -> str:
+        """``otward/<owner>/<device>/#``: everything the device may publish and subscribe to."""
+        return f"{TOPIC_ROOT}/{self.owner}/{self.device_id}/#"
+
+
+def device_identity(certificate: x509.Certificate) -> MqttDevice | None:
+    """The device a ``device``-profile certificate names, or None when it names none.
+
+    The owner and id come from the URI SAN ``urn:otward:device:<owner>:<device-id>`` that otward
+    sets, and the CN (what Mosquitto uses as the username) must be that same device id.
+    """
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    uris = [u for u in san.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith(_DEVICE_URI)]
+    common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(uris) != 1 or len(common_names) != 1:
+        return None
+    owner, _, device_id = uris[0][len(_DEVICE_URI) :].partition(":")
+    if device_id != common_names[0].value:
+        return None
+    try:
+        return MqttDevice(owner=owner, device_id=device_id)
+    except InvalidRequestError:
+        return None
+
+
+@dataclass(frozen=True)
+class AclPlan:
+    """The devices that get a ``user`` block, and the ids left out because two owners claim them."""
+
+    devices: tuple[MqttDevice, ...]
+    conflicts: tuple[str, ...]
+
+
+def plan_acl(devices: Iterable[MqttDevice]) -> AclPlan:
+    """One entry per device id, sorted; ids claimed by more than one owner are left out (fail closed)."""
+    owners: dict[str, set[str]] = {}
+    for device in devices:
+        owners.setdefault(device.device_id, set()).add(device.owner)
+    granted = tuple(
+        MqttDevice(owner=next(iter(o)), device_id=d) for d, o in sorted(owners.items()) if len(o) == 1
+    )
+    conflicts = tuple(sorted(d for d, o in owners.items() if len(o) > 1))
+    return AclPlan(devices=granted, conflicts=conflicts)
+
+
+def render_acl(plan: AclPlan, *, generated_at: datetime) -> str:
+    """The Mosquitto ``acl_file``: one ``user`` block per device, nothing for anyone else."""
+    lines = [
+        "# Mosquitto ACL generated by otward mqtt-config; do not edit, it is rewritten on refresh.",
+        f"# generated {generated_at:%Y-%m-%dT%H:%M:%SZ}; {len(plan.devices)} device(s).",
+        "# Each device (username = certificate CN = device id) may read and write its own subtree only.",
+    ]
+    for device_id in plan.conflicts:
+        lines.append(f"# left out: device id '{device_id}' is claimed by more than one owner")
+    for device in plan.devices:
+        lines += ["", f"user {device.device_id}", f"topic readwrite {device.topic_filter}"]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """What the Mosquitto listener needs: where to listen and the files otward wrote."""
+
+    port: int
+    host: str
+    cafile: str
+    certfile: str
+    keyfile: str
+    crlfile: str
+    acl_file: str
+    tls_version: str = "tlsv1.2"
+    ciphers: str = DEFAULT_CIPHERS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise InvalidRequestError(f"port {self.port} must be between 1 and 65535", rule="mqtt-port")
+        if not self.host or _UNSAFE_PATH.search(self.host):
+            raise InvalidRequestError(f"host '{self.host}' is not a usable address", rule="mqtt-host")
+        if self.tls_version not in _TLS_VERSIONS:
+            raise InvalidRequestError(
+                f"tls_version '{self.tls_version}' must be one of {', '.join(_TLS_VERSIONS)}",
+                rule="mqtt-tls-version",
+            )
+        for name in ("cafile", "certfile", "keyfile", "crlfile", "acl_file"):
+            value = getattr(self, name)
+            if not value or _UNSAFE_PATH.search(value):
+                raise InvalidRequestError(
+                    f"{name} path '{value}' contains white space or '#', which Mosquitto cannot read",
+                    rule="mqtt-path",
+                )
+
+
+def render_listener_config(config: ListenerConfig, *, generated_at: datetime) -> str:
+    """A Mosquitto 2.0 configuration fragment: one mutual-TLS listener, CRL checked, ACL enforced.
+
+    ``allow_anonymous`` and ``acl_file`` are global options (``per_listener_settings false``,
+    Mosquitto's default), so they also govern any other listener of the same broker.
+    """
+    lines = [
+        "# Mosquitto listener generated by otward mqtt-config; rewrite it with otward, do not edit.",
+        f"# generated {generated_at:%Y-%m-%dT%H:%M:%SZ}",
+        "allow_anonymous false",
+        f"acl_file {config.acl_file}",
+        "",
+        f"listener {config.port} {config.host}",
+        f"cafile {config.cafile}",
+        f"certfile {config.certfile}",
+        f"keyfile {config.keyfile}",
+        f"crlfile {config.crlfile}",
+        "require_certificate true",
+        "use_identity_as_username true",
+        f"tls_version {config.tls_version}",
+        f"ciphers {config.ciphers}",
+    ]
+    return "\n".join(lines) + "\n"
