@@ -12,6 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from otward import __version__
 from otward.cli import access as access_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, token
+from otward.cli import edge as edge_cli
 from otward.cli import mqtt as mqtt_cli
 from otward.cli import opcua as opcua_cli
 from otward.cli.common import (
@@ -48,6 +49,9 @@ app.add_typer(owner.token_app, name="token")
 app.add_typer(device.app, name="device")
 app.add_typer(agent.app, name="agent")
 app.add_typer(access_cli.app, name="access")
+access_cli.app.command("bundle")(edge_cli.bundle)
+access_cli.app.add_typer(edge_cli.credential_app, name="credential")
+app.add_typer(edge_cli.app, name="edge")
 app.command("mqtt-config")(mqtt_cli.mqtt_config)
 app.add_typer(opcua_cli.app, name="opcua")
 

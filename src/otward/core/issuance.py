@@ -536,9 +536,11 @@ def build_signer_certificate(
     serial_number: int,
     not_valid_before: datetime,
     not_valid_after: datetime,
+    extended_key_usage: tuple[x509.ObjectIdentifier, ...] = (),
 ) -> x509.CertificateBuilder:
     """A signer of otward's own records (audit heads, tree heads): digitalSignature and
-    nonRepudiation, no EKU, with the issuer's AKI, CRL and AIA links so that it can be checked offline."""
+    nonRepudiation, with the issuer's AKI, CRL and AIA links so that it can be checked offline.
+    No EKU unless ``extended_key_usage`` names one (the edge signer's, which relying assets require)."""
     validate_serial_number(serial_number)
     builder = (
         x509.CertificateBuilder()
@@ -554,6 +556,8 @@ def build_signer_certificate(
         )
         .add_extension(x509.SubjectKeyIdentifier(key_identifier(public_key)), critical=False)
     )
+    if extended_key_usage:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(extended_key_usage)), critical=False)
     for extension, critical in issuer_extensions(issuer):
         builder = builder.add_extension(extension, critical=critical)
     return builder

@@ -21,6 +21,7 @@ from otward.http.access import router as access_router
 from otward.http.audit import router as audit_router
 from otward.http.auth import AdminActor, get_pki
 from otward.http.devices import router as devices_router
+from otward.http.edge import router as edge_router
 from otward.http.est import router as est_router
 from otward.http.limits import install_limits
 from otward.http.metrics import RequestMetrics, render_metrics
@@ -151,6 +152,7 @@ def create_api(pki: Pki) -> FastAPI:
     app.include_router(router)
     app.include_router(devices_router)
     app.include_router(access_router)
+    app.include_router(edge_router)
     app.include_router(est_router)
     app.include_router(audit_router)
     app.include_router(transparency_router)

@@ -17,6 +17,7 @@ from otward.services.access import AccessAdmin
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
 from otward.services.devices import Devices
+from otward.services.edge import EdgeService
 from otward.services.enrollment import EnrollmentTokens, Owners
 from otward.services.est import EstService
 from otward.services.expiry import ExpiryWatch
@@ -104,6 +105,15 @@ class Pki:
         )
         self.provisioning = Provisioning(store, self.issuance, self.owners, clock=clock, audit=self.audit)
         self.access = AccessAdmin.for_pki_store(store, clock=clock, audit=self.audit)
+        self.edge = EdgeService(
+            store,
+            self.signers,
+            self.authorities,
+            self.access.asset_slice,
+            clock=clock,
+            audit=self.audit,
+            person_exists=lambda person: self.access.model().person(person) is not None,
+        )
         self._audit_sequence_at_open = store.audit_head()[0]
 
     @classmethod

@@ -1,8 +1,10 @@
-"""Service signing keys that are not CAs: the audit and transparency-log signer.
+"""Service signing keys that are not CAs: the audit and transparency-log signer, the edge signer.
 
 The signer's certificate is issued by the ``issuing`` CA (keyUsage
-digitalSignature + nonRepudiation, no EKU) so that anyone holding the root can
-check signed audit heads and signed tree heads offline.
+digitalSignature + nonRepudiation) so that anyone holding the root can check
+signed audit heads and signed tree heads offline. The edge signer (policy
+bundles and access credentials) also carries id-kp-otwardEdgeSigning, which
+gatekeepers require: no other certificate of the CA can sign what they obey.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from otward.core.audit import EventType
+from otward.core.edge.formats import EDGE_SIGNING_OID
 from otward.core.issuance import BACKDATE, build_signer_certificate, service_subject
 from otward.core.keys import classify_public_key
 from otward.core.ports import KeyBackend, PkiStore
@@ -23,9 +26,11 @@ from otward.core.records import CertificateKind, certificate_record
 from otward.services.audit import SYSTEM_ACTOR, AuditLog
 from otward.services.authorities import AuthorityService, sign
 
-__all__ = ["AUDIT_SIGNER", "SignerService"]
+__all__ = ["AUDIT_SIGNER", "EDGE_SIGNER", "SignerService"]
 
 AUDIT_SIGNER = "audit"
+EDGE_SIGNER = "edge"
+_EXTENDED_KEY_USAGE = {EDGE_SIGNER: (EDGE_SIGNING_OID,)}
 SIGNER_CA = "issuing"
 SIGNER_VALIDITY = timedelta(days=5 * 365)
 
@@ -78,6 +83,7 @@ class SignerService:
             serial_number=self._new_serial(),
             not_valid_before=now - BACKDATE,
             not_valid_after=min(now + SIGNER_VALIDITY, issuer.certificate.not_valid_after_utc),
+            extended_key_usage=_EXTENDED_KEY_USAGE.get(name, ()),
         )
         certificate = sign(builder, issuer.key)
         record = certificate_record(

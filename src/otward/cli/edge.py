@@ -1,0 +1,425 @@
+"""``otward access bundle``, ``otward access credential issue|revoke|list`` and
+``otward edge serve|decide|token ...|trail``: the edge gatekeeper's central and asset sides."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from rich.table import Table
+
+from otward.cli.common import (
+    DataOption,
+    DbOption,
+    JsonOption,
+    cli_actor,
+    console,
+    handle_errors,
+    open_pki,
+    print_json,
+    resolve_data_dir,
+)
+from otward.core.durations import parse_duration
+from otward.edge.tokens import unverified_bundle_timezone
+from otward.errors import ConfigError, ConflictError, ParseError
+from otward.services.access import parse_instant
+from otward.services.edge import load_holder_public_key
+
+__all__ = ["app", "bundle", "credential_app", "token_app"]
+
+app = typer.Typer(help="The edge gatekeeper at an asset: serve, decide; sync tokens.", no_args_is_help=True)
+credential_app = typer.Typer(help="Access credentials of holders: issue, revoke, list.", no_args_is_help=True)
+token_app = typer.Typer(
+    help="Sync tokens for gatekeepers (one asset each): create, list, revoke.", no_args_is_help=True
+)
+app.add_typer(token_app, name="token")
+
+RootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-file", help="The otward root the asset trusts [default: DATA/root.pem]", show_default=False
+    ),
+]
+
+
+def _write(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Write ``text`` with mode 0600 (created exclusively for secrets: an existing file is never replaced)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ConflictError(f"{path} exists; not overwriting it", rule="file-exists") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text if text.endswith("\n") else text + "\n")
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}", rule="file") from None
+
+
+def _roots_file(ca_file: Path | None, data: Path | None) -> Path:
+    path = ca_file if ca_file is not None else resolve_data_dir(data) / "root.pem"
+    if not path.exists():
+        raise ConfigError(f"trusted root {path} not found (give --ca-file)", rule="edge-roots")
+    return path
+
+
+# --- otward access bundle -------------------------------------------------------------------------
+
+
+@handle_errors
+def bundle(
+    asset: Annotated[str, typer.Option("--asset", help="The asset the bundle is for")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the signed bundle (JWS)")],
+    ttl: Annotated[str, typer.Option("--ttl", help="Lifetime, e.g. 7d, 12h")] = "7d",
+    fail_open: Annotated[
+        list[str] | None,
+        typer.Option("--fail-open", help="A function still decided once the bundle expired (repeatable)"),
+    ] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sign the asset's policy bundle: its policies and people, revoked credentials, a new version."""
+    with open_pki(data, db) as pki:
+        record = pki.edge.issue_bundle(
+            asset, ttl=parse_duration(ttl), fail_open=fail_open or (), actor=cli_actor()
+        )
+    _write(out, record.token)
+    info = {
+        "asset": record.asset,
+        "version": record.version,
+        "issued_at": record.issued_at,
+        "expires_at": record.expires_at,
+        "fail_open": sorted(fail_open or ()),
+        "out": str(out),
+    }
+    if as_json:
+        print_json(info)
+    else:
+        console.print(
+            f"bundle {record.version} for {asset} written to {out}"
+            f" (expires {record.expires_at:%Y-%m-%d %H:%M} UTC)",
+            highlight=False,
+        )
+
+
+# --- otward access credential ---------------------------------------------------------------------
+
+
+@credential_app.command("issue")
+@handle_errors
+def credential_issue(
+    person: Annotated[str, typer.Argument(help="Person or robot id")],
+    public_key: Annotated[Path, typer.Option("--public-key", help="The holder's public key (PEM)")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the credential (JWT)")],
+    ttl: Annotated[str, typer.Option("--ttl", help="Lifetime, e.g. 12h")] = "12h",
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Bind the holder's public key to PERSON for TTL; the private key never leaves the holder."""
+    key = load_holder_public_key(_read(public_key, "public key"))
+    with open_pki(data, db) as pki:
+        issued = pki.edge.issue_credential(person, key, ttl=parse_duration(ttl), actor=cli_actor())
+    _write(out, issued.token)
+    record = issued.record
+    if as_json:
+        print_json(
+            {
+                "credential_id": record.credential_id,
+                "person": record.person,
+                "key_thumbprint": record.key_thumbprint,
+                "issued_at": record.issued_at,
+                "expires_at": record.expires_at,
+                "out": str(out),
+            }
+        )
+    else:
+        console.print(
+            f"credential {record.credential_id} for {person} written to {out}"
+            f" (expires {record.expires_at:%Y-%m-%d %H:%M} UTC)",
+            highlight=False,
+        )
+
+
+@credential_app.command("revoke")
+@handle_errors
+def credential_revoke(
+    credential_id: Annotated[str, typer.Argument(help="Credential id (jti)")],
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke for good: every asset the person may use refuses it from its next bundle on."""
+    with open_pki(data, db) as pki:
+        record = pki.edge.revoke_credential(credential_id, cli_actor())
+    if as_json:
+        print_json(
+            {"credential_id": record.credential_id, "person": record.person, "revoked_at": record.revoked_at}
+        )
+    else:
+        console.print(f"revoked credential {record.credential_id} of {record.person}", highlight=False)
+
+
+@credential_app.command("list")
+@handle_errors
+def credential_list(
+    person: Annotated[str | None, typer.Option("--person", help="Only this person's")] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Credentials issued: id, person, validity, status (the tokens themselves are not kept)."""
+    with open_pki(data, db) as pki:
+        records = pki.edge.credentials(person)
+        now = pki.clock()
+    rows = [
+        {
+            "credential_id": r.credential_id,
+            "person": r.person,
+            "key_thumbprint": r.key_thumbprint,
+            "issued_at": r.issued_at,
+            "expires_at": r.expires_at,
+            "revoked_at": r.revoked_at,
+            "status": r.status(now),
+        }
+        for r in records
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "person", "issued (UTC)", "expires (UTC)", "status")
+    for r in records:
+        table.add_row(
+            r.credential_id,
+            r.person,
+            f"{r.issued_at:%Y-%m-%d %H:%M}",
+            f"{r.expires_at:%Y-%m-%d %H:%M}",
+            r.status(now),
+        )
+    console.print(table)
+
+
+# --- otward edge token ----------------------------------------------------------------------------
+
+
+@token_app.command("create")
+@handle_errors
+def token_create(
+    asset: Annotated[str, typer.Option("--asset", help="The one asset this gatekeeper token syncs")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the token here (0600) instead of printing")
+    ] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A sync token for ASSET's gatekeeper, shown once (only its SHA-256 is stored)."""
+    if out is not None and out.exists():
+        raise ConflictError(f"{out} exists; not overwriting it", rule="file-exists")
+    with open_pki(data, db) as pki:
+        record, token = pki.edge.create_token(asset, cli_actor())
+    if out is not None:
+        _write(out, token, exclusive=True)
+    if as_json:
+        print_json({"token_id": record.token_id, "asset": record.asset, **({} if out else {"token": token})})
+    elif out is not None:
+        console.print(f"edge token {record.token_id} for {asset} written to {out}", highlight=False)
+    else:
+        console.print(f"edge token {record.token_id} for {asset}; it is shown only now:", highlight=False)
+        typer.echo(token)
+
+
+@token_app.command("list")
+@handle_errors
+def token_list(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Gatekeeper sync tokens (ids and assets; secrets are never stored)."""
+    with open_pki(data, db) as pki:
+        records = pki.edge.tokens()
+    rows = [
+        {"token_id": r.token_id, "asset": r.asset, "created_at": r.created_at, "revoked_at": r.revoked_at}
+        for r in records
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "asset", "created (UTC)", "revoked (UTC)")
+    for r in records:
+        revoked = f"{r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "-"
+        table.add_row(r.token_id, r.asset, f"{r.created_at:%Y-%m-%d %H:%M}", revoked)
+    console.print(table)
+
+
+@token_app.command("revoke")
+@handle_errors
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="Token id (the part after otwe_)")],
+    data: DataOption = None,
+    db: DbOption = None,
+) -> None:
+    """Revoke a gatekeeper's sync token for good."""
+    with open_pki(data, db) as pki:
+        record = pki.edge.revoke_token(token_id, cli_actor())
+    console.print(f"revoked edge token {record.token_id} ({record.asset})", highlight=False)
+
+
+# --- otward edge serve | decide | trail -----------------------------------------------------------
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(f"--listen: expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+@app.command("serve")
+@handle_errors
+def serve(
+    asset: Annotated[str, typer.Option("--asset", help="This asset's id")],
+    state: Annotated[Path, typer.Option("--state", help="State directory: bundle, version, trail")],
+    bundle_file: Annotated[
+        Path | None, typer.Option("--bundle", help="A bundle to install at start (refused if older)")
+    ] = None,
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the local API")] = "127.0.0.1:8700",
+    sync: Annotated[
+        str | None, typer.Option("--sync", help="Central server URL, e.g. https://ca:8443")
+    ] = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="Edge token for --sync")] = None,
+    ca_file: RootOption = None,
+    sync_interval: Annotated[
+        float, typer.Option("--sync-interval", min=0.1, help="Seconds between syncs")
+    ] = 10.0,
+    skew: Annotated[int, typer.Option("--skew", min=0, help="Clock skew tolerated, seconds")] = 60,
+    data: DataOption = None,
+) -> None:
+    """Decide access requests at ASSET offline; with --sync, pull newer bundles and push the trail."""
+    from otward.edge.server import EdgeServeOptions, serve_gatekeeper
+
+    host, port = _listen(listen)
+    roots = _roots_file(ca_file, data)
+    console.print(
+        f"otward edge gatekeeper for {asset}: http://{host}:{port}/v1/ (state {state})"
+        + (f", syncing with {sync} every {sync_interval:g} s" if sync else ", offline"),
+        highlight=False,
+    )
+    serve_gatekeeper(
+        EdgeServeOptions(
+            asset=asset,
+            bundle=bundle_file,
+            state_dir=state,
+            roots_file=roots,
+            host=host,
+            port=port,
+            sync_url=sync,
+            token_file=token_file,
+            ca_file=ca_file if ca_file is not None else roots,
+            sync_interval=sync_interval,
+            skew_seconds=skew,
+        )
+    )
+
+
+def _load_holder_key(path: Path) -> CertificateIssuerPrivateKeyTypes:
+    try:
+        key = serialization.load_pem_private_key(_read(path, "holder key"), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ParseError(
+            f"holder key {path} is not an unencrypted PEM private key: {exc}", rule="holder-key"
+        ) from None
+    return key  # type: ignore[return-value]
+
+
+@app.command("decide")
+@handle_errors
+def decide(
+    bundle_file: Annotated[Path, typer.Option("--bundle", help="The asset's signed bundle")],
+    credential: Annotated[Path, typer.Option("--credential", help="The holder's credential (JWT)")],
+    holder_key: Annotated[Path, typer.Option("--holder-key", help="The holder's private key (PEM)")],
+    asset: Annotated[str, typer.Option("--asset", help="The asset asked")],
+    function: Annotated[str, typer.Option("--function", help="The function wanted")],
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="ISO 8601 instant (no offset: local site time) [default: now]"),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="Keep state and trail here [default: a temporary directory]"),
+    ] = None,
+    ca_file: RootOption = None,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the whole exchange in one process: challenge, signed answer, decision (as of --at)."""
+    from otward.edge.gatekeeper import Gatekeeper, load_roots
+    from otward.edge.holder import run_exchange
+
+    token = _read(bundle_file, "bundle").decode(errors="replace")
+    key = _load_holder_key(holder_key)
+    instant = parse_instant(at, unverified_bundle_timezone(token) or "UTC") if at else None
+    roots = load_roots(_roots_file(ca_file, data))
+    with tempfile.TemporaryDirectory(prefix="otward-edge-") as temporary:
+        with Gatekeeper(asset, roots, state or Path(temporary)) as gatekeeper:
+            outcome = gatekeeper.install_bundle(token, at=instant, keep_expired=True)
+            verdict = run_exchange(
+                gatekeeper,
+                _read(credential, "credential").decode(errors="replace"),
+                key,
+                function,
+                at=instant,
+            )
+    result = {
+        "decision": verdict.decision,
+        "reason": verdict.reason if verdict.bundle_version else f"{verdict.reason} ({outcome.reason})",
+        "asset": asset,
+        "function": function,
+        "person": verdict.person,
+        "credential_id": verdict.credential_id,
+        "policies": list(verdict.policies),
+        "bundle_version": verdict.bundle_version,
+        "local_time": verdict.local_time,
+    }
+    if as_json:
+        print_json(result)
+    else:
+        colour = "green" if verdict.allowed else "red"
+        console.print(f"[bold {colour}]{verdict.decision}[/]: {result['reason']}", highlight=False)
+
+
+@app.command("trail")
+@handle_errors
+def trail(
+    asset: Annotated[str, typer.Argument(help="The asset whose pushed trail to show")],
+    after: Annotated[int, typer.Option("--after", min=0, help="Only records after this sequence")] = 0,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=5000)] = 1000,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The trail records ASSET's gatekeeper pushed to the central server."""
+    with open_pki(data, db) as pki:
+        records = pki.edge.trail(asset, after=after, limit=limit)
+    if as_json:
+        print_json([{"sequence": r.sequence, "hash": r.hash.hex(), **r.event.to_dict()} for r in records])
+        return
+    table = Table("seq", "time (UTC)", "type", "subject", "outcome", "reason")
+    for r in records:
+        e = r.event
+        table.add_row(
+            str(r.sequence),
+            f"{e.time:%Y-%m-%d %H:%M:%S}",
+            e.type.value,
+            e.subject,
+            e.outcome.value,
+            e.reason or "",
+        )
+    console.print(table)

@@ -1,0 +1,173 @@
+"""The gatekeeper's local HTTP/JSON API (``otward edge serve``), for the reader or HMI at the asset.
+
+``POST /v1/challenge`` ``{"credential", "function"}`` → ``{"nonce", "asset", "function", "expires_at"}``;
+``POST /v1/answer`` ``{"nonce", "signature"}`` (base64url) → ``{"decision", "reason", ...}``;
+``GET /v1/status``. It listens on loopback by default: the reader next to the door talks to it, the
+holder's proof is the signature, and the central server is reached only by the sync thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI, Request
+from pydantic import BaseModel, Field
+
+from otward import __version__
+from otward.edge.gatekeeper import DEFAULT_NONCE_TTL, DEFAULT_SKEW, Gatekeeper, load_roots
+from otward.edge.sync import SyncClient
+from otward.errors import InvalidRequestError
+from otward.http.problems import install_problem_handlers
+
+__all__ = ["EdgeServeOptions", "create_gatekeeper_app", "serve_gatekeeper"]
+
+
+def _b64url_decode(text: str, what: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidRequestError(f"{what} must be base64url", rule=f"edge-{what}") from None
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class ChallengeIn(BaseModel):
+    credential: str = Field(max_length=8192)
+    function: str = Field(max_length=128)
+
+
+class ChallengeOut(BaseModel):
+    nonce: str
+    asset: str
+    function: str
+    expires_at: datetime
+
+
+class AnswerIn(BaseModel):
+    nonce: str = Field(max_length=128)
+    signature: str = Field(max_length=2048)
+
+
+class DecisionOut(BaseModel):
+    decision: str
+    reason: str
+    asset: str
+    function: str
+    person: str | None
+    credential_id: str | None
+    policies: list[str]
+    bundle_version: int | None
+    local_time: str
+
+
+def create_gatekeeper_app(gatekeeper: Gatekeeper, sync: SyncClient | None = None) -> FastAPI:
+    app = FastAPI(title="otward edge gatekeeper", version=__version__, docs_url=None, redoc_url=None)
+    install_problem_handlers(app)
+
+    @app.post("/v1/challenge", response_model=ChallengeOut, status_code=201)
+    def challenge(body: ChallengeIn) -> ChallengeOut:
+        """Step 1: present the credential and the function; sign the returned nonce within its lifetime."""
+        issued = gatekeeper.challenge(body.credential, body.function)
+        return ChallengeOut(
+            nonce=_b64url(issued.nonce),
+            asset=issued.asset,
+            function=issued.function,
+            expires_at=issued.expires_at,
+        )
+
+    @app.post("/v1/answer", response_model=DecisionOut)
+    def answer(body: AnswerIn, request: Request) -> DecisionOut:
+        """Step 2: the signature over ``otward-edge-access-v1\\n<asset>\\n<function>\\n<nonce>``."""
+        verdict = gatekeeper.answer(
+            _b64url_decode(body.nonce, "nonce"),
+            _b64url_decode(body.signature, "signature"),
+            source=request.client.host if request.client else None,
+        )
+        if sync is not None:
+            sync.trigger()
+        return DecisionOut(
+            decision=verdict.decision,
+            reason=verdict.reason,
+            asset=gatekeeper.asset,
+            function=verdict.function,
+            person=verdict.person,
+            credential_id=verdict.credential_id,
+            policies=list(verdict.policies),
+            bundle_version=verdict.bundle_version,
+            local_time=verdict.local_time,
+        )
+
+    @app.get("/v1/status")
+    def status() -> dict[str, object]:
+        """Bundle in force, trail head, the sequence the central server acknowledged, the last sync."""
+        result = sync.last_result if sync is not None else None
+        return {
+            **gatekeeper.status(),
+            "sync": None if sync is None else {"last_error": result.error if result else None},
+        }
+
+    @app.get("/healthz")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app
+
+
+@dataclass(frozen=True)
+class EdgeServeOptions:
+    asset: str
+    bundle: Path | None
+    state_dir: Path
+    roots_file: Path
+    host: str = "127.0.0.1"
+    port: int = 8700
+    sync_url: str | None = None
+    token_file: Path | None = None
+    ca_file: Path | None = None
+    sync_interval: float = 10.0
+    skew_seconds: float = DEFAULT_SKEW.total_seconds()
+    nonce_ttl_seconds: float = DEFAULT_NONCE_TTL.total_seconds()
+
+
+def serve_gatekeeper(options: EdgeServeOptions) -> None:
+    """Run the gatekeeper until interrupted: local API, plus the sync thread when a URL is given."""
+    from datetime import timedelta
+
+    from otward.errors import ConfigError
+
+    gatekeeper = Gatekeeper(
+        options.asset,
+        load_roots(options.roots_file),
+        options.state_dir,
+        skew=timedelta(seconds=options.skew_seconds),
+        nonce_ttl=timedelta(seconds=options.nonce_ttl_seconds),
+    )
+    sync: SyncClient | None = None
+    try:
+        if options.bundle is not None:
+            gatekeeper.install_bundle(options.bundle.read_text(), source="file")
+        if options.sync_url:
+            if options.token_file is None:
+                raise ConfigError("--sync needs --token-file", rule="edge-sync-token")
+            token = options.token_file.read_text().strip()
+            sync = SyncClient(
+                gatekeeper,
+                options.sync_url,
+                token,
+                ca_file=options.ca_file,
+                interval=options.sync_interval,
+            )
+            sync.start()
+        app = create_gatekeeper_app(gatekeeper, sync)
+        uvicorn.run(app, host=options.host, port=options.port, log_level="warning", access_log=False)
+    finally:
+        if sync is not None:
+            sync.stop()
+        gatekeeper.close()

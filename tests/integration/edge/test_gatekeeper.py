@@ -1,0 +1,385 @@
+"""The gatekeeper against a real installation: bundles, credentials and every way an exchange fails."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from otward.adapters.audit_file import FileAuditTrail
+from otward.core.audit import EventType, Outcome
+from otward.core.edge.formats import BundleClaims, answer_message
+from otward.core.keys import sign_data
+from otward.edge.holder import answer_challenge, run_exchange
+from otward.edge.tokens import sign_bundle
+from otward.errors import NotFoundError, UnsupportedAlgorithmError
+from otward.services.signers import AUDIT_SIGNER
+
+from .conftest import PLANT, hours
+
+pytestmark = pytest.mark.integration
+
+
+def _credential(plant, key, person="carla", ttl=None) -> str:
+    return plant.edge.issue_credential(person, key.public_key(), ttl=ttl or hours(12)).token
+
+
+def _events(gatekeeper, type_: EventType):
+    return [r.event for r in gatekeeper.trail.records() if r.event.type is type_]
+
+
+def test_allowed_inside_shift_and_denied_outside(plant, holder_key, make_gatekeeper, clock):
+    gatekeeper = make_gatekeeper()
+    assert gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token).installed
+    credential = _credential(plant, holder_key)
+    allowed = run_exchange(gatekeeper, credential, holder_key, "start")
+    assert allowed.allowed, allowed.reason
+    assert allowed.person == "carla"
+    assert allowed.bundle_version == 1
+    clock.advance(hours(8))  # 16:00 Berlin: after the early shift
+    denied = run_exchange(gatekeeper, credential, holder_key, "start")
+    assert not denied.allowed
+    assert "no grant" in denied.reason
+    decided = _events(gatekeeper, EventType.ACCESS_DECIDED)
+    assert [e.outcome for e in decided] == [Outcome.SUCCESS, Outcome.FAILURE]
+    assert decided[0].component == "edge"
+    assert decided[0].subject == "carla"
+    assert decided[0].details["function"] == "start"
+    assert gatekeeper.trail.check().ok
+
+
+def test_replayed_answer_is_refused(plant, holder_key, make_gatekeeper):
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    challenge = gatekeeper.challenge(_credential(plant, holder_key), "start")
+    signature = answer_challenge(holder_key, challenge)
+    assert gatekeeper.answer(challenge.nonce, signature).allowed
+    replayed = gatekeeper.answer(challenge.nonce, signature)
+    assert not replayed.allowed
+    assert "already used" in replayed.reason
+    assert _events(gatekeeper, EventType.ACCESS_DECIDED)[-1].outcome is Outcome.FAILURE
+
+
+def test_stale_answer_is_refused(plant, holder_key, make_gatekeeper, clock):
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    challenge = gatekeeper.challenge(_credential(plant, holder_key), "start")
+    clock.advance(timedelta(seconds=31))  # the nonce lives 30 s
+    verdict = gatekeeper.answer(challenge.nonce, answer_challenge(holder_key, challenge))
+    assert not verdict.allowed
+    assert "expired" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("case", "signed"),
+    [
+        ("another key", lambda other, c: sign_data(other, answer_message(c.asset, c.function, c.nonce))),
+        ("another function", lambda own, c: sign_data(own, answer_message(c.asset, "stop", c.nonce))),
+        ("another asset", lambda own, c: sign_data(own, answer_message("mixer-2", c.function, c.nonce))),
+        ("another nonce", lambda own, c: sign_data(own, answer_message(c.asset, c.function, bytes(32)))),
+        ("no domain", lambda own, c: sign_data(own, c.nonce)),
+    ],
+)
+def test_foreign_answer_is_refused(plant, holder_key, make_gatekeeper, case, signed):
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    challenge = gatekeeper.challenge(_credential(plant, holder_key), "start")
+    signer = ec.generate_private_key(ec.SECP256R1()) if case == "another key" else holder_key
+    verdict = gatekeeper.answer(challenge.nonce, signed(signer, challenge))
+    assert not verdict.allowed, case
+    assert "not signed by the credential's key" in verdict.reason
+
+
+def test_expired_credential_is_refused_after_the_skew(plant, holder_key, make_gatekeeper, clock):
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    credential = _credential(plant, holder_key, ttl=hours(1))
+    clock.advance(hours(1) + timedelta(seconds=30))  # expired, but within the 60 s tolerance
+    assert run_exchange(gatekeeper, credential, holder_key, "start").allowed
+    clock.advance(timedelta(seconds=31))
+    verdict = run_exchange(gatekeeper, credential, holder_key, "start")
+    assert not verdict.allowed
+    assert "credential expired" in verdict.reason
+
+
+def test_clock_skew_beyond_tolerance_is_refused(plant, holder_key, make_gatekeeper, clock):
+    """The asset's clock runs behind the issuer's: a credential issued 'in its future' is refused
+    beyond the tolerance and accepted within it."""
+    gatekeeper = make_gatekeeper(skew=timedelta(seconds=60))
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    clock.advance(timedelta(minutes=10))  # the edge signer (made with the bundle) is older than this
+    credential = _credential(plant, holder_key)
+    behind = clock.now - timedelta(seconds=59)
+    assert run_exchange(gatekeeper, credential, holder_key, "start", at=behind).allowed
+    too_far = clock.now - timedelta(seconds=61)
+    verdict = run_exchange(gatekeeper, credential, holder_key, "start", at=too_far)
+    assert not verdict.allowed
+    assert "not yet valid" in verdict.reason
+
+
+def test_revoked_credential_is_refused_once_the_bundle_says_so(plant, holder_key, make_gatekeeper):
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    issued = plant.edge.issue_credential("carla", holder_key.public_key(), ttl=hours(12))
+    assert run_exchange(gatekeeper, issued.token, holder_key, "start").allowed  # now cached
+    plant.edge.revoke_credential(issued.record.credential_id)
+    newer = plant.edge.bundle_after("reactor-1", gatekeeper.version)
+    assert newer is not None
+    assert gatekeeper.install_bundle(newer.token).installed
+    verdict = run_exchange(gatekeeper, issued.token, holder_key, "start")
+    assert not verdict.allowed
+    assert verdict.reason == "credential is revoked"
+    assert plant.edge.credentials("carla")[0].revoked_at is not None
+
+
+def test_disabled_person_is_denied_after_the_next_bundle(plant, holder_key, make_gatekeeper):
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    credential = _credential(plant, holder_key)
+    assert plant.edge.bundle_after("reactor-1", gatekeeper.version) is None  # nothing changed
+    plant.access.disable_person("carla")
+    newer = plant.edge.bundle_after("reactor-1", gatekeeper.version)
+    assert newer is not None
+    assert newer.version == 2
+    gatekeeper.install_bundle(newer.token)
+    verdict = run_exchange(gatekeeper, credential, holder_key, "start")
+    assert not verdict.allowed
+    assert verdict.reason == "person is disabled"
+
+
+def _tamper(token: str) -> str:
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["fail_open"] = ["start"]
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
+def test_tampered_bundle_is_refused_and_recorded(plant, make_gatekeeper):
+    gatekeeper = make_gatekeeper()
+    tampered = _tamper(plant.edge.issue_bundle("reactor-1").token)
+    outcome = gatekeeper.install_bundle(tampered)
+    assert not outcome.installed
+    assert "signature" in outcome.reason
+    assert gatekeeper.bundle is None
+    assert not gatekeeper.install_bundle(tampered, source="sync").installed  # offered again: one record
+    refused = _events(gatekeeper, EventType.ACCESS_BUNDLE_REFUSED)
+    assert len(refused) == 1
+    assert refused[0].outcome is Outcome.FAILURE
+
+
+def test_bundle_signed_by_another_certificate_of_the_ca_is_refused(plant, make_gatekeeper, clock):
+    """The audit signer is certified by the same CA but lacks the edge signer's EKU."""
+    key, certificate = plant.signers.get(AUDIT_SIGNER)
+    chain = [certificate, *plant.authorities.certificate_chain("issuing")]
+    real = plant.edge.issue_bundle("reactor-1")
+    claims = BundleClaims(
+        asset="reactor-1",
+        version=99,
+        issued_at=real.issued_at,
+        expires_at=real.expires_at,
+        slice=plant.access.asset_slice("reactor-1").to_dict(),
+        revoked=frozenset(),
+        fail_open=frozenset({"start"}),
+    )
+    gatekeeper = make_gatekeeper()
+    outcome = gatekeeper.install_bundle(sign_bundle(claims, key, chain))
+    assert not outcome.installed
+    assert "signer chain does not verify" in outcome.reason
+    assert "2.5.29.37" in outcome.reason  # the extended key usage it lacks
+
+
+def test_bundle_of_another_asset_is_refused(plant, make_gatekeeper):
+    gatekeeper = make_gatekeeper("reactor-1")
+    outcome = gatekeeper.install_bundle(plant.edge.issue_bundle("mixer-2").token)
+    assert not outcome.installed
+    assert "mixer-2" in outcome.reason
+
+
+def test_rolled_back_bundle_is_refused_also_after_a_restart(plant, make_gatekeeper):
+    first = plant.edge.issue_bundle("reactor-1")
+    second = plant.edge.issue_bundle("reactor-1")
+    assert (first.version, second.version) == (1, 2)
+    gatekeeper = make_gatekeeper()
+    assert gatekeeper.install_bundle(second.token).installed
+    assert "rollback" in gatekeeper.install_bundle(first.token).reason
+    gatekeeper.close()
+    restarted = make_gatekeeper()  # same state directory
+    assert restarted.version == 2
+    assert restarted.bundle is not None
+    assert restarted.bundle.version == 2
+    assert not restarted.install_bundle(first.token).installed
+    assert restarted.version == 2
+    assert len(_events(restarted, EventType.ACCESS_BUNDLE_REFUSED)) == 2
+
+
+def test_same_version_with_other_content_is_refused(plant, make_gatekeeper):
+    real = plant.edge.issue_bundle("reactor-1")
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(real.token)
+    key, chain = plant.edge.signer()
+    claims = BundleClaims(
+        asset="reactor-1",
+        version=real.version,
+        issued_at=real.issued_at,
+        expires_at=real.expires_at,
+        slice=plant.access.asset_slice("reactor-1").to_dict(),
+        revoked=frozenset(),
+        fail_open=frozenset({"start"}),
+    )
+    outcome = gatekeeper.install_bundle(sign_bundle(claims, key, chain))
+    assert not outcome.installed
+    assert "other content" in outcome.reason
+    assert gatekeeper.install_bundle(real.token).reason == "bundle 1 is already installed"
+
+
+def test_expired_bundle_is_refused_when_offered(plant, make_gatekeeper, clock):
+    token = plant.edge.issue_bundle("reactor-1", ttl=hours(1)).token
+    clock.advance(hours(2))
+    gatekeeper = make_gatekeeper()
+    outcome = gatekeeper.install_bundle(token)
+    assert not outcome.installed
+    assert "expired" in outcome.reason
+
+
+def test_expired_bundle_fails_closed_except_for_fail_open_functions(plant, make_gatekeeper, clock):
+    anna = ec.generate_private_key(ec.SECP256R1())
+    credential = _credential(plant, anna, person="anna", ttl=hours(48))
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(
+        plant.edge.issue_bundle("reactor-1", ttl=hours(1), fail_open=["read-data"]).token
+    )
+    clock.advance(hours(2))  # the bundle expired and no newer one arrived
+    closed = run_exchange(gatekeeper, credential, anna, "start")
+    assert not closed.allowed
+    assert "fails closed" in closed.reason
+    opened = run_exchange(gatekeeper, credential, anna, "read-data")
+    assert opened.allowed, opened.reason
+    assert "fails open" in opened.reason
+    # still no way around the policy, the credential or the holder's proof:
+    carla = ec.generate_private_key(ec.SECP256R1())
+    stranger = run_exchange(gatekeeper, _credential(plant, carla, person="hanna"), carla, "read-data")
+    assert not stranger.allowed
+    # and a restart keeps the expired bundle for the fail-open functions
+    gatekeeper.close()
+    restarted = make_gatekeeper()
+    assert run_exchange(restarted, credential, anna, "read-data").allowed
+    assert not run_exchange(restarted, credential, anna, "start").allowed
+
+
+def test_no_bundle_denies_everything(plant, holder_key, make_gatekeeper):
+    gatekeeper = make_gatekeeper()
+    verdict = run_exchange(gatekeeper, _credential(plant, holder_key), holder_key, "start")
+    assert not verdict.allowed
+    assert "no valid policy bundle" in verdict.reason
+
+
+def test_credential_of_another_installation_is_refused(plant, holder_key, make_gatekeeper, tmp_path):
+    from otward.config import load_settings
+    from otward.core.keys import KeyType
+    from otward.services.bootstrap import initialize
+    from otward.services.pki import Pki
+
+    initialize(tmp_path / "other", key_type=KeyType.EC_P256, organization="Other")
+    other = Pki.open(load_settings(tmp_path / "other"))
+    try:
+        other.access.import_yaml(PLANT.read_text())
+        foreign = other.edge.issue_credential("carla", holder_key.public_key(), ttl=hours(12)).token
+        foreign_bundle = other.edge.issue_bundle("reactor-1").token
+    finally:
+        other.close()
+    gatekeeper = make_gatekeeper()
+    assert not gatekeeper.install_bundle(foreign_bundle).installed
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    verdict = run_exchange(gatekeeper, foreign, holder_key, "start")
+    assert not verdict.allowed
+    assert "credential refused" in verdict.reason
+
+
+def test_a_bundle_is_not_a_credential(plant, holder_key, make_gatekeeper):
+    """Too large to be presented at all (typ confusion itself: tests/unit/core/edge)."""
+    from otward.errors import InvalidRequestError
+
+    gatekeeper = make_gatekeeper()
+    token = plant.edge.issue_bundle("reactor-1").token
+    gatekeeper.install_bundle(token)
+    with pytest.raises(InvalidRequestError, match="too large"):
+        gatekeeper.challenge(token, "start")
+
+
+def test_weak_and_unknown_holder_keys_are_refused(plant):
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    with pytest.raises(UnsupportedAlgorithmError):
+        plant.edge.issue_credential("carla", weak.public_key(), ttl=hours(1))
+    with pytest.raises(NotFoundError):
+        plant.edge.issue_credential(
+            "nobody", ec.generate_private_key(ec.SECP256R1()).public_key(), ttl=hours(1)
+        )
+
+
+def test_rsa_and_p384_holders_work(plant, make_gatekeeper):
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    for key in (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        ec.generate_private_key(ec.SECP384R1()),
+    ):
+        assert run_exchange(gatekeeper, _credential(plant, key), key, "start").allowed
+
+
+def test_unknown_fail_open_function_is_refused(plant):
+    from otward.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="no function 'enter'"):
+        plant.edge.issue_bundle("reactor-1", fail_open=["enter"])
+
+
+def test_bundle_versions_are_never_reused_under_concurrency(pki):
+    """On SQLite and PostgreSQL: parallel issuers each get their own version, with no gap."""
+    pki.access.import_yaml(PLANT.read_text())
+    versions: list[int] = []
+    errors: list[BaseException] = []
+
+    def issue() -> None:
+        try:
+            for _ in range(5):
+                versions.append(pki.edge.issue_bundle("reactor-1").version)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=issue) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(versions) == list(range(1, 21))
+    assert pki.edge.store.latest_bundle("reactor-1").version == 20
+
+
+def test_bundle_and_credential_events_are_audited_centrally(plant, holder_key):
+    plant.edge.issue_bundle("reactor-1")
+    issued = plant.edge.issue_credential("carla", holder_key.public_key(), ttl=hours(1))
+    plant.edge.revoke_credential(issued.record.credential_id)
+    types = [r.event.type for r in plant.store.iter_audit()]
+    for wanted in (
+        EventType.ACCESS_BUNDLE_ISSUED,
+        EventType.ACCESS_CREDENTIAL_ISSUED,
+        EventType.ACCESS_CREDENTIAL_REVOKED,
+    ):
+        assert wanted in types
+    assert plant.audit.verify().check.ok
+
+
+def test_trail_survives_and_is_checked_on_reopen(plant, holder_key, make_gatekeeper, tmp_path):
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    run_exchange(gatekeeper, _credential(plant, holder_key), holder_key, "start")
+    gatekeeper.close()
+    with FileAuditTrail(tmp_path / "state" / "trail.jsonl") as trail:
+        assert trail.check().ok
+        assert trail.last_sequence == 2  # policy.changed + access.decided

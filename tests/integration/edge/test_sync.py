@@ -1,0 +1,335 @@
+"""Gatekeepers syncing with a real ``otward serve``: bundles pulled, trails pushed exactly once."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from otward.config import load_settings
+from otward.core.audit import EventType
+from otward.core.edge.formats import answer_message
+from otward.core.keys import sign_data
+from otward.edge.gatekeeper import Gatekeeper, load_roots
+from otward.edge.holder import run_exchange
+from otward.edge.sync import SyncClient
+from otward.services.pki import Pki
+from tests.conftest import RunningServer, free_port, start_server, stop_server
+
+from .conftest import PLANT
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> Iterator[tuple[RunningServer, Pki]]:
+    """A running server with the plant imported and a first bundle for reactor-1."""
+    server = start_server(tmp_path / "served")
+    pki = Pki.open(load_settings(server.data_dir))
+    try:
+        pki.access.import_yaml(PLANT.read_text())
+        pki.edge.issue_bundle("reactor-1")
+        yield server, pki
+    finally:
+        pki.close()
+        stop_server(server)
+
+
+def _token(pki: Pki, asset: str = "reactor-1") -> str:
+    return pki.edge.create_token(asset)[1]
+
+
+def _gatekeeper(server: RunningServer, state: Path) -> Gatekeeper:
+    return Gatekeeper("reactor-1", load_roots(server.root_pem), state)
+
+
+def _anna(pki: Pki) -> tuple[ec.EllipticCurvePrivateKey, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key, pki.edge.issue_credential("anna", key.public_key(), ttl=timedelta(hours=2)).token
+
+
+def _central_trail(pki: Pki) -> list[tuple[int, str]]:
+    return [(r.sequence, r.hash.hex()) for r in pki.edge.trail("reactor-1", limit=5000)]
+
+
+def _local_trail(gatekeeper: Gatekeeper) -> list[tuple[int, str]]:
+    return [(r.sequence, r.hash.hex()) for r in gatekeeper.trail.records()]
+
+
+def test_disabling_a_person_is_enforced_within_a_sync(central, tmp_path):
+    server, pki = central
+    gatekeeper = _gatekeeper(server, tmp_path / "state")
+    sync = SyncClient(gatekeeper, server.https_url, _token(pki), ca_file=server.root_pem, interval=0.2)
+    sync.start()
+    try:
+        wait_for(lambda: gatekeeper.version == 1, "the first bundle")
+        key, credential = _anna(pki)
+        assert run_exchange(gatekeeper, credential, key, "start").allowed
+        pki.access.disable_person("anna")
+        wait_for(lambda: gatekeeper.version >= 2, "the bundle after disabling anna")
+        verdict = run_exchange(gatekeeper, credential, key, "start")
+        assert not verdict.allowed
+        assert verdict.reason == "person is disabled"
+        wait_for(lambda: gatekeeper.acked_sequence == gatekeeper.trail.last_sequence, "the trail pushed")
+        assert _central_trail(pki) == _local_trail(gatekeeper)
+    finally:
+        sync.stop()
+        gatekeeper.close()
+
+
+def test_offline_decisions_arrive_exactly_once_across_disconnect_and_restart(central, tmp_path):
+    server, pki = central
+    token = _token(pki)
+    key, credential = _anna(pki)
+    state = tmp_path / "state"
+    gatekeeper = _gatekeeper(server, state)
+    sync = SyncClient(gatekeeper, server.https_url, token, ca_file=server.root_pem)
+    assert sync.run_once().error is None
+    assert gatekeeper.version == 1
+    for _ in range(3):
+        assert run_exchange(gatekeeper, credential, key, "start").allowed
+    assert sync.run_once().acknowledged == gatekeeper.trail.last_sequence
+
+    stop_server(server)  # the network goes away
+    for _ in range(4):
+        assert run_exchange(gatekeeper, credential, key, "read-data").allowed
+    offline = sync.run_once()
+    assert offline.error is not None
+    last, acked = gatekeeper.trail.last_sequence, gatekeeper.acked_sequence
+    assert acked == 4  # policy.changed + three decisions
+    assert acked < last
+    sync.stop()
+    gatekeeper.close()  # and the gatekeeper restarts while offline
+
+    gatekeeper = _gatekeeper(server, state)
+    assert gatekeeper.version == 1
+    assert gatekeeper.trail.last_sequence == last
+    assert gatekeeper.acked_sequence == acked
+    assert run_exchange(gatekeeper, credential, key, "stop").allowed
+
+    restarted = start_server(server.data_dir)  # the network comes back
+    try:
+        sync = SyncClient(gatekeeper, restarted.https_url, token, ca_file=restarted.root_pem)
+        assert sync.run_once().error is None
+        assert gatekeeper.acked_sequence == gatekeeper.trail.last_sequence
+        assert _central_trail(pki) == _local_trail(gatekeeper)
+        assert [s for s, _ in _central_trail(pki)] == list(range(1, gatekeeper.trail.last_sequence + 1))
+        decided = [r for r in pki.edge.trail("reactor-1") if r.event.type is EventType.ACCESS_DECIDED]
+        assert len(decided) == 8
+
+        # An acknowledgement lost on the way: the gatekeeper sends again, nothing is stored twice.
+        (state / "state.json").write_text(
+            json.dumps({"asset": "reactor-1", "version": 1, "acked_sequence": 2})
+        )
+        sync.stop()
+        gatekeeper.close()
+        gatekeeper = _gatekeeper(restarted, state)
+        sync = SyncClient(gatekeeper, restarted.https_url, token, ca_file=restarted.root_pem)
+        assert sync.run_once().error is None
+        assert gatekeeper.acked_sequence == gatekeeper.trail.last_sequence
+        assert _central_trail(pki) == _local_trail(gatekeeper)
+    finally:
+        sync.stop()
+        gatekeeper.close()
+        stop_server(restarted)
+
+
+def test_sync_token_is_bound_to_its_asset(central):
+    server, pki = central
+    pki.edge.issue_bundle("mixer-2")
+    token = _token(pki, "reactor-1")
+    url = f"{server.https_url}/api/v1/edge/assets"
+    with httpx.Client(verify=server.ssl_context()) as client:
+        ok = client.get(f"{url}/reactor-1/bundle", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+        assert ok.headers["content-type"].startswith("application/jwt")
+        assert ok.headers["x-otward-bundle-version"] == "1"
+        newest = client.get(
+            f"{url}/reactor-1/bundle", params={"after": 1}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert newest.status_code == 204
+        other = client.get(f"{url}/mixer-2/bundle", headers={"Authorization": f"Bearer {token}"})
+        assert other.status_code == 401
+        assert client.get(f"{url}/reactor-1/bundle").status_code == 401
+        forged = token[:-4] + "AAAA"
+        assert (
+            client.get(f"{url}/reactor-1/bundle", headers={"Authorization": f"Bearer {forged}"}).status_code
+            == 401
+        )
+        admin = client.get(f"{url}/mixer-2/bundle", headers={"Authorization": f"Bearer {server.token}"})
+        assert admin.status_code == 200
+        # an edge token administers nothing
+        listing = client.get(
+            f"{server.https_url}/api/v1/edge/credentials", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert listing.status_code == 401
+    failures = [r.event for r in pki.store.iter_audit() if r.event.type is EventType.AUTH_FAILED]
+    assert len(failures) >= 3
+
+
+def test_pushed_trail_that_contradicts_the_stored_one_is_refused(central, tmp_path):
+    server, pki = central
+    gatekeeper = _gatekeeper(server, tmp_path / "state")
+    key, credential = _anna(pki)
+    sync = SyncClient(gatekeeper, server.https_url, _token(pki), ca_file=server.root_pem)
+    try:
+        sync.run_once()
+        run_exchange(gatekeeper, credential, key, "start")
+        assert sync.run_once().acknowledged == 2
+        records = list(gatekeeper.trail.records())
+        forged = records[1].__class__(
+            records[1].sequence, records[0].event, records[1].previous_hash, records[1].hash
+        )
+        push = pki.edge.push_trail("reactor-1", [forged])
+        assert push.problem is not None
+        assert push.acknowledged == 2
+        assert push.stored == 0
+        integrity = [r.event for r in pki.store.iter_audit() if r.event.type is EventType.INTEGRITY_FAILED]
+        assert integrity
+    finally:
+        sync.stop()
+        gatekeeper.close()
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_edge_serve_over_http_with_sync(central, tmp_path):
+    """``otward edge serve`` as a process: the exchange over its local API, the trail at the centre."""
+    server, pki = central
+    bundle = tmp_path / "bundle.jwt"
+    bundle.write_text(pki.edge.issue_bundle("reactor-1").token)
+    token_file = tmp_path / "edge.token"
+    token_file.write_text(_token(pki))
+    port = free_port()
+    log = (tmp_path / "edge.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "otward",
+            "edge",
+            "serve",
+            "--asset",
+            "reactor-1",
+            "--bundle",
+            str(bundle),
+            "--state",
+            str(tmp_path / "edge-state"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--sync",
+            server.https_url,
+            "--token-file",
+            str(token_file),
+            "--ca-file",
+            str(server.root_pem),
+            "--sync-interval",
+            "0.2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            assert process.poll() is None, (tmp_path / "edge.log").read_text()
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, "edge serve to listen")
+        key, credential = _anna(pki)
+        with httpx.Client(base_url=base) as client:
+            challenge = client.post("/v1/challenge", json={"credential": credential, "function": "start"})
+            assert challenge.status_code == 201, challenge.text
+            nonce = base64.urlsafe_b64decode(challenge.json()["nonce"] + "==")
+            signature = sign_data(key, answer_message("reactor-1", "start", nonce))
+            answer = {"nonce": challenge.json()["nonce"], "signature": _b64url(signature)}
+            decided = client.post("/v1/answer", json=answer)
+            assert decided.json()["decision"] == "allow", decided.text
+            replayed = client.post("/v1/answer", json=answer)
+            assert replayed.json()["decision"] == "deny"
+            assert (
+                client.post("/v1/challenge", json={"credential": credential, "function": "a\nb"}).status_code
+                == 400
+            )
+            wait_for(
+                lambda: client.get("/v1/status").json()["acked_sequence"] >= 3,
+                "the decisions pushed",
+            )
+        decided_centrally = [
+            r.event for r in pki.edge.trail("reactor-1") if r.event.type is EventType.ACCESS_DECIDED
+        ]
+        assert [e.outcome.value for e in decided_centrally] == ["success", "failure"]
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        log.close()
+
+
+def test_admin_endpoints(central, tmp_path):
+    server, _pki = central
+    holder = ec.generate_private_key(ec.SECP256R1())
+    public_pem = holder.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with server.client() as client:
+        issued = client.post(
+            "/api/v1/edge/credentials",
+            json={"person": "anna", "public_key": public_pem.decode(), "ttl": "1h"},
+        )
+        assert issued.status_code == 201, issued.text
+        credential_id = issued.json()["credential_id"]
+        assert issued.json()["credential"].count(".") == 2
+        unknown = client.post(
+            "/api/v1/edge/credentials", json={"person": "nobody", "public_key": public_pem.decode()}
+        )
+        assert unknown.status_code == 404
+        assert (
+            client.post("/api/v1/edge/credentials", json={"person": "anna", "public_key": "x"}).status_code
+            == 400
+        )
+        listed = client.get("/api/v1/edge/credentials", params={"person": "anna"}).json()
+        assert [c["status"] for c in listed] == ["valid"]
+        revoked = client.post(f"/api/v1/edge/credentials/{credential_id}/revoke")
+        assert revoked.json()["status"] == "revoked"
+        assert client.post(f"/api/v1/edge/credentials/{credential_id}/revoke").status_code == 409
+        bundle = client.post(
+            "/api/v1/edge/assets/reactor-1/bundles", json={"ttl": "1d", "fail_open": ["read-data"]}
+        )
+        assert bundle.status_code == 201, bundle.text
+        assert bundle.json()["version"] == 2
+        bad = client.post("/api/v1/edge/assets/reactor-1/bundles", json={"fail_open": ["enter"]})
+        assert bad.status_code == 400
+        assert bad.json()["rule"] == "fail-open"
+        assert client.get("/api/v1/edge/assets/reactor-1/trail").json() == []
+    gatekeeper = _gatekeeper(server, tmp_path / "state")
+    try:
+        gatekeeper.install_bundle(bundle.json()["bundle"])
+        verdict = run_exchange(gatekeeper, issued.json()["credential"], holder, "start")
+        assert verdict.reason == "credential is revoked"
+    finally:
+        gatekeeper.close()

@@ -1,0 +1,292 @@
+"""The pure parts of the edge gatekeeper: claims, the signed message, nonces, the order of checks,
+and the JWS layer on a throwaway CA (no database, no files)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otward.core.access.decision import Decision
+from otward.core.edge.exchange import NonceBook, evaluate
+from otward.core.edge.formats import (
+    EDGE_SIGNING_OID,
+    BundleClaims,
+    CredentialClaims,
+    answer_message,
+    jwk_thumbprint,
+    verify_signer_chain,
+)
+from otward.core.issuance import build_signer_certificate, service_subject
+from otward.edge.tokens import TokenVerifier, holder_jwk, sign_bundle, sign_credential
+from otward.errors import OtwardError, ParseError, PolicyViolationError
+
+from ..conftest import NOW
+
+SKEW = timedelta(seconds=60)
+SLICE = {
+    "site": "s",
+    "timezone": "UTC",
+    "asset": "door-1",
+    "functions": ["enter"],
+    "policies": "",
+    "entities": [],
+}
+
+
+def _credential(**changes: object) -> CredentialClaims:
+    values: dict[str, object] = {
+        "credential_id": "0" * 32,
+        "person": "carla",
+        "issued_at": NOW,
+        "not_before": NOW,
+        "expires_at": NOW + timedelta(hours=1),
+        "holder_jwk": {"kty": "EC", "crv": "P-256", "x": "x", "y": "y"},
+    }
+    values.update(changes)
+    return CredentialClaims(**values)  # type: ignore[arg-type]
+
+
+def _bundle(**changes: object) -> BundleClaims:
+    values: dict[str, object] = {
+        "asset": "door-1",
+        "version": 3,
+        "issued_at": NOW,
+        "expires_at": NOW + timedelta(days=1),
+        "slice": SLICE,
+        "revoked": frozenset(),
+        "fail_open": frozenset(),
+    }
+    values.update(changes)
+    return BundleClaims(**values)  # type: ignore[arg-type]
+
+
+def test_answer_message_is_domain_separated_and_unambiguous():
+    message = answer_message("door-1", "enter", b"\x00" * 32)
+    assert message == b"otward-edge-access-v1\ndoor-1\nenter\n" + b"\x00" * 32
+    assert answer_message("door-1", "enter", b"n" * 32) != answer_message("door-1", "ente", b"rn" * 16)
+    with pytest.raises(ParseError):
+        answer_message("door\n1", "enter", b"n" * 32)
+
+
+def test_claims_round_trip_and_strict_parsing():
+    bundle = _bundle(revoked=frozenset({"a" * 32}), fail_open=frozenset({"enter"}))
+    assert BundleClaims.from_payload(bundle.to_payload()) == bundle
+    credential = _credential()
+    assert CredentialClaims.from_payload(credential.to_payload()) == credential
+    extra = {**bundle.to_payload(), "admin": True}
+    with pytest.raises(ParseError, match="unexpected claims"):
+        BundleClaims.from_payload(extra)
+    for key, value in (("ver", 0), ("ver", True), ("iat", "now"), ("slice", []), ("revoked", "x")):
+        with pytest.raises(ParseError):
+            BundleClaims.from_payload({**bundle.to_payload(), key: value})
+    with pytest.raises(ParseError):
+        CredentialClaims.from_payload({**credential.to_payload(), "cnf": {"jwk": {}, "x5t": "a"}})
+    with pytest.raises(ParseError):
+        CredentialClaims.from_payload({**credential.to_payload(), "jti": "../etc"})
+    with pytest.raises(ParseError, match="expires before"):
+        _bundle(expires_at=NOW).from_payload(_bundle(expires_at=NOW).to_payload())
+
+
+def test_same_content_same_hash():
+    assert _bundle().content_hash() == _bundle(version=9, issued_at=NOW + timedelta(hours=1)).content_hash()
+    assert _bundle().content_hash() != _bundle(revoked=frozenset({"b" * 32})).content_hash()
+
+
+def test_jwk_thumbprint_matches_rfc_7638_example():
+    jwk = {
+        "kty": "RSA",
+        "n": (
+            "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKR"
+            "XjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAt"
+            "aSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPk"
+            "sINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"
+        ),
+        "e": "AQAB",
+        "alg": "RS256",
+        "kid": "2011-04-29",
+    }
+    assert jwk_thumbprint(jwk) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    with pytest.raises(ParseError):
+        jwk_thumbprint({"kty": "oct", "k": "secret"})
+
+
+def test_credential_validity_tolerates_the_skew_both_ways():
+    credential = _credential()
+    assert credential.validity_problem(NOW - timedelta(seconds=59), SKEW) is None
+    assert "not yet valid" in (credential.validity_problem(NOW - timedelta(seconds=61), SKEW) or "")
+    assert credential.validity_problem(NOW + timedelta(hours=1, seconds=59), SKEW) is None
+    assert "expired" in (credential.validity_problem(NOW + timedelta(hours=1, seconds=60), SKEW) or "")
+
+
+def test_nonces_are_single_use_and_short_lived():
+    book = NonceBook(ttl=timedelta(seconds=30), capacity=2)
+    book.issue(b"a" * 16, asset="door-1", function="enter", credential="c", at=NOW)
+    pending = book.take(b"a" * 16, NOW + timedelta(seconds=29))
+    assert pending is not None
+    assert pending.credential == "c"
+    assert book.take(b"a" * 16, NOW) is None  # used
+    book.issue(b"b" * 16, asset="door-1", function="enter", credential="c", at=NOW)
+    assert book.take(b"b" * 16, NOW + timedelta(seconds=30)) is None  # expired
+    for nonce in (b"c" * 16, b"d" * 16, b"e" * 16):  # capacity 2: the oldest is dropped
+        book.issue(nonce, asset="door-1", function="enter", credential="c", at=NOW)
+    assert len(book) == 2
+    assert book.take(b"c" * 16, NOW) is None
+    with pytest.raises(ValueError, match="128 random bits"):
+        book.issue(b"short", asset="door-1", function="enter", credential="c", at=NOW)
+    with pytest.raises(ValueError, match="reused"):
+        book.issue(b"d" * 16, asset="door-1", function="enter", credential="c", at=NOW)
+
+
+def _allow(person: str, function: str, at: object) -> Decision:
+    return Decision(True, f"allowed {person} {function}", ("p1",))
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs", "reason"),
+    [
+        ("no bundle", {"bundle": None}, "no valid policy bundle"),
+        ("bad credential", {"credential": None, "credential_problem": "credential refused: x"}, "refused: x"),
+        ("expired", {"at": NOW + timedelta(hours=2)}, "credential expired"),
+        ("bad signature", {"holder_signature_valid": False}, "not signed by the credential's key"),
+        ("revoked", {"bundle": _bundle(revoked=frozenset({"0" * 32}))}, "credential is revoked"),
+        ("bundle expired", {"bundle": _bundle(expires_at=NOW + timedelta(minutes=1))}, "fails closed"),
+    ],
+)
+def test_every_failed_check_denies(case, kwargs, reason):
+    arguments: dict[str, object] = {
+        "function": "enter",
+        "bundle": _bundle(),
+        "credential": _credential(expires_at=NOW + timedelta(days=2))
+        if case == "bundle expired"
+        else _credential(),
+        "credential_problem": None,
+        "holder_signature_valid": True,
+        "decide": _allow,
+        "at": NOW + timedelta(minutes=2) if case == "bundle expired" else NOW,
+        "skew": SKEW,
+    }
+    arguments.update(kwargs)
+    verdict = evaluate(**arguments)  # type: ignore[arg-type]
+    assert not verdict.allowed, case
+    assert reason in verdict.reason
+
+
+def test_all_checks_passed_the_policy_decides_and_fail_open_is_noted():
+    verdict = evaluate(
+        function="enter",
+        bundle=_bundle(),
+        credential=_credential(),
+        credential_problem=None,
+        holder_signature_valid=True,
+        decide=_allow,
+        at=NOW,
+        skew=SKEW,
+    )
+    assert verdict.allowed
+    assert verdict.policies == ("p1",)
+    assert verdict.decision == "allow"
+    late = evaluate(
+        function="enter",
+        bundle=_bundle(expires_at=NOW + timedelta(minutes=1), fail_open=frozenset({"enter"})),
+        credential=_credential(),
+        credential_problem=None,
+        holder_signature_valid=True,
+        decide=lambda p, f, a: Decision(False, "no grant", ()),
+        at=NOW + timedelta(minutes=2),
+        skew=SKEW,
+    )
+    assert not late.allowed  # fail-open still asks the policy
+    assert "fails open" in late.reason
+
+
+# --- the JWS layer on a throwaway CA -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def edge_signer(issuing_ca):
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = build_signer_certificate(
+        subject=service_subject(issuing_ca.info, "edge"),
+        public_key=key.public_key(),
+        issuer=issuing_ca.info,
+        serial_number=1 << 70,
+        not_valid_before=NOW - timedelta(days=1),
+        not_valid_after=NOW + timedelta(days=30),
+        extended_key_usage=(EDGE_SIGNING_OID,),
+    ).sign(issuing_ca.key, hashes.SHA256())
+    return key, certificate
+
+
+def test_signer_chain_needs_the_edge_eku_and_the_root(edge_signer, issuing_ca, root_ca):
+    key, certificate = edge_signer
+    chain = [certificate, issuing_ca.info.certificate]
+    assert verify_signer_chain(chain, [root_ca.info.certificate], NOW) == key.public_key()
+    with pytest.raises(PolicyViolationError):
+        verify_signer_chain(chain, [root_ca.info.certificate], NOW + timedelta(days=31))
+    with pytest.raises(PolicyViolationError):
+        verify_signer_chain([certificate], [root_ca.info.certificate], NOW)  # intermediate missing
+    with pytest.raises(PolicyViolationError):
+        verify_signer_chain([], [root_ca.info.certificate], NOW)
+
+
+def test_tokens_verify_and_are_told_apart(edge_signer, issuing_ca, root_ca):
+    key, certificate = edge_signer
+    chain = [certificate, issuing_ca.info.certificate, root_ca.info.certificate]
+    holder = ec.generate_private_key(ec.SECP256R1())
+    credential = _credential(holder_jwk=holder_jwk(holder.public_key()))
+    verifier = TokenVerifier([root_ca.info.certificate])
+    token = sign_credential(credential, key, chain)
+    verified = verifier.credential(token, NOW)
+    assert verified.claims == credential
+    assert verified.holder_key == holder.public_key()
+    assert verifier.credential(token, NOW) is verified  # cached by its exact bytes
+    with pytest.raises(PolicyViolationError, match="not valid at this time"):
+        verifier.credential(token, NOW + timedelta(days=31))  # the cache re-checks the signer's validity
+    bundle = sign_bundle(_bundle(), key, chain)
+    assert verifier.bundle(bundle, NOW) == _bundle()
+    with pytest.raises(PolicyViolationError, match="not of type"):
+        verifier.bundle(token, NOW)
+    with pytest.raises(PolicyViolationError, match="not of type"):
+        verifier.credential(bundle, NOW)
+    with pytest.raises(ParseError):
+        verifier.credential("not.a.token", NOW)
+    header, payload, signature = bundle.split(".")
+    with pytest.raises(PolicyViolationError, match="signature"):
+        verifier.bundle(f"{header}.{payload}.{signature[:-6]}AAAAAA", NOW)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=300))
+def test_arbitrary_tokens_raise_only_otward_errors(root_ca, text):
+    verifier = TokenVerifier([root_ca.info.certificate])
+    for check in (verifier.bundle, verifier.credential):
+        with pytest.raises(OtwardError):
+            check(text, NOW)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    payload=st.dictionaries(
+        st.sampled_from(
+            ["iss", "sub", "ver", "iat", "exp", "fmt", "fail_open", "revoked", "slice", "jti", "nbf", "cnf"]
+        ),
+        st.one_of(
+            st.none(),
+            st.integers(),
+            st.text(max_size=5),
+            st.lists(st.text(max_size=3), max_size=2),
+            st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        ),
+    )
+)
+def test_arbitrary_claims_raise_only_parse_errors(payload):
+    for parse in (BundleClaims.from_payload, CredentialClaims.from_payload):
+        try:
+            parse(payload)
+        except ParseError:
+            pass
