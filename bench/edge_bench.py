@@ -30,6 +30,7 @@ import random
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -213,11 +214,60 @@ def run(
     return result
 
 
+def run_concurrent(
+    label: str,
+    gatekeeper: Gatekeeper,
+    requests: list[tuple[str, ec.EllipticCurvePrivateKey, str]],
+    holders: int,
+) -> dict[str, float]:
+    """``holders`` threads at once, as the HTTP API's thread pool serves them: decisions overlap the
+    trail's fsync, and concurrent decisions share one (group commit). Rate is decisions over wall
+    time, the holders' signing included; latency is per decision, as in :func:`run`."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def holder(part: list[tuple[str, ec.EllipticCurvePrivateKey, str]]) -> None:
+        mine: list[float] = []
+        for credential, key, function in part:
+            t0 = time.perf_counter()
+            challenge = gatekeeper.challenge(credential, function, at=AT)
+            t1 = time.perf_counter()
+            signature = answer_challenge(key, challenge)
+            t2 = time.perf_counter()
+            gatekeeper.answer(challenge.nonce, signature, at=AT)
+            mine.append((t1 - t0) + (time.perf_counter() - t2))
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=holder, args=(requests[i::holders],)) for i in range(holders)]
+    c0, t0 = time.process_time(), time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    latencies.sort()
+    result = {
+        "rate": len(latencies) / wall,
+        "cpu_rate": len(latencies) / cpu,
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "allowed": float("nan"),
+    }
+    print(
+        f"  {label:<36} {result['rate']:6.0f} /s wall  {result['cpu_rate']:6.0f} /s CPU"
+        f"   p50 {result['p50']:.3f} ms   p99 {result['p99']:.3f} ms",
+        flush=True,
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer decisions")
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU [default: the last one]")
     parser.add_argument("--decisions", type=int, default=None)
+    parser.add_argument("--holders", type=int, default=8, help="concurrent holders in the last cases")
     parser.add_argument("--disk-dir", type=Path, default=Path("/var/tmp"), help="a directory on disk")
     args = parser.parse_args()
     cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
@@ -294,6 +344,20 @@ def main() -> None:
                 run(f"{cache}, {where} (warm-up)", gatekeeper, requests[: max(200, decisions // 20)])
                 results[f"{cache}/{where}"] = run(f"{cache}, {where}", gatekeeper, requests)
                 gatekeeper.close()
+        for cache in ("cold", "warm"):
+            state = Path(disk) / f"{cache}-concurrent"
+            gatekeeper = Gatekeeper(ASSET, [chain[-1]], state, clock=lambda: AT)
+            if cache == "cold":
+                gatekeeper._verifier = TokenVerifier([chain[-1]], cache_size=0)
+            if not gatekeeper.install_bundle(bundle, at=AT).installed:
+                raise SystemExit("the bundle was refused")
+            name = f"{cache}, trail fsynced, {args.holders} holders at once"
+            warm_up = requests[: max(200, decisions // 20)]
+            run_concurrent(f"{name} (warm-up)", gatekeeper, warm_up, args.holders)
+            results[f"{cache}/trail fsynced on disk, {args.holders} holders at once"] = run_concurrent(
+                name, gatekeeper, requests, args.holders
+            )
+            gatekeeper.close()
     print(f"  load average at the end: {os.getloadavg()[0]:.2f} (2 cores; others' work competes)")
     cold = results["cold/no trail"]
     print(

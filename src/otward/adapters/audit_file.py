@@ -4,7 +4,9 @@ Gateways and edge gatekeepers must record every decision even when the central
 server is out of reach. They write the same records as the central trail (the
 chain of :mod:`otward.core.audit`) as JSON Lines, one record per line, flushed
 and fsynced before :meth:`FileAuditTrail.append` returns, so an acknowledged
-event survives a power cut. A torn last line (a crash in the middle of a write)
+event survives a power cut. Concurrent appends share fsyncs (group commit): one
+caller syncs everything written so far while the others wait for it, so a busy
+gatekeeper pays one fsync per group, not per decision. A torn last line (a crash in the middle of a write)
 is cut off when the file is opened again; any other damage makes opening fail,
 because appending to a broken chain would hide the break.
 """
@@ -60,12 +62,15 @@ class FileAuditTrail:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # order of records in the file
+        self._durable = threading.Condition()  # who syncs, and up to which record
+        self._syncing = False
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         self._file = os.fdopen(fd, "a+b")
         try:
             self._last_sequence, self._last_hash = self._recover()
+            self._synced = self._last_sequence
         except BaseException:
             self._file.close()
             raise
@@ -100,17 +105,46 @@ class FileAuditTrail:
             )
             self._file.write(record_to_line(record))
             self._file.flush()
-            os.fsync(self._file.fileno())
             self._last_sequence, self._last_hash = record.sequence, record.hash
-            return record
+        self._sync_through(record.sequence)
+        return record
+
+    def _sync_through(self, sequence: int) -> None:
+        """Return once records up to ``sequence`` are on disk, syncing them if nobody else is."""
+        with self._durable:
+            while self._synced < sequence:
+                if self._syncing:
+                    self._durable.wait()
+                    continue
+                self._syncing = True
+                target = self._last_sequence  # everything flushed so far, ours included
+                synced = False
+                self._durable.release()
+                try:
+                    os.fdatasync(self._file.fileno())
+                    synced = True
+                finally:
+                    self._durable.acquire()
+                    self._syncing = False
+                    if synced:
+                        self._synced = max(self._synced, target)
+                    self._durable.notify_all()
 
     def records(self, after_sequence: int = 0) -> Iterator[AuditRecord]:
-        """Records with a sequence above ``after_sequence``, in order (reads a fresh handle)."""
+        """Durable records with a sequence above ``after_sequence``, in order (reads a fresh handle).
+
+        A record still waiting for its fsync is left out: pushed elsewhere and then lost in a power
+        cut, it would be replaced here by a different record with the same sequence.
+        """
+        with self._durable:
+            last = self._synced
         with self.path.open("rb") as handle:
             for line in handle:
                 if not line.endswith(b"\n"):
                     break
                 record = record_from_line(line)
+                if record.sequence > last:
+                    break
                 if record.sequence > after_sequence:
                     yield record
 

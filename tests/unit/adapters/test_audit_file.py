@@ -72,3 +72,37 @@ def test_edited_record_refuses_to_open(tmp_path: Path) -> None:
 def test_garbage_line_is_not_a_record() -> None:
     with pytest.raises(ValueError, match="not an audit record"):
         record_from_line(b'{"sequence": 1}')
+
+
+def test_concurrent_appends_share_fsyncs_and_keep_one_chain(tmp_path: Path, monkeypatch) -> None:
+    """Group commit: writers that arrive while a sync runs are made durable by the next one."""
+    import threading
+    import time
+
+    from otward.adapters import audit_file
+
+    syncs: list[int] = []
+    real_sync = os.fdatasync
+
+    def slow_disk(fd: int) -> None:
+        syncs.append(fd)
+        time.sleep(0.005)  # a slow disk, so that writers pile up behind a sync
+        real_sync(fd)
+
+    monkeypatch.setattr(audit_file.os, "fdatasync", slow_disk)
+    with FileAuditTrail(tmp_path / "trail.jsonl") as trail:
+
+        def writer(name: str) -> None:
+            for i in range(10):
+                trail.append(_event(f"{name}-{i}"))
+
+        threads = [threading.Thread(target=writer, args=(f"t{n}",)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        records = list(trail.records())
+        assert [r.sequence for r in records] == list(range(1, 81))
+        assert len({r.event.subject for r in records}) == 80
+        assert trail.check().ok
+    assert 0 < len(syncs) < 80
