@@ -13,6 +13,7 @@ from otward import __version__
 from otward.cli import access as access_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, token
 from otward.cli import edge as edge_cli
+from otward.cli import gateway as gateway_cli
 from otward.cli import mqtt as mqtt_cli
 from otward.cli import opcua as opcua_cli
 from otward.cli.common import (
@@ -54,6 +55,7 @@ access_cli.app.add_typer(edge_cli.credential_app, name="credential")
 app.add_typer(edge_cli.app, name="edge")
 app.command("mqtt-config")(mqtt_cli.mqtt_config)
 app.add_typer(opcua_cli.app, name="opcua")
+app.command("gateway")(gateway_cli.gateway)
 
 
 def _version(value: bool) -> None:

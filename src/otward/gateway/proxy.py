@@ -1,0 +1,879 @@
+"""The mutual-TLS gateway: accept, handshake, admit, forward; Modbus-aware when given a policy.
+
+Data moves with asyncio Protocols and transports, not streams: a chunk read from
+one side is written to the other in the same callback, with back-pressure from
+each side's write buffer pausing the other's reads. Connections are accepted on
+a plain socket and upgraded with ``loop.start_tls`` so that the connection limit
+applies *before* any handshake work and a failed handshake can be audited with
+the peer's address and OpenSSL's reason.
+
+Modbus ordering: allowed requests are forwarded at once (pipelining is kept),
+and every request takes a place in a per-connection queue; a denied request's
+exception waits in that queue behind the answers of earlier allowed requests,
+so a client never sees answers out of order. Upstream answers are matched to
+queue places by transaction id, so an upstream that answers out of order is
+still put back in request order. At most ``max_in_flight`` requests are
+outstanding; beyond that the client is not read. The default is 1 (strictly
+one request at a time towards the device) because many Modbus servers, pymodbus
+3.16 among them, handle only one frame per TCP segment; raise it for devices
+that accept pipelined requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import queue
+import socket
+import ssl
+import struct
+import threading
+import tomllib
+from collections import OrderedDict, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from otward.adapters.audit_file import FileAuditTrail
+from otward.core.audit import AuditEvent, EventType, Outcome
+from otward.core.extensions import MODBUS_ROLE_OID, decode_modbus_role
+from otward.core.modbus import (
+    MBAP_HEADER,
+    ModbusPolicy,
+    exception_response,
+    parse_policy,
+    request_ranges,
+)
+from otward.errors import ConfigError, OtwardError
+from otward.gateway.revocation import RevocationChecker, StalePolicy, chain_keys
+
+__all__ = [
+    "AuditWriter",
+    "Gateway",
+    "GatewayOptions",
+    "PeerIdentity",
+    "ca_chains",
+    "install_uvloop",
+    "load_policy",
+    "peer_identity",
+]
+
+log = logging.getLogger("otward.gateway")
+
+_HEADER = struct.Struct(">HHHB")
+_HIGH_WATER = 256 * 1024
+_LOW_WATER = 64 * 1024
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    """Everything the gateway needs besides the TLS context, already parsed and validated."""
+
+    listen_host: str
+    listen_port: int
+    upstream_host: str
+    upstream_port: int
+    policy: ModbusPolicy | None = None
+    allow_identities: frozenset[str] = frozenset()
+    max_connections: int = 1000
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 300.0
+    connect_timeout: float = 5.0
+    revocation_refresh: float = 30.0
+    max_in_flight: int = 1
+    max_denied_events: int = 100  # per connection; the rest are counted in one summary event
+    backlog: int = 1024
+
+
+@dataclass(frozen=True)
+class PeerIdentity:
+    """What the gateway knows of a verified client certificate."""
+
+    common_name: str | None
+    uris: tuple[str, ...]
+    serial_number: int
+    role: str | None
+    role_error: str | None
+    chain: tuple[tuple[bytes, int], ...]
+
+    @property
+    def name(self) -> str:
+        return self.common_name or (self.uris[0] if self.uris else f"serial:{self.serial_number:x}")
+
+    def matches(self, allowed: frozenset[str]) -> bool:
+        return (self.common_name is not None and self.common_name in allowed) or any(
+            uri in allowed for uri in self.uris
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _role(value: bytes) -> tuple[str | None, str | None]:
+    """(role, error) of a role extension value; cached because a site has a handful of roles."""
+    try:
+        return decode_modbus_role(value), None
+    except OtwardError as exc:
+        return None, exc.message
+
+
+def peer_identity(
+    der: bytes,
+    trusted: list[x509.Certificate],
+    ca_chains: Mapping[bytes, tuple[tuple[bytes, int], ...]] | None = None,
+) -> PeerIdentity:
+    """Identity, role and revocation keys from the DER of a verified peer certificate.
+
+    The role is read from the DER because ``getpeercert()`` does not show custom
+    extensions; a role that is not a DER UTF8String is recorded as an error, never guessed.
+    ``ca_chains`` (from :func:`ca_chains`) saves walking the trust list per connection.
+    """
+    certificate = x509.load_der_x509_certificate(der)
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_name = str(names[0].value) if names else None
+    uris: tuple[str, ...] = ()
+    role: str | None = None
+    role_error: str | None = None
+    for extension in certificate.extensions:
+        value = extension.value
+        if isinstance(value, x509.SubjectAlternativeName):
+            uris = tuple(value.get_values_for_type(x509.UniformResourceIdentifier))
+        elif extension.oid == MODBUS_ROLE_OID and isinstance(value, x509.UnrecognizedExtension):
+            role, role_error = _role(value.value)
+    if ca_chains is None:
+        chain = chain_keys(certificate, trusted)
+    else:
+        issuer = certificate.issuer.public_bytes()
+        chain = ((issuer, certificate.serial_number), *ca_chains.get(issuer, ()))
+    return PeerIdentity(
+        common_name=common_name,
+        uris=uris,
+        serial_number=certificate.serial_number,
+        role=role,
+        role_error=role_error,
+        chain=chain,
+    )
+
+
+def ca_chains(trusted: list[x509.Certificate]) -> dict[bytes, tuple[tuple[bytes, int], ...]]:
+    """For each trusted CA (by subject DER), the revocation keys of it and the CAs above it."""
+    result: dict[bytes, tuple[tuple[bytes, int], ...]] = {}
+    for certificate in trusted:
+        subject = certificate.subject.public_bytes()
+        if certificate.subject == certificate.issuer:
+            result.setdefault(subject, ())
+        else:
+            result[subject] = chain_keys(certificate, trusted)
+    return result
+
+
+class _IdentityCache:
+    """Parsed peer certificates by DER: devices reconnect with the same certificate.
+
+    Only the parse is cached (a certificate never changes); revocation, the
+    allow-list and the policy are checked again on every connection.
+    """
+
+    def __init__(self, trusted: list[x509.Certificate], size: int = 4096) -> None:
+        self.trusted = trusted
+        self.chains = ca_chains(trusted)
+        self.size = size
+        self._entries: OrderedDict[bytes, PeerIdentity] = OrderedDict()
+
+    def get(self, der: bytes) -> PeerIdentity:
+        peer = self._entries.get(der)
+        if peer is None:
+            peer = peer_identity(der, self.trusted, self.chains)
+            self._entries[der] = peer
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(der)
+        return peer
+
+
+class AuditWriter:
+    """Appends audit events from a thread so fsync never blocks the data path.
+
+    The queue is bounded. When it is full an event is not written but counted,
+    and as soon as there is room again one ``integrity.failed`` event records how
+    many were lost: events may be dropped under a flood, never silently.
+    """
+
+    def __init__(self, trail: FileAuditTrail | None, *, capacity: int = 10_000) -> None:
+        self.trail = trail
+        self.host = socket.gethostname()
+        self.dropped = 0
+        self.written = 0
+        self._queue: queue.Queue[AuditEvent | None] = queue.Queue(maxsize=capacity)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        if trail is not None:
+            self._thread = threading.Thread(target=self._run, name="otward-gateway-audit", daemon=True)
+            self._thread.start()
+
+    def emit(
+        self,
+        type_: EventType,
+        subject: str,
+        outcome: Outcome,
+        *,
+        reason: str | None = None,
+        source: str | None = None,
+        details: dict[str, str] | None = None,
+    ) -> None:
+        event = AuditEvent(
+            time=datetime.now(UTC),
+            host=self.host,
+            component="gateway",
+            type=type_,
+            subject=subject,
+            outcome=outcome,
+            reason=reason,
+            source=source,
+            details=details or {},
+        )
+        if self.trail is None:
+            return
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+
+    def _run(self) -> None:
+        assert self.trail is not None  # noqa: S101 - only started with a trail
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            with self._lock:
+                lost, self.dropped = self.dropped, 0
+            try:
+                if lost:
+                    self.trail.append(
+                        AuditEvent(
+                            time=datetime.now(UTC),
+                            host=self.host,
+                            component="gateway",
+                            type=EventType.INTEGRITY_FAILED,
+                            subject="gateway-audit",
+                            outcome=Outcome.FAILURE,
+                            reason=f"{lost} audit events not recorded: audit queue full",
+                        )
+                    )
+                self.trail.append(event)
+                self.written += 1
+            except Exception:  # the writer thread must survive a full disk
+                log.exception("cannot append to the gateway audit trail")
+
+    def close(self) -> None:
+        """Write what is queued, then stop."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+def _listen(host: str, port: int, backlog: int) -> socket.socket:
+    """A non-blocking listening socket for ``host`` (name, IPv4 or IPv6 literal)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, address = infos[0]
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(backlog)
+        listener.setblocking(False)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
+@dataclass
+class _Pending:
+    transaction_id: int
+    answer: bytes | None = None
+
+
+@dataclass(eq=False)
+class _Connection(asyncio.Protocol):
+    """The client side after TLS; forwards to ``upstream`` and checks Modbus requests."""
+
+    gateway: Gateway
+    source: str
+    client: asyncio.Transport | None = None
+    upstream: asyncio.Transport | None = None
+    peer: PeerIdentity | None = None
+    seen: bool = True
+    last_seen: float = 0.0
+    closed: bool = False
+    denied: int = 0
+    _early: list[bytes] = field(default_factory=list)
+    _buffer: bytearray = field(default_factory=bytearray)
+    _answers: bytearray = field(default_factory=bytearray)
+    _pending: deque[_Pending] = field(default_factory=deque)
+    _reading_paused: bool = False
+
+    # -- client side (TLS) ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # called by the TLS layer once the handshake is complete; uvloop's transports do
+        # not subclass asyncio.Transport, hence the cast rather than an isinstance check
+        self.client = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.seen = True
+        if self.upstream is None:
+            self._early.append(data)  # arrived with the handshake's last flight
+            return
+        if self.gateway.options.policy is None:
+            self.upstream.write(data)
+        else:
+            self._buffer += data
+            self._requests()
+
+    def eof_received(self) -> bool | None:
+        self.close()  # TLS transports cannot stay half-open
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None and not self.closed:
+            self.upstream.resume_reading()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self, client: asyncio.Transport, upstream: asyncio.Transport) -> None:
+        self.client = client
+        self.upstream = upstream
+        client.set_write_buffer_limits(_HIGH_WATER, _LOW_WATER)
+        upstream.set_write_buffer_limits(_HIGH_WATER, _LOW_WATER)
+        early, self._early = self._early, []
+        for chunk in early:
+            self.data_received(chunk)
+
+    def close(self, *, abort: bool = False) -> None:
+        """Close both sides; the upstream first, so nothing more of this client reaches it."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.upstream is not None:
+            self.upstream.abort()
+        if self.client is not None:
+            if abort:
+                self.client.abort()
+            else:
+                self.client.close()
+        self.gateway._forget(self)
+
+    # -- Modbus ------------------------------------------------------------------------------------
+    def _requests(self) -> None:
+        """Handle every complete request frame in the buffer, in order."""
+        gateway = self.gateway
+        policy = gateway.options.policy
+        peer = self.peer
+        assert policy is not None  # noqa: S101 - Modbus mode
+        assert peer is not None  # noqa: S101
+        assert peer.role is not None  # noqa: S101 - admitted only with a role
+        buffer = self._buffer
+        pending = self._pending
+        forward: list[bytes] = []
+        offset = 0
+        limit = gateway.options.max_in_flight
+        try:
+            while len(buffer) - offset >= MBAP_HEADER and len(pending) < limit:
+                transaction_id, protocol_id, length, unit_id = _HEADER.unpack_from(buffer, offset)
+                if protocol_id != 0 or not 2 <= length <= 254:
+                    self._malformed(f"MBAP header: protocol id {protocol_id}, length {length}")
+                    return
+                end = offset + MBAP_HEADER - 1 + length
+                if len(buffer) < end:
+                    break
+                pdu = bytes(buffer[offset + MBAP_HEADER : end])
+                ranges = request_ranges(pdu)
+                function = pdu[0]
+                decision = policy.decide(peer.role, function, ranges)
+                if decision.allowed:
+                    pending.append(_Pending(transaction_id))
+                    forward.append(bytes(buffer[offset:end]))
+                else:
+                    answer = exception_response(transaction_id, unit_id, function)
+                    if pending:
+                        pending.append(_Pending(transaction_id, answer))
+                    else:
+                        self._answers += answer
+                    self._deny(function, ranges, decision.reason)
+                offset = end
+        except OtwardError as exc:
+            self._malformed(exc.message)
+            return
+        finally:
+            if offset:
+                del buffer[:offset]
+        if forward and self.upstream is not None:
+            gateway.forwarded += len(forward)
+            self.upstream.write(b"".join(forward))
+        self._flush()
+        if len(pending) >= limit and not self._reading_paused and self.client is not None:
+            self._reading_paused = True
+            self.client.pause_reading()
+
+    def _deny(self, function: int, ranges: tuple[Any, ...], reason: str) -> None:
+        gateway = self.gateway
+        gateway.denied += 1
+        self.denied += 1
+        if self.denied > gateway.options.max_denied_events:
+            return  # counted; summarised when the connection ends
+        peer = self.peer
+        assert peer is not None  # noqa: S101
+        gateway.audit.emit(
+            EventType.GATEWAY_DENIED,
+            peer.name,
+            Outcome.FAILURE,
+            reason=reason,
+            source=self.source,
+            details={
+                "role": peer.role or "",
+                "function": str(function),
+                "addresses": ",".join(str(r) for r in ranges) or "-",
+                "serial": f"{peer.serial_number:x}",
+            },
+        )
+
+    def _malformed(self, why: str) -> None:
+        peer = self.peer
+        self.gateway.audit.emit(
+            EventType.GATEWAY_DENIED,
+            peer.name if peer else "unknown",
+            Outcome.FAILURE,
+            reason=f"malformed Modbus request, connection closed: {why}",
+            source=self.source,
+            details={"role": (peer.role or "") if peer else ""},
+        )
+        self.close(abort=True)
+
+    def _flush(self) -> None:
+        pending = self._pending
+        answers = self._answers
+        while pending:
+            answer = pending[0].answer
+            if answer is None:
+                break
+            answers += answer
+            pending.popleft()
+        if answers and self.client is not None and not self.closed:
+            self.client.write(bytes(answers))
+            answers.clear()
+        if self._reading_paused and len(pending) < self.gateway.options.max_in_flight:
+            self._reading_paused = False
+            if self.client is not None and not self.closed:
+                self.client.resume_reading()
+            if self._buffer:
+                self._requests()
+
+    def answers_received(self, frame: bytes, transaction_id: int) -> bool:
+        """Put an upstream answer in its request's place; False if no request waits for it."""
+        for entry in self._pending:
+            if entry.answer is None and entry.transaction_id == transaction_id:
+                entry.answer = frame
+                return True
+        return False
+
+
+class _Upstream(asyncio.Protocol):
+    """The plain TCP side towards the device or server."""
+
+    def __init__(self, connection: _Connection) -> None:
+        self.connection = connection
+        self.modbus = connection.gateway.options.policy is not None
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        connection = self.connection
+        connection.seen = True
+        if not self.modbus:
+            if connection.client is not None:
+                connection.client.write(data)
+            return
+        buffer = self.buffer
+        buffer += data
+        offset = 0
+        while len(buffer) - offset >= MBAP_HEADER:
+            transaction_id, protocol_id, length, _ = _HEADER.unpack_from(buffer, offset)
+            if protocol_id != 0 or not 2 <= length <= 254:
+                log.warning("upstream sent a malformed MBAP header; closing %s", connection.source)
+                connection.close(abort=True)
+                return
+            end = offset + MBAP_HEADER - 1 + length
+            if len(buffer) < end:
+                break
+            if not connection.answers_received(bytes(buffer[offset:end]), transaction_id):
+                log.warning("upstream answered transaction %d nobody asked for", transaction_id)
+                connection.close(abort=True)
+                return
+            offset = end
+        if offset:
+            del buffer[:offset]
+            connection._flush()
+
+    def eof_received(self) -> bool | None:
+        client = self.connection.client
+        if not self.modbus and client is not None and client.can_write_eof():
+            client.write_eof()
+            return True
+        self.connection.close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connection.close()
+
+    def pause_writing(self) -> None:
+        if self.connection.client is not None:
+            self.connection.client.pause_reading()
+
+    def resume_writing(self) -> None:
+        connection = self.connection
+        if connection.client is not None and not connection.closed and not connection._reading_paused:
+            connection.client.resume_reading()
+
+
+class Gateway:
+    """The server: one instance per listening address."""
+
+    def __init__(
+        self,
+        options: GatewayOptions,
+        context: ssl.SSLContext,
+        trusted: list[x509.Certificate],
+        revocation: RevocationChecker,
+        audit: AuditWriter | None = None,
+    ) -> None:
+        self.options = options
+        self.context = context
+        self.trusted = trusted
+        self._identities = _IdentityCache(trusted)
+        self.revocation = revocation
+        self.audit = audit or AuditWriter(None)
+        self.active = 0  # connections holding a slot, handshake included
+        self.accepted = 0
+        self.refused = 0
+        self.denied = 0
+        self.forwarded = 0
+        self.connections: set[_Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listener: socket.socket | None = None
+        self._stopped: asyncio.Event | None = None
+        self._http: httpx.AsyncClient | None = None
+        self.port = options.listen_port
+
+    # -- start and stop ----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the cached CRLs, fetch fresh ones, then listen."""
+        if self.revocation.enabled:
+            for problem in self.revocation.load_cache():
+                log.warning("%s", problem)
+            self._http = httpx.AsyncClient(follow_redirects=False)
+            await self._refresh_once()
+        else:
+            log.warning("no --crl-url: revoked client certificates are NOT refused")
+        loop = asyncio.get_running_loop()
+        try:
+            self._listener = _listen(self.options.listen_host, self.options.listen_port, self.options.backlog)
+        except OSError as exc:
+            raise ConfigError(
+                f"--listen {self.options.listen_host}:{self.options.listen_port}: cannot listen "
+                f"({exc.strerror or exc})"
+            ) from None
+        self.port = int(self._listener.getsockname()[1])
+        self._stopped = asyncio.Event()
+        loop.add_reader(self._listener.fileno(), self._accept)
+        self._spawn(self._sweep())
+        if self.revocation.enabled:
+            self._spawn(self._refresh_forever())
+        self.audit.emit(
+            EventType.SERVICE_STARTED,
+            f"gateway:{self.options.listen_host}:{self.port}",
+            Outcome.SUCCESS,
+            details={
+                "upstream": f"{self.options.upstream_host}:{self.options.upstream_port}",
+                "mode": "modbus" if self.options.policy is not None else "tunnel",
+                "revocation": "crl" if self.revocation.enabled else "off",
+            },
+        )
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def serve_forever(self) -> None:
+        """Wait until :meth:`close`."""
+        assert self._stopped is not None  # noqa: S101 - start() first
+        await self._stopped.wait()
+
+    async def close(self) -> None:
+        """Stop listening, close every connection, stop the background tasks."""
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        for connection in list(self.connections):
+            connection.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._stopped is not None:
+            self._stopped.set()
+        if self._http is not None:
+            await self._http.aclose()
+        self.audit.emit(
+            EventType.SERVICE_STOPPED, f"gateway:{self.options.listen_host}:{self.port}", Outcome.SUCCESS
+        )
+
+    def _forget(self, connection: _Connection) -> None:
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self.active -= 1
+            if connection.denied > self.options.max_denied_events and connection.peer is not None:
+                self.audit.emit(
+                    EventType.GATEWAY_DENIED,
+                    connection.peer.name,
+                    Outcome.FAILURE,
+                    reason=(
+                        f"{connection.denied - self.options.max_denied_events} further denied "
+                        "requests on this connection (not recorded one by one)"
+                    ),
+                    source=connection.source,
+                    details={"role": connection.peer.role or "", "denied": str(connection.denied)},
+                )
+
+    # -- one connection -----------------------------------------------------------------------
+    def _accept(self) -> None:
+        """Accept what the backlog holds; over the limit a socket is closed before any TLS work."""
+        listener = self._listener
+        if listener is None:
+            return
+        for _ in range(64):
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: leave the rest in the backlog
+                log.warning("accept failed: %s", exc)
+                return
+            source = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "unknown"
+            if self.active >= self.options.max_connections:
+                self.refused += 1
+                sock.close()
+                self.audit.emit(
+                    EventType.GATEWAY_CONNECTION,
+                    "unknown",
+                    Outcome.FAILURE,
+                    reason=f"connection limit {self.options.max_connections} reached",
+                    source=source,
+                )
+                continue
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.active += 1
+            self._spawn(self._admit(sock, source))
+
+    async def _admit(self, sock: socket.socket, source: str) -> None:
+        """Handshake, check the certificate, connect upstream, then let data flow."""
+        loop = asyncio.get_running_loop()
+        connection = _Connection(self, source, last_seen=loop.time())
+        subject = "unknown"
+        stage = "handshake"
+        tls: asyncio.Transport | None = None
+        try:
+            tls, _ = await loop.connect_accepted_socket(
+                lambda: connection,
+                sock,
+                ssl=self.context,
+                ssl_handshake_timeout=self.options.handshake_timeout,
+            )
+            stage = "certificate"
+            ssl_object = tls.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            if not der:
+                raise PermissionError("no client certificate")
+            peer = self._identities.get(der)
+            connection.peer = peer
+            subject = peer.name
+            refusal = self._refusal(peer)
+            if refusal is not None:
+                raise PermissionError(refusal)
+            stage = "upstream"
+            async with asyncio.timeout(self.options.connect_timeout):
+                upstream, _ = await loop.create_connection(
+                    lambda: _Upstream(connection), self.options.upstream_host, self.options.upstream_port
+                )
+        except Exception as exc:  # noqa: BLE001 - the per-connection edge: audit and fail closed
+            self.active -= 1
+            self.refused += 1
+            reason = _refusal_text(stage, exc)
+            self.audit.emit(
+                EventType.GATEWAY_CONNECTION,
+                subject,
+                Outcome.FAILURE,
+                reason=reason,
+                source=source,
+                details=_peer_details(connection.peer),
+            )
+            log.info("refused %s (%s): %s", source, subject, reason)
+            connection.closed = True
+            if tls is not None:
+                tls.close()  # close_notify, so the client sees an orderly end
+            else:
+                sock.close()
+            return
+        if connection.closed:  # the client went away while upstream was connecting
+            self.active -= 1
+            upstream.abort()
+            return
+        self.connections.add(connection)
+        self.accepted += 1
+        connection.start(tls, upstream)
+        self.audit.emit(
+            EventType.GATEWAY_CONNECTION,
+            subject,
+            Outcome.SUCCESS,
+            source=source,
+            details=_peer_details(connection.peer),
+        )
+
+    def _refusal(self, peer: PeerIdentity) -> str | None:
+        verdict = self.revocation.check(peer.chain)
+        if not verdict.ok:
+            return verdict.reason
+        policy = self.options.policy
+        if policy is not None:
+            if peer.role_error is not None:
+                return f"role extension refused: {peer.role_error}"
+            if peer.role is None:
+                return "certificate carries no Modbus role (OID 1.3.6.1.4.1.50316.802.1)"
+            if not policy.has_role(peer.role):
+                return f"role '{peer.role}' is not in the policy"
+        elif self.options.allow_identities and not peer.matches(self.options.allow_identities):
+            return f"identity '{peer.name}' is not in --allow-identity"
+        return None
+
+    # -- background work ----------------------------------------------------------------------
+    async def _sweep(self) -> None:
+        """Close connections idle for longer than the idle timeout (checked a few times per period)."""
+        loop = asyncio.get_running_loop()
+        period = max(0.2, min(5.0, self.options.idle_timeout / 4))
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for connection in list(self.connections):
+                if connection.seen:
+                    connection.seen = False
+                    connection.last_seen = now
+                elif now - connection.last_seen >= self.options.idle_timeout:
+                    log.info("closing idle connection %s", connection.source)
+                    connection.close()
+
+    async def _refresh_once(self) -> None:
+        assert self._http is not None  # noqa: S101
+        generation = self.revocation.generation
+        for problem in await self.revocation.refresh(self._http):
+            log.warning("%s", problem)
+        if self.revocation.generation != generation or self.revocation.stale is StalePolicy.FAIL_CLOSED:
+            self._recheck()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.revocation_refresh)
+            try:
+                await self._refresh_once()
+            except Exception:  # keep refreshing; the last good CRLs stay in force
+                log.exception("CRL refresh failed")
+
+    def _recheck(self) -> None:
+        """Close every open connection whose certificate chain is no longer good."""
+        for connection in list(self.connections):
+            peer = connection.peer
+            if peer is None:
+                continue
+            verdict = self.revocation.check(peer.chain)
+            if not verdict.ok:
+                connection.close(abort=True)
+                self.audit.emit(
+                    EventType.GATEWAY_CLOSED,
+                    peer.name,
+                    Outcome.SUCCESS,
+                    reason=verdict.reason,
+                    source=connection.source,
+                    details=_peer_details(peer),
+                )
+                log.warning("closed %s (%s): %s", connection.source, peer.name, verdict.reason)
+
+    def stale_warning(self, message: str) -> None:
+        """Log and audit a stale CRL (the checker calls this once per CRL)."""
+        log.warning("%s", message)
+        self.audit.emit(EventType.GATEWAY_CONNECTION, "crl", Outcome.FAILURE, reason=message)
+
+
+def _peer_details(peer: PeerIdentity | None) -> dict[str, str]:
+    if peer is None:
+        return {}
+    details = {"serial": f"{peer.serial_number:x}"}
+    if peer.role is not None:
+        details["role"] = peer.role
+    if peer.uris:
+        details["uri"] = peer.uris[0]
+    return details
+
+
+def _refusal_text(stage: str, exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verification failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, PermissionError):
+        return str(exc)
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return f"{stage} timed out"
+    if stage == "upstream":
+        return f"upstream unreachable: {type(exc).__name__}"
+    return f"{stage} failed: {type(exc).__name__}: {exc}"
+
+
+def install_uvloop() -> bool:
+    """Use uvloop's event loop policy when it is installed; True if it is."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def load_policy(path: Path) -> ModbusPolicy:
+    """Read and validate a policy TOML file; ConfigError names the file and the wrong key."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--modbus-policy {path}: cannot read ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--modbus-policy {path}: not valid TOML ({exc})") from None
+    try:
+        return parse_policy(document)
+    except ConfigError as exc:
+        raise ConfigError(f"--modbus-policy {path}: {exc.message}") from None

@@ -1,0 +1,61 @@
+"""``otward gateway`` on the command line: clear errors and exit code 1 for bad configuration."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import free_port
+from tests.integration.gateway.conftest import GatewayPki
+
+pytestmark = pytest.mark.integration
+
+
+def run_gateway(
+    gateway_pki: GatewayPki, *extra: str, listen: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    listen = listen or f"127.0.0.1:{free_port()}"
+    command = [
+        sys.executable, "-m", "otward", "gateway", "--listen", listen, "--upstream", "127.0.0.1:1",
+        "--trust", str(gateway_pki.trust), "--cert", str(gateway_pki.server.certificate),
+        "--key", str(gateway_pki.server.key), *extra,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_bad_policy_is_named(gateway_pki, tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[[role.operator]]\nfunctions = [3]\naddresses = [10, 5]\n")
+    result = run_gateway(gateway_pki, "--modbus-policy", str(policy))
+    assert result.returncode == 1
+    assert "role.operator[0].addresses: [10, 5] is not a range within 0..65535" in result.stderr
+
+
+def test_a_busy_port_is_a_clear_error(gateway_pki):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_gateway(gateway_pki, listen=f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert f"--listen 127.0.0.1:{port}: cannot listen" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--allow-identity", "x", "--modbus-policy", "{policy}"), "--allow-identity applies to tunnel mode"),
+        (("--loop", "trio"), "--loop 'trio'"),
+        (("--crl-stale", "maybe"), "Invalid value for '--crl-stale'"),
+    ],
+    ids=["identity-with-policy", "loop", "stale"],
+)
+def test_usage_errors(gateway_pki, tmp_path, extra, message):
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[[role.operator]]\nfunctions = [3]\naddresses = [0, 5]\n")
+    result = run_gateway(gateway_pki, *(e.format(policy=policy) for e in extra))
+    assert result.returncode != 0
+    assert message in result.stderr
