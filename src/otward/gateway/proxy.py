@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import queue
 import socket
@@ -67,6 +68,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("otward.gateway")
+audit_log = logging.getLogger("otward.gateway.audit")
 
 _HEADER = struct.Struct(">HHHB")
 _HIGH_WATER = 256 * 1024
@@ -201,6 +203,9 @@ class _IdentityCache:
 class AuditWriter:
     """Appends audit events from a thread so fsync never blocks the data path.
 
+    Without a trail file each event is logged as one JSON line on the ``otward.gateway.audit``
+    logger instead, so a gateway run without ``--audit-file`` is still audited.
+
     The queue is bounded. When it is full an event is not written but counted,
     and as soon as there is room again one ``integrity.failed`` event records how
     many were lost: events may be dropped under a flood, never silently.
@@ -239,7 +244,8 @@ class AuditWriter:
             source=source,
             details=details or {},
         )
-        if self.trail is None:
+        if self.trail is None:  # no trail file: the events still reach the log (journald, syslog)
+            audit_log.info("%s", json.dumps(event.to_dict(), sort_keys=True))
             return
         try:
             self._queue.put_nowait(event)

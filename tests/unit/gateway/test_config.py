@@ -138,3 +138,29 @@ def test_host_port(text, expected):
 def test_bad_host_port(text):
     with pytest.raises(ConfigError, match="--upstream"):
         parse_host_port(text, "--upstream")
+
+
+def test_without_a_trail_file_audit_events_go_to_the_log(caplog):
+    """A gateway started without --audit-file is still audited: one JSON line per event."""
+    import json
+    import logging
+
+    from otward.core.audit import EventType, Outcome
+    from otward.gateway.proxy import AuditWriter
+
+    writer = AuditWriter(None)
+    with caplog.at_level(logging.INFO, logger="otward.gateway.audit"):
+        writer.emit(
+            EventType.GATEWAY_DENIED,
+            "hmi-1",
+            Outcome.FAILURE,
+            reason="function 6 not granted to role operator",
+            source="127.0.0.1:40000",
+            details={"role": "operator", "function": "6", "addresses": "10-10"},
+        )
+    writer.close()
+    [record] = [r for r in caplog.records if r.name == "otward.gateway.audit"]
+    event = json.loads(record.getMessage())
+    assert event["type"] == "gateway.denied"
+    assert event["subject"] == "hmi-1"
+    assert event["details"]["role"] == "operator"
