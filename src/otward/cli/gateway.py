@@ -15,7 +15,8 @@ import typer
 from otward.adapters.audit_file import FileAuditTrail
 from otward.cli.common import err_console, handle_errors
 from otward.errors import ConfigError
-from otward.gateway.proxy import AuditWriter, Gateway, GatewayOptions, install_uvloop, load_policy
+from otward.gateway.audit import AuditWriter
+from otward.gateway.proxy import Gateway, GatewayOptions, install_uvloop, load_policy
 from otward.gateway.revocation import RevocationChecker, StalePolicy
 from otward.gateway.tls import load_trusted_certificates, server_context
 

@@ -3,9 +3,10 @@
 Data moves with asyncio Protocols and transports, not streams: a chunk read from
 one side is written to the other in the same callback, with back-pressure from
 each side's write buffer pausing the other's reads. Connections are accepted on
-a plain socket and upgraded with ``loop.start_tls`` so that the connection limit
-applies *before* any handshake work and a failed handshake can be audited with
-the peer's address and OpenSSL's reason.
+a plain socket and handed to ``loop.connect_accepted_socket`` with the TLS
+context, so that the connection limit applies *before* any handshake work and a
+failed handshake can be audited with the peer's address and OpenSSL's reason.
+(``loop.start_tls`` after a plain accept lost the ClientHello under uvloop.)
 
 Modbus ordering: allowed requests are forwarded at once (pipelining is kept),
 and every request takes a place in a per-connection queue; a denied request's
@@ -23,29 +24,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import logging
-import queue
 import socket
 import ssl
 import struct
-import threading
 import tomllib
-from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
-from otward.adapters.audit_file import FileAuditTrail
-from otward.core.audit import AuditEvent, EventType, Outcome
-from otward.core.extensions import MODBUS_ROLE_OID, decode_modbus_role
+from otward.core.audit import EventType, Outcome
 from otward.core.modbus import (
     MBAP_HEADER,
     ModbusPolicy,
@@ -54,21 +46,13 @@ from otward.core.modbus import (
     request_ranges,
 )
 from otward.errors import ConfigError, OtwardError
-from otward.gateway.revocation import RevocationChecker, StalePolicy, chain_keys
+from otward.gateway.audit import AuditWriter
+from otward.gateway.identity import IdentityCache, PeerIdentity
+from otward.gateway.revocation import RevocationChecker, StalePolicy
 
-__all__ = [
-    "AuditWriter",
-    "Gateway",
-    "GatewayOptions",
-    "PeerIdentity",
-    "ca_chains",
-    "install_uvloop",
-    "load_policy",
-    "peer_identity",
-]
+__all__ = ["Gateway", "GatewayOptions", "install_uvloop", "load_policy"]
 
 log = logging.getLogger("otward.gateway")
-audit_log = logging.getLogger("otward.gateway.audit")
 
 _HEADER = struct.Struct(">HHHB")
 _HIGH_WATER = 256 * 1024
@@ -93,198 +77,6 @@ class GatewayOptions:
     max_in_flight: int = 1
     max_denied_events: int = 100  # per connection; the rest are counted in one summary event
     backlog: int = 1024
-
-
-@dataclass(frozen=True)
-class PeerIdentity:
-    """What the gateway knows of a verified client certificate."""
-
-    common_name: str | None
-    uris: tuple[str, ...]
-    serial_number: int
-    role: str | None
-    role_error: str | None
-    chain: tuple[tuple[bytes, int], ...]
-
-    @property
-    def name(self) -> str:
-        return self.common_name or (self.uris[0] if self.uris else f"serial:{self.serial_number:x}")
-
-    def matches(self, allowed: frozenset[str]) -> bool:
-        return (self.common_name is not None and self.common_name in allowed) or any(
-            uri in allowed for uri in self.uris
-        )
-
-
-@functools.lru_cache(maxsize=256)
-def _role(value: bytes) -> tuple[str | None, str | None]:
-    """(role, error) of a role extension value; cached because a site has a handful of roles."""
-    try:
-        return decode_modbus_role(value), None
-    except OtwardError as exc:
-        return None, exc.message
-
-
-def peer_identity(
-    der: bytes,
-    trusted: list[x509.Certificate],
-    ca_chains: Mapping[bytes, tuple[tuple[bytes, int], ...]] | None = None,
-) -> PeerIdentity:
-    """Identity, role and revocation keys from the DER of a verified peer certificate.
-
-    The role is read from the DER because ``getpeercert()`` does not show custom
-    extensions; a role that is not a DER UTF8String is recorded as an error, never guessed.
-    ``ca_chains`` (from :func:`ca_chains`) saves walking the trust list per connection.
-    """
-    certificate = x509.load_der_x509_certificate(der)
-    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    common_name = str(names[0].value) if names else None
-    uris: tuple[str, ...] = ()
-    role: str | None = None
-    role_error: str | None = None
-    for extension in certificate.extensions:
-        value = extension.value
-        if isinstance(value, x509.SubjectAlternativeName):
-            uris = tuple(value.get_values_for_type(x509.UniformResourceIdentifier))
-        elif extension.oid == MODBUS_ROLE_OID and isinstance(value, x509.UnrecognizedExtension):
-            role, role_error = _role(value.value)
-    if ca_chains is None:
-        chain = chain_keys(certificate, trusted)
-    else:
-        issuer = certificate.issuer.public_bytes()
-        chain = ((issuer, certificate.serial_number), *ca_chains.get(issuer, ()))
-    return PeerIdentity(
-        common_name=common_name,
-        uris=uris,
-        serial_number=certificate.serial_number,
-        role=role,
-        role_error=role_error,
-        chain=chain,
-    )
-
-
-def ca_chains(trusted: list[x509.Certificate]) -> dict[bytes, tuple[tuple[bytes, int], ...]]:
-    """For each trusted CA (by subject DER), the revocation keys of it and the CAs above it."""
-    result: dict[bytes, tuple[tuple[bytes, int], ...]] = {}
-    for certificate in trusted:
-        subject = certificate.subject.public_bytes()
-        if certificate.subject == certificate.issuer:
-            result.setdefault(subject, ())
-        else:
-            result[subject] = chain_keys(certificate, trusted)
-    return result
-
-
-class _IdentityCache:
-    """Parsed peer certificates by DER: devices reconnect with the same certificate.
-
-    Only the parse is cached (a certificate never changes); revocation, the
-    allow-list and the policy are checked again on every connection.
-    """
-
-    def __init__(self, trusted: list[x509.Certificate], size: int = 4096) -> None:
-        self.trusted = trusted
-        self.chains = ca_chains(trusted)
-        self.size = size
-        self._entries: OrderedDict[bytes, PeerIdentity] = OrderedDict()
-
-    def get(self, der: bytes) -> PeerIdentity:
-        peer = self._entries.get(der)
-        if peer is None:
-            peer = peer_identity(der, self.trusted, self.chains)
-            self._entries[der] = peer
-            if len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-        else:
-            self._entries.move_to_end(der)
-        return peer
-
-
-class AuditWriter:
-    """Appends audit events from a thread so fsync never blocks the data path.
-
-    Without a trail file each event is logged as one JSON line on the ``otward.gateway.audit``
-    logger instead, so a gateway run without ``--audit-file`` is still audited.
-
-    The queue is bounded. When it is full an event is not written but counted,
-    and as soon as there is room again one ``integrity.failed`` event records how
-    many were lost: events may be dropped under a flood, never silently.
-    """
-
-    def __init__(self, trail: FileAuditTrail | None, *, capacity: int = 10_000) -> None:
-        self.trail = trail
-        self.host = socket.gethostname()
-        self.dropped = 0
-        self.written = 0
-        self._queue: queue.Queue[AuditEvent | None] = queue.Queue(maxsize=capacity)
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        if trail is not None:
-            self._thread = threading.Thread(target=self._run, name="otward-gateway-audit", daemon=True)
-            self._thread.start()
-
-    def emit(
-        self,
-        type_: EventType,
-        subject: str,
-        outcome: Outcome,
-        *,
-        reason: str | None = None,
-        source: str | None = None,
-        details: dict[str, str] | None = None,
-    ) -> None:
-        event = AuditEvent(
-            time=datetime.now(UTC),
-            host=self.host,
-            component="gateway",
-            type=type_,
-            subject=subject,
-            outcome=outcome,
-            reason=reason,
-            source=source,
-            details=details or {},
-        )
-        if self.trail is None:  # no trail file: the events still reach the log (journald, syslog)
-            audit_log.info("%s", json.dumps(event.to_dict(), sort_keys=True))
-            return
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            with self._lock:
-                self.dropped += 1
-
-    def _run(self) -> None:
-        assert self.trail is not None  # noqa: S101 - only started with a trail
-        while True:
-            event = self._queue.get()
-            if event is None:
-                return
-            with self._lock:
-                lost, self.dropped = self.dropped, 0
-            try:
-                if lost:
-                    self.trail.append(
-                        AuditEvent(
-                            time=datetime.now(UTC),
-                            host=self.host,
-                            component="gateway",
-                            type=EventType.INTEGRITY_FAILED,
-                            subject="gateway-audit",
-                            outcome=Outcome.FAILURE,
-                            reason=f"{lost} audit events not recorded: audit queue full",
-                        )
-                    )
-                self.trail.append(event)
-                self.written += 1
-            except Exception:  # the writer thread must survive a full disk
-                log.exception("cannot append to the gateway audit trail")
-
-    def close(self) -> None:
-        """Write what is queued, then stop."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=30)
-            self._thread = None
 
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
@@ -569,7 +361,7 @@ class Gateway:
         self.options = options
         self.context = context
         self.trusted = trusted
-        self._identities = _IdentityCache(trusted)
+        self._identities = IdentityCache(trusted)
         self.revocation = revocation
         self.audit = audit or AuditWriter(None)
         self.active = 0  # connections holding a slot, handshake included

@@ -15,7 +15,8 @@ from otward import gateway as gateway_package
 from otward.cli.gateway import parse_host_port
 from otward.core.extensions import MODBUS_ROLE_OID, modbus_role_extension
 from otward.errors import ConfigError
-from otward.gateway.proxy import load_policy, peer_identity
+from otward.gateway.identity import peer_identity
+from otward.gateway.proxy import load_policy
 from otward.gateway.tls import TLS12_CIPHERS, load_trusted_certificates, server_context
 
 
@@ -146,7 +147,7 @@ def test_without_a_trail_file_audit_events_go_to_the_log(caplog):
     import logging
 
     from otward.core.audit import EventType, Outcome
-    from otward.gateway.proxy import AuditWriter
+    from otward.gateway.audit import AuditWriter
 
     writer = AuditWriter(None)
     with caplog.at_level(logging.INFO, logger="otward.gateway.audit"):

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otward.core.modbus import parse_policy, request_ranges
-from otward.gateway.proxy import Gateway, GatewayOptions, PeerIdentity, _Connection, _Upstream
+from otward.gateway.identity import PeerIdentity
+from otward.gateway.proxy import Gateway, GatewayOptions, _Connection, _Upstream
 from otward.gateway.revocation import RevocationChecker
 
 POLICY = parse_policy(

@@ -211,7 +211,7 @@ def test_unreachable_crl_is_a_problem_not_an_exception(cas):
 
 
 def test_precomputed_chains_match_the_walk(cas):
-    from otward.gateway.proxy import ca_chains, peer_identity
+    from otward.gateway.identity import ca_chains, peer_identity
 
     root, issuing, leaf = cas
     trusted = [root.certificate, issuing.certificate]
