@@ -2,13 +2,29 @@
 
 Gateways and edge gatekeepers must record every decision even when the central
 server is out of reach. They write the same records as the central trail (the
-chain of :mod:`otward.core.audit`) as JSON Lines, one record per line, flushed
-and fsynced before :meth:`FileAuditTrail.append` returns, so an acknowledged
-event survives a power cut. Concurrent appends share fsyncs (group commit): one
-caller syncs everything written so far while the others wait for it, so a busy
-gatekeeper pays one fsync per group, not per decision. A torn last line (a crash in the middle of a write)
-is cut off when the file is opened again; any other damage makes opening fail,
-because appending to a broken chain would hide the break.
+chain of :mod:`otward.core.audit`) as JSON Lines, one record per line.
+
+Two sync modes:
+
+* ``always`` (the default): a record is flushed and fsynced before
+  :meth:`FileAuditTrail.append` returns, so an acknowledged event survives a power
+  cut. Concurrent appends share fsyncs (group commit): one caller syncs everything
+  written so far while the others wait for it, so a busy gatekeeper pays one fsync
+  per group, not per decision.
+* ``batch``: :meth:`~FileAuditTrail.append` returns once the record is written and
+  flushed to the operating system (it survives a crash of the process, not a power
+  cut); a background thread fsyncs what was written at most every ``interval``
+  seconds, and :meth:`~FileAuditTrail.close` fsyncs the rest. A power cut can lose
+  the records of the last interval, never break the chain: the file ends at a
+  record boundary (a torn line is cut off on reopen) and the next record continues
+  from the last one on disk.
+
+In both modes :meth:`~FileAuditTrail.records` hands out only fsynced records, so
+nothing is pushed elsewhere that a power cut could still take back.
+
+A torn last line (a crash in the middle of a write) is cut off when the file is
+opened again; any other damage makes opening fail, because appending to a broken
+chain would hide the break.
 """
 
 from __future__ import annotations
@@ -18,6 +34,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from otward.core.audit import (
     GENESIS_HASH,
@@ -29,7 +46,18 @@ from otward.core.audit import (
 )
 from otward.errors import IntegrityError
 
-__all__ = ["FileAuditTrail", "record_from_line", "record_to_line"]
+__all__ = [
+    "DEFAULT_SYNC_INTERVAL",
+    "SYNC_MODES",
+    "FileAuditTrail",
+    "SyncMode",
+    "record_from_line",
+    "record_to_line",
+]
+
+SyncMode = Literal["always", "batch"]
+SYNC_MODES: tuple[SyncMode, ...] = ("always", "batch")
+DEFAULT_SYNC_INTERVAL = 0.005  # seconds between background fsyncs in batch mode
 
 
 def record_to_line(record: AuditRecord) -> bytes:
@@ -58,13 +86,31 @@ def record_from_line(line: bytes | str) -> AuditRecord:
 
 
 class FileAuditTrail:
-    """Append-only, fsynced, hash-chained JSON Lines file; safe to share between threads of one process."""
+    """Append-only, hash-chained JSON Lines file; safe to share between threads of one process.
 
-    def __init__(self, path: Path) -> None:
+    ``sync="always"``: every :meth:`append` returns after its record is fsynced. ``sync="batch"``:
+    :meth:`append` returns after the record is written and flushed, and a background thread fsyncs at
+    most every ``interval`` seconds (and :meth:`close` at the end).
+    """
+
+    def __init__(
+        self, path: Path, *, sync: SyncMode = "always", interval: float = DEFAULT_SYNC_INTERVAL
+    ) -> None:
+        if sync not in SYNC_MODES:
+            raise ValueError(f"trail sync mode must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
+        if not interval > 0:
+            raise ValueError("trail sync interval must be positive")
         self.path = path
+        self.sync_mode: SyncMode = sync
+        self._interval = interval
         self._lock = threading.Lock()  # order of records in the file
         self._durable = threading.Condition()  # who syncs, and up to which record
         self._syncing = False
+        self._closed = False
+        self._sync_error: OSError | None = None
+        self._pending = threading.Event()  # batch: records written since the last background sync
+        self._closing = threading.Event()
+        self._syncer: threading.Thread | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         self._file = os.fdopen(fd, "a+b")
@@ -74,6 +120,11 @@ class FileAuditTrail:
         except BaseException:
             self._file.close()
             raise
+        if sync == "batch":
+            self._syncer = threading.Thread(
+                target=self._background_sync, name=f"trail-sync:{path.name}", daemon=True
+            )
+            self._syncer.start()
 
     def _recover(self) -> tuple[int, bytes]:
         self._file.seek(0)
@@ -94,8 +145,18 @@ class FileAuditTrail:
     def last_sequence(self) -> int:
         return self._last_sequence
 
+    @property
+    def synced_sequence(self) -> int:
+        """The last record known to be fsynced (what :meth:`records` hands out)."""
+        with self._durable:
+            return self._synced
+
     def append(self, event: AuditEvent) -> AuditRecord:
-        """Chain ``event`` after the last record and make it durable before returning."""
+        """Chain ``event`` after the last record; return once it is durable (``always``) or written and
+        flushed to the operating system (``batch``, fsynced by the background thread)."""
+        if self._sync_error is not None:  # batch: the last background fsync failed; no answer unsynced
+            self._sync_through(self._last_sequence)
+            self._sync_error = None
         with self._lock:
             record = AuditRecord(
                 sequence=self._last_sequence + 1,
@@ -106,8 +167,29 @@ class FileAuditTrail:
             self._file.write(record_to_line(record))
             self._file.flush()
             self._last_sequence, self._last_hash = record.sequence, record.hash
-        self._sync_through(record.sequence)
+        if self._syncer is None:
+            self._sync_through(record.sequence)
+        else:
+            self._pending.set()
         return record
+
+    def sync(self) -> None:
+        """Make every record written so far durable now (both modes)."""
+        self._sync_through(self._last_sequence)
+
+    def _background_sync(self) -> None:
+        """Batch mode: once records are pending, wait out the interval, then fsync all written so far."""
+        while not self._closing.is_set():
+            self._pending.wait()
+            if self._closing.wait(self._interval):
+                return  # close() syncs the rest
+            self._pending.clear()  # a record written from here on sets it again: synced next round
+            try:
+                self._sync_through(self._last_sequence)
+                self._sync_error = None
+            except OSError as exc:  # retried next round; append() refuses to go on unsynced meanwhile
+                self._sync_error = exc
+                self._pending.set()
 
     def _sync_through(self, sequence: int) -> None:
         """Return once records up to ``sequence`` are on disk, syncing them if nobody else is."""
@@ -152,8 +234,20 @@ class FileAuditTrail:
         return check_chain(self.records(), [])
 
     def close(self) -> None:
-        with self._lock:
-            self._file.close()
+        """Stop the background sync (batch), fsync what is left, close the file; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._syncer is not None:
+            self._closing.set()
+            self._pending.set()
+            self._syncer.join()
+        try:
+            if not self._file.closed:
+                self._sync_through(self._last_sequence)
+        finally:
+            with self._lock:
+                self._file.close()
 
     def __enter__(self) -> FileAuditTrail:
         return self

@@ -25,6 +25,7 @@ from otward.cli.common import (
     resolve_data_dir,
 )
 from otward.core.durations import parse_duration
+from otward.core.edge.formats import certificate_thumbprint
 from otward.edge.tokens import unverified_bundle_timezone
 from otward.errors import ConfigError, ConflictError, ParseError
 from otward.services.access import parse_instant
@@ -126,10 +127,14 @@ def credential_issue(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Bind the holder's public key to PERSON for TTL; the private key never leaves the holder."""
+    """Bind the holder's public key to PERSON for TTL; the private key never leaves the holder.
+
+    The credential names the edge signer by its certificate thumbprint (x5t#S256) instead of carrying its
+    certificates: a gatekeeper knows the signer from the asset's bundle."""
     key = load_holder_public_key(_read(public_key, "public key"))
     with open_pki(data, db) as pki:
         issued = pki.edge.issue_credential(person, key, ttl=parse_duration(ttl), actor=cli_actor())
+        signer = certificate_thumbprint(pki.edge.signer()[1][0])
     _write(out, issued.token)
     record = issued.record
     if as_json:
@@ -138,6 +143,7 @@ def credential_issue(
                 "credential_id": record.credential_id,
                 "person": record.person,
                 "key_thumbprint": record.key_thumbprint,
+                "signer": signer,
                 "issued_at": record.issued_at,
                 "expires_at": record.expires_at,
                 "out": str(out),
@@ -146,7 +152,7 @@ def credential_issue(
     else:
         console.print(
             f"credential {record.credential_id} for {person} written to {out}"
-            f" (expires {record.expires_at:%Y-%m-%d %H:%M} UTC)",
+            f" (expires {record.expires_at:%Y-%m-%d %H:%M} UTC; signer x5t#S256 {signer})",
             highlight=False,
         )
 
@@ -300,16 +306,34 @@ def serve(
         float, typer.Option("--sync-interval", min=0.1, help="Seconds between syncs")
     ] = 10.0,
     skew: Annotated[int, typer.Option("--skew", min=0, help="Clock skew tolerated, seconds")] = 60,
+    trail_sync: Annotated[
+        str,
+        typer.Option(
+            "--trail-sync",
+            help="always: answer after the decision's record is fsynced; batch: answer after it is"
+            " written and flushed, fsync every --trail-sync-interval-ms (a power cut can lose the last"
+            " few ms of records)",
+        ),
+    ] = "always",
+    trail_sync_interval_ms: Annotated[
+        float,
+        typer.Option(
+            "--trail-sync-interval-ms", min=0.1, max=10000, help="Milliseconds between fsyncs with batch"
+        ),
+    ] = 5.0,
     data: DataOption = None,
 ) -> None:
     """Decide access requests at ASSET offline; with --sync, pull newer bundles and push the trail."""
     from otward.edge.server import EdgeServeOptions, serve_gatekeeper
 
     host, port = _listen(listen)
+    if trail_sync not in ("always", "batch"):
+        raise ConfigError(f"--trail-sync {trail_sync!r}: expected always or batch", rule="edge-trail-sync")
     roots = _roots_file(ca_file, data)
     console.print(
         f"otward edge gatekeeper for {asset}: http://{host}:{port}/v1/ (state {state})"
-        + (f", syncing with {sync} every {sync_interval:g} s" if sync else ", offline"),
+        + (f", syncing with {sync} every {sync_interval:g} s" if sync else ", offline")
+        + (f"; trail fsynced every {trail_sync_interval_ms:g} ms" if trail_sync == "batch" else ""),
         highlight=False,
     )
     serve_gatekeeper(
@@ -325,6 +349,8 @@ def serve(
             ca_file=ca_file if ca_file is not None else roots,
             sync_interval=sync_interval,
             skew_seconds=skew,
+            trail_sync="batch" if trail_sync == "batch" else "always",
+            trail_sync_interval_ms=trail_sync_interval_ms,
         )
     )
 

@@ -19,7 +19,14 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 
 from otward import __version__
-from otward.edge.gatekeeper import DEFAULT_NONCE_TTL, DEFAULT_SKEW, Gatekeeper, load_roots
+from otward.adapters.audit_file import SyncMode
+from otward.edge.gatekeeper import (
+    DEFAULT_NONCE_TTL,
+    DEFAULT_SKEW,
+    DEFAULT_TRAIL_SYNC_INTERVAL,
+    Gatekeeper,
+    load_roots,
+)
 from otward.edge.sync import SyncClient
 from otward.errors import InvalidRequestError
 from otward.http.problems import install_problem_handlers
@@ -134,6 +141,8 @@ class EdgeServeOptions:
     sync_interval: float = 10.0
     skew_seconds: float = DEFAULT_SKEW.total_seconds()
     nonce_ttl_seconds: float = DEFAULT_NONCE_TTL.total_seconds()
+    trail_sync: SyncMode = "always"
+    trail_sync_interval_ms: float = DEFAULT_TRAIL_SYNC_INTERVAL.total_seconds() * 1000
 
 
 def serve_gatekeeper(options: EdgeServeOptions) -> None:
@@ -148,6 +157,8 @@ def serve_gatekeeper(options: EdgeServeOptions) -> None:
         options.state_dir,
         skew=timedelta(seconds=options.skew_seconds),
         nonce_ttl=timedelta(seconds=options.nonce_ttl_seconds),
+        trail_sync=options.trail_sync,
+        trail_sync_interval=timedelta(milliseconds=options.trail_sync_interval_ms),
     )
     sync: SyncClient | None = None
     try:

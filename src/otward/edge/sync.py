@@ -93,6 +93,8 @@ class SyncClient:
     def push(self) -> int:
         """Send the records after the acknowledged cursor until the central server has them all."""
         gatekeeper = self._gatekeeper
+        if gatekeeper.trail.synced_sequence < gatekeeper.trail.last_sequence:
+            gatekeeper.trail.sync()  # batch sync: make the newest records durable (and pushable) now
         while True:
             cursor = gatekeeper.acked_sequence
             batch = []

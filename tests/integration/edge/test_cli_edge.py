@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -74,6 +75,9 @@ def credential(site: Path, tmp_path: Path, person: str, ttl: str = "30d") -> tup
         )
     )  # fmt: skip
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    header = jwt.get_unverified_header(out.read_text().strip())
+    assert header["x5t#S256"] == info["signer"]  # names the edge signer ...
+    assert "x5c" not in header  # ... instead of carrying its certificates
     return out, private, info["credential_id"]
 
 
@@ -212,3 +216,11 @@ def test_decide_as_a_real_process(site, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["decision"] == "allow"
+
+
+def test_serve_refuses_an_unknown_trail_sync_mode(tmp_path):
+    output = run(
+        "edge", "serve", "--asset", "reactor-1", "--state", str(tmp_path / "state"),
+        "--trail-sync", "sometimes", code=1,
+    )  # fmt: skip
+    assert "--trail-sync 'sometimes': expected always or batch" in output

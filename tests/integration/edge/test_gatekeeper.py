@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from otward.adapters.audit_file import FileAuditTrail
 from otward.core.audit import EventType, Outcome
-from otward.core.edge.formats import BundleClaims, answer_message
+from otward.core.edge.formats import BundleClaims, answer_message, certificate_thumbprint
 from otward.core.keys import sign_data
 from otward.edge.holder import answer_challenge, run_exchange
 from otward.edge.tokens import sign_bundle
@@ -290,14 +290,69 @@ def test_credential_of_another_installation_is_refused(plant, holder_key, make_g
         other.access.import_yaml(PLANT.read_text())
         foreign = other.edge.issue_credential("carla", holder_key.public_key(), ttl=hours(12)).token
         foreign_bundle = other.edge.issue_bundle("reactor-1").token
+        foreign_signer = certificate_thumbprint(other.edge.signer()[1][0])
     finally:
         other.close()
     gatekeeper = make_gatekeeper()
-    assert not gatekeeper.install_bundle(foreign_bundle).installed
+    assert not gatekeeper.install_bundle(foreign_bundle).installed  # its chain ends at another root
     gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
     verdict = run_exchange(gatekeeper, foreign, holder_key, "start")
     assert not verdict.allowed
-    assert "credential refused" in verdict.reason
+    assert verdict.reason == (
+        f"credential refused: credential signer {foreign_signer} unknown at this asset:"
+        " install a current bundle"
+    )
+    assert _events(gatekeeper, EventType.ACCESS_DECIDED)[-1].reason == verdict.reason
+    own = _credential(plant, holder_key)
+    assert run_exchange(gatekeeper, own, holder_key, "start").allowed
+
+
+def test_credential_names_its_signer_which_is_known_from_the_held_bundle(plant, holder_key, make_gatekeeper):
+    """The credential carries no certificates; the signer is resolved from the bundle's verified chain,
+    also after a restart (the bundle is reloaded and verified again from the state directory)."""
+    import jwt
+
+    credential = _credential(plant, holder_key)
+    header = jwt.get_unverified_header(credential)
+    assert set(header) == {"alg", "typ", "x5t#S256"}
+    assert header["x5t#S256"] == certificate_thumbprint(plant.edge.signer()[1][0])
+    assert len(credential) < 1000
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    assert run_exchange(gatekeeper, credential, holder_key, "start").allowed
+    gatekeeper.close()
+    restarted = make_gatekeeper()
+    assert run_exchange(restarted, credential, holder_key, "start").allowed
+
+
+def test_batch_trail_sync_answers_before_the_fsync_and_pushes_only_durable_records(
+    plant, holder_key, make_gatekeeper, tmp_path
+):
+    gatekeeper = make_gatekeeper(trail_sync="batch", trail_sync_interval=timedelta(seconds=10))
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    credential = _credential(plant, holder_key)
+    assert run_exchange(gatekeeper, credential, holder_key, "start").allowed
+    assert gatekeeper.trail.last_sequence == 2  # policy.changed + access.decided, written
+    assert list(gatekeeper.trail.records()) == []  # but not fsynced yet: nothing to push
+    assert gatekeeper.status()["trail_sync"] == "batch"
+    gatekeeper.close()  # fsyncs the rest
+    with FileAuditTrail(tmp_path / "state" / "trail.jsonl") as trail:
+        assert [r.event.type for r in trail.records()] == [EventType.POLICY_CHANGED, EventType.ACCESS_DECIDED]
+    restarted = make_gatekeeper(trail_sync="batch", trail_sync_interval=timedelta(milliseconds=1))
+    assert run_exchange(restarted, credential, holder_key, "stop").decision in ("allow", "deny")
+    restarted.close()
+    with FileAuditTrail(tmp_path / "state" / "trail.jsonl") as trail:
+        assert trail.last_sequence == 3
+        assert trail.check().ok
+
+
+def test_unknown_trail_sync_mode_is_refused(plant, make_gatekeeper):
+    from otward.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trail sync"):
+        make_gatekeeper(trail_sync="never")
+    with pytest.raises(ConfigError, match="interval"):
+        make_gatekeeper(trail_sync="batch", trail_sync_interval=timedelta(0))
 
 
 def test_a_bundle_is_not_a_credential(plant, holder_key, make_gatekeeper):

@@ -214,8 +214,10 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def test_edge_serve_over_http_with_sync(central, tmp_path):
-    """``otward edge serve`` as a process: the exchange over its local API, the trail at the centre."""
+@pytest.mark.parametrize("trail_sync", ["always", "batch"])
+def test_edge_serve_over_http_with_sync(central, tmp_path, trail_sync):
+    """``otward edge serve`` as a process: the exchange over its local API, the trail at the centre
+    (with ``--trail-sync batch`` too: only fsynced records are pushed, and the push fsyncs first)."""
     server, pki = central
     bundle = tmp_path / "bundle.jwt"
     bundle.write_text(pki.edge.issue_bundle("reactor-1").token)
@@ -246,6 +248,10 @@ def test_edge_serve_over_http_with_sync(central, tmp_path):
             str(server.root_pem),
             "--sync-interval",
             "0.2",
+            "--trail-sync",
+            trail_sync,
+            "--trail-sync-interval-ms",
+            "5",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -280,6 +286,9 @@ def test_edge_serve_over_http_with_sync(central, tmp_path):
                 lambda: client.get("/v1/status").json()["acked_sequence"] >= 3,
                 "the decisions pushed",
             )
+            status = client.get("/v1/status").json()
+            assert status["trail_sync"] == trail_sync
+            assert status["trail_synced_sequence"] >= status["acked_sequence"]
         decided_centrally = [
             r.event for r in pki.edge.trail("reactor-1") if r.event.type is EventType.ACCESS_DECIDED
         ]

@@ -106,3 +106,105 @@ def test_concurrent_appends_share_fsyncs_and_keep_one_chain(tmp_path: Path, monk
         assert len({r.event.subject for r in records}) == 80
         assert trail.check().ok
     assert 0 < len(syncs) < 80
+
+
+# --- batch sync: answered after the write, fsynced by a background thread -------------------------
+
+
+def _wait_for(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait on a condition (no timing assertion: the timeout only keeps a broken test from hanging)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.002)
+
+
+def test_batch_records_are_handed_out_only_after_the_background_sync(tmp_path: Path, monkeypatch) -> None:
+    import threading
+
+    from otward.adapters import audit_file
+
+    gate = threading.Event()
+    syncers: list[str] = []
+    real_sync = os.fdatasync
+
+    def gated_disk(fd: int) -> None:
+        syncers.append(threading.current_thread().name)
+        assert gate.wait(10)
+        real_sync(fd)
+
+    monkeypatch.setattr(audit_file.os, "fdatasync", gated_disk)
+    path = tmp_path / "trail.jsonl"
+    with FileAuditTrail(path, sync="batch", interval=0.001) as trail:
+        record = trail.append(_event("alice"))  # returns although no fsync has completed
+        assert record.sequence == 1
+        assert trail.last_sequence == 1
+        assert path.read_bytes().count(b"\n") == 1  # written and flushed to the OS
+        assert list(trail.records()) == []  # not durable yet: never handed out for a push
+        assert trail.synced_sequence == 0
+        gate.set()
+        _wait_for(lambda: [r.sequence for r in trail.records()] == [1])
+        assert trail.synced_sequence == 1
+        trail.append(_event("bob"))
+        _wait_for(lambda: [r.sequence for r in trail.records()] == [1, 2])
+        assert trail.check().ok
+    assert syncers
+    assert all(name.startswith("trail-sync") for name in syncers)
+
+
+def test_batch_close_makes_everything_durable_and_a_reopened_file_continues(tmp_path: Path) -> None:
+    path = tmp_path / "trail.jsonl"
+    trail = FileAuditTrail(path, sync="batch", interval=3600)  # the background sync never comes first
+    for name in ("alice", "bob", "carol"):
+        trail.append(_event(name))
+    assert list(trail.records()) == []
+    syncer = trail._syncer
+    assert syncer is not None
+    assert syncer.is_alive()
+    trail.close()
+    assert not syncer.is_alive()
+    assert trail.synced_sequence == 3
+    trail.close()  # idempotent
+    with FileAuditTrail(path, sync="batch", interval=0.001) as reopened:
+        records = list(reopened.records())
+        assert [r.event.subject for r in records] == ["alice", "bob", "carol"]
+        fourth = reopened.append(_event("dave"))
+        assert fourth.sequence == 4
+        assert fourth.previous_hash == records[-1].hash
+    with FileAuditTrail(path) as again:
+        assert [r.sequence for r in again.records()] == [1, 2, 3, 4]
+        assert again.check().ok
+
+
+def test_batch_failed_background_sync_stops_appends_until_the_disk_syncs(tmp_path: Path, monkeypatch) -> None:
+    from otward.adapters import audit_file
+
+    real_sync = os.fdatasync
+    broken = [True]
+
+    def failing_disk(fd: int) -> None:
+        if broken[0]:
+            raise OSError(5, "Input/output error")
+        real_sync(fd)
+
+    monkeypatch.setattr(audit_file.os, "fdatasync", failing_disk)
+    with FileAuditTrail(tmp_path / "trail.jsonl", sync="batch", interval=0.001) as trail:
+        trail.append(_event("alice"))
+        _wait_for(lambda: trail._sync_error is not None)
+        with pytest.raises(OSError, match="Input/output error"):
+            trail.append(_event("bob"))  # not answered while nothing becomes durable
+        assert list(trail.records()) == []
+        broken[0] = False
+        trail.append(_event("carol"))  # syncs first, then goes on
+        _wait_for(lambda: trail.synced_sequence == 2)
+        assert [r.event.subject for r in trail.records()] == ["alice", "carol"]
+
+
+def test_unknown_sync_mode_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="sync mode"):
+        FileAuditTrail(tmp_path / "trail.jsonl", sync="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="interval"):
+        FileAuditTrail(tmp_path / "trail.jsonl", sync="batch", interval=0)

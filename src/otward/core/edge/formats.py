@@ -1,7 +1,9 @@
 """What a policy bundle and an access credential say, and what the holder signs.
 
-Both are JWS compact tokens (RFC 7515) signed by otward's edge signer, whose
-certificate chain travels in the ``x5c`` header; the tokens themselves are made
+Both are JWS compact tokens (RFC 7515) signed by otward's edge signer. A bundle
+carries the signer's certificate chain in its ``x5c`` header; a credential only
+names the signer by its certificate thumbprint (``x5t#S256``), and the asset
+resolves it to a signer it verified with a bundle. The tokens themselves are made
 and verified by PyJWT in :mod:`otward.edge.tokens`. This module holds the parts
 that need no library: the claim sets (strictly parsed, so a token that verifies
 but says something unexpected is refused), their validity at an instant, the
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.verification import (
     Criticality,
@@ -40,10 +43,13 @@ __all__ = [
     "ISSUER",
     "BundleClaims",
     "CredentialClaims",
+    "VerifiedSigner",
     "answer_message",
     "canonical_json",
+    "certificate_thumbprint",
     "jwk_thumbprint",
     "validate_identifier",
+    "verified_signer",
     "verify_signer_chain",
 ]
 
@@ -83,6 +89,13 @@ def jwk_thumbprint(jwk: Mapping[str, object]) -> str:
     if members is None or any(not isinstance(jwk.get(m), str) for m in members):
         raise ParseError("not a public JWK of type EC, OKP or RSA", rule="credential-key")
     digest = hashlib.sha256(canonical_json({m: jwk[m] for m in members})).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def certificate_thumbprint(certificate: x509.Certificate) -> str:
+    """``x5t#S256`` (RFC 7515 4.1.8): base64url SHA-256 of the certificate's DER, no padding; how a
+    credential names the edge signer that signed it."""
+    digest = certificate.fingerprint(hashes.SHA256())
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
@@ -266,11 +279,25 @@ _EE_POLICY = ExtensionPolicy.permit_all().require_present(
 )
 
 
-def verify_signer_chain(
+@dataclass(frozen=True)
+class VerifiedSigner:
+    """An edge signer whose chain verified up to a provisioned root: its key, its ``x5t#S256``, and the
+    window in which the whole chain (signer, issuing CA, root) is valid; re-checked on every use."""
+
+    key: CertificatePublicKeyTypes
+    thumbprint: str
+    not_before: datetime
+    not_after: datetime
+
+    def valid_at(self, at: datetime) -> bool:
+        return self.not_before <= at <= self.not_after
+
+
+def verified_signer(
     chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate], at: datetime
-) -> CertificatePublicKeyTypes:
-    """The signer's public key if ``chain[0]`` is an edge signer that chains (through ``chain[1:]``)
-    to one of ``roots`` and is valid at ``at``; PolicyViolationError otherwise."""
+) -> VerifiedSigner:
+    """The edge signer ``chain[0]`` if it carries the edge-signer EKU and chains (through ``chain[1:]``)
+    to one of ``roots``, every certificate valid at ``at``; PolicyViolationError otherwise."""
     if not chain:
         raise PolicyViolationError("no signer certificate in the token (x5c)", rule="signer-chain")
     verifier = (
@@ -282,7 +309,21 @@ def verify_signer_chain(
         .build_client_verifier()
     )
     try:
-        verifier.verify(chain[0], list(chain[1:]))
+        verified = verifier.verify(chain[0], list(chain[1:]))
     except VerificationError as exc:
         raise PolicyViolationError(f"signer chain does not verify: {exc}", rule="signer-chain") from None
-    return chain[0].public_key()
+    path = verified.chain or [chain[0]]
+    return VerifiedSigner(
+        key=chain[0].public_key(),
+        thumbprint=certificate_thumbprint(chain[0]),
+        not_before=max(c.not_valid_before_utc for c in path),
+        not_after=min(c.not_valid_after_utc for c in path),
+    )
+
+
+def verify_signer_chain(
+    chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate], at: datetime
+) -> CertificatePublicKeyTypes:
+    """The signer's public key if ``chain[0]`` is an edge signer that chains (through ``chain[1:]``)
+    to one of ``roots`` and is valid at ``at``; PolicyViolationError otherwise."""
+    return verified_signer(chain, roots, at).key

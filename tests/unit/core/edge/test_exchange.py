@@ -3,10 +3,13 @@ and the JWS layer on a throwaway CA (no database, no files)."""
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 
+import jwt
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,10 +17,12 @@ from hypothesis import strategies as st
 from otward.core.access.decision import Decision
 from otward.core.edge.exchange import NonceBook, evaluate
 from otward.core.edge.formats import (
+    CREDENTIAL_TYPE,
     EDGE_SIGNING_OID,
     BundleClaims,
     CredentialClaims,
     answer_message,
+    certificate_thumbprint,
     jwk_thumbprint,
     verify_signer_chain,
 )
@@ -25,7 +30,7 @@ from otward.core.issuance import build_signer_certificate, service_subject
 from otward.edge.tokens import TokenVerifier, holder_jwk, sign_bundle, sign_credential
 from otward.errors import OtwardError, ParseError, PolicyViolationError
 
-from ..conftest import NOW
+from ..conftest import NOW, make_ca
 
 SKEW = timedelta(seconds=60)
 SLICE = {
@@ -241,14 +246,28 @@ def test_tokens_verify_and_are_told_apart(edge_signer, issuing_ca, root_ca):
     credential = _credential(holder_jwk=holder_jwk(holder.public_key()))
     verifier = TokenVerifier([root_ca.info.certificate])
     token = sign_credential(credential, key, chain)
+    header = jwt.get_unverified_header(token)
+    assert header["x5t#S256"] == certificate_thumbprint(certificate)  # names its signer ...
+    assert "x5c" not in header  # ... instead of carrying it
+    assert len(token) < 1000
+    with pytest.raises(PolicyViolationError, match=r"credential signer \S+ unknown at this asset"):
+        verifier.credential(token, NOW)  # no bundle verified yet: the signer is not known here
+    bundle = sign_bundle(_bundle(), key, chain)
+    assert "x5c" in jwt.get_unverified_header(bundle)
+    assert verifier.bundle(bundle, NOW) == _bundle()
+    assert verifier.known_signers == (certificate_thumbprint(certificate),)
     verified = verifier.credential(token, NOW)
     assert verified.claims == credential
     assert verified.holder_key == holder.public_key()
     assert verifier.credential(token, NOW) is verified  # cached by its exact bytes
     with pytest.raises(PolicyViolationError, match="not valid at this time"):
         verifier.credential(token, NOW + timedelta(days=31))  # the cache re-checks the signer's validity
-    bundle = sign_bundle(_bundle(), key, chain)
-    assert verifier.bundle(bundle, NOW) == _bundle()
+    with pytest.raises(PolicyViolationError, match="not valid at validation time"):
+        TokenVerifier([root_ca.info.certificate], cache_size=0).bundle(bundle, NOW + timedelta(days=31))
+    uncached = TokenVerifier([root_ca.info.certificate], cache_size=0)
+    uncached.bundle(bundle, NOW)
+    with pytest.raises(PolicyViolationError, match="not valid at this time"):
+        uncached.credential(token, NOW + timedelta(days=31))  # the signer's chain window, also uncached
     with pytest.raises(PolicyViolationError, match="not of type"):
         verifier.bundle(token, NOW)
     with pytest.raises(PolicyViolationError, match="not of type"):
@@ -258,6 +277,96 @@ def test_tokens_verify_and_are_told_apart(edge_signer, issuing_ca, root_ca):
     header, payload, signature = bundle.split(".")
     with pytest.raises(PolicyViolationError, match="signature"):
         verifier.bundle(f"{header}.{payload}.{signature[:-6]}AAAAAA", NOW)
+
+
+def _other_installation() -> tuple[ec.EllipticCurvePrivateKey, list[x509.Certificate]]:
+    """The edge signer of another otward installation: its own root and issuing CA."""
+    root = make_ca("other-root", path_length=None)
+    issuing = make_ca("other-issuing", root)
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = build_signer_certificate(
+        subject=service_subject(issuing.info, "edge"),
+        public_key=key.public_key(),
+        issuer=issuing.info,
+        serial_number=1 << 70,  # the same serial as ours: only the thumbprint tells them apart
+        not_valid_before=NOW - timedelta(days=1),
+        not_valid_after=NOW + timedelta(days=30),
+        extended_key_usage=(EDGE_SIGNING_OID,),
+    ).sign(issuing.key, hashes.SHA256())
+    return key, [certificate, issuing.info.certificate, root.info.certificate]
+
+
+def test_credential_signed_by_another_installation_is_an_unknown_signer(edge_signer, issuing_ca, root_ca):
+    key, certificate = edge_signer
+    verifier = TokenVerifier([root_ca.info.certificate])
+    verifier.bundle(sign_bundle(_bundle(), key, [certificate, issuing_ca.info.certificate]), NOW)
+    holder = ec.generate_private_key(ec.SECP256R1())
+    claims = _credential(holder_jwk=holder_jwk(holder.public_key()))
+    other_key, other_chain = _other_installation()
+    foreign = sign_credential(claims, other_key, other_chain)
+    thumbprint = certificate_thumbprint(other_chain[0])
+    with pytest.raises(PolicyViolationError, match=f"credential signer {thumbprint} unknown at this asset"):
+        verifier.credential(foreign, NOW)
+    # and its bundles do not chain to our root, so they cannot teach the asset that signer either
+    with pytest.raises(PolicyViolationError, match="signer chain does not verify"):
+        verifier.bundle(sign_bundle(_bundle(), other_key, other_chain), NOW)
+    assert verifier.known_signers == (certificate_thumbprint(certificate),)
+    # naming our signer while signing with another key: the signature does not verify
+    forged_header = {"typ": CREDENTIAL_TYPE, "x5t#S256": certificate_thumbprint(certificate)}
+    forged = jwt.encode(claims.to_payload(), other_key, algorithm="ES256", headers=forged_header)
+    with pytest.raises(PolicyViolationError, match="signature does not verify"):
+        verifier.credential(forged, NOW)
+
+
+def test_credential_names_its_signer_only_by_thumbprint(edge_signer, issuing_ca, root_ca):
+    key, certificate = edge_signer
+    chain = [certificate, issuing_ca.info.certificate]
+    verifier = TokenVerifier([root_ca.info.certificate])
+    verifier.bundle(sign_bundle(_bundle(), key, chain), NOW)
+    claims = _credential(holder_jwk=holder_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
+    x5c = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in chain]
+    for headers, problem in (
+        ({"typ": CREDENTIAL_TYPE, "x5c": x5c}, "carries x5c"),
+        (
+            {"typ": CREDENTIAL_TYPE, "x5c": x5c, "x5t#S256": certificate_thumbprint(certificate)},
+            "carries x5c",
+        ),
+        ({"typ": CREDENTIAL_TYPE}, "does not name its signer"),
+        ({"typ": CREDENTIAL_TYPE, "x5t#S256": "abc"}, "does not name its signer"),
+        ({"typ": CREDENTIAL_TYPE, "x5t#S256": ["x"]}, "does not name its signer"),
+        ({"typ": CREDENTIAL_TYPE, "x5t#S256": certificate_thumbprint(certificate) + "\n"}, "does not name"),
+    ):
+        token = jwt.encode(claims.to_payload(), key, algorithm="ES256", headers=headers)
+        with pytest.raises(PolicyViolationError, match=problem):
+            verifier.credential(token, NOW)
+
+
+def test_a_second_signer_is_known_once_a_bundle_it_signed_verified(edge_signer, issuing_ca, root_ca):
+    """Two edge signers of the same CA (as after a re-keyed signer): credentials of each are accepted
+    once a bundle of that signer verified here, and both stay known (up to 16 signers)."""
+    key, certificate = edge_signer
+    new_key = ec.generate_private_key(ec.SECP256R1())
+    new_certificate = build_signer_certificate(
+        subject=service_subject(issuing_ca.info, "edge"),
+        public_key=new_key.public_key(),
+        issuer=issuing_ca.info,
+        serial_number=(1 << 70) + 1,
+        not_valid_before=NOW - timedelta(days=1),
+        not_valid_after=NOW + timedelta(days=60),
+        extended_key_usage=(EDGE_SIGNING_OID,),
+    ).sign(issuing_ca.key, hashes.SHA256())
+    verifier = TokenVerifier([root_ca.info.certificate])
+    claims = _credential(holder_jwk=holder_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
+    old_credential = sign_credential(claims, key, [certificate])
+    new_credential = sign_credential(claims, new_key, [new_certificate])
+    verifier.bundle(sign_bundle(_bundle(), key, [certificate, issuing_ca.info.certificate]), NOW)
+    assert verifier.credential(old_credential, NOW).claims == claims
+    with pytest.raises(PolicyViolationError, match="unknown at this asset"):
+        verifier.credential(new_credential, NOW)
+    new_bundle = sign_bundle(_bundle(version=4), new_key, [new_certificate, issuing_ca.info.certificate])
+    verifier.bundle(new_bundle, NOW)
+    assert verifier.credential(new_credential, NOW).claims == claims
+    assert verifier.credential(old_credential, NOW).claims == claims
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
