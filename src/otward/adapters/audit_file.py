@@ -41,8 +41,9 @@ from otward.core.audit import (
     AuditEvent,
     AuditRecord,
     ChainCheck,
-    chain_hash,
+    chain_hash_of_bytes,
     check_chain,
+    event_bytes,
 )
 from otward.errors import IntegrityError
 
@@ -60,15 +61,19 @@ SYNC_MODES: tuple[SyncMode, ...] = ("always", "batch")
 DEFAULT_SYNC_INTERVAL = 0.005  # seconds between background fsyncs in batch mode
 
 
-def record_to_line(record: AuditRecord) -> bytes:
-    """One record as one line of canonical JSON."""
-    body = {
-        "sequence": record.sequence,
-        "previous_hash": record.previous_hash.hex(),
-        "hash": record.hash.hex(),
-        "event": record.event.to_dict(),
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+def record_to_line(record: AuditRecord, canonical_event: bytes | None = None) -> bytes:
+    """One record as one line of canonical JSON (keys sorted, no spaces, UTF-8).
+
+    ``canonical_event`` is the event's :func:`event_bytes` if the caller has it already: the line
+    embeds those exact bytes (the same encoding settings make them identical to re-encoding).
+    """
+    event = canonical_event if canonical_event is not None else event_bytes(record.event)
+    return (
+        b'{"event":'
+        + event
+        + f',"hash":"{record.hash.hex()}","previous_hash":"{record.previous_hash.hex()}",'
+        f'"sequence":{record.sequence}}}\n'.encode()
+    )
 
 
 def record_from_line(line: bytes | str) -> AuditRecord:
@@ -157,14 +162,15 @@ class FileAuditTrail:
         if self._sync_error is not None:  # batch: the last background fsync failed; no answer unsynced
             self._sync_through(self._last_sequence)
             self._sync_error = None
+        canonical = event_bytes(event)  # encoded once, for the chain hash and the line
         with self._lock:
             record = AuditRecord(
                 sequence=self._last_sequence + 1,
                 event=event,
                 previous_hash=self._last_hash,
-                hash=chain_hash(self._last_hash, event),
+                hash=chain_hash_of_bytes(self._last_hash, canonical),
             )
-            self._file.write(record_to_line(record))
+            self._file.write(record_to_line(record, canonical))
             self._file.flush()
             self._last_sequence, self._last_hash = record.sequence, record.hash
         if self._syncer is None:

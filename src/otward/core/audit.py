@@ -27,6 +27,7 @@ __all__ = [
     "Outcome",
     "SignedHead",
     "chain_hash",
+    "chain_hash_of_bytes",
     "check_chain",
     "event_bytes",
     "format_time",
@@ -154,7 +155,12 @@ def event_bytes(event: AuditEvent) -> bytes:
 
 
 def chain_hash(previous: bytes, event: AuditEvent) -> bytes:
-    return hashlib.sha256(previous + hashlib.sha256(event_bytes(event)).digest()).digest()
+    return chain_hash_of_bytes(previous, event_bytes(event))
+
+
+def chain_hash_of_bytes(previous: bytes, canonical_event: bytes) -> bytes:
+    """:func:`chain_hash` for an event already encoded by :func:`event_bytes` (encode once, use twice)."""
+    return hashlib.sha256(previous + hashlib.sha256(canonical_event).digest()).digest()
 
 
 @dataclass(frozen=True)

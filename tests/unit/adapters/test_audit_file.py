@@ -208,3 +208,30 @@ def test_unknown_sync_mode_is_refused(tmp_path: Path) -> None:
         FileAuditTrail(tmp_path / "trail.jsonl", sync="sometimes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="interval"):
         FileAuditTrail(tmp_path / "trail.jsonl", sync="batch", interval=0)
+
+
+def test_line_is_the_canonical_json_of_the_record() -> None:
+    """The line embeds the event's canonical bytes; it must equal encoding the whole record at once."""
+    from otward.adapters.audit_file import record_to_line
+    from otward.core.audit import AuditRecord, chain_hash
+
+    event = AuditEvent(
+        time=datetime(2026, 12, 1, 8, 0, tzinfo=UTC),
+        host="edge-ü",
+        component="edge",
+        type=EventType.ACCESS_DECIDED,
+        subject='quote " and \\ backslash',
+        outcome=Outcome.FAILURE,
+        reason="no grant allows 'anna' to 'start' — ünïcode",
+        details={"z": "1", "a": "2"},
+    )
+    record = AuditRecord(3, event, b"\x01" * 32, chain_hash(b"\x01" * 32, event))
+    body = {
+        "sequence": 3,
+        "previous_hash": record.previous_hash.hex(),
+        "hash": record.hash.hex(),
+        "event": event.to_dict(),
+    }
+    expected = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    assert record_to_line(record) == expected
+    assert record_from_line(expected) == record
