@@ -25,6 +25,7 @@ __all__ = [
     "CONFIG_FILE",
     "AuditSettings",
     "CrlSettings",
+    "MqttSettings",
     "OcspSettings",
     "Settings",
     "default_data_dir",
@@ -100,6 +101,16 @@ class AuditSettings(BaseModel):
         return host.strip("[]"), int(port)
 
 
+class MqttSettings(BaseModel):
+    """A Mosquitto listener written by ``otward mqtt-config`` that the running service keeps current."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config_dir: str | None = None  # the --out directory of ``otward mqtt-config``
+    refresh_seconds: float = Field(default=30.0, gt=0, le=86400)
+    pid_file: str | None = None  # Mosquitto's pid file: SIGHUP it when the files changed
+
+
 class Settings(BaseModel):
     """One installation's settings; validated as a whole when loaded."""
 
@@ -112,6 +123,7 @@ class Settings(BaseModel):
     crl: CrlSettings = CrlSettings()
     ocsp: OcspSettings = OcspSettings()
     audit: AuditSettings = AuditSettings()
+    mqtt: MqttSettings = MqttSettings()
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("public_url")
@@ -190,6 +202,12 @@ def render_config(*, organization: str, public_url: str, database_url: str | Non
         "# Forward every audit event to a syslog collector over TLS (RFC 5425):",
         '# syslog_target = "collector.plant.example:6514"',
         '# syslog_ca_file = "/etc/otward/collector-ca.pem"',
+        "",
+        "[mqtt]",
+        "# Keep the CRLs, CA file and ACL of an `otward mqtt-config --out DIR` listener current:",
+        '# config_dir = "/etc/mosquitto/otward"',
+        "# refresh_seconds = 30",
+        '# pid_file = "/run/mosquitto/mosquitto.pid"  # SIGHUP the broker when they change',
         "",
         "# Profile overrides, for example:",
         "# [profiles.tls-server]",

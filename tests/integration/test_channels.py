@@ -162,3 +162,77 @@ def test_file_owner_gets_the_key_and_an_unknown_user_is_refused(channels, tmp_pa
     # a refresh keeps the owner
     channels.refresh_mosquitto(out)
     assert (out / "crl.pem").stat().st_uid == nobody.pw_uid
+
+
+def test_service_keeps_the_mosquitto_files_current_and_signals_the_broker(tmp_path):
+    """``[mqtt]`` in config.toml: the running service rewrites the CRLs after a revocation and
+    sends SIGHUP to the process named by the pid file (here a stand-in that records it)."""
+    import signal
+    import sys
+    import time
+
+    from otward.config import load_settings
+    from otward.services.bootstrap import initialize
+    from otward.services.pki import Pki
+    from tests.conftest import free_port, start_server, stop_server
+
+    data, out = tmp_path / "data", tmp_path / "mqtt"
+    initialize(data, organization="ACME Chemicals", public_url=f"http://127.0.0.1:{free_port()}")
+    pki = Pki.open(load_settings(data))
+    try:
+        pki.owners.create("acme")
+        device = _device(pki, "plc-1")
+        Channels.for_pki(pki).write_mosquitto(out)
+    finally:
+        pki.close()
+    hups, pid_file = tmp_path / "hups", tmp_path / "mosquitto.pid"
+    stand_in = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys, time\n"
+            "signal.signal(signal.SIGHUP, lambda *_: open(sys.argv[1], 'a').write('hup\\n'))\n"
+            "open(sys.argv[2], 'w').write(str(os.getpid()))\n"
+            "time.sleep(120)\n",
+            str(hups),
+            str(pid_file),
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the stand-in broker did not start"
+            time.sleep(0.05)
+        config = data / "config.toml"  # fill in the [mqtt] section that otward init wrote commented out
+        settings = f'[mqtt]\nconfig_dir = "{out}"\nrefresh_seconds = 0.5\npid_file = "{pid_file}"\n'
+        config.write_text(config.read_text().replace("[mqtt]\n", settings, 1))
+        running = start_server(data)
+        try:
+            serial = format(device.certificate.serial_number, "x")
+            with running.client() as client:
+                answer = client.post(
+                    f"/api/v1/certificates/{serial}/revoke", json={"reason": "keyCompromise"}
+                )
+                assert answer.status_code == 200, answer.text
+
+            def revoked_in_crl_file() -> bool:
+                text = (out / "crl.pem").read_text()
+                crls = [
+                    x509.load_pem_x509_crl(("-----BEGIN X509 CRL-----" + part).encode())
+                    for part in text.split("-----BEGIN X509 CRL-----")[1:]
+                ]
+                return any(
+                    crl.get_revoked_certificate_by_serial_number(device.certificate.serial_number)
+                    for crl in crls
+                )
+
+            deadline = time.monotonic() + 60
+            while not (revoked_in_crl_file() and hups.exists()):
+                assert time.monotonic() < deadline, "the service did not refresh the MQTT files"
+                time.sleep(0.2)
+            assert "plc-1" not in (out / "acl").read_text()
+        finally:
+            stop_server(running)
+    finally:
+        stand_in.send_signal(signal.SIGTERM)
+        stand_in.wait(timeout=10)

@@ -35,6 +35,7 @@ from otward.http.status import StatusApp
 from otward.http.tls import TlsAwareHttpProtocol
 from otward.services.audit import Actor
 from otward.services.bootstrap import TlsFiles, renew_service_certificate_if_due
+from otward.services.channels import Channels, reload_mosquitto
 from otward.services.pki import Pki
 
 __all__ = ["ServeOptions", "serve"]
@@ -257,6 +258,24 @@ async def _forward_audit(pki: Pki) -> None:
         forwarder.close()
 
 
+async def _refresh_mqtt(pki: Pki) -> None:
+    """Keep a Mosquitto listener's CRLs, CA file and ACL current (``[mqtt]`` in config.toml), and
+    SIGHUP the broker when they changed: a revoked device is refused at its next connection."""
+    settings = pki.settings.mqtt
+    if settings.config_dir is None:
+        return
+    channels = Channels.for_pki(pki)
+    directory = Path(settings.config_dir)
+    while True:
+        try:
+            changed = await asyncio.to_thread(channels.refresh_mosquitto_if_changed, directory)
+            if changed and settings.pid_file is not None:
+                reload_mosquitto(int(Path(settings.pid_file).read_text().strip()))
+        except (OtwardError, OSError, ValueError) as exc:
+            log.warning("MQTT listener refresh failed (retrying in %s s): %s", settings.refresh_seconds, exc)
+        await asyncio.sleep(settings.refresh_seconds)
+
+
 async def _exit_when_orphaned(stop: Callable[[], None], parent: int) -> None:
     """A worker whose supervisor died (even by SIGKILL) stops serving instead of running on unwatched.
 
@@ -296,11 +315,13 @@ async def _serve_worker(
         await asyncio.to_thread(_housekeeping, pki, trust, identity, leader=True)
     periodic = asyncio.create_task(_periodic(pki, trust, identity, leader=index == 0))
     orphan_watch = asyncio.create_task(_exit_when_orphaned(stop, supervisor))
-    forwarding = asyncio.create_task(_forward_audit(pki)) if index == 0 else None
+    leader_tasks = []
+    if index == 0:
+        leader_tasks = [asyncio.create_task(_forward_audit(pki)), asyncio.create_task(_refresh_mqtt(pki))]
     try:
         await asyncio.gather(https.serve(sockets=[sockets[0]]), plain.serve(sockets=[sockets[1]]))
     finally:
-        for task in (periodic, orphan_watch, *([forwarding] if forwarding else [])):
+        for task in (periodic, orphan_watch, *leader_tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -315,6 +315,19 @@ class Channels:
         state = _MosquittoState.load(files["state"])
         return self._write_trust_files(out, files, state)
 
+    def refresh_mosquitto_if_changed(self, out: Path) -> bool:
+        """:meth:`refresh_mosquitto`, and whether the broker must reload (a CRL, the CA file or the
+        ACL changed): what the service runs every ``mqtt.refresh_seconds``."""
+        files = self._mosquitto_paths(out)
+        watched = ("crlfile", "cafile", "acl_file")
+
+        def contents() -> list[bytes | None]:
+            return [files[key].read_bytes() if files[key].exists() else None for key in watched]
+
+        before = contents()
+        self.refresh_mosquitto(out)
+        return contents() != before
+
     @staticmethod
     def _mosquitto_paths(out: Path) -> dict[str, Path]:
         directory = out.resolve()
