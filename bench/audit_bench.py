@@ -50,7 +50,7 @@ class _StoreWithoutLedger(SqlPkiStore):
         from otward.adapters.db.store import _INSERT_CERTIFICATE, _REVOKED_AMONG, _certificate_row
         from otward.core.records import format_serial
 
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute(_INSERT_CERTIFICATE, _certificate_row(record))
             if issuer_serials:
                 conn.execute(_REVOKED_AMONG, {"serials": [format_serial(s) for s in issuer_serials]})

@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine
-
 from otward.core.access import changes
 from otward.core.access.decision import AccessSlice, Decider, Decision
 from otward.core.access.model import (
@@ -116,11 +114,11 @@ class AccessAdmin:
     @classmethod
     def for_pki_store(cls, store: PkiStore, *, clock: Callable[[], datetime], audit: AuditLog) -> AccessAdmin:
         """On the PKI store's database when it has one, else in memory (test fakes)."""
-        engine = getattr(store, "engine", None)
-        if isinstance(engine, Engine):
-            from otward.adapters.db.access_store import SqlAccessStore
+        from otward.adapters.db.access_store import SqlAccessStore
+        from otward.adapters.db.store import SqlPkiStore
 
-            return cls(SqlAccessStore(engine), clock=clock, audit=audit)
+        if isinstance(store, SqlPkiStore):
+            return cls(SqlAccessStore(store), clock=clock, audit=audit)
         return cls(MemoryAccessStore(store.append_events), clock=clock, audit=audit)
 
     # --- reading --------------------------------------------------------------------------------

@@ -14,9 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Table, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError as DbIntegrityError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Row, Table, delete, insert, select, update
 
 from otward.adapters.db import ledger
 from otward.adapters.db.access_schema import (
@@ -27,6 +25,7 @@ from otward.adapters.db.access_schema import (
     access_schedules,
     access_site,
 )
+from otward.adapters.db.store import SqlPkiStore
 from otward.core.access.model import (
     AccessModel,
     Asset,
@@ -38,7 +37,7 @@ from otward.core.access.model import (
     Schedule,
 )
 from otward.core.audit import AuditEvent
-from otward.errors import ConflictError, OtwardError, StorageError
+from otward.errors import ConflictError
 
 __all__ = ["AccessChange", "SqlAccessStore"]
 
@@ -49,15 +48,11 @@ _SITE_ID = 1
 
 
 @contextmanager
-def _database_errors() -> Iterator[None]:
+def _concurrent_change() -> Iterator[None]:
     try:
         yield
-    except OtwardError:
-        raise
-    except DbIntegrityError as exc:
+    except ConflictError as exc:
         raise ConflictError("the access model changed concurrently; try again") from exc
-    except SQLAlchemyError as exc:
-        raise StorageError("database operation failed") from exc
 
 
 def _json(values: Sequence[str]) -> str:
@@ -202,8 +197,8 @@ def _load(conn: Connection) -> tuple[AccessModel, int] | None:
 class SqlAccessStore:
     """Reads and changes the access model on the PKI's engine (SQLite or PostgreSQL)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, store: SqlPkiStore) -> None:
+        self._store = store
 
     def load(self) -> AccessModel | None:
         """The stored model, or None before the first import."""
@@ -212,7 +207,7 @@ class SqlAccessStore:
 
     def load_with_revision(self) -> tuple[AccessModel, int] | None:
         """The stored model and its revision (incremented by every change)."""
-        with _database_errors(), self.engine.connect() as conn:
+        with self._store.reading() as conn:
             return _load(conn)
 
     def change(self, apply: AccessChange, now: datetime) -> tuple[AccessModel, int, bool]:
@@ -221,7 +216,7 @@ class SqlAccessStore:
         Returns the new model, its revision and whether anything changed (nothing is written,
         not even the events, when the model stays the same).
         """
-        with _database_errors(), self.engine.begin() as conn:
+        with _concurrent_change(), self._store.transaction() as conn:
             # A write first: it takes the row lock (PostgreSQL) or the write lock (SQLite) before
             # the model is read, so concurrent changes queue instead of overwriting each other.
             conn.execute(

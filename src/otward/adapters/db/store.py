@@ -219,13 +219,15 @@ class SqlPkiStore:
         self._writer_lock.close()
 
     @contextmanager
-    def _reading(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
         """A connection for reads only: no BEGIN/COMMIT round of its own (SQLite reads in autocommit)."""
         with _database_errors(), self.engine.connect() as connection:
             yield connection
 
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Connection]:
+        """A writing transaction: one at a time per SQLite file (the writer lock), driver errors
+        mapped. Stores of other concepts on the same database (access, edge) write through it too."""
         with _database_errors(), self._writer_lock.held(), self.engine.begin() as connection:
             yield connection
 
@@ -237,7 +239,7 @@ class SqlPkiStore:
         certificates_: Sequence[CertificateRecord],
         events: Sequence[AuditEvent] = (),
     ) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             if conn.execute(select(authorities.c.name).where(authorities.c.name == authority.name)).first():
                 raise ConflictError(f"CA '{authority.name}' already exists", rule="ca-exists")
             conn.execute(
@@ -257,12 +259,12 @@ class SqlPkiStore:
             ledger.append(conn, events, certificates_)
 
     def get_authority(self, name: str) -> AuthorityRecord | None:
-        with self._reading() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(authorities).where(authorities.c.name == name)).first()
         return _authority_record(row) if row else None
 
     def list_authorities(self) -> Sequence[AuthorityRecord]:
-        with self._reading() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 select(authorities).order_by(authorities.c.created_at, authorities.c.name)
             ).all()
@@ -271,7 +273,7 @@ class SqlPkiStore:
     def replace_ocsp_responder(
         self, name: str, certificate: CertificateRecord, key_ref: str, events: Sequence[AuditEvent] = ()
     ) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute(insert(certificates).values(**_certificate_row(certificate)))
             ledger.append(conn, events, [certificate])
             result = conn.execute(
@@ -311,7 +313,7 @@ class SqlPkiStore:
 
     def _write_group(self, group: list[Pending]) -> None:
         serial_sets = {p.issuer_serials for p in group if p.issuer_serials}
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             for pending in group:
                 if pending.prepare is not None:
                     pending.prepare(conn)
@@ -332,14 +334,14 @@ class SqlPkiStore:
         if not records:
             return
         rows = [_certificate_row(r) for r in records]
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute(_INSERT_CERTIFICATE, rows[0] if len(rows) == 1 else rows)
             if issuer_serials:
                 _refuse_if_revoked(conn, records[0].ca, issuer_serials)
             ledger.append(conn, events, records)
 
     def get_certificate(self, serial_number: int) -> CertificateRecord | None:
-        with self._reading() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(certificates).where(certificates.c.serial == format_serial(serial_number))
             ).first()
@@ -362,7 +364,7 @@ class SqlPkiStore:
         if query.expires_after is not None:
             conditions.append(certificates.c.not_valid_after >= query.expires_after)
         where = and_(*conditions) if conditions else None
-        with self._reading() as conn:
+        with self.reading() as conn:
             stmt = select(certificates)
             count = select(func.count()).select_from(certificates)
             if where is not None:
@@ -381,7 +383,7 @@ class SqlPkiStore:
         self, serial_number: int, when: datetime, reason: ReasonFlags, events: Sequence[AuditEvent] = ()
     ) -> CertificateRecord:
         serial = format_serial(serial_number)
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             row = _revoke_once(
                 conn,
                 certificates.c.serial,
@@ -395,7 +397,7 @@ class SqlPkiStore:
         return _certificate_record(row)
 
     def revoked_entries(self, ca: str) -> Sequence[RevokedEntry]:
-        with self._reading() as conn:
+        with self.reading() as conn:
             return self._revoked_entries(conn, ca)
 
     @staticmethod
@@ -408,7 +410,7 @@ class SqlPkiStore:
         return [RevokedEntry(int(s, 16), when, _REASONS[r]) for s, when, r in rows]
 
     def certificate_status(self, ca: str, serial_number: int) -> tuple[bool, RevokedEntry | None]:
-        with self._reading() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 _CERTIFICATE_STATUS, {"serial": format_serial(serial_number), "ca": ca}
             ).first()
@@ -421,7 +423,7 @@ class SqlPkiStore:
     # --- CRLs ----------------------------------------------------------------------------------
 
     def save_crl(self, ca: str, build: CrlBuilder) -> CrlRecord:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             # Taking the number first also takes the row lock (PostgreSQL) or the write lock
             # (SQLite), so two workers never publish the same number or go backwards.
             number = conn.execute(
@@ -445,7 +447,7 @@ class SqlPkiStore:
         return record
 
     def get_crl(self, ca: str) -> CrlRecord | None:
-        with self._reading() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(crls).where(crls.c.ca == ca)).first()
         if row is None:
             return None
@@ -454,7 +456,7 @@ class SqlPkiStore:
     # --- API tokens ----------------------------------------------------------------------------
 
     def add_token(self, token: TokenRecord, events: Sequence[AuditEvent] = ()) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             ledger.append(conn, events)
             conn.execute(
                 insert(api_tokens).values(
@@ -467,17 +469,17 @@ class SqlPkiStore:
             )
 
     def get_token(self, token_id: str) -> TokenRecord | None:
-        with self._reading() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(api_tokens).where(api_tokens.c.token_id == token_id)).first()
         return _token_record(row) if row is not None else None
 
     def list_tokens(self) -> Sequence[TokenRecord]:
-        with self._reading() as conn:
+        with self.reading() as conn:
             rows = conn.execute(select(api_tokens).order_by(api_tokens.c.created_at)).all()
         return [_token_record(r) for r in rows]
 
     def revoke_token(self, token_id: str, when: datetime, events: Sequence[AuditEvent] = ()) -> TokenRecord:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             row = _revoke_once(
                 conn, api_tokens.c.token_id, token_id, f"API token {token_id}", "token", revoked_at=when
             )
@@ -487,7 +489,7 @@ class SqlPkiStore:
     # --- owners and enrollment tokens ----------------------------------------------------------
 
     def add_owner(self, owner: OwnerRecord, events: Sequence[AuditEvent] = ()) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             if conn.execute(select(owners.c.name).where(owners.c.name == owner.name)).first():
                 raise ConflictError(f"owner '{owner.name}' already exists", rule="owner-exists")
             conn.execute(
@@ -502,17 +504,17 @@ class SqlPkiStore:
             ledger.append(conn, events)
 
     def get_owner(self, name: str) -> OwnerRecord | None:
-        with self._reading() as conn:
+        with self.reading() as conn:
             row = conn.execute(_OWNER, {"wanted_owner": name}).first()
         return _owner_record(row) if row else None
 
     def list_owners(self) -> Sequence[OwnerRecord]:
-        with self._reading() as conn:
+        with self.reading() as conn:
             rows = conn.execute(select(owners).order_by(owners.c.name)).all()
         return [_owner_record(r) for r in rows]
 
     def add_enrollment_token(self, token: EnrollmentTokenRecord, events: Sequence[AuditEvent] = ()) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 insert(enrollment_tokens).values(
                     token_id=token.token_id,
@@ -531,7 +533,7 @@ class SqlPkiStore:
             ledger.append(conn, events)
 
     def get_enrollment_token(self, token_id: str) -> EnrollmentTokenRecord | None:
-        with self._reading() as conn:
+        with self.reading() as conn:
             row = conn.execute(_ENROLLMENT_TOKEN, {"wanted_token": token_id}).first()
         return _enrollment_token(row) if row else None
 
@@ -539,13 +541,13 @@ class SqlPkiStore:
         stmt = select(enrollment_tokens).order_by(enrollment_tokens.c.created_at)
         if owner is not None:
             stmt = stmt.where(enrollment_tokens.c.owner == owner)
-        with self._reading() as conn:
+        with self.reading() as conn:
             return [_enrollment_token(r) for r in conn.execute(stmt).all()]
 
     def revoke_enrollment_token(
         self, token_id: str, when: datetime, events: Sequence[AuditEvent] = ()
     ) -> EnrollmentTokenRecord:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             label = f"enrollment token {token_id}"
             row = _revoke_once(conn, enrollment_tokens.c.token_id, token_id, label, "token", revoked_at=when)
             ledger.append(conn, events)
@@ -553,7 +555,7 @@ class SqlPkiStore:
 
     def use_enrollment_token(self, token_id: str, now: datetime) -> bool:
         """Spend one use, atomically: False when the token is revoked, expired or used up."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             changed = conn.execute(_SPEND_TOKEN, {"spent_token": token_id, "spent_at": now}).rowcount
         return bool(changed == 1)
 
@@ -570,7 +572,7 @@ class SqlPkiStore:
             values["allow_server_keygen"] = allow_server_keygen
         if renewal_grace_days is not None:
             values["renewal_grace_days"] = renewal_grace_days
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             if values:
                 conn.execute(update(owners).where(owners.c.name == name).values(**values))
             row = conn.execute(_OWNER, {"wanted_owner": name}).first()
@@ -606,7 +608,7 @@ class SqlPkiStore:
         issuer_serials: Sequence[int] = (),
     ) -> None:
         """Register a batch of devices with their certificates in one transaction (factory lots)."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             for record, enrollment in zip(records, enrollments, strict=True):
                 _prepare_enrollment(conn, enrollment, record.serial)
             conn.execute(_INSERT_CERTIFICATE, [_certificate_row(r) for r in records])
@@ -615,7 +617,7 @@ class SqlPkiStore:
             ledger.append(conn, events, records)
 
     def get_device(self, device_id: str) -> DeviceRecord | None:
-        with self._reading() as conn:
+        with self.reading() as conn:
             row = conn.execute(_DEVICE, {"wanted_device": device_id}).first()
         return _device_record(row) if row else None
 
@@ -629,14 +631,14 @@ class SqlPkiStore:
             conditions.append(devices.c.status == status.value)
         stmt = select(devices).where(*conditions).order_by(devices.c.device_id).limit(limit).offset(offset)
         count = select(func.count()).select_from(devices).where(*conditions)
-        with self._reading() as conn:
+        with self.reading() as conn:
             rows = conn.execute(stmt).all()
             total = conn.execute(count).scalar_one()
         return [_device_record(r) for r in rows], int(total)
 
     def device_certificates(self, device_id: str) -> Sequence[CertificateRecord]:
         """Every certificate the device was ever issued, newest first."""
-        with self._reading() as conn:
+        with self.reading() as conn:
             rows = conn.execute(
                 select(certificates)
                 .where(certificates.c.device_id == device_id)
@@ -648,7 +650,7 @@ class SqlPkiStore:
         self, device_id: str, status: DeviceStatus, events: Sequence[AuditEvent] = ()
     ) -> DeviceRecord:
         """Disable or enable; a revoked device stays revoked."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             row = conn.execute(_DEVICE, {"wanted_device": device_id}).first()
             if row is None:
                 raise NotFoundError(f"device '{device_id}' not found", rule="device")
@@ -670,7 +672,7 @@ class SqlPkiStore:
 
         ``event_for(None)`` is the device's event, ``event_for(certificate)`` each certificate's.
         Returns the certificates revoked now (so their CAs' CRLs can be republished)."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             changed = conn.execute(
                 update(devices)
                 .where(devices.c.device_id == device_id, devices.c.status != DeviceStatus.REVOKED.value)
@@ -698,13 +700,13 @@ class SqlPkiStore:
         values: dict[str, Any] = {"last_seen": when}
         if attested:
             values["last_attested_at"] = when
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute(update(devices).where(devices.c.device_id == device_id).values(**values))
 
     # --- attestation challenges ----------------------------------------------------------------
 
     def add_challenge(self, challenge: ChallengeRecord) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 insert(device_challenges).values(
                     challenge_id=challenge.challenge_id,
@@ -718,7 +720,7 @@ class SqlPkiStore:
 
     def use_challenge(self, challenge_id: str, device_id: str, now: datetime) -> ChallengeRecord | None:
         """Spend a challenge, atomically: None when it is unknown, another device's, used or expired."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             changed = conn.execute(
                 update(device_challenges)
                 .where(
@@ -737,7 +739,7 @@ class SqlPkiStore:
         return _challenge_record(row)
 
     def purge_challenges(self, before: datetime) -> int:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             return int(
                 conn.execute(
                     delete(device_challenges).where(device_challenges.c.expires_at < before)
@@ -748,11 +750,11 @@ class SqlPkiStore:
 
     def append_events(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         """Record events that accompany no other write (refusals, authentication failures)."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             return ledger.append(conn, events)
 
     def audit_head(self) -> tuple[int, bytes]:
-        with self._reading() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(ledger_state.c.audit_sequence, ledger_state.c.audit_hash)).one()
         return int(row.audit_sequence), bytes(row.audit_hash)
 
@@ -775,7 +777,7 @@ class SqlPkiStore:
         if conditions:
             stmt = stmt.where(and_(*conditions))
             count = count.where(and_(*conditions))
-        with self._reading() as conn:
+        with self.reading() as conn:
             rows = conn.execute(stmt.order_by(audit_events.c.sequence).limit(limit).offset(offset)).all()
             total = conn.execute(count).scalar_one()
         return [_audit_record(r) for r in rows], int(total)
@@ -784,7 +786,7 @@ class SqlPkiStore:
         """Every record in sequence order, read in batches (for verification and export)."""
         after = 0
         while True:
-            with self._reading() as conn:
+            with self.reading() as conn:
                 rows = conn.execute(
                     select(audit_events)
                     .where(audit_events.c.sequence > after)
@@ -798,7 +800,7 @@ class SqlPkiStore:
             after = int(rows[-1].sequence)
 
     def add_audit_head(self, head: SignedHead) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 insert(audit_heads).values(
                     sequence=head.sequence,
@@ -810,7 +812,7 @@ class SqlPkiStore:
             )
 
     def audit_heads(self) -> Sequence[SignedHead]:
-        with self._reading() as conn:
+        with self.reading() as conn:
             rows = conn.execute(select(audit_heads).order_by(audit_heads.c.id)).all()
         return [
             SignedHead(
@@ -821,14 +823,14 @@ class SqlPkiStore:
 
     def forward_cursor(self, name: str) -> int:
         """The last sequence forwarder ``name`` delivered (0 before the first)."""
-        with self._reading() as conn:
+        with self.reading() as conn:
             value = conn.execute(
                 select(forward_cursors.c.sequence).where(forward_cursors.c.name == name)
             ).scalar_one_or_none()
         return int(value) if value is not None else 0
 
     def set_forward_cursor(self, name: str, sequence: int, when: datetime) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             changed = conn.execute(
                 update(forward_cursors)
                 .where(forward_cursors.c.name == name)
@@ -842,7 +844,7 @@ class SqlPkiStore:
     def add_signer(
         self, name: str, key_ref: str, certificate: CertificateRecord, events: Sequence[AuditEvent]
     ) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute(insert(certificates).values(**_certificate_row(certificate)))
             conn.execute(
                 insert(signers).values(
@@ -853,7 +855,7 @@ class SqlPkiStore:
 
     def get_signer(self, name: str) -> tuple[str, bytes] | None:
         """(key reference, certificate DER) of the named service signer."""
-        with self._reading() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(signers.c.key_ref, certificates.c.der)
                 .join(certificates, certificates.c.serial == signers.c.serial)
@@ -870,7 +872,7 @@ class SqlPkiStore:
             .where(log_entries.c.leaf_index >= start)
             .order_by(log_entries.c.leaf_index)
         )
-        with self._reading() as conn:
+        with self.reading() as conn:
             rows = conn.execute(stmt).all()
         for offset, (index, _) in enumerate(rows):
             if index != start + offset:
@@ -878,18 +880,18 @@ class SqlPkiStore:
         return [bytes(h) for _, h in rows]
 
     def log_size(self) -> int:
-        with self._reading() as conn:
+        with self.reading() as conn:
             return int(conn.execute(select(ledger_state.c.log_size)).scalar_one())
 
     def log_index(self, serial_number: int) -> int | None:
-        with self._reading() as conn:
+        with self.reading() as conn:
             index = conn.execute(
                 select(log_entries.c.leaf_index).where(log_entries.c.serial == format_serial(serial_number))
             ).scalar_one_or_none()
         return int(index) if index is not None else None
 
     def add_tree_head(self, head: TreeHead) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             if conn.execute(
                 select(log_heads.c.tree_size).where(log_heads.c.tree_size == head.tree_size)
             ).first():
@@ -912,7 +914,7 @@ class SqlPkiStore:
             if tree_size is not None
             else stmt.order_by(log_heads.c.tree_size.desc())
         )
-        with self._reading() as conn:
+        with self.reading() as conn:
             row = conn.execute(stmt.limit(1)).first()
         if row is None:
             return None
@@ -932,7 +934,7 @@ class SqlPkiStore:
         stmt = select(certificates.c.ca, certificates.c.profile, func.count(), revoked).group_by(
             certificates.c.ca, certificates.c.profile
         )
-        with self._reading() as conn:
+        with self.reading() as conn:
             return [(ca, profile, int(n), int(r)) for ca, profile, n, r in conn.execute(stmt)]
 
     def expiring_counts(self, now: datetime, until: datetime) -> dict[str, int]:
@@ -946,7 +948,7 @@ class SqlPkiStore:
             )
             .group_by(certificates.c.ca)
         )
-        with self._reading() as conn:
+        with self.reading() as conn:
             return {ca: int(n) for ca, n in conn.execute(stmt)}
 
     def event_counts(self) -> list[tuple[str, str, int]]:
@@ -954,7 +956,7 @@ class SqlPkiStore:
         stmt = select(audit_events.c.type, audit_events.c.outcome, func.count()).group_by(
             audit_events.c.type, audit_events.c.outcome
         )
-        with self._reading() as conn:
+        with self.reading() as conn:
             return [(t, o, int(n)) for t, o, n in conn.execute(stmt)]
 
 
