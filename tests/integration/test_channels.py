@@ -10,10 +10,11 @@ import subprocess
 import pytest
 from cryptography import x509
 
+from otward.adapters.files import write_atomic
 from otward.core.keys import KeyType
 from otward.core.mosquitto import MqttDevice
 from otward.errors import ConfigError, InvalidRequestError, NotFoundError, PolicyViolationError
-from otward.services.channels import Channels, reload_mosquitto, write_atomic
+from otward.services.channels import Channels, reload_mosquitto
 from tests.conftest import build_csr, make_key
 
 pytestmark = pytest.mark.integration

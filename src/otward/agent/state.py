@@ -18,7 +18,6 @@ import fcntl
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from otward.adapters.files import write_atomic
 from otward.errors import ConfigError, ConflictError, NotFoundError, ParseError
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "dump_certificates",
     "key_label",
     "load_certificates",
-    "write_atomic",
 ]
 
 DEFAULT_STORE = Path("otward-agent")
@@ -100,28 +99,6 @@ def load_certificates(data: bytes, what: str) -> list[x509.Certificate]:
     except ValueError:
         raise ParseError(f"{what} holds no readable PEM certificate") from None
     return certificates
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (mode 0600) so that a reader or a crash sees the old or the new
-    content, never a torn file: temporary file in the same directory, fsync, rename, fsync directory."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 class AgentStore:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import secrets
 import socket
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 from cryptography import x509
 
 from otward.adapters.audit_file import SYNC_MODES, FileAuditTrail, SyncMode
+from otward.adapters.files import write_atomic
 from otward.core.access.decision import AccessSlice, Decider
 from otward.core.audit import AuditEvent, EventType, Outcome
 from otward.core.edge.exchange import Challenge, NonceBook, Verdict, evaluate
@@ -64,23 +64,6 @@ def load_roots(path: Path) -> list[x509.Certificate]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read trusted root(s) from {path}: {exc}", rule="edge-roots") from None
     return roots
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write, fsync, rename, fsync the directory: the file is either the old or the new one after a crash."""
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 @dataclass(frozen=True)
@@ -164,7 +147,7 @@ class Gatekeeper:
 
     def _save_state(self) -> None:
         state = {"asset": self.asset, "version": self._version, "acked_sequence": self._acked}
-        _write_atomically(self._state_path, json.dumps(state, sort_keys=True).encode() + b"\n")
+        write_atomic(self._state_path, json.dumps(state, sort_keys=True).encode() + b"\n")
 
     @property
     def version(self) -> int:
@@ -215,7 +198,7 @@ class Gatekeeper:
                 self._refuse_bundle(token, reason, when, source)
                 return BundleOutcome(False, None, reason)
             if source != "state":
-                _write_atomically(self._bundle_path, token.strip().encode() + b"\n")
+                write_atomic(self._bundle_path, token.strip().encode() + b"\n")
             self._bundle, self._bundle_token, self._decider = claims, token.strip(), decider
             if claims.version != self._version:
                 self._version = claims.version

@@ -25,11 +25,9 @@ Fail-closed rules (docs/gateway.md):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import hashlib
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +39,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from otward.adapters.files import write_atomic
 from otward.errors import ParseError, PolicyViolationError
 
 __all__ = [
@@ -161,21 +160,6 @@ def chain_keys(
 
 def _cache_name(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:24] + ".crl"
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
 
 
 class RevocationChecker:
@@ -305,7 +289,7 @@ class RevocationChecker:
     def _store(self, url: str, der: bytes) -> None:
         assert self.cache_dir is not None  # noqa: S101 - checked by the caller
         self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_atomically(self.cache_dir / _cache_name(url), der)
+        write_atomic(self.cache_dir / _cache_name(url), der)
 
     async def _fetch(self, client: httpx.AsyncClient, url: str) -> bytes | str:
         try:

@@ -16,7 +16,6 @@ import json
 import os
 import pwd
 import signal
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from otward.adapters.files import write_atomic
 from otward.core.mosquitto import (
     ListenerConfig,
     MqttDevice,
@@ -61,7 +61,6 @@ __all__ = [
     "MosquittoResult",
     "TrustListResult",
     "reload_mosquitto",
-    "write_atomic",
 ]
 
 MOSQUITTO_FILES = {
@@ -80,29 +79,9 @@ _PAGE = 1000
 _WILDCARD_HOSTS = {"0.0.0.0", "::", ""}  # noqa: S104 - names the addresses we refuse to put in a SAN
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, owner: tuple[int, int] | None = None) -> None:
-    """Replace ``path`` with ``data`` (with ``mode``, and ``owner`` as (uid, gid) when given): a
-    reader sees the old or the new file, never a torn one. Temporary file in the same directory,
-    fsync, rename, fsync of the directory."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        if owner is not None:
-            os.fchown(fd, *owner)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+def _write_public(path: Path, data: bytes, *, owner: tuple[int, int] | None = None) -> None:
+    """Files brokers and OPC UA stacks read (certificates, CRLs, configuration, ACL): mode 0644."""
+    write_atomic(path, data, mode=0o644, owner=owner)
 
 
 def reload_mosquitto(pid: int) -> None:
@@ -302,11 +281,11 @@ class Channels:
         out.mkdir(parents=True, exist_ok=True)
         serial, reissued = self._broker_certificate(files, state, renew=renew, actor=actor)
         server_root = self._authorities.certificate_chain(server_ca)[-1]
-        write_atomic(files["server_root"], server_root.public_bytes(serialization.Encoding.PEM), owner=owner)
+        _write_public(files["server_root"], server_root.public_bytes(serialization.Encoding.PEM), owner=owner)
         result = self._write_trust_files(out, files, state)
         config = render_listener_config(listener, generated_at=self._clock()).encode()
-        write_atomic(files["config"], config, owner=owner)
-        write_atomic(files["state"], state.to_json(), owner=owner)
+        _write_public(files["config"], config, owner=owner)
+        _write_public(files["state"], state.to_json(), owner=owner)
         return dataclasses.replace(result, broker_serial=serial, broker_reissued=reissued)
 
     def refresh_mosquitto(self, out: Path) -> MosquittoResult:
@@ -354,7 +333,7 @@ class Channels:
         devices = self._devices(active)
         plan = plan_acl(devices)
         # The ACL first: a device of a withdrawn CA loses its topics even before the CA file changes.
-        write_atomic(files["acl_file"], render_acl(plan, generated_at=self._clock()).encode(), owner=owner)
+        _write_public(files["acl_file"], render_acl(plan, generated_at=self._clock()).encode(), owner=owner)
         if not active:
             raise PolicyViolationError(
                 f"every device CA is revoked ({', '.join(withdrawn)}); the ACL now grants nothing "
@@ -371,8 +350,8 @@ class Channels:
             )
             for n in chain_cas
         )
-        write_atomic(files["crlfile"], crl_pem, owner=owner)
-        write_atomic(files["cafile"], ca_pem, owner=owner)
+        _write_public(files["crlfile"], crl_pem, owner=owner)
+        _write_public(files["cafile"], ca_pem, owner=owner)
         return MosquittoResult(
             directory=out.resolve(),
             files=files,
@@ -440,8 +419,8 @@ class Channels:
         # Key before certificate: a crash in between leaves a key that the old certificate does not
         # match, which the next run detects and repairs by issuing again.
         owner = state.owner_ids
-        write_atomic(files["keyfile"], key_pem, mode=0o600, owner=owner)
-        write_atomic(files["certfile"], chain_pem, owner=owner)
+        write_atomic(files["keyfile"], key_pem, owner=owner)
+        _write_public(files["certfile"], chain_pem, owner=owner)
         return issued.serial, True
 
     def _current_broker_certificate(
@@ -509,13 +488,13 @@ class Channels:
         written = []
         for item in plan:
             path = root / item.path
-            write_atomic(path, item.content)
+            _write_public(path, item.content)
             written.append(path)
         current = {item.path for item in plan}
         for stale in sorted(previous - current):
             with contextlib.suppress(FileNotFoundError):
                 (root / stale).unlink()
-        write_atomic(manifest, (json.dumps({"files": sorted(current)}, indent=2) + "\n").encode())
+        _write_public(manifest, (json.dumps({"files": sorted(current)}, indent=2) + "\n").encode())
         return TrustListResult(root, tuple(trusted), tuple(issuers), tuple(skipped), tuple(written))
 
     @staticmethod

@@ -16,13 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from otward.adapters.files import write_atomic
 from otward.agent.state import (
     AgentState,
     AgentStore,
     KeyBackend,
     Pkcs11Settings,
     key_label,
-    write_atomic,
 )
 from otward.errors import ConfigError, ConflictError, NotFoundError
 
