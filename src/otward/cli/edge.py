@@ -268,7 +268,7 @@ def token_list(data: DataOption = None, db: DbOption = None, as_json: JsonOption
 @token_app.command("revoke")
 @handle_errors
 def token_revoke(
-    token_id: Annotated[str, typer.Argument(help="Token id (the part after otwe_)")],
+    token_id: Annotated[str, typer.Argument(help="Token id (the part after otwg_)")],
     data: DataOption = None,
     db: DbOption = None,
 ) -> None:

@@ -1,7 +1,7 @@
 """Central endpoints for edge gatekeepers (bundle pull, trail push) and for administering them.
 
 A gatekeeper authenticates with an edge token (``otward edge token create --asset A``) as
-``Authorization: Bearer otwe_...``; the token is good for its own asset's two sync endpoints and
+``Authorization: Bearer otwg_...``; the token is good for its own asset's two sync endpoints and
 nothing else, so a stolen gatekeeper cannot administer anything. An admin token is accepted as well.
 """
 

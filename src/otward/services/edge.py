@@ -12,9 +12,6 @@ in the admin reaches an online gatekeeper within one poll interval.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
-import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +47,7 @@ from otward.errors import (
 )
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
+from otward.services.bearer import BearerFormat, secret_matches
 from otward.services.signers import EDGE_SIGNER, SIGNER_CA, SignerService
 
 if TYPE_CHECKING:
@@ -63,13 +61,8 @@ __all__ = [
     "load_holder_public_key",
 ]
 
-_TOKEN_PREFIX = "otwe"  # noqa: S105 - a prefix, not a secret
-_TOKEN = re.compile(r"^otwe_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
-
-
-def _token_hash(secret: str) -> bytes:
-    # A 256-bit random secret needs no slow KDF (the API tokens' reasoning, services/tokens.py).
-    return hashlib.sha256(secret.encode()).digest()
+# ``otwg``: gatekeeper. Not ``otwe``, which enrollment tokens carry: one prefix, one kind.
+_TOKEN = BearerFormat("otwg")
 
 
 DEFAULT_BUNDLE_TTL = timedelta(days=7)
@@ -309,16 +302,15 @@ class EdgeService:
         """A token for one gatekeeper: it may fetch ``asset``'s bundles and push its trail, nothing else.
         Returned with its text, which is shown once; only its SHA-256 is stored."""
         validate_identifier(asset, "asset")
-        token_id = secrets.token_hex(8)
-        secret = secrets.token_urlsafe(32)
+        token = _TOKEN.new()
         record = EdgeTokenRecord(
-            token_id=token_id, asset=asset, secret_hash=_token_hash(secret), created_at=self._clock()
+            token_id=token.token_id, asset=asset, secret_hash=token.secret_hash, created_at=self._clock()
         )
         event = self._audit.event(
-            actor, EventType.TOKEN_CREATED, f"edge-token:{token_id}", details={"asset": asset}
+            actor, EventType.TOKEN_CREATED, f"edge-token:{token.token_id}", details={"asset": asset}
         )
         self.store.add_token(record, [event])
-        return record, f"{_TOKEN_PREFIX}_{token_id}_{secret}"
+        return record, token.text
 
     def tokens(self) -> list[EdgeTokenRecord]:
         return self.store.list_tokens()
@@ -329,26 +321,25 @@ class EdgeService:
 
     @staticmethod
     def is_edge_token(text: str) -> bool:
-        return text.strip().startswith(_TOKEN_PREFIX + "_")
+        return _TOKEN.looks_like(text)
 
     def authenticate(self, text: str, asset: str, actor: Actor) -> EdgeTokenRecord:
         """The edge token for ``text`` if it is valid and bound to ``asset``; AuthenticationError
         (recorded as ``auth.failed``) otherwise. Compared in constant time."""
-        match = _TOKEN.match(text.strip())
-        record = self.store.get_token(match.group(1)) if match else None
-        expected = record.secret_hash if record is not None else _token_hash("")
-        valid = hmac.compare_digest(expected, _token_hash(match.group(2) if match else ""))
+        parsed = _TOKEN.parse(text)
+        record = self.store.get_token(parsed[0]) if parsed else None
+        valid = secret_matches(record.secret_hash if record else None, parsed[1] if parsed else None)
         if (
-            match is None
+            parsed is None
             or record is None
             or not valid
             or record.revoked_at is not None
             or record.asset != asset
         ):
-            subject = f"edge-token:{match.group(1)}" if match else "(malformed token)"
+            subject = f"edge-token:{parsed[0]}" if parsed else "(malformed token)"
             reason = (
                 "malformed edge token"
-                if match is None
+                if parsed is None
                 else "edge token not valid for this asset"
                 if record is not None and valid and record.revoked_at is None
                 else "invalid or revoked edge token"

@@ -9,10 +9,7 @@ spends a use with the store's atomic ``use_enrollment_token``.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import hmac
 import re
-import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
@@ -23,6 +20,7 @@ from otward.core.records import EnrollmentTokenRecord, OwnerRecord
 from otward.errors import AuthenticationError, InvalidRequestError, NotFoundError, PolicyViolationError
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
+from otward.services.bearer import BearerFormat, secret_matches
 
 __all__ = ["DEFAULT_OWNER_CA", "EnrollmentTokens", "Owners"]
 
@@ -30,7 +28,7 @@ DEFAULT_OWNER_CA = "issuing"
 MAX_TTL = timedelta(days=30)
 MAX_RENEWAL_GRACE_DAYS = 3 * 365  # a machine may sit in storage for years, not for ever
 _OWNER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_TOKEN = re.compile(r"^otwe_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+_FORMAT = BearerFormat("otwe")
 _PATTERN = re.compile(r"^[A-Za-z0-9._*?\[\]-]{1,128}$")
 # The same message for every token failure: a client learns nothing about which tokens exist.
 _REFUSED = "invalid, expired, used-up or revoked enrollment token"
@@ -41,10 +39,6 @@ def _check_grace(days: int) -> None:
         raise InvalidRequestError(
             f"renewal grace must be 0 to {MAX_RENEWAL_GRACE_DAYS} days", rule="renewal-grace"
         )
-
-
-def _hash(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
 
 
 class Owners:
@@ -194,13 +188,13 @@ class EnrollmentTokens:
         kind: Literal["enrollment", "renewal"],
         actor: Actor,
     ) -> tuple[EnrollmentTokenRecord, str]:
-        token_id = secrets.token_hex(8)
-        secret = secrets.token_urlsafe(32)
+        token = _FORMAT.new()
+        token_id = token.token_id
         now = self._clock()
         record = EnrollmentTokenRecord(
             token_id=token_id,
             owner=owner,
-            secret_hash=_hash(secret),
+            secret_hash=token.secret_hash,
             profile=profile,
             device_id_pattern=pattern,
             uses_allowed=uses,
@@ -221,7 +215,7 @@ class EnrollmentTokens:
             actor, EventType.ENROLL_TOKEN_CREATED, f"enroll_token:{token_id}", details=details
         )
         self._store.add_enrollment_token(record, [event])
-        return record, f"otwe_{token_id}_{secret}"
+        return record, token.text
 
     def list(self, owner: str | None = None) -> Sequence[EnrollmentTokenRecord]:
         return self._store.list_enrollment_tokens(owner)
@@ -240,15 +234,14 @@ class EnrollmentTokens:
         device id or profile the token does not cover raises PolicyViolationError (HTTP 403 at the
         EST endpoint); both are audited as ``enroll.refused``. Nothing is spent here.
         """
-        match = _TOKEN.match(text.strip())
-        record = self._store.get_enrollment_token(match.group(1)) if match else None
-        expected = record.secret_hash if record is not None else _hash("")
-        valid = hmac.compare_digest(expected, _hash(match.group(2) if match else ""))
+        parsed = _FORMAT.parse(text)
+        record = self._store.get_enrollment_token(parsed[0]) if parsed else None
+        valid = secret_matches(record.secret_hash if record else None, parsed[1] if parsed else None)
         state = record.state_at(self._clock()) if record is not None else "unknown"
-        subject = f"enroll_token:{match.group(1)}" if match else "(malformed token)"
+        subject = f"enroll_token:{parsed[0]}" if parsed else "(malformed token)"
         if record is None or not valid or state != "active":
             reason = (
-                "malformed token" if match is None else ("wrong secret" if record and not valid else state)
+                "malformed token" if parsed is None else ("wrong secret" if record and not valid else state)
             )
             self._refuse(actor, subject, f"enrollment token refused: {reason}", device_id)
             raise AuthenticationError(_REFUSED, rule="enroll-token")

@@ -196,7 +196,7 @@ def test_edge_tokens(site, tmp_path):
         )
     )
     assert "token" not in info
-    assert out.read_text().startswith("otwe_")
+    assert out.read_text().startswith("otwg_")
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     run("edge", "token", "create", "--asset", "reactor-1", "--out", str(out), "--data", str(site), code=1)
     listed = json.loads(run("edge", "token", "list", "--data", str(site), "--json"))
