@@ -43,7 +43,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import sqlite3
 import ssl
 import statistics
@@ -68,6 +67,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
+
+# The shared helpers of the benchmarks (bench/ is on sys.path when a script in it runs).
+from pki_bench import (
+    free_port,
+    log_tail,
+    one_core,
+    running,
+    say,
+    section,
+    version_of,
+)
 
 import otward
 from otward.config import load_settings
@@ -106,88 +116,9 @@ FULL = Sizes(library=1500, repeats=3, est_seconds=12, health_seconds=6, warmup_s
 QUICK = Sizes(library=300, repeats=1, est_seconds=5, health_seconds=3, warmup_seconds=2, profile_seconds=8)
 
 
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def section(title: str) -> None:
-    say()
-    say(f"== {title}")
-
-
 # --------------------------------------------------------------------------------------------------
-# small helpers: CPU pinning, ports, processes (the same approach as bench/pki_bench.py)
+# small helpers: CPU time and connections (pinning, ports and processes come from bench/pki_bench.py)
 # --------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def one_core() -> Iterator[str]:
-    """Pin this process to a single CPU for the duration (no-op where affinity is unsupported)."""
-    if not hasattr(os, "sched_setaffinity"):
-        yield "not pinned"
-        return
-    before = os.sched_getaffinity(0)
-    cpu = min(before)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield f"pinned to CPU {cpu}"
-    finally:
-        os.sched_setaffinity(0, before)
-
-
-def free_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def version_of(command: list[str]) -> str:
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    except OSError:
-        return "not found"
-    text = (result.stdout or result.stderr).strip()
-    return text.splitlines()[0] if text else "unknown"
-
-
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group we started, wait, then SIGKILL whatever is left of it."""
-    pgid = process.pid
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        process.wait(timeout=15)
-    for _ in range(50):  # children (worker processes) may outlive the leader by a moment
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def running(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=0
-        )
-    try:
-        yield process
-    finally:
-        stop_process_group(process)
-
-
-def log_tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
