@@ -23,7 +23,7 @@ from otward.adapters.db.edge_schema import (
     edge_tokens,
     edge_trail,
 )
-from otward.adapters.db.store import SqlPkiStore
+from otward.adapters.db.store import SqlPkiStore, revoke_once
 from otward.core.audit import GENESIS_HASH, AuditEvent, AuditRecord, chain_hash, event_bytes
 from otward.core.edge.records import (
     AssetBundleSettings,
@@ -32,7 +32,6 @@ from otward.core.edge.records import (
     EdgeTokenRecord,
     TrailPush,
 )
-from otward.errors import ConflictError, NotFoundError
 
 __all__ = ["EdgeStore"]
 
@@ -201,20 +200,14 @@ class EdgeStore:
     ) -> CredentialRecord:
         """Revoke once, for good; a second revocation is a ConflictError."""
         with self._store.transaction() as conn:
-            changed = conn.execute(
-                update(edge_credentials)
-                .where(
-                    edge_credentials.c.credential_id == credential_id, edge_credentials.c.revoked_at.is_(None)
-                )
-                .values(revoked_at=when)
-            ).rowcount
-            row = conn.execute(
-                select(edge_credentials).where(edge_credentials.c.credential_id == credential_id)
-            ).first()
-            if row is None:
-                raise NotFoundError(f"credential {credential_id} not found", rule="credential")
-            if changed != 1:
-                raise ConflictError(f"credential {credential_id} is already revoked", rule="already-revoked")
+            row = revoke_once(
+                conn,
+                edge_credentials.c.credential_id,
+                credential_id,
+                f"credential {credential_id}",
+                "credential",
+                revoked_at=when,
+            )
             ledger.append(conn, events)
         return _credential(row)
 
@@ -263,16 +256,14 @@ class EdgeStore:
 
     def revoke_token(self, token_id: str, when: datetime, events: Sequence[AuditEvent]) -> EdgeTokenRecord:
         with self._store.transaction() as conn:
-            changed = conn.execute(
-                update(edge_tokens)
-                .where(edge_tokens.c.token_id == token_id, edge_tokens.c.revoked_at.is_(None))
-                .values(revoked_at=when)
-            ).rowcount
-            row = conn.execute(select(edge_tokens).where(edge_tokens.c.token_id == token_id)).first()
-            if row is None:
-                raise NotFoundError(f"edge token {token_id} not found", rule="edge-token")
-            if changed != 1:
-                raise ConflictError(f"edge token {token_id} is already revoked", rule="already-revoked")
+            row = revoke_once(
+                conn,
+                edge_tokens.c.token_id,
+                token_id,
+                f"edge token {token_id}",
+                "edge-token",
+                revoked_at=when,
+            )
             ledger.append(conn, events)
         return _token(row)
 

@@ -79,7 +79,7 @@ from otward.errors import (
     StorageError,
 )
 
-__all__ = ["SqlPkiStore"]
+__all__ = ["SqlPkiStore", "revoke_once"]
 
 _REASONS = {flag.value: flag for flag in ReasonFlags}
 
@@ -157,7 +157,7 @@ def _database_errors() -> Iterator[None]:
         raise StorageError("database operation failed") from exc
 
 
-def _revoke_once(
+def revoke_once(
     conn: Connection, key: Column[str], value: str, label: str, rule: str, **changes: object
 ) -> Row[Any]:
     """Set ``revoked_at`` (and ``changes``) on the row whose ``key`` is ``value``, only if it is not yet
@@ -384,7 +384,7 @@ class SqlPkiStore:
     ) -> CertificateRecord:
         serial = format_serial(serial_number)
         with self.transaction() as conn:
-            row = _revoke_once(
+            row = revoke_once(
                 conn,
                 certificates.c.serial,
                 serial,
@@ -480,7 +480,7 @@ class SqlPkiStore:
 
     def revoke_token(self, token_id: str, when: datetime, events: Sequence[AuditEvent] = ()) -> TokenRecord:
         with self.transaction() as conn:
-            row = _revoke_once(
+            row = revoke_once(
                 conn, api_tokens.c.token_id, token_id, f"API token {token_id}", "token", revoked_at=when
             )
             ledger.append(conn, events)
@@ -549,7 +549,7 @@ class SqlPkiStore:
     ) -> EnrollmentTokenRecord:
         with self.transaction() as conn:
             label = f"enrollment token {token_id}"
-            row = _revoke_once(conn, enrollment_tokens.c.token_id, token_id, label, "token", revoked_at=when)
+            row = revoke_once(conn, enrollment_tokens.c.token_id, token_id, label, "token", revoked_at=when)
             ledger.append(conn, events)
         return _enrollment_token(row)
 
