@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from otward.config import Settings, default_data_dir, load_settings
-from otward.errors import OtwardError
+from otward.errors import ConfigError, OtwardError
 from otward.services.audit import Actor
 from otward.services.pki import Pki
 
@@ -28,6 +28,7 @@ __all__ = [
     "err_console",
     "handle_errors",
     "open_pki",
+    "parse_host_port",
     "print_json",
 ]
 
@@ -96,3 +97,13 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def parse_host_port(text: str, option: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT``; ConfigError naming the option otherwise."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{option} {text!r}: expected HOST:PORT with a port in 1..65535")
+    return host, int(port)

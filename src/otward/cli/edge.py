@@ -21,6 +21,7 @@ from otward.cli.common import (
     console,
     handle_errors,
     open_pki,
+    parse_host_port,
     print_json,
     resolve_data_dir,
 )
@@ -281,13 +282,6 @@ def token_revoke(
 # --- otward edge serve | decide | trail -----------------------------------------------------------
 
 
-def _listen(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise typer.BadParameter(f"--listen: expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
-
-
 @app.command("serve")
 @handle_errors
 def serve(
@@ -326,7 +320,7 @@ def serve(
     """Decide access requests at ASSET offline; with --sync, pull newer bundles and push the trail."""
     from otward.edge.server import EdgeServeOptions, serve_gatekeeper
 
-    host, port = _listen(listen)
+    host, port = parse_host_port(listen, "--listen")
     if trail_sync not in ("always", "batch"):
         raise ConfigError(f"--trail-sync {trail_sync!r}: expected always or batch", rule="edge-trail-sync")
     roots = _roots_file(ca_file, data)

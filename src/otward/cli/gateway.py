@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 from pathlib import Path
@@ -13,26 +12,14 @@ from typing import Annotated
 import typer
 
 from otward.adapters.audit_file import FileAuditTrail
-from otward.cli.common import err_console, handle_errors
+from otward.cli.common import err_console, handle_errors, parse_host_port
 from otward.errors import ConfigError
 from otward.gateway.audit import AuditWriter
 from otward.gateway.proxy import Gateway, GatewayOptions, install_uvloop, load_policy
 from otward.gateway.revocation import RevocationChecker, StalePolicy
 from otward.gateway.tls import load_trusted_certificates, server_context
 
-__all__ = ["gateway", "parse_host_port"]
-
-
-def parse_host_port(text: str, option: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT``; ConfigError naming the option otherwise."""
-    host, sep, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        with contextlib.suppress(ValueError):
-            ipaddress.IPv6Address(host)
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{option} {text!r}: expected HOST:PORT with a port in 1..65535")
-    return host, int(port)
+__all__ = ["gateway"]
 
 
 def _existing(path: Path, option: str) -> Path:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from otward import gateway as gateway_package
-from otward.cli.gateway import parse_host_port
+from otward.cli.common import parse_host_port
 from otward.core.extensions import MODBUS_ROLE_OID, modbus_role_extension
 from otward.errors import ConfigError
 from otward.gateway.identity import peer_identity
