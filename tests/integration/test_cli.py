@@ -285,3 +285,31 @@ def test_api_tokens_can_be_created_listed_and_revoked(data):
         pki.close()
     assert "already revoked" in run("api-token", "revoke", created["token_id"], "--data", str(data), code=1)
     assert "not found" in run("api-token", "revoke", "0123456789abcdef", "--data", str(data), code=1)
+
+
+def test_signers_are_listed_and_rotated(data):
+    signers = {s["name"]: s for s in json.loads(run("signer", "list", "--data", str(data), "--json"))}
+    assert set(signers) == {"audit"}  # init signed an audit head; the edge signer is made on first use
+    rotated = json.loads(run("signer", "rotate", "audit", "--data", str(data), "--json"))
+    assert rotated["serial"] != signers["audit"]["serial"]
+    assert not rotated["revoked"]
+    again = json.loads(
+        run("signer", "rotate", "audit", "--revoke-previous", "superseded", "--data", str(data), "--json")
+    )
+    shown = json.loads(run("cert", "show", rotated["serial"], "--data", str(data), "--json"))
+    assert shown["revoked_at"] is not None  # the previous one, revoked as asked
+    assert shown["revocation_reason"] == "superseded"
+    assert again["serial"] != rotated["serial"]
+    assert "no signer 'tls'" in run("signer", "rotate", "tls", "--data", str(data), code=1)
+    assert "certificateHold" in run(
+        "signer", "rotate", "audit", "--revoke-previous", "certificateHold", "--data", str(data), code=1
+    )
+    assert "audit trail intact" in run("audit", "verify", "--data", str(data))
+    # revoking the current audit signer by hand succeeds (the head stays unsigned until it is rotated)
+    assert "revoked" in run(
+        "cert", "revoke", again["serial"], "--reason", "keyCompromise", "--data", str(data)
+    )
+    listed = {s["name"]: s for s in json.loads(run("signer", "list", "--data", str(data), "--json"))}
+    assert listed["audit"]["revoked"]
+    run("signer", "rotate", "audit", "--data", str(data))
+    assert "audit trail intact" in run("audit", "verify", "--data", str(data))

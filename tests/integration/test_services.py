@@ -10,7 +10,10 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 
 from otward.config import load_settings
+from otward.core.audit import EventType
+from otward.core.records import format_serial
 from otward.errors import ConflictError, PolicyViolationError
+from otward.services.audit import SYSTEM_ACTOR
 from otward.services.pki import Pki, random_serial_number
 from tests.conftest import Clock, build_csr, make_key, ocsp_request_der
 
@@ -168,3 +171,42 @@ def test_issue_many_is_one_transaction_all_or_nothing(pki):
     assert info.value.rule == "subject-required"
     assert pki.store.log_size() == count
     assert pki.issuance.issue_many([], profile="tls-client") == []
+
+
+def test_signers_are_rotated_when_two_thirds_of_their_lifetime_passed(timed_pki, clock):
+    """What the service's housekeeping does each minute: the audit signer renews itself, the heads it
+    signed before still verify, and the trail records the rotation."""
+    timed_pki.audit.sign_head()
+    old = timed_pki.signers.current("audit").certificate
+    assert not timed_pki.signers.rotate_if_due("audit")
+    assert not timed_pki.signers.rotate_if_due("edge")  # never used: nothing to rotate
+    lifetime = old.not_valid_after_utc - old.not_valid_before_utc
+    clock.now = old.not_valid_before_utc + lifetime * 2 / 3 + timedelta(minutes=1)
+    assert timed_pki.signers.rotate_if_due("audit")
+    new = timed_pki.signers.current("audit").certificate
+    assert new.serial_number != old.serial_number
+    assert not timed_pki.signers.rotate_if_due("audit")
+    timed_pki.audit.sign_head()
+    heads = timed_pki.store.audit_heads()
+    assert {h.signer_serial for h in heads} >= {old.serial_number, new.serial_number}
+    assert timed_pki.audit.verify().check.ok
+    rotated = [r for r in timed_pki.store.iter_audit() if r.event.type is EventType.SIGNER_ROTATED]
+    assert [r.event.details["previous_serial"] for r in rotated] == [format_serial(old.serial_number)]
+
+
+def test_a_signer_rotated_by_another_process_is_used_at_once(installation, database_url):
+    """The CLI rotates while the service runs: the service signs with the new key on its next head."""
+    settings = load_settings(installation, database_url=database_url)
+    service, cli = Pki.open(settings), Pki.open(settings)
+    try:
+        service.audit.sign_head()
+        before = service.signers.get("audit")[1]
+        rotated = cli.signers.rotate("audit")
+        assert service.signers.get("audit")[1] == rotated.certificate
+        # a rotation that read the signer before the other one committed is refused, not lost
+        with pytest.raises(ConflictError, match="changed while it was being rotated"):
+            service.signers._replace("audit", before, None, SYSTEM_ACTOR)
+        assert service.signers.get("audit")[1] == rotated.certificate
+    finally:
+        service.close()
+        cli.close()

@@ -11,7 +11,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from otward import __version__
 from otward.cli import access as access_cli
-from otward.cli import agent, audit, ca, cert, crl, device, log, owner, token
+from otward.cli import agent, audit, ca, cert, crl, device, log, owner, signer, token
 from otward.cli import edge as edge_cli
 from otward.cli import gateway as gateway_cli
 from otward.cli import mqtt as mqtt_cli
@@ -44,6 +44,7 @@ app.add_typer(cert.app, name="cert")
 app.add_typer(crl.app, name="crl")
 app.add_typer(audit.app, name="audit")
 app.add_typer(log.app, name="log")
+app.add_typer(signer.app, name="signer")
 app.add_typer(token.app, name="api-token")
 app.add_typer(owner.owner_app, name="owner")
 app.add_typer(owner.token_app, name="token")

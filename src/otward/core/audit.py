@@ -67,6 +67,7 @@ class EventType(enum.Enum):
     SERVICE_STARTED = "service.started"
     SERVICE_STOPPED = "service.stopped"
     SIGNER_CREATED = "signer.created"
+    SIGNER_ROTATED = "signer.rotated"  # a service signer got a new key and certificate
     GATEWAY_CONNECTION = "gateway.connection"  # a client connection accepted or refused at a gateway
     GATEWAY_DENIED = "gateway.denied"  # a request refused by the gateway's protocol policy
     GATEWAY_CLOSED = "gateway.closed"  # an open connection closed because its certificate became revoked

@@ -268,6 +268,16 @@ class SignerStore(Protocol):
         self, name: str, key_ref: str, certificate: CertificateRecord, events: Sequence[AuditEvent]
     ) -> None: ...
 
+    def replace_signer(
+        self,
+        name: str,
+        key_ref: str,
+        certificate: CertificateRecord,
+        events: Sequence[AuditEvent],
+        *,
+        previous_serial: str,
+    ) -> None: ...
+
     def get_signer(self, name: str) -> tuple[str, bytes] | None: ...
 
 

@@ -200,6 +200,7 @@ class Gatekeeper:
             if source != "state":
                 write_atomic(self._bundle_path, token.strip().encode() + b"\n")
             self._bundle, self._bundle_token, self._decider = claims, token.strip(), decider
+            self._verifier.trust_bundle_signers(token, when)
             if claims.version != self._version:
                 self._version = claims.version
                 self._save_state()
@@ -223,7 +224,8 @@ class Gatekeeper:
             return BundleOutcome(True, claims.version, f"bundle {claims.version} installed")
 
     def _check_bundle(self, token: str, at: datetime, keep_expired: bool) -> tuple[BundleClaims, Decider]:
-        claims = self._verifier.bundle(token, at)
+        held = self._bundle.revoked_signers if self._bundle is not None else frozenset()
+        claims = self._verifier.bundle(token, at, refused_signers=held)
         if claims.asset != self.asset:
             raise PolicyViolationError(
                 f"bundle is for asset '{claims.asset}', not '{self.asset}'", rule="bundle-asset"
@@ -368,6 +370,7 @@ class Gatekeeper:
             "bundle_expires_at": f"{bundle.expires_at:%Y-%m-%dT%H:%M:%SZ}" if bundle else None,
             "bundle_expired": bundle.is_expired(now) if bundle else None,
             "highest_version": self._version,
+            "credential_signers": list(self._verifier.known_signers),
             "trail_sequence": self.trail.last_sequence,
             "trail_sync": self.trail.sync_mode,
             "trail_synced_sequence": self.trail.synced_sequence,

@@ -13,10 +13,15 @@ same signed bytes. A credential is a JWT whose ``cnf`` claim (RFC 7800) carries
 the holder's public key as a JWK.
 
 :class:`TokenVerifier` verifies both and caches what is safe to cache: a signer
-chain by its exact certificates, the signers known from verified bundles by
+chain by its exact certificates, the signers the installed bundle names by
 thumbprint (the chain's validity window re-checked against the instant on every
 use) and a verified credential by its exact bytes. Revocation and validity are
 never cached: the exchange checks them on every request.
+
+Which signers a credential may come from is the installed bundle's word: its own
+signer and the earlier edge signers it lists (a rotated signer's credentials keep
+working until they expire); an edge signer the bundle lists as revoked signs
+nothing the asset accepts, neither credentials nor later bundles.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from otward.errors import ParseError, PolicyViolationError, UnsupportedAlgorithm
 __all__ = [
     "TokenVerifier",
     "VerifiedCredential",
+    "bundle_signer_thumbprint",
     "holder_jwk",
     "holder_key",
     "sign_bundle",
@@ -69,7 +75,6 @@ __all__ = [
 _JWS = jwt.api_jws.PyJWS()
 _MAX_TOKEN = 1 << 22  # 4 MiB: a bundle for a large site, far above any credential
 _THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url SHA-256, no padding (fullmatch)
-_KNOWN_SIGNERS = 16  # signers remembered from verified bundles (rotations; other CAs of the same root)
 
 
 def signing_algorithm(key: CertificatePublicKeyTypes | CertificateIssuerPrivateKeyTypes) -> str:
@@ -162,6 +167,7 @@ def holder_key(jwk: Mapping[str, object]) -> CertificatePublicKeyTypes:
 class _Signer:
     verified: VerifiedSigner
     algorithm: str
+    intermediates: tuple[x509.Certificate, ...]  # the chain above the signer, as the bundle carried it
 
     @property
     def key(self) -> CertificatePublicKeyTypes:
@@ -176,14 +182,16 @@ class VerifiedCredential:
     holder_key: CertificatePublicKeyTypes
     signer_not_before: datetime
     signer_not_after: datetime
+    signer: str  # the signer's x5t#S256
 
 
 class TokenVerifier:
     """Verifies bundles and credentials against the roots the asset was provisioned with.
 
-    A bundle's signer is verified from its ``x5c`` chain; once the bundle's signature verified too, the
-    signer is remembered by its ``x5t#S256`` thumbprint, and credentials naming that thumbprint are
-    verified with it. A credential naming any other signer is refused: the asset does not know it.
+    A bundle's signer is verified from its ``x5c`` chain. Once the caller installs a bundle
+    (:meth:`trust_bundle_signers`), credentials naming its signer's ``x5t#S256``, or one of the earlier
+    signers it lists, are verified with that signer; a credential naming any other signer is refused:
+    the asset does not know it.
     """
 
     def __init__(self, roots: Sequence[x509.Certificate], *, cache_size: int = 4096) -> None:
@@ -199,7 +207,7 @@ class TokenVerifier:
 
     @property
     def known_signers(self) -> tuple[str, ...]:
-        """The ``x5t#S256`` of the signers learnt from verified bundles, oldest first."""
+        """The ``x5t#S256`` of the signers credentials are accepted from, the installed bundle's first."""
         with self._lock:
             return tuple(self._known)
 
@@ -221,7 +229,7 @@ class TokenVerifier:
                     "token's x5c holds something that is not a certificate", rule="signer-chain"
                 ) from None
             verified = verified_signer(chain, self._roots, at)
-            signer = _Signer(verified, signing_algorithm(verified.key))
+            signer = _Signer(verified, signing_algorithm(verified.key), tuple(chain[1:]))
             with self._lock:
                 if len(self._signers) >= 64:
                     self._signers.clear()
@@ -248,13 +256,6 @@ class TokenVerifier:
                 rule="signer-unknown",
             )
         return signer
-
-    def _remember(self, signer: _Signer) -> None:
-        with self._lock:
-            self._known[signer.verified.thumbprint] = signer
-            self._known.move_to_end(signer.verified.thumbprint)
-            while len(self._known) > _KNOWN_SIGNERS:
-                self._known.popitem(last=False)
 
     def _verify(self, token: str, typ: str, at: datetime) -> tuple[Mapping[str, object], _Signer]:
         if len(token) > _MAX_TOKEN:
@@ -300,13 +301,47 @@ class TokenVerifier:
             raise ParseError("token payload is not a JSON object", rule="token-format")
         return claims, signer
 
-    def bundle(self, token: str, at: datetime) -> BundleClaims:
+    def bundle(
+        self, token: str, at: datetime, *, refused_signers: frozenset[str] = frozenset()
+    ) -> BundleClaims:
         """The claims of a bundle whose signature and chain verify at ``at`` (expiry is the caller's call:
-        an expired bundle may still decide fail-open functions)."""
+        an expired bundle may still decide fail-open functions). Refused if its signer is among
+        ``refused_signers`` (the revoked signers of the bundle held) or the revoked signers it lists."""
         payload, signer = self._verify(token.strip(), BUNDLE_TYPE, at)
         claims = BundleClaims.from_payload(payload)
-        self._remember(signer)  # credentials naming this signer are verified with it from now on
+        thumbprint = signer.verified.thumbprint
+        if thumbprint in refused_signers or thumbprint in claims.revoked_signers:
+            raise PolicyViolationError(
+                f"bundle signed by revoked edge signer {thumbprint}", rule="signer-revoked"
+            )
         return claims
+
+    def trust_bundle_signers(self, token: str, at: datetime) -> tuple[str, ...]:
+        """Accept credentials from the signers ``token`` (a bundle being installed) names, instead of
+        those accepted so far: its own signer and each earlier signer it lists whose certificate still
+        chains to the roots at ``at`` (through the bundle's own intermediates) and is not listed as
+        revoked. Cached credentials of signers no longer accepted are forgotten. Returns the accepted
+        signers' thumbprints, the bundle's own first."""
+        payload, signer = self._verify(token.strip(), BUNDLE_TYPE, at)
+        claims = BundleClaims.from_payload(payload)
+        trusted: OrderedDict[str, _Signer] = OrderedDict([(signer.verified.thumbprint, signer)])
+        for encoded in claims.signers:
+            try:
+                certificate = x509.load_der_x509_certificate(base64.b64decode(encoded, validate=True))
+                verified = verified_signer([certificate, *signer.intermediates], self._roots, at)
+            except (binascii.Error, ValueError, PolicyViolationError):
+                continue  # expired since, or under another CA: its credentials are not accepted
+            if verified.thumbprint not in claims.revoked_signers:
+                trusted.setdefault(
+                    verified.thumbprint,
+                    _Signer(verified, signing_algorithm(verified.key), signer.intermediates),
+                )
+        with self._lock:
+            self._known = trusted
+            self._headers = {k: v for k, v in self._headers.items() if v[1].verified.thumbprint in trusted}
+            for cached in [t for t, v in self._credentials.items() if v.signer not in trusted]:
+                del self._credentials[cached]
+        return tuple(trusted)
 
     def credential(self, token: str, at: datetime) -> VerifiedCredential:
         """A credential signed by a signer known from a verified bundle, valid (with its chain) at ``at``;
@@ -325,7 +360,11 @@ class TokenVerifier:
         payload, signer = self._verify(token, CREDENTIAL_TYPE, at)
         claims = CredentialClaims.from_payload(payload)
         verified = VerifiedCredential(
-            claims, holder_key(claims.holder_jwk), signer.verified.not_before, signer.verified.not_after
+            claims,
+            holder_key(claims.holder_jwk),
+            signer.verified.not_before,
+            signer.verified.not_after,
+            signer.verified.thumbprint,
         )
         with self._lock:
             self._credentials[token] = verified
@@ -338,6 +377,17 @@ class TokenVerifier:
         with self._lock:
             for token in [t for t, v in self._credentials.items() if v.claims.expires_at < at]:
                 del self._credentials[token]
+
+
+def bundle_signer_thumbprint(token: str) -> str | None:
+    """The ``x5t#S256`` of the first certificate in a bundle's ``x5c``, read WITHOUT verification: for
+    the issuing side to notice that a stored bundle was signed by an earlier signer. Never for trust."""
+    try:
+        x5c = _JWS.get_unverified_header(token.strip())["x5c"]
+        certificate = x509.load_der_x509_certificate(base64.b64decode(x5c[0], validate=True))
+    except (jwt.exceptions.PyJWTError, binascii.Error, ValueError, TypeError, IndexError, KeyError):
+        return None
+    return certificate_thumbprint(certificate)
 
 
 def unverified_bundle_timezone(token: str) -> str | None:

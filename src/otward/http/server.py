@@ -37,6 +37,7 @@ from otward.services.audit import Actor
 from otward.services.bootstrap import TlsFiles, renew_service_certificate_if_due
 from otward.services.channels import Channels, reload_mosquitto
 from otward.services.pki import Pki
+from otward.services.signers import SIGNERS
 
 __all__ = ["ServeOptions", "serve"]
 
@@ -198,8 +199,8 @@ class ServiceIdentity:
 
 def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, leader: bool) -> None:
     """Once a minute: aggregated OCSP signing events, new CAs for client certificates and a signed
-    audit head in every worker; CRL refresh, responder renewal, old attestation challenges and expiry
-    warnings in the first worker only."""
+    audit head in every worker; CRL refresh, responder and signer renewal, old attestation challenges
+    and expiry warnings in the first worker only."""
     pki.record_ocsp_signatures(SERVICE_ACTOR)
     trust.refresh(pki)
     if leader and renew_service_certificate_if_due(pki, pki.settings.data_dir, SERVICE_ACTOR):
@@ -213,6 +214,9 @@ def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, 
         for authority in pki.authorities.list():
             if pki.authorities.renew_ocsp_responder_if_due(authority.name):
                 log.info("OCSP responder of %s renewed", authority.name)
+        for name in SIGNERS:
+            if pki.signers.rotate_if_due(name, SERVICE_ACTOR):
+                log.info("the %s signer was rotated (revoked or two thirds of its lifetime passed)", name)
         pki.devices.purge_challenges()
         warned = pki.expiry.record_crossings()
         if warned:

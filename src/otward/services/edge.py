@@ -11,6 +11,7 @@ in the admin reaches an online gatekeeper within one poll interval.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +28,13 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 
 from otward.core.access.decision import AccessSlice
 from otward.core.audit import AuditEvent, AuditRecord, EventType, Outcome
-from otward.core.edge.formats import BundleClaims, CredentialClaims, jwk_thumbprint, validate_identifier
+from otward.core.edge.formats import (
+    BundleClaims,
+    CredentialClaims,
+    certificate_thumbprint,
+    jwk_thumbprint,
+    validate_identifier,
+)
 from otward.core.edge.records import (
     AssetBundleSettings,
     BundleRecord,
@@ -36,7 +43,7 @@ from otward.core.edge.records import (
     TrailPush,
 )
 from otward.core.ports import PkiStore
-from otward.edge.tokens import holder_jwk, sign_bundle, sign_credential
+from otward.edge.tokens import bundle_signer_thumbprint, holder_jwk, sign_bundle, sign_credential
 from otward.errors import (
     AuthenticationError,
     ConfigError,
@@ -149,6 +156,7 @@ class EdgeService:
                 rule="fail-open",
             )
         now = now.replace(microsecond=0)
+        earlier = self._signers.edge_signers()
         return BundleClaims(
             asset=asset,
             version=version,
@@ -157,6 +165,11 @@ class EdgeService:
             slice=access_slice.to_dict(),
             revoked=frozenset(self.store.revoked_credentials(_people(access_slice), now)),
             fail_open=frozenset(fail_open),
+            signers=tuple(
+                base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()
+                for c in earlier.previous
+            ),
+            revoked_signers=frozenset(certificate_thumbprint(c) for c in earlier.revoked),
         )
 
     def issue_bundle(
@@ -231,6 +244,9 @@ class EdgeService:
         ttl = timedelta(seconds=settings.ttl_seconds or int(DEFAULT_BUNDLE_TTL.total_seconds()))
         if latest.expires_at - now < ttl / 2:
             return True
+        _, chain = self.signer()
+        if bundle_signer_thumbprint(latest.token) != certificate_thumbprint(chain[0]):
+            return True  # the edge signer was rotated since
         current = self._claims(settings.asset, latest.version, now, ttl, settings.fail_open)
         return current.content_hash() != latest.content_hash
 

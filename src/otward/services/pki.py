@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from otward.adapters.keys import FileKeyBackend
 from otward.config import Settings, read_passphrase
 from otward.core.audit import EventType
 from otward.core.ports import KeyBackend, PkiStore
+from otward.errors import PolicyViolationError
 from otward.services.access import AccessAdmin
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
@@ -30,6 +32,8 @@ from otward.services.tokens import TokenService
 from otward.services.transparency import TransparencyLog
 
 __all__ = ["IssuedCertificate", "Pki", "random_serial_number", "utc_now"]
+
+log = logging.getLogger("otward")
 
 
 def utc_now() -> datetime:
@@ -69,9 +73,6 @@ class Pki:
         self.authorities = AuthorityService(
             store, keys, public_url=settings.public_url, clock=clock, new_serial=new_serial, audit=self.audit
         )
-        self.signers = SignerService(
-            store, keys, self.authorities, clock=clock, new_serial=new_serial, audit=self.audit
-        )
         self.issuance = IssuanceService(
             store,
             self.authorities,
@@ -82,6 +83,15 @@ class Pki:
         )
         self.revocation = RevocationService(
             store, self.authorities, settings.crl, clock=clock, audit=self.audit
+        )
+        self.signers = SignerService(
+            store,
+            keys,
+            self.authorities,
+            clock=clock,
+            new_serial=new_serial,
+            audit=self.audit,
+            revocation=self.revocation,
         )
         self.ocsp = OcspResponder(store, self.authorities, settings.ocsp, clock=clock)
         self.tokens = TokenService(store, clock=clock, audit=self.audit)
@@ -149,6 +159,11 @@ class Pki:
             self.record_ocsp_signatures()
             if self.store.audit_head()[0] != self._audit_sequence_at_open:
                 self.audit.sign_head()
+        except PolicyViolationError as exc:
+            if exc.rule != "signer-revoked":
+                raise
+            # what the command did is stored; only its head stays unsigned until the signer is rotated
+            log.warning("audit head not signed: %s", exc.message)
         finally:
             if isinstance(self.store, SqlPkiStore):
                 self.store.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -22,17 +23,40 @@ from otward.core.edge.formats import EDGE_SIGNING_OID
 from otward.core.issuance import BACKDATE, build_signer_certificate, service_subject
 from otward.core.keys import classify_public_key
 from otward.core.ports import KeyBackend, PkiStore
-from otward.core.records import CertificateKind, certificate_record
-from otward.services.audit import SYSTEM_ACTOR, AuditLog
+from otward.core.records import (
+    CertificateFilter,
+    CertificateKind,
+    CertificateRecord,
+    certificate_record,
+    format_serial,
+)
+from otward.errors import ConfigError, InvalidRequestError, PolicyViolationError
+from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService, sign
+from otward.services.revocation import RevocationService
 
-__all__ = ["AUDIT_SIGNER", "EDGE_SIGNER", "SignerService"]
+__all__ = ["AUDIT_SIGNER", "EDGE_SIGNER", "SIGNERS", "EdgeSignerSet", "SignerInfo", "SignerService"]
 
 AUDIT_SIGNER = "audit"
 EDGE_SIGNER = "edge"
+SIGNERS = (AUDIT_SIGNER, EDGE_SIGNER)
+_PREVIOUS_SIGNERS = 16  # earlier edge signers a bundle names at most (newest first)
 _EXTENDED_KEY_USAGE = {EDGE_SIGNER: (EDGE_SIGNING_OID,)}
 SIGNER_CA = "issuing"
 SIGNER_VALIDITY = timedelta(days=5 * 365)
+
+
+@dataclass(frozen=True)
+class SignerInfo:
+    name: str
+    certificate: x509.Certificate
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class EdgeSignerSet:
+    previous: tuple[x509.Certificate, ...]  # earlier edge signers, unexpired and unrevoked
+    revoked: tuple[x509.Certificate, ...]  # earlier edge signers, unexpired and revoked
 
 
 class SignerService:
@@ -45,42 +69,162 @@ class SignerService:
         clock: Callable[[], datetime],
         new_serial: Callable[[], int],
         audit: AuditLog,
+        revocation: RevocationService | None = None,
     ) -> None:
+        """``revocation`` revokes a previous certificate when a rotation asks for it (and republishes
+        the CRL)."""
         self._store = store
+        self._revocation = revocation
         self._audit = audit
         self._keys = keys
         self._authorities = authorities
         self._clock = clock
         self._new_serial = new_serial
-        self._loaded: dict[str, tuple[CertificateIssuerPrivateKeyTypes, x509.Certificate]] = {}
+        self._loaded: dict[str, tuple[CertificateIssuerPrivateKeyTypes, x509.Certificate, bytes]] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str = AUDIT_SIGNER) -> tuple[CertificateIssuerPrivateKeyTypes, x509.Certificate]:
-        """The signer's key and certificate, created on first use."""
+        """The signer's current key and certificate, created on first use.
+
+        The signer row and its certificate are read on every call (two indexed reads; signers sign
+        heads and bundles, not every request), so a rotation made by another process is used at
+        once. A revoked signer signs nothing: PolicyViolationError until it is rotated.
+        """
         with self._lock:
-            if name in self._loaded:
-                return self._loaded[name]
             stored = self._store.get_signer(name)
             if stored is None:
                 self._create(name)
                 stored = self._store.get_signer(name)
                 assert stored is not None  # noqa: S101 - just stored
             key_ref, der = stored
-            loaded = (self._keys.load_key(key_ref), x509.load_der_x509_certificate(der))
-            self._loaded[name] = loaded
-            return loaded
+            loaded = self._loaded.get(name)
+            if loaded is None or loaded[2] != der:
+                certificate = x509.load_der_x509_certificate(der)
+                loaded = (self._keys.load_key(key_ref), certificate, der)
+                self._loaded[name] = loaded
+            record = self._store.get_certificate(loaded[1].serial_number)
+            if record is not None and record.revoked_at is not None:
+                raise PolicyViolationError(
+                    f"the {name} signer's certificate {record.serial} is revoked: "
+                    f"run 'otward signer rotate {name}'",
+                    rule="signer-revoked",
+                )
+            return loaded[0], loaded[1]
+
+    def current(self, name: str) -> SignerInfo | None:
+        """The named signer's certificate and state, without creating it."""
+        stored = self._store.get_signer(name)
+        if stored is None:
+            return None
+        certificate = x509.load_der_x509_certificate(stored[1])
+        record = self._store.get_certificate(certificate.serial_number)
+        return SignerInfo(name, certificate, revoked=record is not None and record.revoked_at is not None)
+
+    def rotate(
+        self,
+        name: str,
+        *,
+        revoke_previous: x509.ReasonFlags | None = None,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> SignerInfo:
+        """A new key and certificate for the named signer; the previous certificate stays valid (what
+        it signed still verifies; edge credentials it signed keep working until they expire) unless
+        ``revoke_previous`` gives a reason (keyCompromise, superseded ...) to revoke it at once."""
+        if name not in SIGNERS:
+            raise InvalidRequestError(
+                f"no signer '{name}': signers are {', '.join(SIGNERS)}", rule="signer-name"
+            )
+        with self._lock:
+            stored = self._store.get_signer(name)
+            if stored is None:  # nothing to rotate yet: the first key is the new one
+                self._create(name)
+                previous = None
+            else:
+                previous = x509.load_der_x509_certificate(stored[1])
+                self._replace(name, previous, revoke_previous, actor)
+            self._loaded.pop(name, None)
+        if previous is not None and revoke_previous is not None:
+            if self._revocation is None:
+                raise ConfigError("signer rotation cannot revoke without the revocation service")
+            self._revocation.revoke(previous.serial_number, revoke_previous, actor)
+        info = self.current(name)
+        assert info is not None  # noqa: S101 - just stored
+        return info
+
+    def _replace(
+        self,
+        name: str,
+        previous: x509.Certificate,
+        revoke_previous: x509.ReasonFlags | None,
+        actor: Actor,
+    ) -> None:
+        key_ref, record = self._new_certificate(name)
+        details = {
+            "signer": name,
+            "ca": SIGNER_CA,
+            "previous_serial": format_serial(previous.serial_number),
+            "previous_revoked": revoke_previous.value if revoke_previous else "no",
+        }
+        event = self._audit.event(actor, EventType.SIGNER_ROTATED, record.serial, details=details)
+        self._store.replace_signer(
+            name,
+            key_ref,
+            record,
+            [event],
+            previous_serial=format_serial(previous.serial_number),
+        )
+
+    def rotate_if_due(self, name: str, actor: Actor = SYSTEM_ACTOR) -> bool:
+        """Rotate a signer that exists and is revoked or past two thirds of its certificate's lifetime
+        (the housekeeping of the service calls this); True when rotated."""
+        info = self.current(name)
+        if info is None:
+            return False
+        start, end = info.certificate.not_valid_before_utc, info.certificate.not_valid_after_utc
+        if not info.revoked and self._clock() < start + (end - start) * 2 / 3:
+            return False
+        self.rotate(name, actor=actor)
+        return True
+
+    def edge_signers(self) -> EdgeSignerSet:
+        """The edge signers a policy bundle names besides the current one: earlier edge signer
+        certificates still within their validity, split into those whose credentials assets keep
+        accepting and those revoked (assets refuse anything they signed)."""
+        now = self._clock()
+        current = self._store.get_signer(EDGE_SIGNER)
+        current_serial = (
+            format_serial(x509.load_der_x509_certificate(current[1]).serial_number) if current else None
+        )
+        query = CertificateFilter(ca=SIGNER_CA, profile=f"{EDGE_SIGNER}-signer", expires_after=now)
+        records, _ = self._store.list_certificates(query, limit=_PREVIOUS_SIGNERS, offset=0)
+        previous: list[x509.Certificate] = []
+        revoked: list[x509.Certificate] = []
+        for record in records:
+            if record.serial == current_serial:
+                continue
+            certificate = x509.load_der_x509_certificate(record.der)
+            (revoked if record.revoked_at is not None else previous).append(certificate)
+        return EdgeSignerSet(previous=tuple(previous), revoked=tuple(revoked))
 
     def _create(self, name: str) -> None:
+        key_ref, record = self._new_certificate(name)
+        details = {"signer": name, "ca": SIGNER_CA}
+        event = self._audit.event(SYSTEM_ACTOR, EventType.SIGNER_CREATED, record.serial, details=details)
+        self._store.add_signer(name, key_ref, record, [event])
+
+    def _new_certificate(self, name: str) -> tuple[str, CertificateRecord]:
+        """A new key in the key backend and its signer certificate from the issuing CA (not stored)."""
         issuer = self._authorities.get(SIGNER_CA)
         key_type = classify_public_key(issuer.certificate.public_key())
         now = self._clock()
-        key_ref = self._keys.create_key(key_type, f"signer-{name}-{now:%Y%m%d%H%M%S}")
+        serial_number = self._new_serial()  # names the key too: labels by time collide in one second
+        key_ref = self._keys.create_key(key_type, f"signer-{name}-{now:%Y%m%d}-{serial_number:x}")
         public_key = self._keys.load_key(key_ref).public_key()
         builder = build_signer_certificate(
             subject=service_subject(issuer.info, f"otward {name} signer"),
             public_key=public_key,
             issuer=issuer.info,
-            serial_number=self._new_serial(),
+            serial_number=serial_number,
             not_valid_before=now - BACKDATE,
             not_valid_after=min(now + SIGNER_VALIDITY, issuer.certificate.not_valid_after_utc),
             extended_key_usage=_EXTENDED_KEY_USAGE.get(name, ()),
@@ -89,9 +233,7 @@ class SignerService:
         record = certificate_record(
             certificate, ca=SIGNER_CA, profile=f"{name}-signer", kind=CertificateKind.END_ENTITY, now=now
         )
-        details = {"signer": name, "ca": SIGNER_CA}
-        event = self._audit.event(SYSTEM_ACTOR, EventType.SIGNER_CREATED, record.serial, details=details)
-        self._store.add_signer(name, key_ref, record, [event])
+        return key_ref, record
 
     def certificate(self, serial_number: int) -> x509.Certificate | None:
         """A signer certificate by serial, only if it was issued by the issuing CA for a signer."""

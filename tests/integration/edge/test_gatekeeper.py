@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import threading
 from datetime import timedelta
@@ -438,3 +439,76 @@ def test_trail_survives_and_is_checked_on_reopen(plant, holder_key, make_gatekee
     with FileAuditTrail(tmp_path / "state" / "trail.jsonl") as trail:
         assert trail.check().ok
         assert trail.last_sequence == 2  # policy.changed + access.decided
+
+
+def test_signer_rotation_keeps_earlier_credentials_working_also_after_a_restart(
+    plant, holder_key, make_gatekeeper
+):
+    """After 'signer rotate edge' the next bundle is signed by the new signer and lists the previous one,
+    so credentials it signed keep working until they expire, also after the gatekeeper restarts."""
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    old_credential = _credential(plant, holder_key)
+    old_signer = plant.edge.signer()[1][0]
+    plant.signers.rotate("edge")
+    new_signer = plant.edge.signer()[1][0]
+    assert new_signer.serial_number != old_signer.serial_number
+    new_credential = _credential(plant, holder_key)
+    refused = run_exchange(gatekeeper, new_credential, holder_key, "start")
+    assert "unknown at this asset" in refused.reason  # the asset has not seen the new signer yet
+    newer = plant.edge.bundle_after("reactor-1", gatekeeper.version)
+    assert newer is not None  # the rotation alone makes a new bundle due
+    assert gatekeeper.install_bundle(newer.token).installed
+    assert gatekeeper.status()["credential_signers"] == [
+        certificate_thumbprint(new_signer),
+        certificate_thumbprint(old_signer),
+    ]
+    gatekeeper.close()
+    restarted = make_gatekeeper()
+    assert run_exchange(restarted, old_credential, holder_key, "start").allowed
+    assert run_exchange(restarted, new_credential, holder_key, "start").allowed
+
+
+def test_signer_revoked_at_rotation_is_refused_by_the_asset(plant, holder_key, make_gatekeeper):
+    """A compromised edge key: rotate and revoke. The next bundle names the old signer revoked; its
+    credentials stop working, and a bundle forged with the old key is refused although its version is
+    higher and its chain still verifies."""
+    from cryptography import x509
+
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    old_credential = _credential(plant, holder_key)
+    old_key, old_chain = plant.edge.signer()
+    plant.signers.rotate("edge", revoke_previous=x509.ReasonFlags.key_compromise)
+    assert plant.store.get_certificate(old_chain[0].serial_number).revoked_at is not None
+    newer = plant.edge.bundle_after("reactor-1", gatekeeper.version)
+    assert (
+        certificate_thumbprint(old_chain[0])
+        in BundleClaims.from_payload(
+            json.loads(base64.urlsafe_b64decode(newer.token.split(".")[1] + "=="))
+        ).revoked_signers
+    )
+    assert gatekeeper.install_bundle(newer.token).installed
+    refused = run_exchange(gatekeeper, old_credential, holder_key, "start")
+    assert not refused.allowed
+    assert "unknown at this asset" in refused.reason
+    forged_claims = dataclasses.replace(
+        gatekeeper.bundle, version=gatekeeper.version + 10, revoked_signers=frozenset()
+    )
+    forged = sign_bundle(forged_claims, old_key, old_chain)
+    outcome = gatekeeper.install_bundle(forged)
+    assert not outcome.installed
+    assert "revoked edge signer" in outcome.reason
+
+
+def test_a_revoked_current_signer_signs_nothing_until_rotated(plant):
+    from cryptography import x509
+
+    from otward.errors import PolicyViolationError
+
+    current = plant.edge.signer()[1][0]
+    plant.revocation.revoke(current.serial_number, x509.ReasonFlags.key_compromise)
+    with pytest.raises(PolicyViolationError, match="signer rotate edge"):
+        plant.edge.issue_bundle("reactor-1")
+    assert plant.signers.rotate_if_due("edge")  # the service's housekeeping does this
+    assert plant.edge.issue_bundle("reactor-1").version == 1

@@ -853,6 +853,31 @@ class SqlPkiStore:
             )
             ledger.append(conn, events, [certificate])
 
+    def replace_signer(
+        self,
+        name: str,
+        key_ref: str,
+        certificate: CertificateRecord,
+        events: Sequence[AuditEvent],
+        *,
+        previous_serial: str,
+    ) -> None:
+        """Make ``certificate`` the named signer's, in one transaction with its audit events; the
+        previous certificate stays (what it signed remains verifiable).
+        ConflictError if the signer is no longer ``previous_serial`` (another process rotated it)."""
+        with self.transaction() as conn:
+            conn.execute(insert(certificates).values(**_certificate_row(certificate)))
+            swapped = conn.execute(
+                update(signers)
+                .where(signers.c.name == name, signers.c.serial == previous_serial)
+                .values(key_ref=key_ref, serial=certificate.serial, created_at=certificate.created_at)
+            ).rowcount
+            if swapped != 1:
+                raise ConflictError(
+                    f"signer '{name}' changed while it was being rotated; try again", rule="signer-rotated"
+                )
+            ledger.append(conn, events, [certificate])
+
     def get_signer(self, name: str) -> tuple[str, bytes] | None:
         """(key reference, certificate DER) of the named service signer."""
         with self.reading() as conn:

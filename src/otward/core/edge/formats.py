@@ -66,7 +66,10 @@ ANSWER_DOMAIN = b"otward-edge-access-v1\n"
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 _CREDENTIAL_ID = re.compile(r"^[0-9a-f]{32}$")
-_BUNDLE_KEYS = frozenset({"iss", "sub", "ver", "iat", "exp", "fmt", "fail_open", "revoked", "slice"})
+_BUNDLE_KEYS = frozenset(
+    {"iss", "sub", "ver", "iat", "exp", "fmt", "fail_open", "revoked", "slice", "signers", "revoked_signers"}
+)
+_MAX_PREVIOUS_SIGNERS = 16
 _CREDENTIAL_KEYS = frozenset({"iss", "sub", "jti", "iat", "nbf", "exp", "cnf"})
 
 
@@ -157,6 +160,10 @@ class BundleClaims:
     slice: Mapping[str, object]  # AccessSlice.to_dict()
     revoked: frozenset[str]
     fail_open: frozenset[str]  # functions still decided by the last bundle once it has expired
+    # Earlier edge signers whose credentials the asset still accepts (base64 DER certificates, checked
+    # like the bundle's own signer), and the x5t#S256 of revoked ones (nothing they signed is accepted).
+    signers: tuple[str, ...] = ()
+    revoked_signers: frozenset[str] = frozenset()
 
     def to_payload(self) -> dict[str, object]:
         return {
@@ -169,6 +176,8 @@ class BundleClaims:
             "fail_open": sorted(self.fail_open),
             "revoked": sorted(self.revoked),
             "slice": dict(self.slice),
+            "signers": list(self.signers),
+            "revoked_signers": sorted(self.revoked_signers),
         }
 
     @classmethod
@@ -192,17 +201,26 @@ class BundleClaims:
             slice=data,
             revoked=frozenset(_strings(payload, "revoked", what)),
             fail_open=frozenset(_strings(payload, "fail_open", what)),
+            signers=_strings(payload, "signers", what),
+            revoked_signers=frozenset(_strings(payload, "revoked_signers", what)),
         )
+        if len(claims.signers) > _MAX_PREVIOUS_SIGNERS or len(claims.revoked_signers) > _MAX_PREVIOUS_SIGNERS:
+            raise ParseError(
+                f"bundle: more than {_MAX_PREVIOUS_SIGNERS} earlier signers", rule="bundle-claims"
+            )
         if claims.expires_at <= claims.issued_at:
             raise ParseError("bundle: expires before it was issued", rule="bundle-claims")
         return claims
 
     def content_hash(self) -> bytes:
-        """SHA-256 of what decides (slice, revocations, fail modes): the same content is not reissued."""
+        """SHA-256 of what decides (slice, revocations, fail modes, accepted and revoked signers): the
+        same content is not reissued."""
         content = {
             "slice": dict(self.slice),
             "revoked": sorted(self.revoked),
             "fail_open": sorted(self.fail_open),
+            "signers": list(self.signers),
+            "revoked_signers": sorted(self.revoked_signers),
         }
         return hashlib.sha256(canonical_json(content)).digest()
 

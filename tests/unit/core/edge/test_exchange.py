@@ -79,14 +79,29 @@ def test_answer_message_is_domain_separated_and_unambiguous():
 
 
 def test_claims_round_trip_and_strict_parsing():
-    bundle = _bundle(revoked=frozenset({"a" * 32}), fail_open=frozenset({"enter"}))
+    bundle = _bundle(
+        revoked=frozenset({"a" * 32}),
+        fail_open=frozenset({"enter"}),
+        signers=("MIIB",),
+        revoked_signers=frozenset({"t" * 43}),
+    )
     assert BundleClaims.from_payload(bundle.to_payload()) == bundle
     credential = _credential()
     assert CredentialClaims.from_payload(credential.to_payload()) == credential
     extra = {**bundle.to_payload(), "admin": True}
     with pytest.raises(ParseError, match="unexpected claims"):
         BundleClaims.from_payload(extra)
-    for key, value in (("ver", 0), ("ver", True), ("iat", "now"), ("slice", []), ("revoked", "x")):
+    for key, value in (
+        ("ver", 0),
+        ("ver", True),
+        ("iat", "now"),
+        ("slice", []),
+        ("revoked", "x"),
+        ("signers", "MIIB"),
+        ("signers", [1]),
+        ("signers", ["x"] * 17),
+        ("revoked_signers", [""]),
+    ):
         with pytest.raises(ParseError):
             BundleClaims.from_payload({**bundle.to_payload(), key: value})
     with pytest.raises(ParseError):
@@ -255,6 +270,8 @@ def test_tokens_verify_and_are_told_apart(edge_signer, issuing_ca, root_ca):
     bundle = sign_bundle(_bundle(), key, chain)
     assert "x5c" in jwt.get_unverified_header(bundle)
     assert verifier.bundle(bundle, NOW) == _bundle()
+    assert verifier.known_signers == ()  # verifying a bundle does not install it
+    assert verifier.trust_bundle_signers(bundle, NOW) == (certificate_thumbprint(certificate),)
     assert verifier.known_signers == (certificate_thumbprint(certificate),)
     verified = verifier.credential(token, NOW)
     assert verified.claims == credential
@@ -265,7 +282,7 @@ def test_tokens_verify_and_are_told_apart(edge_signer, issuing_ca, root_ca):
     with pytest.raises(PolicyViolationError, match="not valid at validation time"):
         TokenVerifier([root_ca.info.certificate], cache_size=0).bundle(bundle, NOW + timedelta(days=31))
     uncached = TokenVerifier([root_ca.info.certificate], cache_size=0)
-    uncached.bundle(bundle, NOW)
+    uncached.trust_bundle_signers(bundle, NOW)
     with pytest.raises(PolicyViolationError, match="not valid at this time"):
         uncached.credential(token, NOW + timedelta(days=31))  # the signer's chain window, also uncached
     with pytest.raises(PolicyViolationError, match="not of type"):
@@ -299,7 +316,9 @@ def _other_installation() -> tuple[ec.EllipticCurvePrivateKey, list[x509.Certifi
 def test_credential_signed_by_another_installation_is_an_unknown_signer(edge_signer, issuing_ca, root_ca):
     key, certificate = edge_signer
     verifier = TokenVerifier([root_ca.info.certificate])
-    verifier.bundle(sign_bundle(_bundle(), key, [certificate, issuing_ca.info.certificate]), NOW)
+    verifier.trust_bundle_signers(
+        sign_bundle(_bundle(), key, [certificate, issuing_ca.info.certificate]), NOW
+    )
     holder = ec.generate_private_key(ec.SECP256R1())
     claims = _credential(holder_jwk=holder_jwk(holder.public_key()))
     other_key, other_chain = _other_installation()
@@ -322,7 +341,7 @@ def test_credential_names_its_signer_only_by_thumbprint(edge_signer, issuing_ca,
     key, certificate = edge_signer
     chain = [certificate, issuing_ca.info.certificate]
     verifier = TokenVerifier([root_ca.info.certificate])
-    verifier.bundle(sign_bundle(_bundle(), key, chain), NOW)
+    verifier.trust_bundle_signers(sign_bundle(_bundle(), key, chain), NOW)
     claims = _credential(holder_jwk=holder_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
     x5c = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in chain]
     for headers, problem in (
@@ -341,32 +360,101 @@ def test_credential_names_its_signer_only_by_thumbprint(edge_signer, issuing_ca,
             verifier.credential(token, NOW)
 
 
-def test_a_second_signer_is_known_once_a_bundle_it_signed_verified(edge_signer, issuing_ca, root_ca):
-    """Two edge signers of the same CA (as after a re-keyed signer): credentials of each are accepted
-    once a bundle of that signer verified here, and both stay known (up to 16 signers)."""
-    key, certificate = edge_signer
-    new_key = ec.generate_private_key(ec.SECP256R1())
-    new_certificate = build_signer_certificate(
+def _second_signer(issuing_ca, serial_offset: int = 1) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """Another edge signer of the same issuing CA, as after a rotation."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = build_signer_certificate(
         subject=service_subject(issuing_ca.info, "edge"),
-        public_key=new_key.public_key(),
+        public_key=key.public_key(),
         issuer=issuing_ca.info,
-        serial_number=(1 << 70) + 1,
+        serial_number=(1 << 70) + serial_offset,
         not_valid_before=NOW - timedelta(days=1),
         not_valid_after=NOW + timedelta(days=60),
         extended_key_usage=(EDGE_SIGNING_OID,),
     ).sign(issuing_ca.key, hashes.SHA256())
+    return key, certificate
+
+
+def _der_b64(certificate: x509.Certificate) -> str:
+    return base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode()
+
+
+def test_after_a_rotation_the_bundle_says_which_earlier_signers_are_still_accepted(
+    edge_signer, issuing_ca, root_ca
+):
+    """A bundle of the new signer that lists the old one keeps the old signer's credentials working; a
+    bundle that does not list it (or lists it as revoked) ends them, also when they are cached."""
+    key, certificate = edge_signer
+    new_key, new_certificate = _second_signer(issuing_ca)
+    intermediates = [issuing_ca.info.certificate]
     verifier = TokenVerifier([root_ca.info.certificate])
     claims = _credential(holder_jwk=holder_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
     old_credential = sign_credential(claims, key, [certificate])
     new_credential = sign_credential(claims, new_key, [new_certificate])
-    verifier.bundle(sign_bundle(_bundle(), key, [certificate, issuing_ca.info.certificate]), NOW)
+    verifier.trust_bundle_signers(sign_bundle(_bundle(), key, [certificate, *intermediates]), NOW)
     assert verifier.credential(old_credential, NOW).claims == claims
     with pytest.raises(PolicyViolationError, match="unknown at this asset"):
         verifier.credential(new_credential, NOW)
-    new_bundle = sign_bundle(_bundle(version=4), new_key, [new_certificate, issuing_ca.info.certificate])
-    verifier.bundle(new_bundle, NOW)
+
+    listing_old = _bundle(version=4, signers=(_der_b64(certificate),))
+    accepted = verifier.trust_bundle_signers(
+        sign_bundle(listing_old, new_key, [new_certificate, *intermediates]), NOW
+    )
+    assert accepted == (certificate_thumbprint(new_certificate), certificate_thumbprint(certificate))
     assert verifier.credential(new_credential, NOW).claims == claims
     assert verifier.credential(old_credential, NOW).claims == claims
+
+    # the old signer's certificate has expired by then: it is not accepted any more, the bundle still is
+    later = NOW + timedelta(days=45)
+    assert verifier.trust_bundle_signers(
+        sign_bundle(listing_old, new_key, [new_certificate, *intermediates]), later
+    ) == (certificate_thumbprint(new_certificate),)
+
+    not_listing = _bundle(version=5)
+    verifier.trust_bundle_signers(sign_bundle(listing_old, new_key, [new_certificate, *intermediates]), NOW)
+    assert verifier.credential(old_credential, NOW).claims == claims  # cached ...
+    verifier.trust_bundle_signers(sign_bundle(not_listing, new_key, [new_certificate, *intermediates]), NOW)
+    with pytest.raises(PolicyViolationError, match="unknown at this asset"):
+        verifier.credential(old_credential, NOW)  # ... and forgotten with its signer
+
+
+def test_a_revoked_signer_signs_nothing_the_asset_accepts(edge_signer, issuing_ca, root_ca):
+    key, certificate = edge_signer
+    new_key, new_certificate = _second_signer(issuing_ca)
+    intermediates = [issuing_ca.info.certificate]
+    old = certificate_thumbprint(certificate)
+    revoking = _bundle(version=4, signers=(_der_b64(certificate),), revoked_signers=frozenset({old}))
+    verifier = TokenVerifier([root_ca.info.certificate])
+    token = sign_bundle(revoking, new_key, [new_certificate, *intermediates])
+    assert verifier.trust_bundle_signers(token, NOW) == (certificate_thumbprint(new_certificate),)
+    claims = _credential(holder_jwk=holder_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
+    with pytest.raises(PolicyViolationError, match="unknown at this asset"):
+        verifier.credential(sign_credential(claims, key, [certificate]), NOW)
+    # a later bundle made with the revoked key is refused when the held bundle names it revoked ...
+    forged = sign_bundle(_bundle(version=9), key, [certificate, *intermediates])
+    with pytest.raises(PolicyViolationError, match="revoked edge signer"):
+        verifier.bundle(forged, NOW, refused_signers=revoking.revoked_signers)
+    # ... and a bundle that names its own signer revoked is refused outright
+    with pytest.raises(PolicyViolationError, match="revoked edge signer"):
+        verifier.bundle(sign_bundle(revoking, key, [certificate, *intermediates]), NOW)
+
+
+def test_earlier_signers_in_a_bundle_are_checked_like_its_own(edge_signer, issuing_ca, root_ca):
+    """Listed signers must chain to the roots and carry the edge EKU; junk is skipped, not trusted."""
+    key, certificate = edge_signer
+    _, other_chain = _other_installation()
+    not_edge = build_signer_certificate(
+        subject=service_subject(issuing_ca.info, "audit"),
+        public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
+        issuer=issuing_ca.info,
+        serial_number=(1 << 70) + 7,
+        not_valid_before=NOW - timedelta(days=1),
+        not_valid_after=NOW + timedelta(days=30),
+    ).sign(issuing_ca.key, hashes.SHA256())
+    listed = (_der_b64(other_chain[0]), _der_b64(not_edge), "not base64!", base64.b64encode(b"junk").decode())
+    verifier = TokenVerifier([root_ca.info.certificate])
+    token = sign_bundle(_bundle(signers=listed), key, [certificate, issuing_ca.info.certificate])
+    assert verifier.trust_bundle_signers(token, NOW) == (certificate_thumbprint(certificate),)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
