@@ -143,7 +143,7 @@ def holder_jwk(public_key: CertificatePublicKeyTypes) -> dict[str, Any]:
 def holder_key(jwk: Mapping[str, object]) -> CertificatePublicKeyTypes:
     """The public key in a credential's ``cnf``; ParseError if it is not a key otward accepts."""
     kty = jwk.get("kty")
-    data = json.dumps(dict(jwk))
+    data: dict[str, Any] = dict(jwk)  # PyJWT takes the dict as it is (a JSON text it would parse again)
     try:
         key: Any
         if kty == "EC":
