@@ -203,6 +203,7 @@ class TokenVerifier:
         self._known: OrderedDict[str, _Signer] = OrderedDict()
         self._headers: dict[str, tuple[dict[str, Any], _Signer]] = {}
         self._credentials: OrderedDict[str, VerifiedCredential] = OrderedDict()
+        self._last_bundle: tuple[str, BundleClaims, _Signer] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -307,13 +308,16 @@ class TokenVerifier:
         """The claims of a bundle whose signature and chain verify at ``at`` (expiry is the caller's call:
         an expired bundle may still decide fail-open functions). Refused if its signer is among
         ``refused_signers`` (the revoked signers of the bundle held) or the revoked signers it lists."""
-        payload, signer = self._verify(token.strip(), BUNDLE_TYPE, at)
+        token = token.strip()
+        payload, signer = self._verify(token, BUNDLE_TYPE, at)
         claims = BundleClaims.from_payload(payload)
         thumbprint = signer.verified.thumbprint
         if thumbprint in refused_signers or thumbprint in claims.revoked_signers:
             raise PolicyViolationError(
                 f"bundle signed by revoked edge signer {thumbprint}", rule="signer-revoked"
             )
+        with self._lock:  # a bundle is verified, then installed: spare the install a second verification
+            self._last_bundle = (token, claims, signer)
         return claims
 
     def trust_bundle_signers(self, token: str, at: datetime) -> tuple[str, ...]:
@@ -322,8 +326,16 @@ class TokenVerifier:
         chains to the roots at ``at`` (through the bundle's own intermediates) and is not listed as
         revoked. Cached credentials of signers no longer accepted are forgotten. Returns the accepted
         signers' thumbprints, the bundle's own first."""
-        payload, signer = self._verify(token.strip(), BUNDLE_TYPE, at)
-        claims = BundleClaims.from_payload(payload)
+        token = token.strip()
+        with self._lock:
+            last = self._last_bundle
+        if last is not None and last[0] == token:
+            _, claims, signer = last
+        else:
+            payload, signer = self._verify(token, BUNDLE_TYPE, at)
+            claims = BundleClaims.from_payload(payload)
+        if not signer.verified.valid_at(at):
+            raise PolicyViolationError("signer certificate is not valid at this time", rule="signer-chain")
         trusted: OrderedDict[str, _Signer] = OrderedDict([(signer.verified.thumbprint, signer)])
         for encoded in claims.signers:
             try:
