@@ -80,6 +80,8 @@ def test_admin_endpoints_need_the_admin_token(client, headers):
         ("POST", "/api/v1/certificates"),
         ("GET", "/api/v1/cas"),
         ("POST", "/api/v1/certificates/ab/revoke"),
+        ("GET", "/api/v1/signers"),
+        ("POST", "/api/v1/signers/edge/rotate"),
     ):
         response = client.request(method, path, headers=headers, json={})
         assert response.status_code == 401, (method, path)
@@ -332,3 +334,24 @@ def test_issue_every_profile(client):
     for profile, csr, extra in cases:
         body = issue(client, csr, profile, **extra)
         assert client.get(f"/api/v1/certificates/{body['serial']}").json()["profile"] == profile
+
+
+def test_signers_are_listed_and_rotated_over_the_api(client, pki):
+    pki.edge.signer()  # made on first use
+    listed = {s["name"]: s for s in client.get("/api/v1/signers").json()}
+    assert set(listed) >= {"edge"}
+    rotated = client.post("/api/v1/signers/edge/rotate")
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["serial"] != listed["edge"]["serial"]
+    revoking = client.post("/api/v1/signers/edge/rotate", json={"revoke_previous": "keyCompromise"})
+    assert revoking.status_code == 200, revoking.text
+    previous = client.get(f"/api/v1/certificates/{rotated.json()['serial']}").json()
+    assert previous["status"] == "revoked"
+    assert pki.signers.edge_signers().revoked[0].serial_number == int(rotated.json()["serial"], 16)
+    unknown = client.post("/api/v1/signers/tls/rotate")
+    assert unknown.status_code == 400, unknown.text
+    assert unknown.json()["rule"] == "signer-name"
+    hold = client.post("/api/v1/signers/edge/rotate", json={"revoke_previous": "certificateHold"})
+    assert hold.status_code == 400
+    assert client.post("/api/v1/signers/edge/rotate", json={"oops": 1}).status_code == 400
+    assert client.get("/api/v1/signers", headers={"Authorization": "Bearer nope"}).status_code == 401

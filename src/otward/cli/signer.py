@@ -3,11 +3,10 @@ bundles and credentials)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from otward.cli.common import (
     DataOption,
@@ -19,27 +18,14 @@ from otward.cli.common import (
     open_pki,
     print_json,
 )
-from otward.core.records import format_serial
 from otward.core.revocation import parse_reason
 from otward.services.signers import SIGNERS, SignerInfo
 
 app = typer.Typer(help="Service signers: the audit signer and the edge signer.", no_args_is_help=True)
 
 
-def _describe(info: SignerInfo) -> dict[str, Any]:
-    certificate = info.certificate
-    return {
-        "name": info.name,
-        "serial": format_serial(certificate.serial_number),
-        "not_before": certificate.not_valid_before_utc,
-        "not_after": certificate.not_valid_after_utc,
-        "revoked": info.revoked,
-        "sha256": certificate.fingerprint(hashes.SHA256()).hex(),
-    }
-
-
 def _print(info: SignerInfo) -> None:
-    item = _describe(info)
+    item = info.summary()
     state = "[red]revoked[/]" if info.revoked else "valid"
     console.print(
         f"{item['name']:<6} serial {item['serial']}  {item['not_before']:%Y-%m-%d} .. "
@@ -54,7 +40,7 @@ def list_signers(data: DataOption = None, db: DbOption = None, as_json: JsonOpti
     with open_pki(data, db) as pki:
         infos = [info for name in SIGNERS if (info := pki.signers.current(name)) is not None]
     if as_json:
-        print_json([_describe(info) for info in infos])
+        print_json([info.summary() for info in infos])
         return
     if not infos:
         console.print("no signer yet: they are made on first use")
@@ -86,7 +72,7 @@ def rotate(
     with open_pki(data, db) as pki:
         info = pki.signers.rotate(name, revoke_previous=reason, actor=cli_actor())
     if as_json:
-        print_json(_describe(info))
+        print_json(info.summary())
         return
     console.print(f"rotated the {name} signer:")
     _print(info)

@@ -34,6 +34,7 @@ from otward.http.schemas import (
     IssueResponse,
     RevokeRequest,
 )
+from otward.http.signers import router as signers_router
 from otward.http.status import STATUS_PREFIXES, StatusApp
 from otward.http.transparency import router as transparency_router
 from otward.services.pki import Pki
@@ -156,6 +157,7 @@ def create_api(pki: Pki) -> FastAPI:
     app.include_router(est_router)
     app.include_router(audit_router)
     app.include_router(transparency_router)
+    app.include_router(signers_router)
     _serve_docs_offline(app)
 
     app.add_middleware(RequestMetrics)

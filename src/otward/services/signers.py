@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from otward.core.audit import EventType
@@ -51,6 +52,17 @@ class SignerInfo:
     name: str
     certificate: x509.Certificate
     revoked: bool
+
+    def summary(self) -> dict[str, object]:
+        """What the CLI and the API show of a signer."""
+        return {
+            "name": self.name,
+            "serial": format_serial(self.certificate.serial_number),
+            "not_before": self.certificate.not_valid_before_utc,
+            "not_after": self.certificate.not_valid_after_utc,
+            "revoked": self.revoked,
+            "sha256": self.certificate.fingerprint(hashes.SHA256()).hex(),
+        }
 
 
 @dataclass(frozen=True)
