@@ -342,3 +342,34 @@ def test_admin_endpoints(central, tmp_path):
         assert verdict.reason == "credential is revoked"
     finally:
         gatekeeper.close()
+
+
+def test_a_signer_rotation_reaches_a_syncing_gatekeeper(central, tmp_path):
+    """Rotated by another process while the service runs: the next poll brings a bundle of the new
+    signer that still accepts the old signer's credentials; a rotation that revokes ends them."""
+    from cryptography import x509
+
+    server, pki = central
+    gatekeeper = _gatekeeper(server, tmp_path / "state")
+    sync = SyncClient(gatekeeper, server.https_url, _token(pki), ca_file=server.root_pem, interval=0.2)
+    sync.start()
+    try:
+        wait_for(lambda: gatekeeper.version == 1, "the first bundle")
+        old_key, old_credential = _anna(pki)
+        assert run_exchange(gatekeeper, old_credential, old_key, "start").allowed
+        pki.signers.rotate("edge")
+        new_key, new_credential = _anna(pki)
+        wait_for(lambda: gatekeeper.version >= 2, "the bundle of the new signer")
+        assert run_exchange(gatekeeper, new_credential, new_key, "start").allowed
+        assert run_exchange(gatekeeper, old_credential, old_key, "start").allowed
+        pki.signers.rotate("edge", revoke_previous=x509.ReasonFlags.key_compromise)
+        newest_key, newest_credential = _anna(pki)
+        wait_for(lambda: gatekeeper.version >= 3, "the bundle naming the previous signer revoked")
+        refused = run_exchange(gatekeeper, new_credential, new_key, "start")
+        assert not refused.allowed
+        assert "unknown at this asset" in refused.reason
+        assert run_exchange(gatekeeper, old_credential, old_key, "start").allowed  # not revoked
+        assert run_exchange(gatekeeper, newest_credential, newest_key, "start").allowed
+    finally:
+        sync.stop()
+        gatekeeper.close()
