@@ -120,8 +120,11 @@ class Agent:
         ca_label: str | None = None,
         clock: Callable[[], datetime] = _utcnow,
         timeout: float = DEFAULT_TIMEOUT,
+        proxy: str | None = None,
     ) -> Agent:
         """Pin the server, make the first key, enroll it with ``token`` and store the result.
+
+        ``proxy`` (an HTTP proxy URL) is used for this and every later connection of the agent.
 
         The backend is PKCS#11 when ``pkcs11`` is given, else files; ``key_store`` defaults to the
         one :func:`open_key_store` opens for it. A wrong pin or a server certificate that does not
@@ -130,7 +133,7 @@ class Agent:
         validate_pin(pin)
         if store.is_enrolled():
             raise ConflictError(f"agent store {store.directory} is already enrolled", rule="store-enrolled")
-        trusted = bootstrap(server, pin, timeout=timeout, now=clock())
+        trusted = bootstrap(server, pin, timeout=timeout, now=clock(), proxy=proxy)
         backend = KeyBackend.PKCS11 if pkcs11 is not None else KeyBackend.FILE
         created = not store.directory.exists()
         store.prepare()
@@ -147,12 +150,13 @@ class Agent:
             if backend is KeyBackend.FILE and not isinstance(key, KeyFile):
                 raise ConfigError("a file-backed agent needs a key store whose keys are files")
             ca_pem = dump_certificates(trusted)
-            with EstClient(server, ca_pem, ca_label=ca_label, timeout=timeout) as client:
+            with EstClient(server, ca_pem, ca_label=ca_label, timeout=timeout, proxy=proxy) as client:
                 certificate = client.simple_enroll(key.certificate_request(device_id), token)
                 chain = _verify_issued(certificate, key, device_id, trusted, client.cacerts(), clock())
             state = AgentState(
                 server_url=server,
                 ca_label=ca_label,
+                proxy=proxy,
                 device_id=device_id,
                 server_pin=pin,
                 backend=backend,
@@ -199,7 +203,11 @@ class Agent:
 
     def _client(self, state: AgentState) -> EstClient:
         return EstClient(
-            state.server_url, self._store.ca_pem(), ca_label=state.ca_label, timeout=self._timeout
+            state.server_url,
+            self._store.ca_pem(),
+            ca_label=state.ca_label,
+            timeout=self._timeout,
+            proxy=state.proxy,
         )
 
     def renew(self) -> AgentState:

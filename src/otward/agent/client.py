@@ -6,7 +6,11 @@ connection, then accepts the CA certificates only if the server certificate
 chains to them for the URL's host *and* the operator's pin matches a key on that
 chain. Every later connection (:class:`EstClient`) verifies the server against
 those CA certificates alone: no system trust store, no certifi, no environment
-(``trust_env=False``, so neither proxies nor ``SSL_CERT_FILE`` change who is trusted).
+(``trust_env=False``, so neither ``HTTPS_PROXY`` nor ``SSL_CERT_FILE`` change who is trusted).
+
+A plant's HTTP proxy is used only when given explicitly (``proxy``): the connection is tunnelled
+with CONNECT and TLS runs end to end through it, so the pin and the CA check are the same as
+without one (a proxy that terminates TLS fails them).
 """
 
 from __future__ import annotations
@@ -157,8 +161,41 @@ def client_context(
     return context
 
 
+def proxy_url(proxy: str | None) -> str | None:
+    """``http(s)://[user:password@]host:port`` of an HTTP proxy, checked; None for no proxy."""
+    if proxy is None:
+        return None
+    try:
+        url = httpx.URL(proxy)
+    except httpx.InvalidURL as exc:
+        raise InvalidRequestError(f"proxy URL is invalid: {exc}", rule="proxy-url") from None
+    if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/"):
+        raise InvalidRequestError(
+            f"proxy '{redacted_proxy(proxy)}' must be http://host:port (or https://)", rule="proxy-url"
+        )
+    return proxy
+
+
+def redacted_proxy(proxy: str | None) -> str | None:
+    """The proxy URL without its password, for status output and logs."""
+    if proxy is None:
+        return None
+    try:
+        url = httpx.URL(proxy)
+        if not url.password:
+            return proxy
+        return str(url.copy_with(username=url.username, password="***"))  # noqa: S106 - a mask
+    except httpx.InvalidURL:
+        return "(invalid proxy URL)"
+
+
 def bootstrap(
-    server_url: str, pin: str, *, timeout: float = DEFAULT_TIMEOUT, now: datetime | None = None
+    server_url: str,
+    pin: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    now: datetime | None = None,
+    proxy: str | None = None,
 ) -> list[x509.Certificate]:
     """Fetch the server's CA certificates and return those the pin vouches for (the verified chain
     above the server certificate: issuing CA, root). Raises before anything is trusted otherwise."""
@@ -170,7 +207,7 @@ def bootstrap(
     context.verify_mode = ssl.CERT_NONE  # verified below, against the pin, before anything is used
     with (
         _translate(base),
-        httpx.Client(verify=context, timeout=timeout, trust_env=False) as http,
+        httpx.Client(verify=context, timeout=timeout, trust_env=False, proxy=proxy_url(proxy)) as http,
         http.stream("GET", f"{base}/.well-known/est/cacerts", headers={"Accept": _PKCS7}) as response,
     ):
         leaf_der = _peer_certificate(response)
@@ -198,9 +235,12 @@ class EstClient:
         ca_label: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        proxy: str | None = None,
     ) -> None:
-        """``transport`` replaces the network (tests); TLS settings then do not apply."""
+        """``transport`` replaces the network (tests); TLS settings then do not apply. ``proxy``: an
+        HTTP proxy the connections are tunnelled through (CONNECT; TLS end to end)."""
         self.base_url = _base_url(server_url)
+        self._proxy = proxy_url(proxy)
         self._ca_pem = ca_pem
         self._timeout = timeout
         self._transport = transport
@@ -208,7 +248,13 @@ class EstClient:
         self._http = self._client(client_context(ca_pem))
 
     def _client(self, context: ssl.SSLContext) -> httpx.Client:
-        return httpx.Client(verify=context, timeout=self._timeout, trust_env=False, transport=self._transport)
+        return httpx.Client(
+            verify=context,
+            timeout=self._timeout,
+            trust_env=False,
+            transport=self._transport,
+            proxy=self._proxy if self._transport is None else None,
+        )
 
     def close(self) -> None:
         self._http.close()

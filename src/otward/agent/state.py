@@ -74,6 +74,7 @@ class AgentState:
     chain: tuple[x509.Certificate, ...]  # issuing CA(s) above the certificate, root excluded
     ca_label: str | None = None  # /.well-known/est/<ca_label>, or the server's default CA
     pkcs11: Pkcs11Settings | None = None
+    proxy: str | None = None  # HTTP proxy to tunnel through (CONNECT), as given at enrollment
 
     def __post_init__(self) -> None:
         if (self.backend is KeyBackend.PKCS11) != (self.pkcs11 is not None):
@@ -213,6 +214,7 @@ def _encode(state: AgentState) -> dict[str, Any]:
         "version": _VERSION,
         "server_url": state.server_url,
         "ca_label": state.ca_label,
+        "proxy": state.proxy,
         "device_id": state.device_id,
         "server_pin": state.server_pin,
         "key": {
@@ -241,6 +243,7 @@ def _decode(data: dict[str, Any]) -> AgentState:
     return AgentState(
         server_url=str(data["server_url"]),
         ca_label=data.get("ca_label"),
+        proxy=data.get("proxy"),  # absent in states written before proxies were supported
         device_id=str(data["device_id"]),
         server_pin=str(data["server_pin"]),
         backend=KeyBackend(key["backend"]),

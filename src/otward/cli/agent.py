@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from otward.agent.agent import Agent
+from otward.agent.client import redacted_proxy
 from otward.agent.schedule import renewal_due
 from otward.agent.state import DEFAULT_STORE, AgentState, AgentStore, KeyBackend, Pkcs11Settings
 from otward.cli.common import JsonOption, console, handle_errors, print_json
@@ -31,6 +32,7 @@ def _summary(state: AgentState, store: AgentStore) -> dict[str, Any]:
     return {
         "device_id": state.device_id,
         "server": state.server_url,
+        "proxy": redacted_proxy(state.proxy),
         "serial": f"{certificate.serial_number:x}",
         "not_before": certificate.not_valid_before_utc,
         "not_after": certificate.not_valid_after_utc,
@@ -78,6 +80,14 @@ def enroll(
     pkcs11_pin_file: Annotated[
         Path | None, typer.Option("--pkcs11-pin-file", help="File holding the token's user PIN")
     ] = None,
+    proxy: Annotated[
+        str | None,
+        typer.Option(
+            "--proxy",
+            help="HTTP proxy to reach the server through (http://host:port; CONNECT, TLS and the pin end"
+            " to end), kept for renewals. The environment's proxy variables are never used",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Pin the server, make a key, enroll it with the token and store the certificate."""
@@ -98,6 +108,7 @@ def enroll(
         pin=pin,
         pkcs11=pkcs11,
         ca_label=ca,
+        proxy=proxy,
     ) as agent:
         state = agent.state
     _print(_summary(state, agent_store), f"enrolled [bold]{state.device_id}[/] in {store}", as_json)

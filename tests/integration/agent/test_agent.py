@@ -9,7 +9,9 @@ module re-initialised, finalised afterwards).
 from __future__ import annotations
 
 import json
+import select
 import shutil
+import socket
 import stat
 import subprocess
 import threading
@@ -376,3 +378,114 @@ def test_a_pkcs11_agent_renews_by_challenge_and_attests(served, softhsm, tmp_pat
     assert "otward-hsm-1-2" in labels
     assert "otward-hsm-1-1" not in labels
     assert registry(served, "hsm-1")["current_serial"] == f"{renewed.certificate.serial_number:x}"
+
+
+class ConnectProxy:
+    """A small HTTP CONNECT proxy on loopback (as a plant's proxy would be), recording the tunnels it
+    made and the Proxy-Authorization it saw; ``redirect`` makes it a malicious proxy that sends every
+    tunnel elsewhere."""
+
+    def __init__(self, redirect: tuple[str, int] | None = None) -> None:
+        self.tunnels: list[str] = []
+        self.authorizations: list[str | None] = []
+        self._redirect = redirect
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            lines = head.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+            method, target, _ = lines[0].split(" ")
+            headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+            if method != "CONNECT":
+                client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+                return
+            self.tunnels.append(target)
+            self.authorizations.append(headers.get("Proxy-Authorization"))
+            host, port = target.rsplit(":", 1)
+            with socket.create_connection(self._redirect or (host, int(port))) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                _relay(client, upstream)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.close()
+
+
+def _relay(a: socket.socket, b: socket.socket) -> None:
+    peers = {a: b, b: a}
+    while True:
+        readable, _, _ = select.select(list(peers), [], [], 30)
+        if not readable:
+            return
+        for sock in readable:
+            data = sock.recv(65536)
+            if not data:
+                return
+            peers[sock].sendall(data)
+
+
+def test_the_agent_reaches_its_server_through_an_http_proxy_it_was_given(served, tmp_path, monkeypatch):
+    """CONNECT tunnel with TLS end to end: the pin and CA checks are unchanged, the proxy (with its
+    credentials) is kept for renewals, and the environment's proxy variables are never used."""
+    proxy = ConnectProxy()
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # would fail: the agent ignores it
+    try:
+        store = AgentStore(tmp_path / "agent")
+        with Agent.enroll(
+            store,
+            server=served.https_url,
+            token=enrollment_token(served),
+            device_id="plc-proxied",
+            pin=root_pin(served),
+            proxy=proxy.url.replace("http://", "http://gw:s3cret@"),
+        ) as agent:
+            assert agent.renew().key_label == "otward-plc-proxied-2"
+            assert agent.attest().result == "passed"
+        host_port = served.https_url.removeprefix("https://")
+        assert proxy.tunnels
+        assert set(proxy.tunnels) == {host_port}
+        assert set(proxy.authorizations) == {"Basic Z3c6czNjcmV0"}  # gw:s3cret
+        result = CliRunner().invoke(cli, ["agent", "status", "--store", str(store.directory), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["proxy"] == proxy.url.replace("http://", "http://gw:***@")
+        assert "s3cret" not in result.output
+    finally:
+        proxy.close()
+
+
+def test_a_proxy_that_sends_the_agent_elsewhere_is_caught_by_the_pin(served, tmp_path):
+    impostor = start_server(tmp_path / "impostor")  # another otward installation, another root
+    proxy = ConnectProxy(redirect=("127.0.0.1", int(impostor.https_url.rsplit(":", 1)[1])))
+    try:
+        store = AgentStore(tmp_path / "agent")
+        with pytest.raises(PinMismatchError, match="pin mismatch"):
+            Agent.enroll(
+                store,
+                server=served.https_url,
+                token=enrollment_token(served),
+                device_id="plc-redirected",
+                pin=root_pin(served),
+                proxy=proxy.url,
+            )
+        assert proxy.tunnels
+        assert not store.directory.exists()
+    finally:
+        proxy.close()
+        stop_server(impostor)

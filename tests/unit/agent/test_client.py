@@ -21,6 +21,8 @@ from otward.agent.client import (
     EstError,
     PinMismatchError,
     client_context,
+    proxy_url,
+    redacted_proxy,
     validate_pin,
     verify_server_chain,
 )
@@ -392,3 +394,18 @@ def test_network_failures_become_backend_errors(root):
 def test_only_https_server_urls_are_accepted(root, url):
     with pytest.raises(InvalidRequestError):
         EstClient(url, root.info.certificate.public_bytes(Encoding.PEM))
+
+
+def test_proxy_urls_are_checked_and_shown_without_their_password():
+    assert proxy_url(None) is None
+    assert proxy_url("http://proxy.plant:3128") == "http://proxy.plant:3128"
+    for bad in ("socks5://proxy:1080", "http://proxy:3128/path", "proxy:3128", "http://"):
+        with pytest.raises(InvalidRequestError) as info:
+            proxy_url(bad)
+        assert info.value.rule == "proxy-url"
+    with pytest.raises(InvalidRequestError) as info:
+        proxy_url("ftp://gw:s3cret@proxy:21")
+    assert "s3cret" not in info.value.message
+    assert redacted_proxy("http://gw:s3cret@proxy:3128") == "http://gw:***@proxy:3128"
+    assert redacted_proxy("http://proxy:3128") == "http://proxy:3128"
+    assert redacted_proxy(None) is None

@@ -194,3 +194,15 @@ def test_the_store_lock_is_exclusive(tmp_path):
     finally:
         os.close(fd)
     assert mode(store.directory / "lock") == 0o600
+
+
+def test_the_proxy_is_kept_and_a_state_written_before_proxies_still_loads(tmp_path):
+    store = AgentStore(tmp_path / "agent")
+    store.prepare()
+    proxied = make_state(proxy="http://gw:s3cret@proxy.plant:3128")
+    store.save(proxied)
+    assert store.load() == proxied
+    saved = json.loads(store.state_path.read_text())
+    del saved["proxy"]  # as written by an agent before proxies were supported
+    write_atomic(store.state_path, json.dumps(saved).encode())
+    assert store.load() == replace(proxied, proxy=None)
