@@ -315,17 +315,28 @@ def serve(
             "--trail-sync-interval-ms", min=0.1, max=10000, help="Milliseconds between fsyncs with batch"
         ),
     ] = 5.0,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="Serve the local API over HTTPS with this certificate")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Key of --tls-cert (mode 0600)")] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option("--tls-client-ca", help="Admit only readers with a client certificate from these CAs"),
+    ] = None,
     data: DataOption = None,
 ) -> None:
     """Decide access requests at ASSET offline; with --sync, pull newer bundles and push the trail."""
-    from otward.edge.server import EdgeServeOptions, serve_gatekeeper
+    from otward.edge.server import EdgeServeOptions, check_tls_options, serve_gatekeeper
 
     host, port = parse_host_port(listen, "--listen")
+    check_tls_options(tls_cert, tls_key, tls_client_ca)
     if trail_sync not in ("always", "batch"):
         raise ConfigError(f"--trail-sync {trail_sync!r}: expected always or batch", rule="edge-trail-sync")
     roots = _roots_file(ca_file, data)
     console.print(
-        f"otward edge gatekeeper for {asset}: http://{host}:{port}/v1/ (state {state})"
+        f"otward edge gatekeeper for {asset}: {'https' if tls_cert else 'http'}://{host}:{port}/v1/"
+        + (" (readers need a client certificate)" if tls_client_ca else "")
+        + f" (state {state})"
         + (f", syncing with {sync} every {sync_interval:g} s" if sync else ", offline")
         + (f"; trail fsynced every {trail_sync_interval_ms:g} ms" if trail_sync == "batch" else ""),
         highlight=False,
@@ -345,6 +356,9 @@ def serve(
             skew_seconds=skew,
             trail_sync="batch" if trail_sync == "batch" else "always",
             trail_sync_interval_ms=trail_sync_interval_ms,
+            tls_certificate=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=tls_client_ca,
         )
     )
 

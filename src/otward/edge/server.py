@@ -3,7 +3,10 @@
 ``POST /v1/challenge`` ``{"credential", "function"}`` → ``{"nonce", "asset", "function", "expires_at"}``;
 ``POST /v1/answer`` ``{"nonce", "signature"}`` (base64url) → ``{"decision", "reason", ...}``;
 ``GET /v1/status``. It listens on loopback by default: the reader next to the door talks to it, the
-holder's proof is the signature, and the central server is reached only by the sync thread.
+holder's proof is the signature, and the central server is reached only by the sync thread. When the
+reader sits elsewhere on the network, serve TLS (``tls_certificate``/``tls_key``) and admit only readers
+with a client certificate (``tls_client_ca``): the decision the reader acts on must not be forgeable on
+the wire.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from otward import __version__
 from otward.adapters.audit_file import SyncMode
+from otward.adapters.tls import TlsFlags, server_context
 from otward.edge.gatekeeper import (
     DEFAULT_NONCE_TTL,
     DEFAULT_SKEW,
@@ -28,10 +32,10 @@ from otward.edge.gatekeeper import (
     load_roots,
 )
 from otward.edge.sync import SyncClient
-from otward.errors import InvalidRequestError
+from otward.errors import ConfigError, InvalidRequestError
 from otward.http.problems import install_problem_handlers
 
-__all__ = ["EdgeServeOptions", "create_gatekeeper_app", "serve_gatekeeper"]
+__all__ = ["EdgeServeOptions", "check_tls_options", "create_gatekeeper_app", "serve_gatekeeper"]
 
 
 def _b64url_decode(text: str, what: str) -> bytes:
@@ -143,14 +147,24 @@ class EdgeServeOptions:
     nonce_ttl_seconds: float = DEFAULT_NONCE_TTL.total_seconds()
     trail_sync: SyncMode = "always"
     trail_sync_interval_ms: float = DEFAULT_TRAIL_SYNC_INTERVAL.total_seconds() * 1000
+    tls_certificate: Path | None = None  # serve HTTPS with this certificate (chain) ...
+    tls_key: Path | None = None  # ... and key (mode 0600)
+    tls_client_ca: Path | None = None  # require reader client certificates chaining to these CAs
+
+
+def check_tls_options(certificate: Path | None, key: Path | None, client_ca: Path | None) -> None:
+    """ConfigError unless the TLS options make sense together (checked before anything starts)."""
+    if (certificate is None) != (key is None):
+        raise ConfigError("--tls-cert and --tls-key go together", rule="edge-tls")
+    if client_ca is not None and certificate is None:
+        raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key", rule="edge-tls")
 
 
 def serve_gatekeeper(options: EdgeServeOptions) -> None:
     """Run the gatekeeper until interrupted: local API, plus the sync thread when a URL is given."""
     from datetime import timedelta
 
-    from otward.errors import ConfigError
-
+    check_tls_options(options.tls_certificate, options.tls_key, options.tls_client_ca)
     gatekeeper = Gatekeeper(
         options.asset,
         load_roots(options.roots_file),
@@ -177,7 +191,19 @@ def serve_gatekeeper(options: EdgeServeOptions) -> None:
             )
             sync.start()
         app = create_gatekeeper_app(gatekeeper, sync)
-        uvicorn.run(app, host=options.host, port=options.port, log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            app, host=options.host, port=options.port, log_level="warning", access_log=False, lifespan="off"
+        )
+        config.load()
+        if options.tls_certificate is not None:
+            # uvicorn uses config.ssl as it is once loaded: otward's context (TLS 1.2+, AEAD, no tickets)
+            config.ssl = server_context(
+                options.tls_certificate,
+                options.tls_key or options.tls_certificate,
+                client_ca=options.tls_client_ca,
+                flags=TlsFlags("--tls-client-ca", "--tls-cert", "--tls-key"),
+            )
+        uvicorn.Server(config).run()
     finally:
         if sync is not None:
             sync.stop()

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from otward.config import load_settings
 from otward.core.audit import EventType
@@ -24,7 +27,7 @@ from otward.edge.gatekeeper import Gatekeeper, load_roots
 from otward.edge.holder import run_exchange
 from otward.edge.sync import SyncClient
 from otward.services.pki import Pki
-from tests.conftest import RunningServer, free_port, start_server, stop_server
+from tests.conftest import RunningServer, build_csr, free_port, make_key, start_server, stop_server
 
 from .conftest import PLANT
 
@@ -373,3 +376,118 @@ def test_a_signer_rotation_reaches_a_syncing_gatekeeper(central, tmp_path):
     finally:
         sync.stop()
         gatekeeper.close()
+
+
+def _write_identity(
+    pki: Pki, directory: Path, name: str, profile: str, **names: tuple[str, ...]
+) -> tuple[Path, Path]:
+    key = make_key()
+    issued = pki.issuance.issue(build_csr(key, cn=name, **names), profile=profile)
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+    chain = (issued.certificate, *issued.chain[:-1])  # leaf and issuing CA; the root is the peer's
+    cert_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def test_edge_serve_over_https_admits_only_readers_with_a_client_certificate(central, tmp_path):
+    """The reader elsewhere on the network: HTTPS with otward's TLS settings, and readers with a
+    certificate of the plant's CA only (plain HTTP, no certificate and a foreign one are refused)."""
+    server, pki = central
+    bundle = tmp_path / "bundle.jwt"
+    bundle.write_text(pki.edge.issue_bundle("reactor-1").token)
+    gate_cert, gate_key = _write_identity(pki, tmp_path, "127.0.0.1", "tls-server", ips=("127.0.0.1",))
+    reader_cert, reader_key = _write_identity(pki, tmp_path, "reader-1", "tls-client")
+    port = free_port()
+    log = (tmp_path / "edge.log").open("wb")
+    command = [sys.executable, "-m", "otward", "edge", "serve", "--asset", "reactor-1"]
+    command += ["--bundle", str(bundle), "--state", str(tmp_path / "edge-state")]
+    command += ["--listen", f"127.0.0.1:{port}", "--ca-file", str(server.root_pem)]
+    command += ["--tls-cert", str(gate_cert), "--tls-key", str(gate_key)]
+    command += ["--tls-client-ca", str(server.root_pem)]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    base = f"https://127.0.0.1:{port}"
+    reader = ssl.create_default_context(cafile=str(server.root_pem))
+    reader.load_cert_chain(str(reader_cert), str(reader_key))
+    try:
+
+        def ready() -> bool:
+            assert process.poll() is None, (tmp_path / "edge.log").read_text()
+            try:
+                return httpx.get(f"{base}/healthz", verify=reader, timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, "edge serve to listen over HTTPS")
+        key, credential = _anna(pki)
+        with httpx.Client(base_url=base, verify=reader) as client:
+            challenge = client.post("/v1/challenge", json={"credential": credential, "function": "start"})
+            assert challenge.status_code == 201, challenge.text
+            nonce = base64.urlsafe_b64decode(challenge.json()["nonce"] + "==")
+            signature = sign_data(key, answer_message("reactor-1", "start", nonce))
+            answer = {"nonce": challenge.json()["nonce"], "signature": _b64url(signature)}
+            assert client.post("/v1/answer", json=answer).json()["decision"] == "allow"
+        anonymous = ssl.create_default_context(cafile=str(server.root_pem))
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{base}/healthz", verify=anonymous, timeout=5)  # no client certificate
+        stranger = ssl.create_default_context(cafile=str(server.root_pem))
+        foreign_key = ec.generate_private_key(ec.SECP256R1())
+        foreign = _self_signed(foreign_key, "reader-x")
+        (tmp_path / "foreign.pem").write_bytes(foreign.public_bytes(serialization.Encoding.PEM))
+        (tmp_path / "foreign.key").write_bytes(
+            foreign_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        stranger.load_cert_chain(str(tmp_path / "foreign.pem"), str(tmp_path / "foreign.key"))
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{base}/healthz", verify=stranger, timeout=5)  # a certificate of no plant CA
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)  # plain HTTP
+        # the same settings as the gateway (otward.adapters.tls): TLS 1.1 is refused even when offered
+        s_client = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_1"]
+        offered = subprocess.run(
+            [*s_client, "-cipher", "DEFAULT@SECLEVEL=0", "-cert", str(reader_cert), "-key", str(reader_key)],
+            input=b"",
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert offered.returncode != 0
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        log.close()
+
+
+def _self_signed(key: ec.EllipticCurvePrivateKey, cn: str) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_edge_serve_tls_options_go_together(tmp_path):
+    from typer.testing import CliRunner
+
+    from otward.cli.app import app
+
+    result = CliRunner().invoke(
+        app,
+        ["edge", "serve", "--asset", "reactor-1", "--state", str(tmp_path / "s"), "--tls-cert", "x.pem"],
+    )
+    assert result.exit_code == 1
+    assert "--tls-cert and --tls-key go together" in result.output
