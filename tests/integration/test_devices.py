@@ -264,6 +264,20 @@ def test_failed_token_attempts_are_limited_per_source(client, tpki):
     assert est_post(client, "simpleenroll", csr, token).status_code == 429
 
 
+@pytest.mark.parametrize(("workers", "allowed"), [(2, 5), (3, 4), (20, 1)])
+def test_each_worker_allows_its_share_so_a_source_never_gets_more_than_the_limit(tpki, workers, allowed):
+    """With N workers a source's connections may reach any of them: each allows ⌈10 / N⌉ failures."""
+    assert allowed * workers >= MAX_FAILURES
+    assert (allowed - 1) * workers < MAX_FAILURES
+    csr = base64.encodebytes(der_csr(make_key(), "plc-8"))
+    with TestClient(create_app(tpki, workers=workers), base_url="https://testserver") as worker:
+        for _ in range(allowed):
+            assert (
+                est_post(worker, "simpleenroll", csr, "otwe_0123456789abcdef_" + "x" * 43).status_code == 401
+            )
+        assert est_post(worker, "simpleenroll", csr, "otwe_0123456789abcdef_" + "x" * 43).status_code == 429
+
+
 def test_enroll_accepts_base64_with_or_without_line_breaks(client, tpki):
     _, token = tpki.enrollment_tokens.create("acme", uses=2)
     der = der_csr(make_key(), "plc-9")

@@ -134,8 +134,9 @@ def authority_chain(name: str, request: Request) -> str:
     return "".join(c.public_bytes(Encoding.PEM).decode() for c in chain)
 
 
-def create_api(pki: Pki) -> FastAPI:
-    """The FastAPI application alone (admin API, health, OpenAPI at /docs)."""
+def create_api(pki: Pki, *, workers: int = 1) -> FastAPI:
+    """The FastAPI application alone (admin API, health, OpenAPI at /docs); ``workers`` is how many
+    processes serve it (each enforces its share of the per-source limits)."""
     app = FastAPI(
         title="otward",
         version=__version__,
@@ -148,7 +149,7 @@ def create_api(pki: Pki) -> FastAPI:
         redoc_url=None,
     )
     app.state.pki = pki
-    install_limits(app.state)
+    install_limits(app.state, workers=workers)
     install_problem_handlers(app)
     app.include_router(router)
     app.include_router(devices_router)
@@ -191,9 +192,9 @@ def _serve_docs_offline(app: FastAPI) -> None:
         )
 
 
-def create_app(pki: Pki) -> ASGIApp:
+def create_app(pki: Pki, *, workers: int = 1) -> ASGIApp:
     """The HTTPS application: status paths go to the lean status app, the rest to FastAPI."""
-    api = create_api(pki)
+    api = create_api(pki, workers=workers)
     status = StatusApp(pki)
 
     async def app(

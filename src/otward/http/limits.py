@@ -1,12 +1,14 @@
 """Per-source limits on failed authentication, so that tokens cannot be guessed online.
 
-Each worker process keeps its own counts (no shared state to slow the hot path);
-with N workers a source gets at most N times the limit, which still makes a
-256-bit token secret unguessable and stops a scan of device ids cold.
+Each worker process keeps its own counts (no shared state to slow the hot path) and allows its
+share of the limit, ⌈limit / workers⌉: however a source's connections are spread over the
+workers, it never gets more than the limit in all (a source that lands on one worker only is
+stopped earlier, which errs on the safe side).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -17,7 +19,15 @@ from otward.core.ratelimit import FailureLimiter
 from otward.errors import AuthenticationError, RateLimitedError
 from otward.services.audit import Actor
 
-__all__ = ["MAX_CHALLENGES", "MAX_FAILURES", "WINDOW_SECONDS", "guard_failures", "install_limits", "spend"]
+__all__ = [
+    "MAX_CHALLENGES",
+    "MAX_FAILURES",
+    "WINDOW_SECONDS",
+    "guard_failures",
+    "install_limits",
+    "share",
+    "spend",
+]
 
 MAX_FAILURES = 10
 MAX_CHALLENGES = 120
@@ -26,12 +36,17 @@ WINDOW_SECONDS = 60.0
 T = TypeVar("T")
 
 
-def install_limits(state: object) -> None:
+def share(limit: int, workers: int) -> int:
+    """One worker's share of a limit for the whole service."""
+    return max(1, math.ceil(limit / max(1, workers)))
+
+
+def install_limits(state: object, *, workers: int = 1) -> None:
     state.failures = FailureLimiter(  # type: ignore[attr-defined]
-        max_failures=MAX_FAILURES, window_seconds=WINDOW_SECONDS, clock=time.monotonic
+        max_failures=share(MAX_FAILURES, workers), window_seconds=WINDOW_SECONDS, clock=time.monotonic
     )
     state.challenges = FailureLimiter(  # type: ignore[attr-defined]
-        max_failures=MAX_CHALLENGES, window_seconds=WINDOW_SECONDS, clock=time.monotonic
+        max_failures=share(MAX_CHALLENGES, workers), window_seconds=WINDOW_SECONDS, clock=time.monotonic
     )
 
 

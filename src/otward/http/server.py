@@ -298,7 +298,8 @@ async def _serve_worker(
     if index > 0:
         sockets = (_own_listener(sockets[0]), _own_listener(sockets[1]))
     pki = Pki.open(settings, migrate=False)
-    https = _Server(_https_config(create_app(pki), settings, options, _client_ca_file(settings)))
+    app = create_app(pki, workers=options.workers)
+    https = _Server(_https_config(app, settings, options, _client_ca_file(settings)))
     trust = ClientCaTrust(https.config.ssl)
     identity = ServiceIdentity(
         https.config.ssl, TlsFiles.in_dir(settings.data_dir), lambda: read_passphrase(settings.data_dir)
