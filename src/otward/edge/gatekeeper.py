@@ -34,7 +34,7 @@ from otward.core.audit import AuditEvent, EventType, Outcome
 from otward.core.edge.exchange import Challenge, NonceBook, Verdict, evaluate
 from otward.core.edge.formats import BundleClaims, answer_message, validate_identifier
 from otward.core.keys import verify_data
-from otward.edge.tokens import TokenVerifier, VerifiedCredential
+from otward.edge.tokens import TokenVerifier, VerifiedBundle, VerifiedCredential
 from otward.errors import ConfigError, InvalidRequestError, OtwardError, PolicyViolationError
 
 __all__ = [
@@ -185,7 +185,8 @@ class Gatekeeper:
         when = at or self._clock()
         with self._lock:
             try:
-                claims, decider = self._check_bundle(token, when, keep_expired)
+                verified, decider = self._check_bundle(token, when, keep_expired)
+                claims = verified.claims
             except OtwardError as exc:
                 self._refuse_bundle(token, exc.message, when, source)
                 return BundleOutcome(False, None, exc.message)
@@ -200,7 +201,7 @@ class Gatekeeper:
             if source != "state":
                 write_atomic(self._bundle_path, token.strip().encode() + b"\n")
             self._bundle, self._bundle_token, self._decider = claims, token.strip(), decider
-            self._verifier.trust_bundle_signers(token, when)
+            self._verifier.trust_bundle_signers(verified, when)
             if claims.version != self._version:
                 self._version = claims.version
                 self._save_state()
@@ -223,9 +224,10 @@ class Gatekeeper:
                 )
             return BundleOutcome(True, claims.version, f"bundle {claims.version} installed")
 
-    def _check_bundle(self, token: str, at: datetime, keep_expired: bool) -> tuple[BundleClaims, Decider]:
+    def _check_bundle(self, token: str, at: datetime, keep_expired: bool) -> tuple[VerifiedBundle, Decider]:
         held = self._bundle.revoked_signers if self._bundle is not None else frozenset()
-        claims = self._verifier.bundle(token, at, refused_signers=held)
+        verified = self._verifier.verify_bundle(token, at, refused_signers=held)
+        claims = verified.claims
         if claims.asset != self.asset:
             raise PolicyViolationError(
                 f"bundle is for asset '{claims.asset}', not '{self.asset}'", rule="bundle-asset"
@@ -259,7 +261,7 @@ class Gatekeeper:
             raise PolicyViolationError(
                 f"bundle's policies do not parse: {exc}", rule="bundle-slice"
             ) from None
-        return claims, decider
+        return verified, decider
 
     def _refuse_bundle(self, token: str, reason: str, at: datetime, source: str) -> None:
         """Record a refusal once per bundle and reason: a sync that offers the same bad bundle every

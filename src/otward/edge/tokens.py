@@ -63,6 +63,7 @@ from otward.errors import ParseError, PolicyViolationError, UnsupportedAlgorithm
 
 __all__ = [
     "TokenVerifier",
+    "VerifiedBundle",
     "VerifiedCredential",
     "bundle_signer_thumbprint",
     "holder_jwk",
@@ -176,6 +177,14 @@ class _Signer:
 
 
 @dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle whose signature and signer chain verified, with that signer (for installing it)."""
+
+    claims: BundleClaims
+    signer: _Signer
+
+
+@dataclass(frozen=True)
 class VerifiedCredential:
     """A credential whose signature and signer chain verified, with the holder's key."""
 
@@ -204,7 +213,6 @@ class TokenVerifier:
         self._known: OrderedDict[str, _Signer] = OrderedDict()
         self._headers: dict[str, tuple[dict[str, Any], _Signer]] = {}
         self._credentials: OrderedDict[str, VerifiedCredential] = OrderedDict()
-        self._last_bundle: tuple[str, BundleClaims, _Signer] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -300,40 +308,34 @@ class TokenVerifier:
             raise ParseError("token payload is not a JSON object", rule="token-format")
         return claims, signer
 
-    def bundle(
+    def verify_bundle(
         self, token: str, at: datetime, *, refused_signers: frozenset[str] = frozenset()
-    ) -> BundleClaims:
-        """The claims of a bundle whose signature and chain verify at ``at`` (expiry is the caller's call:
-        an expired bundle may still decide fail-open functions). Refused if its signer is among
+    ) -> VerifiedBundle:
+        """A bundle whose signature and chain verify at ``at`` (expiry is the caller's call: an expired
+        bundle may still decide fail-open functions). Refused if its signer is among
         ``refused_signers`` (the revoked signers of the bundle held) or the revoked signers it lists."""
-        token = token.strip()
-        payload, signer = self._verify(token, BUNDLE_TYPE, at)
+        payload, signer = self._verify(token.strip(), BUNDLE_TYPE, at)
         claims = BundleClaims.from_payload(payload)
         thumbprint = signer.verified.thumbprint
         if thumbprint in refused_signers or thumbprint in claims.revoked_signers:
             raise PolicyViolationError(
                 f"bundle signed by revoked edge signer {thumbprint}", rule="signer-revoked"
             )
-        with self._lock:  # a bundle is verified, then installed: spare the install a second verification
-            self._last_bundle = (token, claims, signer)
-        return claims
+        return VerifiedBundle(claims, signer)
 
-    def trust_bundle_signers(self, token: str, at: datetime) -> tuple[str, ...]:
-        """Accept credentials from the signers ``token`` (a bundle being installed) names, instead of
-        those accepted so far: its own signer and each earlier signer it lists whose certificate still
+    def bundle(
+        self, token: str, at: datetime, *, refused_signers: frozenset[str] = frozenset()
+    ) -> BundleClaims:
+        """The claims of a bundle that :meth:`verify_bundle` accepts."""
+        return self.verify_bundle(token, at, refused_signers=refused_signers).claims
+
+    def trust_bundle_signers(self, bundle: VerifiedBundle, at: datetime) -> tuple[str, ...]:
+        """Accept credentials from the signers ``bundle`` (being installed) names, instead of those
+        accepted so far: its own signer and each earlier signer it lists whose certificate still
         chains to the roots at ``at`` (through the bundle's own intermediates) and is not listed as
         revoked. Cached credentials of signers no longer accepted are forgotten. Returns the accepted
         signers' thumbprints, the bundle's own first."""
-        token = token.strip()
-        with self._lock:
-            last = self._last_bundle
-        if last is not None and last[0] == token:
-            _, claims, signer = last
-        else:
-            payload, signer = self._verify(token, BUNDLE_TYPE, at)
-            claims = BundleClaims.from_payload(payload)
-        if not signer.verified.valid_at(at):
-            raise PolicyViolationError("signer certificate is not valid at this time", rule="signer-chain")
+        claims, signer = bundle.claims, bundle.signer
         trusted: OrderedDict[str, _Signer] = OrderedDict([(signer.verified.thumbprint, signer)])
         for encoded in claims.signers:
             try:

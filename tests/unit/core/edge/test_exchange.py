@@ -4,7 +4,7 @@ and the JWS layer on a throwaway CA (no database, no files)."""
 from __future__ import annotations
 
 import base64
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import jwt
 import pytest
@@ -54,6 +54,11 @@ def _credential(**changes: object) -> CredentialClaims:
     }
     values.update(changes)
     return CredentialClaims(**values)  # type: ignore[arg-type]
+
+
+def _install(verifier: TokenVerifier, token: str, at: datetime) -> tuple[str, ...]:
+    """What a gatekeeper does with a bundle it accepts: verify it, then take its signers."""
+    return verifier.trust_bundle_signers(verifier.verify_bundle(token, at), at)
 
 
 def _bundle(**changes: object) -> BundleClaims:
@@ -271,7 +276,7 @@ def test_tokens_verify_and_are_told_apart(edge_signer, issuing_ca, root_ca):
     assert "x5c" in jwt.get_unverified_header(bundle)
     assert verifier.bundle(bundle, NOW) == _bundle()
     assert verifier.known_signers == ()  # verifying a bundle does not install it
-    assert verifier.trust_bundle_signers(bundle, NOW) == (certificate_thumbprint(certificate),)
+    assert _install(verifier, bundle, NOW) == (certificate_thumbprint(certificate),)
     assert verifier.known_signers == (certificate_thumbprint(certificate),)
     verified = verifier.credential(token, NOW)
     assert verified.claims == credential
@@ -282,7 +287,7 @@ def test_tokens_verify_and_are_told_apart(edge_signer, issuing_ca, root_ca):
     with pytest.raises(PolicyViolationError, match="not valid at validation time"):
         TokenVerifier([root_ca.info.certificate], cache_size=0).bundle(bundle, NOW + timedelta(days=31))
     uncached = TokenVerifier([root_ca.info.certificate], cache_size=0)
-    uncached.trust_bundle_signers(bundle, NOW)
+    _install(uncached, bundle, NOW)
     with pytest.raises(PolicyViolationError, match="not valid at this time"):
         uncached.credential(token, NOW + timedelta(days=31))  # the signer's chain window, also uncached
     with pytest.raises(PolicyViolationError, match="not of type"):
@@ -316,9 +321,7 @@ def _other_installation() -> tuple[ec.EllipticCurvePrivateKey, list[x509.Certifi
 def test_credential_signed_by_another_installation_is_an_unknown_signer(edge_signer, issuing_ca, root_ca):
     key, certificate = edge_signer
     verifier = TokenVerifier([root_ca.info.certificate])
-    verifier.trust_bundle_signers(
-        sign_bundle(_bundle(), key, [certificate, issuing_ca.info.certificate]), NOW
-    )
+    _install(verifier, sign_bundle(_bundle(), key, [certificate, issuing_ca.info.certificate]), NOW)
     holder = ec.generate_private_key(ec.SECP256R1())
     claims = _credential(holder_jwk=holder_jwk(holder.public_key()))
     other_key, other_chain = _other_installation()
@@ -341,7 +344,7 @@ def test_credential_names_its_signer_only_by_thumbprint(edge_signer, issuing_ca,
     key, certificate = edge_signer
     chain = [certificate, issuing_ca.info.certificate]
     verifier = TokenVerifier([root_ca.info.certificate])
-    verifier.trust_bundle_signers(sign_bundle(_bundle(), key, chain), NOW)
+    _install(verifier, sign_bundle(_bundle(), key, chain), NOW)
     claims = _credential(holder_jwk=holder_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
     x5c = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in chain]
     for headers, problem in (
@@ -391,29 +394,27 @@ def test_after_a_rotation_the_bundle_says_which_earlier_signers_are_still_accept
     claims = _credential(holder_jwk=holder_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
     old_credential = sign_credential(claims, key, [certificate])
     new_credential = sign_credential(claims, new_key, [new_certificate])
-    verifier.trust_bundle_signers(sign_bundle(_bundle(), key, [certificate, *intermediates]), NOW)
+    _install(verifier, sign_bundle(_bundle(), key, [certificate, *intermediates]), NOW)
     assert verifier.credential(old_credential, NOW).claims == claims
     with pytest.raises(PolicyViolationError, match="unknown at this asset"):
         verifier.credential(new_credential, NOW)
 
     listing_old = _bundle(version=4, signers=(_der_b64(certificate),))
-    accepted = verifier.trust_bundle_signers(
-        sign_bundle(listing_old, new_key, [new_certificate, *intermediates]), NOW
-    )
+    accepted = _install(verifier, sign_bundle(listing_old, new_key, [new_certificate, *intermediates]), NOW)
     assert accepted == (certificate_thumbprint(new_certificate), certificate_thumbprint(certificate))
     assert verifier.credential(new_credential, NOW).claims == claims
     assert verifier.credential(old_credential, NOW).claims == claims
 
     # the old signer's certificate has expired by then: it is not accepted any more, the bundle still is
     later = NOW + timedelta(days=45)
-    assert verifier.trust_bundle_signers(
-        sign_bundle(listing_old, new_key, [new_certificate, *intermediates]), later
+    assert _install(
+        verifier, sign_bundle(listing_old, new_key, [new_certificate, *intermediates]), later
     ) == (certificate_thumbprint(new_certificate),)
 
     not_listing = _bundle(version=5)
-    verifier.trust_bundle_signers(sign_bundle(listing_old, new_key, [new_certificate, *intermediates]), NOW)
+    _install(verifier, sign_bundle(listing_old, new_key, [new_certificate, *intermediates]), NOW)
     assert verifier.credential(old_credential, NOW).claims == claims  # cached ...
-    verifier.trust_bundle_signers(sign_bundle(not_listing, new_key, [new_certificate, *intermediates]), NOW)
+    _install(verifier, sign_bundle(not_listing, new_key, [new_certificate, *intermediates]), NOW)
     with pytest.raises(PolicyViolationError, match="unknown at this asset"):
         verifier.credential(old_credential, NOW)  # ... and forgotten with its signer
 
@@ -426,7 +427,7 @@ def test_a_revoked_signer_signs_nothing_the_asset_accepts(edge_signer, issuing_c
     revoking = _bundle(version=4, signers=(_der_b64(certificate),), revoked_signers=frozenset({old}))
     verifier = TokenVerifier([root_ca.info.certificate])
     token = sign_bundle(revoking, new_key, [new_certificate, *intermediates])
-    assert verifier.trust_bundle_signers(token, NOW) == (certificate_thumbprint(new_certificate),)
+    assert _install(verifier, token, NOW) == (certificate_thumbprint(new_certificate),)
     claims = _credential(holder_jwk=holder_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
     with pytest.raises(PolicyViolationError, match="unknown at this asset"):
         verifier.credential(sign_credential(claims, key, [certificate]), NOW)
@@ -454,7 +455,7 @@ def test_earlier_signers_in_a_bundle_are_checked_like_its_own(edge_signer, issui
     listed = (_der_b64(other_chain[0]), _der_b64(not_edge), "not base64!", base64.b64encode(b"junk").decode())
     verifier = TokenVerifier([root_ca.info.certificate])
     token = sign_bundle(_bundle(signers=listed), key, [certificate, issuing_ca.info.certificate])
-    assert verifier.trust_bundle_signers(token, NOW) == (certificate_thumbprint(certificate),)
+    assert _install(verifier, token, NOW) == (certificate_thumbprint(certificate),)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
