@@ -6,6 +6,7 @@ renegotiation or session tickets, and a private key file that only its owner can
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 from otward.errors import ConfigError
@@ -16,11 +17,13 @@ __all__ = ["TLS12_CIPHERS", "TlsFlags", "server_context"]
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
+@dataclass(frozen=True)
 class TlsFlags:
     """The command-line options an error message names (they differ between commands)."""
 
-    def __init__(self, client_ca: str = "--trust", certificate: str = "--cert", key: str = "--key") -> None:
-        self.client_ca, self.certificate, self.key = client_ca, certificate, key
+    client_ca: str = "--trust"
+    certificate: str = "--cert"
+    key: str = "--key"
 
 
 def _check_private(key: Path, flag: str) -> None:

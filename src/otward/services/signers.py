@@ -146,6 +146,8 @@ class SignerService:
             raise InvalidRequestError(
                 f"no signer '{name}': signers are {', '.join(SIGNERS)}", rule="signer-name"
             )
+        if revoke_previous is not None and self._revocation is None:  # refused before anything changes
+            raise ConfigError("signer rotation cannot revoke without the revocation service")
         with self._lock:
             stored = self._store.get_signer(name)
             if stored is None:  # nothing to rotate yet: the first key is the new one
@@ -154,10 +156,7 @@ class SignerService:
             else:
                 previous = x509.load_der_x509_certificate(stored[1])
                 self._replace(name, previous, revoke_previous, actor)
-            self._loaded.pop(name, None)
-        if previous is not None and revoke_previous is not None:
-            if self._revocation is None:
-                raise ConfigError("signer rotation cannot revoke without the revocation service")
+        if previous is not None and revoke_previous is not None and self._revocation is not None:
             self._revocation.revoke(previous.serial_number, revoke_previous, actor)
         info = self.current(name)
         assert info is not None  # noqa: S101 - just stored
