@@ -146,8 +146,15 @@ class EdgeService:
     # --- bundles --------------------------------------------------------------------------------
 
     def _claims(
-        self, asset: str, version: int, now: datetime, ttl: timedelta, fail_open: Sequence[str]
+        self,
+        asset: str,
+        version: int,
+        now: datetime,
+        ttl: timedelta,
+        fail_open: Sequence[str],
+        signer: x509.Certificate,
     ) -> BundleClaims:
+        """What a bundle of ``asset`` signed by ``signer`` says now."""
         access_slice = self._access_slice(asset)
         unknown = sorted(set(fail_open) - set(access_slice.functions))
         if unknown:
@@ -156,7 +163,7 @@ class EdgeService:
                 rule="fail-open",
             )
         now = now.replace(microsecond=0)
-        earlier = self._signers.edge_signers()
+        earlier = self._signers.edge_signers(signer)
         return BundleClaims(
             asset=asset,
             version=version,
@@ -185,10 +192,9 @@ class EdgeService:
         validate_identifier(asset, "asset")
         if not timedelta(minutes=1) <= ttl <= MAX_BUNDLE_TTL:
             raise InvalidRequestError("bundle ttl must be between 1m and 90d", rule="bundle-ttl")
-        base = self._claims(
-            asset, 1, self._clock(), ttl, fail_open
-        )  # unknown asset or function: refused here
         key, chain = self.signer()
+        # an unknown asset or function is refused here
+        base = self._claims(asset, 1, self._clock(), ttl, fail_open, chain[0])
 
         def sign(version: int) -> BundleRecord:
             claims = dataclasses.replace(base, version=version)
@@ -247,7 +253,7 @@ class EdgeService:
         _, chain = self.signer()
         if bundle_signer_thumbprint(latest.token) != certificate_thumbprint(chain[0]):
             return True  # the edge signer was rotated since
-        current = self._claims(settings.asset, latest.version, now, ttl, settings.fail_open)
+        current = self._claims(settings.asset, latest.version, now, ttl, settings.fail_open, chain[0])
         return current.content_hash() != latest.content_hash
 
     # --- credentials ----------------------------------------------------------------------------

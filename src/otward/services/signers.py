@@ -197,15 +197,12 @@ class SignerService:
         self.rotate(name, actor=actor)
         return True
 
-    def edge_signers(self) -> EdgeSignerSet:
-        """The edge signers a policy bundle names besides the current one: earlier edge signer
+    def edge_signers(self, current: x509.Certificate) -> EdgeSignerSet:
+        """The edge signers a policy bundle signed by ``current`` names besides it: earlier edge signer
         certificates still within their validity, split into those whose credentials assets keep
         accepting and those revoked (assets refuse anything they signed)."""
         now = self._clock()
-        current = self._store.get_signer(EDGE_SIGNER)
-        current_serial = (
-            format_serial(x509.load_der_x509_certificate(current[1]).serial_number) if current else None
-        )
+        current_serial = format_serial(current.serial_number)
         query = CertificateFilter(ca=SIGNER_CA, profile=f"{EDGE_SIGNER}-signer", expires_after=now)
         records, _ = self._store.list_certificates(query, limit=_PREVIOUS_SIGNERS, offset=0)
         previous: list[x509.Certificate] = []
