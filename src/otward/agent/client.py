@@ -37,6 +37,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from otward.core import b64url
 from otward.core.attestation import ChallengePurpose
 from otward.core.keys import spki_pin
 from otward.errors import AuthenticationError, BackendError, InvalidRequestError, OtwardError, ParseError
@@ -304,18 +305,18 @@ class EstClient:
         try:
             return Challenge(
                 challenge_id=str(data["challenge_id"]),
-                nonce=_b64url_decode(str(data["nonce"])),
+                nonce=b64url.decode(str(data["nonce"]), "nonce"),
                 purpose=ChallengePurpose(data["purpose"]),
                 expires_at=datetime.fromisoformat(str(data["expires_at"])),
             )
-        except (KeyError, ValueError, binascii.Error) as exc:
+        except (KeyError, ValueError, InvalidRequestError) as exc:
             raise ParseError(f"the server's challenge is malformed: {exc}") from None
 
     def attest(self, device_id: str, challenge_id: str, signature: bytes) -> AttestResult:
         """Answer a challenge with the signature over its message."""
         payload = {
             "challenge_id": challenge_id,
-            "signature": base64.urlsafe_b64encode(signature).rstrip(b"=").decode(),
+            "signature": b64url.encode(signature),
         }
         data = self._json("attest", device_id, payload)
         try:
@@ -479,7 +480,3 @@ def _issued(csr: x509.CertificateSigningRequest, certificates: list[x509.Certifi
 
 def _csr_body(csr: x509.CertificateSigningRequest) -> bytes:
     return base64.b64encode(csr.public_bytes(Encoding.DER))
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

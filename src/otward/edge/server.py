@@ -11,8 +11,6 @@ the wire.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +22,7 @@ from pydantic import BaseModel, Field
 from otward import __version__
 from otward.adapters.audit_file import SyncMode
 from otward.adapters.tls import TlsFlags, server_context
+from otward.core import b64url
 from otward.edge.gatekeeper import (
     DEFAULT_NONCE_TTL,
     DEFAULT_SKEW,
@@ -32,21 +31,10 @@ from otward.edge.gatekeeper import (
     load_roots,
 )
 from otward.edge.sync import SyncClient
-from otward.errors import ConfigError, InvalidRequestError
+from otward.errors import ConfigError
 from otward.http.problems import install_problem_handlers
 
 __all__ = ["EdgeServeOptions", "check_tls_options", "create_gatekeeper_app", "serve_gatekeeper"]
-
-
-def _b64url_decode(text: str, what: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidRequestError(f"{what} must be base64url", rule=f"edge-{what}") from None
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 class ChallengeIn(BaseModel):
@@ -87,7 +75,7 @@ def create_gatekeeper_app(gatekeeper: Gatekeeper, sync: SyncClient | None = None
         """Step 1: present the credential and the function; sign the returned nonce within its lifetime."""
         issued = gatekeeper.challenge(body.credential, body.function)
         return ChallengeOut(
-            nonce=_b64url(issued.nonce),
+            nonce=b64url.encode(issued.nonce),
             asset=issued.asset,
             function=issued.function,
             expires_at=issued.expires_at,
@@ -97,8 +85,8 @@ def create_gatekeeper_app(gatekeeper: Gatekeeper, sync: SyncClient | None = None
     def answer(body: AnswerIn, request: Request) -> DecisionOut:
         """Step 2: the signature over ``otward-edge-access-v1\\n<asset>\\n<function>\\n<nonce>``."""
         verdict = gatekeeper.answer(
-            _b64url_decode(body.nonce, "nonce"),
-            _b64url_decode(body.signature, "signature"),
+            b64url.decode(body.nonce, "nonce"),
+            b64url.decode(body.signature, "signature"),
             source=request.client.host if request.client else None,
         )
         if sync is not None:

@@ -6,13 +6,12 @@ limited per source address, and failed attestations count as failed authenticati
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from otward.core import b64url
 from otward.core.attestation import ChallengePurpose
 from otward.core.records import DeviceStatus
 from otward.core.revocation import parse_reason
@@ -34,17 +33,6 @@ from otward.services.devices import Attestation
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
-
-
-def _b64url(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidRequestError("signature must be base64url", rule="attest-signature") from None
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 @router.get("", response_model=DevicePage)
@@ -114,7 +102,7 @@ def challenge_device(
     record = get_pki(request).devices.challenge(device_id, purpose)
     return ChallengeResponse(
         challenge_id=record.challenge_id,
-        nonce=b64url(record.nonce),
+        nonce=b64url.encode(record.nonce),
         purpose=record.purpose,
         expires_at=record.expires_at,
     )
@@ -123,7 +111,7 @@ def challenge_device(
 @router.post("/{device_id}/attest", response_model=AttestResponse)
 async def attest_device(device_id: str, body: AttestRequest, request: Request) -> AttestResponse:
     """Check the signed challenge against the device's certificates; the result is recorded."""
-    signature = _b64url(body.signature)
+    signature = b64url.decode(body.signature, "signature")
 
     def attest(actor: Actor) -> Attestation:
         return get_pki(request).devices.attest(device_id, body.challenge_id, signature, actor)

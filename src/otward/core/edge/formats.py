@@ -13,7 +13,6 @@ and the domain-separated message a holder signs to answer a nonce.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -32,6 +31,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from otward.core import b64url
 from otward.errors import ParseError, PolicyViolationError
 
 __all__ = [
@@ -91,15 +91,13 @@ def jwk_thumbprint(jwk: Mapping[str, object]) -> str:
     members = required.get(str(jwk.get("kty")))
     if members is None or any(not isinstance(jwk.get(m), str) for m in members):
         raise ParseError("not a public JWK of type EC, OKP or RSA", rule="credential-key")
-    digest = hashlib.sha256(canonical_json({m: jwk[m] for m in members})).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return b64url.encode(hashlib.sha256(canonical_json({m: jwk[m] for m in members})).digest())
 
 
 def certificate_thumbprint(certificate: x509.Certificate) -> str:
     """``x5t#S256`` (RFC 7515 4.1.8): base64url SHA-256 of the certificate's DER, no padding; how a
     credential names the edge signer that signed it."""
-    digest = certificate.fingerprint(hashes.SHA256())
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return b64url.encode(certificate.fingerprint(hashes.SHA256()))
 
 
 def answer_message(asset: str, function: str, nonce: bytes) -> bytes:
