@@ -8,12 +8,14 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from otward.config import Settings, default_data_dir, load_settings
 from otward.errors import ConfigError, OtwardError
@@ -21,6 +23,7 @@ from otward.services.audit import Actor
 from otward.services.pki import Pki
 
 __all__ = [
+    "Column",
     "DataOption",
     "DbOption",
     "JsonOption",
@@ -30,6 +33,7 @@ __all__ = [
     "open_pki",
     "parse_host_port",
     "print_json",
+    "print_table",
 ]
 
 console = Console(soft_wrap=True)
@@ -97,6 +101,28 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M}"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+Column = str | Callable[[Mapping[str, Any]], Any]
+
+
+def print_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Column]) -> None:
+    """The rows a command prints with ``--json``, as a table of ``columns`` (heading: key of the row, or a
+    function of it): times to the minute (UTC), lists joined, empty values as -."""
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(_cell(key(row) if callable(key) else row[key]) for key in columns.values()))
+    console.print(table)
 
 
 def parse_host_port(text: str, option: str) -> tuple[str, int]:

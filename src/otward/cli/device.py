@@ -26,6 +26,7 @@ from otward.cli.common import (
     handle_errors,
     open_pki,
     print_json,
+    print_table,
 )
 from otward.core.keys import KeyType
 from otward.core.records import CertificateRecord, DeviceRecord, DeviceStatus
@@ -85,21 +86,17 @@ def list_devices(
         ) from None
     with open_pki(data, db) as pki:
         records, total = pki.devices.list(owner=owner, status=wanted, limit=limit, offset=offset)
+    rows = [_device_json(r) for r in records]
     if as_json:
-        print_json({"items": [_device_json(r) for r in records], "total": total})
+        print_json({"items": rows, "total": total})
         return
-    table = Table("device", "owner", "status", "current serial", "last seen (UTC)", "attested (UTC)")
-    for r in records:
-        attested = f"{r.last_attested_at:%Y-%m-%d %H:%M}" if r.last_attested_at else "-"
-        table.add_row(
-            r.device_id,
-            r.owner,
-            r.status.value,
-            r.current_serial or "-",
-            f"{r.last_seen:%Y-%m-%d %H:%M}",
-            attested,
-        )
-    console.print(table)
+    columns = {
+        "device": "device_id",
+        "owner": "owner",
+        "status": "status",
+        "current serial": "current_serial",
+    }
+    print_table(rows, {**columns, "last seen (UTC)": "last_seen", "attested (UTC)": "last_attested_at"})
     console.print(f"{len(records)} of {total} devices", highlight=False)
 
 

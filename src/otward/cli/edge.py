@@ -23,6 +23,7 @@ from otward.cli.common import (
     open_pki,
     parse_host_port,
     print_json,
+    print_table,
     resolve_data_dir,
 )
 from otward.core.durations import parse_duration
@@ -204,16 +205,8 @@ def credential_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "person", "issued (UTC)", "expires (UTC)", "status")
-    for r in records:
-        table.add_row(
-            r.credential_id,
-            r.person,
-            f"{r.issued_at:%Y-%m-%d %H:%M}",
-            f"{r.expires_at:%Y-%m-%d %H:%M}",
-            r.status(now),
-        )
-    console.print(table)
+    columns = {"id": "credential_id", "person": "person", "issued (UTC)": "issued_at"}
+    print_table(rows, {**columns, "expires (UTC)": "expires_at", "status": "status"})
 
 
 # --- otward edge token ----------------------------------------------------------------------------
@@ -259,11 +252,8 @@ def token_list(data: DataOption = None, db: DbOption = None, as_json: JsonOption
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "asset", "created (UTC)", "revoked (UTC)")
-    for r in records:
-        revoked = f"{r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "-"
-        table.add_row(r.token_id, r.asset, f"{r.created_at:%Y-%m-%d %H:%M}", revoked)
-    console.print(table)
+    columns = {"id": "token_id", "asset": "asset", "created (UTC)": "created_at"}
+    print_table(rows, {**columns, "revoked (UTC)": "revoked_at"})
 
 
 @token_app.command("revoke")

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from otward.cli.common import (
+    Column,
     DataOption,
     DbOption,
     JsonOption,
@@ -16,6 +17,7 @@ from otward.cli.common import (
     handle_errors,
     open_pki,
     print_json,
+    print_table,
 )
 from otward.core.durations import parse_duration
 from otward.core.records import OwnerRecord
@@ -205,19 +207,10 @@ def list_tokens(
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "kind", "owner", "profile", "pattern", "uses", "expires (UTC)", "state")
-    for r in records:
-        table.add_row(
-            r.token_id,
-            r.kind,
-            r.owner,
-            r.profile,
-            r.device_id_pattern,
-            f"{r.uses}/{r.uses_allowed}",
-            f"{r.expires_at:%Y-%m-%d %H:%M}",
-            r.state_at(now),
-        )
-    console.print(table)
+    columns: dict[str, Column] = {"id": "token_id", "kind": "kind", "owner": "owner", "profile": "profile"}
+    columns["pattern"] = "device_id_pattern"
+    columns["uses"] = lambda row: f"{row['uses']}/{row['uses_allowed']}"
+    print_table(rows, {**columns, "expires (UTC)": "expires_at", "state": "state"})
 
 
 @token_app.command("revoke")

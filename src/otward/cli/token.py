@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from otward.cli.common import (
     DataOption,
@@ -16,6 +15,7 @@ from otward.cli.common import (
     handle_errors,
     open_pki,
     print_json,
+    print_table,
 )
 
 app = typer.Typer(help="Admin API tokens: create (shown once), list, revoke.", no_args_is_help=True)
@@ -52,11 +52,9 @@ def list_(data: DataOption = None, db: DbOption = None, as_json: JsonOption = Fa
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "name", "created (UTC)", "revoked (UTC)")
-    for r in records:
-        revoked = f"{r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "-"
-        table.add_row(r.token_id, r.name, f"{r.created_at:%Y-%m-%d %H:%M}", revoked)
-    console.print(table)
+    print_table(
+        rows, {"id": "token_id", "name": "name", "created (UTC)": "created_at", "revoked (UTC)": "revoked_at"}
+    )
 
 
 @app.command("revoke")
