@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import httpx
 import pytest
@@ -56,6 +56,17 @@ def make_key(key_type: str = "ec-p256"):  # type: ignore[no-untyped-def]
     from otward.adapters.keys import generate_private_key
 
     return generate_private_key(KeyType(key_type))
+
+
+def write_key(path: Path, key: Any) -> Path:
+    """An unencrypted PKCS#8 PEM key file, mode 0600 (as the gateway, brokers and readers want it)."""
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    path.chmod(0o600)
+    return path
 
 
 def build_csr(

@@ -16,7 +16,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,7 +26,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -36,7 +34,8 @@ from otward.core.keys import KeyType
 from otward.services.bootstrap import initialize
 from otward.services.channels import reload_mosquitto
 from otward.services.pki import Pki
-from tests.conftest import build_csr, free_port, make_key
+from tests.conftest import build_csr, free_port, make_key, write_key
+from tests.interop.helpers import otward_cli
 
 pytestmark = pytest.mark.interop
 
@@ -85,18 +84,6 @@ def _mosquitto_binary() -> str:
     return path
 
 
-def _otward(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "otward", *args, "--data", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
 def _issue_device(pki: Pki, directory: Path, device_id: str, *, owner: str, ca: str = "issuing") -> Identity:
     key = make_key()
     issued = pki.issuance.issue(build_csr(key, cn=device_id), profile="device", owner=owner, ca=ca)
@@ -104,12 +91,7 @@ def _issue_device(pki: Pki, directory: Path, device_id: str, *, owner: str, ca: 
     cert_path = directory / f"{stem}.pem"
     cert_path.write_text(issued.pem + "".join(issued.chain_pem[:-1]))
     key_path = directory / f"{stem}.key"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_path.chmod(0o600)
+    write_key(key_path, key)
     return Identity(device_id, cert_path, key_path, issued.certificate.serial_number)
 
 
@@ -138,7 +120,7 @@ def mqtt_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broke
 
     out = root / "broker"
     port = free_port()
-    _otward(data_dir, "mqtt-config", "--out", str(out), "--port", str(port), "--ca", "issuing")
+    otward_cli(data_dir, "mqtt-config", "--out", str(out), "--port", str(port), "--ca", "issuing")
     log = root / "mosquitto.log"
     main = root / "main.conf"
     # What a packaged /etc/mosquitto/mosquitto.conf provides; the otward file is included as is.
@@ -410,9 +392,9 @@ def test_revoked_device_is_refused_after_refresh_and_reload(mqtt_setup, devices)
     assert _granted(online.subscribe("otward/acme/plc-6/#"))
     assert not online.publish("otward/acme/plc-6/state", b"before").is_failure
 
-    _otward(broker.data_dir, "cert", "revoke", f"{identity.serial_number:x}", "--reason", "keyCompromise")
+    otward_cli(broker.data_dir, "cert", "revoke", f"{identity.serial_number:x}", "--reason", "keyCompromise")
     before = broker.reloads()
-    result = _otward(
+    result = otward_cli(
         broker.data_dir,
         "mqtt-config",
         "--refresh-crl",
@@ -450,7 +432,7 @@ def test_device_enrolled_later_gets_its_topics_after_refresh_and_reload(mqtt_set
     newcomer = devices("plc-7")  # its certificate is good, but the ACL does not know it yet
     assert newcomer.publish("otward/acme/plc-7/state", b"early").value == NOT_AUTHORIZED
     before = broker.reloads()
-    _otward(broker.data_dir, "mqtt-config", "--refresh-crl", "--out", str(broker.out))
+    otward_cli(broker.data_dir, "mqtt-config", "--refresh-crl", "--out", str(broker.out))
     reload_mosquitto(broker.process.pid)
     broker.wait_for_reload(before)
     assert _granted(newcomer.subscribe("otward/acme/plc-7/#"))

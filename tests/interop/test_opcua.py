@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +28,8 @@ from otward.core.keys import KeyType
 from otward.services.bootstrap import initialize
 from otward.services.channels import Channels
 from otward.services.pki import Pki
-from tests.conftest import build_csr, free_port, make_key
+from tests.conftest import build_csr, free_port, make_key, write_key
+from tests.interop.helpers import otward_cli
 
 asyncua = pytest.importorskip("asyncua")
 from asyncua import Client, Server, ua  # noqa: E402
@@ -87,12 +86,7 @@ def _write_application(
     cert_path = directory / f"{name}.der"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
     key_path = directory / f"{name}.key.pem"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_path.chmod(0o600)
+    write_key(key_path, key)
     return Application(uri, cert_path, key_path)
 
 
@@ -146,18 +140,6 @@ def _self_signed(directory: Path, name: str, uri: str) -> Application:
     return _write_application(directory, name, uri, certificate, key)
 
 
-def _otward(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "otward", *args, "--data", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     root = tmp_path_factory.mktemp("opcua")
@@ -172,7 +154,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
         revoked, revoked_serial = _issue_application(pki, apps, "hmi-2", "urn:acme-chemicals:opcua:hmi-2")
     finally:
         pki.close()
-    _otward(data_dir, "cert", "revoke", f"{revoked_serial:x}", "--reason", "keyCompromise")
+    otward_cli(data_dir, "cert", "revoke", f"{revoked_serial:x}", "--reason", "keyCompromise")
     # Another otward installation: a different root the trust list knows nothing about.
     other_dir = root / "other"
     initialize(other_dir, key_type=KeyType.EC_P256, organization="Rival Chemicals")
@@ -182,7 +164,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     finally:
         other.close()
     trust_list = root / "pki"
-    _otward(data_dir, "opcua", "trustlist", "--out", str(trust_list))
+    otward_cli(data_dir, "opcua", "trustlist", "--out", str(trust_list))
     return Setup(
         data_dir=data_dir,
         trust_list=trust_list,

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from typer.testing import CliRunner
 
 from otward.cli.app import app
+from tests.conftest import write_key
 
 from .conftest import PLANT
 
@@ -52,11 +53,7 @@ def holder(tmp_path: Path, name: str, key=None) -> tuple[Path, Path]:
     key = key or ec.generate_private_key(ec.SECP256R1())
     private = tmp_path / f"{name}.key"
     public = tmp_path / f"{name}.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    write_key(private, key)
     public.write_bytes(
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -27,7 +27,7 @@ from otward.edge.gatekeeper import Gatekeeper, load_roots
 from otward.edge.holder import run_exchange
 from otward.edge.sync import SyncClient
 from otward.services.pki import Pki
-from tests.conftest import RunningServer, build_csr, free_port, make_key, start_server, stop_server
+from tests.conftest import RunningServer, build_csr, free_port, make_key, start_server, stop_server, write_key
 
 from .conftest import PLANT
 
@@ -386,12 +386,7 @@ def _write_identity(
     cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
     chain = (issued.certificate, *issued.chain[:-1])  # leaf and issuing CA; the root is the peer's
     cert_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_path.chmod(0o600)
+    write_key(key_path, key)
     return cert_path, key_path
 
 
@@ -439,11 +434,7 @@ def test_edge_serve_over_https_admits_only_readers_with_a_client_certificate(cen
         foreign_key = ec.generate_private_key(ec.SECP256R1())
         foreign = _self_signed(foreign_key, "reader-x")
         (tmp_path / "foreign.pem").write_bytes(foreign.public_bytes(serialization.Encoding.PEM))
-        (tmp_path / "foreign.key").write_bytes(
-            foreign_key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
+        write_key(tmp_path / "foreign.key", foreign_key)
         stranger.load_cert_chain(str(tmp_path / "foreign.pem"), str(tmp_path / "foreign.key"))
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{base}/healthz", verify=stranger, timeout=5)  # a certificate of no plant CA

@@ -23,7 +23,7 @@ from otward.gateway import AuditWriter, Gateway, GatewayOptions, RevocationCheck
 from otward.gateway.revocation import StalePolicy
 from otward.gateway.tls import load_trusted_certificates
 from otward.services.pki import Pki
-from tests.conftest import build_csr, free_port, make_key
+from tests.conftest import build_csr, free_port, make_key, write_key
 
 POLICY = """
 [[role.operator]]
@@ -34,16 +34,6 @@ addresses = [0, 9999]
 functions = [1, 2, 3, 4, 5, 6, 15, 16]
 addresses = [0, 65535]
 """
-
-
-def write_key(path: Path, key: Any) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    path.chmod(0o600)
-    return path
 
 
 @dataclass

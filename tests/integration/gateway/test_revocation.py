@@ -35,20 +35,13 @@ from tests.integration.gateway.conftest import (
     start_gateway,
     write_key,
 )
+from tests.interop.helpers import otward_cli
 
 pytestmark = pytest.mark.integration
 
 
 def otward(*args: str, data: Path) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "otward", *args, "--data", str(data)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    return result.stdout
+    return otward_cli(data, *args).stdout
 
 
 def issue(data: Path, directory: Path, name: str, role: str) -> Credentials:

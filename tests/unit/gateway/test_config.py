@@ -18,6 +18,7 @@ from otward.errors import ConfigError
 from otward.gateway.identity import peer_identity
 from otward.gateway.proxy import load_policy
 from otward.gateway.tls import TLS12_CIPHERS, load_trusted_certificates, server_context
+from tests.conftest import write_key
 
 
 def test_exports_exist():
@@ -41,12 +42,7 @@ def _self_signed(tmp_path, *extensions: x509.ExtensionType | x509.UnrecognizedEx
         builder = builder.add_extension(extension, critical=False)
     certificate = builder.sign(key, hashes.SHA256())
     (tmp_path / "c.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "k.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    (tmp_path / "k.pem").chmod(0o600)
+    write_key(tmp_path / "k.pem", key)
     return certificate
 
 
