@@ -355,5 +355,10 @@ def pipelining_upstream(request: pytest.FixtureRequest, loop_thread: LoopThread)
 
     server = loop_thread.run(serve())
     yield int(server.sockets[0].getsockname()[1])
-    server.close()
-    loop_thread.run(server.wait_closed())
+
+    async def close() -> None:
+        # asyncio.Server is not thread-safe: close it on its own loop, not from the test thread.
+        server.close()
+        await server.wait_closed()
+
+    loop_thread.run(close())
