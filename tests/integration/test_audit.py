@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 
 from otward.adapters.db.schema import audit_events, audit_heads, certificates
 from otward.cli.app import app as cli
+from otward.config import load_settings
 from otward.core.audit import EventType
 from otward.http.app import create_app
 from otward.services.audit import Actor, to_syslog
+from otward.services.pki import Pki
 from tests.conftest import build_csr, make_key
 
 pytestmark = pytest.mark.integration
@@ -51,6 +53,27 @@ def test_issuance_and_its_event_are_one_transaction(pki):
     logged = {r.event.subject for r in events(pki, EventType.CERT_ISSUED)}
     assert {issued.serial} <= logged
     assert pki.store.log_size() == len(serials)
+
+
+def test_a_head_is_signed_once_however_many_processes_sign(pki, installation, database_url):
+    """Each worker signs the head on its own schedule; one that finds the newest signed head already
+    covering the chain (signed by another process) adds none, and only the newest head is read."""
+    other = Pki.open(load_settings(installation, database_url=database_url))
+    try:
+        pki.issuance.issue(build_csr(make_key(), cn="h-1"), profile="tls-client", actor=ACTOR)
+        signed = pki.audit.sign_head()
+        assert signed is not None
+        assert other.audit.sign_head() is None  # already signed through this sequence by the other
+        assert pki.store.latest_audit_head() == signed
+        pki.issuance.issue(build_csr(make_key(), cn="h-2"), profile="tls-client", actor=ACTOR)
+        newer = other.audit.sign_head()
+        assert newer is not None
+        assert newer.sequence > signed.sequence
+        assert pki.store.latest_audit_head() == newer
+        assert pki.store.audit_heads()[-1] == newer
+        assert pki.audit.verify().check.ok
+    finally:
+        other.close()
 
 
 def test_refusals_and_failures_are_recorded(pki):

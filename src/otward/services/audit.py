@@ -109,8 +109,8 @@ class AuditLog:
             sequence, head_hash = self._store.audit_head()
             if sequence == 0 or (not force and sequence == self._signed_through):
                 return None
-            heads = self._store.audit_heads()
-            if not force and heads and heads[-1].sequence == sequence:
+            latest = self._store.latest_audit_head()
+            if not force and latest is not None and latest.sequence == sequence:
                 self._signed_through = sequence
                 return None
             key, certificate = self._signer()

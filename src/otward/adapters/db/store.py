@@ -814,12 +814,13 @@ class SqlPkiStore:
     def audit_heads(self) -> Sequence[SignedHead]:
         with self.reading() as conn:
             rows = conn.execute(select(audit_heads).order_by(audit_heads.c.id)).all()
-        return [
-            SignedHead(
-                int(r.sequence), bytes(r.hash), r.signed_at, bytes(r.signature), int(r.signer_serial, 16)
-            )
-            for r in rows
-        ]
+        return [_signed_head(r) for r in rows]
+
+    def latest_audit_head(self) -> SignedHead | None:
+        """The most recent signed head: one row, however long the service has run."""
+        with self.reading() as conn:
+            row = conn.execute(select(audit_heads).order_by(audit_heads.c.id.desc()).limit(1)).first()
+        return _signed_head(row) if row is not None else None
 
     def forward_cursor(self, name: str) -> int:
         """The last sequence forwarder ``name`` delivered (0 before the first)."""
@@ -1088,6 +1089,12 @@ def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: 
     if enrollment.token_id is not None:
         values["enrollment_token_id"] = enrollment.token_id
     conn.execute(update(devices).where(devices.c.device_id == enrollment.device_id).values(**values))
+
+
+def _signed_head(row: Row[Any]) -> SignedHead:
+    return SignedHead(
+        int(row.sequence), bytes(row.hash), row.signed_at, bytes(row.signature), int(row.signer_serial, 16)
+    )
 
 
 def _token_record(row: Row[Any]) -> TokenRecord:
