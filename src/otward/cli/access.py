@@ -22,12 +22,29 @@ from otward.cli.common import (
     handle_errors,
     open_pki,
     print_json,
+    print_table,
 )
-from otward.core.access.model import Person, PersonKind, parse_date, validate_identifier
+from otward.core.access.model import (
+    Person,
+    PersonKind,
+    Role,
+    make_asset,
+    make_schedule,
+    parse_date,
+    validate_identifier,
+)
 from otward.errors import ConfigError
-from otward.services.access import explanation_json, grant_json, parse_instant, person_json
+from otward.services.access import (
+    asset_json,
+    explanation_json,
+    grant_json,
+    parse_instant,
+    person_json,
+    role_json,
+    schedule_json,
+)
 
-__all__ = ["app", "grant_app", "person_app"]
+__all__ = ["app", "asset_app", "grant_app", "person_app", "role_app", "schedule_app"]
 
 app = typer.Typer(
     help="Access of people and robots to areas, machines and systems (Cedar policies).", no_args_is_help=True
@@ -36,8 +53,20 @@ person_app = typer.Typer(
     help="People and robots: add, disable, enable, list, show, remove.", no_args_is_help=True
 )
 grant_app = typer.Typer(help="Grants of roles: add, remove, list.", no_args_is_help=True)
+asset_app = typer.Typer(
+    help="Areas, machines and systems with their functions: add, update, remove, list, show.",
+    no_args_is_help=True,
+)
+role_app = typer.Typer(help="Roles: add, update, remove, list.", no_args_is_help=True)
+schedule_app = typer.Typer(
+    help="Weekly schedules in site time (grants' 'when', people's shifts): add, update, remove, list.",
+    no_args_is_help=True,
+)
 app.add_typer(person_app, name="person")
 app.add_typer(grant_app, name="grant")
+app.add_typer(asset_app, name="asset")
+app.add_typer(role_app, name="role")
+app.add_typer(schedule_app, name="schedule")
 
 PersonArgument = Annotated[str, typer.Argument(help="Person or robot id")]
 
@@ -311,3 +340,254 @@ def grant_list(
         table.add_row(g.id, g.role, ", ".join(g.assets), ", ".join(g.functions), g.when or "always")
     console.print(table)
     console.print(f"{len(grants)} grants", highlight=False)
+
+
+# --- assets -------------------------------------------------------------------------------------
+
+AssetArgument = Annotated[str, typer.Argument(help="Asset id")]
+KindOption = Annotated[str, typer.Option("--kind", help="area, machine or system")]
+FunctionsOption = Annotated[
+    list[str] | None, typer.Option("--function", help="Function (repeat for several; an area has 'enter')")
+]
+InsideOption = Annotated[str | None, typer.Option("--inside", help="The area that contains it")]
+
+
+def _put_asset(
+    asset_id: str,
+    kind: str,
+    functions: list[str] | None,
+    inside: str | None,
+    data: Path | None,
+    db: str | None,
+    as_json: bool,
+    *,
+    create: bool,
+) -> None:
+    asset = make_asset(asset_id, kind, functions or [], inside)
+    with open_pki(data, db) as pki:
+        stored = pki.access.put_asset(asset, create=create, actor=cli_actor())
+    if as_json:
+        print_json(asset_json(stored))
+        return
+    console.print(f"{stored.kind.value} {stored.id} {'added' if create else 'updated'}", highlight=False)
+
+
+@asset_app.command("add")
+@handle_errors
+def asset_add(
+    asset_id: AssetArgument,
+    kind: KindOption,
+    function: FunctionsOption = None,
+    inside: InsideOption = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add an area, machine or system; grants then name it (the next bundles carry it)."""
+    _put_asset(asset_id, kind, function, inside, data, db, as_json, create=True)
+
+
+@asset_app.command("update")
+@handle_errors
+def asset_update(
+    asset_id: AssetArgument,
+    kind: KindOption,
+    function: FunctionsOption = None,
+    inside: InsideOption = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace an asset's kind, functions and area (refused if a grant would lose its function)."""
+    _put_asset(asset_id, kind, function, inside, data, db, as_json, create=False)
+
+
+@asset_app.command("remove")
+@handle_errors
+def asset_remove(asset_id: AssetArgument, data: DataOption = None, db: DbOption = None) -> None:
+    """Remove an asset no grant names (the error lists the grants that still do)."""
+    with open_pki(data, db) as pki:
+        pki.access.remove_asset(asset_id, cli_actor())
+    console.print(f"asset {asset_id} removed", highlight=False)
+
+
+@asset_app.command("list")
+@handle_errors
+def asset_list(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List areas, machines and systems."""
+    with open_pki(data, db) as pki:
+        rows = [asset_json(a) for a in pki.access.assets()]
+    if as_json:
+        print_json(rows)
+        return
+    print_table(rows, {"id": "id", "kind": "kind", "functions": "functions", "inside": "inside"})
+    console.print(f"{len(rows)} assets", highlight=False)
+
+
+@asset_app.command("show")
+@handle_errors
+def asset_show(
+    asset_id: AssetArgument, data: DataOption = None, db: DbOption = None, as_json: JsonOption = False
+) -> None:
+    """Show an asset and the grants that name it."""
+    with open_pki(data, db) as pki:
+        shown = asset_json(pki.access.asset(asset_id))
+        grants = [g.id for g in pki.access.grants(asset=asset_id)]
+    shown["grants"] = grants
+    if as_json:
+        print_json(shown)
+        return
+    for key, value in shown.items():
+        text = ", ".join(value) if isinstance(value, list) else value
+        console.print(f"{key:>10}: {text or '-'}", highlight=False)
+
+
+# --- roles --------------------------------------------------------------------------------------
+
+RoleArgument = Annotated[str, typer.Argument(help="Role id")]
+ExternalOption = Annotated[
+    bool,
+    typer.Option("--external/--internal", help="External roles need validity dates on their people"),
+]
+
+
+def _put_role(role_id: str, external: bool, data: Path | None, db: str | None, *, create: bool) -> None:
+    role = Role(validate_identifier(role_id, "role"), external=external)
+    with open_pki(data, db) as pki:
+        pki.access.put_role(role, create=create, actor=cli_actor())
+    kind = "external role" if external else "role"
+    console.print(f"{kind} {role_id} {'added' if create else 'updated'}", highlight=False)
+
+
+@role_app.command("add")
+@handle_errors
+def role_add(
+    role_id: RoleArgument, external: ExternalOption = False, data: DataOption = None, db: DbOption = None
+) -> None:
+    """Add a role (give it grants with 'otward access grant add')."""
+    _put_role(role_id, external, data, db, create=True)
+
+
+@role_app.command("update")
+@handle_errors
+def role_update(
+    role_id: RoleArgument, external: ExternalOption = False, data: DataOption = None, db: DbOption = None
+) -> None:
+    """Make a role external or internal (external needs validity dates on every person holding it)."""
+    _put_role(role_id, external, data, db, create=False)
+
+
+@role_app.command("remove")
+@handle_errors
+def role_remove(role_id: RoleArgument, data: DataOption = None, db: DbOption = None) -> None:
+    """Remove a role no grant and no person uses."""
+    with open_pki(data, db) as pki:
+        pki.access.remove_role(role_id, cli_actor())
+    console.print(f"role {role_id} removed", highlight=False)
+
+
+@role_app.command("list")
+@handle_errors
+def role_list(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List roles."""
+    with open_pki(data, db) as pki:
+        rows = [role_json(r) for r in pki.access.roles()]
+    if as_json:
+        print_json(rows)
+        return
+    print_table(rows, {"id": "id", "external": lambda row: "yes" if row["external"] else "no"})
+    console.print(f"{len(rows)} roles", highlight=False)
+
+
+# --- schedules ----------------------------------------------------------------------------------
+
+ScheduleArgument = Annotated[str, typer.Argument(help="Schedule name")]
+DaysOption = Annotated[list[str], typer.Option("--day", help="mon ... sun (repeat, or comma-separated)")]
+FromOption = Annotated[str, typer.Option("--from", help="Start, HH:MM local site time (included)")]
+ToOption = Annotated[
+    str, typer.Option("--to", help="End, HH:MM (24:00 allowed, excluded); before --from crosses midnight")
+]
+
+
+def _put_schedule(
+    name: str,
+    days: list[str],
+    start: str,
+    end: str,
+    data: Path | None,
+    db: str | None,
+    as_json: bool,
+    *,
+    create: bool,
+) -> None:
+    wanted = [day.strip() for entry in days for day in entry.split(",") if day.strip()]
+    schedule = make_schedule(name, wanted, start, end)
+    with open_pki(data, db) as pki:
+        pki.access.put_schedule(schedule, create=create, actor=cli_actor())
+    if as_json:
+        print_json(schedule_json(schedule))
+        return
+    console.print(
+        f"schedule {name} {'added' if create else 'updated'}: {schedule.describe()}", highlight=False
+    )
+
+
+@schedule_app.command("add")
+@handle_errors
+def schedule_add(
+    name: ScheduleArgument,
+    day: DaysOption,
+    start: FromOption,
+    end: ToOption,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a weekly window, e.g. --day mon,tue,wed,thu,fri --from 22:00 --to 06:00 (a night shift)."""
+    _put_schedule(name, day, start, end, data, db, as_json, create=True)
+
+
+@schedule_app.command("update")
+@handle_errors
+def schedule_update(
+    name: ScheduleArgument,
+    day: DaysOption,
+    start: FromOption,
+    end: ToOption,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a schedule's days or hours; its grants and shifts follow with the next bundles."""
+    _put_schedule(name, day, start, end, data, db, as_json, create=False)
+
+
+@schedule_app.command("remove")
+@handle_errors
+def schedule_remove(name: ScheduleArgument, data: DataOption = None, db: DbOption = None) -> None:
+    """Remove a schedule no grant and no person's shift uses."""
+    with open_pki(data, db) as pki:
+        pki.access.remove_schedule(name, cli_actor())
+    console.print(f"schedule {name} removed", highlight=False)
+
+
+@schedule_app.command("list")
+@handle_errors
+def schedule_list(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List schedules (times are local site time)."""
+    with open_pki(data, db) as pki:
+        rows = [schedule_json(s) for s in pki.access.schedules()]
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        rows,
+        {
+            "name": "name",
+            "days": "days",
+            "from": "from",
+            "to": "to",
+            "crosses midnight": lambda row: "yes" if row["overnight"] else "no",
+        },
+    )
+    console.print(f"{len(rows)} schedules", highlight=False)

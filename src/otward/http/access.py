@@ -9,10 +9,25 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from otward.core.access.model import Person, PersonKind, validate_identifier
+from otward.core.access.model import (
+    Person,
+    PersonKind,
+    Role,
+    make_asset,
+    make_schedule,
+    validate_identifier,
+)
 from otward.errors import InvalidRequestError
 from otward.http.auth import AdminActor, get_pki
-from otward.services.access import explanation_json, grant_json, parse_instant, person_json
+from otward.services.access import (
+    asset_json,
+    explanation_json,
+    grant_json,
+    parse_instant,
+    person_json,
+    role_json,
+    schedule_json,
+)
 
 __all__ = ["router"]
 
@@ -80,6 +95,60 @@ class GrantOut(BaseModel):
     when: str | None
 
 
+class AssetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="asset id (letters, digits, '.', '_', '-')", max_length=64)
+    kind: str = Field(description="area, machine or system")
+    functions: list[str] = Field(default=[], description="what can be done with it (an area: 'enter')")
+    inside: str | None = Field(default=None, description="the area that contains it (informational)")
+
+
+class AssetOut(BaseModel):
+    id: str
+    kind: str
+    functions: list[str]
+    inside: str | None
+
+
+class RoleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="role id", max_length=64)
+    external: bool = Field(default=False, description="its people need validity dates (engagements)")
+
+
+class RoleOut(BaseModel):
+    id: str
+    external: bool
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(description="schedule name", max_length=64)
+    days: list[str] = Field(min_length=1, description="mon ... sun")
+    start: str = Field(alias="from", description="HH:MM local site time, included")
+    end: str = Field(
+        alias="to", description="HH:MM (24:00 allowed), excluded; before 'from' crosses midnight"
+    )
+
+
+class ScheduleOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    days: list[str]
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+    overnight: bool = Field(description="the window crosses midnight and belongs to the day it starts")
+
+
+def _same_id(body_id: str, path_id: str) -> None:
+    if body_id != path_id:
+        raise InvalidRequestError("the id in the body differs from the path", rule="access-id")
+
+
 class ImportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -136,8 +205,7 @@ def show_person(person_id: str, request: Request, _actor: AdminActor) -> PersonO
 @router.put("/people/{person_id}", response_model=PersonOut)
 def update_person(person_id: str, body: PersonIn, request: Request, actor: AdminActor) -> PersonOut:
     """Replace the person's data; the id in the body must match the path."""
-    if body.id != person_id:
-        raise InvalidRequestError("the id in the body differs from the path", rule="access-person")
+    _same_id(body.id, person_id)
     return PersonOut.from_person(get_pki(request).access.update_person(body.to_person(), actor))
 
 
@@ -224,3 +292,93 @@ def explain(
 def asset_slice(asset_id: str, request: Request, _actor: AdminActor) -> dict[str, Any]:
     """What the asset needs to decide alone: its Cedar policies and entities (unsigned)."""
     return get_pki(request).access.asset_slice(asset_id).to_dict()
+
+
+@router.get("/assets", response_model=list[AssetOut])
+def list_assets(request: Request, _actor: AdminActor) -> list[AssetOut]:
+    return [AssetOut.model_validate(asset_json(a)) for a in get_pki(request).access.assets()]
+
+
+@router.post("/assets", status_code=201, response_model=AssetOut)
+def add_asset(body: AssetIn, request: Request, actor: AdminActor) -> AssetOut:
+    asset = make_asset(body.id, body.kind, body.functions, body.inside)
+    return AssetOut.model_validate(
+        asset_json(get_pki(request).access.put_asset(asset, create=True, actor=actor))
+    )
+
+
+@router.get("/assets/{asset_id}", response_model=AssetOut)
+def show_asset(asset_id: str, request: Request, _actor: AdminActor) -> AssetOut:
+    return AssetOut.model_validate(asset_json(get_pki(request).access.asset(asset_id)))
+
+
+@router.put("/assets/{asset_id}", response_model=AssetOut)
+def update_asset(asset_id: str, body: AssetIn, request: Request, actor: AdminActor) -> AssetOut:
+    """Replace the asset; refused if a grant would name a function it no longer has."""
+    _same_id(body.id, asset_id)
+    asset = make_asset(body.id, body.kind, body.functions, body.inside)
+    return AssetOut.model_validate(
+        asset_json(get_pki(request).access.put_asset(asset, create=False, actor=actor))
+    )
+
+
+@router.delete("/assets/{asset_id}", status_code=204)
+def remove_asset(asset_id: str, request: Request, actor: AdminActor) -> Response:
+    """Remove an asset; refused (409) while grants name it or assets are inside it."""
+    get_pki(request).access.remove_asset(asset_id, actor)
+    return Response(status_code=204)
+
+
+@router.get("/roles", response_model=list[RoleOut])
+def list_roles(request: Request, _actor: AdminActor) -> list[RoleOut]:
+    return [RoleOut.model_validate(role_json(r)) for r in get_pki(request).access.roles()]
+
+
+@router.post("/roles", status_code=201, response_model=RoleOut)
+def add_role(body: RoleIn, request: Request, actor: AdminActor) -> RoleOut:
+    role = Role(validate_identifier(body.id, "id"), external=body.external)
+    return RoleOut.model_validate(role_json(get_pki(request).access.put_role(role, create=True, actor=actor)))
+
+
+@router.put("/roles/{role_id}", response_model=RoleOut)
+def update_role(role_id: str, body: RoleIn, request: Request, actor: AdminActor) -> RoleOut:
+    _same_id(body.id, role_id)
+    role = Role(validate_identifier(body.id, "id"), external=body.external)
+    return RoleOut.model_validate(
+        role_json(get_pki(request).access.put_role(role, create=False, actor=actor))
+    )
+
+
+@router.delete("/roles/{role_id}", status_code=204)
+def remove_role(role_id: str, request: Request, actor: AdminActor) -> Response:
+    """Remove a role; refused (409) while grants are for it or people hold it."""
+    get_pki(request).access.remove_role(role_id, actor)
+    return Response(status_code=204)
+
+
+@router.get("/schedules", response_model=list[ScheduleOut])
+def list_schedules(request: Request, _actor: AdminActor) -> list[ScheduleOut]:
+    return [ScheduleOut.model_validate(schedule_json(s)) for s in get_pki(request).access.schedules()]
+
+
+@router.post("/schedules", status_code=201, response_model=ScheduleOut)
+def add_schedule(body: ScheduleIn, request: Request, actor: AdminActor) -> ScheduleOut:
+    schedule = make_schedule(body.name, body.days, body.start, body.end)
+    added = get_pki(request).access.put_schedule(schedule, create=True, actor=actor)
+    return ScheduleOut.model_validate(schedule_json(added))
+
+
+@router.put("/schedules/{name}", response_model=ScheduleOut)
+def update_schedule(name: str, body: ScheduleIn, request: Request, actor: AdminActor) -> ScheduleOut:
+    """Change a schedule's days or hours; grants and shifts using it follow with the next bundles."""
+    _same_id(body.name, name)
+    schedule = make_schedule(body.name, body.days, body.start, body.end)
+    changed = get_pki(request).access.put_schedule(schedule, create=False, actor=actor)
+    return ScheduleOut.model_validate(schedule_json(changed))
+
+
+@router.delete("/schedules/{name}", status_code=204)
+def remove_schedule(name: str, request: Request, actor: AdminActor) -> Response:
+    """Remove a schedule; refused (409) while grants or people's shifts use it."""
+    get_pki(request).access.remove_schedule(name, actor)
+    return Response(status_code=204)

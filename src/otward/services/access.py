@@ -19,8 +19,12 @@ from otward.core.access import changes
 from otward.core.access.decision import AccessSlice, Decider, Decision
 from otward.core.access.model import (
     AccessModel,
+    Asset,
     Grant,
     Person,
+    Role,
+    Schedule,
+    format_minutes,
     parse_access_yaml,
     people_with_explicit_enabled,
 )
@@ -42,10 +46,13 @@ __all__ = [
     "Explanation",
     "ImportResult",
     "MemoryAccessStore",
+    "asset_json",
     "explanation_json",
     "grant_json",
     "parse_instant",
     "person_json",
+    "role_json",
+    "schedule_json",
 ]
 
 Change = Callable[[AccessModel | None], tuple[AccessModel, Sequence[AuditEvent]]]
@@ -140,6 +147,21 @@ class AccessAdmin:
         if person is None:
             raise NotFoundError(f"person '{person_id}' not found", rule="access-person")
         return person
+
+    def assets(self) -> Sequence[Asset]:
+        return sorted(self.model().assets, key=lambda asset: asset.id)
+
+    def asset(self, asset_id: str) -> Asset:
+        asset = self.model().asset(asset_id)
+        if asset is None:
+            raise NotFoundError(f"asset '{asset_id}' not found", rule="access-asset")
+        return asset
+
+    def roles(self) -> Sequence[Role]:
+        return sorted(self.model().roles, key=lambda role: role.id)
+
+    def schedules(self) -> Sequence[Schedule]:
+        return sorted(self.model().schedules, key=lambda schedule: schedule.name)
 
     def grants(self, *, role: str | None = None, asset: str | None = None) -> Sequence[Grant]:
         return [
@@ -292,6 +314,42 @@ class AccessAdmin:
     def remove_grant(self, grant_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
         self._change(actor, f"grant:{grant_id}", "grant.removed", lambda m: changes.remove_grant(m, grant_id))
 
+    def put_asset(self, asset: Asset, *, create: bool, actor: Actor = SYSTEM_ACTOR) -> Asset:
+        """Add an asset (``create``; ConflictError if it exists) or replace one (NotFoundError if not)."""
+        action = "asset.added" if create else "asset.updated"
+        self._change(actor, f"asset:{asset.id}", action, lambda m: changes.put_asset(m, asset, create=create))
+        return self.asset(asset.id)
+
+    def remove_asset(self, asset_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
+        """Remove an asset no grant names (ConflictError names the grants that still do)."""
+        self._change(actor, f"asset:{asset_id}", "asset.removed", lambda m: changes.remove_asset(m, asset_id))
+
+    def put_role(self, role: Role, *, create: bool, actor: Actor = SYSTEM_ACTOR) -> Role:
+        action = "role.added" if create else "role.updated"
+        self._change(actor, f"role:{role.id}", action, lambda m: changes.put_role(m, role, create=create))
+        return role
+
+    def remove_role(self, role_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
+        """Remove a role no grant and no person uses."""
+        self._change(actor, f"role:{role_id}", "role.removed", lambda m: changes.remove_role(m, role_id))
+
+    def put_schedule(self, schedule: Schedule, *, create: bool, actor: Actor = SYSTEM_ACTOR) -> Schedule:
+        """Add a weekly schedule or change one's hours (its grants and shifts follow at the next bundle)."""
+        action = "schedule.added" if create else "schedule.updated"
+        self._change(
+            actor,
+            f"schedule:{schedule.name}",
+            action,
+            lambda m: changes.put_schedule(m, schedule, create=create),
+        )
+        return schedule
+
+    def remove_schedule(self, name: str, actor: Actor = SYSTEM_ACTOR) -> None:
+        """Remove a schedule no grant and no person's shift uses."""
+        self._change(
+            actor, f"schedule:{name}", "schedule.removed", lambda m: changes.remove_schedule(m, name)
+        )
+
 
 # --- shared by the CLI and the HTTP API ----------------------------------------------------------
 
@@ -321,6 +379,32 @@ def person_json(person: Person) -> dict[str, Any]:
         "valid_from": person.valid_from.isoformat() if person.valid_from else None,
         "valid_until": person.valid_until.isoformat() if person.valid_until else None,
         "enabled": person.enabled,
+    }
+
+
+def asset_json(asset: Asset) -> dict[str, Any]:
+    """The JSON form of an asset (CLI and API share it)."""
+    return {
+        "id": asset.id,
+        "kind": asset.kind.value,
+        "functions": list(asset.functions),
+        "inside": asset.inside,
+    }
+
+
+def role_json(role: Role) -> dict[str, Any]:
+    """The JSON form of a role (CLI and API share it)."""
+    return {"id": role.id, "external": role.external}
+
+
+def schedule_json(schedule: Schedule) -> dict[str, Any]:
+    """The JSON form of a schedule: the YAML's fields, plus whether it crosses midnight."""
+    return {
+        "name": schedule.name,
+        "days": list(schedule.days),
+        "from": format_minutes(schedule.start),
+        "to": format_minutes(schedule.end),
+        "overnight": schedule.overnight,
     }
 
 

@@ -114,6 +114,46 @@ def test_cli_people_grants_and_policies(data: Path):
     assert "entity Person in [Role]" in run("access", "schema", *d)
 
 
+def test_cli_assets_roles_and_schedules(data: Path):
+    d = ("--data", str(data))
+    at_three = ("--at", "2026-12-01T03:00")
+    assert "ALLOW" in run("access", "explain", "emil", "reactor-1", "start", *at_three, *d)
+    changed = run("access", "schedule", "update", "night-shift", "--day", "mon,tue,wed,thu,fri", "--day",
+                  "sat,sun", "--from", "22:00", "--to", "02:00", *d)  # fmt: skip
+    assert "22:00-02:00 (crosses midnight)" in changed
+    assert "DENY" in run("access", "explain", "emil", "reactor-1", "start", *at_three, *d)
+    schedules = json.loads(run("access", "schedule", "list", *d, "--json"))
+    night = next(s for s in schedules if s["name"] == "night-shift")
+    assert (night["from"], night["to"], night["overnight"]) == ("22:00", "02:00", True)
+    assert "used by" in run("access", "schedule", "remove", "night-shift", *d, code=1)
+
+    run("access", "asset", "add", "press-7", "--kind", "machine", "--function", "start",
+        "--function", "stop", "--inside", "production-hall", *d)  # fmt: skip
+    assert "already exists" in run("access", "asset", "add", "press-7", "--kind", "machine",
+                                   "--function", "start", *d, code=1)  # fmt: skip
+    run("access", "grant", "add", "--role", "operator", "--asset", "press-7", "--function", "stop", *d)
+    shown = json.loads(run("access", "asset", "show", "press-7", *d, "--json"))
+    assert shown == {"id": "press-7", "kind": "machine", "functions": ["start", "stop"],
+                     "inside": "production-hall", "grants": ["operator-7"]}  # fmt: skip
+    assert "ALLOW" in run("access", "explain", "emil", "press-7", "stop", "--at", "2026-12-01T23:00", *d)
+    refused = run(
+        "access", "asset", "update", "press-7", "--kind", "machine", "--function", "start", *d, code=1
+    )
+    assert "unknown function 'stop'" in refused
+    assert "still used by grant operator-7" in run("access", "asset", "remove", "press-7", *d, code=1)
+    run("access", "grant", "remove", "operator-7", *d)
+    run("access", "asset", "remove", "press-7", *d)
+    assert "press-7" not in run("access", "asset", "list", *d)
+
+    run("access", "role", "add", "contractor", "--external", *d)
+    assert {"id": "contractor", "external": True} in json.loads(run("access", "role", "list", *d, "--json"))
+    assert "role 'contractor' is external" in run("access", "person", "add", "kai", "--name", "Kai", "--role",
+                                   "contractor", *d, code=1)  # fmt: skip
+    run("access", "role", "update", "contractor", "--internal", *d)
+    run("access", "person", "add", "kai", "--name", "Kai", "--role", "contractor", *d)
+    assert "still used by person kai" in run("access", "role", "remove", "contractor", *d, code=1)
+
+
 def test_cli_import_error_names_the_entry(data: Path, tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(EXAMPLE.read_text().replace('valid: {from: "2026-11-02"', 'valid: {from: "2026-11-32"'))
@@ -187,6 +227,10 @@ def test_api_import_people_grants_policies_explain_and_slice(client: TestClient)
     assert (explained["decision"], explained["policies"]) == ("allow", ["quality-control-6/erp"])
     assert client.delete("/api/v1/access/grants/quality-control-6").status_code == 204
 
+    duplicate = client.post("/api/v1/access/people", json={"id": "anna", "name": "A", "roles": ["cfo"]})
+    assert duplicate.status_code == 409
+    assert duplicate.json()["detail"] == "person 'anna' already exists"
+
     access_slice = client.get("/api/v1/access/assets/erp/slice").json()
     assert access_slice["asset"] == "erp"
     assert access_slice["timezone"] == "Europe/Berlin"
@@ -194,3 +238,49 @@ def test_api_import_people_grants_policies_explain_and_slice(client: TestClient)
     assert client.get("/api/v1/access/assets/nowhere/slice").status_code == 404
     paths = client.get("/openapi.json").json()["paths"]
     assert "/api/v1/access/people/{person_id}/disable" in paths
+
+
+def test_api_assets_roles_and_schedules(client: TestClient):
+    assert client.post("/api/v1/access/import", json={"yaml": EXAMPLE.read_text()}).status_code == 200
+    assets = client.get("/api/v1/access/assets").json()
+    assert len(assets) == 14
+    assert client.get("/api/v1/access/assets/control-room").json() == {
+        "id": "control-room", "kind": "area", "functions": ["enter"], "inside": "production-hall"
+    }  # fmt: skip
+    press = {"id": "press-7", "kind": "machine", "functions": ["start"], "inside": "production-hall"}
+    assert client.post("/api/v1/access/assets", json=press).status_code == 201
+    assert client.post("/api/v1/access/assets", json=press).status_code == 409
+    assert client.post("/api/v1/access/assets", json={**press, "id": "x", "kind": "robot"}).status_code == 400
+    updated = client.put("/api/v1/access/assets/press-7", json={**press, "functions": ["start", "stop"]})
+    assert updated.json()["functions"] == ["start", "stop"]
+    assert client.put("/api/v1/access/assets/other", json=press).status_code == 400  # id differs from path
+    in_use = client.delete("/api/v1/access/assets/reactor-1")
+    assert in_use.status_code == 409
+    assert "still used by grant" in in_use.json()["detail"]
+    assert client.delete("/api/v1/access/assets/press-7").status_code == 204
+    assert client.get("/api/v1/access/assets/press-7").status_code == 404
+
+    assert {"id": "auditor", "external": True} in client.get("/api/v1/access/roles").json()
+    assert client.post("/api/v1/access/roles", json={"id": "visitor", "external": True}).status_code == 201
+    assert client.put("/api/v1/access/roles/visitor", json={"id": "visitor"}).json() == {
+        "id": "visitor", "external": False
+    }  # fmt: skip
+    assert client.delete("/api/v1/access/roles/visitor").status_code == 204
+    assert client.delete("/api/v1/access/roles/operator").status_code == 409
+
+    window = {"name": "lunch", "days": ["mon", "fri"], "from": "12:00", "to": "13:00"}
+    created = client.post("/api/v1/access/schedules", json=window)
+    assert created.status_code == 201, created.text
+    assert created.json() == {**window, "overnight": False}
+    bad = client.post("/api/v1/access/schedules", json={**window, "name": "x", "to": "25:00"})
+    assert bad.status_code == 400
+    assert "bad time '25:00'" in bad.json()["detail"]
+    moved = client.put("/api/v1/access/schedules/lunch", json={**window, "from": "23:00", "to": "01:00"})
+    assert moved.json()["overnight"] is True
+    assert "lunch" in {s["name"] for s in client.get("/api/v1/access/schedules").json()}
+    assert client.delete("/api/v1/access/schedules/lunch").status_code == 204
+    assert client.delete("/api/v1/access/schedules/business-hours").status_code == 409
+    types = [
+        r["details"].get("change") for r in client.get("/api/v1/audit", params={"limit": 500}).json()["items"]
+    ]
+    assert {"asset.added", "asset.updated", "asset.removed", "role.added", "schedule.updated"} <= set(types)

@@ -25,7 +25,7 @@ from otward.adapters.db.access_schema import (
     access_schedules,
     access_site,
 )
-from otward.adapters.db.store import SqlPkiStore
+from otward.adapters.db.store import STORED_CONFLICT, SqlPkiStore
 from otward.core.access.model import (
     AccessModel,
     Asset,
@@ -49,9 +49,13 @@ _SITE_ID = 1
 
 @contextmanager
 def _concurrent_change() -> Iterator[None]:
+    """A unique key the database refused is another writer's change; the model's own conflicts
+    (an id that exists, an asset still in use) pass unchanged."""
     try:
         yield
     except ConflictError as exc:
+        if exc.rule != STORED_CONFLICT:
+            raise
         raise ConflictError("the access model changed concurrently; try again") from exc
 
 

@@ -79,7 +79,7 @@ from otward.errors import (
     StorageError,
 )
 
-__all__ = ["SqlPkiStore", "revoke_once"]
+__all__ = ["STORED_CONFLICT", "SqlPkiStore", "revoke_once"]
 
 _REASONS = {flag.value: flag for flag in ReasonFlags}
 
@@ -144,6 +144,9 @@ _REVOKED_AMONG = select(func.count()).where(
 )
 
 
+STORED_CONFLICT = "stored-conflict"  # the rule of a ConflictError the database raised (a unique key)
+
+
 @contextmanager
 def _database_errors() -> Iterator[None]:
     """Driver errors become otward errors; the services never see SQLAlchemy's."""
@@ -152,7 +155,7 @@ def _database_errors() -> Iterator[None]:
     except OtwardError:
         raise
     except DbIntegrityError as exc:
-        raise ConflictError("the record conflicts with one already stored") from exc
+        raise ConflictError("the record conflicts with one already stored", rule=STORED_CONFLICT) from exc
     except SQLAlchemyError as exc:
         raise StorageError("database operation failed") from exc
 

@@ -10,7 +10,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from otward.core.access.model import AccessModel, Grant, Person, validate_grant, validate_model
+from otward.core.access.model import (
+    OWN_SHIFT,
+    AccessModel,
+    Asset,
+    Grant,
+    Person,
+    Role,
+    Schedule,
+    validate_grant,
+    validate_model,
+)
 from otward.errors import ConflictError, InvalidRequestError, NotFoundError
 
 __all__ = [
@@ -19,9 +29,15 @@ __all__ = [
     "add_grant",
     "diff_models",
     "merge_import",
+    "put_asset",
     "put_person",
+    "put_role",
+    "put_schedule",
+    "remove_asset",
     "remove_grant",
     "remove_person",
+    "remove_role",
+    "remove_schedule",
     "set_enabled",
 ]
 
@@ -206,3 +222,91 @@ def remove_grant(model: AccessModel, grant_id: str) -> AccessModel:
     if not any(grant.id == grant_id for grant in model.grants):
         raise NotFoundError(f"grant '{grant_id}' not found", rule="access-grant")
     return replace(model, grants=tuple(grant for grant in model.grants if grant.id != grant_id))
+
+
+# --- assets, roles and schedules ------------------------------------------------------------------
+#
+# Adding or replacing one runs the whole model's validation, so a change that would leave a grant
+# naming a function the asset no longer has is refused with that grant named. Removing one that is
+# still in use is refused with its users listed: nothing is removed behind an administrator's back.
+
+
+def _put(items: tuple[Any, ...], item: Any, key: str, *, exists: bool) -> tuple[Any, ...]:
+    wanted = getattr(item, key)
+    if not exists:
+        return (*items, item)
+    return tuple(item if getattr(existing, key) == wanted else existing for existing in items)
+
+
+def _checked_put(
+    model: AccessModel, kind: str, item_id: str, exists: bool, *, create: bool, updated: AccessModel
+) -> AccessModel:
+    if create and exists:
+        raise ConflictError(f"{kind} '{item_id}' already exists", rule=f"access-{kind}-exists")
+    if not create and not exists:
+        raise NotFoundError(f"{kind} '{item_id}' not found", rule=f"access-{kind}")
+    validate_model(updated)
+    return updated
+
+
+def _refuse_in_use(kind: str, item_id: str, users: Iterable[str]) -> None:
+    named = sorted(users)
+    if named:
+        shown = ", ".join(named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
+        raise ConflictError(
+            f"{kind} '{item_id}' is still used by {shown}; change or remove those first",
+            rule=f"access-{kind}-in-use",
+        )
+
+
+def put_asset(model: AccessModel, asset: Asset, *, create: bool) -> AccessModel:
+    """Add ``asset`` (``create``) or replace the asset with its id (its grants must still fit)."""
+    exists = model.asset(asset.id) is not None
+    updated = replace(model, assets=_put(model.assets, asset, "id", exists=exists))
+    return _checked_put(model, "asset", asset.id, exists, create=create, updated=updated)
+
+
+def remove_asset(model: AccessModel, asset_id: str) -> AccessModel:
+    """The model without ``asset_id``; refused while grants name it or assets are inside it."""
+    if model.asset(asset_id) is None:
+        raise NotFoundError(f"asset '{asset_id}' not found", rule="access-asset")
+    users = [f"grant {g.id}" for g in model.grants if asset_id in g.assets]
+    users += [f"asset {a.id} (inside it)" for a in model.assets if a.inside == asset_id]
+    _refuse_in_use("asset", asset_id, users)
+    return replace(model, assets=tuple(a for a in model.assets if a.id != asset_id))
+
+
+def put_role(model: AccessModel, role: Role, *, create: bool) -> AccessModel:
+    """Add ``role`` or replace it (making a role external needs validity dates on its people)."""
+    exists = model.role(role.id) is not None
+    updated = replace(model, roles=_put(model.roles, role, "id", exists=exists))
+    return _checked_put(model, "role", role.id, exists, create=create, updated=updated)
+
+
+def remove_role(model: AccessModel, role_id: str) -> AccessModel:
+    """The model without ``role_id``; refused while grants are for it or people hold it."""
+    if model.role(role_id) is None:
+        raise NotFoundError(f"role '{role_id}' not found", rule="access-role")
+    users = [f"grant {g.id}" for g in model.grants if g.role == role_id]
+    users += [f"person {p.id}" for p in model.people if role_id in p.roles]
+    _refuse_in_use("role", role_id, users)
+    return replace(model, roles=tuple(r for r in model.roles if r.id != role_id))
+
+
+def put_schedule(model: AccessModel, schedule: Schedule, *, create: bool) -> AccessModel:
+    """Add ``schedule`` or replace the one with its name (its grants and shifts follow the new hours)."""
+    if schedule.name == OWN_SHIFT:
+        raise InvalidRequestError(f"the schedule name '{OWN_SHIFT}' is reserved", rule="access-schedule")
+    exists = model.schedule(schedule.name) is not None
+    updated = replace(model, schedules=_put(model.schedules, schedule, "name", exists=exists))
+    return _checked_put(model, "schedule", schedule.name, exists, create=create, updated=updated)
+
+
+def remove_schedule(model: AccessModel, name: str) -> AccessModel:
+    """The model without schedule ``name``; refused while grants or people's shifts use it."""
+    if model.schedule(name) is None:
+        raise NotFoundError(f"schedule '{name}' not found", rule="access-schedule")
+    users = [f"grant {g.id}" for g in model.grants if g.when == name]
+    users += [f"person {p.id} (shift)" for p in model.people if p.shift == name]
+    _refuse_in_use("schedule", name, users)
+    return replace(model, schedules=tuple(s for s in model.schedules if s.name != name))

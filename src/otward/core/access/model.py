@@ -33,6 +33,7 @@ __all__ = [
     "Role",
     "Schedule",
     "format_minutes",
+    "make_asset",
     "make_schedule",
     "parse_access_yaml",
     "parse_date",
@@ -308,6 +309,14 @@ def _parse_asset(asset_id: str, entry: Mapping[str, Any]) -> Asset:
             f"{where}.functions: a {kind.value} needs at least one function", rule="access-asset"
         )
     return Asset(id=asset_id, kind=kind, functions=functions, inside=inside)
+
+
+def make_asset(asset_id: str, kind: str, functions: Iterable[str], inside: str | None = None) -> Asset:
+    """Build an asset from its text form (the CLI and API use this); an area's function is ``enter``."""
+    entry: dict[str, Any] = {"kind": kind, "functions": list(functions)}
+    if inside is not None:
+        entry["inside"] = inside
+    return _parse_asset(validate_identifier(asset_id, "asset"), entry)
 
 
 def _parse_grant(role: str, index: int, entry: Mapping[str, Any]) -> Grant:

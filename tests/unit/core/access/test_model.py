@@ -12,14 +12,23 @@ from otward.core.access.changes import (
     add_grant,
     diff_models,
     merge_import,
+    put_asset,
     put_person,
+    put_role,
+    put_schedule,
+    remove_asset,
     remove_grant,
+    remove_role,
+    remove_schedule,
     set_enabled,
 )
 from otward.core.access.model import (
     AssetKind,
     Person,
     PersonKind,
+    Role,
+    make_asset,
+    make_schedule,
     parse_access_yaml,
     parse_minutes,
     people_with_explicit_enabled,
@@ -216,3 +225,47 @@ def test_grant_and_person_changes_are_validated():
     with pytest.raises(NotFoundError):
         set_enabled(model, "nobody", False)
     assert len(remove_grant(model, "cfo-1").grants) == len(model.grants) - 1
+
+
+def test_assets_roles_and_schedules_are_added_changed_and_removed_only_when_unused():
+    model = parse_access_yaml(EXAMPLE)
+    press = make_asset("press-7", "machine", ["start", "stop"], inside="production-hall")
+    added = put_asset(model, press, create=True)
+    assert added.asset("press-7") == press
+    assert diff_models(model, added).details() == {"assets": "+1 ~0 -0"}
+    with pytest.raises(ConflictError, match="asset 'press-7' already exists"):
+        put_asset(added, press, create=True)
+    with pytest.raises(NotFoundError, match="asset 'press-8' not found"):
+        put_asset(added, make_asset("press-8", "machine", ["start"]), create=False)
+    with pytest.raises(InvalidRequestError, match="'nowhere' is not a known area"):
+        put_asset(model, make_asset("press-9", "machine", ["start"], inside="nowhere"), create=True)
+    # a grant naming only this asset must keep its function
+    granted, grant = add_grant(added, "operator", ["press-7"], ["stop"], None)
+    with pytest.raises(InvalidRequestError, match=r"grants.operator\[7\].functions: unknown function .stop."):
+        put_asset(granted, make_asset("press-7", "machine", ["start"]), create=False)
+    with pytest.raises(ConflictError, match=f"asset 'press-7' is still used by grant {grant.id}"):
+        remove_asset(granted, "press-7")
+    assert remove_asset(added, "press-7").asset("press-7") is None
+    with pytest.raises(ConflictError, match=r"asset 'production-hall' is still used by .*\(inside it\)"):
+        remove_asset(model, "production-hall")
+
+    with pytest.raises(ConflictError, match="role 'auditor' is still used by grant auditor-1"):
+        remove_role(model, "auditor")
+    contractor = put_role(model, Role("contractor", external=True), create=True)
+    assert contractor.role("contractor") == Role("contractor", external=True)
+    assert remove_role(contractor, "contractor").role("contractor") is None
+    with pytest.raises(InvalidRequestError, match="external"):  # operators have no validity dates
+        put_role(model, Role("operator", external=True), create=False)
+
+    night = make_schedule("late", ["sat", "mon"], "22:00", "02:00")
+    assert night.days == ("mon", "sat")
+    assert night.overnight
+    with_night = put_schedule(model, night, create=True)
+    assert with_night.schedule("late") == night
+    with pytest.raises(InvalidRequestError, match="reserved"):
+        put_schedule(model, make_schedule("own-shift", ["mon"], "08:00", "09:00"), create=True)
+    with pytest.raises(ConflictError, match=r"schedule 'early-shift' is still used by .*\(shift\)"):
+        remove_schedule(model, "early-shift")
+    assert remove_schedule(with_night, "late").schedule("late") is None
+    with pytest.raises(NotFoundError):
+        remove_schedule(model, "late")
