@@ -207,6 +207,32 @@ def test_a_signer_rotated_by_another_process_is_used_at_once(installation, datab
         with pytest.raises(ConflictError, match="changed while it was being rotated"):
             service.signers._replace("audit", before, None, SYSTEM_ACTOR)
         assert service.signers.get("audit")[1] == rotated.certificate
+        # the retired key and the one the refused rotation made are gone; one audit key is left
+        (left,) = (installation / "keys").glob("signer-audit-*")
+        assert left.name.endswith(f"-{rotated.certificate.serial_number:x}.key.pem")
     finally:
         service.close()
         cli.close()
+
+
+def test_a_signer_whose_key_was_destroyed_by_a_rotation_elsewhere_loads_the_new_one(
+    installation, database_url, monkeypatch
+):
+    """A process reads the signer, another rotates it (destroying the retired key) before the first
+    loads the key: the first finds the new signer instead of failing."""
+    settings = load_settings(installation, database_url=database_url)
+    cli = Pki.open(settings)
+    cli.signers.get("edge")
+    stale = cli.store.get_signer("edge")
+    rotated = cli.signers.rotate("edge")
+    cli.close()
+    service = Pki.open(settings)
+    try:
+        reads = iter([stale])
+        real = service.store.get_signer
+        monkeypatch.setattr(service.store, "get_signer", lambda name: next(reads, None) or real(name))
+        key, certificate = service.signers.get("edge")
+        assert certificate == rotated.certificate
+        assert key.public_key() == certificate.public_key()
+    finally:
+        service.close()

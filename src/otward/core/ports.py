@@ -63,6 +63,10 @@ class KeyBackend(Protocol):
 
     def load_key(self, key_ref: str) -> CertificateIssuerPrivateKeyTypes: ...
 
+    def destroy_key(self, key_ref: str) -> None:
+        """Delete a key that will sign nothing again (a rotated signer's); a missing key is no error."""
+        ...
+
 
 class AuthorityStore(Protocol):
     def add_authority(

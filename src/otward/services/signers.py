@@ -31,7 +31,7 @@ from otward.core.records import (
     certificate_record,
     format_serial,
 )
-from otward.errors import ConfigError, InvalidRequestError, PolicyViolationError
+from otward.errors import ConfigError, InvalidRequestError, PolicyViolationError, SignerError
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService, sign
 from otward.services.revocation import RevocationService
@@ -108,11 +108,9 @@ class SignerService:
                 self._create(name)
                 stored = self._store.get_signer(name)
                 assert stored is not None  # noqa: S101 - just stored
-            key_ref, der = stored
             loaded = self._loaded.get(name)
-            if loaded is None or loaded[2] != der:
-                certificate = x509.load_der_x509_certificate(der)
-                loaded = (self._keys.load_key(key_ref), certificate, der)
+            if loaded is None or loaded[2] != stored[1]:
+                loaded = self._load(name, stored)
                 self._loaded[name] = loaded
             record = self._store.get_certificate(loaded[1].serial_number)
             if record is not None and record.revoked_at is not None:
@@ -122,6 +120,21 @@ class SignerService:
                     rule="signer-revoked",
                 )
             return loaded[0], loaded[1]
+
+    def _load(
+        self, name: str, stored: tuple[str, bytes]
+    ) -> tuple[CertificateIssuerPrivateKeyTypes, x509.Certificate, bytes]:
+        try:
+            key = self._keys.load_key(stored[0])
+        except SignerError:
+            # Another process rotated between our read of the signer and the key load, and destroyed
+            # the key we were about to load: the signer row names the new one by now.
+            fresh = self._store.get_signer(name)
+            if fresh is None or fresh == stored:
+                raise
+            stored = fresh
+            key = self._keys.load_key(stored[0])
+        return key, x509.load_der_x509_certificate(stored[1]), stored[1]
 
     def current(self, name: str) -> SignerInfo | None:
         """The named signer's certificate and state, without creating it."""
@@ -156,6 +169,9 @@ class SignerService:
             else:
                 previous = x509.load_der_x509_certificate(stored[1])
                 self._replace(name, previous, revoke_previous, actor)
+                self._loaded.pop(name, None)
+                # What the retired key signed verifies with its certificate alone: the key goes.
+                self._keys.destroy_key(stored[0])
         if previous is not None and revoke_previous is not None and self._revocation is not None:
             self._revocation.revoke(previous.serial_number, revoke_previous, actor)
         info = self.current(name)
@@ -177,13 +193,17 @@ class SignerService:
             "previous_revoked": revoke_previous.value if revoke_previous else "no",
         }
         event = self._audit.event(actor, EventType.SIGNER_ROTATED, record.serial, details=details)
-        self._store.replace_signer(
-            name,
-            key_ref,
-            record,
-            [event],
-            previous_serial=format_serial(previous.serial_number),
-        )
+        try:
+            self._store.replace_signer(
+                name,
+                key_ref,
+                record,
+                [event],
+                previous_serial=format_serial(previous.serial_number),
+            )
+        except BaseException:
+            self._keys.destroy_key(key_ref)  # never stored: no certificate names it
+            raise
 
     def rotate_if_due(self, name: str, actor: Actor = SYSTEM_ACTOR) -> bool:
         """Rotate a signer that exists and is revoked or past two thirds of its certificate's lifetime

@@ -111,3 +111,11 @@ class FileKeyBackend:
         with self._lock:
             self._cache[key_ref] = key
         return key
+
+    def destroy_key(self, key_ref: str) -> None:
+        """Delete the key file (and the decrypted copy in memory). The file was only ever written
+        encrypted, so unlinking leaves no plaintext key behind."""
+        path = self._path(key_ref)
+        with self._lock:
+            self._cache.pop(key_ref, None)
+        path.unlink(missing_ok=True)
