@@ -1,4 +1,4 @@
-"""``otward access import|policies|schema|explain|person ...|grant ...``: who may do what, where, when.
+"""``otward access ...``: who may do what, where, when (people, grants, assets, roles, schedules).
 
 Commands parse their options into model values, call ``pki.access`` and print; the decisions are
 Cedar's (``otward.core.access``).
