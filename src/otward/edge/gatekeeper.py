@@ -288,15 +288,24 @@ class Gatekeeper:
 
     # --- the exchange ---------------------------------------------------------------------------
 
-    def challenge(self, credential: str, function: str, *, at: datetime | None = None) -> Challenge:
-        """Step 1: the holder presents its credential and the function it wants; answer with a nonce."""
+    def challenge(
+        self, credential: str, function: str, *, at: datetime | None = None, source: str | None = None
+    ) -> Challenge:
+        """Step 1: the holder presents its credential and the function it wants; answer with a nonce.
+
+        ``source`` (the reader's address) bounds the nonces one source can hold pending."""
         validate_identifier(function, "function")
         if not credential or len(credential) > _MAX_CREDENTIAL:
             raise InvalidRequestError("credential missing or too large", rule="credential")
         when = at or self._clock()
         with self._lock:
             return self._nonces.issue(
-                self._random(32), asset=self.asset, function=function, credential=credential.strip(), at=when
+                self._random(32),
+                asset=self.asset,
+                function=function,
+                credential=credential.strip(),
+                at=when,
+                source=source,
             )
 
     def answer(
@@ -308,7 +317,12 @@ class Gatekeeper:
             pending = self._nonces.take(nonce, when)
             bundle, decider = self._bundle, self._decider
         if pending is None:
-            verdict = Verdict(False, "unknown, expired or already used nonce (replayed or stale answer)", "?")
+            verdict = Verdict(
+                False,
+                "unknown, expired or already used nonce (replayed or stale answer)",
+                "?",
+                proof_failed=True,
+            )
             self._record_decision(verdict, when, source)
             return verdict
         function = pending.challenge.function

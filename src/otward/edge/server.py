@@ -11,6 +11,8 @@ the wire.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +25,7 @@ from otward import __version__
 from otward.adapters.audit_file import SyncMode
 from otward.adapters.tls import TlsFlags, server_context
 from otward.core import b64url
+from otward.core.ratelimit import FailureLimiter
 from otward.edge.gatekeeper import (
     DEFAULT_NONCE_TTL,
     DEFAULT_SKEW,
@@ -31,10 +34,17 @@ from otward.edge.gatekeeper import (
     load_roots,
 )
 from otward.edge.sync import SyncClient
-from otward.errors import ConfigError
+from otward.errors import ConfigError, RateLimitedError
 from otward.http.problems import install_problem_handlers
 
-__all__ = ["EdgeServeOptions", "check_tls_options", "create_gatekeeper_app", "serve_gatekeeper"]
+__all__ = [
+    "MAX_PROOF_FAILURES",
+    "PROOF_FAILURE_WINDOW",
+    "EdgeServeOptions",
+    "check_tls_options",
+    "create_gatekeeper_app",
+    "serve_gatekeeper",
+]
 
 
 class ChallengeIn(BaseModel):
@@ -66,14 +76,38 @@ class DecisionOut(BaseModel):
     local_time: str
 
 
-def create_gatekeeper_app(gatekeeper: Gatekeeper, sync: SyncClient | None = None) -> FastAPI:
+# A source whose answers proved nothing this often in a minute (unknown or replayed nonces, forged
+# credentials or holder signatures) is refused with 429 until the oldest ages out: that bounds what a
+# flood costs the trail (every answer is recorded) and the CPU. Honest readers stay far below it: a
+# policy deny, an expired or a revoked credential do not count.
+MAX_PROOF_FAILURES = 30
+PROOF_FAILURE_WINDOW = 60.0
+
+
+def create_gatekeeper_app(
+    gatekeeper: Gatekeeper, sync: SyncClient | None = None, *, clock: Callable[[], float] = time.monotonic
+) -> FastAPI:
     app = FastAPI(title="otward edge gatekeeper", version=__version__, docs_url=None, redoc_url=None)
     install_problem_handlers(app)
+    failures = FailureLimiter(
+        max_failures=MAX_PROOF_FAILURES, window_seconds=PROOF_FAILURE_WINDOW, clock=clock
+    )
+
+    def source_of(request: Request) -> str:
+        source = request.client.host if request.client else "unknown"
+        wait = failures.retry_after(source)
+        if wait > 0:
+            raise RateLimitedError(
+                f"too many answers from {source} proved nothing (unknown nonces, forged signatures); "
+                "try again later",
+                retry_after=wait,
+            )
+        return source
 
     @app.post("/v1/challenge", response_model=ChallengeOut, status_code=201)
-    def challenge(body: ChallengeIn) -> ChallengeOut:
+    def challenge(body: ChallengeIn, request: Request) -> ChallengeOut:
         """Step 1: present the credential and the function; sign the returned nonce within its lifetime."""
-        issued = gatekeeper.challenge(body.credential, body.function)
+        issued = gatekeeper.challenge(body.credential, body.function, source=source_of(request))
         return ChallengeOut(
             nonce=b64url.encode(issued.nonce),
             asset=issued.asset,
@@ -84,11 +118,12 @@ def create_gatekeeper_app(gatekeeper: Gatekeeper, sync: SyncClient | None = None
     @app.post("/v1/answer", response_model=DecisionOut)
     def answer(body: AnswerIn, request: Request) -> DecisionOut:
         """Step 2: the signature over ``otward-edge-access-v1\\n<asset>\\n<function>\\n<nonce>``."""
+        source = source_of(request)
         verdict = gatekeeper.answer(
-            b64url.decode(body.nonce, "nonce"),
-            b64url.decode(body.signature, "signature"),
-            source=request.client.host if request.client else None,
+            b64url.decode(body.nonce, "nonce"), b64url.decode(body.signature, "signature"), source=source
         )
+        if verdict.proof_failed:
+            failures.record_failure(source)
         if sync is not None:
             sync.trigger()
         return DecisionOut(

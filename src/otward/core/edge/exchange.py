@@ -37,6 +37,7 @@ class PendingAnswer:
 
     challenge: Challenge
     credential: str
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Verdict:
     policies: tuple[str, ...] = ()
     bundle_version: int | None = None
     local_time: str = ""
+    # The request proved nothing: an unknown, used or expired nonce, a credential that does not verify,
+    # or an answer not signed by its holder key. Honest holders rarely cause these (a policy deny, an
+    # expired or revoked credential do not count), so an API may limit the sources that do.
+    proof_failed: bool = False
 
     @property
     def decision(self) -> str:
@@ -60,33 +65,52 @@ class Verdict:
 class NonceBook:
     """Nonces handed out and not yet answered; each can be taken once, before it expires.
 
-    Bounded: when ``capacity`` nonces are pending the oldest is dropped, so a
-    flood of challenges costs memory for ``capacity`` entries at most (a holder
-    whose nonce was dropped is denied and asks again).
+    Bounded twice: one source (a reader's address) holds at most ``per_source`` pending nonces,
+    its oldest dropped first, so a flood of challenges from one source cannot push out the nonces
+    other holders are answering; and at most ``capacity`` are pending in all, the oldest dropped
+    first, so memory stays bounded whatever the sources (a holder whose nonce was dropped is denied
+    and asks again).
     """
 
-    def __init__(self, *, ttl: timedelta = timedelta(seconds=30), capacity: int = 10_000) -> None:
-        if ttl <= timedelta(0) or capacity < 1:
-            raise ValueError("nonce ttl and capacity must be positive")
+    def __init__(
+        self, *, ttl: timedelta = timedelta(seconds=30), capacity: int = 10_000, per_source: int = 64
+    ) -> None:
+        if ttl <= timedelta(0) or capacity < 1 or per_source < 1:
+            raise ValueError("nonce ttl, capacity and per-source bound must be positive")
         self.ttl = ttl
         self._capacity = capacity
+        self._per_source = per_source
         self._pending: OrderedDict[bytes, PendingAnswer] = OrderedDict()
+        self._by_source: dict[str | None, OrderedDict[bytes, None]] = {}
 
-    def issue(self, nonce: bytes, *, asset: str, function: str, credential: str, at: datetime) -> Challenge:
+    def issue(
+        self,
+        nonce: bytes,
+        *,
+        asset: str,
+        function: str,
+        credential: str,
+        at: datetime,
+        source: str | None = None,
+    ) -> Challenge:
         if len(nonce) < 16:
             raise ValueError("a nonce needs at least 128 random bits")
         if nonce in self._pending:
             raise ValueError("nonce reused")
+        own = self._by_source.setdefault(source, OrderedDict())
+        while len(own) >= self._per_source:
+            self._forget(next(iter(own)))
         while len(self._pending) >= self._capacity:
-            self._pending.popitem(last=False)
+            self._forget(next(iter(self._pending)))
         challenge = Challenge(nonce=nonce, asset=asset, function=function, expires_at=at + self.ttl)
-        self._pending[nonce] = PendingAnswer(challenge, credential)
+        self._pending[nonce] = PendingAnswer(challenge, credential, source)
+        self._by_source.setdefault(source, OrderedDict())[nonce] = None
         return challenge
 
     def take(self, nonce: bytes, at: datetime) -> PendingAnswer | None:
         """The pending answer for ``nonce``, removed so it can never be used again; None if the nonce was
         never issued, was already answered or has expired."""
-        pending = self._pending.pop(nonce, None)
+        pending = self._forget(nonce)
         self.purge(at)
         if pending is None or at >= pending.challenge.expires_at:
             return None
@@ -98,7 +122,20 @@ class NonceBook:
             nonce, pending = next(iter(self._pending.items()))
             if at < pending.challenge.expires_at:
                 break
-            del self._pending[nonce]
+            self._forget(nonce)
+
+    def pending_from(self, source: str | None) -> int:
+        """How many nonces ``source`` holds unanswered."""
+        return len(self._by_source.get(source, ()))
+
+    def _forget(self, nonce: bytes) -> PendingAnswer | None:
+        pending = self._pending.pop(nonce, None)
+        if pending is not None:
+            own = self._by_source[pending.source]
+            del own[nonce]
+            if not own:
+                del self._by_source[pending.source]
+        return pending
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -124,11 +161,15 @@ def evaluate(
         return Verdict(False, "no valid policy bundle is installed", function)
     if credential is None:
         return Verdict(
-            False, credential_problem or "credential not verified", function, bundle_version=version
+            False,
+            credential_problem or "credential not verified",
+            function,
+            bundle_version=version,
+            proof_failed=True,
         )
     claims = credential
 
-    def deny(reason: str) -> Verdict:
+    def deny(reason: str, *, proof_failed: bool = False) -> Verdict:
         return Verdict(
             False,
             reason,
@@ -136,13 +177,16 @@ def evaluate(
             person=claims.person,
             credential_id=claims.credential_id,
             bundle_version=version,
+            proof_failed=proof_failed,
         )
 
     problem = credential.validity_problem(at, skew)
     if problem is not None:
         return deny(problem)
     if not holder_signature_valid:
-        return deny("answer not signed by the credential's key for this nonce, asset and function")
+        return deny(
+            "answer not signed by the credential's key for this nonce, asset and function", proof_failed=True
+        )
     if credential.credential_id in bundle.revoked:
         return deny("credential is revoked")
     fail_open_note = ""

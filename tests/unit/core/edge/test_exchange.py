@@ -171,18 +171,49 @@ def _allow(person: str, function: str, at: object) -> Decision:
     return Decision(True, f"allowed {person} {function}", ("p1",))
 
 
+def test_a_flood_from_one_source_does_not_push_out_the_nonces_of_others():
+    book = NonceBook(ttl=timedelta(seconds=30), capacity=100, per_source=8)
+    book.issue(b"h" * 16, asset="door-1", function="enter", credential="c", at=NOW, source="10.0.0.2")
+    for index in range(1000):
+        nonce = index.to_bytes(16, "big")
+        book.issue(nonce, asset="door-1", function="enter", credential="x", at=NOW, source="10.0.0.66")
+    assert book.pending_from("10.0.0.66") == 8  # its own oldest went first
+    assert book.pending_from("10.0.0.2") == 1
+    assert len(book) == 9
+    assert book.take((0).to_bytes(16, "big"), NOW) is None
+    assert book.take((999).to_bytes(16, "big"), NOW) is not None
+    assert book.pending_from("10.0.0.66") == 7
+    pending = book.take(b"h" * 16, NOW + timedelta(seconds=29))
+    assert pending is not None
+    assert pending.source == "10.0.0.2"
+    assert book.pending_from("10.0.0.2") == 0
+    # many sources: the total stays bounded, the oldest overall going first
+    for index in range(300):
+        nonce = (10_000 + index).to_bytes(16, "big")
+        book.issue(nonce, asset="door-1", function="enter", credential="x", at=NOW, source=f"s{index}")
+    assert len(book) == 100
+    book.purge(NOW + timedelta(seconds=30))
+    assert len(book) == 0
+    assert book.pending_from("s299") == 0
+
+
 @pytest.mark.parametrize(
-    ("case", "kwargs", "reason"),
+    ("case", "kwargs", "reason", "proof_failed"),
     [
-        ("no bundle", {"bundle": None}, "no valid policy bundle"),
-        ("bad credential", {"credential": None, "credential_problem": "credential refused: x"}, "refused: x"),
-        ("expired", {"at": NOW + timedelta(hours=2)}, "credential expired"),
-        ("bad signature", {"holder_signature_valid": False}, "not signed by the credential's key"),
-        ("revoked", {"bundle": _bundle(revoked=frozenset({"0" * 32}))}, "credential is revoked"),
-        ("bundle expired", {"bundle": _bundle(expires_at=NOW + timedelta(minutes=1))}, "fails closed"),
+        ("no bundle", {"bundle": None}, "no valid policy bundle", False),
+        (
+            "bad credential",
+            {"credential": None, "credential_problem": "credential refused: x"},
+            "refused: x",
+            True,
+        ),
+        ("expired", {"at": NOW + timedelta(hours=2)}, "credential expired", False),
+        ("bad signature", {"holder_signature_valid": False}, "not signed by the credential's key", True),
+        ("revoked", {"bundle": _bundle(revoked=frozenset({"0" * 32}))}, "credential is revoked", False),
+        ("bundle expired", {"bundle": _bundle(expires_at=NOW + timedelta(minutes=1))}, "fails closed", False),
     ],
 )
-def test_every_failed_check_denies(case, kwargs, reason):
+def test_every_failed_check_denies(case, kwargs, reason, proof_failed):
     arguments: dict[str, object] = {
         "function": "enter",
         "bundle": _bundle(),
@@ -199,6 +230,7 @@ def test_every_failed_check_denies(case, kwargs, reason):
     verdict = evaluate(**arguments)  # type: ignore[arg-type]
     assert not verdict.allowed, case
     assert reason in verdict.reason
+    assert verdict.proof_failed is proof_failed  # only what proves nothing counts against a source
 
 
 def test_all_checks_passed_the_policy_decides_and_fail_open_is_noted():
@@ -215,6 +247,7 @@ def test_all_checks_passed_the_policy_decides_and_fail_open_is_noted():
     assert verdict.allowed
     assert verdict.policies == ("p1",)
     assert verdict.decision == "allow"
+    assert not verdict.proof_failed
     late = evaluate(
         function="enter",
         bundle=_bundle(expires_at=NOW + timedelta(minutes=1), fail_open=frozenset({"enter"})),
