@@ -25,9 +25,11 @@ from otward.cli.common import (
     print_table,
 )
 from otward.core.access.model import (
+    Asset,
     Person,
     PersonKind,
     Role,
+    Schedule,
     make_asset,
     make_schedule,
     parse_date,
@@ -345,38 +347,24 @@ def grant_list(
 # --- assets -------------------------------------------------------------------------------------
 
 AssetArgument = Annotated[str, typer.Argument(help="Asset id")]
-KindOption = Annotated[str, typer.Option("--kind", help="area, machine or system")]
 FunctionsOption = Annotated[
     list[str] | None, typer.Option("--function", help="Function (repeat for several; an area has 'enter')")
 ]
 InsideOption = Annotated[str | None, typer.Option("--inside", help="The area that contains it")]
 
 
-def _put_asset(
-    asset_id: str,
-    kind: str,
-    functions: list[str] | None,
-    inside: str | None,
-    data: Path | None,
-    db: str | None,
-    as_json: bool,
-    *,
-    create: bool,
-) -> None:
-    asset = make_asset(asset_id, kind, functions or [], inside)
-    with open_pki(data, db) as pki:
-        stored = pki.access.put_asset(asset, create=create, actor=cli_actor())
+def _print_asset(asset: Asset, as_json: bool, verb: str) -> None:
     if as_json:
-        print_json(asset_json(stored))
+        print_json(asset_json(asset))
         return
-    console.print(f"{stored.kind.value} {stored.id} {'added' if create else 'updated'}", highlight=False)
+    console.print(f"{asset.kind.value} {asset.id} {verb}", highlight=False)
 
 
 @asset_app.command("add")
 @handle_errors
 def asset_add(
     asset_id: AssetArgument,
-    kind: KindOption,
+    kind: Annotated[str, typer.Option("--kind", help="area, machine or system")],
     function: FunctionsOption = None,
     inside: InsideOption = None,
     data: DataOption = None,
@@ -384,22 +372,36 @@ def asset_add(
     as_json: JsonOption = False,
 ) -> None:
     """Add an area, machine or system; grants then name it (the next bundles carry it)."""
-    _put_asset(asset_id, kind, function, inside, data, db, as_json, create=True)
+    asset = make_asset(asset_id, kind, function or [], inside)
+    with open_pki(data, db) as pki:
+        added = pki.access.put_asset(asset, create=True, actor=cli_actor())
+    _print_asset(added, as_json, "added")
 
 
 @asset_app.command("update")
 @handle_errors
 def asset_update(
     asset_id: AssetArgument,
-    kind: KindOption,
-    function: FunctionsOption = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="area, machine or system")] = None,
+    function: Annotated[
+        list[str] | None, typer.Option("--function", help="The functions, all of them (repeat for several)")
+    ] = None,
     inside: InsideOption = None,
+    outside: Annotated[bool, typer.Option("--no-inside", help="No longer inside an area")] = False,
     data: DataOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Replace an asset's kind, functions and area (refused if a grant would lose its function)."""
-    _put_asset(asset_id, kind, function, inside, data, db, as_json, create=False)
+    """Change what is given of an asset, keep the rest (refused if a grant would lose its function)."""
+    if kind is None and function is None and inside is None and not outside:
+        raise ConfigError("nothing to change: give --kind, --function, --inside or --no-inside")
+    if inside is not None and outside:
+        raise ConfigError("give --inside or --no-inside, not both")
+    with open_pki(data, db) as pki:
+        updated = pki.access.amend_asset(
+            asset_id, kind=kind, functions=function, inside=inside, clear_inside=outside, actor=cli_actor()
+        )
+    _print_asset(updated, as_json, "updated")
 
 
 @asset_app.command("remove")
@@ -445,36 +447,43 @@ def asset_show(
 # --- roles --------------------------------------------------------------------------------------
 
 RoleArgument = Annotated[str, typer.Argument(help="Role id")]
-ExternalOption = Annotated[
-    bool,
-    typer.Option("--external/--internal", help="External roles need validity dates on their people"),
-]
-
-
-def _put_role(role_id: str, external: bool, data: Path | None, db: str | None, *, create: bool) -> None:
-    role = Role(validate_identifier(role_id, "role"), external=external)
-    with open_pki(data, db) as pki:
-        pki.access.put_role(role, create=create, actor=cli_actor())
-    kind = "external role" if external else "role"
-    console.print(f"{kind} {role_id} {'added' if create else 'updated'}", highlight=False)
 
 
 @role_app.command("add")
 @handle_errors
 def role_add(
-    role_id: RoleArgument, external: ExternalOption = False, data: DataOption = None, db: DbOption = None
+    role_id: RoleArgument,
+    external: Annotated[
+        bool, typer.Option("--external", help="Its people need validity dates (engagements)")
+    ] = False,
+    data: DataOption = None,
+    db: DbOption = None,
 ) -> None:
     """Add a role (give it grants with 'otward access grant add')."""
-    _put_role(role_id, external, data, db, create=True)
+    role = Role(validate_identifier(role_id, "role"), external=external)
+    with open_pki(data, db) as pki:
+        pki.access.put_role(role, create=True, actor=cli_actor())
+    console.print(f"{'external role' if external else 'role'} {role_id} added", highlight=False)
 
 
 @role_app.command("update")
 @handle_errors
 def role_update(
-    role_id: RoleArgument, external: ExternalOption = False, data: DataOption = None, db: DbOption = None
+    role_id: RoleArgument,
+    external: Annotated[
+        bool | None,
+        typer.Option("--external/--internal", help="External roles need validity dates on their people"),
+    ] = None,
+    data: DataOption = None,
+    db: DbOption = None,
 ) -> None:
     """Make a role external or internal (external needs validity dates on every person holding it)."""
-    _put_role(role_id, external, data, db, create=False)
+    if external is None:
+        raise ConfigError("nothing to change: give --external or --internal")
+    role = Role(validate_identifier(role_id, "role"), external=external)
+    with open_pki(data, db) as pki:
+        pki.access.put_role(role, create=False, actor=cli_actor())
+    console.print(f"role {role_id} is now {'external' if external else 'internal'}", highlight=False)
 
 
 @role_app.command("remove")
@@ -509,27 +518,15 @@ ToOption = Annotated[
 ]
 
 
-def _put_schedule(
-    name: str,
-    days: list[str],
-    start: str,
-    end: str,
-    data: Path | None,
-    db: str | None,
-    as_json: bool,
-    *,
-    create: bool,
-) -> None:
-    wanted = [day.strip() for entry in days for day in entry.split(",") if day.strip()]
-    schedule = make_schedule(name, wanted, start, end)
-    with open_pki(data, db) as pki:
-        pki.access.put_schedule(schedule, create=create, actor=cli_actor())
+def _days(entries: list[str]) -> list[str]:
+    return [day.strip() for entry in entries for day in entry.split(",") if day.strip()]
+
+
+def _print_schedule(schedule: Schedule, as_json: bool, verb: str) -> None:
     if as_json:
         print_json(schedule_json(schedule))
         return
-    console.print(
-        f"schedule {name} {'added' if create else 'updated'}: {schedule.describe()}", highlight=False
-    )
+    console.print(f"schedule {schedule.name} {verb}: {schedule.describe()}", highlight=False)
 
 
 @schedule_app.command("add")
@@ -544,22 +541,33 @@ def schedule_add(
     as_json: JsonOption = False,
 ) -> None:
     """Add a weekly window, e.g. --day mon,tue,wed,thu,fri --from 22:00 --to 06:00 (a night shift)."""
-    _put_schedule(name, day, start, end, data, db, as_json, create=True)
+    schedule = make_schedule(name, _days(day), start, end)
+    with open_pki(data, db) as pki:
+        added = pki.access.put_schedule(schedule, create=True, actor=cli_actor())
+    _print_schedule(added, as_json, "added")
 
 
 @schedule_app.command("update")
 @handle_errors
 def schedule_update(
     name: ScheduleArgument,
-    day: DaysOption,
-    start: FromOption,
-    end: ToOption,
+    day: Annotated[
+        list[str] | None, typer.Option("--day", help="All the days, mon ... sun (repeat, or comma-separated)")
+    ] = None,
+    start: Annotated[str | None, typer.Option("--from", help="Start, HH:MM local site time")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="End, HH:MM (24:00 allowed)")] = None,
     data: DataOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change a schedule's days or hours; its grants and shifts follow with the next bundles."""
-    _put_schedule(name, day, start, end, data, db, as_json, create=False)
+    """Change a schedule's days or hours, keep the rest; grants and shifts follow with the next bundles."""
+    if day is None and start is None and end is None:
+        raise ConfigError("nothing to change: give --day, --from or --to")
+    with open_pki(data, db) as pki:
+        updated = pki.access.amend_schedule(
+            name, days=None if day is None else _days(day), start=start, end=end, actor=cli_actor()
+        )
+    _print_schedule(updated, as_json, "updated")
 
 
 @schedule_app.command("remove")

@@ -320,6 +320,27 @@ class AccessAdmin:
         self._change(actor, f"asset:{asset.id}", action, lambda m: changes.put_asset(m, asset, create=create))
         return self.asset(asset.id)
 
+    def amend_asset(
+        self,
+        asset_id: str,
+        *,
+        kind: str | None = None,
+        functions: Sequence[str] | None = None,
+        inside: str | None = None,
+        clear_inside: bool = False,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> Asset:
+        """Change only what is given, read and written in one transaction (no concurrent change lost)."""
+        self._change(
+            actor,
+            f"asset:{asset_id}",
+            "asset.updated",
+            lambda m: changes.amend_asset(
+                m, asset_id, kind=kind, functions=functions, inside=inside, clear_inside=clear_inside
+            ),
+        )
+        return self.asset(asset_id)
+
     def remove_asset(self, asset_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
         """Remove an asset no grant names (ConflictError names the grants that still do)."""
         self._change(actor, f"asset:{asset_id}", "asset.removed", lambda m: changes.remove_asset(m, asset_id))
@@ -343,6 +364,24 @@ class AccessAdmin:
             lambda m: changes.put_schedule(m, schedule, create=create),
         )
         return schedule
+
+    def amend_schedule(
+        self,
+        name: str,
+        *,
+        days: Sequence[str] | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        actor: Actor = SYSTEM_ACTOR,
+    ) -> Schedule:
+        """Change only the days or hours given, in one transaction."""
+        self._change(
+            actor,
+            f"schedule:{name}",
+            "schedule.updated",
+            lambda m: changes.amend_schedule(m, name, days=days, start=start, end=end),
+        )
+        return next(s for s in self.schedules() if s.name == name)
 
     def remove_schedule(self, name: str, actor: Actor = SYSTEM_ACTOR) -> None:
         """Remove a schedule no grant and no person's shift uses."""

@@ -118,8 +118,7 @@ def test_cli_assets_roles_and_schedules(data: Path):
     d = ("--data", str(data))
     at_three = ("--at", "2026-12-01T03:00")
     assert "ALLOW" in run("access", "explain", "emil", "reactor-1", "start", *at_three, *d)
-    changed = run("access", "schedule", "update", "night-shift", "--day", "mon,tue,wed,thu,fri", "--day",
-                  "sat,sun", "--from", "22:00", "--to", "02:00", *d)  # fmt: skip
+    changed = run("access", "schedule", "update", "night-shift", "--to", "02:00", *d)  # days, start kept
     assert "22:00-02:00 (crosses midnight)" in changed
     assert "DENY" in run("access", "explain", "emil", "reactor-1", "start", *at_three, *d)
     schedules = json.loads(run("access", "schedule", "list", *d, "--json"))
@@ -136,10 +135,11 @@ def test_cli_assets_roles_and_schedules(data: Path):
     assert shown == {"id": "press-7", "kind": "machine", "functions": ["start", "stop"],
                      "inside": "production-hall", "grants": ["operator-7"]}  # fmt: skip
     assert "ALLOW" in run("access", "explain", "emil", "press-7", "stop", "--at", "2026-12-01T23:00", *d)
-    refused = run(
-        "access", "asset", "update", "press-7", "--kind", "machine", "--function", "start", *d, code=1
-    )
+    refused = run("access", "asset", "update", "press-7", "--function", "start", *d, code=1)
     assert "unknown function 'stop'" in refused
+    assert "nothing to change" in run("access", "asset", "update", "press-7", *d, code=1)
+    moved = json.loads(run("access", "asset", "update", "press-7", "--no-inside", *d, "--json"))
+    assert moved == {"id": "press-7", "kind": "machine", "functions": ["start", "stop"], "inside": None}
     assert "still used by grant operator-7" in run("access", "asset", "remove", "press-7", *d, code=1)
     run("access", "grant", "remove", "operator-7", *d)
     run("access", "asset", "remove", "press-7", *d)
@@ -149,6 +149,7 @@ def test_cli_assets_roles_and_schedules(data: Path):
     assert {"id": "contractor", "external": True} in json.loads(run("access", "role", "list", *d, "--json"))
     assert "role 'contractor' is external" in run("access", "person", "add", "kai", "--name", "Kai", "--role",
                                    "contractor", *d, code=1)  # fmt: skip
+    assert "nothing to change" in run("access", "role", "update", "contractor", *d, code=1)
     run("access", "role", "update", "contractor", "--internal", *d)
     run("access", "person", "add", "kai", "--name", "Kai", "--role", "contractor", *d)
     assert "still used by person kai" in run("access", "role", "remove", "contractor", *d, code=1)

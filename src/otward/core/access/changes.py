@@ -14,10 +14,14 @@ from otward.core.access.model import (
     OWN_SHIFT,
     AccessModel,
     Asset,
+    AssetKind,
     Grant,
     Person,
     Role,
     Schedule,
+    format_minutes,
+    make_asset,
+    make_schedule,
     validate_grant,
     validate_model,
 )
@@ -27,6 +31,8 @@ __all__ = [
     "Changes",
     "ModelDiff",
     "add_grant",
+    "amend_asset",
+    "amend_schedule",
     "diff_models",
     "merge_import",
     "put_asset",
@@ -266,6 +272,27 @@ def put_asset(model: AccessModel, asset: Asset, *, create: bool) -> AccessModel:
     return _checked_put(model, "asset", asset.id, exists, create=create, updated=updated)
 
 
+def amend_asset(
+    model: AccessModel,
+    asset_id: str,
+    *,
+    kind: str | None = None,
+    functions: Iterable[str] | None = None,
+    inside: str | None = None,
+    clear_inside: bool = False,
+) -> AccessModel:
+    """Change only what is given of ``asset_id``; the rest stays as stored. Functions kept from the
+    stored asset do not carry over to an area (its one function is ``enter``)."""
+    current = model.asset(asset_id)
+    if current is None:
+        raise NotFoundError(f"asset '{asset_id}' not found", rule="access-asset")
+    new_kind = kind or current.kind.value
+    if functions is None:
+        functions = () if new_kind == AssetKind.AREA.value else current.functions
+    area = None if clear_inside else (inside if inside is not None else current.inside)
+    return put_asset(model, make_asset(asset_id, new_kind, functions, area), create=False)
+
+
 def remove_asset(model: AccessModel, asset_id: str) -> AccessModel:
     """The model without ``asset_id``; refused while grants name it or assets are inside it."""
     if model.asset(asset_id) is None:
@@ -300,6 +327,27 @@ def put_schedule(model: AccessModel, schedule: Schedule, *, create: bool) -> Acc
     exists = model.schedule(schedule.name) is not None
     updated = replace(model, schedules=_put(model.schedules, schedule, "name", exists=exists))
     return _checked_put(model, "schedule", schedule.name, exists, create=create, updated=updated)
+
+
+def amend_schedule(
+    model: AccessModel,
+    name: str,
+    *,
+    days: Iterable[str] | None = None,
+    start: str | None = None,
+    end: str | None = None,
+) -> AccessModel:
+    """Change only the days or hours given of schedule ``name``; the rest stays as stored."""
+    current = model.schedule(name)
+    if current is None:
+        raise NotFoundError(f"schedule '{name}' not found", rule="access-schedule")
+    schedule = make_schedule(
+        name,
+        current.days if days is None else days,
+        format_minutes(current.start) if start is None else start,
+        format_minutes(current.end) if end is None else end,
+    )
+    return put_schedule(model, schedule, create=False)
 
 
 def remove_schedule(model: AccessModel, name: str) -> AccessModel:

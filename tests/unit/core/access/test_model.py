@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import yaml
 
 from otward.core.access.changes import (
     add_grant,
+    amend_asset,
+    amend_schedule,
     diff_models,
     merge_import,
     put_asset,
@@ -23,6 +26,7 @@ from otward.core.access.changes import (
     set_enabled,
 )
 from otward.core.access.model import (
+    WEEKDAYS,
     AssetKind,
     Person,
     PersonKind,
@@ -269,3 +273,29 @@ def test_assets_roles_and_schedules_are_added_changed_and_removed_only_when_unus
     assert remove_schedule(with_night, "late").schedule("late") is None
     with pytest.raises(NotFoundError):
         remove_schedule(model, "late")
+
+
+def test_amending_changes_only_what_is_given():
+    model = parse_access_yaml(EXAMPLE)
+    reactor = model.asset("reactor-1")
+    assert reactor is not None
+    moved = amend_asset(model, "reactor-1", inside="warehouse").asset("reactor-1")
+    assert moved == replace(reactor, inside="warehouse")
+    assert amend_asset(model, "reactor-1", clear_inside=True).asset("reactor-1") == replace(
+        reactor, inside=None
+    )
+    as_machine = amend_asset(model, "scada-hmi", kind="machine").asset("scada-hmi")
+    assert as_machine is not None
+    assert as_machine.functions == ("view", "operate", "configure")  # kept
+    with pytest.raises(InvalidRequestError, match="unknown function 'view'"):  # the cfo's grant on erp
+        amend_asset(model, "erp", kind="area")
+    with pytest.raises(NotFoundError):
+        amend_asset(model, "reactor-9", kind="machine")
+    night = amend_schedule(model, "night-shift", end="02:00").schedule("night-shift")
+    assert night is not None
+    assert (night.days, night.start, night.end) == (WEEKDAYS, 22 * 60, 2 * 60)
+    weekend = amend_schedule(model, "night-shift", days=["sat", "sun"]).schedule("night-shift")
+    assert weekend is not None
+    assert (weekend.days, weekend.start, weekend.end) == (("sat", "sun"), 22 * 60, 6 * 60)
+    with pytest.raises(NotFoundError):
+        amend_schedule(model, "lunch", start="12:00")
