@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from otward.core.access import changes
@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 Change = Callable[[AccessModel | None], tuple[AccessModel, Sequence[AuditEvent]]]
+_Entry = TypeVar("_Entry")
 
 
 class AccessStore(Protocol):
@@ -214,7 +215,9 @@ class AccessAdmin:
         subject: str | Callable[[], str],
         action: str,
         step: Callable[[AccessModel], AccessModel],
-    ) -> tuple[AccessModel, int, bool]:
+    ) -> AccessModel:
+        """Run ``step`` on the stored model in the store's transaction; returns the model written."""
+
         def apply(current: AccessModel | None) -> tuple[AccessModel, Sequence[AuditEvent]]:
             if current is None:
                 raise NotFoundError(
@@ -225,7 +228,7 @@ class AccessAdmin:
             name = subject if isinstance(subject, str) else subject()
             return new, [self._audit.event(actor, EventType.ACCESS_CHANGED, name, details=details)]
 
-        return self._store.change(apply, self._clock())
+        return self._store.change(apply, self._clock())[0]
 
     def import_yaml(
         self, text: str, actor: Actor = SYSTEM_ACTOR, *, replace_all: bool = False
@@ -255,21 +258,20 @@ class AccessAdmin:
 
     def add_person(self, person: Person, actor: Actor = SYSTEM_ACTOR) -> Person:
         """Add a person or robot; ConflictError if the id exists."""
-        self._change(
+        model = self._change(
             actor, f"person:{person.id}", "person.added", lambda m: changes.put_person(m, person, create=True)
         )
-        return self.person(person.id)
+        return _stored(model.person(person.id))
 
     def update_person(self, person: Person, actor: Actor = SYSTEM_ACTOR) -> Person:
         """Replace a person's data (NotFoundError if unknown)."""
-        self.person(person.id)
-        self._change(
+        model = self._change(
             actor,
             f"person:{person.id}",
             "person.updated",
             lambda m: changes.put_person(m, person, create=False),
         )
-        return self.person(person.id)
+        return _stored(model.person(person.id))
 
     def remove_person(self, person_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
         self._change(
@@ -278,19 +280,19 @@ class AccessAdmin:
 
     def disable_person(self, person_id: str, actor: Actor = SYSTEM_ACTOR) -> Person:
         """Deny the person everything from the next slice on; their data stays."""
-        self._change(
+        model = self._change(
             actor,
             f"person:{person_id}",
             "person.disabled",
             lambda m: changes.set_enabled(m, person_id, False),
         )
-        return self.person(person_id)
+        return _stored(model.person(person_id))
 
     def enable_person(self, person_id: str, actor: Actor = SYSTEM_ACTOR) -> Person:
-        self._change(
+        model = self._change(
             actor, f"person:{person_id}", "person.enabled", lambda m: changes.set_enabled(m, person_id, True)
         )
-        return self.person(person_id)
+        return _stored(model.person(person_id))
 
     def add_grant(
         self,
@@ -317,8 +319,10 @@ class AccessAdmin:
     def put_asset(self, asset: Asset, *, create: bool, actor: Actor = SYSTEM_ACTOR) -> Asset:
         """Add an asset (``create``; ConflictError if it exists) or replace one (NotFoundError if not)."""
         action = "asset.added" if create else "asset.updated"
-        self._change(actor, f"asset:{asset.id}", action, lambda m: changes.put_asset(m, asset, create=create))
-        return self.asset(asset.id)
+        model = self._change(
+            actor, f"asset:{asset.id}", action, lambda m: changes.put_asset(m, asset, create=create)
+        )
+        return _stored(model.asset(asset.id))
 
     def amend_asset(
         self,
@@ -331,7 +335,7 @@ class AccessAdmin:
         actor: Actor = SYSTEM_ACTOR,
     ) -> Asset:
         """Change only what is given, read and written in one transaction (no concurrent change lost)."""
-        self._change(
+        model = self._change(
             actor,
             f"asset:{asset_id}",
             "asset.updated",
@@ -339,7 +343,7 @@ class AccessAdmin:
                 m, asset_id, kind=kind, functions=functions, inside=inside, clear_inside=clear_inside
             ),
         )
-        return self.asset(asset_id)
+        return _stored(model.asset(asset_id))
 
     def remove_asset(self, asset_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
         """Remove an asset no grant names (ConflictError names the grants that still do)."""
@@ -347,8 +351,10 @@ class AccessAdmin:
 
     def put_role(self, role: Role, *, create: bool, actor: Actor = SYSTEM_ACTOR) -> Role:
         action = "role.added" if create else "role.updated"
-        self._change(actor, f"role:{role.id}", action, lambda m: changes.put_role(m, role, create=create))
-        return role
+        model = self._change(
+            actor, f"role:{role.id}", action, lambda m: changes.put_role(m, role, create=create)
+        )
+        return _stored(model.role(role.id))
 
     def remove_role(self, role_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
         """Remove a role no grant and no person uses."""
@@ -357,13 +363,13 @@ class AccessAdmin:
     def put_schedule(self, schedule: Schedule, *, create: bool, actor: Actor = SYSTEM_ACTOR) -> Schedule:
         """Add a weekly schedule or change one's hours (its grants and shifts follow at the next bundle)."""
         action = "schedule.added" if create else "schedule.updated"
-        self._change(
+        model = self._change(
             actor,
             f"schedule:{schedule.name}",
             action,
             lambda m: changes.put_schedule(m, schedule, create=create),
         )
-        return schedule
+        return _stored(model.schedule(schedule.name))
 
     def amend_schedule(
         self,
@@ -375,19 +381,25 @@ class AccessAdmin:
         actor: Actor = SYSTEM_ACTOR,
     ) -> Schedule:
         """Change only the days or hours given, in one transaction."""
-        self._change(
+        model = self._change(
             actor,
             f"schedule:{name}",
             "schedule.updated",
             lambda m: changes.amend_schedule(m, name, days=days, start=start, end=end),
         )
-        return next(s for s in self.schedules() if s.name == name)
+        return _stored(model.schedule(name))
 
     def remove_schedule(self, name: str, actor: Actor = SYSTEM_ACTOR) -> None:
         """Remove a schedule no grant and no person's shift uses."""
         self._change(
             actor, f"schedule:{name}", "schedule.removed", lambda m: changes.remove_schedule(m, name)
         )
+
+
+def _stored(entry: _Entry | None) -> _Entry:
+    """An entry of the model a change has just written: there by construction."""
+    assert entry is not None  # noqa: S101 - the change put it there
+    return entry
 
 
 # --- shared by the CLI and the HTTP API ----------------------------------------------------------

@@ -195,6 +195,7 @@ def test_api_import_people_grants_policies_explain_and_slice(client: TestClient)
     assert created.status_code == 201, created.text
     assert client.post("/api/v1/access/people", json=new).status_code == 409
     updated = client.put("/api/v1/access/people/lea", json={**new, "roles": ["cfo"]})
+    assert client.put("/api/v1/access/people/max", json={**new, "id": "max"}).status_code == 404
     assert updated.json()["roles"] == ["cfo"]
     assert client.post("/api/v1/access/people/lea/disable").json()["enabled"] is False
     assert client.post("/api/v1/access/people/lea/enable").json()["enabled"] is True

@@ -174,21 +174,14 @@ def merge_import(
 
 
 def put_person(model: AccessModel, person: Person, *, create: bool) -> AccessModel:
-    """Add ``person`` (``create``: refuse an existing id) or replace the one with its id."""
-    exists = model.person(person.id) is not None
-    if create and exists:
-        raise ConflictError(f"person '{person.id}' already exists", rule="access-person-exists")
-    people = tuple(person if p.id == person.id else p for p in model.people)
-    updated = model.with_people(people if exists else (*model.people, person))
-    validate_model(updated)
-    return updated
+    """Add ``person`` (``create``: refuse an existing id) or replace the one with its id (refuse an
+    unknown one)."""
+    return _put_entry(model, "people", person, create=create)
 
 
 def remove_person(model: AccessModel, person_id: str) -> AccessModel:
-    """The model without ``person_id``."""
-    if model.person(person_id) is None:
-        raise NotFoundError(f"person '{person_id}' not found", rule="access-person")
-    return model.with_people(p for p in model.people if p.id != person_id)
+    """The model without ``person_id`` (nothing refers to a person)."""
+    return _remove_entry(model, "people", person_id, users=())
 
 
 def set_enabled(model: AccessModel, person_id: str, enabled: bool) -> AccessModel:
@@ -230,29 +223,46 @@ def remove_grant(model: AccessModel, grant_id: str) -> AccessModel:
     return replace(model, grants=tuple(grant for grant in model.grants if grant.id != grant_id))
 
 
-# --- assets, roles and schedules ------------------------------------------------------------------
+# --- people, assets, roles and schedules, one at a time ---------------------------------------------
 #
-# Adding or replacing one runs the whole model's validation, so a change that would leave a grant
+# Adding or replacing an entry runs the whole model's validation, so a change that would leave a grant
 # naming a function the asset no longer has is refused with that grant named. Removing one that is
 # still in use is refused with its users listed: nothing is removed behind an administrator's back.
 
 
-def _put(items: tuple[Any, ...], item: Any, key: str, *, exists: bool) -> tuple[Any, ...]:
-    wanted = getattr(item, key)
-    if not exists:
-        return (*items, item)
-    return tuple(item if getattr(existing, key) == wanted else existing for existing in items)
+_KINDS = {"people": "person", "assets": "asset", "roles": "role", "schedules": "schedule"}
 
 
-def _checked_put(
-    model: AccessModel, kind: str, item_id: str, exists: bool, *, create: bool, updated: AccessModel
-) -> AccessModel:
+def _key(item: Any) -> str:
+    return str(item.name if isinstance(item, Schedule) else item.id)
+
+
+def _put_entry(model: AccessModel, field: str, item: Any, *, create: bool) -> AccessModel:
+    """``model`` with ``item`` added to (``create``) or replacing its namesake in the tuple ``field``,
+    validated as a whole."""
+    kind, item_id = _KINDS[field], _key(item)
+    items: tuple[Any, ...] = getattr(model, field)
+    exists = any(_key(existing) == item_id for existing in items)
     if create and exists:
         raise ConflictError(f"{kind} '{item_id}' already exists", rule=f"access-{kind}-exists")
     if not create and not exists:
         raise NotFoundError(f"{kind} '{item_id}' not found", rule=f"access-{kind}")
+    entries = tuple(item if _key(e) == item_id else e for e in items) if exists else (*items, item)
+    replacing: dict[str, Any] = {field: entries}
+    updated = replace(model, **replacing)
     validate_model(updated)
     return updated
+
+
+def _remove_entry(model: AccessModel, field: str, item_id: str, *, users: Iterable[str]) -> AccessModel:
+    """``model`` without ``item_id`` in ``field``; refused while ``users`` names anything using it."""
+    kind = _KINDS[field]
+    items: tuple[Any, ...] = getattr(model, field)
+    if not any(_key(item) == item_id for item in items):
+        raise NotFoundError(f"{kind} '{item_id}' not found", rule=f"access-{kind}")
+    _refuse_in_use(kind, item_id, users)
+    remaining: dict[str, Any] = {field: tuple(item for item in items if _key(item) != item_id)}
+    return replace(model, **remaining)
 
 
 def _refuse_in_use(kind: str, item_id: str, users: Iterable[str]) -> None:
@@ -267,9 +277,7 @@ def _refuse_in_use(kind: str, item_id: str, users: Iterable[str]) -> None:
 
 def put_asset(model: AccessModel, asset: Asset, *, create: bool) -> AccessModel:
     """Add ``asset`` (``create``) or replace the asset with its id (its grants must still fit)."""
-    exists = model.asset(asset.id) is not None
-    updated = replace(model, assets=_put(model.assets, asset, "id", exists=exists))
-    return _checked_put(model, "asset", asset.id, exists, create=create, updated=updated)
+    return _put_entry(model, "assets", asset, create=create)
 
 
 def amend_asset(
@@ -295,38 +303,28 @@ def amend_asset(
 
 def remove_asset(model: AccessModel, asset_id: str) -> AccessModel:
     """The model without ``asset_id``; refused while grants name it or assets are inside it."""
-    if model.asset(asset_id) is None:
-        raise NotFoundError(f"asset '{asset_id}' not found", rule="access-asset")
     users = [f"grant {g.id}" for g in model.grants if asset_id in g.assets]
     users += [f"asset {a.id} (inside it)" for a in model.assets if a.inside == asset_id]
-    _refuse_in_use("asset", asset_id, users)
-    return replace(model, assets=tuple(a for a in model.assets if a.id != asset_id))
+    return _remove_entry(model, "assets", asset_id, users=users)
 
 
 def put_role(model: AccessModel, role: Role, *, create: bool) -> AccessModel:
     """Add ``role`` or replace it (making a role external needs validity dates on its people)."""
-    exists = model.role(role.id) is not None
-    updated = replace(model, roles=_put(model.roles, role, "id", exists=exists))
-    return _checked_put(model, "role", role.id, exists, create=create, updated=updated)
+    return _put_entry(model, "roles", role, create=create)
 
 
 def remove_role(model: AccessModel, role_id: str) -> AccessModel:
     """The model without ``role_id``; refused while grants are for it or people hold it."""
-    if model.role(role_id) is None:
-        raise NotFoundError(f"role '{role_id}' not found", rule="access-role")
     users = [f"grant {g.id}" for g in model.grants if g.role == role_id]
     users += [f"person {p.id}" for p in model.people if role_id in p.roles]
-    _refuse_in_use("role", role_id, users)
-    return replace(model, roles=tuple(r for r in model.roles if r.id != role_id))
+    return _remove_entry(model, "roles", role_id, users=users)
 
 
 def put_schedule(model: AccessModel, schedule: Schedule, *, create: bool) -> AccessModel:
     """Add ``schedule`` or replace the one with its name (its grants and shifts follow the new hours)."""
     if schedule.name == OWN_SHIFT:
         raise InvalidRequestError(f"the schedule name '{OWN_SHIFT}' is reserved", rule="access-schedule")
-    exists = model.schedule(schedule.name) is not None
-    updated = replace(model, schedules=_put(model.schedules, schedule, "name", exists=exists))
-    return _checked_put(model, "schedule", schedule.name, exists, create=create, updated=updated)
+    return _put_entry(model, "schedules", schedule, create=create)
 
 
 def amend_schedule(
@@ -352,9 +350,6 @@ def amend_schedule(
 
 def remove_schedule(model: AccessModel, name: str) -> AccessModel:
     """The model without schedule ``name``; refused while grants or people's shifts use it."""
-    if model.schedule(name) is None:
-        raise NotFoundError(f"schedule '{name}' not found", rule="access-schedule")
     users = [f"grant {g.id}" for g in model.grants if g.when == name]
     users += [f"person {p.id} (shift)" for p in model.people if p.shift == name]
-    _refuse_in_use("schedule", name, users)
-    return replace(model, schedules=tuple(s for s in model.schedules if s.name != name))
+    return _remove_entry(model, "schedules", name, users=users)

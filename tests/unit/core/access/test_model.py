@@ -224,6 +224,8 @@ def test_grant_and_person_changes_are_validated():
         remove_grant(model, "cfo-99")
     with pytest.raises(ConflictError, match="already exists"):
         put_person(model, Person(id="anna", name="A", roles=("cfo",)), create=True)
+    with pytest.raises(NotFoundError, match="person 'max' not found"):
+        put_person(model, Person(id="max", name="Max", roles=("cfo",)), create=False)
     with pytest.raises(InvalidRequestError, match="role 'auditor' is external"):
         put_person(model, Person(id="kim", name="Kim", roles=("auditor",)), create=True)
     with pytest.raises(NotFoundError):
