@@ -10,9 +10,11 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from otward.core.access.model import (
+    Asset,
     Person,
     PersonKind,
     Role,
+    Schedule,
     make_asset,
     make_schedule,
     validate_identifier,
@@ -103,6 +105,9 @@ class AssetIn(BaseModel):
     functions: list[str] = Field(default=[], description="what can be done with it (an area: 'enter')")
     inside: str | None = Field(default=None, description="the area that contains it (informational)")
 
+    def to_asset(self) -> Asset:
+        return make_asset(self.id, self.kind, self.functions, self.inside)
+
 
 class AssetOut(BaseModel):
     id: str
@@ -116,6 +121,9 @@ class RoleIn(BaseModel):
 
     id: str = Field(description="role id", max_length=64)
     external: bool = Field(default=False, description="its people need validity dates (engagements)")
+
+    def to_role(self) -> Role:
+        return Role(validate_identifier(self.id, "id"), external=self.external)
 
 
 class RoleOut(BaseModel):
@@ -132,6 +140,9 @@ class ScheduleIn(BaseModel):
     end: str = Field(
         alias="to", description="HH:MM (24:00 allowed), excluded; before 'from' crosses midnight"
     )
+
+    def to_schedule(self) -> Schedule:
+        return make_schedule(self.name, self.days, self.start, self.end)
 
 
 class ScheduleOut(BaseModel):
@@ -301,10 +312,8 @@ def list_assets(request: Request, _actor: AdminActor) -> list[AssetOut]:
 
 @router.post("/assets", status_code=201, response_model=AssetOut)
 def add_asset(body: AssetIn, request: Request, actor: AdminActor) -> AssetOut:
-    asset = make_asset(body.id, body.kind, body.functions, body.inside)
-    return AssetOut.model_validate(
-        asset_json(get_pki(request).access.put_asset(asset, create=True, actor=actor))
-    )
+    added = get_pki(request).access.put_asset(body.to_asset(), create=True, actor=actor)
+    return AssetOut.model_validate(asset_json(added))
 
 
 @router.get("/assets/{asset_id}", response_model=AssetOut)
@@ -316,10 +325,8 @@ def show_asset(asset_id: str, request: Request, _actor: AdminActor) -> AssetOut:
 def update_asset(asset_id: str, body: AssetIn, request: Request, actor: AdminActor) -> AssetOut:
     """Replace the asset; refused if a grant would name a function it no longer has."""
     _same_id(body.id, asset_id)
-    asset = make_asset(body.id, body.kind, body.functions, body.inside)
-    return AssetOut.model_validate(
-        asset_json(get_pki(request).access.put_asset(asset, create=False, actor=actor))
-    )
+    replaced = get_pki(request).access.put_asset(body.to_asset(), create=False, actor=actor)
+    return AssetOut.model_validate(asset_json(replaced))
 
 
 @router.delete("/assets/{asset_id}", status_code=204)
@@ -336,17 +343,15 @@ def list_roles(request: Request, _actor: AdminActor) -> list[RoleOut]:
 
 @router.post("/roles", status_code=201, response_model=RoleOut)
 def add_role(body: RoleIn, request: Request, actor: AdminActor) -> RoleOut:
-    role = Role(validate_identifier(body.id, "id"), external=body.external)
-    return RoleOut.model_validate(role_json(get_pki(request).access.put_role(role, create=True, actor=actor)))
+    added = get_pki(request).access.put_role(body.to_role(), create=True, actor=actor)
+    return RoleOut.model_validate(role_json(added))
 
 
 @router.put("/roles/{role_id}", response_model=RoleOut)
 def update_role(role_id: str, body: RoleIn, request: Request, actor: AdminActor) -> RoleOut:
     _same_id(body.id, role_id)
-    role = Role(validate_identifier(body.id, "id"), external=body.external)
-    return RoleOut.model_validate(
-        role_json(get_pki(request).access.put_role(role, create=False, actor=actor))
-    )
+    replaced = get_pki(request).access.put_role(body.to_role(), create=False, actor=actor)
+    return RoleOut.model_validate(role_json(replaced))
 
 
 @router.delete("/roles/{role_id}", status_code=204)
@@ -363,8 +368,7 @@ def list_schedules(request: Request, _actor: AdminActor) -> list[ScheduleOut]:
 
 @router.post("/schedules", status_code=201, response_model=ScheduleOut)
 def add_schedule(body: ScheduleIn, request: Request, actor: AdminActor) -> ScheduleOut:
-    schedule = make_schedule(body.name, body.days, body.start, body.end)
-    added = get_pki(request).access.put_schedule(schedule, create=True, actor=actor)
+    added = get_pki(request).access.put_schedule(body.to_schedule(), create=True, actor=actor)
     return ScheduleOut.model_validate(schedule_json(added))
 
 
@@ -372,8 +376,7 @@ def add_schedule(body: ScheduleIn, request: Request, actor: AdminActor) -> Sched
 def update_schedule(name: str, body: ScheduleIn, request: Request, actor: AdminActor) -> ScheduleOut:
     """Change a schedule's days or hours; grants and shifts using it follow with the next bundles."""
     _same_id(body.name, name)
-    schedule = make_schedule(body.name, body.days, body.start, body.end)
-    changed = get_pki(request).access.put_schedule(schedule, create=False, actor=actor)
+    changed = get_pki(request).access.put_schedule(body.to_schedule(), create=False, actor=actor)
     return ScheduleOut.model_validate(schedule_json(changed))
 
 
