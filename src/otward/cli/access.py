@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from otward.cli.common import (
+    Column,
     DataOption,
     DbOption,
     JsonOption,
@@ -22,7 +23,7 @@ from otward.cli.common import (
     handle_errors,
     open_pki,
     print_json,
-    print_table,
+    print_listing,
 )
 from otward.core.access.model import (
     Asset,
@@ -419,11 +420,8 @@ def asset_list(data: DataOption = None, db: DbOption = None, as_json: JsonOption
     """List areas, machines and systems."""
     with open_pki(data, db) as pki:
         rows = [asset_json(a) for a in pki.access.assets()]
-    if as_json:
-        print_json(rows)
-        return
-    print_table(rows, {"id": "id", "kind": "kind", "functions": "functions", "inside": "inside"})
-    console.print(f"{len(rows)} assets", highlight=False)
+    columns = {"id": "id", "kind": "kind", "functions": "functions", "inside": "inside"}
+    print_listing(rows, columns, as_json=as_json, summary=f"{len(rows)} assets")
 
 
 @asset_app.command("show")
@@ -501,11 +499,8 @@ def role_list(data: DataOption = None, db: DbOption = None, as_json: JsonOption 
     """List roles."""
     with open_pki(data, db) as pki:
         rows = [role_json(r) for r in pki.access.roles()]
-    if as_json:
-        print_json(rows)
-        return
-    print_table(rows, {"id": "id", "external": lambda row: "yes" if row["external"] else "no"})
-    console.print(f"{len(rows)} roles", highlight=False)
+    columns: dict[str, Column] = {"id": "id", "external": lambda row: "yes" if row["external"] else "no"}
+    print_listing(rows, columns, as_json=as_json, summary=f"{len(rows)} roles")
 
 
 # --- schedules ----------------------------------------------------------------------------------
@@ -585,17 +580,6 @@ def schedule_list(data: DataOption = None, db: DbOption = None, as_json: JsonOpt
     """List schedules (times are local site time)."""
     with open_pki(data, db) as pki:
         rows = [schedule_json(s) for s in pki.access.schedules()]
-    if as_json:
-        print_json(rows)
-        return
-    print_table(
-        rows,
-        {
-            "name": "name",
-            "days": "days",
-            "from": "from",
-            "to": "to",
-            "crosses midnight": lambda row: "yes" if row["overnight"] else "no",
-        },
-    )
-    console.print(f"{len(rows)} schedules", highlight=False)
+    columns: dict[str, Column] = {"name": "name", "days": "days", "from": "from", "to": "to"}
+    columns["crosses midnight"] = lambda row: "yes" if row["overnight"] else "no"
+    print_listing(rows, columns, as_json=as_json, summary=f"{len(rows)} schedules")

@@ -33,6 +33,7 @@ __all__ = [
     "open_pki",
     "parse_host_port",
     "print_json",
+    "print_listing",
     "print_table",
 ]
 
@@ -123,6 +124,22 @@ def print_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Column]
     for row in rows:
         table.add_row(*(_cell(key(row) if callable(key) else row[key]) for key in columns.values()))
     console.print(table)
+
+
+def print_listing(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Mapping[str, Column],
+    *,
+    as_json: bool,
+    summary: str | None = None,
+) -> None:
+    """What a list command prints: the rows as JSON with ``--json``, else a table and ``summary``."""
+    if as_json:
+        print_json(list(rows))
+        return
+    print_table(rows, columns)
+    if summary is not None:
+        console.print(summary, highlight=False)
 
 
 def parse_host_port(text: str, option: str) -> tuple[str, int]:

@@ -23,7 +23,7 @@ from otward.cli.common import (
     open_pki,
     parse_host_port,
     print_json,
-    print_table,
+    print_listing,
     resolve_data_dir,
 )
 from otward.core.durations import parse_duration
@@ -202,11 +202,8 @@ def credential_list(
         }
         for r in records
     ]
-    if as_json:
-        print_json(rows)
-        return
     columns = {"id": "credential_id", "person": "person", "issued (UTC)": "issued_at"}
-    print_table(rows, {**columns, "expires (UTC)": "expires_at", "status": "status"})
+    print_listing(rows, {**columns, "expires (UTC)": "expires_at", "status": "status"}, as_json=as_json)
 
 
 # --- otward edge token ----------------------------------------------------------------------------
@@ -249,11 +246,13 @@ def token_list(data: DataOption = None, db: DbOption = None, as_json: JsonOption
         {"token_id": r.token_id, "asset": r.asset, "created_at": r.created_at, "revoked_at": r.revoked_at}
         for r in records
     ]
-    if as_json:
-        print_json(rows)
-        return
-    columns = {"id": "token_id", "asset": "asset", "created (UTC)": "created_at"}
-    print_table(rows, {**columns, "revoked (UTC)": "revoked_at"})
+    columns = {
+        "id": "token_id",
+        "asset": "asset",
+        "created (UTC)": "created_at",
+        "revoked (UTC)": "revoked_at",
+    }
+    print_listing(rows, columns, as_json=as_json)
 
 
 @token_app.command("revoke")

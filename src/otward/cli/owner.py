@@ -17,7 +17,7 @@ from otward.cli.common import (
     handle_errors,
     open_pki,
     print_json,
-    print_table,
+    print_listing,
 )
 from otward.core.durations import parse_duration
 from otward.core.records import OwnerRecord
@@ -204,13 +204,10 @@ def list_tokens(
         }
         for r in records
     ]
-    if as_json:
-        print_json(rows)
-        return
     columns: dict[str, Column] = {"id": "token_id", "kind": "kind", "owner": "owner", "profile": "profile"}
     columns["pattern"] = "device_id_pattern"
     columns["uses"] = lambda row: f"{row['uses']}/{row['uses_allowed']}"
-    print_table(rows, {**columns, "expires (UTC)": "expires_at", "state": "state"})
+    print_listing(rows, {**columns, "expires (UTC)": "expires_at", "state": "state"}, as_json=as_json)
 
 
 @token_app.command("revoke")

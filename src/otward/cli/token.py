@@ -15,7 +15,7 @@ from otward.cli.common import (
     handle_errors,
     open_pki,
     print_json,
-    print_table,
+    print_listing,
 )
 
 app = typer.Typer(help="Admin API tokens: create (shown once), list, revoke.", no_args_is_help=True)
@@ -49,12 +49,8 @@ def list_(data: DataOption = None, db: DbOption = None, as_json: JsonOption = Fa
         {"token_id": r.token_id, "name": r.name, "created_at": r.created_at, "revoked_at": r.revoked_at}
         for r in records
     ]
-    if as_json:
-        print_json(rows)
-        return
-    print_table(
-        rows, {"id": "token_id", "name": "name", "created (UTC)": "created_at", "revoked (UTC)": "revoked_at"}
-    )
+    columns = {"id": "token_id", "name": "name", "created (UTC)": "created_at", "revoked (UTC)": "revoked_at"}
+    print_listing(rows, columns, as_json=as_json)
 
 
 @app.command("revoke")
