@@ -93,7 +93,8 @@ def create_gatekeeper_app(
         max_failures=MAX_PROOF_FAILURES, window_seconds=PROOF_FAILURE_WINDOW, clock=clock
     )
 
-    def source_of(request: Request) -> str:
+    def admitted_source(request: Request) -> str:
+        """The request's source address; 429 while it is held off."""
         source = request.client.host if request.client else "unknown"
         wait = failures.retry_after(source)
         if wait > 0:
@@ -107,7 +108,7 @@ def create_gatekeeper_app(
     @app.post("/v1/challenge", response_model=ChallengeOut, status_code=201)
     def challenge(body: ChallengeIn, request: Request) -> ChallengeOut:
         """Step 1: present the credential and the function; sign the returned nonce within its lifetime."""
-        issued = gatekeeper.challenge(body.credential, body.function, source=source_of(request))
+        issued = gatekeeper.challenge(body.credential, body.function, source=admitted_source(request))
         return ChallengeOut(
             nonce=b64url.encode(issued.nonce),
             asset=issued.asset,
@@ -118,7 +119,7 @@ def create_gatekeeper_app(
     @app.post("/v1/answer", response_model=DecisionOut)
     def answer(body: AnswerIn, request: Request) -> DecisionOut:
         """Step 2: the signature over ``otward-edge-access-v1\\n<asset>\\n<function>\\n<nonce>``."""
-        source = source_of(request)
+        source = admitted_source(request)
         verdict = gatekeeper.answer(
             b64url.decode(body.nonce, "nonce"), b64url.decode(body.signature, "signature"), source=source
         )

@@ -81,7 +81,7 @@ class NonceBook:
         self._capacity = capacity
         self._per_source = per_source
         self._pending: OrderedDict[bytes, PendingAnswer] = OrderedDict()
-        self._by_source: dict[str | None, OrderedDict[bytes, None]] = {}
+        self._by_source: dict[str | None, dict[bytes, None]] = {}  # each source's nonces, oldest first
 
     def issue(
         self,
@@ -97,14 +97,14 @@ class NonceBook:
             raise ValueError("a nonce needs at least 128 random bits")
         if nonce in self._pending:
             raise ValueError("nonce reused")
-        own = self._by_source.setdefault(source, OrderedDict())
-        while len(own) >= self._per_source:
+        own = self._by_source.get(source, {})
+        if len(own) >= self._per_source:  # one over at most: every issue keeps both bounds
             self._forget(next(iter(own)))
-        while len(self._pending) >= self._capacity:
+        if len(self._pending) >= self._capacity:
             self._forget(next(iter(self._pending)))
         challenge = Challenge(nonce=nonce, asset=asset, function=function, expires_at=at + self.ttl)
         self._pending[nonce] = PendingAnswer(challenge, credential, source)
-        self._by_source.setdefault(source, OrderedDict())[nonce] = None
+        self._by_source.setdefault(source, {})[nonce] = None
         return challenge
 
     def take(self, nonce: bytes, at: datetime) -> PendingAnswer | None:
