@@ -69,6 +69,30 @@ def write_key(path: Path, key: Any) -> Path:
     return path
 
 
+def self_signed(
+    key: Any,
+    cn: str,
+    *,
+    valid_from: datetime | None = None,
+    valid_for: timedelta = timedelta(days=1),
+    signer: Any = None,
+) -> x509.Certificate:
+    """A self-signed certificate for ``key`` (signed by ``signer`` if the signing object differs), from a
+    minute ago unless ``valid_from``: a certificate no otward CA issued."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    start = valid_from or datetime.now(UTC) - timedelta(minutes=1)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + valid_for)
+        .sign(signer or key, hashes.SHA256())
+    )
+
+
 def build_csr(
     key,  # type: ignore[no-untyped-def]
     *,

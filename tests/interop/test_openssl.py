@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.type import char
 
-from tests.conftest import RunningServer, build_csr, free_port, make_key
+from tests.conftest import RunningServer, build_csr, free_port, make_key, self_signed
 from tests.interop.helpers import (
     PROFILE_CASES,
     Api,
@@ -619,18 +619,7 @@ def test_tls_1_1_is_refused_by_the_server(
     """The client really offers TLS 1.1 (proved against ``openssl s_server``); otward refuses it."""
     offer_tls_1_1 = ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    control_cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    control_cert = self_signed(key, "localhost")
     cert_file = write(tmp_path / "control.pem", pem_of(control_cert))
     key_file = write(
         tmp_path / "control.key",

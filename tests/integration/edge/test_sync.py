@@ -9,15 +9,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from otward.config import load_settings
 from otward.core.audit import EventType
@@ -27,7 +26,16 @@ from otward.edge.gatekeeper import Gatekeeper, load_roots
 from otward.edge.holder import run_exchange
 from otward.edge.sync import SyncClient
 from otward.services.pki import Pki
-from tests.conftest import RunningServer, build_csr, free_port, make_key, start_server, stop_server, write_key
+from tests.conftest import (
+    RunningServer,
+    build_csr,
+    free_port,
+    make_key,
+    self_signed,
+    start_server,
+    stop_server,
+    write_key,
+)
 
 from .conftest import PLANT
 
@@ -350,7 +358,6 @@ def test_admin_endpoints(central, tmp_path):
 def test_a_signer_rotation_reaches_a_syncing_gatekeeper(central, tmp_path):
     """Rotated by another process while the service runs: the next poll brings a bundle of the new
     signer that still accepts the old signer's credentials; a rotation that revokes ends them."""
-    from cryptography import x509
 
     server, pki = central
     gatekeeper = _gatekeeper(server, tmp_path / "state")
@@ -432,7 +439,7 @@ def test_edge_serve_over_https_admits_only_readers_with_a_client_certificate(cen
             httpx.get(f"{base}/healthz", verify=anonymous, timeout=5)  # no client certificate
         stranger = ssl.create_default_context(cafile=str(server.root_pem))
         foreign_key = ec.generate_private_key(ec.SECP256R1())
-        foreign = _self_signed(foreign_key, "reader-x")
+        foreign = self_signed(foreign_key, "reader-x")
         (tmp_path / "foreign.pem").write_bytes(foreign.public_bytes(serialization.Encoding.PEM))
         write_key(tmp_path / "foreign.key", foreign_key)
         stranger.load_cert_chain(str(tmp_path / "foreign.pem"), str(tmp_path / "foreign.key"))
@@ -454,21 +461,6 @@ def test_edge_serve_over_https_admits_only_readers_with_a_client_certificate(cen
         process.terminate()
         process.wait(timeout=15)
         log.close()
-
-
-def _self_signed(key: ec.EllipticCurvePrivateKey, cn: str) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.now(UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
 
 
 def test_edge_serve_tls_options_go_together(tmp_path):

@@ -6,7 +6,6 @@ import contextlib
 import os
 import ssl
 import stat
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 from otward.agent.keys import FileDeviceKey, FileKeyStore
 from otward.core.keys import verify_data
 from otward.errors import ConfigError, ConflictError, InvalidRequestError, NotFoundError, SignerError
-from tests.conftest import openssl_verifies
+from tests.conftest import openssl_verifies, self_signed
 
 LABEL = "otward-plc-7-1"
 
@@ -207,18 +206,7 @@ def test_load_refuses_a_file_that_is_not_a_key(store: FileKeyStore, directory: P
 def test_key_path_serves_tls_client_authentication(store: FileKeyStore, tmp_path: Path):
     """The agent hands ``key.path`` to ``ssl``: OpenSSL must accept it beside a matching certificate."""
     key = store.generate(LABEL)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "plc-7")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(_private_key_on_disk(key), hashes.SHA256())
-    )
+    certificate = self_signed(key, "plc-7", signer=_private_key_on_disk(key))
     cert_path = tmp_path / "cert.pem"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

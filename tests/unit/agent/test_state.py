@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
 from otward.adapters.files import write_atomic
 from otward.agent.state import (
@@ -25,22 +23,14 @@ from otward.agent.state import (
     key_label,
 )
 from otward.errors import ConfigError, ConflictError, NotFoundError
+from tests.conftest import self_signed
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 def certificate(cn: str) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW)
-        .not_valid_after(NOW + timedelta(days=90))
-        .sign(key, hashes.SHA256())
+    return self_signed(
+        ec.generate_private_key(ec.SECP256R1()), cn, valid_from=NOW, valid_for=timedelta(days=90)
     )
 
 
