@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import ssl
 import subprocess
@@ -73,6 +74,20 @@ def _gatekeeper(server: RunningServer, state: Path) -> Gatekeeper:
     return Gatekeeper("reactor-1", load_roots(server.root_pem), state)
 
 
+@contextlib.contextmanager
+def _syncing(server: RunningServer, pki: Pki, tmp_path: Path) -> Iterator[Gatekeeper]:
+    """A gatekeeper syncing with ``server`` every 0.2 s, once it holds its first bundle."""
+    gatekeeper = _gatekeeper(server, tmp_path / "state")
+    sync = SyncClient(gatekeeper, server.https_url, _token(pki), ca_file=server.root_pem, interval=0.2)
+    sync.start()
+    try:
+        wait_for(lambda: gatekeeper.version == 1, "the first bundle")
+        yield gatekeeper
+    finally:
+        sync.stop()
+        gatekeeper.close()
+
+
 def _anna(pki: Pki) -> tuple[ec.EllipticCurvePrivateKey, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     return key, pki.edge.issue_credential("anna", key.public_key(), ttl=timedelta(hours=2)).token
@@ -88,11 +103,7 @@ def _local_trail(gatekeeper: Gatekeeper) -> list[tuple[int, str]]:
 
 def test_disabling_a_person_is_enforced_within_a_sync(central, tmp_path):
     server, pki = central
-    gatekeeper = _gatekeeper(server, tmp_path / "state")
-    sync = SyncClient(gatekeeper, server.https_url, _token(pki), ca_file=server.root_pem, interval=0.2)
-    sync.start()
-    try:
-        wait_for(lambda: gatekeeper.version == 1, "the first bundle")
+    with _syncing(server, pki, tmp_path) as gatekeeper:
         key, credential = _anna(pki)
         assert run_exchange(gatekeeper, credential, key, "start").allowed
         pki.access.disable_person("anna")
@@ -102,9 +113,6 @@ def test_disabling_a_person_is_enforced_within_a_sync(central, tmp_path):
         assert verdict.reason == "person is disabled"
         wait_for(lambda: gatekeeper.acked_sequence == gatekeeper.trail.last_sequence, "the trail pushed")
         assert _central_trail(pki) == _local_trail(gatekeeper)
-    finally:
-        sync.stop()
-        gatekeeper.close()
 
 
 def test_offline_decisions_arrive_exactly_once_across_disconnect_and_restart(central, tmp_path):
@@ -360,11 +368,7 @@ def test_a_signer_rotation_reaches_a_syncing_gatekeeper(central, tmp_path):
     signer that still accepts the old signer's credentials; a rotation that revokes ends them."""
 
     server, pki = central
-    gatekeeper = _gatekeeper(server, tmp_path / "state")
-    sync = SyncClient(gatekeeper, server.https_url, _token(pki), ca_file=server.root_pem, interval=0.2)
-    sync.start()
-    try:
-        wait_for(lambda: gatekeeper.version == 1, "the first bundle")
+    with _syncing(server, pki, tmp_path) as gatekeeper:
         old_key, old_credential = _anna(pki)
         assert run_exchange(gatekeeper, old_credential, old_key, "start").allowed
         pki.signers.rotate("edge")
@@ -380,9 +384,6 @@ def test_a_signer_rotation_reaches_a_syncing_gatekeeper(central, tmp_path):
         assert "unknown at this asset" in refused.reason
         assert run_exchange(gatekeeper, old_credential, old_key, "start").allowed  # not revoked
         assert run_exchange(gatekeeper, newest_credential, newest_key, "start").allowed
-    finally:
-        sync.stop()
-        gatekeeper.close()
 
 
 def _write_identity(
