@@ -13,6 +13,7 @@ Run:  python bench/audit_bench.py [--quick] [--postgres URL]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -26,7 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import create_engine, text
 
-from otward.adapters.db import SqlPkiStore
+from otward.adapters.db import SqlStores
+from otward.adapters.db.certificates import SqlCertificateStore, insert_certificates, refuse_if_revoked
 from otward.config import load_settings
 from otward.core.audit import AuditEvent, EventType
 from otward.core.records import CertificateRecord
@@ -37,8 +39,8 @@ from otward.services.pki import Pki
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-class _StoreWithoutLedger(SqlPkiStore):
-    """The same store with the audit and transparency step left out: the 'without' reference."""
+class _CertificatesWithoutLedger(SqlCertificateStore):
+    """The same certificate store with the audit and transparency step left out: the 'without' reference."""
 
     def add_certificate(
         self,
@@ -47,13 +49,10 @@ class _StoreWithoutLedger(SqlPkiStore):
         *,
         issuer_serials: Sequence[int] = (),
     ) -> None:
-        from otward.adapters.db.store import _INSERT_CERTIFICATE, _REVOKED_AMONG, _certificate_row
-        from otward.core.records import format_serial
-
-        with self.transaction() as conn:
-            conn.execute(_INSERT_CERTIFICATE, _certificate_row(record))
+        with self._database.transaction() as conn:
+            insert_certificates(conn, [record])
             if issuer_serials:
-                conn.execute(_REVOKED_AMONG, {"serials": [format_serial(s) for s in issuer_serials]})
+                refuse_if_revoked(conn, record.ca, issuer_serials)
 
 
 def _csrs(n: int) -> list[bytes]:
@@ -102,11 +101,13 @@ def bench_backend(
         initialize(data, organization="Bench", database_url=database_url)
         settings = load_settings(data, database_url=database_url)
         pki = Pki.open(settings)
-        plain = Pki(settings, _StoreWithoutLedger(pki.store.engine), pki.authorities._keys)
+        stores = SqlStores.open(pki.stores.database.engine)
+        without_ledger = _CertificatesWithoutLedger(stores.database)
+        plain = Pki(settings, dataclasses.replace(stores, certificates=without_ledger), pki.authorities._keys)
         try:
             event = pki.audit.event(SYSTEM_ACTOR, EventType.CERT_EXPIRING, "bench")
-            appends = _median(runs, lambda: _rate(n, lambda _: pki.store.append_events([event])))
-            engine = pki.store.engine
+            appends = _median(runs, lambda: _rate(n, lambda _: pki.stores.audit.append_events([event])))
+            engine = pki.stores.database.engine
             with engine.begin() as conn:
                 conn.execute(text("CREATE TABLE bench_commit (id INTEGER PRIMARY KEY, payload TEXT)"))
             counter = iter(range(10**9))
@@ -141,7 +142,7 @@ def bench_backend(
                 ),
             ]
         finally:
-            plain.store.engine.dispose()
+            plain.stores.close()
             pki.close()
 
 

@@ -344,7 +344,7 @@ def step_library(work: Path, sizes: Sizes) -> LibraryFigures:
                 f"  pki.est.enroll from 4 threads (group commit):               {threads_rate:6,.0f} /s, "
                 f"{threads_cpu:.2f} ms CPU each"
             )
-        enrolled = pki.store.get_device(f"lib-enroll-{n - 1:06d}")
+        enrolled = pki.stores.devices.get_device(f"lib-enroll-{n - 1:06d}")
         if enrolled is None:
             raise RuntimeError("the library enrollments did not register their devices")
     finally:
@@ -958,9 +958,9 @@ WATCHED = (
     "validate_csr",
     "CertificateBuilder.sign",
     "AuditLog.event",
-    "SqlPkiStore.enroll_device",
+    "SqlDeviceStore.enroll_device",
     "GroupCommit.submit",
-    "SqlPkiStore._write_group",
+    "SqlCertificateStore._write_group",
     "_prepare_enrollment",
     "append",
     "Connection.commit",

@@ -824,7 +824,7 @@ def open_library_installation(work: Path) -> Pki:
 
 
 def durability_settings(pki: Pki) -> str:
-    with pki.store.engine.connect() as conn:
+    with pki.stores.database.engine.connect() as conn:
         journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
         synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar()
     names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
@@ -832,7 +832,7 @@ def durability_settings(pki: Pki) -> str:
 
 
 def count_end_entities(pki: Pki) -> int:
-    with pki.store.engine.connect() as conn:
+    with pki.stores.database.engine.connect() as conn:
         stmt = select(func.count()).select_from(certificates).where(certificates.c.kind == "end-entity")
         return int(conn.execute(stmt).scalar_one())
 
@@ -1039,7 +1039,7 @@ def measure_crl(
     crl = x509.load_der_x509_crl(record.der)
     if len(crl) != size or not crl.is_signature_valid(issuing.public_key()):  # type: ignore[arg-type]
         raise RuntimeError(f"otward CRL has {len(crl)} entries (expected {size}) or a bad signature")
-    read_seconds, _ = timed(1, lambda: pki.store.revoked_entries(ISSUING_CA))
+    read_seconds, _ = timed(1, lambda: pki.stores.certificates.revoked_entries(ISSUING_CA))
     say(
         f"  otward publish_crl: {seconds:.3f} s, {len(record.der) / 1e6:.2f} MB DER, signature verifies "
         f"(of which reading the rows: {read_seconds:.3f} s)"
@@ -1092,7 +1092,7 @@ def insert_revoked_rows(pki: Pki, count: int, der: bytes, seen: set[int]) -> lis
                 "revocation_reason": entry.reason.value,
             }
         )
-    with pki.store.engine.begin() as conn:
+    with pki.stores.database.engine.begin() as conn:
         conn.execute(insert(certificates), rows)
     return added
 

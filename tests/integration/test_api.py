@@ -60,7 +60,7 @@ def test_issue_returns_certificate_and_chain_and_stores_it(client, pki):
     assert shown["profile"] == "tls-client"
     assert shown["certificate"] == body["certificate"]
     # durable: visible to a separate connection of the store
-    assert pki.store.get_certificate(cert.serial_number) is not None
+    assert pki.stores.certificates.get_certificate(cert.serial_number) is not None
 
 
 @pytest.mark.parametrize(

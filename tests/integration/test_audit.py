@@ -25,7 +25,7 @@ ACTOR = Actor(component="api", identity="token:test", source="192.0.2.7", reques
 
 
 def events(pki, type_: EventType | None = None):
-    return [r for r in pki.store.iter_audit() if type_ is None or r.event.type is type_]
+    return [r for r in pki.stores.audit.iter_audit() if type_ is None or r.event.type is type_]
 
 
 def test_init_records_its_work_and_signs_the_head(pki):
@@ -48,11 +48,11 @@ def test_issuance_and_its_event_are_one_transaction(pki):
     assert event.details["profile"] == "tls-client"
     assert event.time.tzinfo is not None
     # every stored certificate has its event and its transparency-log entry
-    with pki.store.engine.connect() as conn:
+    with pki.stores.database.engine.connect() as conn:
         serials = {s for (s,) in conn.execute(select(certificates.c.serial))}
     logged = {r.event.subject for r in events(pki, EventType.CERT_ISSUED)}
     assert {issued.serial} <= logged
-    assert pki.store.log_size() == len(serials)
+    assert pki.stores.transparency.log_size() == len(serials)
 
 
 def test_a_head_is_signed_once_however_many_processes_sign(pki, installation, database_url):
@@ -64,13 +64,13 @@ def test_a_head_is_signed_once_however_many_processes_sign(pki, installation, da
         signed = pki.audit.sign_head()
         assert signed is not None
         assert other.audit.sign_head() is None  # already signed through this sequence by the other
-        assert pki.store.latest_audit_head() == signed
+        assert pki.stores.audit.latest_audit_head() == signed
         pki.issuance.issue(build_csr(make_key(), cn="h-2"), profile="tls-client", actor=ACTOR)
         newer = other.audit.sign_head()
         assert newer is not None
         assert newer.sequence > signed.sequence
-        assert pki.store.latest_audit_head() == newer
-        assert pki.store.audit_heads()[-1] == newer
+        assert pki.stores.audit.latest_audit_head() == newer
+        assert pki.stores.audit.audit_heads()[-1] == newer
         assert pki.audit.verify().check.ok
     finally:
         other.close()
@@ -140,7 +140,7 @@ def _tamper(pki, how: str) -> int:
     for i in range(3):
         pki.issuance.issue(build_csr(make_key(), cn=f"t{i}"), profile="tls-client", actor=ACTOR)
     pki.audit.sign_head()
-    with pki.store.engine.begin() as conn:
+    with pki.stores.database.engine.begin() as conn:
         rows = conn.execute(select(audit_events).order_by(audit_events.c.sequence)).all()
         victim = rows[len(rows) // 2]
         if how == "edit":

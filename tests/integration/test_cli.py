@@ -279,7 +279,7 @@ def test_api_tokens_can_be_created_listed_and_revoked(data):
             assert client.get("/api/v1/cas", headers=headers).status_code == 200
             run("api-token", "revoke", created["token_id"], "--data", str(data))
             assert client.get("/api/v1/cas", headers=headers).status_code == 401
-        types = [r.event.type.value for r in pki.store.iter_audit()]
+        types = [r.event.type.value for r in pki.stores.audit.iter_audit()]
         assert types[-2:] == ["token.revoked", "auth.failed"]
     finally:
         pki.close()

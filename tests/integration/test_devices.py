@@ -59,7 +59,7 @@ def answer(pki: Pki, device_id: str, key, purpose: ChallengePurpose):  # type: i
 
 
 def events(pki: Pki, kind: EventType) -> list:
-    return [r.event for r in pki.store.iter_audit() if r.event.type is kind]
+    return [r.event for r in pki.stores.audit.iter_audit() if r.event.type is kind]
 
 
 def test_enrollment_registers_the_device_and_spends_the_token_with_the_certificate(tpki, clock):
@@ -73,13 +73,13 @@ def test_enrollment_registers_the_device_and_spends_the_token_with_the_certifica
         issued.serial,
     )
     assert device.enrollment_token_id == record.token_id
-    assert tpki.store.get_certificate(issued.certificate.serial_number).device_id == "plc-1"
-    assert tpki.store.get_enrollment_token(record.token_id).uses == 1
+    assert tpki.stores.certificates.get_certificate(issued.certificate.serial_number).device_id == "plc-1"
+    assert tpki.stores.enrollment_tokens.get_enrollment_token(record.token_id).uses == 1
 
     # an enrolled device is not taken over by another token enrollment, and the use is not spent
     with pytest.raises(ConflictError, match="already enrolled"):
         tpki.est.enroll(der_csr(make_key(), "plc-1"), token, label=None, actor=DEVICE)
-    assert tpki.store.get_enrollment_token(record.token_id).uses == 1
+    assert tpki.stores.enrollment_tokens.get_enrollment_token(record.token_id).uses == 1
     # once its certificate is revoked (a factory reset), the device may enroll anew with a token
     tpki.revocation.revoke(issued.certificate.serial_number, x509.ReasonFlags.superseded)
     clock.advance(timedelta(minutes=5))
@@ -195,7 +195,7 @@ def test_disabled_device_cannot_renew_and_revoked_device_loses_every_certificate
     revoked = tpki.devices.revoke("plc-5")
     assert {c.serial for c in revoked} == {first.serial, second.serial}
     assert tpki.devices.get("plc-5").status is DeviceStatus.REVOKED
-    crl = x509.load_der_x509_crl(tpki.store.get_crl("issuing").der)
+    crl = x509.load_der_x509_crl(tpki.stores.crls.get_crl("issuing").der)
     assert {first.certificate.serial_number, second.certificate.serial_number} <= {
         r.serial_number for r in crl
     }

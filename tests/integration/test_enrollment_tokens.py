@@ -42,7 +42,11 @@ def tpki(installation, database_url, clock):
 
 
 def refusals(pki) -> list[str]:
-    return [r.event.reason or "" for r in pki.store.iter_audit() if r.event.type is EventType.ENROLL_REFUSED]
+    return [
+        r.event.reason or ""
+        for r in pki.stores.audit.iter_audit()
+        if r.event.type is EventType.ENROLL_REFUSED
+    ]
 
 
 def test_owner_rules(tpki):
@@ -61,7 +65,8 @@ def test_token_is_stored_hashed_and_verifies_for_matching_devices(tpki):
     record, text = tpki.enrollment_tokens.create("acme", uses=2, device_id_pattern="plc-*")
     assert text.startswith(f"otwe_{record.token_id}_")
     assert (
-        text.split("_", 2)[2].encode() not in repr(tpki.store.get_enrollment_token(record.token_id)).encode()
+        text.split("_", 2)[2].encode()
+        not in repr(tpki.stores.enrollment_tokens.get_enrollment_token(record.token_id)).encode()
     )
     verified = tpki.enrollment_tokens.verify(text, device_id="plc-0042", profile="device", actor=DEVICE)
     assert verified.owner == "acme"
@@ -79,7 +84,7 @@ def test_unusable_tokens_are_refused_alike_and_audited(tpki, clock, state):
     if state == "expired":
         clock.now += timedelta(hours=2)
     elif state == "used":
-        assert tpki.store.use_enrollment_token(record.token_id, clock.now)
+        assert tpki.stores.enrollment_tokens.use_enrollment_token(record.token_id, clock.now)
     elif state == "revoked":
         tpki.enrollment_tokens.revoke(record.token_id)
     elif state == "wrong-secret":
@@ -92,7 +97,7 @@ def test_unusable_tokens_are_refused_alike_and_audited(tpki, clock, state):
         tpki.enrollment_tokens.verify(text, device_id="plc-1", profile="device", actor=DEVICE)
     assert info.value.message == "invalid, expired, used-up or revoked enrollment token"
     assert len(refusals(tpki)) == 1
-    event = next(r.event for r in tpki.store.iter_audit() if r.event.type is EventType.ENROLL_REFUSED)
+    event = next(r.event for r in tpki.stores.audit.iter_audit() if r.event.type is EventType.ENROLL_REFUSED)
     assert event.source == "192.0.2.50"
     assert event.outcome.value == "failure"
 
@@ -103,7 +108,7 @@ def test_uses_are_spent_atomically(tpki):
     lock = threading.Lock()
 
     def spend() -> None:
-        ok = tpki.store.use_enrollment_token(record.token_id, tpki.clock())
+        ok = tpki.stores.enrollment_tokens.use_enrollment_token(record.token_id, tpki.clock())
         with lock:
             results.append(ok)
 
@@ -113,7 +118,9 @@ def test_uses_are_spent_atomically(tpki):
     for thread in threads:
         thread.join()
     assert results.count(True) == 5
-    assert tpki.store.get_enrollment_token(record.token_id).state_at(tpki.clock()) == "used"
+    assert (
+        tpki.stores.enrollment_tokens.get_enrollment_token(record.token_id).state_at(tpki.clock()) == "used"
+    )
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def test_expiry_warnings_are_written_once_per_mark(installation, database_url):
         assert pki.expiry.record_crossings() == 1
         marks = [
             r.event.details["mark"]
-            for r in pki.store.iter_audit()
+            for r in pki.stores.audit.iter_audit()
             if r.event.type is EventType.CERT_EXPIRING and r.event.subject == serial
         ]
         assert marks == ["30d", "7d"]

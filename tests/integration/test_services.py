@@ -68,7 +68,7 @@ def test_ocsp_responder_is_renewed_before_it_expires(timed_pki, clock):
         timed_pki.ocsp.respond(ocsp_request_der(issuing.certificate, serial, b"x" * 16)).der
     )
     assert response.certificates == [new]
-    assert timed_pki.store.get_certificate(new.serial_number).profile == "ocsp-responder"
+    assert timed_pki.stores.certificates.get_certificate(new.serial_number).profile == "ocsp-responder"
 
 
 def test_ocsp_reuses_signatures_only_without_nonce(timed_pki):
@@ -90,7 +90,7 @@ def test_serial_collision_is_refused_and_nothing_is_half_written(installation, d
         pki.issuance.issue(build_csr(make_key(), cn="a"), profile="tls-client")
         with pytest.raises(ConflictError):
             pki.issuance.issue(build_csr(make_key(), cn="b"), profile="tls-client")
-        assert pki.store.get_certificate(fixed).subject == "CN=a"
+        assert pki.stores.certificates.get_certificate(fixed).subject == "CN=a"
     finally:
         pki.close()
 
@@ -157,19 +157,19 @@ def test_concurrent_issuance_and_revocation(pki):
 
 def test_issue_many_is_one_transaction_all_or_nothing(pki):
     csrs = [build_csr(make_key(), cn=f"lot-{i}") for i in range(20)]
-    before = pki.store.log_size()
+    before = pki.stores.transparency.log_size()
     issued = pki.issuance.issue_many(csrs, profile="tls-client")
     assert len({i.serial for i in issued}) == 20
-    assert pki.store.log_size() == before + 20
+    assert pki.stores.transparency.log_size() == before + 20
     for item in issued:
-        assert pki.store.get_certificate(item.certificate.serial_number) is not None
+        assert pki.stores.certificates.get_certificate(item.certificate.serial_number) is not None
     assert pki.audit.verify().check.ok
     bad = [*csrs[:3], build_csr(make_key(), cn=None, dns=("x.example",))]  # tls-client needs a CN
-    count = pki.store.log_size()
+    count = pki.stores.transparency.log_size()
     with pytest.raises(PolicyViolationError, match=r"csr #3: .*nothing in this batch was issued") as info:
         pki.issuance.issue_many(bad, profile="tls-client")
     assert info.value.rule == "subject-required"
-    assert pki.store.log_size() == count
+    assert pki.stores.transparency.log_size() == count
     assert pki.issuance.issue_many([], profile="tls-client") == []
 
 
@@ -187,10 +187,10 @@ def test_signers_are_rotated_when_two_thirds_of_their_lifetime_passed(timed_pki,
     assert new.serial_number != old.serial_number
     assert not timed_pki.signers.rotate_if_due("audit")
     timed_pki.audit.sign_head()
-    heads = timed_pki.store.audit_heads()
+    heads = timed_pki.stores.audit.audit_heads()
     assert {h.signer_serial for h in heads} >= {old.serial_number, new.serial_number}
     assert timed_pki.audit.verify().check.ok
-    rotated = [r for r in timed_pki.store.iter_audit() if r.event.type is EventType.SIGNER_ROTATED]
+    rotated = [r for r in timed_pki.stores.audit.iter_audit() if r.event.type is EventType.SIGNER_ROTATED]
     assert [r.event.details["previous_serial"] for r in rotated] == [format_serial(old.serial_number)]
 
 
@@ -223,14 +223,16 @@ def test_a_signer_whose_key_was_destroyed_by_a_rotation_elsewhere_loads_the_new_
     settings = load_settings(installation, database_url=database_url)
     cli = Pki.open(settings)
     cli.signers.get("edge")
-    stale = cli.store.get_signer("edge")
+    stale = cli.stores.signers.get_signer("edge")
     rotated = cli.signers.rotate("edge")
     cli.close()
     service = Pki.open(settings)
     try:
         reads = iter([stale])
-        real = service.store.get_signer
-        monkeypatch.setattr(service.store, "get_signer", lambda name: next(reads, None) or real(name))
+        real = service.stores.signers.get_signer
+        monkeypatch.setattr(
+            service.stores.signers, "get_signer", lambda name: next(reads, None) or real(name)
+        )
         key, certificate = service.signers.get("edge")
         assert certificate == rotated.certificate
         assert key.public_key() == certificate.public_key()

@@ -25,7 +25,7 @@ def b64(text: str) -> bytes:
 
 def logged_certificates(pki) -> list[bytes]:
     """Certificate DER in log order, straight from the tables."""
-    with pki.store.engine.connect() as conn:
+    with pki.stores.database.engine.connect() as conn:
         rows = conn.execute(
             select(certificates.c.der)
             .join(log_entries, log_entries.c.serial == certificates.c.serial)
@@ -54,8 +54,10 @@ def client(pki):
 
 def test_every_issued_certificate_is_logged_and_provable(pki, client):
     issued = [pki.issuance.issue(build_csr(make_key(), cn=f"op-{i}"), profile="tls-client") for i in range(5)]
-    with pki.store.engine.connect() as conn:
-        assert conn.execute(select(certificates.c.serial)).all().__len__() == pki.store.log_size()
+    with pki.stores.database.engine.connect() as conn:
+        assert (
+            conn.execute(select(certificates.c.serial)).all().__len__() == pki.stores.transparency.log_size()
+        )
     ders = logged_certificates(pki)
     sth = client.get("/api/v1/transparency/sth").json()
     assert sth["tree_size"] == len(ders)

@@ -76,16 +76,16 @@ def test_trail_reaches_rsyslog_over_tls_and_waits_while_it_is_away(sqlite_pki, t
     chain, key, root = _collector_files(pki, tmp_path)
     port = free_port()
     forwarder = SyslogTlsForwarder(
-        pki.store, host="127.0.0.1", port=port, context=client_context(str(root)), clock=pki.clock
+        pki.stores.audit, host="127.0.0.1", port=port, context=client_context(str(root)), clock=pki.clock
     )
     # collector away: nothing is lost, the cursor does not move
     with pytest.raises(BackendError, match="unreachable"):
         forwarder.forward()
-    assert pki.store.forward_cursor("syslog") == 0
+    assert pki.stores.audit.forward_cursor("syslog") == 0
     collector = _start_rsyslogd(tmp_path, port, chain, key, root)
     try:
         sent = forwarder.forward()
-        total = pki.store.audit_head()[0]
+        total = pki.stores.audit.audit_head()[0]
         assert sent == total
         for i in range(3):
             pki.issuance.issue(build_csr(make_key(), cn=f"late-{i}"), profile="tls-client")
@@ -107,4 +107,4 @@ def test_trail_reaches_rsyslog_over_tls_and_waits_while_it_is_away(sqlite_pki, t
     sequences = [int(re.search(r' seq="(\d+)"', line).group(1)) for line in lines]
     assert sequences == list(range(1, total + 4))
     assert all(line.startswith("<") and ">1 " in line[:6] for line in lines)
-    assert pki.store.forward_cursor("syslog") == total + 3
+    assert pki.stores.audit.forward_cursor("syslog") == total + 3

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from otward.core.audit import AuditFilter
-from otward.core.ports import PkiStore
+from otward.core.ports import AuditStore
 from otward.errors import BackendError
 from otward.services.audit import to_syslog
 
@@ -35,7 +35,7 @@ class SyslogTlsForwarder:
 
     def __init__(
         self,
-        store: PkiStore,
+        store: AuditStore,
         *,
         host: str,
         port: int,

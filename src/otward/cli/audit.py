@@ -39,7 +39,7 @@ def list_(
         query = audit_filter(
             pki.clock(), since=since, until=until, type=type_, subject=subject, outcome=outcome
         )
-        records, total = pki.store.list_audit(query, limit=limit, offset=offset)
+        records, total = pki.stores.audit.list_audit(query, limit=limit, offset=offset)
     if as_json:
         items = [{"sequence": r.sequence, **r.event.to_dict(), "hash": r.hash.hex()} for r in records]
         print_json({"items": items, "total": total, "limit": limit, "offset": offset})
@@ -110,7 +110,7 @@ def export(
     if format_ not in ("jsonl", "syslog"):
         raise typer.BadParameter("--format must be jsonl or syslog")
     with open_pki(data, db) as pki:
-        records = pki.store.iter_audit()
+        records = pki.stores.audit.iter_audit()
         lines = to_jsonl(records) if format_ == "jsonl" else (to_syslog(r) + "\n" for r in records)
         if out is None:
             for line in lines:

@@ -69,9 +69,7 @@ def create(
                 actor=cli_actor(),
             )
             pki.revocation.publish_crl(name, cli_actor())
-        record = pki.store.get_authority(loaded.name)
-        assert record is not None  # noqa: S101 - just stored
-        out = AuthorityOut.from_record(record)
+        out = AuthorityOut.from_record(pki.authorities.record(loaded.name))
     if as_json:
         print_json(out.model_dump(mode="json"))
     else:

@@ -106,7 +106,7 @@ def list_(
         query = certificate_filter(
             now, status=status, expiring_within=expiring_within, ca=ca, profile=profile
         )
-        records, total = pki.store.list_certificates(query, limit=limit, offset=offset)
+        records, total = pki.stores.certificates.list_certificates(query, limit=limit, offset=offset)
     items = [CertificateOut.from_record(r, now) for r in records]
     if as_json:
         print_json(
@@ -137,7 +137,7 @@ def show(
 ) -> None:
     """Show one certificate."""
     with open_pki(data, db) as pki:
-        record = pki.store.get_certificate(_serial(serial))
+        record = pki.stores.certificates.get_certificate(_serial(serial))
         now = pki.clock()
     if record is None:
         raise NotFoundError(f"certificate {serial} not found", rule="serial")

@@ -41,7 +41,6 @@ __all__ = [
     "EnrollmentTokenStore",
     "KeyBackend",
     "OwnerStore",
-    "PkiStore",
     "SignerStore",
     "StatisticsStore",
     "TokenStore",
@@ -306,20 +305,3 @@ class StatisticsStore(Protocol):
     def expiring_counts(self, now: datetime, until: datetime) -> dict[str, int]: ...
 
     def event_counts(self) -> list[tuple[str, str, int]]: ...
-
-
-class PkiStore(
-    AuthorityStore,
-    CertificateStore,
-    CrlStore,
-    TokenStore,
-    AuditStore,
-    SignerStore,
-    TransparencyStore,
-    StatisticsStore,
-    OwnerStore,
-    EnrollmentTokenStore,
-    DeviceStore,
-    Protocol,
-):
-    """Everything the services persist; one database implements it all."""

@@ -88,7 +88,7 @@ def list_certificates(
     pki = get_pki(request)
     now = pki.clock()
     query = certificate_filter(now, status=status, expiring_within=expiring_within, ca=ca, profile=profile)
-    records, total = pki.store.list_certificates(query, limit=limit, offset=offset)
+    records, total = pki.stores.certificates.list_certificates(query, limit=limit, offset=offset)
     return CertificatePage(
         items=[CertificateOut.from_record(r, now) for r in records], total=total, limit=limit, offset=offset
     )
@@ -97,7 +97,7 @@ def list_certificates(
 @router.get("/certificates/{serial}", response_model=CertificateOut, tags=["certificates"])
 def show_certificate(serial: str, request: Request, _actor: AdminActor) -> CertificateOut:
     pki = get_pki(request)
-    record = pki.store.get_certificate(_serial(serial))
+    record = pki.stores.certificates.get_certificate(_serial(serial))
     if record is None:
         raise NotFoundError(f"certificate {serial} not found", rule="serial")
     return CertificateOut.from_record(record, pki.clock())
@@ -121,10 +121,7 @@ def list_authorities(request: Request, _actor: AdminActor) -> list[AuthorityOut]
 
 @router.get("/cas/{name}", response_model=AuthorityOut, tags=["authorities"])
 def show_authority(name: str, request: Request, _actor: AdminActor) -> AuthorityOut:
-    record = get_pki(request).store.get_authority(name)
-    if record is None:
-        raise NotFoundError(f"CA '{name}' not found", rule="ca")
-    return AuthorityOut.from_record(record)
+    return AuthorityOut.from_record(get_pki(request).authorities.record(name))
 
 
 @router.get("/cas/{name}/chain", response_class=PlainTextResponse, tags=["authorities"])

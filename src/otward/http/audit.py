@@ -70,7 +70,7 @@ def list_events(
     """Events in chain order, filtered and paged."""
     pki = get_pki(request)
     query = audit_filter(pki.clock(), since=since, until=until, type=type, subject=subject, outcome=outcome)
-    records, total = pki.store.list_audit(query, limit=limit, offset=offset)
+    records, total = pki.stores.audit.list_audit(query, limit=limit, offset=offset)
     return AuditPage(
         items=[AuditEventOut.from_record(r) for r in records], total=total, limit=limit, offset=offset
     )

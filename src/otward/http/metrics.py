@@ -46,7 +46,7 @@ class _PkiCollector(Collector):
         self._pki = pki
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        store = self._pki.store
+        store = self._pki.stores.statistics
         issued = CounterMetricFamily(
             "otward_certificates_issued", "Certificates issued", labels=["ca", "profile"]
         )

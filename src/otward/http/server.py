@@ -240,7 +240,7 @@ async def _forward_audit(pki: Pki) -> None:
     if address is None or settings.syslog_ca_file is None:
         return
     forwarder = SyslogTlsForwarder(
-        pki.store,
+        pki.stores.audit,
         host=address[0],
         port=address[1],
         context=client_context(

@@ -140,7 +140,5 @@ class StatusApp:
         if method not in ("GET", "HEAD"):
             await _answer(send, 405, b"method not allowed\n", b"text/plain", [(b"allow", b"GET")])
             return
-        authority = self.pki.store.get_authority(ca)
-        if authority is None:
-            raise NotFoundError(f"CA '{ca}' not found")
+        authority = self.pki.authorities.record(ca)
         await _answer(send, 200, authority.certificate_der, b"application/pkix-cert")

@@ -36,7 +36,6 @@ from otward.core.access.policies import (
     site_policy_texts,
 )
 from otward.core.audit import AuditEvent, EventType
-from otward.core.ports import PkiStore
 from otward.errors import InvalidRequestError, NotFoundError
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 
@@ -118,16 +117,6 @@ class AccessAdmin:
         self._store = store
         self._clock = clock
         self._audit = audit
-
-    @classmethod
-    def for_pki_store(cls, store: PkiStore, *, clock: Callable[[], datetime], audit: AuditLog) -> AccessAdmin:
-        """On the PKI store's database when it has one, else in memory (test fakes)."""
-        from otward.adapters.db.access_store import SqlAccessStore
-        from otward.adapters.db.store import SqlPkiStore
-
-        if isinstance(store, SqlPkiStore):
-            return cls(SqlAccessStore(store), clock=clock, audit=audit)
-        return cls(MemoryAccessStore(store.append_events), clock=clock, audit=audit)
 
     # --- reading --------------------------------------------------------------------------------
 

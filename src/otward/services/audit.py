@@ -29,7 +29,7 @@ from otward.core.audit import (
     head_bytes,
 )
 from otward.core.keys import sign_data, verify_data
-from otward.core.ports import PkiStore
+from otward.core.ports import AuditStore
 from otward.errors import IntegrityError
 
 __all__ = ["CLI_ACTOR", "SYSTEM_ACTOR", "Actor", "AuditLog", "ChainReport", "to_jsonl", "to_syslog"]
@@ -58,7 +58,7 @@ class ChainReport:
 class AuditLog:
     def __init__(
         self,
-        store: PkiStore,
+        store: AuditStore,
         *,
         host: str,
         clock: Callable[[], datetime],

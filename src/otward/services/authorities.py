@@ -23,7 +23,7 @@ from otward.core.issuance import (
     service_subject,
 )
 from otward.core.keys import KeyType, classify_public_key, signature_hash_for
-from otward.core.ports import KeyBackend, PkiStore
+from otward.core.ports import AuthorityStore, KeyBackend
 from otward.core.records import AuthorityRecord, CertificateKind, certificate_record
 from otward.errors import ConflictError, NotFoundError, PolicyViolationError
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
@@ -65,7 +65,7 @@ class LoadedAuthority:
 class AuthorityService:
     def __init__(
         self,
-        store: PkiStore,
+        store: AuthorityStore,
         keys: KeyBackend,
         *,
         public_url: str,
@@ -93,10 +93,7 @@ class AuthorityService:
             loaded = self._loaded.get(name)
         if loaded is not None:
             return loaded
-        record = self._store.get_authority(name)
-        if record is None:
-            known = ", ".join(a.name for a in self._store.list_authorities()) or "none"
-            raise NotFoundError(f"CA '{name}' not found (known: {known})", rule="ca")
+        record = self.record(name)
         certificate = x509.load_der_x509_certificate(record.certificate_der)
         parent_chain = self.get(record.parent).chain if record.parent else ()
         loaded = LoadedAuthority(
@@ -110,6 +107,14 @@ class AuthorityService:
         with self._lock:
             self._loaded[name] = loaded
         return loaded
+
+    def record(self, name: str) -> AuthorityRecord:
+        """The stored CA ``name``, read without touching its keys; NotFoundError names the known ones."""
+        record = self._store.get_authority(name)
+        if record is None:
+            known = ", ".join(a.name for a in self._store.list_authorities()) or "none"
+            raise NotFoundError(f"CA '{name}' not found (known: {known})", rule="ca")
+        return record
 
     def certificate_chain(self, name: str) -> list[x509.Certificate]:
         """Certificates from CA ``name`` up to its root, read without touching any key."""

@@ -36,7 +36,7 @@ from otward.core.mosquitto import (
     render_acl,
     render_listener_config,
 )
-from otward.core.ports import PkiStore
+from otward.core.ports import CertificateStore
 from otward.core.profiles import Identity
 from otward.core.records import CertificateFilter
 from otward.core.trustlist import (
@@ -195,7 +195,7 @@ class Channels:
 
     def __init__(
         self,
-        store: PkiStore,
+        certificates: CertificateStore,
         authorities: AuthorityService,
         issuance: IssuanceService,
         revocation: RevocationService,
@@ -203,7 +203,7 @@ class Channels:
         *,
         clock: Callable[[], datetime],
     ) -> None:
-        self._store = store
+        self._certificates = certificates
         self._authorities = authorities
         self._issuance = issuance
         self._revocation = revocation
@@ -212,7 +212,14 @@ class Channels:
 
     @classmethod
     def for_pki(cls, pki: Pki) -> Channels:
-        return cls(pki.store, pki.authorities, pki.issuance, pki.revocation, pki.owners, clock=pki.clock)
+        return cls(
+            pki.stores.certificates,
+            pki.authorities,
+            pki.issuance,
+            pki.revocation,
+            pki.owners,
+            clock=pki.clock,
+        )
 
     # --- CAs ---------------------------------------------------------------------------------
 
@@ -221,10 +228,7 @@ class Channels:
         names: list[str] = []
         current: str | None = name
         while current is not None:
-            record = self._store.get_authority(current)
-            if record is None:
-                known = ", ".join(a.name for a in self._store.list_authorities()) or "none"
-                raise NotFoundError(f"CA '{current}' not found (known: {known})", rule="ca")
+            record = self._authorities.record(current)
             names.append(current)
             current = record.parent
         return names
@@ -232,7 +236,7 @@ class Channels:
     def _is_withdrawn(self, name: str) -> bool:
         """True when the certificate of ``name`` or of one of its parents is revoked."""
         for certificate in self._authorities.certificate_chain(name):
-            record = self._store.get_certificate(certificate.serial_number)
+            record = self._certificates.get_certificate(certificate.serial_number)
             if record is not None and record.revoked_at is not None:
                 return True
         return False
@@ -375,7 +379,7 @@ class Channels:
                 query = CertificateFilter(ca=ca, profile=profile, revoked=False, expires_after=now)
                 offset = 0
                 while True:
-                    page, total = self._store.list_certificates(query, limit=_PAGE, offset=offset)
+                    page, total = self._certificates.list_certificates(query, limit=_PAGE, offset=offset)
                     for record in page:
                         device = device_identity(x509.load_der_x509_certificate(record.der))
                         if device is not None:
@@ -431,7 +435,7 @@ class Channels:
             key = serialization.load_pem_private_key(files["keyfile"].read_bytes(), password=None)
         except (OSError, ValueError, TypeError):
             return None
-        record = self._store.get_certificate(certificate.serial_number)
+        record = self._certificates.get_certificate(certificate.serial_number)
         if record is None or record.revoked_at is not None or record.ca != state.server_ca:
             return None
         if certificate.public_key() != key.public_key():

@@ -22,7 +22,7 @@ from cryptography.x509 import ReasonFlags
 from otward.core.attestation import ChallengePurpose, challenge_message
 from otward.core.audit import AuditEvent, EventType, Outcome
 from otward.core.keys import verify_data
-from otward.core.ports import PkiStore
+from otward.core.ports import DeviceStore
 from otward.core.records import CertificateRecord, ChallengeRecord, DeviceRecord, DeviceStatus
 from otward.core.revocation import reason_name
 from otward.errors import AuthenticationError, NotFoundError, PolicyViolationError
@@ -52,7 +52,7 @@ class Attestation:
 class Devices:
     def __init__(
         self,
-        store: PkiStore,
+        store: DeviceStore,
         owners: Owners,
         tokens: EnrollmentTokens,
         revocation: RevocationService,

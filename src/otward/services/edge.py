@@ -42,11 +42,9 @@ from otward.core.edge.records import (
     EdgeTokenRecord,
     TrailPush,
 )
-from otward.core.ports import PkiStore
 from otward.edge.tokens import bundle_signer_thumbprint, holder_jwk, sign_bundle, sign_credential
 from otward.errors import (
     AuthenticationError,
-    ConfigError,
     InvalidRequestError,
     NotFoundError,
     ParseError,
@@ -109,7 +107,7 @@ def _people(access_slice: AccessSlice) -> set[str]:
 class EdgeService:
     def __init__(
         self,
-        store: PkiStore,
+        store: EdgeStore,
         signers: SignerService,
         authorities: AuthorityService,
         access_slice: Callable[[str], AccessSlice],
@@ -118,25 +116,13 @@ class EdgeService:
         audit: AuditLog,
         person_exists: Callable[[str], bool] | None = None,
     ) -> None:
-        self._pki_store = store
+        self.store = store
         self._signers = signers
         self._authorities = authorities
         self._access_slice = access_slice
         self._person_exists = person_exists
         self._clock = clock
         self._audit = audit
-        self._edge_store: EdgeStore | None = None
-
-    @property
-    def store(self) -> EdgeStore:
-        if self._edge_store is None:
-            from otward.adapters.db.edge_store import EdgeStore
-            from otward.adapters.db.store import SqlPkiStore
-
-            if not isinstance(self._pki_store, SqlPkiStore):
-                raise ConfigError("the edge service needs the SQL store", rule="edge-store")
-            self._edge_store = EdgeStore(self._pki_store)
-        return self._edge_store
 
     def signer(self) -> tuple[CertificateIssuerPrivateKeyTypes, list[x509.Certificate]]:
         """The edge signer's key and its chain (signer first, root last), created on first use."""

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from otward.core.audit import EventType, Outcome
-from otward.core.ports import PkiStore
+from otward.core.ports import EnrollmentTokenStore, OwnerStore
 from otward.core.records import EnrollmentTokenRecord, OwnerRecord
 from otward.errors import AuthenticationError, InvalidRequestError, NotFoundError, PolicyViolationError
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
@@ -44,7 +44,7 @@ def _check_grace(days: int) -> None:
 class Owners:
     def __init__(
         self,
-        store: PkiStore,
+        store: OwnerStore,
         authorities: AuthorityService,
         *,
         clock: Callable[[], datetime],
@@ -135,7 +135,7 @@ class Owners:
 class EnrollmentTokens:
     def __init__(
         self,
-        store: PkiStore,
+        store: EnrollmentTokenStore,
         owners: Owners,
         profiles: Callable[[str], object],
         *,

@@ -28,7 +28,7 @@ from otward.adapters.keys import generate_private_key
 from otward.core.audit import EventType, Outcome
 from otward.core.csr import load_csr
 from otward.core.keys import KeyType
-from otward.core.ports import PkiStore
+from otward.core.ports import CertificateStore, DeviceStore
 from otward.core.profiles import Identity
 from otward.core.records import DeviceEnrollment, DeviceStatus, EnrollmentTokenRecord
 from otward.errors import (
@@ -58,7 +58,8 @@ class ServerGeneratedKey:
 class EstService:
     def __init__(
         self,
-        store: PkiStore,
+        certificates: CertificateStore,
+        devices: DeviceStore,
         authorities: AuthorityService,
         issuance: IssuanceService,
         owners: Owners,
@@ -67,7 +68,8 @@ class EstService:
         clock: Callable[[], datetime],
         audit: AuditLog,
     ) -> None:
-        self._store = store
+        self._certificates = certificates
+        self._devices = devices
         self._authorities = authorities
         self._issuance = issuance
         self._owners = owners
@@ -120,7 +122,7 @@ class EstService:
         (the TLS layer checks the chain and dates, not revocation), and the CSR must keep its subject.
         """
         presented = x509.load_der_x509_certificate(client_certificate)
-        stored = self._store.get_certificate(presented.serial_number)
+        stored = self._certificates.get_certificate(presented.serial_number)
         now = self._clock()
         subject = presented.subject.rfc4514_string()[:256]
         if stored is None or stored.der != client_certificate or stored.status_at(now) != "valid":
@@ -130,7 +132,7 @@ class EstService:
         if stored.device_id is None:
             message = "the client certificate does not belong to a registered device"
             raise self._refused(actor, subject, PolicyViolationError(message, rule="est-not-a-device"))
-        device = self._store.get_device(stored.device_id)
+        device = self._devices.get_device(stored.device_id)
         if device is None or device.status is not DeviceStatus.ACTIVE:
             status = device.status.value if device else "unknown"
             message = f"device '{stored.device_id}' is {status} and cannot re-enroll"
@@ -204,7 +206,7 @@ class EstService:
             details["previous_serial"] = renewing or ""
         succeeded = self._audit.event(actor, EventType.ENROLL_SUCCEEDED, device_id, details=details)
         try:
-            self._store.enroll_device(
+            self._devices.enroll_device(
                 signed.issued.record,
                 enrollment,
                 [signed.event, succeeded],

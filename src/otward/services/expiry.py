@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from otward.core.audit import AuditFilter, EventType, Outcome
-from otward.core.ports import PkiStore
+from otward.core.ports import AuditStore, CertificateStore
 from otward.core.records import CertificateFilter
 from otward.services.audit import SYSTEM_ACTOR, AuditLog
 
@@ -17,8 +17,16 @@ _PAGE = 500
 
 
 class ExpiryWatch:
-    def __init__(self, store: PkiStore, audit: AuditLog, *, clock: Callable[[], datetime]) -> None:
-        self._store = store
+    def __init__(
+        self,
+        certificates: CertificateStore,
+        trail: AuditStore,
+        audit: AuditLog,
+        *,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._certificates = certificates
+        self._trail = trail
         self._audit = audit
         self._clock = clock
 
@@ -31,13 +39,13 @@ class ExpiryWatch:
             revoked=False, expires_after=now, expires_before=now + timedelta(days=max(MARKS))
         )
         while True:
-            records, _ = self._store.list_certificates(query, limit=_PAGE, offset=offset)
+            records, _ = self._certificates.list_certificates(query, limit=_PAGE, offset=offset)
             for record in records:
                 left = record.not_valid_after - now
                 due = [m for m in MARKS if left <= timedelta(days=m)]
                 if not due:
                     continue
-                seen, _ = self._store.list_audit(
+                seen, _ = self._trail.list_audit(
                     AuditFilter(type=EventType.CERT_EXPIRING.value, subject=record.serial), limit=10, offset=0
                 )
                 done = {r.event.details.get("mark") for r in seen}

@@ -30,7 +30,7 @@ from otward.core.ocsp import (
     build_unsuccessful_response,
     load_ocsp_request,
 )
-from otward.core.ports import PkiStore
+from otward.core.ports import CertificateStore
 from otward.errors import ParseError
 from otward.services.authorities import AuthorityService
 
@@ -54,7 +54,7 @@ class OcspResult:
 class OcspResponder:
     def __init__(
         self,
-        store: PkiStore,
+        store: CertificateStore,
         authorities: AuthorityService,
         settings: OcspSettings,
         *,

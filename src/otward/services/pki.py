@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 
-from otward.adapters.db import SqlPkiStore, create_database_engine, upgrade_schema
+from otward.adapters.db import SqlStores, create_database_engine, upgrade_schema
 from otward.adapters.keys import FileKeyBackend
 from otward.config import Settings, read_passphrase
 from otward.core.audit import EventType
-from otward.core.ports import KeyBackend, PkiStore
+from otward.core.ports import KeyBackend
 from otward.errors import PolicyViolationError
 from otward.services.access import AccessAdmin
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
@@ -54,27 +54,32 @@ class Pki:
     def __init__(
         self,
         settings: Settings,
-        store: PkiStore,
+        stores: SqlStores,
         keys: KeyBackend,
         *,
         clock: Callable[[], datetime] = utc_now,
         new_serial: Callable[[], int] = random_serial_number,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.stores = stores
         self.clock = clock
         self.audit = AuditLog(
-            store,
+            stores.audit,
             host=socket.gethostname(),
             clock=clock,
             signer=lambda: self.signers.get(AUDIT_SIGNER),
             signer_certificate=lambda serial: self.signers.certificate(serial),
         )
         self.authorities = AuthorityService(
-            store, keys, public_url=settings.public_url, clock=clock, new_serial=new_serial, audit=self.audit
+            stores.authorities,
+            keys,
+            public_url=settings.public_url,
+            clock=clock,
+            new_serial=new_serial,
+            audit=self.audit,
         )
         self.issuance = IssuanceService(
-            store,
+            stores.certificates,
             self.authorities,
             settings.resolved_profiles(),
             clock=clock,
@@ -82,10 +87,11 @@ class Pki:
             audit=self.audit,
         )
         self.revocation = RevocationService(
-            store, self.authorities, settings.crl, clock=clock, audit=self.audit
+            stores.certificates, stores.crls, self.authorities, settings.crl, clock=clock, audit=self.audit
         )
         self.signers = SignerService(
-            store,
+            stores.signers,
+            stores.certificates,
             keys,
             self.authorities,
             clock=clock,
@@ -93,19 +99,25 @@ class Pki:
             audit=self.audit,
             revocation=self.revocation,
         )
-        self.ocsp = OcspResponder(store, self.authorities, settings.ocsp, clock=clock)
-        self.tokens = TokenService(store, clock=clock, audit=self.audit)
-        self.transparency = TransparencyLog(store, self.signers, clock=clock)
-        self.expiry = ExpiryWatch(store, self.audit, clock=clock)
-        self.owners = Owners(store, self.authorities, clock=clock, audit=self.audit)
+        self.ocsp = OcspResponder(stores.certificates, self.authorities, settings.ocsp, clock=clock)
+        self.tokens = TokenService(stores.tokens, clock=clock, audit=self.audit)
+        self.transparency = TransparencyLog(stores.transparency, self.signers, clock=clock)
+        self.expiry = ExpiryWatch(stores.certificates, stores.audit, self.audit, clock=clock)
+        self.owners = Owners(stores.owners, self.authorities, clock=clock, audit=self.audit)
         self.enrollment_tokens = EnrollmentTokens(
-            store, self.owners, self.issuance.profile, clock=clock, audit=self.audit
+            stores.enrollment_tokens, self.owners, self.issuance.profile, clock=clock, audit=self.audit
         )
         self.devices = Devices(
-            store, self.owners, self.enrollment_tokens, self.revocation, clock=clock, audit=self.audit
+            stores.devices,
+            self.owners,
+            self.enrollment_tokens,
+            self.revocation,
+            clock=clock,
+            audit=self.audit,
         )
         self.est = EstService(
-            store,
+            stores.certificates,
+            stores.devices,
             self.authorities,
             self.issuance,
             self.owners,
@@ -113,10 +125,12 @@ class Pki:
             clock=clock,
             audit=self.audit,
         )
-        self.provisioning = Provisioning(store, self.issuance, self.owners, clock=clock, audit=self.audit)
-        self.access = AccessAdmin.for_pki_store(store, clock=clock, audit=self.audit)
+        self.provisioning = Provisioning(
+            stores.devices, self.issuance, self.owners, clock=clock, audit=self.audit
+        )
+        self.access = AccessAdmin(stores.access, clock=clock, audit=self.audit)
         self.edge = EdgeService(
-            store,
+            stores.edge,
             self.signers,
             self.authorities,
             self.access.asset_slice,
@@ -124,7 +138,7 @@ class Pki:
             audit=self.audit,
             person_exists=lambda person: self.access.model().person(person) is not None,
         )
-        self._audit_sequence_at_open = store.audit_head()[0]
+        self._audit_sequence_at_open = stores.audit.audit_head()[0]
 
     @classmethod
     def open(
@@ -140,7 +154,7 @@ class Pki:
         if migrate:
             upgrade_schema(engine)
         keys = FileKeyBackend(settings.data_dir, lambda: read_passphrase(settings.data_dir))
-        return cls(settings, SqlPkiStore(engine), keys, clock=clock, new_serial=new_serial)
+        return cls(settings, SqlStores.open(engine), keys, clock=clock, new_serial=new_serial)
 
     def record_ocsp_signatures(self, actor: Actor = SYSTEM_ACTOR) -> None:
         """Write the aggregated ``ocsp.signed`` events for responses signed since the last call."""
@@ -157,7 +171,7 @@ class Pki:
         """Sign the audit chain head if this process added to it, then release the database."""
         try:
             self.record_ocsp_signatures()
-            if self.store.audit_head()[0] != self._audit_sequence_at_open:
+            if self.stores.audit.audit_head()[0] != self._audit_sequence_at_open:
                 self.audit.sign_head()
         except PolicyViolationError as exc:
             if exc.rule != "signer-revoked":
@@ -165,5 +179,4 @@ class Pki:
             # what the command did is stored; only its head stays unsigned until the signer is rotated
             log.warning("audit head not signed: %s", exc.message)
         finally:
-            if isinstance(self.store, SqlPkiStore):
-                self.store.close()
+            self.stores.close()

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from otward.adapters.keys import generate_private_key
 from otward.core.audit import EventType
 from otward.core.keys import KeyType, signature_hash_for
-from otward.core.ports import PkiStore
+from otward.core.ports import DeviceStore
 from otward.core.profiles import Identity
 from otward.core.records import DeviceEnrollment
 from otward.errors import InvalidRequestError
@@ -55,7 +55,7 @@ def device_ids(prefix: str, count: int, start: int = 1) -> list[str]:
 class Provisioning:
     def __init__(
         self,
-        store: PkiStore,
+        store: DeviceStore,
         issuance: IssuanceService,
         owners: Owners,
         *,

@@ -11,7 +11,7 @@ from cryptography.x509 import ReasonFlags
 from otward.config import CrlSettings
 from otward.core.audit import AuditEvent, EventType, Outcome
 from otward.core.keys import signature_hash_for
-from otward.core.ports import PkiStore
+from otward.core.ports import CertificateStore, CrlStore
 from otward.core.records import CertificateKind, CertificateRecord, CrlRecord, format_serial
 from otward.core.revocation import RevokedEntry, build_crl, reason_name
 from otward.errors import ConflictError, NotFoundError, PolicyViolationError
@@ -24,14 +24,16 @@ __all__ = ["RevocationService"]
 class RevocationService:
     def __init__(
         self,
-        store: PkiStore,
+        certificates: CertificateStore,
+        crls: CrlStore,
         authorities: AuthorityService,
         settings: CrlSettings,
         *,
         clock: Callable[[], datetime],
         audit: AuditLog,
     ) -> None:
-        self._store = store
+        self._certificates = certificates
+        self._crls = crls
         self._audit = audit
         self._authorities = authorities
         self._settings = settings
@@ -43,7 +45,7 @@ class RevocationService:
         """Revoke for good (with its ``cert.revoked`` event) and republish the CA's CRL at once."""
         serial = format_serial(serial_number)
         try:
-            existing = self._store.get_certificate(serial_number)
+            existing = self._certificates.get_certificate(serial_number)
             if existing is not None and existing.kind is CertificateKind.CA and existing.profile == "root-ca":
                 raise PolicyViolationError(
                     "a root CA certificate cannot be revoked; remove it from the trust stores instead",
@@ -53,7 +55,7 @@ class RevocationService:
             event = self._audit.event(
                 actor, EventType.CERT_REVOKED, serial, reason=reason_name(reason), details=details
             )
-            record = self._store.revoke_certificate(serial_number, self._clock(), reason, [event])
+            record = self._certificates.revoke_certificate(serial_number, self._clock(), reason, [event])
         except (PolicyViolationError, NotFoundError, ConflictError) as exc:
             self._audit.record(
                 self._audit.event(
@@ -87,11 +89,11 @@ class RevocationService:
                 event
             ] if event else []
 
-        return self._store.save_crl(ca, build)
+        return self._crls.save_crl(ca, build)
 
     def current_crl(self, ca: str) -> CrlRecord:
         """The stored CRL, regenerated first when it is missing or close to its nextUpdate."""
-        record = self._store.get_crl(ca)
+        record = self._crls.get_crl(ca)
         if record is None or record.next_update - self._clock() < self._settings.refresh_margin:
             return self.publish_crl(ca)
         return record
@@ -100,7 +102,7 @@ class RevocationService:
         """Regenerate every CRL that is due; returns the names of the CAs refreshed."""
         refreshed = []
         for authority in self._authorities.list():
-            before = self._store.get_crl(authority.name)
+            before = self._crls.get_crl(authority.name)
             after = self.current_crl(authority.name)
             if before is None or after.crl_number != before.crl_number:
                 refreshed.append(authority.name)

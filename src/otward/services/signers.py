@@ -23,7 +23,7 @@ from otward.core.audit import EventType
 from otward.core.edge.formats import EDGE_SIGNING_OID
 from otward.core.issuance import BACKDATE, build_signer_certificate, service_subject
 from otward.core.keys import classify_public_key
-from otward.core.ports import KeyBackend, PkiStore
+from otward.core.ports import CertificateStore, KeyBackend, SignerStore
 from otward.core.records import (
     CertificateFilter,
     CertificateKind,
@@ -74,7 +74,8 @@ class EdgeSignerSet:
 class SignerService:
     def __init__(
         self,
-        store: PkiStore,
+        store: SignerStore,
+        certificates: CertificateStore,
         keys: KeyBackend,
         authorities: AuthorityService,
         *,
@@ -86,6 +87,7 @@ class SignerService:
         """``revocation`` revokes a previous certificate when a rotation asks for it (and republishes
         the CRL)."""
         self._store = store
+        self._certificates = certificates
         self._revocation = revocation
         self._audit = audit
         self._keys = keys
@@ -112,7 +114,7 @@ class SignerService:
             if loaded is None or loaded[2] != stored[1]:
                 loaded = self._load(name, stored)
                 self._loaded[name] = loaded
-            record = self._store.get_certificate(loaded[1].serial_number)
+            record = self._certificates.get_certificate(loaded[1].serial_number)
             if record is not None and record.revoked_at is not None:
                 raise PolicyViolationError(
                     f"the {name} signer's certificate {record.serial} is revoked: "
@@ -142,7 +144,7 @@ class SignerService:
         if stored is None:
             return None
         certificate = x509.load_der_x509_certificate(stored[1])
-        record = self._store.get_certificate(certificate.serial_number)
+        record = self._certificates.get_certificate(certificate.serial_number)
         return SignerInfo(name, certificate, revoked=record is not None and record.revoked_at is not None)
 
     def rotate(
@@ -224,7 +226,7 @@ class SignerService:
         now = self._clock()
         current_serial = format_serial(current.serial_number)
         query = CertificateFilter(ca=SIGNER_CA, profile=f"{EDGE_SIGNER}-signer", expires_after=now)
-        records, _ = self._store.list_certificates(query, limit=_PREVIOUS_SIGNERS, offset=0)
+        records, _ = self._certificates.list_certificates(query, limit=_PREVIOUS_SIGNERS, offset=0)
         previous: list[x509.Certificate] = []
         revoked: list[x509.Certificate] = []
         for record in records:
@@ -265,7 +267,7 @@ class SignerService:
 
     def certificate(self, serial_number: int) -> x509.Certificate | None:
         """A signer certificate by serial, only if it was issued by the issuing CA for a signer."""
-        record = self._store.get_certificate(serial_number)
+        record = self._certificates.get_certificate(serial_number)
         if record is None or not record.profile.endswith("-signer"):
             return None
         certificate = x509.load_der_x509_certificate(record.der)

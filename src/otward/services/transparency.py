@@ -16,7 +16,7 @@ from datetime import datetime
 
 from otward.core.keys import sign_data
 from otward.core.merkle import EMPTY_ROOT, consistency_proof, inclusion_proof, root_hash
-from otward.core.ports import PkiStore
+from otward.core.ports import TransparencyStore
 from otward.core.records import format_serial
 from otward.core.transparency import TreeHead, tree_head_bytes
 from otward.errors import IntegrityError, InvalidRequestError, NotFoundError
@@ -35,7 +35,9 @@ class InclusionProof:
 
 
 class TransparencyLog:
-    def __init__(self, store: PkiStore, signers: SignerService, *, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, store: TransparencyStore, signers: SignerService, *, clock: Callable[[], datetime]
+    ) -> None:
         self._store = store
         self._signers = signers
         self._clock = clock

@@ -23,12 +23,14 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def access_events(pki: Pki) -> list:
-    records, _ = pki.store.list_audit(AuditFilter(type=EventType.ACCESS_CHANGED.value), limit=1000, offset=0)
+    records, _ = pki.stores.audit.list_audit(
+        AuditFilter(type=EventType.ACCESS_CHANGED.value), limit=1000, offset=0
+    )
     return sorted(records, key=lambda r: r.sequence)
 
 
 def test_migration_creates_the_access_tables(pki: Pki):
-    tables = set(inspect(pki.store.engine).get_table_names())
+    tables = set(inspect(pki.stores.database.engine).get_table_names())
     assert {
         "access_site",
         "access_schedules",

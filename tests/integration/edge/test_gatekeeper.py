@@ -421,7 +421,7 @@ def test_bundle_and_credential_events_are_audited_centrally(plant, holder_key):
     plant.edge.issue_bundle("reactor-1")
     issued = plant.edge.issue_credential("carla", holder_key.public_key(), ttl=hours(1))
     plant.edge.revoke_credential(issued.record.credential_id)
-    types = [r.event.type for r in plant.store.iter_audit()]
+    types = [r.event.type for r in plant.stores.audit.iter_audit()]
     for wanted in (
         EventType.ACCESS_BUNDLE_ISSUED,
         EventType.ACCESS_CREDENTIAL_ISSUED,
@@ -480,7 +480,7 @@ def test_signer_revoked_at_rotation_is_refused_by_the_asset(plant, holder_key, m
     old_credential = _credential(plant, holder_key)
     old_key, old_chain = plant.edge.signer()
     plant.signers.rotate("edge", revoke_previous=x509.ReasonFlags.key_compromise)
-    assert plant.store.get_certificate(old_chain[0].serial_number).revoked_at is not None
+    assert plant.stores.certificates.get_certificate(old_chain[0].serial_number).revoked_at is not None
     newer = plant.edge.bundle_after("reactor-1", gatekeeper.version)
     assert (
         certificate_thumbprint(old_chain[0])

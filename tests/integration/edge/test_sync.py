@@ -201,7 +201,7 @@ def test_sync_token_is_bound_to_its_asset(central):
             f"{server.https_url}/api/v1/edge/credentials", headers={"Authorization": f"Bearer {token}"}
         )
         assert listing.status_code == 401
-    failures = [r.event for r in pki.store.iter_audit() if r.event.type is EventType.AUTH_FAILED]
+    failures = [r.event for r in pki.stores.audit.iter_audit() if r.event.type is EventType.AUTH_FAILED]
     assert len(failures) >= 3
 
 
@@ -222,7 +222,9 @@ def test_pushed_trail_that_contradicts_the_stored_one_is_refused(central, tmp_pa
         assert push.problem is not None
         assert push.acknowledged == 2
         assert push.stored == 0
-        integrity = [r.event for r in pki.store.iter_audit() if r.event.type is EventType.INTEGRITY_FAILED]
+        integrity = [
+            r.event for r in pki.stores.audit.iter_audit() if r.event.type is EventType.INTEGRITY_FAILED
+        ]
         assert integrity
     finally:
         sync.stop()

@@ -25,7 +25,7 @@ from otward.adapters.db.access_schema import (
     access_schedules,
     access_site,
 )
-from otward.adapters.db.store import STORED_CONFLICT, SqlPkiStore
+from otward.adapters.db.database import STORED_CONFLICT, Database
 from otward.core.access.model import (
     AccessModel,
     Asset,
@@ -201,8 +201,8 @@ def _load(conn: Connection) -> tuple[AccessModel, int] | None:
 class SqlAccessStore:
     """Reads and changes the access model on the PKI's engine (SQLite or PostgreSQL)."""
 
-    def __init__(self, store: SqlPkiStore) -> None:
-        self._store = store
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     def load(self) -> AccessModel | None:
         """The stored model, or None before the first import."""
@@ -211,7 +211,7 @@ class SqlAccessStore:
 
     def load_with_revision(self) -> tuple[AccessModel, int] | None:
         """The stored model and its revision (incremented by every change)."""
-        with self._store.reading() as conn:
+        with self._database.reading() as conn:
             return _load(conn)
 
     def change(self, apply: AccessChange, now: datetime) -> tuple[AccessModel, int, bool]:
@@ -220,7 +220,7 @@ class SqlAccessStore:
         Returns the new model, its revision and whether anything changed (nothing is written,
         not even the events, when the model stays the same).
         """
-        with _concurrent_change(), self._store.transaction() as conn:
+        with _concurrent_change(), self._database.transaction() as conn:
             # A write first: it takes the row lock (PostgreSQL) or the write lock (SQLite) before
             # the model is read, so concurrent changes queue instead of overwriting each other.
             conn.execute(

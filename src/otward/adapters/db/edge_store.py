@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from otward.adapters.db import ledger
+from otward.adapters.db.database import Database, revoke_once
 from otward.adapters.db.edge_schema import (
     edge_assets,
     edge_bundles,
@@ -23,7 +24,6 @@ from otward.adapters.db.edge_schema import (
     edge_tokens,
     edge_trail,
 )
-from otward.adapters.db.store import SqlPkiStore, revoke_once
 from otward.core.audit import GENESIS_HASH, AuditEvent, AuditRecord, chain_hash, event_bytes
 from otward.core.edge.records import (
     AssetBundleSettings,
@@ -78,8 +78,8 @@ def _settings(row: Row[Any]) -> AssetBundleSettings:
 
 
 class EdgeStore:
-    def __init__(self, store: SqlPkiStore) -> None:
-        self._store = store
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     # --- assets and bundles ---------------------------------------------------------------------
 
@@ -107,12 +107,12 @@ class EdgeStore:
             pass  # created by another transaction meanwhile
 
     def asset_settings(self, asset: str) -> AssetBundleSettings | None:
-        with self._store.reading() as conn:
+        with self._database.reading() as conn:
             row = conn.execute(select(edge_assets).where(edge_assets.c.asset == asset)).first()
         return _settings(row) if row is not None else None
 
     def latest_bundle(self, asset: str) -> BundleRecord | None:
-        with self._store.reading() as conn:
+        with self._database.reading() as conn:
             row = conn.execute(
                 select(edge_bundles)
                 .where(edge_bundles.c.asset == asset)
@@ -136,7 +136,7 @@ class EdgeStore:
         The version is incremented in place (``UPDATE ... RETURNING``), which takes the row lock on
         PostgreSQL and the write lock on SQLite before anything is read: two issuers never get the same
         version, and a version taken by a transaction that fails is simply never used."""
-        with self._store.transaction() as conn:
+        with self._database.transaction() as conn:
             self._ensure_asset(conn, asset, ttl_seconds, fail_open, now)
             version = conn.execute(
                 update(edge_assets)
@@ -166,7 +166,7 @@ class EdgeStore:
     # --- credentials ----------------------------------------------------------------------------
 
     def add_credential(self, record: CredentialRecord, events: Sequence[AuditEvent]) -> None:
-        with self._store.transaction() as conn:
+        with self._database.transaction() as conn:
             conn.execute(
                 insert(edge_credentials).values(
                     credential_id=record.credential_id,
@@ -180,7 +180,7 @@ class EdgeStore:
             ledger.append(conn, events)
 
     def get_credential(self, credential_id: str) -> CredentialRecord | None:
-        with self._store.reading() as conn:
+        with self._database.reading() as conn:
             row = conn.execute(
                 select(edge_credentials).where(edge_credentials.c.credential_id == credential_id)
             ).first()
@@ -192,14 +192,14 @@ class EdgeStore:
         )
         if person is not None:
             query = query.where(edge_credentials.c.person == person)
-        with self._store.reading() as conn:
+        with self._database.reading() as conn:
             return [_credential(row) for row in conn.execute(query)]
 
     def revoke_credential(
         self, credential_id: str, when: datetime, events: Sequence[AuditEvent]
     ) -> CredentialRecord:
         """Revoke once, for good; a second revocation is a ConflictError."""
-        with self._store.transaction() as conn:
+        with self._database.transaction() as conn:
             row = revoke_once(
                 conn,
                 edge_credentials.c.credential_id,
@@ -217,7 +217,7 @@ class EdgeStore:
         wanted = sorted(set(people))
         if not wanted:
             return []
-        with self._store.reading() as conn:
+        with self._database.reading() as conn:
             rows = conn.execute(
                 select(edge_credentials.c.credential_id)
                 .where(
@@ -232,7 +232,7 @@ class EdgeStore:
     # --- sync tokens -----------------------------------------------------------------------------
 
     def add_token(self, record: EdgeTokenRecord, events: Sequence[AuditEvent]) -> None:
-        with self._store.transaction() as conn:
+        with self._database.transaction() as conn:
             conn.execute(
                 insert(edge_tokens).values(
                     token_id=record.token_id,
@@ -245,17 +245,17 @@ class EdgeStore:
             ledger.append(conn, events)
 
     def get_token(self, token_id: str) -> EdgeTokenRecord | None:
-        with self._store.reading() as conn:
+        with self._database.reading() as conn:
             row = conn.execute(select(edge_tokens).where(edge_tokens.c.token_id == token_id)).first()
         return _token(row) if row is not None else None
 
     def list_tokens(self) -> list[EdgeTokenRecord]:
-        with self._store.reading() as conn:
+        with self._database.reading() as conn:
             rows = conn.execute(select(edge_tokens).order_by(edge_tokens.c.created_at)).all()
         return [_token(row) for row in rows]
 
     def revoke_token(self, token_id: str, when: datetime, events: Sequence[AuditEvent]) -> EdgeTokenRecord:
-        with self._store.transaction() as conn:
+        with self._database.transaction() as conn:
             row = revoke_once(
                 conn,
                 edge_tokens.c.token_id,
@@ -276,7 +276,7 @@ class EdgeStore:
         forked trail); a record that does not follow the stored head (a gap, a broken link, a hash that
         does not match its event) stops the push. The head row is updated first, so concurrent pushes of
         one asset run one after the other."""
-        with self._store.transaction() as conn:
+        with self._database.transaction() as conn:
             self._ensure_asset(conn, asset, 0, (), now)
             head = conn.execute(
                 update(edge_assets)
@@ -332,7 +332,7 @@ class EdgeStore:
         return TrailPush(acknowledged=sequence, stored=stored, problem=problem)
 
     def trail(self, asset: str, *, after: int = 0, limit: int = 1000) -> list[AuditRecord]:
-        with self._store.reading() as conn:
+        with self._database.reading() as conn:
             rows = conn.execute(
                 select(edge_trail)
                 .where(edge_trail.c.asset == asset, edge_trail.c.sequence > after)
@@ -350,7 +350,7 @@ class EdgeStore:
         ]
 
     def trail_head(self, asset: str) -> int:
-        with self._store.reading() as conn:
+        with self._database.reading() as conn:
             row = conn.execute(
                 select(edge_assets.c.trail_sequence).where(edge_assets.c.asset == asset)
             ).first()

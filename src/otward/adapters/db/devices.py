@@ -1,0 +1,290 @@
+"""The device registry: enrollment (with its certificate, in one transaction), status,
+certificate history and attestation challenges."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from cryptography.x509 import ReasonFlags
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
+
+from otward.adapters.db import ledger
+from otward.adapters.db.certificates import (
+    SqlCertificateStore,
+    certificate_record,
+    insert_certificates,
+    refuse_if_revoked,
+)
+from otward.adapters.db.database import Database
+from otward.adapters.db.enrollment_tokens import spend_token
+from otward.adapters.db.group_commit import Pending
+from otward.adapters.db.schema import certificates, device_challenges, devices
+from otward.core.audit import AuditEvent
+from otward.core.records import (
+    CertificateRecord,
+    ChallengeRecord,
+    DeviceEnrollment,
+    DeviceRecord,
+    DeviceStatus,
+)
+from otward.errors import AuthenticationError, ConflictError, NotFoundError, PolicyViolationError
+
+__all__ = ["SqlDeviceStore"]
+
+# The enrollment path's statements, built once (a statement built per call costs its cache key).
+_DEVICE = select(devices).where(devices.c.device_id == bindparam("wanted_device"))
+_HOLDING = select(func.count()).where(
+    certificates.c.device_id == bindparam("wanted_device"),
+    certificates.c.revoked_at.is_(None),
+    certificates.c.not_valid_after > bindparam("at"),
+)
+_INSERT_DEVICE = insert(devices)
+
+
+def _device_record(row: Row[Any]) -> DeviceRecord:
+    return DeviceRecord(
+        device_id=row.device_id,
+        owner=row.owner,
+        status=DeviceStatus(row.status),
+        profile=row.profile,
+        current_serial=row.current_serial,
+        enrollment_token_id=row.enrollment_token_id,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        last_attested_at=row.last_attested_at,
+    )
+
+
+def _challenge_record(row: Row[Any]) -> ChallengeRecord:
+    return ChallengeRecord(
+        challenge_id=row.challenge_id,
+        device_id=row.device_id,
+        purpose=row.purpose,
+        nonce=bytes(row.nonce),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        used_at=row.used_at,
+    )
+
+
+def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: str) -> None:
+    """The registry side of an enrollment, inside the certificate's transaction: spend the token,
+    check the device may enroll, and make the new certificate its current one."""
+    if enrollment.token_id is not None and not spend_token(conn, enrollment.token_id, enrollment.now):
+        raise AuthenticationError(
+            "invalid, expired, used-up or revoked enrollment token", rule="enroll-token"
+        )
+    row = conn.execute(_DEVICE, {"wanted_device": enrollment.device_id}).first()
+    if row is None:
+        if enrollment.existing_only:
+            raise NotFoundError(f"device '{enrollment.device_id}' is not registered", rule="device")
+        conn.execute(
+            _INSERT_DEVICE,
+            {
+                "device_id": enrollment.device_id,
+                "owner": enrollment.owner,
+                "status": DeviceStatus.ACTIVE.value,
+                "profile": enrollment.profile,
+                "current_serial": serial,
+                "enrollment_token_id": enrollment.token_id,
+                "first_seen": enrollment.now,
+                "last_seen": enrollment.now,
+            },
+        )
+        return
+    if row.owner != enrollment.owner:
+        raise ConflictError(
+            f"device id '{enrollment.device_id}' is registered to another owner", rule="device-owner"
+        )
+    if row.status != DeviceStatus.ACTIVE.value:
+        raise PolicyViolationError(
+            f"device '{enrollment.device_id}' is {row.status} and cannot enroll", rule="device-status"
+        )
+    if enrollment.new_device_only:
+        holding = conn.execute(
+            _HOLDING, {"wanted_device": enrollment.device_id, "at": enrollment.now}
+        ).scalar_one()
+        if holding:
+            raise ConflictError(
+                f"device '{enrollment.device_id}' is already enrolled with a valid certificate; it renews"
+                " with that certificate (simplereenroll), or revoke it before enrolling the device anew",
+                rule="device-enrolled",
+            )
+    values: dict[str, Any] = {"current_serial": serial, "last_seen": enrollment.now}
+    if enrollment.token_id is not None:
+        values["enrollment_token_id"] = enrollment.token_id
+    conn.execute(update(devices).where(devices.c.device_id == enrollment.device_id).values(**values))
+
+
+class SqlDeviceStore:
+    """Implements :class:`otward.core.ports.DeviceStore`; enrollments share the certificate
+    store's group commit, so a device's certificate and registry update are one transaction."""
+
+    def __init__(self, database: Database, certificates: SqlCertificateStore) -> None:
+        self._database = database
+        self._certificates = certificates
+
+    def enroll_device(
+        self,
+        record: CertificateRecord,
+        enrollment: DeviceEnrollment,
+        events: Sequence[AuditEvent],
+        *,
+        issuer_serials: Sequence[int] = (),
+    ) -> None:
+        """Store a device's new certificate with its registry update and token use, all or nothing;
+        concurrent enrollments share a commit (group commit) like plain issuance."""
+
+        def prepare(conn: Connection) -> None:
+            _prepare_enrollment(conn, enrollment, record.serial)
+
+        self._certificates.submit(Pending(record, tuple(events), tuple(issuer_serials), prepare))
+
+    def add_devices(
+        self,
+        records: Sequence[CertificateRecord],
+        enrollments: Sequence[DeviceEnrollment],
+        events: Sequence[AuditEvent],
+        *,
+        issuer_serials: Sequence[int] = (),
+    ) -> None:
+        """Register a batch of devices with their certificates in one transaction (factory lots)."""
+        with self._database.transaction() as conn:
+            for record, enrollment in zip(records, enrollments, strict=True):
+                _prepare_enrollment(conn, enrollment, record.serial)
+            insert_certificates(conn, records)
+            if issuer_serials and records:
+                refuse_if_revoked(conn, records[0].ca, issuer_serials)
+            ledger.append(conn, events, records)
+
+    def get_device(self, device_id: str) -> DeviceRecord | None:
+        with self._database.reading() as conn:
+            row = conn.execute(_DEVICE, {"wanted_device": device_id}).first()
+        return _device_record(row) if row else None
+
+    def list_devices(
+        self, *, owner: str | None, status: DeviceStatus | None, limit: int, offset: int
+    ) -> tuple[Sequence[DeviceRecord], int]:
+        conditions = []
+        if owner is not None:
+            conditions.append(devices.c.owner == owner)
+        if status is not None:
+            conditions.append(devices.c.status == status.value)
+        stmt = select(devices).where(*conditions).order_by(devices.c.device_id).limit(limit).offset(offset)
+        count = select(func.count()).select_from(devices).where(*conditions)
+        with self._database.reading() as conn:
+            rows = conn.execute(stmt).all()
+            total = conn.execute(count).scalar_one()
+        return [_device_record(r) for r in rows], int(total)
+
+    def device_certificates(self, device_id: str) -> Sequence[CertificateRecord]:
+        """Every certificate the device was ever issued, newest first."""
+        with self._database.reading() as conn:
+            rows = conn.execute(
+                select(certificates)
+                .where(certificates.c.device_id == device_id)
+                .order_by(certificates.c.not_valid_before.desc(), certificates.c.created_at.desc())
+            ).all()
+        return [certificate_record(r) for r in rows]
+
+    def set_device_status(
+        self, device_id: str, status: DeviceStatus, events: Sequence[AuditEvent] = ()
+    ) -> DeviceRecord:
+        """Disable or enable; a revoked device stays revoked."""
+        with self._database.transaction() as conn:
+            row = conn.execute(_DEVICE, {"wanted_device": device_id}).first()
+            if row is None:
+                raise NotFoundError(f"device '{device_id}' not found", rule="device")
+            if row.status == DeviceStatus.REVOKED.value:
+                raise ConflictError(f"device '{device_id}' is revoked for good", rule="device-revoked")
+            conn.execute(update(devices).where(devices.c.device_id == device_id).values(status=status.value))
+            ledger.append(conn, events)
+            row = conn.execute(_DEVICE, {"wanted_device": device_id}).one()
+        return _device_record(row)
+
+    def revoke_device(
+        self,
+        device_id: str,
+        when: datetime,
+        reason: ReasonFlags,
+        event_for: Callable[[CertificateRecord | None], AuditEvent],
+    ) -> list[CertificateRecord]:
+        """Mark the device revoked and revoke every certificate it still holds, in one transaction.
+
+        ``event_for(None)`` is the device's event, ``event_for(certificate)`` each certificate's.
+        Returns the certificates revoked now (so their CAs' CRLs can be republished)."""
+        with self._database.transaction() as conn:
+            changed = conn.execute(
+                update(devices)
+                .where(devices.c.device_id == device_id, devices.c.status != DeviceStatus.REVOKED.value)
+                .values(status=DeviceStatus.REVOKED.value)
+            ).rowcount
+            if changed != 1:
+                exists = conn.execute(select(devices.c.status).where(devices.c.device_id == device_id))
+                if exists.first() is None:
+                    raise NotFoundError(f"device '{device_id}' not found", rule="device")
+                raise ConflictError(f"device '{device_id}' is already revoked", rule="already-revoked")
+            holding = select(certificates).where(
+                certificates.c.device_id == device_id, certificates.c.revoked_at.is_(None)
+            )
+            rows = conn.execute(holding).all()
+            conn.execute(
+                update(certificates)
+                .where(certificates.c.device_id == device_id, certificates.c.revoked_at.is_(None))
+                .values(revoked_at=when, revocation_reason=reason.value)
+            )
+            revoked = [certificate_record(r) for r in rows]
+            ledger.append(conn, [event_for(None), *(event_for(r) for r in revoked)])
+        return revoked
+
+    def touch_device(self, device_id: str, when: datetime, *, attested: bool = False) -> None:
+        values: dict[str, Any] = {"last_seen": when}
+        if attested:
+            values["last_attested_at"] = when
+        with self._database.transaction() as conn:
+            conn.execute(update(devices).where(devices.c.device_id == device_id).values(**values))
+
+    # --- attestation challenges ----------------------------------------------------------------
+
+    def add_challenge(self, challenge: ChallengeRecord) -> None:
+        with self._database.transaction() as conn:
+            conn.execute(
+                insert(device_challenges).values(
+                    challenge_id=challenge.challenge_id,
+                    device_id=challenge.device_id,
+                    purpose=challenge.purpose,
+                    nonce=challenge.nonce,
+                    created_at=challenge.created_at,
+                    expires_at=challenge.expires_at,
+                )
+            )
+
+    def use_challenge(self, challenge_id: str, device_id: str, now: datetime) -> ChallengeRecord | None:
+        """Spend a challenge, atomically: None when it is unknown, another device's, used or expired."""
+        with self._database.transaction() as conn:
+            changed = conn.execute(
+                update(device_challenges)
+                .where(
+                    device_challenges.c.challenge_id == challenge_id,
+                    device_challenges.c.device_id == device_id,
+                    device_challenges.c.used_at.is_(None),
+                    device_challenges.c.expires_at > now,
+                )
+                .values(used_at=now)
+            ).rowcount
+            if changed != 1:
+                return None
+            row = conn.execute(
+                select(device_challenges).where(device_challenges.c.challenge_id == challenge_id)
+            ).one()
+        return _challenge_record(row)
+
+    def purge_challenges(self, before: datetime) -> int:
+        with self._database.transaction() as conn:
+            return int(
+                conn.execute(
+                    delete(device_challenges).where(device_challenges.c.expires_at < before)
+                ).rowcount
+            )
