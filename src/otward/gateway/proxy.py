@@ -41,8 +41,10 @@ from otward.core.audit import EventType, Outcome
 from otward.core.modbus import (
     MBAP_HEADER,
     ModbusPolicy,
+    Ranges,
     exception_response,
     parse_policy,
+    ranges_text,
     request_ranges,
 )
 from otward.errors import ConfigError, OtwardError
@@ -228,7 +230,7 @@ class _Connection(asyncio.Protocol):
             self._reading_paused = True
             self.client.pause_reading()
 
-    def _deny(self, function: int, ranges: tuple[Any, ...], reason: str) -> None:
+    def _deny(self, function: int, ranges: Ranges, reason: str) -> None:
         gateway = self.gateway
         gateway.denied += 1
         self.denied += 1
@@ -245,7 +247,7 @@ class _Connection(asyncio.Protocol):
             details={
                 "role": peer.role or "",
                 "function": str(function),
-                "addresses": ",".join(str(r) for r in ranges) or "-",
+                "addresses": ranges_text(ranges),
                 "serial": f"{peer.serial_number:x}",
             },
         )

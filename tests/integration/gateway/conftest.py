@@ -221,6 +221,7 @@ class ModbusUpstream:
     server: Any
     thread: LoopThread
     connections: list[bool]
+    requests: list[int]  # function code of every request the device received
 
     def holding(self, address: int, count: int = 1) -> list[int]:
         return list(self.thread.run(self.server.async_getValues(1, 3, address, count)))
@@ -242,15 +243,24 @@ def modbus_upstream(loop_thread: LoopThread) -> Iterator[ModbusUpstream]:
     device = SimDevice(1, [SimData(0, count=1000, values=list(range(1000)), datatype=DataType.REGISTERS)])
     port = free_port()
     connections: list[bool] = []
+    requests: list[int] = []
+
+    def received(sending: bool, pdu: Any) -> Any:
+        if not sending:
+            requests.append(pdu.function_code)
+        return pdu
 
     def build() -> Any:
         return ModbusTcpServer(
-            device, address=("127.0.0.1", port), trace_connect=lambda up: connections.append(up)
+            device,
+            address=("127.0.0.1", port),
+            trace_connect=lambda up: connections.append(up),
+            trace_pdu=received,
         )
 
     server = loop_thread.call(build)
     loop_thread.run(server.serve_forever(background=True))
-    yield ModbusUpstream(port, server, loop_thread, connections)
+    yield ModbusUpstream(port, server, loop_thread, connections, requests)
     loop_thread.run(server.shutdown())
 
 

@@ -270,6 +270,73 @@ def test_pipelined_requests_are_answered_in_request_order(
         running.stop()
 
 
+RANGE_POLICY = """
+[[role.operator]]
+functions = [3, 22, 23, 24]
+addresses = [0, 99]
+"""
+
+
+@pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio", "uvloop"])
+def test_mask_write_read_write_and_fifo_are_held_to_the_range(use_uvloop, gateway_pki, modbus_upstream):
+    """Issue #11 item 9: FC 22, 23 (both ranges) and 24 outside the role's range never reach the device."""
+    running = start_gateway(gateway_pki, modbus_upstream.port, policy=RANGE_POLICY, use_uvloop=use_uvloop)
+    try:
+        operator = gateway_pki.client("hmi-range", role="operator")
+        with modbus_client(operator, gateway_pki.trust, running.port) as client:
+            assert client.connect()
+            outside = [
+                client.mask_write_register(address=5000, and_mask=0, or_mask=0xFFFF, device_id=1),
+                client.readwrite_registers(
+                    read_address=0, read_count=2, write_address=500, values=[4242], device_id=1
+                ),
+                client.readwrite_registers(
+                    read_address=500, read_count=2, write_address=20, values=[4242], device_id=1
+                ),
+                client.read_fifo_queue(address=60000, device_id=1),
+            ]
+            assert [(r.isError(), r.exception_code) for r in outside] == [(True, 0x01)] * 4
+            assert modbus_upstream.requests == []
+            assert modbus_upstream.holding(500) == [500]
+            assert modbus_upstream.holding(20) == [20]
+
+            assert not client.mask_write_register(
+                address=10, and_mask=0x00F2, or_mask=0x0025, device_id=1
+            ).isError()
+            both = client.readwrite_registers(
+                read_address=0, read_count=3, write_address=20, values=[7, 8], device_id=1
+            )
+            assert both.registers == [0, 1, 2]
+            assert not client.read_fifo_queue(address=5, device_id=1).isError()
+        assert modbus_upstream.requests == [22, 23, 24]
+        assert modbus_upstream.holding(10) == [(10 & 0x00F2) | (0x0025 & ~0x00F2)]
+        assert modbus_upstream.holding(20, 2) == [7, 8]
+        assert running.gateway.denied == 4
+    finally:
+        running.stop()
+
+
+def test_a_function_of_unknown_addressing_passes_only_as_address_less(gateway_pki, pipelining_upstream):
+    """A code otward cannot parse (here read file record) is denied unless granted as address_less."""
+    policy = RANGE_POLICY + "[[role.vendor]]\naddress_less = [20]\n"
+    running = start_gateway(gateway_pki, pipelining_upstream, policy=policy)
+    file_record = bytes([20, 7, 6, 0, 1, 0, 0, 0, 1])
+    try:
+        operator = gateway_pki.client("hmi-file", role="operator")
+        with tls_socket(operator, gateway_pki.trust, running.port) as sock:
+            sock.sendall(_frame(1, file_record))
+            assert [frame[7:] for frame in _read_frames(sock, 1)] == [bytes([0x94, 0x01])]
+        vendor = gateway_pki.client("vendor-tool", role="vendor")
+        with tls_socket(vendor, gateway_pki.trust, running.port) as sock:
+            sock.sendall(_frame(2, file_record))
+            (answer,) = _read_frames(sock, 1)
+            assert answer[7] == 3  # the test upstream answers every request as FC 3: it got through
+        assert running.gateway.forwarded == 1
+        assert running.gateway.denied == 1
+    finally:
+        running.stop()
+
+
 @pytest.mark.parametrize(
     "frame",
     [
@@ -278,8 +345,11 @@ def test_pipelined_requests_are_answered_in_request_order(
         struct.pack(">HHHB", 1, 0, 1, 1),  # length 1: no function code
         _frame(1, bytes([3, 0, 0, 0, 200])),  # quantity 200 > 125
         _frame(1, bytes([16, 0, 0, 0, 2, 3, 0, 1, 0])),  # byte count does not match
+        _frame(1, bytes([22, 0, 5, 0xFF, 0xFF])),  # mask write without its OR mask
+        _frame(1, bytes([23, 0, 0, 0, 1, 0, 0, 0, 0, 0])),  # read/write, write quantity 0
+        _frame(1, bytes([24, 0, 5, 0])),  # FIFO read with a trailing byte
     ],
-    ids=["protocol-id", "oversized", "empty-pdu", "quantity", "byte-count"],
+    ids=["protocol-id", "oversized", "empty-pdu", "quantity", "byte-count", "fc22", "fc23", "fc24"],
 )
 def test_malformed_frames_close_the_connection(frame, gateway, gateway_pki, modbus_upstream):
     engineer = gateway_pki.client("eng-2", role="engineer")

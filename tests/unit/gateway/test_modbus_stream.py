@@ -21,7 +21,7 @@ POLICY = parse_policy(
     {
         "role": {
             "operator": [{"functions": [1, 2, 3, 4], "addresses": [0, 999]}],
-            "engineer": [{"functions": [3, 6, 16], "addresses": [100, 199]}],
+            "engineer": [{"functions": [3, 6, 16, 22, 24], "addresses": [100, 199]}],
         }
     }
 )
@@ -79,6 +79,10 @@ def _request(function: int, start: int, quantity: int, transaction: int) -> byte
     if function in (15, 16):
         count = (quantity + 7) // 8 if function == 15 else 2 * quantity
         pdu = struct.pack(">BHHB", function, start, quantity, count) + bytes(count)
+    elif function == 22:  # address, AND mask, OR mask
+        pdu = struct.pack(">BHHH", function, start, quantity, 0)
+    elif function == 24:  # the FIFO pointer address alone
+        pdu = struct.pack(">BH", function, start)
     else:
         pdu = struct.pack(">BHH", function, start, quantity)
     return struct.pack(">HHHB", transaction, 0, len(pdu) + 1, 1) + pdu
@@ -86,7 +90,7 @@ def _request(function: int, start: int, quantity: int, transaction: int) -> byte
 
 requests = st.builds(
     _request,
-    st.sampled_from([1, 2, 3, 4, 5, 6, 15, 16]),
+    st.sampled_from([1, 2, 3, 4, 5, 6, 15, 16, 22, 24]),
     st.integers(0, 1100),
     st.integers(1, 20),
     st.integers(0, 65535),
