@@ -63,6 +63,14 @@ def gateway(
         Path | None, typer.Option("--audit-file", help="Hash-chained JSONL audit trail (fsynced)")
     ] = None,
     max_connections: Annotated[int, typer.Option("--max-connections", min=1)] = 1000,
+    max_connections_per_source: Annotated[
+        int,
+        typer.Option(
+            "--max-connections-per-source",
+            min=1,
+            help="Connections one client IP address may hold, handshakes included",
+        ),
+    ] = 8,
     handshake_timeout: Annotated[float, typer.Option("--handshake-timeout", min=0.1, help="Seconds")] = 10.0,
     idle_timeout: Annotated[float, typer.Option("--idle-timeout", min=0.5, help="Seconds")] = 300.0,
     connect_timeout: Annotated[
@@ -106,6 +114,7 @@ def gateway(
         policy=policy,
         allow_identities=frozenset(allow_identity or ()),
         max_connections=max_connections,
+        max_connections_per_source=max_connections_per_source,
         handshake_timeout=handshake_timeout,
         idle_timeout=idle_timeout,
         connect_timeout=connect_timeout,

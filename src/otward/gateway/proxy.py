@@ -4,8 +4,9 @@ Data moves with asyncio Protocols and transports, not streams: a chunk read from
 one side is written to the other in the same callback, with back-pressure from
 each side's write buffer pausing the other's reads. Connections are accepted on
 a plain socket and handed to ``loop.connect_accepted_socket`` with the TLS
-context, so that the connection limit applies *before* any handshake work and a
-failed handshake can be audited with the peer's address and OpenSSL's reason.
+context, so that the connection limits (in all and per client address) apply
+*before* any handshake work and a failed handshake can be audited with the
+peer's address and OpenSSL's reason.
 (``loop.start_tls`` after a plain accept lost the ClientHello under uvloop.)
 
 Modbus ordering: allowed requests are forwarded at once (pipelining is kept),
@@ -72,6 +73,7 @@ class GatewayOptions:
     policy: ModbusPolicy | None = None
     allow_identities: frozenset[str] = frozenset()
     max_connections: int = 1000
+    max_connections_per_source: int = 8  # per client IP address, handshakes included
     handshake_timeout: float = 10.0
     idle_timeout: float = 300.0
     connect_timeout: float = 5.0
@@ -108,7 +110,8 @@ class _Connection(asyncio.Protocol):
     """The client side after TLS; forwards to ``upstream`` and checks Modbus requests."""
 
     gateway: Gateway
-    source: str
+    source: str  # address:port, for the audit trail
+    host: str = ""  # the client's IP address, which holds one of its per-source slots
     client: asyncio.Transport | None = None
     upstream: asyncio.Transport | None = None
     peer: PeerIdentity | None = None
@@ -129,13 +132,13 @@ class _Connection(asyncio.Protocol):
         self.client = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.seen = True
         if self.upstream is None:
             self._early.append(data)  # arrived with the handshake's last flight
             return
         if self.gateway.options.policy is None:
+            self.seen = True
             self.upstream.write(data)
-        else:
+        else:  # Modbus: only a whole request is activity, so trickling bytes cannot hold a slot
             self._buffer += data
             self._requests()
 
@@ -221,6 +224,7 @@ class _Connection(asyncio.Protocol):
             return
         finally:
             if offset:
+                self.seen = True
                 del buffer[:offset]
         if forward and self.upstream is not None:
             gateway.forwarded += len(forward)
@@ -367,11 +371,14 @@ class Gateway:
         self.revocation = revocation
         self.audit = audit or AuditWriter(None)
         self.active = 0  # connections holding a slot, handshake included
+        self.per_source: dict[str, int] = {}  # slots held per client IP address
         self.accepted = 0
         self.refused = 0
         self.denied = 0
         self.forwarded = 0
         self.connections: set[_Connection] = set()
+        # refusals at accept not yet audited one by one, per (client address, reason); see _refuse
+        self._unrecorded: dict[tuple[str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: socket.socket | None = None
         self._stopped: asyncio.Event | None = None
@@ -436,6 +443,7 @@ class Gateway:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self._record_refusals(final=True)
         if self._stopped is not None:
             self._stopped.set()
         if self._http is not None:
@@ -444,10 +452,20 @@ class Gateway:
             EventType.SERVICE_STOPPED, f"gateway:{self.options.listen_host}:{self.port}", Outcome.SUCCESS
         )
 
+    def _hold(self, host: str) -> None:
+        self.active += 1
+        self.per_source[host] = self.per_source.get(host, 0) + 1
+
+    def _release(self, host: str) -> None:
+        self.active -= 1
+        held = self.per_source.pop(host, 0) - 1
+        if held > 0:
+            self.per_source[host] = held
+
     def _forget(self, connection: _Connection) -> None:
         if connection in self.connections:
             self.connections.discard(connection)
-            self.active -= 1
+            self._release(connection.host)
             if connection.denied > self.options.max_denied_events and connection.peer is not None:
                 self.audit.emit(
                     EventType.GATEWAY_DENIED,
@@ -463,10 +481,15 @@ class Gateway:
 
     # -- one connection -----------------------------------------------------------------------
     def _accept(self) -> None:
-        """Accept what the backlog holds; over the limit a socket is closed before any TLS work."""
+        """Accept what the backlog holds; over a limit a socket is closed before any TLS work.
+
+        Two limits: ``max_connections_per_source`` slots per client IP address, so that one
+        source cannot hold the others' slots, and ``max_connections`` in all.
+        """
         listener = self._listener
         if listener is None:
             return
+        options = self.options
         for _ in range(64):
             try:
                 sock, address = listener.accept()
@@ -475,28 +498,64 @@ class Gateway:
             except OSError as exc:  # EMFILE and friends: leave the rest in the backlog
                 log.warning("accept failed: %s", exc)
                 return
-            source = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "unknown"
-            if self.active >= self.options.max_connections:
-                self.refused += 1
-                sock.close()
-                self.audit.emit(
-                    EventType.GATEWAY_CONNECTION,
-                    "unknown",
-                    Outcome.FAILURE,
-                    reason=f"connection limit {self.options.max_connections} reached",
-                    source=source,
+            host = str(address[0]) if isinstance(address, tuple) else "unknown"
+            source = f"{host}:{address[1]}" if isinstance(address, tuple) else "unknown"
+            if self.per_source.get(host, 0) >= options.max_connections_per_source:
+                self._refuse(
+                    sock, host, source, f"per-source limit {options.max_connections_per_source} reached"
                 )
+                continue
+            if self.active >= options.max_connections:
+                self._refuse(sock, host, source, f"connection limit {options.max_connections} reached")
                 continue
             sock.setblocking(False)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.active += 1
-            self._spawn(self._admit(sock, source))
+            self._hold(host)
+            self._spawn(self._admit(sock, host, source))
 
-    async def _admit(self, sock: socket.socket, source: str) -> None:
+    def _refuse(self, sock: socket.socket, host: str, source: str, reason: str) -> None:
+        """Close a socket at accept; audit the first refusal per address and reason, count the rest.
+
+        The counted ones are summarised in one event per sweep period (see _record_refusals), so a
+        flood from one address costs the trail one record every few seconds, not one per attempt.
+        """
+        self.refused += 1
+        sock.close()
+        key = (host, reason)
+        unrecorded = self._unrecorded.get(key)
+        if unrecorded is not None:
+            self._unrecorded[key] = unrecorded + 1
+            return
+        self._unrecorded[key] = 0
+        self.audit.emit(
+            EventType.GATEWAY_CONNECTION, "unknown", Outcome.FAILURE, reason=reason, source=source
+        )
+        log.info("refused %s: %s", source, reason)
+
+    def _record_refusals(self, *, final: bool = False) -> None:
+        """One summary event per address and reason with refusals counted since the last one."""
+        for key, count in list(self._unrecorded.items()):
+            host, reason = key
+            if count:
+                self.audit.emit(
+                    EventType.GATEWAY_CONNECTION,
+                    "unknown",
+                    Outcome.FAILURE,
+                    reason=f"{reason}: {count} further connections refused (not recorded one by one)",
+                    source=host,
+                    details={"refused": str(count)},
+                )
+                log.warning("refused %d further connections from %s: %s", count, host, reason)
+            if count and not final:
+                self._unrecorded[key] = 0  # still refusing: keep counting into the next summary
+            else:
+                del self._unrecorded[key]  # a quiet period: the next refusal is recorded at once
+
+    async def _admit(self, sock: socket.socket, host: str, source: str) -> None:
         """Handshake, check the certificate, connect upstream, then let data flow."""
         loop = asyncio.get_running_loop()
-        connection = _Connection(self, source, last_seen=loop.time())
+        connection = _Connection(self, source, host, last_seen=loop.time())
         subject = "unknown"
         stage = "handshake"
         tls: asyncio.Transport | None = None
@@ -524,7 +583,7 @@ class Gateway:
                     lambda: _Upstream(connection), self.options.upstream_host, self.options.upstream_port
                 )
         except Exception as exc:  # noqa: BLE001 - the per-connection edge: audit and fail closed
-            self.active -= 1
+            self._release(host)
             self.refused += 1
             reason = _refusal_text(stage, exc)
             self.audit.emit(
@@ -543,7 +602,7 @@ class Gateway:
                 sock.close()
             return
         if connection.closed:  # the client went away while upstream was connecting
-            self.active -= 1
+            self._release(host)
             upstream.abort()
             return
         self.connections.add(connection)
@@ -575,11 +634,13 @@ class Gateway:
 
     # -- background work ----------------------------------------------------------------------
     async def _sweep(self) -> None:
-        """Close connections idle for longer than the idle timeout (checked a few times per period)."""
+        """Close connections idle for longer than the idle timeout (checked a few times per period),
+        and summarise the refusals at accept counted since the last sweep."""
         loop = asyncio.get_running_loop()
         period = max(0.2, min(5.0, self.options.idle_timeout / 4))
         while True:
             await asyncio.sleep(period)
+            self._record_refusals()
             now = loop.time()
             for connection in list(self.connections):
                 if connection.seen:

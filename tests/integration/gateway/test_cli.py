@@ -50,8 +50,9 @@ def test_a_busy_port_is_a_clear_error(gateway_pki):
         (("--allow-identity", "x", "--modbus-policy", "{policy}"), "--allow-identity applies to tunnel mode"),
         (("--loop", "trio"), "--loop 'trio'"),
         (("--crl-stale", "maybe"), "Invalid value for '--crl-stale'"),
+        (("--max-connections-per-source", "0"), "Invalid value for '--max-connections-per-source'"),
     ],
-    ids=["identity-with-policy", "loop", "stale"],
+    ids=["identity-with-policy", "loop", "stale", "per-source"],
 )
 def test_usage_errors(gateway_pki, tmp_path, extra, message):
     policy = tmp_path / "policy.toml"
@@ -59,3 +60,34 @@ def test_usage_errors(gateway_pki, tmp_path, extra, message):
     result = run_gateway(gateway_pki, *(e.format(policy=policy) for e in extra))
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_the_per_source_limit_is_an_option(gateway_pki):
+    port = free_port()
+    command = [
+        sys.executable, "-m", "otward", "gateway", "--listen", f"127.0.0.1:{port}",
+        "--upstream", "127.0.0.1:1", "--trust", str(gateway_pki.trust),
+        "--cert", str(gateway_pki.server.certificate), "--key", str(gateway_pki.server.key),
+        "--max-connections-per-source", "1",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    output = ""
+    try:
+        while "otward gateway" not in output:  # printed once it listens; EOF if it failed to start
+            line = process.stderr.readline()
+            assert line, output
+            output += line
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as held:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as second:
+                try:
+                    assert second.recv(1) == b""  # closed at accept: the first holds the only slot
+                except ConnectionResetError:
+                    pass
+            held.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                held.recv(1)  # still in its handshake
+    finally:
+        process.terminate()
+        output += process.communicate(timeout=30)[1]
+    assert "per-source limit 1 reached" in output

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -461,5 +462,123 @@ def test_slow_clients_do_not_keep_a_slot(use_uvloop, gateway_pki, modbus_upstrea
         with tls_socket(engineer, gateway_pki.trust, running.port) as sock:
             sock.sendall(_frame(9, bytes([3, 0, 0, 0, 1])))
             assert len(_read_frames(sock, 1)) == 1
+    finally:
+        running.stop()
+
+
+def _closed(sock: socket.socket | ssl.SSLSocket) -> bool:
+    """True when the peer has closed the connection (EOF or reset), False while it is open."""
+    sock.settimeout(0.2)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except OSError:  # reset, or a TLS alert
+        return True
+
+
+def _wait_until(condition: Any, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _reads(client: ModbusTlsClient) -> list[int]:
+    result = client.read_holding_registers(5, count=2, device_id=1)
+    assert not result.isError()
+    return list(result.registers)
+
+
+@pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio", "uvloop"])
+def test_one_source_cannot_hold_the_slots_of_others(use_uvloop, gateway_pki, modbus_upstream, tmp_path):
+    """Issue #11 item 12: silent connections from one address hold at most its per-source slots (8)."""
+    trail = FileAuditTrail(tmp_path / "audit.jsonl")
+    running = start_gateway(
+        gateway_pki,
+        modbus_upstream.port,
+        audit=AuditWriter(trail),
+        max_connections=10,
+        handshake_timeout=60,  # the silent clients stay in their handshake for the whole test
+        use_uvloop=use_uvloop,
+    )
+    gateway = running.gateway
+    engineer = gateway_pki.client("eng-sources", role="engineer")
+    silent: list[socket.socket] = []
+    try:
+        for _ in range(30):
+            silent.append(socket.create_connection(("127.0.0.1", running.port), timeout=5))
+        _wait_until(lambda: gateway.active + gateway.refused >= 30)
+
+        # another address still gets a slot and its requests through
+        other = ModbusTlsClient(
+            "127.0.0.1",
+            port=running.port,
+            sslctx=engineer.client_context(gateway_pki.trust),
+            source_address=("127.0.0.2", 0),
+            retries=0,
+            timeout=5,
+        )
+        try:
+            assert other.connect()
+            assert _reads(other) == [5, 6]
+            assert not other.write_register(30, 4242, device_id=1).isError()
+            assert gateway.per_source == {"127.0.0.1": 8, "127.0.0.2": 1}
+        finally:
+            other.close()
+        assert modbus_upstream.holding(30) == [4242]
+        assert gateway.refused == 22
+        assert sum(_closed(sock) for sock in silent) == 22  # closed at accept, before any TLS work
+
+        # the flooding address itself is over its limit...
+        with socket.create_connection(("127.0.0.1", running.port), timeout=5) as one_more:
+            assert _closed(one_more)
+        # ...until it lets its slots go
+        for sock in silent:
+            sock.close()
+        _wait_until(lambda: "127.0.0.1" not in gateway.per_source)
+        with modbus_client(engineer, gateway_pki.trust, running.port) as client:
+            assert client.connect()
+            assert _reads(client) == [5, 6]
+    finally:
+        for sock in silent:
+            sock.close()
+        running.stop()
+        trail.close()
+    with FileAuditTrail(tmp_path / "audit.jsonl") as reopened:
+        refusals = [
+            r.event
+            for r in reopened.records()
+            if r.event.type is EventType.GATEWAY_CONNECTION
+            and (r.event.reason or "").startswith("per-source limit")
+        ]
+    # 23 refusals: the first recorded at once, the rest counted into summary events
+    first, *summaries = refusals
+    assert first.reason == "per-source limit 8 reached"
+    assert first.outcome is Outcome.FAILURE
+    assert (first.source or "").startswith("127.0.0.1:")
+    assert summaries
+    assert all(e.source == "127.0.0.1" and e.outcome is Outcome.FAILURE for e in summaries)
+    assert sum(int(e.details["refused"]) for e in summaries) == 22
+
+
+@pytest.mark.parametrize("use_uvloop", [False, True], ids=["asyncio", "uvloop"])
+def test_a_trickling_client_does_not_keep_its_slot(use_uvloop, gateway_pki, modbus_upstream):
+    """In Modbus mode only whole requests count as activity: a byte now and then is still idle."""
+    running = start_gateway(gateway_pki, modbus_upstream.port, idle_timeout=1.0, use_uvloop=use_uvloop)
+    try:
+        engineer = gateway_pki.client("eng-trickle", role="engineer")
+        with tls_socket(engineer, gateway_pki.trust, running.port) as sock:
+            sock.sendall(struct.pack(">HHHB", 1, 0, 254, 1))  # a frame of 260 bytes, sent a byte at a time
+            closed = False
+            deadline = time.monotonic() + 30  # 150 of the 253 PDU bytes: never a whole request
+            while not closed and time.monotonic() < deadline:
+                try:
+                    sock.sendall(b"\x03")
+                except OSError:
+                    closed = True
+                    break
+                closed = _closed(sock)
+            assert closed
+        assert modbus_upstream.requests == []
     finally:
         running.stop()

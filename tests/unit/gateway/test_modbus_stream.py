@@ -56,11 +56,11 @@ class FakeTransport:
 def _connection(role: str, in_flight: int) -> tuple[_Connection, FakeTransport, FakeTransport]:
     options = GatewayOptions("127.0.0.1", 0, "127.0.0.1", 1, policy=POLICY, max_in_flight=in_flight)
     gateway = Gateway(options, ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), [], RevocationChecker([], []))
-    connection = _Connection(gateway, "test")
+    connection = _Connection(gateway, "192.0.2.1:50000", "192.0.2.1")
     connection.peer = PeerIdentity("plc", (), 1, role, None, ())
     client, upstream = FakeTransport(), FakeTransport()
     gateway.connections.add(connection)
-    gateway.active += 1
+    gateway._hold(connection.host)
     connection.start(client, upstream)  # type: ignore[arg-type]
     return connection, client, upstream
 
