@@ -258,6 +258,7 @@ FUNCTION_CODES: Mapping[int, FunctionCode] = _table(
 
 #: Function codes that touch coils or registers: always checked against a grant's addresses.
 ADDRESS_FUNCTIONS = frozenset(code for code, spec in FUNCTION_CODES.items() if spec.addressed)
+_PARSERS = {code: spec.parse for code, spec in FUNCTION_CODES.items()}  # the per-request look-up
 
 
 def request_ranges(pdu: _Pdu) -> Ranges:
@@ -271,9 +272,9 @@ def request_ranges(pdu: _Pdu) -> Ranges:
     if not 1 <= len(pdu) <= MAX_PDU:
         raise ParseError(f"PDU of {len(pdu)} bytes is outside 1..{MAX_PDU}", rule="modbus-pdu")
     function = pdu[0]
-    spec = FUNCTION_CODES.get(function)
-    if spec is not None:
-        return spec.parse(pdu)
+    parse = _PARSERS.get(function)
+    if parse is not None:
+        return parse(pdu)
     if function == 0 or function >= 0x80:
         raise ParseError(f"function code {function} is not a request", rule="modbus-pdu")
     return None
@@ -361,7 +362,10 @@ class ModbusPolicy:
         if bounds is None:
             return Decision(False, f"function {function} not granted to role '{role}'")
         for first, last in bounds:
-            if all(first <= r.first and r.last <= last for r in ranges):
+            for r in ranges:
+                if r.first < first or r.last > last:
+                    break
+            else:
                 return _ALLOWED
         return Decision(False, f"addresses {ranges_text(ranges)} not granted to role '{role}'")
 
