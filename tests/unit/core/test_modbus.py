@@ -16,6 +16,7 @@ from otward.core.modbus import (
     exception_response,
     parse_mbap_header,
     parse_policy,
+    ranges_text,
     request_ranges,
 )
 from otward.errors import ConfigError, OtwardError, ParseError
@@ -332,6 +333,12 @@ address_less = [43, 100, 20]   # unchecked: any MEI type, a user-defined code, r
 def test_unknown_addressing_passes_only_as_address_less(role, request_pdu, allowed):
     decision = ADDRESS_LESS.decide(role, request_pdu[0], request_ranges(request_pdu))
     assert decision.allowed is allowed, decision.reason
+
+
+def test_ranges_in_audit_words():
+    assert ranges_text((AddressRange(0, 2), AddressRange(100, 100))) == "0-2,100-100"
+    assert ranges_text(()) == "-"
+    assert ranges_text(None) == "unknown"
 
 
 def test_a_denial_of_unknown_addressing_says_so():
