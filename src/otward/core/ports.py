@@ -138,6 +138,10 @@ class CrlStore(Protocol):
 
     def get_crl(self, ca: str) -> CrlRecord | None: ...
 
+    def stale_crls(self) -> Sequence[str]:
+        """CAs without a CRL, or whose CRL lists fewer (or other) revocations than are committed."""
+        ...
+
 
 class CrlBuilder(Protocol):
     def __call__(

@@ -44,6 +44,7 @@ __all__ = ["ServeOptions", "serve"]
 log = logging.getLogger("otward.server")
 
 HOUSEKEEPING_SECONDS = 60.0
+CRL_CHECK_SECONDS = 5.0  # how soon a CRL left behind a committed revocation is re-signed
 SERVICE_ACTOR = Actor(component="ca", identity="service")
 
 
@@ -280,6 +281,22 @@ async def _refresh_mqtt(pki: Pki) -> None:
         await asyncio.sleep(settings.refresh_seconds)
 
 
+async def _keep_crls_current(pki: Pki) -> None:
+    """Re-sign any CRL left behind a committed revocation (a worker killed between the two steps,
+    a failed signature): one grouped count query per check while every CRL is current."""
+    while True:
+        await asyncio.sleep(CRL_CHECK_SECONDS)
+        try:
+            stale = await asyncio.to_thread(pki.revocation.publish_stale, SERVICE_ACTOR)
+        except OtwardError:
+            log.exception("CRL check failed; retrying in %s s", CRL_CHECK_SECONDS)
+        else:
+            if stale:
+                log.warning(
+                    "CRLs of %s were behind a committed revocation and were re-signed", ", ".join(stale)
+                )
+
+
 async def _exit_when_orphaned(stop: Callable[[], None], parent: int) -> None:
     """A worker whose supervisor died (even by SIGKILL) stops serving instead of running on unwatched.
 
@@ -322,7 +339,9 @@ async def _serve_worker(
     orphan_watch = asyncio.create_task(_exit_when_orphaned(stop, supervisor))
     leader_tasks = []
     if index == 0:
-        leader_tasks = [asyncio.create_task(_forward_audit(pki)), asyncio.create_task(_refresh_mqtt(pki))]
+        leader_tasks = [
+            asyncio.create_task(task(pki)) for task in (_forward_audit, _refresh_mqtt, _keep_crls_current)
+        ]
     try:
         await asyncio.gather(https.serve(sockets=[sockets[0]]), plain.serve(sockets=[sockets[1]]))
     finally:

@@ -42,10 +42,15 @@ class RevocationService:
     def revoke(
         self, serial_number: int, reason: ReasonFlags, actor: Actor = SYSTEM_ACTOR
     ) -> CertificateRecord:
-        """Revoke for good (with its ``cert.revoked`` event) and republish the CA's CRL at once."""
+        """Revoke for good (with its ``cert.revoked`` event) and republish the CA's CRL at once.
+
+        The revocation commits first and the CRL is signed after it; if the process dies (or
+        signing fails) in between, :meth:`publish_stale` finds the CRL behind and re-signs it (the
+        service checks every few seconds), and revoking the same certificate again re-signs it too.
+        """
         serial = format_serial(serial_number)
+        existing = self._certificates.get_certificate(serial_number)
         try:
-            existing = self._certificates.get_certificate(serial_number)
             if existing is not None and existing.kind is CertificateKind.CA and existing.profile == "root-ca":
                 raise PolicyViolationError(
                     "a root CA certificate cannot be revoked; remove it from the trust stores instead",
@@ -62,6 +67,8 @@ class RevocationService:
                     actor, EventType.CERT_REVOKED, serial, outcome=Outcome.FAILURE, reason=exc.message
                 )
             )
+            if existing is not None and exc.rule == "already-revoked":
+                self.publish_if_stale(existing.ca, actor)  # an earlier revoke may have died before its CRL
             raise
         self.publish_crl(record.ca, actor)
         if record.kind is CertificateKind.CA:
@@ -98,10 +105,26 @@ class RevocationService:
             return self.publish_crl(ca)
         return record
 
+    def publish_if_stale(self, ca: str, actor: Actor = SYSTEM_ACTOR) -> bool:
+        """Re-sign ``ca``'s CRL if it is missing or lists other revocations than are committed."""
+        if ca not in self._crls.stale_crls():
+            return False
+        self.publish_crl(ca, actor)
+        return True
+
+    def publish_stale(self, actor: Actor = SYSTEM_ACTOR) -> list[str]:
+        """Re-sign every CRL that is behind a committed revocation (one query when none is)."""
+        stale = list(self._crls.stale_crls())
+        for ca in stale:
+            self.publish_crl(ca, actor)
+        return stale
+
     def refresh_all(self) -> list[str]:
-        """Regenerate every CRL that is due; returns the names of the CAs refreshed."""
-        refreshed = []
+        """Regenerate every CRL that is behind a revocation or due; returns the names of the CAs refreshed."""
+        refreshed = self.publish_stale()
         for authority in self._authorities.list():
+            if authority.name in refreshed:
+                continue
             before = self._crls.get_crl(authority.name)
             after = self.current_crl(authority.name)
             if before is None or after.crl_number != before.crl_number:

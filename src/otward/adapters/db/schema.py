@@ -116,6 +116,8 @@ crls = Table(
     Column("this_update", UtcDateTime, nullable=False),
     Column("next_update", UtcDateTime, nullable=False),
     Column("der", LargeBinary, nullable=False),
+    # revoked certificates of the CA this CRL lists: fewer than are stored means it is behind
+    Column("revoked_count", BigInteger, nullable=True),
 )
 
 api_tokens = Table(
