@@ -25,6 +25,7 @@ __all__ = [
     "CONFIG_FILE",
     "AuditSettings",
     "CrlSettings",
+    "DeviceSettings",
     "MqttSettings",
     "OcspSettings",
     "Settings",
@@ -111,6 +112,17 @@ class MqttSettings(BaseModel):
     pid_file: str | None = None  # Mosquitto's pid file: SIGHUP it when the files changed
 
 
+class DeviceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # how long a renewed device's previous certificate stays unrevoked unless the device uses its new one
+    superseded_overlap_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)
+
+    @property
+    def superseded_overlap(self) -> timedelta:
+        return timedelta(minutes=self.superseded_overlap_minutes)
+
+
 class Settings(BaseModel):
     """One installation's settings; validated as a whole when loaded."""
 
@@ -124,6 +136,7 @@ class Settings(BaseModel):
     ocsp: OcspSettings = OcspSettings()
     audit: AuditSettings = AuditSettings()
     mqtt: MqttSettings = MqttSettings()
+    devices: DeviceSettings = DeviceSettings()
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("public_url")

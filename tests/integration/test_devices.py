@@ -210,8 +210,9 @@ def test_reenroll_needs_a_valid_registered_certificate_with_the_same_subject(tpk
     der = issued.certificate.public_bytes(Encoding.DER)
     renewed = tpki.est.reenroll(der_csr(make_key(), "plc-6"), der, label=None, actor=DEVICE)
     assert tpki.devices.get("plc-6").current_serial == renewed.serial
+    current = renewed.certificate.public_bytes(Encoding.DER)
     with pytest.raises(PolicyViolationError, match="keeps the subject"):
-        tpki.est.reenroll(der_csr(make_key(), "plc-7"), der, label=None, actor=DEVICE)
+        tpki.est.reenroll(der_csr(make_key(), "plc-7"), current, label=None, actor=DEVICE)
     not_a_device = tpki.issuance.issue(build_csr(make_key(), cn="client-1"), profile="tls-client")
     with pytest.raises(PolicyViolationError, match="registered device"):
         tpki.est.reenroll(
@@ -222,7 +223,7 @@ def test_reenroll_needs_a_valid_registered_certificate_with_the_same_subject(tpk
         )
     clock.advance(timedelta(days=366))
     with pytest.raises(AuthenticationError, match="expired"):
-        tpki.est.reenroll(der_csr(make_key(), "plc-6"), der, label=None, actor=DEVICE)
+        tpki.est.reenroll(der_csr(make_key(), "plc-6"), current, label=None, actor=DEVICE)
 
 
 def test_server_keygen_needs_an_owner_that_allows_it(tpki):
@@ -382,3 +383,146 @@ def test_service_certificate_is_renewed_after_two_thirds_and_reloaded(installati
     assert oct(tls.private_key.stat().st_mode & 0o777) == "0o600"
     assert identity.reload_if_changed()  # the key and certificate load together
     assert not identity.reload_if_changed()
+
+
+# --- superseded certificates (security review, issue #11 item 4) --------------------------------
+
+
+def reenroll(pki: Pki, cn: str, certificate: x509.Certificate):  # type: ignore[no-untyped-def]
+    return pki.est.reenroll(
+        der_csr(make_key(), cn), certificate.public_bytes(Encoding.DER), label=None, actor=DEVICE
+    )
+
+
+def test_only_the_current_certificate_renews(tpki):
+    _, first = enroll(tpki, "plc-20")
+    second = reenroll(tpki, "plc-20", first.certificate)
+    with pytest.raises(PolicyViolationError, match="only the current certificate renews") as refused:
+        reenroll(tpki, "plc-20", first.certificate)
+    assert refused.value.rule == "est-superseded"
+    assert tpki.devices.get("plc-20").current_serial == second.serial
+    assert any((e.details.get("rule") == "est-superseded") for e in events(tpki, EventType.ENROLL_REFUSED))
+
+
+def test_a_renewal_keeps_the_previous_certificate_only_for_the_overlap(tpki, clock):
+    _, first = enroll(tpki, "plc-21")
+    second = reenroll(tpki, "plc-21", first.certificate)
+    device = tpki.devices.get("plc-21")
+    assert device.superseded_serial == first.serial
+    assert tpki.stores.certificates.get_certificate(first.certificate.serial_number).revoked_at is None
+
+    assert tpki.devices.retire_superseded() == []  # the overlap (default one hour) is not over
+    clock.advance(timedelta(minutes=61))
+    assert tpki.devices.retire_superseded() == [first.serial]
+    record = tpki.stores.certificates.get_certificate(first.certificate.serial_number)
+    assert record.revocation_reason is x509.ReasonFlags.superseded
+    assert tpki.devices.get("plc-21").superseded_serial is None
+    crl = x509.load_der_x509_crl(tpki.stores.crls.get_crl("issuing").der)
+    assert crl.get_revoked_certificate_by_serial_number(first.certificate.serial_number) is not None
+    assert tpki.stores.certificates.get_certificate(second.certificate.serial_number).revoked_at is None
+
+
+def test_using_the_new_certificate_retires_the_previous_one_at_once(tpki):
+    _, first = enroll(tpki, "plc-22")
+    new_key = make_key()
+    second = tpki.est.reenroll(
+        der_csr(new_key, "plc-22"), first.certificate.public_bytes(Encoding.DER), label=None, actor=DEVICE
+    )
+    challenge, signature = answer(tpki, "plc-22", new_key, ChallengePurpose.ATTEST)
+    tpki.devices.attest("plc-22", challenge.challenge_id, signature, DEVICE)
+    assert tpki.stores.certificates.get_certificate(first.certificate.serial_number).revoked_at is not None
+    assert tpki.devices.get("plc-22").current_serial == second.serial
+
+    # and a renewal with the new certificate retires any previous one still pending
+    third = reenroll(tpki, "plc-22", second.certificate)
+    fourth = reenroll(tpki, "plc-22", third.certificate)
+    assert tpki.stores.certificates.get_certificate(second.certificate.serial_number).revoked_at is not None
+    assert tpki.devices.get("plc-22").superseded_serial == third.serial
+    assert tpki.devices.get("plc-22").current_serial == fourth.serial
+
+
+def test_a_superseded_key_earns_no_renewal_token(tpki):
+    old_key, first = enroll(tpki, "plc-23")
+    reenroll(tpki, "plc-23", first.certificate)
+    challenge, signature = answer(tpki, "plc-23", old_key, ChallengePurpose.RENEW)
+    with pytest.raises(AuthenticationError):
+        tpki.devices.attest("plc-23", challenge.challenge_id, signature, DEVICE)
+
+
+def test_after_a_key_compromise_no_older_certificate_renews_and_the_device_can_be_provisioned_anew(tpki):
+    _, first = enroll(tpki, "plc-24")
+    second = reenroll(tpki, "plc-24", first.certificate)
+    tpki.revocation.revoke(second.certificate.serial_number, x509.ReasonFlags.key_compromise)
+    with pytest.raises(PolicyViolationError, match="only the current certificate renews"):
+        reenroll(tpki, "plc-24", first.certificate)  # the first is still within its overlap
+    with pytest.raises(AuthenticationError, match="revoked"):
+        reenroll(tpki, "plc-24", second.certificate)
+    # re-provisioning with a new token works (the reported 409 "already enrolled"), and the first
+    # certificate, still pending as superseded, is revoked with it
+    _, third = enroll(tpki, "plc-24")
+    assert tpki.devices.get("plc-24").current_serial == third.serial
+    assert tpki.stores.certificates.get_certificate(first.certificate.serial_number).revoked_at is not None
+    assert tpki.devices.get("plc-24").superseded_serial is None
+
+
+# --- concurrent first enrollments (security review, issue #11 item 6) ---------------------------
+
+
+def test_concurrent_enrollments_of_one_new_device_yield_exactly_one_certificate(tpki):
+    """Eight enrollments of one new device id land in one group commit (they queue behind a commit
+    held open): exactly one wins, the others are refused, on SQLite and PostgreSQL."""
+    import threading
+    import time
+
+    from sqlalchemy import update
+
+    from otward.adapters.db.schema import ledger_state
+
+    _, token = tpki.enrollment_tokens.create("acme", uses=8)
+    csrs = [der_csr(make_key(), "plc-race") for _ in range(8)]
+    group_commit = tpki.stores.certificates._group_commit
+    held, release = threading.Event(), threading.Event()
+    outcomes: list[object] = []
+
+    def hold_the_ledger() -> None:  # the ledger row lock every group commit takes first
+        with tpki.stores.database.transaction() as conn:
+            conn.execute(update(ledger_state).values(log_size=ledger_state.c.log_size))
+            held.set()
+            release.wait(30)
+
+    def enroll_one(csr: bytes) -> None:
+        try:
+            outcomes.append(tpki.est.enroll(csr, token, label=None, actor=DEVICE))
+        except ConflictError as exc:
+            outcomes.append(exc)
+
+    holder = threading.Thread(target=hold_the_ledger)
+    holder.start()
+    assert held.wait(10)
+    leader = threading.Thread(
+        target=tpki.issuance.issue,
+        args=(build_csr(make_key(), cn="op-lead"),),
+        kwargs={"profile": "tls-client"},
+    )
+    leader.start()  # leads a group of its own and waits for the ledger
+
+    def until(condition) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + 30
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert condition()
+
+    until(lambda: group_commit._leading and not group_commit._queue)
+    threads = [threading.Thread(target=enroll_one, args=(csr,)) for csr in csrs]
+    for thread in threads:
+        thread.start()
+    until(lambda: len(group_commit._queue) == len(csrs))  # all eight wait for the next group
+    release.set()
+    for thread in (holder, leader, *threads):
+        thread.join()
+    issued = [o for o in outcomes if not isinstance(o, ConflictError)]
+    assert len(outcomes) == 8
+    assert len(issued) == 1, outcomes
+    assert tpki.devices.get("plc-race").current_serial == issued[0].serial
+    unrevoked = [c for c in tpki.devices.certificates("plc-race") if c.revoked_at is None]
+    assert [c.serial for c in unrevoked] == [issued[0].serial]

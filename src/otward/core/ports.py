@@ -219,6 +219,18 @@ class DeviceStore(Protocol):
         event_for: Callable[[CertificateRecord | None], AuditEvent],
     ) -> list[CertificateRecord]: ...
 
+    def retire_superseded(
+        self,
+        due: datetime,
+        when: datetime,
+        event_for: Callable[[CertificateRecord], AuditEvent],
+        *,
+        device_id: str | None = None,
+    ) -> list[CertificateRecord]:
+        """Revoke (superseded) device certificates that are neither current nor within the overlap
+        (replaced at or after ``due``); with ``device_id``, that device's previous one too."""
+        ...
+
     def touch_device(self, device_id: str, when: datetime, *, attested: bool = False) -> None: ...
 
     def add_challenge(self, challenge: ChallengeRecord) -> None: ...

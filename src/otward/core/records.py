@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ReasonFlags
+
+from otward.core.audit import AuditEvent
 
 __all__ = [
     "AuthorityRecord",
@@ -144,6 +147,10 @@ class DeviceRecord:
     first_seen: datetime
     last_seen: datetime
     last_attested_at: datetime | None = None
+    # the certificate the current one replaced, still unrevoked: revoked as superseded once the
+    # device uses its new certificate, or when the overlap after ``superseded_at`` is over
+    superseded_serial: str | None = None
+    superseded_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -151,8 +158,10 @@ class DeviceEnrollment:
     """What an enrollment changes in the registry, written in the certificate's transaction.
 
     ``token_id`` is spent (one use) when set. ``existing_only`` is for renewals: the device must be
-    registered already. ``new_device_only`` refuses a device id that still holds a valid certificate
-    (an enrollment token must not take over an enrolled device)."""
+    registered already. ``new_device_only`` refuses a device whose current certificate is still valid
+    (an enrollment token must not take over an enrolled device). ``renewing_serial`` is the certificate
+    a re-enrollment presented: it must still be the device's current one when the renewal commits.
+    ``superseded_event`` records the revocation of a certificate this enrollment retires for good."""
 
     device_id: str
     owner: str
@@ -161,6 +170,8 @@ class DeviceEnrollment:
     token_id: str | None = None
     existing_only: bool = False
     new_device_only: bool = True
+    superseded_event: Callable[[str], AuditEvent] = field(kw_only=True)
+    renewing_serial: str | None = None
 
 
 @dataclass(frozen=True)

@@ -219,6 +219,9 @@ def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, 
             if pki.signers.rotate_if_due(name, SERVICE_ACTOR):
                 log.info("the %s signer was rotated (revoked or two thirds of its lifetime passed)", name)
         pki.devices.purge_challenges()
+        retired = pki.devices.retire_superseded(actor=SERVICE_ACTOR)
+        if retired:
+            log.info("%d renewed device certificates revoked as superseded", len(retired))
         warned = pki.expiry.record_crossings()
         if warned:
             log.warning("%d certificates crossed an expiry mark (see audit events cert.expiring)", warned)

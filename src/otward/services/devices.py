@@ -1,8 +1,8 @@
 """The device registry and challenge-response attestation.
 
 A device is registered by its first enrollment and keeps its id, owner and
-profile for life. Attestation proves that whoever answers holds the key of one of
-the device's certificates: the server picks a fresh nonce (single use, 60 s), the
+profile for life. Attestation proves that whoever answers holds the key of the
+device's current certificate: the server picks a fresh nonce (single use, 60 s), the
 device signs :func:`otward.core.attestation.challenge_message` with its key. A
 passed ``renew`` challenge earns a single-use renewal token, which is how a
 device renews when it cannot present its certificate in TLS: its key is in a
@@ -30,13 +30,22 @@ from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.enrollment import EnrollmentTokens, Owners
 from otward.services.revocation import RevocationService
 
-__all__ = ["CHALLENGE_TTL", "Attestation", "Devices"]
+__all__ = ["CHALLENGE_TTL", "Attestation", "Devices", "superseded_event"]
 
 CHALLENGE_TTL = timedelta(seconds=60)
 RENEWAL_TOKEN_TTL = timedelta(minutes=5)
 _NONCE_BYTES = 32
-_MAX_CANDIDATES = 10
 _FAILED = "attestation failed: unknown, used or expired challenge, or a signature by no key of the device"
+
+
+def superseded_event(audit: AuditLog, actor: Actor, device_id: str) -> Callable[[str], AuditEvent]:
+    """The ``cert.revoked`` event of a device certificate retired because a newer one replaced it."""
+
+    def event(serial: str) -> AuditEvent:
+        details = {"device_id": device_id}
+        return audit.event(actor, EventType.CERT_REVOKED, serial, reason="superseded", details=details)
+
+    return event
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,12 @@ class Devices:
         *,
         clock: Callable[[], datetime],
         audit: AuditLog,
+        superseded_overlap: timedelta = timedelta(hours=1),
     ) -> None:
+        """``superseded_overlap``: how long a renewed device's previous certificate stays unrevoked
+        when the device does not show otward its new one first (connections it holds can move over)."""
         self._store = store
+        self._superseded_overlap = superseded_overlap
         self._owners = owners
         self._tokens = tokens
         self._revocation = revocation
@@ -122,6 +135,29 @@ class Devices:
             self._revocation.publish_crl(ca, actor)
         return revoked
 
+    def retire_superseded(self, device_id: str | None = None, actor: Actor = SYSTEM_ACTOR) -> Sequence[str]:
+        """Revoke (superseded) the certificates renewed devices no longer need: every device's previous
+        certificate whose overlap is over, or ``device_id``'s at once (it has used its new one).
+        Returns the serials revoked; their CAs' CRLs are re-signed at once."""
+        now = self._clock()
+
+        def event_for(certificate: CertificateRecord) -> AuditEvent:
+            details = {
+                "ca": certificate.ca,
+                "dn": certificate.subject,
+                "device_id": certificate.device_id or "",
+            }
+            return self._audit.event(
+                actor, EventType.CERT_REVOKED, certificate.serial, reason="superseded", details=details
+            )
+
+        revoked = self._store.retire_superseded(
+            now - self._superseded_overlap, now, event_for, device_id=device_id
+        )
+        for ca in sorted({c.ca for c in revoked}):
+            self._revocation.publish_crl(ca, actor)
+        return [c.serial for c in revoked]
+
     # --- attestation ---------------------------------------------------------------------------
 
     def challenge(self, device_id: str, purpose: ChallengePurpose) -> ChallengeRecord:
@@ -169,6 +205,8 @@ class Devices:
                 device.owner, device_id, device.profile, ttl=RENEWAL_TOKEN_TTL, actor=actor
             )
         self._store.touch_device(device_id, now, attested=True)
+        if device.superseded_serial is not None:
+            self.retire_superseded(device_id, actor)  # the device holds its new key: the old one goes
         details = {"serial": matched.serial, "purpose": purpose.value}
         self._audit.record(self._audit.event(actor, EventType.DEVICE_ATTESTED, device_id, details=details))
         return Attestation(device_id, matched.serial, purpose, renewal_token)
@@ -176,17 +214,20 @@ class Devices:
     def _candidates(
         self, device: DeviceRecord, purpose: ChallengePurpose, now: datetime
     ) -> Sequence[CertificateRecord]:
-        """Certificates whose key may answer: unrevoked and valid now; for a renewal also those expired
-        within the owner's grace period. Newest first, so the usual case is one signature check."""
+        """The certificate whose key may answer: the device's current one, unrevoked and valid now; for
+        a renewal also when it expired within the owner's grace period. A certificate the device
+        renewed away proves nothing (it must not earn a renewal token)."""
         grace = timedelta(0)
         if purpose is ChallengePurpose.RENEW:
             grace = timedelta(days=self._owners.get(device.owner).renewal_grace_days)
-        usable = [
+        return [
             c
             for c in self._store.device_certificates(device.device_id)
-            if c.revoked_at is None and c.not_valid_before <= now and c.not_valid_after + grace > now
+            if c.serial == device.current_serial
+            and c.revoked_at is None
+            and c.not_valid_before <= now
+            and c.not_valid_after + grace > now
         ]
-        return usable[:_MAX_CANDIDATES]
 
     def _failed(self, actor: Actor, device_id: str, reason: str) -> AuthenticationError:
         self._audit.record(

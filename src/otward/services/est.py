@@ -41,6 +41,7 @@ from otward.errors import (
 )
 from otward.services.audit import Actor, AuditLog
 from otward.services.authorities import AuthorityService
+from otward.services.devices import superseded_event
 from otward.services.enrollment import EnrollmentTokens, Owners
 from otward.services.issuance import DEFAULT_CA, IssuanceService, IssuedCertificate
 
@@ -137,6 +138,12 @@ class EstService:
             status = device.status.value if device else "unknown"
             message = f"device '{stored.device_id}' is {status} and cannot re-enroll"
             raise self._refused(actor, stored.device_id, PolicyViolationError(message, rule="device-status"))
+        if device.current_serial != stored.serial:
+            message = (
+                f"certificate {stored.serial} is no longer the current certificate of device"
+                f" '{device.device_id}'; only the current certificate renews"
+            )
+            raise self._refused(actor, device.device_id, PolicyViolationError(message, rule="est-superseded"))
         requested = load_csr(csr)
         if requested.subject != presented.subject:
             message = (
@@ -196,6 +203,8 @@ class EstService:
             token_id=token_record.token_id if token_record else None,
             existing_only=renewing is not None or renewal,
             new_device_only=renewing is None and not renewal,
+            renewing_serial=renewing,
+            superseded_event=superseded_event(self._audit, actor, device_id),
         )
         details = {"owner": owner, "serial": signed.issued.serial, "profile": profile}
         if token_record is not None:

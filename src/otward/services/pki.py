@@ -114,6 +114,7 @@ class Pki:
             self.revocation,
             clock=clock,
             audit=self.audit,
+            superseded_overlap=settings.devices.superseded_overlap,
         )
         self.est = EstService(
             stores.certificates,

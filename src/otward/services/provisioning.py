@@ -26,6 +26,7 @@ from otward.core.profiles import Identity
 from otward.core.records import DeviceEnrollment
 from otward.errors import InvalidRequestError
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
+from otward.services.devices import superseded_event
 from otward.services.enrollment import Owners
 from otward.services.issuance import IssuanceService, IssuedCertificate
 
@@ -103,7 +104,13 @@ class Provisioning:
                 succeeded = self._audit.event(actor, EventType.ENROLL_SUCCEEDED, device_id, details=details)
                 events += [signed.event, succeeded]
                 enrollments.append(
-                    DeviceEnrollment(device_id=device_id, owner=owner, profile=profile, now=self._clock())
+                    DeviceEnrollment(
+                        device_id=device_id,
+                        owner=owner,
+                        profile=profile,
+                        now=self._clock(),
+                        superseded_event=superseded_event(self._audit, actor, device_id),
+                    )
                 )
                 batch.append(ProvisionedDevice(device_id, key, signed.issued))
             self._store.add_devices(

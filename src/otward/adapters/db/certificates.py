@@ -143,13 +143,14 @@ class SqlCertificateStore:
     def _write_group(self, group: list[Pending]) -> None:
         serial_sets = {p.issuer_serials for p in group if p.issuer_serials}
         with self._database.transaction() as conn:
+            insert_certificates(conn, [p.record for p in group])
+            events = [e for p in group for e in p.events]
             for pending in group:
                 if pending.prepare is not None:
-                    pending.prepare(conn)
-            insert_certificates(conn, [p.record for p in group])
+                    events += pending.prepare(conn)
             for serial_set in serial_sets:
                 refuse_if_revoked(conn, group[0].record.ca, serial_set)
-            ledger.append(conn, [e for p in group for e in p.events], [p.record for p in group])
+            ledger.append(conn, events, [p.record for p in group])
 
     def add_certificates(
         self,

@@ -4,11 +4,12 @@ certificate history and attestation challenges."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from cryptography.x509 import ReasonFlags
-from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, or_, select, update
 
 from otward.adapters.db import ledger
 from otward.adapters.db.certificates import (
@@ -35,8 +36,11 @@ __all__ = ["SqlDeviceStore"]
 
 # The enrollment path's statements, built once (a statement built per call costs its cache key).
 _DEVICE = select(devices).where(devices.c.device_id == bindparam("wanted_device"))
-_HOLDING = select(func.count()).where(
-    certificates.c.device_id == bindparam("wanted_device"),
+# FOR UPDATE (PostgreSQL; SQLite's writer lock already serialises): two enrollments of one device in
+# different transactions queue here, and the second then sees what the first committed.
+_LOCK_DEVICE = _DEVICE.with_for_update()
+_CURRENT_VALID = select(func.count()).where(
+    certificates.c.serial == bindparam("current"),
     certificates.c.revoked_at.is_(None),
     certificates.c.not_valid_after > bindparam("at"),
 )
@@ -54,6 +58,8 @@ def _device_record(row: Row[Any]) -> DeviceRecord:
         first_seen=row.first_seen,
         last_seen=row.last_seen,
         last_attested_at=row.last_attested_at,
+        superseded_serial=row.superseded_serial,
+        superseded_at=row.superseded_at,
     )
 
 
@@ -69,14 +75,39 @@ def _challenge_record(row: Row[Any]) -> ChallengeRecord:
     )
 
 
-def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: str) -> None:
-    """The registry side of an enrollment, inside the certificate's transaction: spend the token,
-    check the device may enroll, and make the new certificate its current one."""
+def _is_valid(conn: Connection, serial: str | None, now: datetime) -> bool:
+    return serial is not None and bool(
+        conn.execute(_CURRENT_VALID, {"current": serial, "at": now}).scalar_one()
+    )
+
+
+def _revoke_superseded(conn: Connection, serials: Sequence[str], when: datetime) -> list[CertificateRecord]:
+    """Revoke (reason superseded) those of ``serials`` not yet revoked; returns them as revoked."""
+    if not serials:
+        return []
+    unrevoked = certificates.c.serial.in_(serials) & certificates.c.revoked_at.is_(None)
+    rows = conn.execute(select(certificates).where(unrevoked)).all()
+    conn.execute(
+        update(certificates)
+        .where(unrevoked)
+        .values(revoked_at=when, revocation_reason=ReasonFlags.superseded.value)
+    )
+    superseded = ReasonFlags.superseded
+    return [replace(certificate_record(r), revoked_at=when, revocation_reason=superseded) for r in rows]
+
+
+def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: str) -> list[AuditEvent]:
+    """The registry side of an enrollment, inside the certificate's transaction: spend the token, check
+    the device may enroll, make the new certificate its current one, and retire the certificate
+    superseded before (returns that revocation's events).
+
+    Runs after the group's certificates are inserted, so that of two enrollments of one new device in
+    one group commit the second sees the first's valid certificate and is refused."""
     if enrollment.token_id is not None and not spend_token(conn, enrollment.token_id, enrollment.now):
         raise AuthenticationError(
             "invalid, expired, used-up or revoked enrollment token", rule="enroll-token"
         )
-    row = conn.execute(_DEVICE, {"wanted_device": enrollment.device_id}).first()
+    row = conn.execute(_LOCK_DEVICE, {"wanted_device": enrollment.device_id}).first()
     if row is None:
         if enrollment.existing_only:
             raise NotFoundError(f"device '{enrollment.device_id}' is not registered", rule="device")
@@ -93,7 +124,7 @@ def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: 
                 "last_seen": enrollment.now,
             },
         )
-        return
+        return []
     if row.owner != enrollment.owner:
         raise ConflictError(
             f"device id '{enrollment.device_id}' is registered to another owner", rule="device-owner"
@@ -102,20 +133,35 @@ def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: 
         raise PolicyViolationError(
             f"device '{enrollment.device_id}' is {row.status} and cannot enroll", rule="device-status"
         )
+    if enrollment.renewing_serial is not None and row.current_serial != enrollment.renewing_serial:
+        raise PolicyViolationError(
+            f"certificate {enrollment.renewing_serial} is no longer the current certificate of device"
+            f" '{enrollment.device_id}'; only the current certificate renews",
+            rule="est-superseded",
+        )
+    current_valid = _is_valid(conn, row.current_serial, enrollment.now)
     if enrollment.new_device_only:
-        holding = conn.execute(
-            _HOLDING, {"wanted_device": enrollment.device_id, "at": enrollment.now}
-        ).scalar_one()
-        if holding:
+        if current_valid:
             raise ConflictError(
                 f"device '{enrollment.device_id}' is already enrolled with a valid certificate; it renews"
                 " with that certificate (simplereenroll), or revoke it before enrolling the device anew",
                 rule="device-enrolled",
             )
-    values: dict[str, Any] = {"current_serial": serial, "last_seen": enrollment.now}
+    # The certificate replaced now stays usable for the overlap (until the device uses its new one);
+    # one superseded earlier and still pending is retired for good now.
+    retired = _revoke_superseded(
+        conn, [row.superseded_serial] if row.superseded_serial else [], enrollment.now
+    )
+    values: dict[str, Any] = {
+        "current_serial": serial,
+        "last_seen": enrollment.now,
+        "superseded_serial": row.current_serial if current_valid else None,
+        "superseded_at": enrollment.now if current_valid else None,
+    }
     if enrollment.token_id is not None:
         values["enrollment_token_id"] = enrollment.token_id
     conn.execute(update(devices).where(devices.c.device_id == enrollment.device_id).values(**values))
+    return [enrollment.superseded_event(r.serial) for r in retired]
 
 
 class SqlDeviceStore:
@@ -137,8 +183,8 @@ class SqlDeviceStore:
         """Store a device's new certificate with its registry update and token use, all or nothing;
         concurrent enrollments share a commit (group commit) like plain issuance."""
 
-        def prepare(conn: Connection) -> None:
-            _prepare_enrollment(conn, enrollment, record.serial)
+        def prepare(conn: Connection) -> list[AuditEvent]:
+            return _prepare_enrollment(conn, enrollment, record.serial)
 
         self._certificates.submit(Pending(record, tuple(events), tuple(issuer_serials), prepare))
 
@@ -152,12 +198,15 @@ class SqlDeviceStore:
     ) -> None:
         """Register a batch of devices with their certificates in one transaction (factory lots)."""
         with self._database.transaction() as conn:
-            for record, enrollment in zip(records, enrollments, strict=True):
-                _prepare_enrollment(conn, enrollment, record.serial)
             insert_certificates(conn, records)
+            retired = [
+                event
+                for record, enrollment in zip(records, enrollments, strict=True)
+                for event in _prepare_enrollment(conn, enrollment, record.serial)
+            ]
             if issuer_serials and records:
                 refuse_if_revoked(conn, records[0].ca, issuer_serials)
-            ledger.append(conn, events, records)
+            ledger.append(conn, [*events, *retired], records)
 
     def get_device(self, device_id: str) -> DeviceRecord | None:
         with self._database.reading() as conn:
@@ -237,6 +286,45 @@ class SqlDeviceStore:
             )
             revoked = [certificate_record(r) for r in rows]
             ledger.append(conn, [event_for(None), *(event_for(r) for r in revoked)])
+        return revoked
+
+    def retire_superseded(
+        self,
+        due: datetime,
+        when: datetime,
+        event_for: Callable[[CertificateRecord], AuditEvent],
+        *,
+        device_id: str | None = None,
+    ) -> list[CertificateRecord]:
+        """Revoke (superseded) every unrevoked certificate of a device that is not its current one,
+        except the one it replaced at or after ``due`` (its overlap is not over); for ``device_id``
+        alone, that one too (the device has used its new certificate). Returns what was revoked."""
+        over = devices.c.superseded_at < due
+        if device_id is not None:
+            over = or_(over, devices.c.device_id == device_id)
+        stmt = (
+            select(certificates.c.serial)
+            .join(devices, devices.c.device_id == certificates.c.device_id)
+            .where(
+                certificates.c.revoked_at.is_(None),
+                certificates.c.serial != devices.c.current_serial,
+                or_(
+                    devices.c.superseded_serial.is_(None),
+                    certificates.c.serial != devices.c.superseded_serial,
+                    over,
+                ),
+            )
+        )
+        if device_id is not None:
+            stmt = stmt.where(devices.c.device_id == device_id)
+        with self._database.transaction() as conn:
+            revoked = _revoke_superseded(conn, list(conn.execute(stmt).scalars()), when)
+            conn.execute(
+                update(devices)
+                .where(devices.c.superseded_serial.is_not(None), over)
+                .values(superseded_serial=None, superseded_at=None)
+            )
+            ledger.append(conn, [event_for(r) for r in revoked])
         return revoked
 
     def touch_device(self, device_id: str, when: datetime, *, attested: bool = False) -> None:

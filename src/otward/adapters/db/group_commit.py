@@ -10,7 +10,7 @@ only after its own write is committed.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
@@ -29,9 +29,10 @@ class Pending:
     record: CertificateRecord
     events: tuple[AuditEvent, ...]
     issuer_serials: tuple[int, ...]
-    # Runs inside the group's transaction before the certificate is written (an enrollment's
-    # registry update and token use); raising an OtwardError refuses this write alone.
-    prepare: Callable[[Connection], None] | None = None
+    # Runs inside the group's transaction after the group's certificates are inserted (an enrollment's
+    # registry update and token use) and returns further events to record; raising an OtwardError
+    # refuses this write alone.
+    prepare: Callable[[Connection], Sequence[AuditEvent]] | None = None
     done: bool = field(default=False)
     error: OtwardError | None = field(default=None)
 

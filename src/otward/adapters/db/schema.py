@@ -246,6 +246,8 @@ devices = Table(
     Column("first_seen", UtcDateTime, nullable=False),
     Column("last_seen", UtcDateTime, nullable=False),
     Column("last_attested_at", UtcDateTime, nullable=True),
+    Column("superseded_serial", String(42), nullable=True),  # see DeviceRecord
+    Column("superseded_at", UtcDateTime, nullable=True),
     Index("ix_devices_owner", "owner"),
 )
 
