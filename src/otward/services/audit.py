@@ -30,6 +30,7 @@ from otward.core.audit import (
 )
 from otward.core.keys import sign_data, verify_data
 from otward.core.ports import AuditStore
+from otward.core.syslog import format_message, is_line_unsafe
 from otward.errors import IntegrityError
 
 __all__ = ["CLI_ACTOR", "SYSTEM_ACTOR", "Actor", "AuditLog", "ChainReport", "to_jsonl", "to_syslog"]
@@ -149,22 +150,43 @@ class AuditLog:
 
 
 def to_jsonl(records: Iterator[AuditRecord]) -> Iterator[str]:
-    """One JSON object per line: the event plus its sequence and chain hash."""
+    """One JSON object per line: the event plus its sequence and chain hash.
+
+    JSON escapes the C0 controls; the line separators it leaves alone (NEL, U+2028, U+2029) and
+    the other control and format characters are escaped too, so that a reader splitting on any
+    line break still sees one event per line.
+    """
     for record in records:
         line = {"sequence": record.sequence, **record.event.to_dict(), "hash": record.hash.hex()}
-        yield json.dumps(line, sort_keys=True, ensure_ascii=False) + "\n"
+        yield _one_line(json.dumps(line, sort_keys=True, ensure_ascii=False)) + "\n"
 
 
-_SD_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "]": "\\]"})
+def _one_line(text: str) -> str:
+    """JSON text with the characters of :func:`is_line_unsafe` as ``\\uXXXX`` escapes (a surrogate
+    pair above the BMP); outside strings JSON has none of them, so the value decodes the same."""
+    if text.isascii() and "\x7f" not in text:
+        return text
+    out = []
+    for char in text:
+        code = ord(char)
+        if not is_line_unsafe(char):
+            out.append(char)
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+    return "".join(out)
+
+
 _SEVERITY = {Outcome.SUCCESS: 6, Outcome.FAILURE: 4}  # informational / warning
 _FACILITY = 10  # security/authorization (authpriv)
 _SD_ID = "otward@32473"  # RFC 5424 requires a private enterprise number; 32473 is the documentation PEN
 
 
 def to_syslog(record: AuditRecord) -> str:
-    """RFC 5424 message with the event in structured data (no trailing newline)."""
+    """RFC 5424 message with the event in structured data (no trailing newline, never a line break)."""
     event = record.event
-    pri = _FACILITY * 8 + _SEVERITY[event.outcome]
     params = {
         "seq": str(record.sequence),
         "type": event.type.value,
@@ -177,12 +199,15 @@ def to_syslog(record: AuditRecord) -> str:
     if event.source:
         params["src"] = event.source
     for key, value in event.details.items():
-        if key.isidentifier():
-            params.setdefault(key, value)  # details never override the event's own fields
-    sd = " ".join(f'{k}="{str(v).translate(_SD_ESCAPES)}"' for k, v in params.items())
-    msgid = event.type.value.replace(".", "-")[:32]
-    procid = event.request_id[:128] if event.request_id else "-"
-    host = (event.host or "-")[:255]
-    text = f"{event.type.value} {event.outcome.value}: {event.subject}"
-    header = f"<{pri}>1 {format_time(event.time)} {host} otward-{event.component} {procid} {msgid}"
-    return f"{header} [{_SD_ID} {sd}] {text}"
+        params.setdefault(key, str(value))  # details never override the event's own fields
+    return format_message(
+        priority=_FACILITY * 8 + _SEVERITY[event.outcome],
+        timestamp=format_time(event.time),
+        hostname=event.host,
+        app_name=f"otward-{event.component}",
+        procid=event.request_id,
+        msgid=event.type.value.replace(".", "-"),
+        sd_id=_SD_ID,
+        params=params,
+        msg=f"{event.type.value} {event.outcome.value}: {event.subject}",
+    )
