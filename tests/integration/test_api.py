@@ -356,3 +356,54 @@ def test_signers_are_listed_and_rotated_over_the_api(client, pki):
     assert hold.status_code == 400
     assert client.post("/api/v1/signers/edge/rotate", json={"oops": 1}).status_code == 400
     assert client.get("/api/v1/signers", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+HOSTILE_IDS = {
+    "newline": "plc-1%0A%3C86%3E1 2026-11-22T12:00:00Z forged otward-ca - - -",
+    "carriage-return": "plc-1%0D",
+    "trailing-newline": "plc-1%0A",
+    "nul": "plc%001",
+    "space": "plc 1",
+    "too-long": "p" * 300,
+}
+
+
+def _path_routes(pki: Pki) -> list[tuple[str, str]]:
+    """(method, path) for every API route with a path parameter, as the OpenAPI document lists them."""
+    from otward.http.app import create_api
+
+    paths = create_api(pki).openapi()["paths"]
+    return [(method.upper(), path) for path, item in paths.items() if "{" in path for method in sorted(item)]
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE_IDS), ids=list(HOSTILE_IDS))
+def test_every_path_identifier_refuses_control_characters_and_bad_grammar(pki, client, hostile):
+    routes = _path_routes(pki)
+    assert len(routes) > 30
+    before = sum(1 for _ in pki.store.iter_audit())
+    for method, path in routes:
+        url = path
+        while "{" in url:
+            start, end = url.index("{"), url.index("}")
+            url = url[:start] + HOSTILE_IDS[hostile] + url[end + 1 :]
+        for headers in ({}, {"Authorization": ""}):  # as the admin, and without credentials
+            response = client.request(method, url, headers=headers, json={})
+            assert response.status_code in (400, 401), (method, path, response.status_code, response.text)
+            if response.status_code == 400:
+                assert response.headers["content-type"] == "application/problem+json"
+    stored = [r.event for r in pki.store.iter_audit()][before:]
+    assert not [e for e in stored if any(c in e.subject for c in "\r\n\x00")]
+
+
+def test_forged_attest_path_is_refused_before_anything_is_stored(pki, client):
+    before = sum(1 for _ in pki.store.iter_audit())
+    device = quote("plc-1\n<86>1 2026-11-22T12:00:00.000000Z plc otward-ca - - - forged line", safe="")
+    response = client.post(
+        f"/api/v1/devices/{device}/attest",
+        json={"challenge_id": "c" * 32, "signature": "AAAA"},
+        headers={"Authorization": ""},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["rule"] == "schema"
+    assert "device id must be" in response.json()["detail"]
+    assert sum(1 for _ in pki.store.iter_audit()) == before

@@ -120,3 +120,35 @@ def test_second_service_on_a_port_in_use_fails_instead_of_sharing_it(tmp_path):
                 assert fresh.get("/healthz").status_code == 200
     finally:
         stop_server(running)
+
+
+def test_forged_attest_path_writes_no_line_into_the_syslog_export(server):
+    """The review's attack: a newline and a syslog header in the device id of the unauthenticated
+    attest route. Refused at the edge; the export has one well-formed message per event."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.unit.core.test_syslog import parse_rfc5424
+
+    forged = "plc-1%0A%3C86%3E1%202026-11-22T12:00:00.000000Z%20plc%20otward-ca%20-%20-%20-%20forged"
+    with server.client() as client:
+        response = client.post(
+            f"/api/v1/devices/{forged}/attest",
+            json={"challenge_id": "c" * 32, "signature": "AAAA"},
+            headers={"Authorization": ""},
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["rule"] == "schema"
+
+    def export(fmt: str) -> str:
+        command = [sys.executable, "-m", "otward", "audit", "export", "--format", fmt, "--data"]
+        done = subprocess.run([*command, str(server.data_dir)], capture_output=True, text=True, check=True)
+        return done.stdout
+
+    events = [json.loads(line) for line in export("jsonl").splitlines()]
+    assert events
+    assert not [e for e in events if "\n" in e["subject"] or "forged" in e["subject"]]
+    lines = export("syslog").splitlines()
+    assert len(lines) == len(events)
+    assert [parse_rfc5424(line)["params"]["seq"] for line in lines] == [str(e["sequence"]) for e in events]

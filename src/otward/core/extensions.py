@@ -42,7 +42,7 @@ def key_identifier(public_key: CertificatePublicKeyTypes) -> bytes:
 
 def validate_role_name(role: str) -> None:
     """Raise unless ``role`` is a printable role name of at most 128 characters."""
-    if not _ROLE_NAME.match(role):
+    if not _ROLE_NAME.fullmatch(role):
         raise PolicyViolationError(
             f"role '{role}' is not a valid role name (1-128 letters, digits, space or ._:/-)",
             rule="modbus-role-syntax",

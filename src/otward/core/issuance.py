@@ -22,6 +22,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID, Object
 from otward.core.authority import AuthorityInfo
 from otward.core.csr import CheckedRequest
 from otward.core.extensions import key_identifier, modbus_role_extension, validate_role_name
+from otward.core.identifiers import DEVICE_ID, OWNER
 from otward.core.names import (
     SubjectAltNames,
     build_san_extension,
@@ -53,8 +54,6 @@ __all__ = [
 BACKDATE = timedelta(seconds=60)
 """notBefore lies this far before issuance, for devices whose clocks run slightly behind."""
 
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_OWNER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # What OpenSSL treats as a host name in a CN when checking name constraints (x509/v3_ncons.c).
 _HOST_LIKE_CN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[a-z0-9.-]{1,253}$")
@@ -168,7 +167,7 @@ def check_san_syntax(req: IssuanceRequest, plan: CertificatePlan) -> Certificate
                 f"uri '{uri}' is in otward's own namespace and cannot be requested", rule="san-uri"
             )
     for email in plan.sans.email:
-        if not _EMAIL.match(email):
+        if not _EMAIL.fullmatch(email):
             raise PolicyViolationError(f"email '{email}' is not a valid mailbox", rule="san-email")
     return plan
 
@@ -193,7 +192,7 @@ def check_name_constraints(req: IssuanceRequest, plan: CertificatePlan) -> Certi
         return plan
     names = list(plan.sans.dns)
     cn = _common_name(plan.subject)
-    if not names and cn is not None and _HOST_LIKE_CN.match(cn):
+    if not names and cn is not None and _HOST_LIKE_CN.fullmatch(cn):
         names.append(cn.lower())
     for dns in names:
         if not any(dns_name_within(dns.removeprefix("*."), p) for p in permitted):
@@ -268,12 +267,12 @@ def check_tls_server_cn(req: IssuanceRequest, plan: CertificatePlan) -> Certific
 
 def add_device_identity(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
     device_id = _common_name(plan.subject) or ""
-    if not _DEVICE_ID.match(device_id):
+    if not DEVICE_ID.is_valid(device_id):
         raise PolicyViolationError(
             f"device id (CN) '{device_id}' must be 1-64 letters, digits or ._-", rule="device-id"
         )
     owner = req.owner if req.owner is not None else req.issuer.name
-    if not _OWNER.match(owner):
+    if not OWNER.is_valid(owner):
         raise PolicyViolationError(
             f"owner '{owner}' must be 1-64 lower-case letters, digits or ._-", rule="device-owner"
         )

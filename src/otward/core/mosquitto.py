@@ -27,6 +27,7 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from otward.core.identifiers import DEVICE_ID, OWNER
 from otward.errors import InvalidRequestError
 
 __all__ = [
@@ -45,10 +46,8 @@ TOPIC_ROOT = "otward"
 # TLS 1.2 suites with forward secrecy and AEAD only (TLS 1.3 suites are all AEAD already).
 DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 _DEVICE_URI = "urn:otward:device:"
-# The same alphabets otward's issuance enforces; neither allows '/', '+', '#', '%' or white space,
-# so a device id can never widen a topic filter.
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_OWNER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# The grammars otward's issuance enforces (otward.core.identifiers); neither allows '/', '+', '#',
+# '%' or white space, so a device id can never widen a topic filter.
 # Mosquitto's configuration parser splits values at white space and treats '#' as a comment.
 _UNSAFE_PATH = re.compile(r"[\s#]")
 _TLS_VERSIONS = ("tlsv1.2", "tlsv1.3")
@@ -62,11 +61,11 @@ class MqttDevice:
     device_id: str
 
     def __post_init__(self) -> None:
-        if not _OWNER.match(self.owner):
+        if not OWNER.is_valid(self.owner):
             raise InvalidRequestError(
                 f"owner '{self.owner}' must be 1-64 lower-case letters, digits or ._-", rule="mqtt-owner"
             )
-        if not _DEVICE_ID.match(self.device_id):
+        if not DEVICE_ID.is_valid(self.device_id):
             raise InvalidRequestError(
                 f"device id '{self.device_id}' must be 1-64 letters, digits or ._-", rule="mqtt-device-id"
             )

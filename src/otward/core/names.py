@@ -111,7 +111,7 @@ def is_valid_dns_name(name: str) -> bool:
         labels = labels[1:]
         if len(labels) < 2:
             return False
-    return all(_DNS_LABEL.match(label) for label in labels)
+    return all(_DNS_LABEL.fullmatch(label) for label in labels)
 
 
 def dns_name_within(name: str, permitted: str) -> bool:

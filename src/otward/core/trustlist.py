@@ -17,19 +17,18 @@ it: OPC UA stacks may refuse the certificates of a CA whose CRL is missing
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from otward.core.identifiers import CA_NAME
 from otward.errors import InvalidRequestError, PolicyViolationError
 
 __all__ = ["TRUST_LIST_DIRECTORIES", "TrustListEntry", "TrustListFile", "issuer_names", "plan_trust_list"]
 
 TRUST_LIST_DIRECTORIES = ("trusted/certs", "trusted/crl", "issuers/certs", "issuers/crl")
-_CA_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def plan_trust_list(
     files: list[TrustListFile] = []
     for directory, entries in (("trusted", trusted), ("issuers", issuers)):
         for entry in entries:
-            if not _CA_NAME.match(entry.name):
+            if not CA_NAME.is_valid(entry.name):
                 raise InvalidRequestError(f"CA name '{entry.name}' is not a safe file name", rule="ca-name")
             if entry.name in seen:
                 raise PolicyViolationError(

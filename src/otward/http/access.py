@@ -21,6 +21,7 @@ from otward.core.access.model import (
 )
 from otward.errors import InvalidRequestError
 from otward.http.auth import AdminActor, get_pki
+from otward.http.params import AccessId, GrantId
 from otward.services.access import (
     asset_json,
     explanation_json,
@@ -209,31 +210,31 @@ def add_person(body: PersonIn, request: Request, actor: AdminActor) -> PersonOut
 
 
 @router.get("/people/{person_id}", response_model=PersonOut)
-def show_person(person_id: str, request: Request, _actor: AdminActor) -> PersonOut:
+def show_person(person_id: AccessId, request: Request, _actor: AdminActor) -> PersonOut:
     return PersonOut.from_person(get_pki(request).access.person(person_id))
 
 
 @router.put("/people/{person_id}", response_model=PersonOut)
-def update_person(person_id: str, body: PersonIn, request: Request, actor: AdminActor) -> PersonOut:
+def update_person(person_id: AccessId, body: PersonIn, request: Request, actor: AdminActor) -> PersonOut:
     """Replace the person's data; the id in the body must match the path."""
     _same_id(body.id, person_id)
     return PersonOut.from_person(get_pki(request).access.update_person(body.to_person(), actor))
 
 
 @router.delete("/people/{person_id}", status_code=204)
-def remove_person(person_id: str, request: Request, actor: AdminActor) -> Response:
+def remove_person(person_id: AccessId, request: Request, actor: AdminActor) -> Response:
     get_pki(request).access.remove_person(person_id, actor)
     return Response(status_code=204)
 
 
 @router.post("/people/{person_id}/disable", response_model=PersonOut)
-def disable_person(person_id: str, request: Request, actor: AdminActor) -> PersonOut:
+def disable_person(person_id: AccessId, request: Request, actor: AdminActor) -> PersonOut:
     """Deny the person everything; assets enforce it with their next bundle."""
     return PersonOut.from_person(get_pki(request).access.disable_person(person_id, actor))
 
 
 @router.post("/people/{person_id}/enable", response_model=PersonOut)
-def enable_person(person_id: str, request: Request, actor: AdminActor) -> PersonOut:
+def enable_person(person_id: AccessId, request: Request, actor: AdminActor) -> PersonOut:
     return PersonOut.from_person(get_pki(request).access.enable_person(person_id, actor))
 
 
@@ -253,7 +254,7 @@ def add_grant(body: GrantIn, request: Request, actor: AdminActor) -> GrantOut:
 
 
 @router.delete("/grants/{grant_id}", status_code=204)
-def remove_grant(grant_id: str, request: Request, actor: AdminActor) -> Response:
+def remove_grant(grant_id: GrantId, request: Request, actor: AdminActor) -> Response:
     get_pki(request).access.remove_grant(grant_id, actor)
     return Response(status_code=204)
 
@@ -300,7 +301,7 @@ def explain(
 
 
 @router.get("/assets/{asset_id}/slice")
-def asset_slice(asset_id: str, request: Request, _actor: AdminActor) -> dict[str, Any]:
+def asset_slice(asset_id: AccessId, request: Request, _actor: AdminActor) -> dict[str, Any]:
     """What the asset needs to decide alone: its Cedar policies and entities (unsigned)."""
     return get_pki(request).access.asset_slice(asset_id).to_dict()
 
@@ -317,12 +318,12 @@ def add_asset(body: AssetIn, request: Request, actor: AdminActor) -> AssetOut:
 
 
 @router.get("/assets/{asset_id}", response_model=AssetOut)
-def show_asset(asset_id: str, request: Request, _actor: AdminActor) -> AssetOut:
+def show_asset(asset_id: AccessId, request: Request, _actor: AdminActor) -> AssetOut:
     return AssetOut.model_validate(asset_json(get_pki(request).access.asset(asset_id)))
 
 
 @router.put("/assets/{asset_id}", response_model=AssetOut)
-def update_asset(asset_id: str, body: AssetIn, request: Request, actor: AdminActor) -> AssetOut:
+def update_asset(asset_id: AccessId, body: AssetIn, request: Request, actor: AdminActor) -> AssetOut:
     """Replace the asset; refused if a grant would name a function it no longer has."""
     _same_id(body.id, asset_id)
     replaced = get_pki(request).access.put_asset(body.to_asset(), create=False, actor=actor)
@@ -330,7 +331,7 @@ def update_asset(asset_id: str, body: AssetIn, request: Request, actor: AdminAct
 
 
 @router.delete("/assets/{asset_id}", status_code=204)
-def remove_asset(asset_id: str, request: Request, actor: AdminActor) -> Response:
+def remove_asset(asset_id: AccessId, request: Request, actor: AdminActor) -> Response:
     """Remove an asset; refused (409) while grants name it or assets are inside it."""
     get_pki(request).access.remove_asset(asset_id, actor)
     return Response(status_code=204)
@@ -348,14 +349,14 @@ def add_role(body: RoleIn, request: Request, actor: AdminActor) -> RoleOut:
 
 
 @router.put("/roles/{role_id}", response_model=RoleOut)
-def update_role(role_id: str, body: RoleIn, request: Request, actor: AdminActor) -> RoleOut:
+def update_role(role_id: AccessId, body: RoleIn, request: Request, actor: AdminActor) -> RoleOut:
     _same_id(body.id, role_id)
     replaced = get_pki(request).access.put_role(body.to_role(), create=False, actor=actor)
     return RoleOut.model_validate(role_json(replaced))
 
 
 @router.delete("/roles/{role_id}", status_code=204)
-def remove_role(role_id: str, request: Request, actor: AdminActor) -> Response:
+def remove_role(role_id: AccessId, request: Request, actor: AdminActor) -> Response:
     """Remove a role; refused (409) while grants are for it or people hold it."""
     get_pki(request).access.remove_role(role_id, actor)
     return Response(status_code=204)
@@ -373,7 +374,7 @@ def add_schedule(body: ScheduleIn, request: Request, actor: AdminActor) -> Sched
 
 
 @router.put("/schedules/{name}", response_model=ScheduleOut)
-def update_schedule(name: str, body: ScheduleIn, request: Request, actor: AdminActor) -> ScheduleOut:
+def update_schedule(name: AccessId, body: ScheduleIn, request: Request, actor: AdminActor) -> ScheduleOut:
     """Change a schedule's days or hours; grants and shifts using it follow with the next bundles."""
     _same_id(body.name, name)
     changed = get_pki(request).access.put_schedule(body.to_schedule(), create=False, actor=actor)
@@ -381,7 +382,7 @@ def update_schedule(name: str, body: ScheduleIn, request: Request, actor: AdminA
 
 
 @router.delete("/schedules/{name}", status_code=204)
-def remove_schedule(name: str, request: Request, actor: AdminActor) -> Response:
+def remove_schedule(name: AccessId, request: Request, actor: AdminActor) -> Response:
     """Remove a schedule; refused (409) while grants or people's shifts use it."""
     get_pki(request).access.remove_schedule(name, actor)
     return Response(status_code=204)

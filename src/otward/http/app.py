@@ -25,6 +25,7 @@ from otward.http.edge import router as edge_router
 from otward.http.est import router as est_router
 from otward.http.limits import install_limits
 from otward.http.metrics import RequestMetrics, render_metrics
+from otward.http.params import CaName
 from otward.http.problems import install_problem_handlers
 from otward.http.schemas import (
     AuthorityOut,
@@ -120,12 +121,12 @@ def list_authorities(request: Request, _actor: AdminActor) -> list[AuthorityOut]
 
 
 @router.get("/cas/{name}", response_model=AuthorityOut, tags=["authorities"])
-def show_authority(name: str, request: Request, _actor: AdminActor) -> AuthorityOut:
+def show_authority(name: CaName, request: Request, _actor: AdminActor) -> AuthorityOut:
     return AuthorityOut.from_record(get_pki(request).authorities.record(name))
 
 
 @router.get("/cas/{name}/chain", response_class=PlainTextResponse, tags=["authorities"])
-def authority_chain(name: str, request: Request) -> str:
+def authority_chain(name: CaName, request: Request) -> str:
     """PEM chain from this CA up to the root (public: relying parties need it)."""
     chain = get_pki(request).authorities.certificate_chain(name)
     return "".join(c.public_bytes(Encoding.PEM).decode() for c in chain)

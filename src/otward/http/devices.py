@@ -18,6 +18,7 @@ from otward.core.revocation import parse_reason
 from otward.errors import InvalidRequestError
 from otward.http.auth import AdminActor, get_pki, request_actor
 from otward.http.limits import guard_failures, spend
+from otward.http.params import DeviceId
 from otward.http.schemas import (
     AttestRequest,
     AttestResponse,
@@ -59,7 +60,7 @@ def list_devices(
 
 
 @router.get("/{device_id}", response_model=DeviceOut)
-def show_device(device_id: str, request: Request, _actor: AdminActor) -> DeviceOut:
+def show_device(device_id: DeviceId, request: Request, _actor: AdminActor) -> DeviceOut:
     """The device with its certificate history, newest first."""
     pki = get_pki(request)
     record = pki.devices.get(device_id)
@@ -67,20 +68,20 @@ def show_device(device_id: str, request: Request, _actor: AdminActor) -> DeviceO
 
 
 @router.post("/{device_id}/disable", response_model=DeviceOut)
-def disable_device(device_id: str, request: Request, actor: AdminActor) -> DeviceOut:
+def disable_device(device_id: DeviceId, request: Request, actor: AdminActor) -> DeviceOut:
     pki = get_pki(request)
     return DeviceOut.from_record(pki.devices.disable(device_id, actor), pki.clock())
 
 
 @router.post("/{device_id}/enable", response_model=DeviceOut)
-def enable_device(device_id: str, request: Request, actor: AdminActor) -> DeviceOut:
+def enable_device(device_id: DeviceId, request: Request, actor: AdminActor) -> DeviceOut:
     pki = get_pki(request)
     return DeviceOut.from_record(pki.devices.enable(device_id, actor), pki.clock())
 
 
 @router.post("/{device_id}/revoke", response_model=DeviceOut)
 def revoke_device(
-    device_id: str, request: Request, actor: AdminActor, body: RevokeRequest | None = None
+    device_id: DeviceId, request: Request, actor: AdminActor, body: RevokeRequest | None = None
 ) -> DeviceOut:
     """Revoke the device for good and every certificate it holds (CRLs republished at once)."""
     pki = get_pki(request)
@@ -91,7 +92,7 @@ def revoke_device(
 
 @router.post("/{device_id}/challenge", status_code=201, response_model=ChallengeResponse)
 def challenge_device(
-    device_id: str, request: Request, body: ChallengeRequest | None = None
+    device_id: DeviceId, request: Request, body: ChallengeRequest | None = None
 ) -> ChallengeResponse:
     """A fresh nonce (single use, 60 s) for the device to sign with its key."""
     spend(request, request_actor(request, "device"))
@@ -109,7 +110,7 @@ def challenge_device(
 
 
 @router.post("/{device_id}/attest", response_model=AttestResponse)
-async def attest_device(device_id: str, body: AttestRequest, request: Request) -> AttestResponse:
+async def attest_device(device_id: DeviceId, body: AttestRequest, request: Request) -> AttestResponse:
     """Check the signed challenge against the device's certificates; the result is recorded."""
     signature = b64url.decode(body.signature, "signature")
 

@@ -22,6 +22,7 @@ from otward.core.durations import parse_duration
 from otward.core.edge.records import CredentialRecord
 from otward.errors import AuthenticationError, InvalidRequestError
 from otward.http.auth import AdminActor, get_pki, request_actor
+from otward.http.params import CredentialId, EdgeId
 from otward.services.audit import Actor
 from otward.services.edge import load_holder_public_key
 
@@ -34,7 +35,7 @@ JWT_MEDIA_TYPE = "application/jwt"
 
 
 def gatekeeper_actor(
-    asset: str,
+    asset: EdgeId,
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
@@ -131,7 +132,7 @@ class CredentialOut(BaseModel):
     responses={200: {"content": {JWT_MEDIA_TYPE: {}}}, 204: {"description": "no newer bundle"}},
 )
 def pull_bundle(
-    asset: str,
+    asset: EdgeId,
     request: Request,
     actor: GatekeeperActor,
     after: Annotated[int, Query(ge=0, description="the version the gatekeeper holds")] = 0,
@@ -146,7 +147,7 @@ def pull_bundle(
 
 
 @router.post("/assets/{asset}/trail", response_model=TrailPushOut)
-def push_trail(asset: str, body: TrailPushIn, request: Request, actor: GatekeeperActor) -> TrailPushOut:
+def push_trail(asset: EdgeId, body: TrailPushIn, request: Request, actor: GatekeeperActor) -> TrailPushOut:
     """Store the asset's trail records (idempotent by sequence; the chain must continue). The answer's
     ``acknowledged`` is the highest sequence stored: the gatekeeper resends everything after it."""
     try:
@@ -159,7 +160,7 @@ def push_trail(asset: str, body: TrailPushIn, request: Request, actor: Gatekeepe
 
 @router.get("/assets/{asset}/trail", response_model=list[TrailRecordOut])
 def list_trail(
-    asset: str,
+    asset: EdgeId,
     request: Request,
     _actor: AdminActor,
     after: Annotated[int, Query(ge=0)] = 0,
@@ -172,7 +173,7 @@ def list_trail(
 
 
 @router.post("/assets/{asset}/bundles", status_code=201, response_model=BundleOut)
-def issue_bundle(asset: str, body: BundleIn, request: Request, actor: AdminActor) -> BundleOut:
+def issue_bundle(asset: EdgeId, body: BundleIn, request: Request, actor: AdminActor) -> BundleOut:
     """Sign a new bundle now (its ttl and fail-open functions become the asset's settings)."""
     record = get_pki(request).edge.issue_bundle(
         asset, ttl=parse_duration(body.ttl), fail_open=body.fail_open, actor=actor
@@ -207,7 +208,7 @@ def list_credentials(request: Request, _actor: AdminActor, person: str | None = 
 
 
 @router.post("/credentials/{credential_id}/revoke", response_model=CredentialOut)
-def revoke_credential(credential_id: str, request: Request, actor: AdminActor) -> CredentialOut:
+def revoke_credential(credential_id: CredentialId, request: Request, actor: AdminActor) -> CredentialOut:
     """Revoke for good; gatekeepers refuse it from their next bundle on."""
     pki = get_pki(request)
     return CredentialOut.from_record(pki.edge.revoke_credential(credential_id, actor), pki.clock())

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, pkcs7
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from pyasn1.codec.der import encoder
 from pyasn1.type import univ
@@ -33,6 +33,7 @@ from otward.errors import (
 )
 from otward.http.auth import get_pki, request_actor
 from otward.http.limits import guard_failures
+from otward.http.params import CaName
 from otward.http.problems import problem_response
 from otward.services.audit import Actor
 from otward.services.issuance import IssuedCertificate
@@ -43,7 +44,6 @@ router = APIRouter(prefix="/.well-known/est", tags=["est"])
 
 PKCS7_CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
 _MAX_BODY = 64 * 1024
-_LABEL = Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="the CA to enroll with")
 _EC_PUBLIC_KEY = univ.ObjectIdentifier("1.2.840.10045.2.1")
 _P256 = univ.ObjectIdentifier("1.2.840.10045.3.1.7")
 
@@ -201,7 +201,7 @@ def _csrattrs() -> Response:
 
 Media = Annotated[str | None, Header(alias="content-type")]
 Auth = Annotated[str | None, Header(alias="authorization")]
-Label = Annotated[str, _LABEL]
+Label = CaName  # the CA to enroll with
 
 
 @router.get("/cacerts", response_class=Response)

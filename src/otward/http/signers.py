@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from otward.core.revocation import parse_reason
 from otward.http.auth import AdminActor, get_pki
+from otward.http.params import SignerName
 from otward.services.signers import SIGNERS, SignerInfo
 
 __all__ = ["RotateRequest", "SignerOut", "router"]
@@ -48,7 +49,7 @@ def list_signers(request: Request, _actor: AdminActor) -> list[SignerOut]:
 
 @router.post("/{name}/rotate", response_model=SignerOut)
 def rotate_signer(
-    name: str, request: Request, actor: AdminActor, body: RotateRequest | None = None
+    name: SignerName, request: Request, actor: AdminActor, body: RotateRequest | None = None
 ) -> SignerOut:
     """A new key and certificate for the signer (audited); new edge bundles list the previous edge
     signer, or name it revoked."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from otward.core.audit import EventType
 from otward.core.authority import AuthorityInfo, PublicationUrls
+from otward.core.identifiers import CA_NAME
 from otward.core.issuance import (
     BACKDATE,
     build_ca_certificate,
@@ -30,7 +30,6 @@ from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 
 __all__ = ["AuthorityService", "LoadedAuthority", "sign"]
 
-_CA_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 ROOT_VALIDITY = timedelta(days=20 * 365)
 SUB_CA_VALIDITY = timedelta(days=10 * 365)
 RESPONDER_VALIDITY = timedelta(days=365)
@@ -139,7 +138,7 @@ class AuthorityService:
     # --- creation ------------------------------------------------------------------------------
 
     def _check_new_name(self, name: str) -> None:
-        if not _CA_NAME.match(name):
+        if not CA_NAME.is_valid(name):
             raise PolicyViolationError(
                 f"CA name '{name}' must be 1-63 lower-case letters, digits or '-'", rule="ca-name"
             )

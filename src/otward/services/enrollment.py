@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from otward.core.audit import EventType, Outcome
+from otward.core.identifiers import OWNER
 from otward.core.ports import EnrollmentTokenStore, OwnerStore
 from otward.core.records import EnrollmentTokenRecord, OwnerRecord
 from otward.errors import AuthenticationError, InvalidRequestError, NotFoundError, PolicyViolationError
@@ -27,7 +28,6 @@ __all__ = ["DEFAULT_OWNER_CA", "EnrollmentTokens", "Owners"]
 DEFAULT_OWNER_CA = "issuing"
 MAX_TTL = timedelta(days=30)
 MAX_RENEWAL_GRACE_DAYS = 3 * 365  # a machine may sit in storage for years, not for ever
-_OWNER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _FORMAT = BearerFormat("otwe")
 _PATTERN = re.compile(r"^[A-Za-z0-9._*?\[\]-]{1,128}$")
 # The same message for every token failure: a client learns nothing about which tokens exist.
@@ -67,7 +67,7 @@ class Owners:
     ) -> OwnerRecord:
         """An owner whose devices are issued by ``ca`` (its own sub-CA, or ``issuing``)."""
         _check_grace(renewal_grace_days)
-        if not _OWNER.match(name):
+        if not OWNER.is_valid(name):
             raise PolicyViolationError(
                 f"owner name '{name}' must be 1-64 lower-case letters, digits or ._-", rule="owner-name"
             )
@@ -165,7 +165,7 @@ class EnrollmentTokens:
             raise InvalidRequestError("uses must be between 1 and 100000", rule="token-uses")
         if not timedelta(minutes=1) <= ttl <= MAX_TTL:
             raise InvalidRequestError("ttl must be between 1 minute and 30 days", rule="token-ttl")
-        if not _PATTERN.match(device_id_pattern):
+        if not _PATTERN.fullmatch(device_id_pattern):
             raise InvalidRequestError(
                 f"device id pattern '{device_id_pattern}' may use letters, digits, ._- and the globs * ? [ ]",
                 rule="token-pattern",

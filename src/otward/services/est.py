@@ -13,7 +13,6 @@ transaction before the certificate is returned.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from cryptography.x509.oid import NameOID
 from otward.adapters.keys import generate_private_key
 from otward.core.audit import EventType, Outcome
 from otward.core.csr import load_csr
+from otward.core.identifiers import DEVICE_ID
 from otward.core.keys import KeyType
 from otward.core.ports import CertificateStore, DeviceStore
 from otward.core.profiles import Identity
@@ -46,8 +46,6 @@ from otward.services.enrollment import EnrollmentTokens, Owners
 from otward.services.issuance import DEFAULT_CA, IssuanceService, IssuedCertificate
 
 __all__ = ["EstService", "ServerGeneratedKey"]
-
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -248,7 +246,7 @@ def _device_id(csr: bytes) -> str:
         )
     value = names[0].value
     device_id = value if isinstance(value, str) else value.decode(errors="replace")
-    if not _DEVICE_ID.match(device_id):
+    if not DEVICE_ID.is_valid(device_id):
         raise InvalidRequestError(
             f"device id (CN) '{device_id[:64]}' must be 1-64 letters, digits or ._-", rule="device-id"
         )

@@ -46,7 +46,7 @@ class ProvisionedDevice:
 
 def device_ids(prefix: str, count: int, start: int = 1) -> list[str]:
     """``<prefix><number>``, numbers zero-padded to six digits (``plc-000001``)."""
-    if not _PREFIX.match(prefix):
+    if not _PREFIX.fullmatch(prefix):
         raise InvalidRequestError("the device id prefix may use letters, digits and ._-", rule="device-id")
     if not 1 <= count <= MAX_COUNT or start < 0:
         raise InvalidRequestError(f"count must be 1 to {MAX_COUNT}", rule="count")

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; pyproject lists none
 
+from otward.core.identifiers import ACCESS_ID
 from otward.errors import InvalidRequestError, ParseError
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 OWN_SHIFT = "own-shift"
 AREA_FUNCTIONS = ("enter",)
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TIME = re.compile(r"^(\d{2}):(\d{2})$")
 
 
@@ -182,7 +182,7 @@ class AccessModel:
 
 def validate_identifier(value: object, where: str) -> str:
     """Return ``value`` if it is a safe id (letters, digits, ``.``, ``_``, ``-``; max 64)."""
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+    if not isinstance(value, str) or not ACCESS_ID.is_valid(value):
         raise ParseError(
             f"{where}: bad id {value!r} (letters, digits, '.', '_', '-'; at most 64; starts alphanumeric)",
             rule="access-id",
@@ -193,7 +193,7 @@ def validate_identifier(value: object, where: str) -> str:
 def parse_minutes(value: object, where: str, *, allow_24: bool = False) -> int:
     """``"HH:MM"`` to minutes since midnight; ``24:00`` only where ``allow_24`` (a window's end)."""
     text = value if isinstance(value, str) else None
-    match = _TIME.match(text) if text is not None else None
+    match = _TIME.fullmatch(text) if text is not None else None
     if match is not None:
         hours, minutes = int(match.group(1)), int(match.group(2))
         total = hours * 60 + minutes

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from cryptography.x509.verification import (
 )
 
 from otward.core import b64url
+from otward.core.identifiers import CREDENTIAL_ID, EDGE_ID
 from otward.errors import ParseError, PolicyViolationError
 
 __all__ = [
@@ -64,8 +64,6 @@ CREDENTIAL_TYPE = "otward-credential+jwt"
 BUNDLE_FORMAT = 1
 ANSWER_DOMAIN = b"otward-edge-access-v1\n"
 
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-_CREDENTIAL_ID = re.compile(r"^[0-9a-f]{32}$")
 _BUNDLE_KEYS = frozenset(
     {"iss", "sub", "ver", "iat", "exp", "fmt", "fail_open", "revoked", "slice", "signers", "revoked_signers"}
 )
@@ -75,7 +73,7 @@ _CREDENTIAL_KEYS = frozenset({"iss", "sub", "jti", "iat", "nbf", "exp", "cnf"})
 
 def validate_identifier(value: str, what: str) -> str:
     """Asset, function and person ids: short, printable, no separators (they go into the signed message)."""
-    if not _IDENTIFIER.match(value):
+    if not EDGE_ID.is_valid(value):
         raise ParseError(f"{what} {value!r} is not a valid identifier", rule=what.replace(" ", "-"))
     return value
 
@@ -260,7 +258,7 @@ class CredentialClaims:
             raise ParseError("credential: 'cnf' must hold exactly a 'jwk'", rule="credential-claims")
         jwk: Mapping[str, object] = cnf["jwk"]
         credential_id = _text(payload, "jti", what)
-        if not _CREDENTIAL_ID.match(credential_id):
+        if not CREDENTIAL_ID.is_valid(credential_id):
             raise ParseError("credential: 'jti' is not a credential id", rule="credential-claims")
         claims = cls(
             credential_id=credential_id,
