@@ -1,7 +1,12 @@
 """Parsing and checking PKCS#10 certificate signing requests (RFC 2986).
 
 A CSR is untrusted input: it is parsed, its self-signature verified, its key
-type checked and its signature hash checked before any profile looks at it.
+type checked and its signature hash checked before any profile looks at it. It
+must be DER throughout: ``cryptography`` parses the structures it knows with a
+DER-strict parser, and :mod:`otward.core.der` checks what it keeps opaque (the
+subject's attribute values, the request's attributes, unknown extension values).
+Its subject must follow RFC 5280's string types and upper bounds
+(:func:`otward.core.names.validate_subject_der`).
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from otward.core.der import Tlv, read_tlv, validate_der
 from otward.core.keys import KeyType, classify_public_key
-from otward.core.names import SubjectAltNames, parse_san_extension
+from otward.core.names import SubjectAltNames, parse_san_extension, validate_subject_der
 from otward.errors import ParseError, UnsupportedAlgorithmError
 
-__all__ = ["CheckedRequest", "load_csr", "validate_csr"]
+__all__ = ["CheckedRequest", "checked_subject", "load_csr", "validate_csr"]
 
 # Hashes accepted in a CSR's self-signature. SHA-1 and MD5 are refused outright.
 _ACCEPTED_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
@@ -72,11 +79,14 @@ def validate_csr(csr: x509.CertificateSigningRequest) -> CheckedRequest:
         )
     if not csr.is_signature_valid:
         raise ParseError("csr signature does not verify", rule="csr-signature")
+    subject = checked_subject(csr)
     try:
-        subject = csr.subject
         extensions = csr.extensions
     except ValueError as exc:
-        raise ParseError("csr subject or extensions are malformed", rule="csr-format") from exc
+        raise ParseError("csr extensions are malformed", rule="csr-format") from exc
+    for extension in extensions:
+        if isinstance(extension.value, x509.UnrecognizedExtension):
+            _validate_der(extension.value.value, f"the value of extension {extension.oid.dotted_string}")
     try:
         san_ext = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -84,3 +94,27 @@ def validate_csr(csr: x509.CertificateSigningRequest) -> CheckedRequest:
     else:
         sans = parse_san_extension(san_ext)
     return CheckedRequest(csr=csr, key_type=key_type, subject=subject, sans=sans)
+
+
+def _validate_der(data: bytes, what: str) -> Tlv:
+    try:
+        return validate_der(data)
+    except ParseError as exc:
+        raise ParseError(f"{what} is not DER ({exc.message})", rule="csr-der") from None
+
+
+def checked_subject(csr: x509.CertificateSigningRequest) -> x509.Name:
+    """The CSR's subject once the request is DER and the subject follows RFC 5280 (string types,
+    upper bounds, no control characters, one attribute per RDN).
+
+    ``cryptography`` has parsed the request's structure with a DER-strict parser; what it keeps
+    as opaque bytes (attribute values, and below the values of unknown extensions) is checked here.
+    """
+    parts = read_tlv(csr.public_bytes(Encoding.DER))[0].children()[0].children()
+    for attribute in parts[3:]:
+        _validate_der(attribute.encoding, "the csr attributes")
+    validate_subject_der(parts[1].encoding)
+    try:
+        return csr.subject
+    except ValueError as exc:
+        raise ParseError("csr subject is malformed", rule="csr-format") from exc

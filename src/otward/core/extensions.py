@@ -21,6 +21,7 @@ from otward.core.keys import public_key_bits
 from otward.errors import ParseError, PolicyViolationError
 
 __all__ = [
+    "MAX_ROLE_LENGTH",
     "MODBUS_ROLE_OID",
     "decode_modbus_role",
     "encode_modbus_role",
@@ -31,7 +32,8 @@ __all__ = [
 
 MODBUS_ROLE_OID = x509.ObjectIdentifier("1.3.6.1.4.1.50316.802.1")
 
-_ROLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,127}$")
+MAX_ROLE_LENGTH = 128
+_ROLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,127}")
 
 
 def key_identifier(public_key: CertificatePublicKeyTypes) -> bytes:
@@ -57,20 +59,30 @@ def encode_modbus_role(role: str) -> bytes:
 
 
 def decode_modbus_role(value: bytes) -> str:
-    """The role from the extension's DER value; anything but a UTF8String is refused.
+    """The role from the extension's DER value; anything but a DER UTF8String of a role name of at
+    most 128 characters without control characters is refused.
 
-    Some public code writes the role as raw bytes; such certificates are rejected
-    rather than guessed at.
+    Some public code writes the role as raw bytes; such certificates are rejected rather than
+    guessed at. A UTF8String in BER (a long-form length, say) is refused too: two encodings of one
+    role would be two different certificates for the same role.
     """
     try:
         decoded, rest = der_decoder.decode(value, asn1Spec=char.UTF8String())
-    except PyAsn1Error as exc:
+        canonical = der_encoder.encode(decoded) == value[: len(value) - len(rest)]
+        role = str(decoded)
+    except (PyAsn1Error, UnicodeError) as exc:
         raise ParseError(
             "modbus role extension is not a DER UTF8String", rule="modbus-role-encoding"
         ) from exc
     if rest:
         raise ParseError("modbus role extension has trailing bytes", rule="modbus-role-encoding")
-    return str(decoded)
+    if not canonical:
+        raise ParseError("modbus role extension is not in DER", rule="modbus-role-encoding")
+    if not 1 <= len(role) <= MAX_ROLE_LENGTH or not role.isprintable():
+        raise ParseError(
+            f"modbus role must be 1-{MAX_ROLE_LENGTH} printable characters", rule="modbus-role-encoding"
+        )
+    return role
 
 
 def modbus_role_extension(role: str) -> x509.UnrecognizedExtension:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from otward.core.csr import CheckedRequest
 from otward.core.extensions import key_identifier, modbus_role_extension, validate_role_name
 from otward.core.identifiers import DEVICE_ID, OWNER
 from otward.core.names import (
+    SUBJECT_UPPER_BOUNDS,
     SubjectAltNames,
     build_san_extension,
     dns_name_within,
@@ -36,6 +38,7 @@ from otward.errors import InvalidRequestError, PolicyViolationError
 
 __all__ = [
     "BACKDATE",
+    "MAX_OU",
     "CertificatePlan",
     "IssuanceRequest",
     "build_ca_certificate",
@@ -53,6 +56,9 @@ __all__ = [
 
 BACKDATE = timedelta(seconds=60)
 """notBefore lies this far before issuance, for devices whose clocks run slightly behind."""
+
+MAX_OU = 4
+"""How many OU attributes a subject may hold (every other attribute: one)."""
 
 # What OpenSSL treats as a host name in a CN when checking name constraints (x509/v3_ncons.c).
 _HOST_LIKE_CN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
@@ -128,15 +134,37 @@ def check_subject(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePla
                 f"subject attribute '{name}' is required by profile '{req.profile.name}'",
                 rule="subject-required",
             )
-    for attr in plan.subject:
+    for attr, name in zip(plan.subject, names, strict=True):
         value = attr.value
-        if not isinstance(value, str) or not value.strip() or len(value) > 64:
+        if not isinstance(value, str) or not value.strip() or len(value) > SUBJECT_UPPER_BOUNDS[name]:
             raise PolicyViolationError(
-                "subject attribute values must be 1-64 characters of text", rule="subject-value"
+                f"subject {name} must be 1-{SUBJECT_UPPER_BOUNDS[name]} characters of text",
+                rule="subject-length",
             )
-        if attr.oid == NameOID.COUNTRY_NAME and not re.fullmatch(r"[A-Z]{2}", value):
-            raise PolicyViolationError("subject C must be a two-letter country code", rule="subject-value")
     _common_name(plan.subject)
+    return plan
+
+
+def check_subject_repeats(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    """Each subject attribute at most once, OU at most :data:`MAX_OU` times: a name that means one thing."""
+    counts = Counter(subject_attribute_names(plan.subject))
+    for name, count in sorted(counts.items()):
+        limit = MAX_OU if name == "OU" else 1
+        if count > limit:
+            raise PolicyViolationError(
+                f"subject has {count} {name} attributes; at most {limit} allowed", rule="subject-repeated"
+            )
+    return plan
+
+
+def check_san_count(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    count = len(plan.sans.dns) + len(plan.sans.ip) + len(plan.sans.uri) + len(plan.sans.email)
+    if count > req.profile.max_sans:
+        raise PolicyViolationError(
+            f"{count} subject alternative names; profile '{req.profile.name}' allows at most "
+            f"{req.profile.max_sans}",
+            rule="san-count",
+        )
     return plan
 
 
@@ -325,6 +353,8 @@ def rules_for(profile: Profile) -> tuple[Rule, ...]:
     return (
         check_key_type,
         check_subject,
+        check_subject_repeats,
+        check_san_count,
         check_san_kinds,
         check_san_syntax,
         *_IDENTITY_RULES[profile.identity],

@@ -23,6 +23,7 @@ from otward.errors import ConfigError
 
 __all__ = [
     "BUILTIN_PROFILES",
+    "DEFAULT_MAX_SANS",
     "KEY_USAGES",
     "SAN_KINDS",
     "Identity",
@@ -40,6 +41,9 @@ KEY_USAGES = frozenset(
     }
 )
 SAN_KINDS = frozenset({"dns", "ip", "uri", "email"})
+DEFAULT_MAX_SANS = 32
+"""Subject alternative names a certificate may carry unless its profile says otherwise."""
+_MAX_SANS_LIMIT = 1024
 
 _ALL_KEYS = frozenset(KeyType)
 _RSA_AND_EC = frozenset(k for k in KeyType if k.is_rsa or k.is_ec)
@@ -71,6 +75,7 @@ class Profile:
     san_allowed: frozenset[str] = frozenset()
     san_required_any: frozenset[str] = frozenset()  # at least one SAN of one of these kinds
     identity: Identity = Identity.GENERIC
+    max_sans: int = DEFAULT_MAX_SANS  # subject alternative names in one certificate
 
     def __post_init__(self) -> None:
         prefix = f"profiles.{self.name}"
@@ -92,6 +97,8 @@ class Profile:
             raise ConfigError(f"{prefix}.san_allowed has unknown kinds (use {sorted(SAN_KINDS)})")
         if not self.san_required_any <= self.san_allowed:
             raise ConfigError(f"{prefix}.san_required_any must be a subset of san_allowed")
+        if not 1 <= self.max_sans <= _MAX_SANS_LIMIT:
+            raise ConfigError(f"{prefix}.max_sans must be between 1 and {_MAX_SANS_LIMIT}")
         if not self.key_usage <= KEY_USAGES:
             raise ConfigError(f"{prefix}.key_usage has unknown usages: {sorted(self.key_usage - KEY_USAGES)}")
 
@@ -182,6 +189,7 @@ _OVERRIDABLE = {
     "subject_required",
     "san_allowed",
     "san_required_any",
+    "max_sans",
 }
 
 
@@ -211,7 +219,7 @@ def apply_overrides(
                 if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
                     raise ConfigError(f"{dotted} must be a list")
                 changes[key] = frozenset(str(v) for v in value)
-            elif key in {"max_validity_days", "default_validity_days"}:
+            elif key in {"max_validity_days", "default_validity_days", "max_sans"}:
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                     raise ConfigError(f"{dotted} must be a positive integer")
                 changes[key] = value

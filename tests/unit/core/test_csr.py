@@ -101,3 +101,101 @@ def test_sans_of_all_kinds_are_grouped():
     assert sans.uri == ("urn:x:y",)
     assert sans.email == ("ops@plant.example",)
     assert sans.kinds() == {"dns", "ip", "uri", "email"}
+
+
+# --- hostile subjects and encodings (built from raw DER: tests/hostile.py) ---------------------------
+
+from otward.errors import PolicyViolationError  # noqa: E402
+from tests.hostile import (  # noqa: E402
+    BMP_STRING,
+    IA5_STRING,
+    OCTET_STRING,
+    OID_C,
+    OID_CN,
+    OID_L,
+    OID_O,
+    PRINTABLE_STRING,
+    TELETEX_STRING,
+    UNIVERSAL_STRING,
+    UTF8_STRING,
+    attribute,
+    hostile_csr,
+    tlv,
+)
+
+
+def test_the_hostile_builder_makes_acceptable_requests():
+    der = hostile_csr(
+        rdns=[
+            attribute(OID_CN, "plc-7"),
+            attribute(OID_O, "ACME", PRINTABLE_STRING),
+            attribute(OID_C, "DE", PRINTABLE_STRING),
+        ],
+        extensions=[("1.3.6.1.4.1.32473.99", tlv(UTF8_STRING, b"fine"))],
+    )
+    checked = validate_csr(load_csr(der))
+    assert checked.subject.rfc4514_string() == "C=DE,O=ACME,CN=plc-7"
+
+
+TYPE = "subject-string-type"
+HOSTILE_SUBJECTS = [
+    pytest.param([attribute(OID_CN, "plc-7", OCTET_STRING)], TYPE, id="cn-octet-string"),
+    pytest.param([attribute(OID_CN, "plc-7", BMP_STRING)], TYPE, id="cn-bmpstring"),
+    pytest.param([attribute(OID_CN, "plc-7", UNIVERSAL_STRING)], TYPE, id="cn-universalstring"),
+    pytest.param([attribute(OID_CN, "plc-7", TELETEX_STRING)], TYPE, id="cn-teletexstring"),
+    pytest.param([attribute(OID_CN, "plc-7", IA5_STRING)], TYPE, id="cn-ia5string"),
+    pytest.param([attribute(OID_CN, b"\xff\xfeplc", UTF8_STRING)], TYPE, id="cn-invalid-utf8"),
+    pytest.param([attribute(OID_C, "DE", UTF8_STRING)], TYPE, id="country-utf8string"),
+    pytest.param([attribute(OID_CN, "plc*7", PRINTABLE_STRING)], "csr-format", id="printable-with-star"),
+    pytest.param([attribute(OID_CN, "plc-7\n<86>1 forged")], "subject-characters", id="cn-newline"),
+    pytest.param([attribute(OID_CN, "plc\x00-7")], "subject-characters", id="cn-nul"),
+    pytest.param([attribute(OID_CN, "plc\u202e7-")], "subject-characters", id="cn-bidi-override"),
+    pytest.param([attribute(OID_CN, "p" * 65)], "subject-length", id="cn-65-characters"),
+    pytest.param([attribute(OID_L, "l" * 129)], "subject-length", id="locality-129-characters"),
+    pytest.param([attribute(OID_C, "DEU", PRINTABLE_STRING)], "subject-length", id="country-three-letters"),
+    pytest.param([attribute(OID_CN, "   ")], "subject-value", id="cn-blank"),
+    pytest.param(
+        [[attribute(OID_CN, "plc-7"), attribute(OID_O, "ACME")]], "subject-rdn", id="multi-valued-rdn"
+    ),
+]
+
+
+@pytest.mark.parametrize(("rdns", "rule"), HOSTILE_SUBJECTS)
+def test_subjects_outside_rfc5280_are_refused_with_the_rule(rdns, rule):
+    with pytest.raises((PolicyViolationError, ParseError)) as info:
+        validate_csr(load_csr(hostile_csr(rdns=rdns)))
+    assert info.value.rule == rule, info.value.message
+
+
+def test_upper_bounds_are_inclusive():
+    rdns = [attribute(OID_CN, "c" * 64), attribute(OID_L, "ł" * 128), attribute(OID_O, "ö" * 64)]
+    assert len(validate_csr(load_csr(hostile_csr(rdns=rdns))).subject) == 3
+
+
+def test_unknown_attributes_are_left_to_the_profile():
+    rdns = [attribute(OID_CN, "plc-7"), attribute("1.2.840.113549.1.9.1", "a@b.example", IA5_STRING)]
+    assert len(validate_csr(load_csr(hostile_csr(rdns=rdns))).subject) == 2
+
+
+def test_a_ber_value_inside_an_unknown_extension_is_refused():
+    """cryptography keeps an unknown extension's value as bytes; it must still be DER."""
+    ber_role = tlv(UTF8_STRING, b"Engineer", long_form=True)  # 0c 81 08 ...: a needless long-form length
+    der = hostile_csr(rdns=[attribute(OID_CN, "eng")], extensions=[("1.3.6.1.4.1.50316.802.1", ber_role)])
+    with pytest.raises(ParseError) as info:
+        validate_csr(load_csr(der))
+    assert info.value.rule == "csr-der"
+    assert "1.3.6.1.4.1.50316.802.1" in info.value.message
+
+
+def test_a_ber_length_in_the_subject_is_refused():
+    subject = tlv(0x30, tlv(0x31, attribute(OID_CN, "plc-7")), long_form=True)
+    with pytest.raises(ParseError):
+        validate_csr(load_csr(hostile_csr(der_subject=subject)))
+
+
+def test_a_printablestring_with_other_characters_is_refused_by_the_name_check_too():
+    from otward.core.names import validate_subject_der
+
+    with pytest.raises(PolicyViolationError) as info:
+        validate_subject_der(tlv(0x30, tlv(0x31, attribute(OID_CN, "plc*7", PRINTABLE_STRING))))
+    assert info.value.rule == TYPE

@@ -42,3 +42,22 @@ def test_decoding_arbitrary_bytes_raises_only_otward_errors(data):
         decode_modbus_role(data)
     except OtwardError:
         pass
+
+
+@pytest.mark.parametrize(
+    ("der", "why"),
+    [
+        (bytes.fromhex("0c8108") + b"Engineer", "long-form length (BER)"),
+        (bytes.fromhex("0c820008") + b"Engineer", "two-octet length (BER)"),
+        (bytes.fromhex("2c0a0c08") + b"Engineer", "constructed UTF8String (BER)"),
+        (bytes.fromhex("0c0a") + b"Eng\nineer\r\n"[:10], "control characters"),
+        (bytes.fromhex("0c81c8") + b"r" * 200, "longer than 128 characters"),
+        (bytes.fromhex("0c00"), "empty"),
+        (bytes.fromhex("0c02fffe"), "not UTF-8"),
+    ],
+    ids=["long-form", "two-octet-length", "constructed", "controls", "too-long", "empty-string", "bad-utf8"],
+)
+def test_role_extension_must_be_a_der_utf8string_of_a_bounded_role(der, why):
+    with pytest.raises(ParseError) as info:
+        decode_modbus_role(der)
+    assert info.value.rule == "modbus-role-encoding"

@@ -322,3 +322,85 @@ def test_ip_name_constraints(root_ca):
                 )
             )
         assert info.value.rule == "name-constraints"
+
+
+# --- subject and SAN bounds ----------------------------------------------------------------------
+
+
+def _o(value: str) -> x509.NameAttribute:
+    return x509.NameAttribute(NameOID.ORGANIZATION_NAME, value)
+
+
+def _ou(value: str) -> x509.NameAttribute:
+    return x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, value)
+
+
+@pytest.mark.parametrize(
+    ("profile", "csr_args", "kwargs", "rule"),
+    [
+        pytest.param(
+            "device",
+            dict(cn="plc-1", dns=tuple(f"n{i}.plant.example" for i in range(1000))),
+            {"owner": "acme"},
+            "san-count",
+            id="device-1000-dns-sans",
+        ),
+        pytest.param(
+            "tls-server",
+            dict(cn=None, dns=tuple(f"n{i}.plant.example" for i in range(33))),
+            {},
+            "san-count",
+            id="tls-server-33-sans",
+        ),
+        pytest.param(
+            "tls-client",
+            dict(cn="op", extra_subject=tuple(_o(f"org-{i}") for i in range(100))),
+            {},
+            "subject-repeated",
+            id="100-organizations",
+        ),
+        pytest.param(
+            "tls-client", dict(cn="op", extra_subject=(_o("a"), _o("a"))), {}, "subject-repeated", id="two-o"
+        ),
+        pytest.param(
+            "tls-client",
+            dict(cn="op", extra_subject=tuple(_ou(f"unit-{i}") for i in range(5))),
+            {},
+            "subject-repeated",
+            id="five-ou",
+        ),
+    ],
+)
+def test_subject_repeats_and_san_count_are_bounded(issuing_ca, profile, csr_args, kwargs, rule):
+    with pytest.raises(PolicyViolationError) as info:
+        plan_certificate(request(issuing_ca, build_csr(make_key(), **csr_args), profile, **kwargs))
+    assert info.value.rule == rule, info.value.message
+
+
+def test_bounds_are_inclusive(issuing_ca):
+    ous = tuple(_ou(f"unit-{i}") for i in range(4))
+    plan = plan_certificate(
+        request(issuing_ca, build_csr(make_key(), cn="op", extra_subject=ous), "tls-client")
+    )
+    assert len(plan.subject) == 5
+    sans = tuple(f"n{i}.plant.example" for i in range(32))
+    plan = plan_certificate(request(issuing_ca, build_csr(make_key(), cn=None, dns=sans), "tls-server"))
+    assert len(plan.sans.dns) == 32
+
+
+def test_max_sans_is_a_profile_setting(issuing_ca):
+    from otward.core.profiles import apply_overrides
+
+    wide = apply_overrides(BUILTIN_PROFILES, {"tls-server": {"max_sans": 100}})["tls-server"]
+    sans = tuple(f"n{i}.plant.example" for i in range(100))
+    req = dataclasses.replace(
+        request(issuing_ca, build_csr(make_key(), cn=None, dns=sans), "tls-server"), profile=wide
+    )
+    assert len(plan_certificate(req).sans.dns) == 100
+
+
+def test_a_uri_san_is_bounded_in_length(issuing_ca):
+    csr = build_csr(make_key(), cn="hmi", uris=("urn:plant:" + "x" * 1100,), dns=("hmi.plant.example",))
+    with pytest.raises(PolicyViolationError) as info:
+        plan_certificate(request(issuing_ca, csr, "opcua-application"))
+    assert info.value.rule == "san-uri"

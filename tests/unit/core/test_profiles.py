@@ -39,6 +39,8 @@ def test_override_tightens_a_profile():
         ({"device": {"subject_allowed": ["CN", "X"]}}, "unknown attributes"),
         ({"device": {"key_types": []}}, "key_types must not be empty"),
         ({"device": {"san_required_any": ["uri"]}}, "san_required_any must be a subset"),
+        ({"device": {"max_sans": 0}}, "profiles.device.max_sans must be a positive"),
+        ({"device": {"max_sans": 5000}}, "profiles.device.max_sans must be between 1 and 1024"),
     ],
 )
 def test_bad_overrides_name_the_dotted_key(overrides, message):
