@@ -22,6 +22,7 @@ from otward.http.limits import MAX_FAILURES
 from otward.services.audit import Actor
 from otward.services.pki import Pki
 from tests.conftest import Clock, build_csr, make_key
+from tests.hostile import OCTET_STRING, OID_CN, OID_O, TELETEX_STRING, attribute, hostile_csr
 
 pytestmark = pytest.mark.integration
 
@@ -526,3 +527,97 @@ def test_concurrent_enrollments_of_one_new_device_yield_exactly_one_certificate(
     assert tpki.devices.get("plc-race").current_serial == issued[0].serial
     unrevoked = [c for c in tpki.devices.certificates("plc-race") if c.revoked_at is None]
     assert [c.serial for c in unrevoked] == [issued[0].serial]
+
+
+# --- refused EST input is audited once the token authenticates (issue 11, items 14 and 15) --------
+
+
+def _b64(der: bytes) -> bytes:
+    return base64.encodebytes(der)
+
+
+ENROLL_INPUT_REFUSALS = [
+    pytest.param(lambda: b"%%% not base64 %%%", "application/pkcs10", 400, "est-base64", id="bad-base64"),
+    pytest.param(
+        lambda: build_csr(make_key(), cn="plc-20"), "application/pkcs10", 400, "est-base64", id="pem"
+    ),
+    pytest.param(lambda: b"A" * (64 * 1024 + 4), "application/pkcs10", 400, "est-size", id="oversized"),
+    pytest.param(
+        lambda: _b64(b"\x30\x03\x02\x01\x01"), "application/pkcs10", 400, "csr-format", id="garbage"
+    ),
+    pytest.param(
+        lambda: _b64(der_csr(make_key(), "plc-21")), "text/plain", 400, "est-media", id="media-type"
+    ),
+    pytest.param(
+        lambda: _b64(hostile_csr(rdns=[attribute(OID_O, "ACME")])),
+        "application/pkcs10",
+        400,
+        "device-id",
+        id="no-cn",
+    ),
+    pytest.param(
+        lambda: _b64(hostile_csr(rdns=[attribute(OID_CN, "plc-22"), attribute(OID_CN, "plc-23")])),
+        "application/pkcs10",
+        400,
+        "device-id",
+        id="two-cns",
+    ),
+    pytest.param(
+        lambda: _b64(der_csr(make_key(), "plc 24")),
+        "application/pkcs10",
+        400,
+        "device-id",
+        id="bad-device-id",
+    ),
+    pytest.param(
+        lambda: _b64(hostile_csr(rdns=[attribute(OID_CN, "plc-25", OCTET_STRING)])),
+        "application/pkcs10",
+        422,
+        "subject-string-type",
+        id="cn-octet-string",
+    ),
+    pytest.param(
+        lambda: _b64(hostile_csr(rdns=[attribute(OID_CN, "plc-26", TELETEX_STRING)])),
+        "application/pkcs10",
+        422,
+        "subject-string-type",
+        id="cn-teletexstring",
+    ),
+]
+
+
+def _refusals(pki: Pki) -> list:
+    return events(pki, EventType.ENROLL_REFUSED)
+
+
+@pytest.mark.parametrize("operation", ["simpleenroll", "serverkeygen"])
+@pytest.mark.parametrize(("body", "media", "status", "rule"), ENROLL_INPUT_REFUSALS)
+def test_refused_enrollment_input_is_audited_with_its_rule(
+    client, tpki, operation, body, media, status, rule
+):
+    if operation == "serverkeygen":
+        tpki.owners.update("acme", allow_server_keygen=True)
+    record, token = tpki.enrollment_tokens.create("acme")
+    before = len(_refusals(tpki))
+    response = client.post(
+        f"/.well-known/est/{operation}",
+        content=body(),
+        headers={"Content-Type": media, "Authorization": f"Bearer {token}"},
+    )
+    expected = 403 if status == 422 else status  # EST answers a policy refusal as 403
+    assert response.status_code == expected, response.text
+    assert response.json()["rule"] == rule
+    new = _refusals(tpki)[before:]
+    assert len(new) == 1, new
+    assert new[0].details["rule"] == rule
+    assert new[0].outcome is Outcome.FAILURE
+    assert tpki.stores.enrollment_tokens.get_enrollment_token(record.token_id).uses == 0  # nothing spent
+
+    # the same request without a valid token: refused for its input, and no enroll.refused event
+    before = len(_refusals(tpki))
+    for headers in ({}, {"Authorization": "Bearer otwe_0123456789abcdef_" + "x" * 43}):
+        response = client.post(
+            f"/.well-known/est/{operation}", content=body(), headers={"Content-Type": media, **headers}
+        )
+        assert response.status_code == expected, response.text
+    assert _refusals(tpki)[before:] == []

@@ -94,6 +94,26 @@ def _token(authorization: str | None) -> str:
     )
 
 
+def _offered_token(authorization: str | None) -> str | None:
+    try:
+        return _token(authorization)
+    except AuthenticationError:
+        return None
+
+
+async def _enrollment_csr(
+    request: Request, content_type: str | None, authorization: str | None, actor: Actor
+) -> bytes:
+    """The CSR of a token-authenticated request; a refused body is audited (``enroll.refused``,
+    with its rule) when the request's token authenticates."""
+    try:
+        return await _request_der(request, content_type, "application/pkcs10")
+    except InvalidRequestError as exc:
+        est = get_pki(request).est
+        await run_in_threadpool(est.refuse_input, _offered_token(authorization), exc, actor=actor)
+        raise
+
+
 def _client_certificate(request: Request) -> bytes:
     """DER of the client certificate the TLS handshake verified, from the ASGI TLS extension."""
     tls: dict[str, Any] = request.scope.get("extensions", {}).get("tls") or {}
@@ -126,7 +146,7 @@ async def _simple_enroll(
     request: Request, label: str | None, content_type: str | None, authorization: str | None
 ) -> Response:
     actor = request_actor(request, "est")
-    csr = await _request_der(request, content_type, "application/pkcs10")
+    csr = await _enrollment_csr(request, content_type, authorization, actor)
 
     def enroll(actor: Actor) -> IssuedCertificate:
         return get_pki(request).est.enroll(csr, _token(authorization), label=label, actor=actor)
@@ -158,7 +178,7 @@ async def _server_keygen(
     request: Request, label: str | None, content_type: str | None, authorization: str | None
 ) -> Response:
     actor = request_actor(request, "est")
-    csr = await _request_der(request, content_type, "application/pkcs10")
+    csr = await _enrollment_csr(request, content_type, authorization, actor)
 
     def keygen(actor: Actor) -> Any:
         return get_pki(request).est.server_keygen(csr, _token(authorization), label=label, actor=actor)

@@ -224,6 +224,18 @@ class EnrollmentTokens:
         event = self._audit.event(actor, EventType.ENROLL_TOKEN_REVOKED, f"enroll_token:{token_id}")
         return self._store.revoke_enrollment_token(token_id, self._clock(), [event])
 
+    def authenticated(self, text: str) -> EnrollmentTokenRecord | None:
+        """The record of the active token ``text``, else None; records nothing and spends nothing.
+
+        For deciding whether a refused request came from a holder of a valid token (whose refusal
+        is worth an audit event) before anything else about the request is known."""
+        parsed = _FORMAT.parse(text)
+        record = self._store.get_enrollment_token(parsed[0]) if parsed else None
+        if not secret_matches(record.secret_hash if record else None, parsed[1] if parsed else None):
+            return None
+        assert record is not None  # noqa: S101 - a matching secret implies a stored record
+        return record if record.state_at(self._clock()) == "active" else None
+
     def verify(
         self, text: str, *, device_id: str, profile: str | None = None, actor: Actor
     ) -> EnrollmentTokenRecord:

@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from otward.adapters.keys import generate_private_key
 from otward.core.audit import EventType, Outcome
-from otward.core.csr import load_csr
+from otward.core.csr import checked_subject, load_csr
 from otward.core.identifiers import DEVICE_ID
 from otward.core.keys import KeyType
 from otward.core.ports import CertificateStore, DeviceStore
@@ -85,14 +85,14 @@ class EstService:
             raise NotFoundError(f"no CA '{name}' to enroll with", rule="est-label") from None
 
     def enroll(self, csr: bytes, token: str, *, label: str | None, actor: Actor) -> IssuedCertificate:
-        device_id = _device_id(csr)
+        device_id = self._device_id(csr, token, actor)
         record = self._tokens.verify(token, device_id=device_id, actor=actor)
         ca = self._owners.issuing_ca(record.owner)
         self._check_label(record.owner, ca, label, device_id, actor)
         return self._issue(csr, device_id, record.owner, ca, record.profile, actor, token_record=record)
 
     def server_keygen(self, csr: bytes, token: str, *, label: str | None, actor: Actor) -> ServerGeneratedKey:
-        device_id = _device_id(csr)
+        device_id = self._device_id(csr, token, actor)
         record = self._tokens.verify(token, device_id=device_id, actor=actor)
         owner = self._owners.get(record.owner)
         self._check_label(owner.name, owner.ca, label, device_id, actor)
@@ -142,8 +142,12 @@ class EstService:
                 f" '{device.device_id}'; only the current certificate renews"
             )
             raise self._refused(actor, device.device_id, PolicyViolationError(message, rule="est-superseded"))
-        requested = load_csr(csr)
-        if requested.subject != presented.subject:
+        try:
+            requested = load_csr(csr)
+            requested_subject = checked_subject(requested)
+        except (InvalidRequestError, PolicyViolationError) as exc:
+            raise self._refused(actor, device.device_id, exc) from None
+        if requested_subject != presented.subject:
             message = (
                 f"the CSR's subject '{requested.subject.rfc4514_string()[:256]}' differs from the "
                 f"certificate's '{subject}'; re-enrollment keeps the subject"
@@ -159,7 +163,24 @@ class EstService:
         """What otward wants in a CSR (``/csrattrs``): ECDSA with SHA-256 (a P-256 key)."""
         return (x509.oid.SignatureAlgorithmOID.ECDSA_WITH_SHA256,)
 
+    def refuse_input(self, token: str | None, error: OtwardError, *, actor: Actor) -> OtwardError:
+        """Record ``error`` (a request body refused before the token was looked at) as
+        ``enroll.refused`` with its rule if ``token`` authenticates, and return it for raising.
+
+        A request without a valid token records nothing here: it is refused for its input either
+        way, and failed authentication is counted and audited where tokens are verified."""
+        record = self._tokens.authenticated(token) if token else None
+        if record is not None:
+            self._refused(actor, f"enroll_token:{record.token_id}", error, token=record.token_id)
+        return error
+
     # --- shared steps ---------------------------------------------------------------------------
+
+    def _device_id(self, csr: bytes, token: str, actor: Actor) -> str:
+        try:
+            return _device_id(csr)
+        except (InvalidRequestError, PolicyViolationError) as exc:
+            raise self.refuse_input(token, exc, actor=actor) from None
 
     def _check_label(self, owner: str, ca: str, label: str | None, device_id: str, actor: Actor) -> None:
         if label is not None and label != ca:
@@ -223,7 +244,7 @@ class EstService:
             raise self._refused(actor, device_id, exc) from None
         return signed.issued
 
-    def _refused(self, actor: Actor, subject: str, error: OtwardError) -> OtwardError:
+    def _refused(self, actor: Actor, subject: str, error: OtwardError, **details: str) -> OtwardError:
         self._audit.record(
             self._audit.event(
                 actor,
@@ -231,15 +252,16 @@ class EstService:
                 subject[:256],
                 outcome=Outcome.FAILURE,
                 reason=error.message,
-                details={"rule": error.rule or ""},
+                details={"rule": error.rule or "", **details},
             )
         )
         return error
 
 
 def _device_id(csr: bytes) -> str:
-    """The CSR's subject CN, which EST makes the device id."""
-    names = load_csr(csr).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    """The CSR's subject CN, which EST makes the device id (read once the subject passed RFC 5280's
+    rules: a CN in another string type is refused, not decoded)."""
+    names = checked_subject(load_csr(csr)).get_attributes_for_oid(NameOID.COMMON_NAME)
     if len(names) != 1:
         raise InvalidRequestError(
             "the CSR's subject must hold exactly one CN: the device id", rule="device-id"
