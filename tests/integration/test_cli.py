@@ -313,3 +313,85 @@ def test_signers_are_listed_and_rotated(data):
     assert listed["audit"]["revoked"]
     run("signer", "rotate", "audit", "--data", str(data))
     assert "audit trail intact" in run("audit", "verify", "--data", str(data))
+
+
+# --- robustness: one line and exit 1, never a traceback (issue 11, item 17) -----------------------
+
+
+def run_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m otward ARGS`` as the operator runs it: what reaches the terminal, and the exit code."""
+    return subprocess.run([sys.executable, "-m", "otward", *args], capture_output=True, text=True)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_preprovision_into_an_existing_file_is_one_line(data, tmp_path):
+    run("owner", "create", "acme", "--data", str(data))
+    existing = tmp_path / "devices"
+    existing.write_text("not a directory")
+    result = run_process("device", "preprovision", "--owner", "acme", "--count", "1", "--out", str(existing),
+                         "--data", str(data))  # fmt: skip
+    assert_one_line_error(result, str(existing), "not a directory", "[file]")
+    assert existing.read_text() == "not a directory"
+    nope = str(tmp_path / "nope")
+    missing = run_process("device", "preprovision", "--owner", "acme", "--count", "1", "--out",
+                          str(tmp_path / "p"), "--password-file", nope, "--data", str(data))  # fmt: skip
+    assert_one_line_error(missing, str(tmp_path / "nope"), "[file]")
+
+
+def test_audit_verify_names_a_record_with_a_garbage_time(data):
+    import sqlite3
+
+    with sqlite3.connect(data / "otward.db") as db:
+        db.execute("UPDATE audit_events SET time = 'garbage' WHERE sequence = 3")
+    result = run_process("audit", "verify", "--data", str(data))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "record 3" in result.stdout + result.stderr
+    listed = run_process("audit", "list", "--data", str(data))
+    assert_one_line_error(listed, "audit record 3 is unreadable", "[audit-unreadable]")
+
+
+def test_cert_issue_refuses_to_overwrite_before_issuing(data, tmp_path):
+    csr = tmp_path / "op.csr"
+    csr.write_bytes(build_csr(make_key(), cn="op"))
+    out = tmp_path / "op.pem"
+    out.write_text("keep me")
+    count = len(json.loads(run("cert", "list", "--data", str(data), "--json")))
+    result = run_process("cert", "issue", "--csr", str(csr), "--profile", "tls-client", "--out", str(out),
+                         "--data", str(data))  # fmt: skip
+    assert_one_line_error(result, str(out), "exists", "[file-exists]")
+    assert out.read_text() == "keep me"
+    assert len(json.loads(run("cert", "list", "--data", str(data), "--json"))) == count  # nothing issued
+    lost = run_process("cert", "issue", "--csr", str(csr), "--profile", "tls-client", "--out",
+                       str(tmp_path / "no-such-dir" / "op.pem"), "--data", str(data))  # fmt: skip
+    assert_one_line_error(lost, "does not exist")
+    run("cert", "issue", "--csr", str(csr), "--profile", "tls-client", "--out", str(out), "--force",
+        "--data", str(data))  # fmt: skip
+    assert x509.load_pem_x509_certificate(out.read_bytes()).subject.rfc4514_string() == "CN=op"
+
+
+def test_audit_export_file_is_private_and_not_overwritten(data, tmp_path):
+    out = tmp_path / "trail.jsonl"
+    run("audit", "export", "--out", str(out), "--data", str(data))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    first = out.read_text()
+    assert "exists" in run("audit", "export", "--out", str(out), "--data", str(data), code=1)
+    run("audit", "export", "--format", "syslog", "--out", str(out), "--force", "--data", str(data))
+    assert out.read_text() != first
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".trail")]  # no temporary left
+
+
+def test_error_lines_are_text_not_markup(tmp_path):
+    """Rich would swallow '[rule]' and any bracketed text from the input as markup."""
+    result = run_process("ca", "list", "--data", str(tmp_path / "[bold]x[/bold]"))
+    assert_one_line_error(result, "[bold]x[/bold]")

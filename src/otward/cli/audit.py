@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from otward.cli.common import DataOption, DbOption, JsonOption, console, handle_errors, open_pki, print_json
+from otward.cli.common import (
+    DataOption,
+    DbOption,
+    ForceOption,
+    JsonOption,
+    check_output,
+    console,
+    handle_errors,
+    open_pki,
+    output_file,
+    print_json,
+)
 from otward.core.audit import format_time
 from otward.services.audit import to_jsonl, to_syslog
 from otward.services.queries import audit_filter
@@ -102,13 +113,21 @@ def verify(data: DataOption = None, db: DbOption = None, as_json: JsonOption = F
 @handle_errors
 def export(
     format_: Annotated[str, typer.Option("--format", help="jsonl or syslog (RFC 5424)")] = "jsonl",
-    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write here (mode 0600) instead of stdout")
+    ] = None,
+    force: ForceOption = False,
     data: DataOption = None,
     db: DbOption = None,
 ) -> None:
-    """Export the whole trail as JSON Lines or RFC 5424 syslog messages (one per line)."""
+    """Export the whole trail as JSON Lines or RFC 5424 syslog messages (one per line).
+
+    The trail names people, devices and addresses: --out creates the file readable by its owner
+    only, and replaces an existing one only with --force."""
     if format_ not in ("jsonl", "syslog"):
         raise typer.BadParameter("--format must be jsonl or syslog")
+    if out is not None:
+        check_output(out, "--out", force=force)
     with open_pki(data, db) as pki:
         records = pki.stores.audit.iter_audit()
         lines = to_jsonl(records) if format_ == "jsonl" else (to_syslog(r) + "\n" for r in records)
@@ -116,7 +135,7 @@ def export(
             for line in lines:
                 typer.echo(line, nl=False)
         else:
-            with out.open("w", encoding="utf-8") as handle:
+            with output_file(out, private=True) as handle:
                 handle.writelines(lines)
 
 

@@ -13,12 +13,15 @@ from rich.table import Table
 from otward.cli.common import (
     DataOption,
     DbOption,
+    ForceOption,
     JsonOption,
+    check_output,
     cli_actor,
     console,
     handle_errors,
     open_pki,
     print_json,
+    write_output,
 )
 from otward.core.durations import parse_duration
 from otward.core.records import parse_serial
@@ -58,11 +61,18 @@ def issue(
     chain_out: Annotated[
         Path | None, typer.Option("--chain-out", help="Write the CA chain (PEM) here")
     ] = None,
+    force: ForceOption = False,
     data: DataOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Issue a certificate from a CSR; it is stored before anything is written or printed."""
+    """Issue a certificate from a CSR; it is stored before anything is written or printed.
+
+    Output files are checked first (an existing one is replaced only with --force), so a refused
+    path never leaves an issued certificate that was written nowhere."""
+    for path, option in ((out, "--out"), (chain_out, "--chain-out")):
+        if path is not None:
+            check_output(path, option, force=force)
     with open_pki(data, db) as pki:
         issued = pki.issuance.issue(
             csr.read_bytes(),
@@ -74,9 +84,9 @@ def issue(
             actor=cli_actor(),
         )
     if out is not None:
-        out.write_text(issued.pem)
+        write_output(out, issued.pem.encode())
     if chain_out is not None:
-        chain_out.write_text("".join(issued.chain_pem))
+        write_output(chain_out, "".join(issued.chain_pem).encode())
     if as_json:
         print_json({"serial": issued.serial, "certificate": issued.pem, "chain": issued.chain_pem})
     elif out is None:

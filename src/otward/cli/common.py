@@ -8,17 +8,20 @@ import getpass
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TextIO, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from otward.adapters.files import write_atomic
 from otward.config import Settings, default_data_dir, load_settings
-from otward.errors import ConfigError, OtwardError
+from otward.errors import ConfigError, ConflictError, OtwardError
 from otward.services.audit import Actor
 from otward.services.pki import Pki
 
@@ -26,15 +29,19 @@ __all__ = [
     "Column",
     "DataOption",
     "DbOption",
+    "ForceOption",
     "JsonOption",
+    "check_output",
     "console",
     "err_console",
     "handle_errors",
     "open_pki",
+    "output_file",
     "parse_host_port",
     "print_json",
     "print_listing",
     "print_table",
+    "write_output",
 ]
 
 console = Console(soft_wrap=True)
@@ -53,6 +60,7 @@ DbOption = Annotated[
     typer.Option("--db", envvar="OTWARD_DB", help="Database URL (overrides the data directory's config)"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Replace output files that exist")]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -85,19 +93,70 @@ def cli_actor() -> Actor:
     return Actor(component="cli", identity=f"cli:{user}", source="local")
 
 
+def _fail(message: str, rule: str | None) -> typer.Exit:
+    """Print one error line (the message is text, never markup) and return exit 1 to raise."""
+    suffix = f" [{rule}]" if rule else ""
+    err_console.print(f"[bold red]error:[/] {escape(message + suffix)}", highlight=False)
+    return typer.Exit(1)
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Exit 1 with the error's message on any OtwardError (usage errors exit 2 via Typer)."""
+    """Exit 1 with one line on any OtwardError, or on a file the command could not read or write
+    (an OSError at this edge is the operator's path, not a bug); usage errors exit 2 via Typer."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except OtwardError as exc:
-            rule = f" [{exc.rule}]" if exc.rule else ""
-            err_console.print(f"[bold red]error:[/] {exc.message}{rule}", highlight=False)
-            raise typer.Exit(1) from None
+            raise _fail(exc.message, exc.rule) from None
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename is not None else ""
+            raise _fail(f"{exc.strerror or exc}{where}", "file") from None
 
     return wrapper
+
+
+def check_output(path: Path, option: str, *, force: bool = False) -> None:
+    """Refuse an output file before any work is done: a directory, a missing parent directory, or an
+    existing file unless ``force``."""
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a directory", rule="file")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{option} {path}: directory {path.parent} does not exist", rule="file")
+    if not force and (path.exists() or path.is_symlink()):
+        raise ConflictError(
+            f"{option} {path} exists; not overwriting it (--force replaces it)", rule="file-exists"
+        )
+
+
+@contextlib.contextmanager
+def output_file(path: Path, *, private: bool = False) -> Iterator[TextIO]:
+    """A text file to stream a command's output into; it replaces ``path`` only when complete
+    (mode 0600 when ``private``, else 0644)."""
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}", rule="file") from None
+    try:
+        os.fchmod(fd, 0o600 if private else 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def write_output(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Write a command's output file whole or not at all (mode 0600 when ``private``, else 0644)."""
+    try:
+        write_atomic(path, data, mode=0o600 if private else 0o644)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}", rule="file") from None
 
 
 def print_json(value: Any) -> None:

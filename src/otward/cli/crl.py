@@ -11,11 +11,13 @@ from otward.cli.common import (
     DataOption,
     DbOption,
     JsonOption,
+    check_output,
     cli_actor,
     console,
     handle_errors,
     open_pki,
     print_json,
+    write_output,
 )
 
 app = typer.Typer(help="Certificate revocation lists.", no_args_is_help=True)
@@ -31,13 +33,15 @@ def generate(
     as_json: JsonOption = False,
 ) -> None:
     """Sign and publish a fresh CRL now (the service also does this before nextUpdate)."""
+    if out is not None:
+        check_output(out, "--out", force=True)  # a CRL file is there to be replaced (atomically)
     with open_pki(data, db) as pki:
         names = ca or [a.name for a in pki.authorities.list()]
         if out is not None and len(names) != 1:
             raise typer.BadParameter("--out needs exactly one --ca")
         records = [pki.revocation.publish_crl(name, cli_actor()) for name in names]
     if out is not None:
-        out.write_bytes(records[0].der)
+        write_output(out, records[0].der)
     if as_json:
         print_json(
             [

@@ -183,6 +183,8 @@ def preprovision(
     station that loads the devices, then delete it."""
     ids = device_ids(prefix if prefix is not None else f"{owner}-", count, start)
     shared = _read_password(password_file) if password_file else None
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory", rule="file")
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     clashes = [i for i in ids if (out / f"{i}.p12").exists()]
     if clashes or (out / "manifest.json").exists():

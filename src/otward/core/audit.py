@@ -105,6 +105,8 @@ class AuditEvent:
     details: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.time, datetime):
+            raise TypeError(f"audit event time {str(self.time)[:40]!r} is not a time")
         if self.time.tzinfo is None:
             raise ValueError("audit event time must be timezone-aware")
 

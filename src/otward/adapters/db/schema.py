@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "UnreadableTime",
     "UtcDateTime",
     "api_tokens",
     "audit_events",
@@ -44,11 +45,30 @@ __all__ = [
 ]
 
 
+class UnreadableTime(str):
+    """What a time column holds that is not a time (SQLite stores text): handed to the reader as it
+    is, so that the reader can name the row (an audit record becomes an IntegrityError naming its
+    sequence) instead of the whole query failing."""
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite stores them naive, in UTC)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        convert = super().result_processor(dialect, coltype)
+        if convert is None:
+            return None
+
+        def tolerant(value: Any) -> Any:
+            try:
+                return convert(value)
+            except ValueError:
+                return UnreadableTime(value)
+
+        return tolerant
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
