@@ -4,6 +4,10 @@ The data directory holds everything: ``config.toml``, the SQLite database,
 encrypted keys under ``keys/``, the service's TLS files and the admin token.
 The environment overrides: ``OTWARD_DATA`` (data directory), ``OTWARD_DB``
 (database URL), ``OTWARD_CA_PASSPHRASE`` or ``OTWARD_CA_PASSPHRASE_FILE``.
+
+Secrets stay out of ``config.toml``: a database URL given to ``otward init`` is
+stored without its password, which goes to ``db.password`` (mode 0600) next to it;
+URLs are shown masked (:func:`mask_database_url`).
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from typing import Any
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from otward.core.profiles import BUILTIN_PROFILES, Profile, apply_overrides
 from otward.errors import ConfigError
 
 __all__ = [
     "CONFIG_FILE",
+    "DB_PASSWORD_FILE",
     "AuditSettings",
     "CrlSettings",
     "DeviceSettings",
@@ -31,12 +38,15 @@ __all__ = [
     "Settings",
     "default_data_dir",
     "load_settings",
+    "mask_database_url",
     "read_passphrase",
     "render_config",
+    "split_database_password",
 ]
 
 CONFIG_FILE = "config.toml"
 PASSPHRASE_FILE = "ca.pass"  # noqa: S105 - a file name, not a secret
+DB_PASSWORD_FILE = "db.password"  # noqa: S105 - a file name, not a secret
 
 
 class CrlSettings(BaseModel):
@@ -129,7 +139,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     data_dir: Path
-    database_url: str
+    database_url: str = Field(repr=False)  # may hold the database password
     organization: str = "otward"
     public_url: str = "http://127.0.0.1:8080"
     crl: CrlSettings = CrlSettings()
@@ -179,7 +189,9 @@ def load_settings(data_dir: Path, *, database_url: str | None = None) -> Setting
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     raw["data_dir"] = data_dir
-    url = database_url or os.environ.get("OTWARD_DB") or raw.get("database_url")
+    url = database_url or os.environ.get("OTWARD_DB")
+    if not url and raw.get("database_url"):
+        url = _with_stored_password(str(raw["database_url"]), data_dir / DB_PASSWORD_FILE)
     raw["database_url"] = url or default_database_url(data_dir)
     try:
         return Settings.model_validate(raw)
@@ -189,8 +201,52 @@ def load_settings(data_dir: Path, *, database_url: str | None = None) -> Setting
         raise ConfigError(f"{path}: {dotted}: {first['msg']}") from None
 
 
+def split_database_password(url: str) -> tuple[str, str | None]:
+    """``url`` without its password, and the password (None when it has none)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"database URL {mask_database_url(url)} cannot be parsed") from None
+    if parsed.password is None:
+        return url, None
+    without = URL.create(
+        parsed.drivername,
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query=parsed.query,
+    )
+    return without.render_as_string(hide_password=False), str(parsed.password)
+
+
+def mask_database_url(url: str) -> str:
+    """``url`` with its password shown as ``***``: how a database URL is printed or logged."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        scheme, separator, _ = url.partition("://")
+        return f"{scheme}://***" if separator else "***"
+
+
+def _with_stored_password(url: str, password_file: Path) -> str:
+    """The configured URL with the password ``otward init`` kept in ``db.password``, if any."""
+    try:
+        password = password_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return url
+    except OSError as exc:
+        raise ConfigError(f"cannot read {password_file}: {exc.strerror}") from None
+    parsed = make_url(url)
+    if not password or parsed.password is not None:
+        return url
+    return parsed.set(password=password).render_as_string(hide_password=False)
+
+
 def render_config(*, organization: str, public_url: str, database_url: str | None) -> str:
-    """The initial ``config.toml`` written by ``otward init`` (strings JSON-escaped, valid TOML)."""
+    """The initial ``config.toml`` written by ``otward init`` (strings JSON-escaped, valid TOML).
+
+    ``database_url`` must come without a password (:func:`split_database_password`)."""
     lines = [
         "# otward configuration. See docs/settings.md for every key.",
         f"organization = {json.dumps(organization)}",

@@ -395,3 +395,42 @@ def test_error_lines_are_text_not_markup(tmp_path):
     """Rich would swallow '[rule]' and any bracketed text from the input as markup."""
     result = run_process("ca", "list", "--data", str(tmp_path / "[bold]x[/bold]"))
     assert_one_line_error(result, "[bold]x[/bold]")
+
+
+# --- secrets stay out of config.toml and off the screen (issue 11, item 18) ------------------------
+
+
+@pytest.mark.postgres
+def test_database_password_goes_to_a_private_file_and_is_never_printed(tmp_path):
+    from otward.config import load_settings
+    from tests.conftest import _postgres_database
+
+    password = "s3cr3t-p@ss/word"
+
+    def with_password(url: str) -> tuple[str, str, str, str]:
+        scheme, rest = url.split("://", 1)
+        user, host = rest.split("@", 1)
+        quoted = password.replace("@", "%40").replace("/", "%2F")
+        return f"{scheme}://{user}:{quoted}@{host}", scheme, user, host
+
+    for url in _postgres_database():  # as text on the console
+        full, scheme, user, host = with_password(url)
+        directory = tmp_path / "pg"
+        result = run_process("init", "--data", str(directory), "--db", full)
+        assert result.returncode == 0, result.stderr
+        assert "s3cr3t" not in result.stdout + result.stderr
+        assert "***" in result.stdout
+        config = (directory / "config.toml").read_text()
+        assert "s3cr3t" not in config
+        assert f"{user}@{host}" in config
+        stored = directory / "db.password"
+        assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+        assert stored.read_text().strip() == password
+        settings = load_settings(directory)
+        assert settings.database_url.startswith(f"{scheme}://{user}:s3cr3t")
+        assert "s3cr3t" not in repr(settings)
+        assert json.loads(run("ca", "list", "--data", str(directory), "--json"))  # connects with it
+    for url in _postgres_database():  # as JSON
+        shown = run("init", "--data", str(tmp_path / "pg-json"), "--db", with_password(url)[0], "--json")
+        assert "s3cr3t" not in shown
+        assert ":***@" in json.loads(shown)["database_url"]

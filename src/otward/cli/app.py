@@ -27,7 +27,7 @@ from otward.cli.common import (
     print_json,
     resolve_data_dir,
 )
-from otward.config import CONFIG_FILE
+from otward.config import CONFIG_FILE, mask_database_url
 from otward.core.keys import KeyType
 from otward.services.bootstrap import InitResult, initialize
 
@@ -103,7 +103,7 @@ def _initialize(
 def _report(result: InitResult, as_json: bool) -> None:
     info = {
         "data_dir": str(result.settings.data_dir),
-        "database_url": result.settings.database_url,
+        "database_url": mask_database_url(result.settings.database_url),
         "root_certificate": str(result.tls.root_certificate),
         "root_sha256_fingerprint": result.root_fingerprint,
         "admin_token_file": str(result.admin_token_file),

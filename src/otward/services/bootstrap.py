@@ -15,12 +15,14 @@ from cryptography.x509.oid import NameOID
 from otward.adapters.keys import generate_private_key, write_private_file
 from otward.config import (
     CONFIG_FILE,
+    DB_PASSWORD_FILE,
     PASSPHRASE_FILE,
     Settings,
     default_database_url,
     load_settings,
     read_passphrase,
     render_config,
+    split_database_password,
 )
 from otward.core.keys import KeyType, signature_hash_for
 from otward.errors import ConfigError
@@ -85,8 +87,11 @@ def initialize(
     if not os.environ.get("OTWARD_CA_PASSPHRASE") and not os.environ.get("OTWARD_CA_PASSPHRASE_FILE"):
         passphrase_file = data_dir / PASSPHRASE_FILE
         write_private_file(passphrase_file, secrets.token_urlsafe(32).encode() + b"\n")
+    stored_url, password = split_database_password(database_url) if database_url else (None, None)
+    if password is not None:
+        write_private_file(data_dir / DB_PASSWORD_FILE, password.encode() + b"\n")
     (data_dir / CONFIG_FILE).write_text(
-        render_config(organization=organization, public_url=public_url, database_url=database_url),
+        render_config(organization=organization, public_url=public_url, database_url=stored_url),
         encoding="utf-8",
     )
     settings = load_settings(data_dir, database_url=database_url)
