@@ -41,6 +41,7 @@ __all__ = [
     "print_json",
     "print_listing",
     "print_table",
+    "warn",
     "write_output",
 ]
 
@@ -98,6 +99,11 @@ def _fail(message: str, rule: str | None) -> typer.Exit:
     suffix = f" [{rule}]" if rule else ""
     err_console.print(f"[bold red]error:[/] {escape(message + suffix)}", highlight=False)
     return typer.Exit(1)
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr (the message is text, never markup)."""
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:

@@ -25,6 +25,7 @@ from otward.cli.common import (
     print_json,
     print_listing,
     resolve_data_dir,
+    warn,
 )
 from otward.core.durations import parse_duration
 from otward.core.edge.formats import certificate_thumbprint
@@ -348,7 +349,8 @@ def serve(
             tls_certificate=tls_cert,
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
-        )
+        ),
+        announce=warn,
     )
 
 

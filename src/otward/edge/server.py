@@ -184,8 +184,11 @@ def check_tls_options(certificate: Path | None, key: Path | None, client_ca: Pat
         raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key", rule="edge-tls")
 
 
-def serve_gatekeeper(options: EdgeServeOptions) -> None:
-    """Run the gatekeeper until interrupted: local API, plus the sync thread when a URL is given."""
+def serve_gatekeeper(options: EdgeServeOptions, *, announce: Callable[[str], None] | None = None) -> None:
+    """Run the gatekeeper until interrupted: local API, plus the sync thread when a URL is given.
+
+    ``announce`` gets one line for the operator when the ``--bundle`` file is refused (the refusal
+    is in the trail as well): why, and what the gatekeeper decides with instead."""
     from datetime import timedelta
 
     check_tls_options(options.tls_certificate, options.tls_key, options.tls_client_ca)
@@ -201,7 +204,13 @@ def serve_gatekeeper(options: EdgeServeOptions) -> None:
     sync: SyncClient | None = None
     try:
         if options.bundle is not None:
-            gatekeeper.install_bundle(options.bundle.read_text(), source="file")
+            outcome = gatekeeper.install_bundle(options.bundle.read_text(), source="file")
+            if outcome.version is None and announce is not None:
+                held = gatekeeper.bundle
+                instead = (
+                    f"deciding with bundle {held.version}" if held else "no bundle: every request is denied"
+                )
+                announce(f"bundle {options.bundle} refused: {outcome.reason}; {instead}")
         if options.sync_url:
             if options.token_file is None:
                 raise ConfigError("--sync needs --token-file", rule="edge-sync-token")

@@ -221,3 +221,45 @@ def test_serve_refuses_an_unknown_trail_sync_mode(tmp_path):
         "--trail-sync", "sometimes", code=1,
     )  # fmt: skip
     assert "--trail-sync 'sometimes': expected always or batch" in output
+
+
+def test_serve_says_on_the_console_when_its_bundle_is_refused(site, tmp_path):
+    """A bundle for another asset is refused at start: one line says so and why (issue 11, item 18)."""
+    import time
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    other = bundle(site, tmp_path, "mixer-2")
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "otward",
+        "edge",
+        "serve",
+        "--asset",
+        "reactor-1",
+        "--bundle",
+        str(other),
+    ]
+    command += ["--state", str(tmp_path / "state"), "--listen", f"127.0.0.1:{port}", "--data", str(site)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert process.poll() is None
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=15)
+    refused = [line for line in stderr.splitlines() if "refused" in line]
+    assert len(refused) == 1, stderr
+    assert refused[0].startswith(f"warning: bundle {other} refused: ")
+    assert "mixer-2" in refused[0]
+    assert "no bundle: every request is denied" in refused[0]
