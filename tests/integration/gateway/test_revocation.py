@@ -79,8 +79,9 @@ def gateway_process(
     key = make_key()
     csr = directory / "gw.csr"
     csr.write_bytes(build_csr(key, cn="127.0.0.1", ips=("127.0.0.1",)))
+    # a new key on every start, so its certificate replaces the previous one (--force)
     otward("cert", "issue", "--csr", str(csr), "--profile", "tls-server", "--out", str(directory / "gw.pem"),
-           data=served.data_dir)  # fmt: skip
+           "--force", data=served.data_dir)  # fmt: skip
     key_path = directory / "gw.key"
     key_path.write_bytes(
         key.private_bytes(
