@@ -248,7 +248,7 @@ def test_bad_input_is_refused_clearly_and_nothing_is_stored(client, pki, body, s
     assert problem["detail"]
     assert count(client) == before
     if rule != "schema":  # refused by the CA, not by the request schema: audited with its rule
-        refused = [r.event for r in pki.store.iter_audit() if r.event.type.value == "cert.refused"]
+        refused = [r.event for r in pki.stores.audit.iter_audit() if r.event.type.value == "cert.refused"]
         assert refused[-1].details["rule"] == rule
 
 
@@ -459,7 +459,7 @@ def _path_routes(pki: Pki) -> list[tuple[str, str]]:
 def test_every_path_identifier_refuses_control_characters_and_bad_grammar(pki, client, hostile):
     routes = _path_routes(pki)
     assert len(routes) > 30
-    before = sum(1 for _ in pki.store.iter_audit())
+    before = sum(1 for _ in pki.stores.audit.iter_audit())
     for method, path in routes:
         url = path
         while "{" in url:
@@ -470,12 +470,12 @@ def test_every_path_identifier_refuses_control_characters_and_bad_grammar(pki, c
             assert response.status_code in (400, 401), (method, path, response.status_code, response.text)
             if response.status_code == 400:
                 assert response.headers["content-type"] == "application/problem+json"
-    stored = [r.event for r in pki.store.iter_audit()][before:]
+    stored = [r.event for r in pki.stores.audit.iter_audit()][before:]
     assert not [e for e in stored if any(c in e.subject for c in "\r\n\x00")]
 
 
 def test_forged_attest_path_is_refused_before_anything_is_stored(pki, client):
-    before = sum(1 for _ in pki.store.iter_audit())
+    before = sum(1 for _ in pki.stores.audit.iter_audit())
     device = quote("plc-1\n<86>1 2026-11-22T12:00:00.000000Z plc otward-ca - - - forged line", safe="")
     response = client.post(
         f"/api/v1/devices/{device}/attest",
@@ -485,4 +485,4 @@ def test_forged_attest_path_is_refused_before_anything_is_stored(pki, client):
     assert response.status_code == 400, response.text
     assert response.json()["rule"] == "schema"
     assert "device id must be" in response.json()["detail"]
-    assert sum(1 for _ in pki.store.iter_audit()) == before
+    assert sum(1 for _ in pki.stores.audit.iter_audit()) == before
