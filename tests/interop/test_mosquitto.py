@@ -438,3 +438,47 @@ def test_device_enrolled_later_gets_its_topics_after_refresh_and_reload(mqtt_set
     assert _granted(newcomer.subscribe("otward/acme/plc-7/#"))
     assert not newcomer.publish("otward/acme/plc-7/state", b"late").is_failure
     assert newcomer.receive_until(b"late") == [("otward/acme/plc-7/state", b"late")]
+
+
+def _tls_client(pki: Pki, directory: Path, cn: str) -> Identity:
+    key = make_key()
+    issued = pki.issuance.issue(build_csr(key, cn=cn), profile="tls-client")
+    cert_path = directory / f"client-{cn}.pem"
+    cert_path.write_text(issued.pem + "".join(issued.chain_pem[:-1]))
+    return Identity(
+        cn, cert_path, write_key(directory / f"client-{cn}.key", key), issued.certificate.serial_number
+    )
+
+
+def test_a_client_certificate_never_gets_a_devices_topics(mqtt_setup, devices, tmp_path):
+    """The broker knows a client only by its CN (use_identity_as_username). An administrator cannot
+    certify a client under a device's name; and a colliding certificate from before client names had
+    namespaces makes otward leave the device id out of the ACL rather than share its topics
+    (security review, issue #11 item 2)."""
+    from sqlalchemy import delete
+
+    from otward.adapters.db.schema import subject_names
+    from otward.errors import PolicyViolationError
+
+    broker, identities = mqtt_setup
+    pki = Pki.open(load_settings(broker.data_dir))
+    try:
+        identities["plc-8"] = _issue_device(pki, tmp_path, "plc-8", owner="acme")
+        with pytest.raises(PolicyViolationError, match="belongs to a device"):
+            _tls_client(pki, tmp_path, "plc-8")
+        # what an installation that issued both before the namespaces existed holds
+        with pki.stores.database.transaction() as conn:
+            conn.execute(delete(subject_names).where(subject_names.c.name == "plc-8"))
+        identities["client-plc-8"] = _tls_client(pki, tmp_path, "plc-8")
+    finally:
+        pki.close()
+    before = broker.reloads()
+    result = otward_cli(broker.data_dir, "mqtt-config", "--refresh-crl", "--out", str(broker.out), "--json")
+    reload_mosquitto(broker.process.pid)
+    broker.wait_for_reload(before)
+    assert "also the CN of a non-device client certificate" in (broker.out / "acl").read_text()
+    assert '"plc-8"' not in result.stdout.split('"conflicts"')[0]  # not among the granted devices
+    impostor = devices("client-plc-8")  # a valid certificate: the broker lets it in, but grants nothing
+    assert impostor.publish("otward/acme/plc-8/state", b"forged").value == NOT_AUTHORIZED
+    device = devices("plc-8")  # fail closed: the device is left out too until the collision ends
+    assert device.publish("otward/acme/plc-8/state", b"mine").value == NOT_AUTHORIZED

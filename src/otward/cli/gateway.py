@@ -44,7 +44,11 @@ def gateway(
     ] = None,
     allow_identity: Annotated[
         list[str] | None,
-        typer.Option("--allow-identity", help="Admit only this CN or URI SAN (repeatable; tunnel mode)"),
+        typer.Option(
+            "--allow-identity",
+            help="Admit only this client CN or URI SAN, or a device as urn:otward:device:OWNER:ID"
+            " (repeatable; tunnel mode)",
+        ),
     ] = None,
     crl_url: Annotated[
         list[str] | None,

@@ -24,6 +24,7 @@ from otward.core.authority import AuthorityInfo
 from otward.core.csr import CheckedRequest
 from otward.core.extensions import key_identifier, modbus_role_extension, validate_role_name
 from otward.core.identifiers import DEVICE_ID, OWNER
+from otward.core.identity import device_uri
 from otward.core.names import (
     SUBJECT_UPPER_BOUNDS,
     SubjectAltNames,
@@ -46,7 +47,6 @@ __all__ = [
     "build_ocsp_responder_certificate",
     "build_signer_certificate",
     "ca_key_usage",
-    "device_uri",
     "issuer_extensions",
     "plan_certificate",
     "rules_for",
@@ -92,11 +92,6 @@ class CertificatePlan:
 
 
 Rule = Callable[[IssuanceRequest, CertificatePlan], CertificatePlan]
-
-
-def device_uri(owner: str, device_id: str) -> str:
-    """The URI SAN that names a device and its owner: ``urn:otward:device:<owner>:<device-id>``."""
-    return f"urn:otward:device:{owner}:{device_id}"
 
 
 def _common_name(subject: x509.Name) -> str | None:

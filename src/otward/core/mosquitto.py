@@ -11,10 +11,12 @@ of devices changes (``otward mqtt-config --refresh-crl``)::
     user plc-7
     topic readwrite otward/acme/plc-7/#
 
-A device id claimed by certificates of two different owners cannot be told apart
-by the broker (it sees only the CN); such a device gets no ACL entry at all and
-is reported as a conflict. Mosquitto denies every topic not granted, so a device
-missing from the ACL can connect but neither publish nor subscribe.
+A device id claimed by certificates of two different owners, or that is also the
+CN of a valid non-device client certificate (one issued before otward kept client
+names in namespaces, docs/identity.md), cannot be told apart by the broker (it sees
+only the CN); such a device gets no ACL entry at all and is reported as a conflict.
+Mosquitto denies every topic not granted, so a device missing from the ACL can
+connect but neither publish nor subscribe.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from otward.core.identifiers import DEVICE_ID, OWNER
+from otward.core.identity import device_name
 from otward.errors import InvalidRequestError
 
 __all__ = [
@@ -45,7 +47,6 @@ __all__ = [
 TOPIC_ROOT = "otward"
 # TLS 1.2 suites with forward secrecy and AEAD only (TLS 1.3 suites are all AEAD already).
 DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
-_DEVICE_URI = "urn:otward:device:"
 # The grammars otward's issuance enforces (otward.core.identifiers); neither allows '/', '+', '#',
 # '%' or white space, so a device id can never widen a topic filter.
 # Mosquitto's configuration parser splits values at white space and treats '#' as a comment.
@@ -77,46 +78,43 @@ class MqttDevice:
 
 
 def device_identity(certificate: x509.Certificate) -> MqttDevice | None:
-    """The device a ``device``-profile certificate names, or None when it names none.
-
-    The owner and id come from the URI SAN ``urn:otward:device:<owner>:<device-id>`` that otward
-    sets, and the CN (what Mosquitto uses as the username) must be that same device id.
-    """
-    try:
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    uris = [u for u in san.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith(_DEVICE_URI)]
-    common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if len(uris) != 1 or len(common_names) != 1:
-        return None
-    owner, _, device_id = uris[0][len(_DEVICE_URI) :].partition(":")
-    if device_id != common_names[0].value:
+    """The device a ``device``-profile certificate names (its otward device URI, whose id is the CN
+    Mosquitto uses as the username), or None when it names none."""
+    name = device_name(certificate)
+    if name is None:
         return None
     try:
-        return MqttDevice(owner=owner, device_id=device_id)
+        return MqttDevice(owner=name.owner, device_id=name.device_id)
     except InvalidRequestError:
         return None
 
 
 @dataclass(frozen=True)
 class AclPlan:
-    """The devices that get a ``user`` block, and the ids left out because two owners claim them."""
+    """The devices that get a ``user`` block, the ids left out because two owners claim them, and
+    those left out because a non-device client certificate carries the same CN."""
 
     devices: tuple[MqttDevice, ...]
     conflicts: tuple[str, ...]
+    taken: tuple[str, ...] = ()
 
 
-def plan_acl(devices: Iterable[MqttDevice]) -> AclPlan:
-    """One entry per device id, sorted; ids claimed by more than one owner are left out (fail closed)."""
+def plan_acl(devices: Iterable[MqttDevice], client_names: Iterable[str] = ()) -> AclPlan:
+    """One entry per device id, sorted; ids claimed by more than one owner, or equal (case-folded)
+    to one of ``client_names`` (CNs of valid non-device client certificates), are left out (fail
+    closed): the broker, seeing only the CN, could not tell the device from that client."""
     owners: dict[str, set[str]] = {}
     for device in devices:
         owners.setdefault(device.device_id, set()).add(device.owner)
+    foreign = {name.casefold() for name in client_names}
+    taken = tuple(sorted(d for d in owners if d.casefold() in foreign))
     granted = tuple(
-        MqttDevice(owner=next(iter(o)), device_id=d) for d, o in sorted(owners.items()) if len(o) == 1
+        MqttDevice(owner=next(iter(o)), device_id=d)
+        for d, o in sorted(owners.items())
+        if len(o) == 1 and d not in taken
     )
     conflicts = tuple(sorted(d for d, o in owners.items() if len(o) > 1))
-    return AclPlan(devices=granted, conflicts=conflicts)
+    return AclPlan(devices=granted, conflicts=conflicts, taken=taken)
 
 
 def render_acl(plan: AclPlan, *, generated_at: datetime) -> str:
@@ -128,6 +126,8 @@ def render_acl(plan: AclPlan, *, generated_at: datetime) -> str:
     ]
     for device_id in plan.conflicts:
         lines.append(f"# left out: device id '{device_id}' is claimed by more than one owner")
+    for device_id in plan.taken:
+        lines.append(f"# left out: device id '{device_id}' is also the CN of a non-device client certificate")
     for device in plan.devices:
         lines += ["", f"user {device.device_id}", f"topic readwrite {device.topic_filter}"]
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ReasonFlags
 
 from otward.core.audit import AuditEvent
+from otward.core.identity import ClientName, client_name
 
 __all__ = [
     "AuthorityRecord",
@@ -81,6 +82,8 @@ class CertificateRecord:
     revoked_at: datetime | None = None
     revocation_reason: ReasonFlags | None = None
     device_id: str | None = None
+    # set on a freshly signed client certificate: the CN it claims for its namespace when stored
+    client_name: ClientName | None = None
 
     @property
     def serial(self) -> str:
@@ -236,4 +239,5 @@ def certificate_record(
         not_valid_after=certificate.not_valid_after_utc,
         der=certificate.public_bytes(Encoding.DER),
         created_at=now,
+        client_name=client_name(certificate) if kind is CertificateKind.END_ENTITY else None,
     )

@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from otward.core.extensions import MODBUS_ROLE_OID, decode_modbus_role
+from otward.core.identity import DeviceName, device_name
 from otward.errors import OtwardError
 from otward.gateway.revocation import chain_keys
 
@@ -31,12 +32,20 @@ class PeerIdentity:
     role: str | None
     role_error: str | None
     chain: tuple[tuple[bytes, int], ...]
+    device: DeviceName | None = None  # set when the certificate is an enrolled device's
 
     @property
     def name(self) -> str:
+        if self.device is not None:
+            return self.device.uri
         return self.common_name or (self.uris[0] if self.uris else f"serial:{self.serial_number:x}")
 
     def matches(self, allowed: frozenset[str]) -> bool:
+        """True when an allow-list entry names this peer. A device is named only by its device URI
+        (``urn:otward:device:<owner>:<id>``), never by its CN: a device enrolled with the CN
+        ``hmi-operator`` is not the operator station an administrator certified under that name."""
+        if self.device is not None:
+            return self.device.uri in allowed
         return (self.common_name is not None and self.common_name in allowed) or any(
             uri in allowed for uri in self.uris
         )
@@ -86,6 +95,7 @@ def peer_identity(
         role=role,
         role_error=role_error,
         chain=chain,
+        device=device_name(certificate),
     )
 
 

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from otward.adapters.files import write_atomic
+from otward.core.identity import client_name
 from otward.core.mosquitto import (
     ListenerConfig,
     MqttDevice,
@@ -334,8 +335,8 @@ class Channels:
         owner = state.owner_ids
         withdrawn = tuple(ca for ca in state.device_cas if self._is_withdrawn(ca))
         active = [ca for ca in state.device_cas if ca not in withdrawn]
-        devices = self._devices(active)
-        plan = plan_acl(devices)
+        devices, client_names = self._clients(active)
+        plan = plan_acl(devices, client_names)
         # The ACL first: a device of a withdrawn CA loses its topics even before the CA file changes.
         _write_public(files["acl_file"], render_acl(plan, generated_at=self._clock()).encode(), owner=owner)
         if not active:
@@ -370,24 +371,29 @@ class Channels:
     def _device_profiles(self) -> list[str]:
         return sorted(p.name for p in self._issuance.profiles.values() if p.identity is Identity.DEVICE)
 
-    def _devices(self, cas: Sequence[str]) -> list[MqttDevice]:
-        """Devices holding an unrevoked, unexpired device certificate from one of ``cas``."""
+    def _clients(self, cas: Sequence[str]) -> tuple[list[MqttDevice], list[str]]:
+        """What the broker may see connect with a certificate of ``cas`` that is unrevoked and
+        unexpired: the devices (device profile, device URI) and the CNs of every other client."""
         now = self._clock()
         devices: list[MqttDevice] = []
+        others: list[str] = []
+        device_profiles = set(self._device_profiles())
         for ca in cas:
-            for profile in self._device_profiles():
-                query = CertificateFilter(ca=ca, profile=profile, revoked=False, expires_after=now)
-                offset = 0
-                while True:
-                    page, total = self._certificates.list_certificates(query, limit=_PAGE, offset=offset)
-                    for record in page:
-                        device = device_identity(x509.load_der_x509_certificate(record.der))
-                        if device is not None:
-                            devices.append(device)
-                    offset += len(page)
-                    if not page or offset >= total:
-                        break
-        return devices
+            query = CertificateFilter(ca=ca, revoked=False, expires_after=now)
+            offset = 0
+            while True:
+                page, total = self._certificates.list_certificates(query, limit=_PAGE, offset=offset)
+                for record in page:
+                    certificate = x509.load_der_x509_certificate(record.der)
+                    device = device_identity(certificate) if record.profile in device_profiles else None
+                    if device is not None:
+                        devices.append(device)
+                    elif (name := client_name(certificate)) is not None:
+                        others.append(name.name)
+                offset += len(page)
+                if not page or offset >= total:
+                    break
+        return devices, others
 
     def _broker_certificate(
         self, files: dict[str, Path], state: _MosquittoState, *, renew: bool, actor: Actor

@@ -86,6 +86,18 @@ class GatewayPki:
         issued = self.pki.issuance.issue(build_csr(key, cn=name, uris=uris), profile=profile, role=role)
         return self._write(name, issued.pem.encode(), key, issued.certificate.serial_number)
 
+    def device(self, device_id: str, owner: str = "acme") -> Credentials:
+        """A device certificate obtained the way devices get them: EST with an owner's token."""
+        from otward.services.audit import Actor
+
+        if self.pki.stores.owners.get_owner(owner) is None:
+            self.pki.owners.create(owner)
+        _, token = self.pki.enrollment_tokens.create(owner)
+        key = make_key()
+        csr = x509.load_pem_x509_csr(build_csr(key, cn=device_id)).public_bytes(serialization.Encoding.DER)
+        issued = self.pki.est.enroll(csr, token, label=None, actor=Actor(component="est", identity="est"))
+        return self._write(device_id, issued.pem.encode(), key, issued.certificate.serial_number)
+
     def expired_client(self, name: str, role: str) -> Credentials:
         """Signed by the real issuing CA, with the role, but valid only in the past."""
         issuing = self.pki.authorities.get("issuing")

@@ -26,6 +26,7 @@ from pymodbus.framer import FramerType
 
 from otward.adapters.audit_file import FileAuditTrail
 from otward.core.audit import EventType, Outcome
+from otward.errors import PolicyViolationError
 from otward.gateway import AuditWriter
 from tests.integration.gateway.conftest import (
     Credentials,
@@ -582,3 +583,29 @@ def test_a_trickling_client_does_not_keep_its_slot(use_uvloop, gateway_pki, modb
         assert modbus_upstream.requests == []
     finally:
         running.stop()
+
+
+def test_a_device_named_like_an_allowed_operator_is_not_admitted(gateway_pki, modbus_upstream):
+    """The review's impostor: a device enrolls with the CN of an identity the gateway admits. A plain
+    name in the allow-list names administrator-certified clients only; a device is admitted by its
+    device URI (security review, issue #11 item 2)."""
+    impostor = gateway_pki.device("hmi-operator")
+    for allowed, admitted in (
+        ({"hmi-operator"}, False),
+        ({"urn:otward:device:acme:hmi-operator"}, True),
+    ):
+        running = start_gateway(
+            gateway_pki, modbus_upstream.port, policy=None, allow_identities=frozenset(allowed)
+        )
+        try:
+            with modbus_client(impostor, gateway_pki.trust, running.port) as client:
+                with contextlib.suppress(ModbusException, OSError):
+                    client.connect()
+                    result = client.read_holding_registers(5, count=1, device_id=1)
+                    assert result.isError() is not admitted
+            assert (running.gateway.accepted, running.gateway.refused) == ((1, 0) if admitted else (0, 1))
+        finally:
+            running.stop()
+    # and the operator station cannot be certified under the name the device took
+    with pytest.raises(PolicyViolationError, match="belongs to a device"):
+        gateway_pki.client("hmi-operator")

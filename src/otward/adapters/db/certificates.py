@@ -16,8 +16,9 @@ from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select
 from otward.adapters.db import ledger
 from otward.adapters.db.database import Database, revoke_once
 from otward.adapters.db.group_commit import GroupCommit, Pending
-from otward.adapters.db.schema import certificates
+from otward.adapters.db.schema import certificates, subject_names
 from otward.core.audit import AuditEvent
+from otward.core.identity import Namespace
 from otward.core.records import CertificateFilter, CertificateKind, CertificateRecord, format_serial
 from otward.core.revocation import RevokedEntry
 from otward.errors import OtwardError, PolicyViolationError
@@ -79,10 +80,62 @@ _REVOKED_AMONG = select(func.count()).where(
 
 
 def insert_certificates(conn: Connection, records: Sequence[CertificateRecord]) -> None:
-    """Insert certificate rows (one statement, one row or many) inside the caller's transaction."""
+    """Insert certificate rows (one statement, one row or many) inside the caller's transaction,
+    with the client names they claim (:func:`claim_client_names`)."""
     rows = [certificate_row(r) for r in records]
     if rows:
+        claim_client_names(conn, records)
         conn.execute(_INSERT_CERTIFICATE, rows[0] if len(rows) == 1 else rows)
+
+
+_NAMESPACE_LABELS = {Namespace.DEVICE: "a device", Namespace.CLIENT: "an administrator-certified client"}
+
+
+def claim_client_names(conn: Connection, records: Sequence[CertificateRecord]) -> None:
+    """Claim the CN of each client certificate for its namespace (device or client), or refuse the
+    write when the other namespace holds it: a device can never take an operator's name, nor an
+    administrator-issued certificate a device's (otward.core.identity). Two writers claiming one
+    new name at once meet at the primary key; the second fails and is retried alone."""
+    wanted: dict[str, CertificateRecord] = {}
+    for record in records:
+        name = record.client_name
+        if name is None:
+            continue
+        first = wanted.setdefault(name.key, record)
+        if first.client_name is not None and first.client_name.namespace is not name.namespace:
+            _refuse_name(name.name, first.client_name.namespace, name.namespace)
+    if not wanted:
+        return
+    held = dict(
+        conn.execute(
+            select(subject_names.c.name, subject_names.c.namespace).where(subject_names.c.name.in_(wanted))
+        ).all()
+    )
+    new = []
+    for key, record in wanted.items():
+        name = record.client_name
+        assert name is not None  # noqa: S101 - only records with a name were collected
+        if key not in held:
+            new.append(
+                {
+                    "name": key,
+                    "namespace": name.namespace.value,
+                    "first_serial": record.serial,
+                    "claimed_at": record.created_at,
+                }
+            )
+        elif held[key] != name.namespace.value:
+            _refuse_name(name.name, Namespace(held[key]), name.namespace)
+    if new:
+        conn.execute(insert(subject_names), new)
+
+
+def _refuse_name(name: str, holder: Namespace, requester: Namespace) -> None:
+    raise PolicyViolationError(
+        f"the name '{name[:64]}' belongs to {_NAMESPACE_LABELS[holder]}; a certificate of"
+        f" {_NAMESPACE_LABELS[requester]} cannot carry it (see docs/identity.md)",
+        rule="identity-namespace",
+    )
 
 
 def refuse_if_revoked(conn: Connection, ca: str, issuer_serials: Sequence[int]) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "metadata",
     "owners",
     "signers",
+    "subject_names",
 ]
 
 
@@ -126,6 +127,17 @@ certificates = Table(
     Index("ix_certificates_device_id", "device_id"),
     Index("ix_certificates_not_valid_after", "not_valid_after"),
     Index("ix_certificates_created_at", "created_at"),
+)
+
+# The CN of every client certificate belongs to one namespace (device or client) for good: see
+# otward.core.identity. The name is stored case-folded, the first certificate that claimed it kept.
+subject_names = Table(
+    "subject_names",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("namespace", String(16), nullable=False),
+    Column("first_serial", String(42), nullable=False),
+    Column("claimed_at", UtcDateTime, nullable=False),
 )
 
 crls = Table(
