@@ -486,3 +486,29 @@ def test_forged_attest_path_is_refused_before_anything_is_stored(pki, client):
     assert response.json()["rule"] == "schema"
     assert "device id must be" in response.json()["detail"]
     assert sum(1 for _ in pki.stores.audit.iter_audit()) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "size", "status"),
+    [
+        ("/api/v1/certificates", 2 << 20, 413),  # the JSON API: 1 MiB
+        ("/api/v1/access/import", 2 << 20, 401),  # a whole access model: within its 8 MiB, so authenticated
+        ("/api/v1/access/import", 9 << 20, 413),
+        ("/api/v1/edge/assets/press-1/trail", 9 << 20, 413),
+        ("/.well-known/est/simpleenroll", 65 << 10, 413),
+        ("/ocsp", 17 << 10, 413),
+    ],
+    ids=["api", "import-within", "import-over", "trail-over", "est", "ocsp"],
+)
+def test_bodies_over_the_endpoint_limit_are_refused_before_authentication(pki, path, size, status):
+    with TestClient(create_app(pki), base_url="https://testserver") as anonymous:
+        body = b'{"yaml": "' + b"a" * size + b'"}'
+        response = anonymous.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    if status == 413:
+        problem = response.json()
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["connection"] == "close"
+        assert problem["rule"] == "body-size"
+        assert problem["limit"] < size
+        assert "the request body is larger than" in problem["detail"]

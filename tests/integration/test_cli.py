@@ -434,3 +434,23 @@ def test_database_password_goes_to_a_private_file_and_is_never_printed(tmp_path)
         shown = run("init", "--data", str(tmp_path / "pg-json"), "--db", with_password(url)[0], "--json")
         assert "s3cr3t" not in shown
         assert ":***@" in json.loads(shown)["database_url"]
+
+
+@pytest.mark.parametrize(
+    ("command", "limit"),
+    [
+        (["cert", "issue", "--profile", "tls-client", "--csr", "{file}"], "64 KiB"),
+        (["access", "import", "{file}"], "8 MiB"),
+    ],
+    ids=["cert-issue-csr", "access-import"],
+)
+def test_input_files_are_read_to_their_limit_only(data, tmp_path, command, limit):
+    """A file over the limit is an error naming it and the limit (the file is read no further than
+    the limit, so ``--csr /dev/zero`` ends the same way instead of filling the memory)."""
+    huge = tmp_path / "huge"
+    with huge.open("wb") as handle:
+        handle.truncate(32 << 20)  # sparse: 32 MiB of zeros that take no disk
+    args = [part.replace("{file}", str(huge)) for part in command]
+    output = run(*args, "--data", str(data), code=1)
+    assert str(huge) in output.replace("\n", "")
+    assert f"larger than {limit}" in output

@@ -152,3 +152,80 @@ def test_forged_attest_path_writes_no_line_into_the_syslog_export(server):
     lines = export("syslog").splitlines()
     assert len(lines) == len(events)
     assert [parse_rfc5424(line)["params"]["seq"] for line in lines] == [str(e["sequence"]) for e in events]
+
+
+def _worker_pids(server) -> set[int]:
+    import re
+    import time
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        log = (server.data_dir / "serve.log").read_text()
+        if pids := {int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", log)}:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError("no worker started")
+
+
+def _peak_rss_kib(pid: int) -> int:
+    """The process's peak resident set (VmHWM): what it ever held, not what it holds now."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1])
+
+
+def _flood(url: str, context, path: str, headers: str, *, chunked: bool, cap: int = 48 << 20):
+    """POST to ``path`` with no credentials and send up to ``cap`` bytes of body, stopping as soon
+    as the server answers; the status line (None if no answer came) and the bytes sent."""
+    import contextlib
+    import select
+    import socket
+    import ssl
+    import urllib.parse
+
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    raw = socket.create_connection((host, port), timeout=10)
+    sock = context.wrap_socket(raw, server_hostname=host)
+    length = "Transfer-Encoding: chunked" if chunked else "Content-Length: 524288000"
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{headers}{length}\r\n\r\n".encode())
+    piece = b"0" * (64 << 10)
+    frame = f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if chunked else piece
+    sent = 0
+    answer = b""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # closed after answering
+        while sent < cap and not answer:
+            sock.sendall(frame)
+            sent += len(piece)
+            if select.select([sock], [], [], 0)[0]:  # a TLS 1.3 session ticket also makes it readable
+                sock.settimeout(0)
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    answer = sock.recv(4096)
+                sock.settimeout(10)
+    with contextlib.suppress(ConnectionResetError, TimeoutError), sock:
+        while b"\r\n" not in answer and (data := sock.recv(4096)):
+            answer += data
+    return (answer.split(b"\r\n", 1)[0].decode() if answer else None), sent
+
+
+def test_oversized_bodies_are_refused_before_they_are_read(server):
+    """A declared or streamed body over the endpoint's limit, without credentials: 413 at once, and
+    the worker does not buffer it (its peak memory stays put)."""
+    with server.client() as client:
+        assert client.get("/healthz").status_code == 200
+    (worker,) = _worker_pids(server)
+    before = _peak_rss_kib(worker)
+    context = server.ssl_context()
+    cases = [
+        (server.https_url, "/api/v1/certificates", "Content-Type: application/json\r\n"),
+        (server.https_url, "/.well-known/est/simpleenroll", "Content-Type: application/pkcs10\r\n"),
+        (server.https_url, "/ocsp", "Content-Type: application/ocsp-request\r\n"),
+    ]
+    for url, path, headers in cases:
+        for chunked in (False, True):
+            status, sent = _flood(url, context, path, headers, chunked=chunked)
+            assert status is not None, (path, chunked, sent)  # answered before the sender gave up
+            assert " 413 " in status, (path, chunked, status)
+    with server.client() as client:  # the worker still serves
+        assert client.get("/healthz").status_code == 200
+    grown = _peak_rss_kib(worker) - before
+    assert grown < 8 << 10, f"the worker's peak memory grew by {grown} KiB"

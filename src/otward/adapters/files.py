@@ -1,7 +1,10 @@
-"""Replacing a file so that a reader, or a crash, sees the old content or the new, never a torn file.
+"""Files: replaced so that a reader, or a crash, sees the old content or the new, never a torn
+file; and read with a size cap when a user names them.
 
 One implementation for every file otward rewrites in place: the agent's state and chain,
 the gateway's cached CRLs, the gatekeeper's bundle and state, the Mosquitto and OPC UA files.
+And one for every input file a command reads (a CSR, a YAML model, a bundle, a key): read to
+at most its limit, so that ``--csr /dev/zero`` is an error, not a process eating all memory.
 """
 
 from __future__ import annotations
@@ -11,7 +14,33 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+from otward.errors import ConfigError, InvalidRequestError
+
+__all__ = ["format_size", "read_limited", "write_atomic"]
+
+
+def format_size(size: int) -> str:
+    """``65536`` → ``64 KiB``, ``1048576`` → ``1 MiB`` (for messages naming a limit)."""
+    for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"
+
+
+def read_limited(path: Path, limit: int, what: str) -> bytes:
+    """The content of ``path`` (``what`` names it in errors), read to at most ``limit`` bytes: a
+    larger file, or one that never ends, is refused (InvalidRequestError) without being read
+    whole; an unreadable one is a ConfigError."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}", rule="file") from None
+    if len(data) > limit:
+        raise InvalidRequestError(
+            f"{what} {path} is larger than {format_size(limit)}, the limit for it", rule="file-size"
+        )
+    return data
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, owner: tuple[int, int] | None = None) -> None:

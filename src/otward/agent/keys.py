@@ -52,6 +52,7 @@ from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.type import univ
 from pyasn1_alt_modules import rfc2986, rfc5280
 
+from otward.adapters.files import read_limited
 from otward.adapters.keys.file import write_private_file
 from otward.errors import (
     ConfigError,
@@ -440,7 +441,7 @@ def pkcs11_store(module: Path, token_label: str, pin_file: Path) -> Pkcs11KeySto
                 "it must be 0600 or 0400",
                 rule="pkcs11-pin-file",
             )
-        text = pin_file.read_text(encoding="utf-8")
+        text = read_limited(pin_file, 4096, "PIN file").decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read PIN file {pin_file}: {exc.strerror}", rule="pkcs11-pin-file") from exc
     except UnicodeDecodeError:

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from otward.adapters.files import read_limited
 from otward.cli.common import (
     Column,
     DataOption,
@@ -48,6 +49,8 @@ from otward.services.access import (
 )
 
 __all__ = ["app", "asset_app", "grant_app", "person_app", "role_app", "schedule_app"]
+
+MAX_MODEL_FILE = 8 << 20  # as much as the API takes (http.app.BODY_LIMITS)
 
 app = typer.Typer(
     help="Access of people and robots to areas, machines and systems (Cedar policies).", no_args_is_help=True
@@ -87,9 +90,9 @@ def import_model(
 ) -> None:
     """Import or update the access model from YAML; re-importing the same file changes nothing."""
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {file}: {exc.strerror}") from None
+        text = read_limited(file, MAX_MODEL_FILE, "access model").decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"access model {file} is not UTF-8 text", rule="file") from None
     with open_pki(data, db) as pki:
         result = pki.access.import_yaml(text, cli_actor(), replace_all=replace_all)
     if as_json:

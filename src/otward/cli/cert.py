@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from rich.table import Table
 
+from otward.adapters.files import read_limited
 from otward.cli.common import (
     DataOption,
     DbOption,
@@ -29,6 +30,8 @@ from otward.core.revocation import REASON_NAMES, parse_reason
 from otward.errors import InvalidRequestError, NotFoundError
 from otward.http.schemas import CertificateOut
 from otward.services.queries import certificate_filter
+
+MAX_CSR_FILE = 64 << 10  # the CSR parser refuses larger ones anyway
 
 app = typer.Typer(help="Certificates: issue from a CSR, list, show, revoke.", no_args_is_help=True)
 
@@ -75,7 +78,7 @@ def issue(
             check_output(path, option, force=force)
     with open_pki(data, db) as pki:
         issued = pki.issuance.issue(
-            csr.read_bytes(),
+            read_limited(csr, MAX_CSR_FILE, "CSR"),
             profile=profile,
             ca=ca,
             validity_days=days,

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from otward.adapters.files import read_limited
 from otward.cli.common import (
     DataOption,
     DbOption,
@@ -253,7 +254,10 @@ def _pkcs12(device: ProvisionedDevice, password: bytes) -> bytes:
 def _read_password(path: Path) -> str:
     if path.stat().st_mode & 0o077:
         raise ConfigError(f"{path} is readable by others; chmod 600 it")
-    password = path.read_text().strip()
+    try:
+        password = read_limited(path, 4096, "password file").decode().strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"password file {path} is not UTF-8 text", rule="password") from None
     if len(password) < 12:
         raise ConfigError("the PKCS#12 password must be at least 12 characters", rule="password")
     return password

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from rich.table import Table
 
+from otward.adapters.files import read_limited
 from otward.cli.common import (
     DataOption,
     DbOption,
@@ -29,7 +30,7 @@ from otward.cli.common import (
 )
 from otward.core.durations import parse_duration
 from otward.core.edge.formats import certificate_thumbprint
-from otward.edge.tokens import unverified_bundle_timezone
+from otward.edge.tokens import MAX_TOKEN, unverified_bundle_timezone
 from otward.errors import ConfigError, ConflictError, ParseError
 from otward.services.access import parse_instant
 from otward.services.edge import load_holder_public_key
@@ -62,11 +63,9 @@ def _write(path: Path, text: str, *, exclusive: bool = False) -> None:
         handle.write(text if text.endswith("\n") else text + "\n")
 
 
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}", rule="file") from None
+def _read(path: Path, what: str, limit: int = 64 << 10) -> bytes:
+    """A key, credential or bundle file: keys and credentials are a few KiB, bundles up to 4 MiB."""
+    return read_limited(path, limit, what)
 
 
 def _roots_file(ca_file: Path | None, data: Path | None) -> Path:
@@ -388,7 +387,7 @@ def decide(
     from otward.edge.gatekeeper import Gatekeeper, load_roots
     from otward.edge.holder import run_exchange
 
-    token = _read(bundle_file, "bundle").decode(errors="replace")
+    token = _read(bundle_file, "bundle", MAX_TOKEN + 2).decode(errors="replace")
     key = _load_holder_key(holder_key)
     instant = parse_instant(at, unverified_bundle_timezone(token) or "UTC") if at else None
     roots = load_roots(_roots_file(ca_file, data))

@@ -28,7 +28,7 @@ from pathlib import Path
 from cryptography import x509
 
 from otward.adapters.audit_file import SYNC_MODES, FileAuditTrail, SyncMode
-from otward.adapters.files import write_atomic
+from otward.adapters.files import read_limited, write_atomic
 from otward.core.access.decision import AccessSlice, Decider
 from otward.core.audit import AuditEvent, EventType, Outcome
 from otward.core.edge.exchange import Challenge, NonceBook, Verdict, evaluate
@@ -60,8 +60,8 @@ def _utc_now() -> datetime:
 def load_roots(path: Path) -> list[x509.Certificate]:
     """The otward root(s) the asset trusts, from a PEM file."""
     try:
-        roots = x509.load_pem_x509_certificates(path.read_bytes())
-    except (OSError, ValueError) as exc:
+        roots = x509.load_pem_x509_certificates(read_limited(path, 1 << 20, "trusted roots"))
+    except ValueError as exc:
         raise ConfigError(f"cannot read trusted root(s) from {path}: {exc}", rule="edge-roots") from None
     return roots
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from otward import __version__
 from otward.adapters.audit_file import SyncMode
+from otward.adapters.files import read_limited
 from otward.adapters.tls import TlsFlags, server_context
 from otward.core import b64url
 from otward.core.ratelimit import FailureLimiter
@@ -34,10 +35,13 @@ from otward.edge.gatekeeper import (
     load_roots,
 )
 from otward.edge.sync import SyncClient
+from otward.edge.tokens import MAX_TOKEN
 from otward.errors import ConfigError, RateLimitedError
+from otward.http.bodylimit import BodyLimit
 from otward.http.problems import install_problem_handlers
 
 __all__ = [
+    "MAX_BODY",
     "MAX_PROOF_FAILURES",
     "PROOF_FAILURE_WINDOW",
     "EdgeServeOptions",
@@ -82,6 +86,9 @@ class DecisionOut(BaseModel):
 # policy deny, an expired or a revoked credential do not count.
 MAX_PROOF_FAILURES = 30
 PROOF_FAILURE_WINDOW = 60.0
+# Every request body of this API is small (a credential is at most 8 KiB); larger ones are refused
+# with 413 before they are read.
+MAX_BODY = 16 * 1024
 
 
 def create_gatekeeper_app(
@@ -89,6 +96,7 @@ def create_gatekeeper_app(
 ) -> FastAPI:
     app = FastAPI(title="otward edge gatekeeper", version=__version__, docs_url=None, redoc_url=None)
     install_problem_handlers(app)
+    app.add_middleware(BodyLimit, default=MAX_BODY)
     failures = FailureLimiter(
         max_failures=MAX_PROOF_FAILURES, window_seconds=PROOF_FAILURE_WINDOW, clock=clock
     )
@@ -204,7 +212,8 @@ def serve_gatekeeper(options: EdgeServeOptions, *, announce: Callable[[str], Non
     sync: SyncClient | None = None
     try:
         if options.bundle is not None:
-            outcome = gatekeeper.install_bundle(options.bundle.read_text(), source="file")
+            bundle = read_limited(options.bundle, MAX_TOKEN + 2, "bundle")
+            outcome = gatekeeper.install_bundle(bundle.decode(errors="replace"), source="file")
             if outcome.version is None and announce is not None:
                 held = gatekeeper.bundle
                 instead = (
@@ -214,7 +223,7 @@ def serve_gatekeeper(options: EdgeServeOptions, *, announce: Callable[[str], Non
         if options.sync_url:
             if options.token_file is None:
                 raise ConfigError("--sync needs --token-file", rule="edge-sync-token")
-            token = options.token_file.read_text().strip()
+            token = read_limited(options.token_file, 4096, "edge token file").decode(errors="replace").strip()
             sync = SyncClient(
                 gatekeeper,
                 options.sync_url,

@@ -62,6 +62,7 @@ from otward.core.keys import classify_public_key
 from otward.errors import ParseError, PolicyViolationError, UnsupportedAlgorithmError
 
 __all__ = [
+    "MAX_TOKEN",
     "TokenVerifier",
     "VerifiedBundle",
     "VerifiedCredential",
@@ -75,7 +76,7 @@ __all__ = [
 ]
 
 _JWS = jwt.api_jws.PyJWS()
-_MAX_TOKEN = 1 << 22  # 4 MiB: a bundle for a large site, far above any credential
+MAX_TOKEN = 1 << 22  # 4 MiB: a bundle for a large site, far above any credential
 _THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url SHA-256, no padding (fullmatch)
 
 
@@ -268,7 +269,7 @@ class TokenVerifier:
         return signer
 
     def _verify(self, token: str, typ: str, at: datetime) -> tuple[Mapping[str, object], _Signer]:
-        if len(token) > _MAX_TOKEN:
+        if len(token) > MAX_TOKEN:
             raise ParseError("token too large", rule="token-size")
         # Tokens from one signer share their header segment byte for byte (PyJWT sorts the header), so
         # the parsed header and its signer are kept by that segment: this side parses a header once per

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,8 +20,10 @@ from otward.errors import InvalidRequestError, NotFoundError
 from otward.http.access import router as access_router
 from otward.http.audit import router as audit_router
 from otward.http.auth import AdminActor, get_pki
+from otward.http.bodylimit import BodyLimit
 from otward.http.devices import router as devices_router
 from otward.http.edge import router as edge_router
+from otward.http.est import MAX_BODY as EST_MAX_BODY
 from otward.http.est import router as est_router
 from otward.http.limits import install_limits
 from otward.http.metrics import RequestMetrics, render_metrics
@@ -36,17 +38,31 @@ from otward.http.schemas import (
     RevokeRequest,
 )
 from otward.http.signers import router as signers_router
+from otward.http.status import MAX_BODY as OCSP_MAX_BODY
 from otward.http.status import STATUS_PREFIXES, StatusApp
 from otward.http.transparency import router as transparency_router
 from otward.services.pki import Pki
 from otward.services.queries import certificate_filter
 
-__all__ = ["create_api", "create_app"]
+__all__ = ["BODY_LIMITS", "DEFAULT_BODY_LIMIT", "create_api", "create_app", "create_status_app"]
 
-Scope = dict[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 router = APIRouter(prefix="/api/v1")
+
+# Request bodies are refused with 413 over these sizes (path pattern, bytes) before they are read,
+# authenticated or not; the JSON API's requests are small, except an access model imported whole
+# (a YAML text of up to 4 million characters) and a gatekeeper's trail push (up to 5,000 records).
+DEFAULT_BODY_LIMIT = 1 << 20
+BODY_LIMITS: tuple[tuple[str, int], ...] = (
+    (r"/\.well-known/est/", EST_MAX_BODY),
+    (r"/ocsp", OCSP_MAX_BODY),
+    (r"/api/v1/access/import$", 8 << 20),
+    (r"/api/v1/edge/assets/[^/]+/trail$", 8 << 20),
+)
 
 # Swagger UI 5 (OpenAPI 3.1), shipped as files by the swagger-ui-py package.
 SWAGGER_UI_STATIC = Path(swagger_ui.__file__).parent / "static"
@@ -191,16 +207,20 @@ def _serve_docs_offline(app: FastAPI) -> None:
 
 
 def create_app(pki: Pki, *, workers: int = 1) -> ASGIApp:
-    """The HTTPS application: status paths go to the lean status app, the rest to FastAPI."""
+    """The HTTPS application: status paths go to the lean status app, the rest to FastAPI; every
+    request body is bounded (:data:`BODY_LIMITS`) before either reads it."""
     api = create_api(pki, workers=workers)
     status = StatusApp(pki)
 
-    async def app(
-        scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
-    ) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(STATUS_PREFIXES):
             await status(scope, receive, send)
         else:
             await api(scope, receive, send)
 
-    return app
+    return BodyLimit(app, limits=BODY_LIMITS, default=DEFAULT_BODY_LIMIT)
+
+
+def create_status_app(pki: Pki) -> ASGIApp:
+    """The plain-HTTP application: CRL, OCSP and CA certificates, with the same body bounds."""
+    return BodyLimit(StatusApp(pki), limits=BODY_LIMITS, default=DEFAULT_BODY_LIMIT)

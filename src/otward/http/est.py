@@ -38,12 +38,12 @@ from otward.http.problems import problem_response
 from otward.services.audit import Actor
 from otward.services.issuance import IssuedCertificate
 
-__all__ = ["router"]
+__all__ = ["MAX_BODY", "router"]
 
 router = APIRouter(prefix="/.well-known/est", tags=["est"])
 
 PKCS7_CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
-_MAX_BODY = 64 * 1024
+MAX_BODY = 64 * 1024
 _EC_PUBLIC_KEY = univ.ObjectIdentifier("1.2.840.10045.2.1")
 _P256 = univ.ObjectIdentifier("1.2.840.10045.3.1.7")
 
@@ -64,8 +64,8 @@ async def _request_der(request: Request, content_type: str | None, expected: str
         raise InvalidRequestError(
             f"Content-Type must be {expected}, not '{media or 'none'}'", rule="est-media"
         )
-    body = await request.body()
-    if len(body) > _MAX_BODY:
+    body = await request.body()  # bounded by MAX_BODY before it is read (http.bodylimit)
+    if len(body) > MAX_BODY:
         raise InvalidRequestError("the request body is larger than 64 KiB", rule="est-size")
     if body[:1] == b"\x30":
         return body

@@ -12,8 +12,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from otward.errors import (
     AuthenticationError,
@@ -108,6 +109,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, "http-error", str(exc.detail))
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away mid-body, or the body limit ended the request (http.bodylimit): nobody
+    reads this answer and nothing failed on this side."""
+    return Response(status_code=400)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = uuid.uuid4().hex
     log.error("request %s failed unexpectedly", request_id, exc_info=exc)
@@ -118,4 +125,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OtwardError, _otward_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

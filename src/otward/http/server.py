@@ -30,8 +30,7 @@ from otward.adapters.syslog import SyslogTlsForwarder, client_context
 from otward.config import Settings, load_settings, read_passphrase
 from otward.core.audit import EventType
 from otward.errors import ConfigError, OtwardError
-from otward.http.app import create_app
-from otward.http.status import StatusApp
+from otward.http.app import create_app, create_status_app
 from otward.http.tls import TlsAwareHttpProtocol
 from otward.services.audit import Actor
 from otward.services.bootstrap import TlsFiles, renew_service_certificate_if_due
@@ -325,7 +324,9 @@ async def _serve_worker(
         https.config.ssl, TlsFiles.in_dir(settings.data_dir), lambda: read_passphrase(settings.data_dir)
     )
     plain = _Server(
-        uvicorn.Config(StatusApp(pki), access_log=options.access_log, lifespan="off", server_header=False)
+        uvicorn.Config(
+            create_status_app(pki), access_log=options.access_log, lifespan="off", server_header=False
+        )
     )
     loop = asyncio.get_running_loop()
 

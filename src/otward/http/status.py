@@ -21,7 +21,7 @@ from otward.errors import NotFoundError, OtwardError
 from otward.http.metrics import OCSP_RESPONSES
 from otward.services.pki import Pki
 
-__all__ = ["STATUS_PREFIXES", "StatusApp"]
+__all__ = ["MAX_BODY", "STATUS_PREFIXES", "StatusApp"]
 
 STATUS_PREFIXES = ("/ocsp", "/crl/", "/ca/")
 
@@ -32,7 +32,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-_MAX_BODY = 16 * 1024
+MAX_BODY = 16 * 1024  # an OCSP request is a few hundred bytes
 _CRL_PATH = re.compile(r"^/crl/([a-z0-9][a-z0-9-]{0,62})\.crl$")
 _CA_PATH = re.compile(r"^/ca/([a-z0-9][a-z0-9-]{0,62})\.crt$")
 _OCSP_TYPE = b"application/ocsp-response"
@@ -57,7 +57,7 @@ async def _read_body(receive: Receive) -> bytes | None:
             return None
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > _MAX_BODY:
+        if size > MAX_BODY:
             return None
         chunks.append(chunk)
         if not message.get("more_body", False):

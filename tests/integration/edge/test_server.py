@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from otward.core import b64url
 from otward.core.edge.formats import answer_message
 from otward.core.keys import sign_data
-from otward.edge.server import MAX_PROOF_FAILURES, PROOF_FAILURE_WINDOW, create_gatekeeper_app
+from otward.edge.server import MAX_BODY, MAX_PROOF_FAILURES, PROOF_FAILURE_WINDOW, create_gatekeeper_app
 
 from .conftest import hours
 
@@ -89,3 +89,12 @@ def test_a_challenge_flood_does_not_push_out_another_readers_nonce(plant, holder
         answer = {"nonce": issued["nonce"], "signature": b64url.encode(signature)}
         assert reader.post("/v1/answer", json=answer).json()["decision"] == "allow"
         assert gatekeeper.status()["pending_nonces"] == 64  # the flooder's newest; the reader's was taken
+
+
+def test_an_oversized_request_is_refused_before_it_is_read(plant, make_gatekeeper):
+    app = create_gatekeeper_app(make_gatekeeper())
+    with TestClient(app, client=READER) as reader:
+        huge = {"credential": "x" * (MAX_BODY + 1), "function": "start"}
+        refused = reader.post("/v1/challenge", json=huge)
+    assert refused.status_code == 413
+    assert refused.json()["rule"] == "body-size"
