@@ -34,8 +34,8 @@ from otward.core.audit import AuditEvent, EventType, Outcome
 from otward.core.edge.exchange import Challenge, NonceBook, Verdict, evaluate
 from otward.core.edge.formats import BundleClaims, answer_message, validate_identifier
 from otward.core.keys import verify_data
-from otward.edge.tokens import TokenVerifier, VerifiedBundle, VerifiedCredential
-from otward.errors import ConfigError, InvalidRequestError, OtwardError, PolicyViolationError
+from otward.edge.tokens import TokenVerifier, VerifiedBundle, VerifiedCredential, validate_credential_form
+from otward.errors import ConfigError, OtwardError, PolicyViolationError
 
 __all__ = [
     "DEFAULT_NONCE_TTL",
@@ -49,7 +49,6 @@ __all__ = [
 DEFAULT_SKEW = timedelta(seconds=60)
 DEFAULT_NONCE_TTL = timedelta(seconds=30)
 DEFAULT_TRAIL_SYNC_INTERVAL = timedelta(milliseconds=5)
-_MAX_CREDENTIAL = 8192  # a credential is about 0.6 kB (1 kB with an RSA holder key); 4096 pending at most
 _COMPONENT = "edge"
 
 
@@ -293,17 +292,18 @@ class Gatekeeper:
     ) -> Challenge:
         """Step 1: the holder presents its credential and the function it wants; answer with a nonce.
 
-        ``source`` (the reader's address) bounds the nonces one source can hold pending."""
+        ``source`` (the reader's address) bounds the nonces one source can hold pending. A credential
+        without the form of one is refused (ParseError) before a nonce is taken: junk costs nothing."""
         validate_identifier(function, "function")
-        if not credential or len(credential) > _MAX_CREDENTIAL:
-            raise InvalidRequestError("credential missing or too large", rule="credential")
+        credential = credential.strip()
+        validate_credential_form(credential)
         when = at or self._clock()
         with self._lock:
             return self._nonces.issue(
                 self._random(32),
                 asset=self.asset,
                 function=function,
-                credential=credential.strip(),
+                credential=credential,
                 at=when,
                 source=source,
             )

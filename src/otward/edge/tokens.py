@@ -62,6 +62,7 @@ from otward.core.keys import classify_public_key
 from otward.errors import ParseError, PolicyViolationError, UnsupportedAlgorithmError
 
 __all__ = [
+    "MAX_CREDENTIAL",
     "MAX_TOKEN",
     "TokenVerifier",
     "VerifiedBundle",
@@ -73,11 +74,15 @@ __all__ = [
     "sign_credential",
     "signing_algorithm",
     "unverified_bundle_timezone",
+    "validate_credential_form",
 ]
 
 _JWS = jwt.api_jws.PyJWS()
 MAX_TOKEN = 1 << 22  # 4 MiB: a bundle for a large site, far above any credential
 _THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url SHA-256, no padding (fullmatch)
+MAX_CREDENTIAL = 8192  # a credential is about 0.6 kB (1 kB with an RSA holder key); 4096 pending at most
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")  # a compact JWS (fullmatch)
+_ALGORITHMS = frozenset({"ES256", "ES384", "EdDSA", "PS256"})  # what signing_algorithm gives
 
 
 def signing_algorithm(key: CertificatePublicKeyTypes | CertificateIssuerPrivateKeyTypes) -> str:
@@ -405,6 +410,39 @@ def _unverified_header(token: str) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise ParseError("the JWS header is not a JSON object", rule="token-format")
     return header
+
+
+def validate_credential_form(token: str) -> None:
+    """ParseError unless ``token`` has the form of a credential: a compact JWS of at most
+    :data:`MAX_CREDENTIAL` characters whose header says ``typ`` credential, an algorithm otward
+    signs with and the signer's ``x5t#S256``, and whose payload is a JSON object. Nothing is
+    verified (the answer does that); this only keeps junk from costing anything, such as a nonce."""
+    if len(token) > MAX_CREDENTIAL:
+        raise ParseError(
+            f"credential too large (at most {MAX_CREDENTIAL} characters)", rule="credential-format"
+        )
+    if not _COMPACT.fullmatch(token):
+        raise ParseError("credential is not a compact JWT", rule="credential-format")
+    try:
+        header = _unverified_header(token)
+    except ParseError as exc:
+        raise ParseError(f"credential: {exc.message}", rule="credential-format") from None
+    if (
+        header.get("typ") != CREDENTIAL_TYPE
+        or header.get("alg") not in _ALGORITHMS
+        or not isinstance(header.get("x5t#S256"), str)
+        or not _THUMBPRINT.fullmatch(header["x5t#S256"])
+        or "crit" in header
+    ):
+        raise ParseError(
+            "credential header is not an otward credential's (typ, alg, x5t#S256)", rule="credential-format"
+        )
+    try:
+        payload = json.loads(base64url_decode(token.split(".")[1]))
+    except (binascii.Error, ValueError, RecursionError):
+        payload = None
+    if not isinstance(payload, dict):
+        raise ParseError("credential payload is not a JSON object", rule="credential-format")
 
 
 def bundle_signer_thumbprint(token: str) -> str | None:

@@ -365,6 +365,7 @@ def test_a_bundle_is_not_a_credential(plant, holder_key, make_gatekeeper):
     gatekeeper.install_bundle(token)
     with pytest.raises(InvalidRequestError, match="too large"):
         gatekeeper.challenge(token, "start")
+    assert gatekeeper.status()["pending_nonces"] == 0
 
 
 def test_weak_and_unknown_holder_keys_are_refused(plant):

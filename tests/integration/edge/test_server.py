@@ -82,13 +82,40 @@ def test_a_challenge_flood_does_not_push_out_another_readers_nonce(plant, holder
     with TestClient(app, client=READER) as reader, TestClient(app, client=FLOODER) as flooder:
         issued = reader.post("/v1/challenge", json={"credential": carla, "function": "start"}).json()
         for _ in range(300):  # far more than one source may hold pending
-            flood = flooder.post("/v1/challenge", json={"credential": "junk", "function": "start"})
+            flood = flooder.post("/v1/challenge", json={"credential": carla, "function": "start"})
             assert flood.status_code == 201
         nonce = b64url.decode(issued["nonce"], "nonce")
         signature = sign_data(holder_key, answer_message(issued["asset"], issued["function"], nonce))
         answer = {"nonce": issued["nonce"], "signature": b64url.encode(signature)}
         assert reader.post("/v1/answer", json=answer).json()["decision"] == "allow"
         assert gatekeeper.status()["pending_nonces"] == 64  # the flooder's newest; the reader's was taken
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [
+        "",
+        "junk",
+        "a.b.c",
+        "e30.e30.sig",  # {} header
+        b64url.encode(b'{"typ":"otward-credential+jwt","alg":"none","x5t#S256":"' + b"A" * 43 + b'"}')
+        + ".e30.sig",
+        b64url.encode(b'{"typ":"otward-bundle+jwt","alg":"ES256","x5c":[]}') + ".e30.sig",
+        b64url.encode(b'{"typ":"otward-credential+jwt","alg":"ES256","x5t#S256":"' + b"A" * 43 + b'"}')
+        + ".bm90IGpzb24.sig",  # payload "not json"
+    ],
+    ids=["empty", "junk", "not-base64-json", "no-header", "alg-none", "bundle-header", "payload-not-json"],
+)
+def test_a_malformed_credential_is_refused_without_spending_a_nonce(plant, make_gatekeeper, credential):
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    app = create_gatekeeper_app(gatekeeper)
+    with TestClient(app, client=FLOODER) as flooder:
+        for _ in range(3):
+            refused = flooder.post("/v1/challenge", json={"credential": credential, "function": "start"})
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["rule"] == "credential-format"
+    assert gatekeeper.status()["pending_nonces"] == 0
 
 
 def test_an_oversized_request_is_refused_before_it_is_read(plant, make_gatekeeper):
