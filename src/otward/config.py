@@ -12,9 +12,11 @@ URLs are shown masked (:func:`mask_database_url`).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,12 @@ __all__ = [
     "DeviceSettings",
     "MqttSettings",
     "OcspSettings",
+    "ServerSettings",
     "Settings",
     "default_data_dir",
     "load_settings",
     "mask_database_url",
+    "parse_trusted_proxies",
     "read_passphrase",
     "render_config",
     "split_database_password",
@@ -112,6 +116,34 @@ class AuditSettings(BaseModel):
         return host.strip("[]"), int(port)
 
 
+def parse_trusted_proxies(values: Iterable[str]) -> tuple[str, ...]:
+    """Addresses or networks (``10.0.0.0/8``) of reverse proxies whose ``X-Forwarded-For`` and
+    ``-Proto`` are believed; ValueError for anything else, ``*`` included: with it every client
+    would choose its own source address (and escape the per-source limits)."""
+    proxies = []
+    for value in values:
+        text = value.strip()
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"trusted proxy {value!r} is not an IP address or network") from None
+        proxies.append(text)
+    return tuple(proxies)
+
+
+class ServerSettings(BaseModel):
+    """``otward serve``: which reverse proxies may tell the client's address (none by default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return parse_trusted_proxies(value)
+
+
 class MqttSettings(BaseModel):
     """A Mosquitto listener written by ``otward mqtt-config`` that the running service keeps current."""
 
@@ -147,6 +179,7 @@ class Settings(BaseModel):
     audit: AuditSettings = AuditSettings()
     mqtt: MqttSettings = MqttSettings()
     devices: DeviceSettings = DeviceSettings()
+    server: ServerSettings = ServerSettings()
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("public_url")
@@ -271,6 +304,10 @@ def render_config(*, organization: str, public_url: str, database_url: str | Non
         "# Forward every audit event to a syslog collector over TLS (RFC 5425):",
         '# syslog_target = "collector.plant.example:6514"',
         '# syslog_ca_file = "/etc/otward/collector-ca.pem"',
+        "",
+        "[server]",
+        "# Reverse proxies whose X-Forwarded-For is believed (none: the TCP peer is the client):",
+        '# trusted_proxies = ["10.0.0.5"]',
         "",
         "[mqtt]",
         "# Keep the CRLs, CA file and ACL of an `otward mqtt-config --out DIR` listener current:",

@@ -454,3 +454,15 @@ def test_input_files_are_read_to_their_limit_only(data, tmp_path, command, limit
     output = run(*args, "--data", str(data), code=1)
     assert str(huge) in output.replace("\n", "")
     assert f"larger than {limit}" in output
+
+
+def test_trusted_proxies_must_be_addresses(data):
+    output = run("serve", "--data", str(data), "--trusted-proxy", "*", code=1)
+    assert "--trusted-proxy" in output
+    assert "not an IP address or network" in output
+    config = data / "config.toml"
+    config.write_text(
+        config.read_text().replace('# trusted_proxies = ["10.0.0.5"]', 'trusted_proxies = ["*"]')
+    )
+    output = run("ca", "list", "--data", str(data), code=1)
+    assert "server.trusted_proxies" in output

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
+from otward.http.limits import MAX_FAILURES
 from otward.services.bootstrap import initialize
 from tests.conftest import (
     _postgres_database,
     build_csr,
+    free_port,
     make_key,
     ocsp_request_der,
     start_server,
@@ -229,3 +232,56 @@ def test_oversized_bodies_are_refused_before_they_are_read(server):
         assert client.get("/healthz").status_code == 200
     grown = _peak_rss_kib(worker) - before
     assert grown < 8 << 10, f"the worker's peak memory grew by {grown} KiB"
+
+
+def _est_with_forged_sources(server, attempts: int) -> list[int]:
+    """EST enrollments with a wrong token, each claiming another X-Forwarded-For address."""
+    import base64
+
+    csr = base64.b64encode(
+        x509.load_pem_x509_csr(build_csr(make_key(), cn="plc-1")).public_bytes(Encoding.DER)
+    )
+    statuses = []
+    with server.client() as client:
+        for i in range(attempts):
+            response = client.post(
+                "/.well-known/est/simpleenroll",
+                content=csr,
+                headers={
+                    "Content-Type": "application/pkcs10",
+                    "Authorization": "Bearer otwe_0123456789abcdef_wrong",
+                    "X-Forwarded-For": f"198.51.100.{i + 1}",
+                },
+            )
+            statuses.append(response.status_code)
+    return statuses
+
+
+def _refusal_sources(server) -> set[str]:
+    with server.client() as client:
+        events = client.get("/api/v1/audit", params={"type": "enroll.refused", "limit": 1000}).json()
+    return {event["source"] for event in events["items"]}
+
+
+def test_forwarded_for_is_not_believed_without_a_trusted_proxy(server):
+    """A local client rotating X-Forwarded-For is still one source: limited, and audited as itself."""
+    statuses = _est_with_forged_sources(server, MAX_FAILURES + 3)
+    assert statuses[:MAX_FAILURES] == [401] * MAX_FAILURES
+    assert statuses[MAX_FAILURES:] == [429] * 3
+    assert _refusal_sources(server) == {"127.0.0.1"}
+
+
+def test_forwarded_for_is_believed_from_a_configured_proxy(tmp_path):
+    data = tmp_path / "proxied"
+    initialize(data, organization="ACME Chemicals", public_url=f"http://127.0.0.1:{free_port()}")
+    config = data / "config.toml"
+    config.write_text(
+        config.read_text().replace('# trusted_proxies = ["10.0.0.5"]', 'trusted_proxies = ["127.0.0.1"]')
+    )
+    running = start_server(data)
+    try:
+        statuses = _est_with_forged_sources(running, MAX_FAILURES + 3)
+        assert statuses == [401] * (MAX_FAILURES + 3)  # every address is its own source
+        assert _refusal_sources(running) == {f"198.51.100.{i + 1}" for i in range(MAX_FAILURES + 3)}
+    finally:
+        stop_server(running)

@@ -26,6 +26,7 @@ from otward.cli.common import (
     handle_errors,
     print_json,
     resolve_data_dir,
+    trusted_proxies,
 )
 from otward.config import CONFIG_FILE, mask_database_url
 from otward.core.keys import KeyType
@@ -154,6 +155,14 @@ def serve(
     db: DbOption = None,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes")] = 1,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request")] = False,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="Address or network of a reverse proxy whose X-Forwarded-For is believed (repeatable;"
+            " also [server] trusted_proxies) [default: none, the TCP peer is the client]",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTPS API (OpenAPI at /docs) and CRL/OCSP over plain HTTP. Initialises DATA on first run."""
     from otward.http.server import ServeOptions
@@ -181,6 +190,7 @@ def serve(
             http_port=http_port,
             workers=workers,
             access_log=access_log,
+            trusted_proxies=trusted_proxies(trusted_proxy),
         )
     )
 

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from otward.adapters.files import write_atomic
-from otward.config import Settings, default_data_dir, load_settings
+from otward.config import Settings, default_data_dir, load_settings, parse_trusted_proxies
 from otward.errors import ConfigError, ConflictError, OtwardError
 from otward.services.audit import Actor
 from otward.services.pki import Pki
@@ -41,6 +41,7 @@ __all__ = [
     "print_json",
     "print_listing",
     "print_table",
+    "trusted_proxies",
     "warn",
     "write_output",
 ]
@@ -65,6 +66,14 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Replace output files
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def trusted_proxies(values: Sequence[str] | None) -> tuple[str, ...]:
+    """The ``--trusted-proxy`` options, checked: addresses or networks, never ``*``."""
+    try:
+        return parse_trusted_proxies(values or ())
+    except ValueError as exc:
+        raise ConfigError(f"--trusted-proxy: {exc}", rule="trusted-proxy") from None
 
 
 def resolve_data_dir(data: Path | None) -> Path:

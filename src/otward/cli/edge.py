@@ -26,6 +26,7 @@ from otward.cli.common import (
     print_json,
     print_listing,
     resolve_data_dir,
+    trusted_proxies,
     warn,
 )
 from otward.core.durations import parse_duration
@@ -312,6 +313,14 @@ def serve(
         Path | None,
         typer.Option("--tls-client-ca", help="Admit only readers with a client certificate from these CAs"),
     ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="Address or network of a reverse proxy whose X-Forwarded-For is believed (repeatable)"
+            " [default: none, the TCP peer is the reader]",
+        ),
+    ] = None,
     data: DataOption = None,
 ) -> None:
     """Decide access requests at ASSET offline; with --sync, pull newer bundles and push the trail."""
@@ -348,6 +357,7 @@ def serve(
             tls_certificate=tls_cert,
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
+            trusted_proxies=trusted_proxies(trusted_proxy),
         ),
         announce=warn,
     )

@@ -39,6 +39,7 @@ from otward.edge.tokens import MAX_TOKEN
 from otward.errors import ConfigError, RateLimitedError
 from otward.http.bodylimit import BodyLimit
 from otward.http.problems import install_problem_handlers
+from otward.http.proxies import forwarded_headers
 
 __all__ = [
     "MAX_BODY",
@@ -182,6 +183,7 @@ class EdgeServeOptions:
     tls_certificate: Path | None = None  # serve HTTPS with this certificate (chain) ...
     tls_key: Path | None = None  # ... and key (mode 0600)
     tls_client_ca: Path | None = None  # require reader client certificates chaining to these CAs
+    trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For is believed (none by default)
 
 
 def check_tls_options(certificate: Path | None, key: Path | None, client_ca: Path | None) -> None:
@@ -234,7 +236,13 @@ def serve_gatekeeper(options: EdgeServeOptions, *, announce: Callable[[str], Non
             sync.start()
         app = create_gatekeeper_app(gatekeeper, sync)
         config = uvicorn.Config(
-            app, host=options.host, port=options.port, log_level="warning", access_log=False, lifespan="off"
+            app,
+            host=options.host,
+            port=options.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            **forwarded_headers(options.trusted_proxies),
         )
         config.load()
         if options.tls_certificate is not None:

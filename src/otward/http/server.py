@@ -31,6 +31,7 @@ from otward.config import Settings, load_settings, read_passphrase
 from otward.core.audit import EventType
 from otward.errors import ConfigError, OtwardError
 from otward.http.app import create_app, create_status_app
+from otward.http.proxies import forwarded_headers
 from otward.http.tls import TlsAwareHttpProtocol
 from otward.services.audit import Actor
 from otward.services.bootstrap import TlsFiles, renew_service_certificate_if_due
@@ -56,6 +57,7 @@ class ServeOptions:
     http_port: int = 8080
     workers: int = 1
     access_log: bool = False
+    trusted_proxies: tuple[str, ...] = ()  # besides config.toml's server.trusted_proxies
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -115,12 +117,17 @@ def _write_client_cas(pki: Pki, path: Path) -> None:
     path.write_text(pem)
 
 
+def _trusted_proxies(settings: Settings, options: ServeOptions) -> tuple[str, ...]:
+    return (*settings.server.trusted_proxies, *options.trusted_proxies)
+
+
 def _https_config(
     app: Any, settings: Settings, options: ServeOptions, client_ca_file: Path
 ) -> uvicorn.Config:
     tls = TlsFiles.in_dir(settings.data_dir)
     config = uvicorn.Config(
         app,
+        **forwarded_headers(_trusted_proxies(settings, options)),
         ssl_certfile=str(tls.certificate_chain),
         ssl_keyfile=str(tls.private_key),
         ssl_keyfile_password=read_passphrase(settings.data_dir).decode(),
@@ -325,7 +332,11 @@ async def _serve_worker(
     )
     plain = _Server(
         uvicorn.Config(
-            create_status_app(pki), access_log=options.access_log, lifespan="off", server_header=False
+            create_status_app(pki),
+            access_log=options.access_log,
+            lifespan="off",
+            server_header=False,
+            **forwarded_headers(_trusted_proxies(settings, options)),
         )
     )
     loop = asyncio.get_running_loop()

@@ -295,9 +295,10 @@ def test_edge_serve_over_http_with_sync(central, tmp_path, trail_sync):
             nonce = base64.urlsafe_b64decode(challenge.json()["nonce"] + "==")
             signature = sign_data(key, answer_message("reactor-1", "start", nonce))
             answer = {"nonce": challenge.json()["nonce"], "signature": _b64url(signature)}
-            decided = client.post("/v1/answer", json=answer)
+            forged = {"X-Forwarded-For": "203.0.113.9"}  # believed from no one: no --trusted-proxy
+            decided = client.post("/v1/answer", json=answer, headers=forged)
             assert decided.json()["decision"] == "allow", decided.text
-            replayed = client.post("/v1/answer", json=answer)
+            replayed = client.post("/v1/answer", json=answer, headers=forged)
             assert replayed.json()["decision"] == "deny"
             assert (
                 client.post("/v1/challenge", json={"credential": credential, "function": "a\nb"}).status_code
@@ -314,6 +315,7 @@ def test_edge_serve_over_http_with_sync(central, tmp_path, trail_sync):
             r.event for r in pki.edge.trail("reactor-1") if r.event.type is EventType.ACCESS_DECIDED
         ]
         assert [e.outcome.value for e in decided_centrally] == ["success", "failure"]
+        assert {e.source for e in decided_centrally} == {"127.0.0.1"}
     finally:
         process.terminate()
         process.wait(timeout=15)
