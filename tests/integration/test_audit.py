@@ -14,6 +14,7 @@ from otward.adapters.db.schema import audit_events, audit_heads, certificates
 from otward.cli.app import app as cli
 from otward.config import load_settings
 from otward.core.audit import EventType
+from otward.errors import AuthenticationError
 from otward.http.app import create_app
 from otward.services.audit import Actor, to_syslog
 from otward.services.pki import Pki
@@ -108,6 +109,29 @@ def test_api_authentication_failures_are_recorded_with_source(pki, installation)
     assert failure["source"] == "testclient"
     assert failure["request_id"] == "probe-42"
     assert failure["component"] == "api"
+
+
+def test_repeated_authentication_failures_are_aggregated_per_source(pki):
+    """The first failure of a source is a row of its own; the rest until the next flush one row with
+    the count; after the flush, the next failure is a row of its own again."""
+    sources = {"192.0.2.1": 5, "192.0.2.2": 1, "192.0.2.3": 3}
+    for source, n in sources.items():
+        for _ in range(n):
+            with pytest.raises(AuthenticationError):
+                pki.tokens.authenticate("wrong", Actor(component="api", identity="anonymous", source=source))
+    assert [r.event.source for r in events(pki, EventType.AUTH_FAILED)] == list(sources)
+    assert pki.audit.flush_failures() == 4 + 2
+    aggregates = [r.event for r in events(pki, EventType.AUTH_FAILED)][len(sources) :]
+    assert [(e.source, e.details["failures"], e.subject) for e in aggregates] == [
+        ("192.0.2.1", "4", "(repeated failures)"),
+        ("192.0.2.3", "2", "(repeated failures)"),
+    ]
+    assert all(e.details["first"] <= e.details["last"] for e in aggregates)
+    assert pki.audit.flush_failures() == 0  # nothing counted since
+    with pytest.raises(AuthenticationError):
+        pki.tokens.authenticate("wrong", Actor(component="api", identity="anonymous", source="192.0.2.1"))
+    assert len(events(pki, EventType.AUTH_FAILED)) == len(sources) + 2 + 1
+    assert pki.audit.verify().check.ok
 
 
 def test_api_listing_filters_and_verify(pki, installation):

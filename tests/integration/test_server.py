@@ -258,9 +258,17 @@ def _est_with_forged_sources(server, attempts: int) -> list[int]:
 
 
 def _refusal_sources(server) -> set[str]:
-    with server.client() as client:
-        events = client.get("/api/v1/audit", params={"type": "enroll.refused", "limit": 1000}).json()
-    return {event["source"] for event in events["items"]}
+    """From the database: the API would refuse this source's admin token for a minute too."""
+    from otward.config import load_settings
+    from otward.services.pki import Pki
+
+    pki = Pki.open(load_settings(server.data_dir), migrate=False)
+    try:
+        return {
+            r.event.source for r in pki.stores.audit.iter_audit() if r.event.type.value == "enroll.refused"
+        }
+    finally:
+        pki.close()
 
 
 def test_forwarded_for_is_not_believed_without_a_trusted_proxy(server):
@@ -285,3 +293,35 @@ def test_forwarded_for_is_believed_from_a_configured_proxy(tmp_path):
         assert _refusal_sources(running) == {f"198.51.100.{i + 1}" for i in range(MAX_FAILURES + 3)}
     finally:
         stop_server(running)
+
+
+def test_wrong_admin_tokens_are_limited_and_aggregated_in_the_trail(tmp_path):
+    """Wrong admin tokens: 429 after the per-source limit; the trail holds a few rows whose counts add
+    up to every failure (the aggregate is written at the minute's tick or, here, at shutdown)."""
+    from otward.config import load_settings
+    from otward.services.pki import Pki
+
+    running = start_server(tmp_path / "guessed")
+    attempts = 200
+    try:
+        with running.client() as client:
+            statuses = [
+                client.get(
+                    "/api/v1/certificates", headers={"Authorization": f"Bearer otw_{i:016x}_{'A' * 43}"}
+                ).status_code
+                for i in range(attempts)
+            ]
+            limited = client.get("/api/v1/certificates", headers={"Authorization": "Bearer wrong"})
+    finally:
+        stop_server(running)
+    assert statuses[:MAX_FAILURES] == [401] * MAX_FAILURES
+    assert set(statuses[MAX_FAILURES:]) == {429}
+    assert int(limited.headers["Retry-After"]) >= 1
+    pki = Pki.open(load_settings(running.data_dir), migrate=False)
+    try:
+        failed = [r.event for r in pki.stores.audit.iter_audit() if r.event.type.value == "auth.failed"]
+    finally:
+        pki.close()
+    assert len(failed) <= 2  # the first on its own, the rest as one aggregate
+    assert {e.source for e in failed} == {"127.0.0.1"}
+    assert sum(int(e.details.get("failures", "1")) for e in failed) == MAX_FAILURES

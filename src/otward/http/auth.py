@@ -9,7 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from otward.core.records import TokenRecord
 from otward.errors import AuthenticationError
+from otward.http.limits import guard_failures
 from otward.services.audit import Actor
 from otward.services.pki import Pki
 
@@ -48,13 +50,19 @@ def require_admin(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
-    """The authenticated admin as an audit actor; failures are audited as ``auth.failed``."""
-    anonymous = request_actor(request)
+    """The authenticated admin as an audit actor; failures are audited as ``auth.failed`` and
+    limited per source (429 after too many, :mod:`otward.http.limits`)."""
     pki = get_pki(request)
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        pki.tokens.authenticate("", anonymous)  # records the failure, raises AuthenticationError
-        raise AuthenticationError("an admin token is required (Authorization: Bearer <token>)", rule="token")
-    token = pki.tokens.authenticate(credentials.credentials, anonymous)
+
+    def authenticate(anonymous: Actor) -> TokenRecord:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            pki.tokens.authenticate("", anonymous)  # records the failure, raises AuthenticationError
+            raise AuthenticationError(
+                "an admin token is required (Authorization: Bearer <token>)", rule="token"
+            )
+        return pki.tokens.authenticate(credentials.credentials, anonymous)
+
+    token = guard_failures(request, request_actor(request), authenticate)
     return request_actor(request, f"token:{token.token_id}")
 
 

@@ -22,6 +22,7 @@ from otward.core.durations import parse_duration
 from otward.core.edge.records import CredentialRecord
 from otward.errors import AuthenticationError, InvalidRequestError
 from otward.http.auth import AdminActor, get_pki, request_actor
+from otward.http.limits import guard_failures
 from otward.http.params import CredentialId, EdgeId
 from otward.services.audit import Actor
 from otward.services.edge import load_holder_public_key
@@ -39,20 +40,22 @@ def gatekeeper_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
-    """The gatekeeper of ``asset`` (edge token bound to it) or an admin; failures are audited."""
+    """The gatekeeper of ``asset`` (edge token bound to it) or an admin; failures are audited and
+    limited per source, as for the admin token (:mod:`otward.http.limits`)."""
     pki = get_pki(request)
-    anonymous = request_actor(request)
     text = (
         credentials.credentials if credentials is not None and credentials.scheme.lower() == "bearer" else ""
     )
-    if pki.edge.is_edge_token(text):
-        token = pki.edge.authenticate(text, asset, anonymous)
-        return request_actor(request, f"edge-token:{token.token_id}")
-    if not text:
-        pki.tokens.authenticate("", anonymous)  # records the failure, raises
-        raise AuthenticationError("an edge or admin token is required", rule="token")
-    token_record = pki.tokens.authenticate(text, anonymous)
-    return request_actor(request, f"token:{token_record.token_id}")
+
+    def authenticate(anonymous: Actor) -> str:
+        if pki.edge.is_edge_token(text):
+            return f"edge-token:{pki.edge.authenticate(text, asset, anonymous).token_id}"
+        if not text:
+            pki.tokens.authenticate("", anonymous)  # records the failure, raises
+            raise AuthenticationError("an edge or admin token is required", rule="token")
+        return f"token:{pki.tokens.authenticate(text, anonymous).token_id}"
+
+    return request_actor(request, guard_failures(request, request_actor(request), authenticate))
 
 
 GatekeeperActor = Annotated[Actor, Depends(gatekeeper_actor)]

@@ -205,10 +205,10 @@ class ServiceIdentity:
 
 
 def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, leader: bool) -> None:
-    """Once a minute: aggregated OCSP signing events, new CAs for client certificates and a signed
-    audit head in every worker; CRL refresh, responder and signer renewal, old attestation challenges
-    and expiry warnings in the first worker only."""
-    pki.record_ocsp_signatures(SERVICE_ACTOR)
+    """Once a minute: aggregated OCSP signing and authentication failure events, new CAs for client
+    certificates and a signed audit head in every worker; CRL refresh, responder and signer renewal,
+    old attestation challenges and expiry warnings in the first worker only."""
+    pki.record_aggregates(SERVICE_ACTOR)
     trust.refresh(pki)
     if leader and renew_service_certificate_if_due(pki, pki.settings.data_dir, SERVICE_ACTOR):
         log.info("the service's TLS certificate was renewed")
@@ -364,7 +364,7 @@ async def _serve_worker(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        pki.record_ocsp_signatures(SERVICE_ACTOR)
+        pki.record_aggregates(SERVICE_ACTOR)
         pki.audit.record(pki.audit.event(SERVICE_ACTOR, EventType.SERVICE_STOPPED, "otward", details=worker))
         pki.close()  # signs the audit head on the way out
 

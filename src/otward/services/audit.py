@@ -1,7 +1,10 @@
 """Writing, reading, verifying and exporting the audit trail.
 
 Services describe what happened with :meth:`AuditLog.event`; the store writes the
-event in the same transaction as the action. This module also signs the chain
+event in the same transaction as the action. Failures that can come by the thousand
+(``auth.failed``) are aggregated: the first of a source is written at once, later ones
+are counted and written as one event with the count when :meth:`AuditLog.flush_failures`
+runs (each minute, and when the process stops). This module also signs the chain
 head with the audit signer (a key certified by the issuing CA), checks the chain
 (``otward audit verify``) and renders events as JSON Lines or RFC 5424 syslog.
 """
@@ -50,6 +53,20 @@ SYSTEM_ACTOR = Actor(component="ca", identity="system")
 CLI_ACTOR = Actor(component="cli", identity="cli")
 
 
+# Sources whose failures are counted between two flushes; past that, failures are written one by one
+# (the per-source limits of the API keep each source to a few anyway).
+_MAX_TALLIED = 10_000
+
+
+@dataclass
+class _Tally:
+    """Failures of one (type, component, source) counted since the first of them was written."""
+
+    count: int
+    first: datetime
+    last: datetime
+
+
 @dataclass(frozen=True)
 class ChainReport:
     check: ChainCheck
@@ -73,6 +90,8 @@ class AuditLog:
         self._signer_certificate = signer_certificate
         self._lock = threading.Lock()
         self._signed_through = -1  # sequence of the last head this process signed
+        self._tallies: dict[tuple[EventType, str, str | None], _Tally] = {}
+        self._tally_lock = threading.Lock()
 
     def event(
         self,
@@ -101,6 +120,49 @@ class AuditLog:
     def record(self, *events: AuditEvent) -> list[AuditRecord]:
         """Write events that go with no other change (refusals, authentication failures)."""
         return self._store.append_events(events)
+
+    def record_failure(self, event: AuditEvent) -> None:
+        """Record a failure that may repeat by the thousand (``auth.failed``): the first of its type,
+        component and source since the last :meth:`flush_failures` is written now; later ones are
+        only counted, for the flush to write as one event."""
+        key = (event.type, event.component, event.source)
+        with self._tally_lock:
+            tally = self._tallies.get(key)
+            if tally is not None:
+                tally.count += 1
+                tally.last = event.time
+                return
+            if len(self._tallies) < _MAX_TALLIED:
+                self._tallies[key] = _Tally(0, event.time, event.time)
+        self.record(event)
+
+    def flush_failures(self) -> int:
+        """Write one event per source whose failures were counted since the last flush, with the
+        count (``details.failures``) and the first and last time; returns how many failures they
+        stand for. A source's next failure is written on its own again."""
+        with self._tally_lock:
+            tallies, self._tallies = self._tallies, {}
+        events = [
+            self.event(
+                Actor(component=component, identity="anonymous", source=source),
+                type,
+                "(repeated failures)",
+                outcome=Outcome.FAILURE,
+                reason=f"{tally.count} more failures from {source or 'an unknown source'}",
+                details={
+                    "failures": str(tally.count),
+                    "first": format_time(tally.first),
+                    "last": format_time(tally.last),
+                },
+            )
+            for (type, component, source), tally in sorted(
+                tallies.items(), key=lambda item: (item[0][0].value, item[0][1], item[0][2] or "")
+            )
+            if tally.count
+        ]
+        if events:
+            self.record(*events)
+        return sum(int(e.details["failures"]) for e in events)
 
     # --- signed heads ---------------------------------------------------------------------------
 

@@ -360,7 +360,7 @@ class EdgeService:
                 reason=reason,
                 details={"asset": asset},
             )
-            self._audit.record(failure)
+            self._audit.record_failure(failure)  # aggregated per source (docs/audit.md)
             raise AuthenticationError(reason, rule="edge-token")
         return record
 

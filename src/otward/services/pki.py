@@ -157,8 +157,10 @@ class Pki:
         keys = FileKeyBackend(settings.data_dir, lambda: read_passphrase(settings.data_dir))
         return cls(settings, SqlStores.open(engine), keys, clock=clock, new_serial=new_serial)
 
-    def record_ocsp_signatures(self, actor: Actor = SYSTEM_ACTOR) -> None:
-        """Write the aggregated ``ocsp.signed`` events for responses signed since the last call."""
+    def record_aggregates(self, actor: Actor = SYSTEM_ACTOR) -> None:
+        """Write the aggregated events since the last call: ``ocsp.signed`` per CA (as ``actor``) and
+        repeated ``auth.failed`` per source."""
+        self.audit.flush_failures()
         counts = self.ocsp.drain_signature_counts()
         if counts:
             self.audit.record(
@@ -171,7 +173,7 @@ class Pki:
     def close(self) -> None:
         """Sign the audit chain head if this process added to it, then release the database."""
         try:
-            self.record_ocsp_signatures()
+            self.record_aggregates()
             if self.stores.audit.audit_head()[0] != self._audit_sequence_at_open:
                 self.audit.sign_head()
         except PolicyViolationError as exc:

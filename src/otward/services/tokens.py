@@ -36,8 +36,8 @@ class TokenService:
         return record, token.text
 
     def authenticate(self, text: str, actor: Actor = SYSTEM_ACTOR) -> TokenRecord:
-        """The token record for ``text``; AuthenticationError (recorded as ``auth.failed``) if it is
-        malformed, unknown, wrong or revoked."""
+        """The token record for ``text``; AuthenticationError (recorded as ``auth.failed``, repeated
+        failures of a source aggregated) if it is malformed, unknown, wrong or revoked."""
         parsed = _FORMAT.parse(text)
         record = self._store.get_token(parsed[0]) if parsed else None
         valid = secret_matches(record.secret_hash if record else None, parsed[1] if parsed else None)
@@ -47,7 +47,7 @@ class TokenService:
             failure = self._audit.event(
                 actor, EventType.AUTH_FAILED, subject, outcome=Outcome.FAILURE, reason=reason
             )
-            self._audit.record(failure)
+            self._audit.record_failure(failure)  # aggregated per source (docs/audit.md)
             raise AuthenticationError(reason, rule="token")
         return record
 
