@@ -512,3 +512,42 @@ def test_bodies_over_the_endpoint_limit_are_refused_before_authentication(pki, p
         assert problem["rule"] == "body-size"
         assert problem["limit"] < size
         assert "the request body is larger than" in problem["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "named"),
+    [
+        ("/api/v1/certificates?offset=9223372036854775808", "offset"),
+        ("/api/v1/devices?offset=9223372036854775808", "offset"),
+        ("/api/v1/audit?offset=9223372036854775808", "offset"),
+        ("/api/v1/edge/assets/press-1/trail?after=9223372036854775808", "after"),
+        ("/api/v1/edge/assets/press-1/bundle?after=9223372036854775808", "after"),
+        ("/api/v1/transparency/sth/99999999999999999999999", "tree_size"),
+        ("/api/v1/transparency/proof/01?tree_size=99999999999999999999999", "tree_size"),
+        ("/api/v1/transparency/consistency?first=1&second=99999999999999999999999", "second"),
+        ("/api/v1/audit?since=0001-01-01T00:00:00%2B14:00", "0001-01-01T00:00:00+14:00"),
+        ("/api/v1/audit?until=9999-12-31T23:59:59-14:00", "9999-12-31T23:59:59-14:00"),
+        ("/api/v1/audit?since=999999w", "999999w"),
+        ("/api/v1/certificates?expiring_within=999999w", "999999w"),
+    ],
+    ids=[
+        "certificates-offset",
+        "devices-offset",
+        "audit-offset",
+        "trail-after",
+        "bundle-after",
+        "sth-size",
+        "proof-size",
+        "consistency-size",
+        "audit-since-before-utc",
+        "audit-until-after-utc",
+        "audit-since-duration",
+        "expiring-within",
+    ],
+)
+def test_out_of_range_numbers_and_times_are_client_errors(client, path, named):
+    """Numbers past what the database holds and times past what a datetime holds: 400 naming them
+    (they were 500 or 503)."""
+    response = client.get(path)
+    assert response.status_code == 400, response.text
+    assert named in response.json()["detail"]

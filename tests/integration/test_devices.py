@@ -266,6 +266,31 @@ def test_failed_token_attempts_are_limited_per_source(client, tpki):
     assert est_post(client, "simpleenroll", csr, token).status_code == 429
 
 
+@pytest.mark.parametrize(
+    ("cn", "rule"),
+    [
+        (b"\x14\x05plc\xff\xfe", "csr-subject"),
+        (b"\x0c\x05plc\xff\xfe", "csr-subject"),
+        (b"\x1e\x05plcAA", "csr-format"),
+    ],
+    ids=["teletex", "utf8-not-utf8", "bmp-odd-length"],
+)
+def test_a_malformed_subject_is_a_client_error_and_the_token_comes_first(client, tpki, cn, rule):
+    """A CN that does not decode: 401/429 with a wrong token (checked first), 400 naming the subject
+    with a good one; never a 500."""
+    der = der_csr(make_key(), "plcAA").replace(b"\x0c\x05plcAA", cn)
+    body = base64.b64encode(der)
+    wrong = "otwe_0123456789abcdef_" + "x" * 43
+    for _ in range(MAX_FAILURES):
+        assert est_post(client, "simpleenroll", body, wrong).status_code == 401
+    assert est_post(client, "serverkeygen", body, wrong).status_code == 429
+    with TestClient(create_app(tpki), base_url="https://testserver") as fresh:
+        _, token = tpki.enrollment_tokens.create("acme")
+        refused = est_post(fresh, "simpleenroll", body, token)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["rule"] == rule
+
+
 @pytest.mark.parametrize(("workers", "allowed"), [(2, 5), (3, 4), (20, 1)])
 def test_each_worker_allows_its_share_so_a_source_never_gets_more_than_the_limit(tpki, workers, allowed):
     """With N workers a source's connections may reach any of them: each allows ⌈10 / N⌉ failures."""

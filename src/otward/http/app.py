@@ -27,7 +27,7 @@ from otward.http.est import MAX_BODY as EST_MAX_BODY
 from otward.http.est import router as est_router
 from otward.http.limits import install_limits
 from otward.http.metrics import RequestMetrics, render_metrics
-from otward.http.params import CaName
+from otward.http.params import CaName, Count
 from otward.http.problems import install_problem_handlers
 from otward.http.schemas import (
     AuthorityOut,
@@ -99,7 +99,7 @@ def list_certificates(
     ca: str | None = None,
     profile: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Count = 0,
 ) -> CertificatePage:
     """Certificates newest first, with paging (``limit``, ``offset``) and the total count."""
     pki = get_pki(request)

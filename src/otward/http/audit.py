@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from otward.core.audit import AuditRecord
 from otward.http.auth import AdminActor, get_pki
+from otward.http.params import Count
 from otward.services.queries import audit_filter
 
 __all__ = ["AuditEventOut", "AuditPage", "ChainReportOut", "router"]
@@ -65,7 +66,7 @@ def list_events(
     subject: str | None = None,
     outcome: Annotated[str | None, Query(description="success or failure")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Count = 0,
 ) -> AuditPage:
     """Events in chain order, filtered and paged."""
     pki = get_pki(request)

@@ -18,7 +18,7 @@ from otward.core.revocation import parse_reason
 from otward.errors import InvalidRequestError
 from otward.http.auth import AdminActor, get_pki, request_actor
 from otward.http.limits import guard_failures, spend
-from otward.http.params import DeviceId
+from otward.http.params import Count, DeviceId
 from otward.http.schemas import (
     AttestRequest,
     AttestResponse,
@@ -43,7 +43,7 @@ def list_devices(
     owner: str | None = None,
     status: Annotated[str | None, Query(description="active, disabled or revoked")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Count = 0,
 ) -> DevicePage:
     pki = get_pki(request)
     try:

@@ -23,7 +23,7 @@ from otward.core.edge.records import CredentialRecord
 from otward.errors import AuthenticationError, InvalidRequestError
 from otward.http.auth import AdminActor, get_pki, request_actor
 from otward.http.limits import guard_failures
-from otward.http.params import CredentialId, EdgeId
+from otward.http.params import Count, CredentialId, EdgeId
 from otward.services.audit import Actor
 from otward.services.edge import load_holder_public_key
 
@@ -138,7 +138,7 @@ def pull_bundle(
     asset: EdgeId,
     request: Request,
     actor: GatekeeperActor,
-    after: Annotated[int, Query(ge=0, description="the version the gatekeeper holds")] = 0,
+    after: Annotated[Count, Query(description="the version the gatekeeper holds")] = 0,
 ) -> Response:
     """The asset's newest signed bundle if its version is above ``after`` (else 204). A change to the
     asset's policies, people or revocations since the last bundle yields a new version here."""
@@ -166,7 +166,7 @@ def list_trail(
     asset: EdgeId,
     request: Request,
     _actor: AdminActor,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Count = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> list[TrailRecordOut]:
     """The records an asset pushed, in sequence order."""

@@ -18,6 +18,7 @@ from otward.core.records import format_serial, parse_serial
 from otward.core.transparency import TreeHead
 from otward.errors import InvalidRequestError
 from otward.http.auth import get_pki
+from otward.http.params import Count
 from otward.services.signers import AUDIT_SIGNER, SIGNER_CA
 
 __all__ = ["ConsistencyOut", "InclusionOut", "TreeHeadOut", "router"]
@@ -70,13 +71,13 @@ def signed_tree_head(request: Request) -> TreeHeadOut:
 
 
 @router.get("/sth/{tree_size}", response_model=TreeHeadOut)
-def earlier_tree_head(tree_size: int, request: Request) -> TreeHeadOut:
+def earlier_tree_head(tree_size: Count, request: Request) -> TreeHeadOut:
     return TreeHeadOut.from_head(get_pki(request).transparency.head_for_size(tree_size))
 
 
 @router.get("/proof/{serial}", response_model=InclusionOut)
 def inclusion(
-    serial: str, request: Request, tree_size: Annotated[int | None, Query(ge=1)] = None
+    serial: str, request: Request, tree_size: Annotated[Count | None, Query(ge=1)] = None
 ) -> InclusionOut:
     """Audit path of a certificate (leaf = SHA-256(0x00 || certificate DER))."""
     try:
@@ -95,7 +96,7 @@ def inclusion(
 
 @router.get("/consistency", response_model=ConsistencyOut)
 def consistency(
-    request: Request, first: Annotated[int, Query(ge=1)], second: Annotated[int, Query(ge=1)]
+    request: Request, first: Annotated[Count, Query(ge=1)], second: Annotated[Count, Query(ge=1)]
 ) -> ConsistencyOut:
     proof = get_pki(request).transparency.consistency(first, second)
     return ConsistencyOut(first=first, second=second, consistency=[_b64(p) for p in proof])

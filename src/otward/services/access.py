@@ -405,6 +405,12 @@ def parse_instant(text: str, timezone: str) -> datetime:
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(timezone))
+    try:  # a year of margin each side: the instant is shown in UTC and in the site's zone
+        in_range = 2 <= value.astimezone(UTC).year <= 9998
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise InvalidRequestError(f"--at: {text!r} is outside the years 2 to 9998", rule="access-time")
     return value
 
 

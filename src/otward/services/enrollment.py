@@ -246,6 +246,14 @@ class EnrollmentTokens:
         device id or profile the token does not cover raises PolicyViolationError (HTTP 403 at the
         EST endpoint); both are audited as ``enroll.refused``. Nothing is spent here.
         """
+        record = self.authenticate(text, actor=actor, device_id=device_id)
+        self.check_covers(record, device_id=device_id, profile=profile, actor=actor)
+        return record
+
+    def authenticate(self, text: str, *, actor: Actor, device_id: str | None = None) -> EnrollmentTokenRecord:
+        """The record of ``text`` if it is a token that may enroll now; AuthenticationError (HTTP 401,
+        audited as ``enroll.refused``) if it is unknown, wrong, expired, used up or revoked. Checked
+        before anything the request carries is parsed, so a bad token is a 401 whatever comes with it."""
         parsed = _FORMAT.parse(text)
         record = self._store.get_enrollment_token(parsed[0]) if parsed else None
         valid = secret_matches(record.secret_hash if record else None, parsed[1] if parsed else None)
@@ -257,6 +265,14 @@ class EnrollmentTokens:
             )
             self._refuse(actor, subject, f"enrollment token refused: {reason}", device_id)
             raise AuthenticationError(_REFUSED, rule="enroll-token")
+        return record
+
+    def check_covers(
+        self, record: EnrollmentTokenRecord, *, device_id: str, profile: str | None = None, actor: Actor
+    ) -> None:
+        """PolicyViolationError (HTTP 403 at the EST endpoint, audited) unless the authenticated token
+        ``record`` covers ``device_id`` and ``profile`` (default: the token's own)."""
+        subject = f"enroll_token:{record.token_id}"
         if profile is not None and profile != record.profile:
             message = f"the enrollment token is for profile '{record.profile}', not '{profile}'"
             self._refuse(actor, subject, message, device_id)
@@ -267,9 +283,8 @@ class EnrollmentTokens:
             )
             self._refuse(actor, subject, message, device_id)
             raise PolicyViolationError(message, rule="enroll-token-pattern")
-        return record
 
-    def _refuse(self, actor: Actor, subject: str, reason: str, device_id: str) -> None:
+    def _refuse(self, actor: Actor, subject: str, reason: str, device_id: str | None) -> None:
         self._audit.record(
             self._audit.event(
                 actor,
@@ -277,6 +292,6 @@ class EnrollmentTokens:
                 subject,
                 outcome=Outcome.FAILURE,
                 reason=reason,
-                details={"device_id": device_id[:64]},
+                details={"device_id": device_id[:64]} if device_id is not None else None,
             )
         )

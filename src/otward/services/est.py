@@ -85,15 +85,13 @@ class EstService:
             raise NotFoundError(f"no CA '{name}' to enroll with", rule="est-label") from None
 
     def enroll(self, csr: bytes, token: str, *, label: str | None, actor: Actor) -> IssuedCertificate:
-        device_id = self._device_id(csr, token, actor)
-        record = self._tokens.verify(token, device_id=device_id, actor=actor)
+        record, device_id = self._authorized(csr, token, actor)
         ca = self._owners.issuing_ca(record.owner)
         self._check_label(record.owner, ca, label, device_id, actor)
         return self._issue(csr, device_id, record.owner, ca, record.profile, actor, token_record=record)
 
     def server_keygen(self, csr: bytes, token: str, *, label: str | None, actor: Actor) -> ServerGeneratedKey:
-        device_id = self._device_id(csr, token, actor)
-        record = self._tokens.verify(token, device_id=device_id, actor=actor)
+        record, device_id = self._authorized(csr, token, actor)
         owner = self._owners.get(record.owner)
         self._check_label(owner.name, owner.ca, label, device_id, actor)
         if not owner.allow_server_keygen:
@@ -176,11 +174,16 @@ class EstService:
 
     # --- shared steps ---------------------------------------------------------------------------
 
-    def _device_id(self, csr: bytes, token: str, actor: Actor) -> str:
+    def _authorized(self, csr: bytes, token: str, actor: Actor) -> tuple[EnrollmentTokenRecord, str]:
+        """The token first (a bad one is a 401 whatever the CSR holds, and counts as a failure), then
+        the device id from the CSR (a refusal is audited), then whether the token covers it."""
+        record = self._tokens.authenticate(token, actor=actor)
         try:
-            return _device_id(csr)
+            device_id = _device_id(csr)
         except (InvalidRequestError, PolicyViolationError) as exc:
             raise self.refuse_input(token, exc, actor=actor) from None
+        self._tokens.check_covers(record, device_id=device_id, actor=actor)
+        return record, device_id
 
     def _check_label(self, owner: str, ca: str, label: str | None, device_id: str, actor: Actor) -> None:
         if label is not None and label != ca:

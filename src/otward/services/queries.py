@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from otward.core.audit import AuditFilter, EventType
 from otward.core.durations import parse_duration
@@ -41,25 +41,40 @@ def certificate_filter(
         if status in ("revoked", "expired"):
             raise InvalidRequestError("expiring_within applies to valid certificates only", rule="status")
         revoked, expires_after = False, now
-        expires_before = now + parse_duration(expiring_within)
+        expires_before = _shift(now, parse_duration(expiring_within), expiring_within)
     return CertificateFilter(
         ca=ca, profile=profile, revoked=revoked, expires_before=expires_before, expires_after=expires_after
     )
 
 
-def parse_time(text: str, now: datetime) -> datetime:
-    """An RFC 3339 time (``2026-11-22T06:00:00Z``) or a duration back from now (``24h``)."""
+def _shift(now: datetime, delta: timedelta, text: str) -> datetime:
+    """``now + delta``, or a 400 naming ``text`` when that leaves the years 1 to 9999."""
     try:
-        return now - parse_duration(text)
+        return now + delta
+    except OverflowError:
+        raise InvalidRequestError(f"'{text}' reaches beyond the years 1 to 9999", rule="time") from None
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """An RFC 3339 time (``2026-11-22T06:00:00Z``) or a duration back from now (``24h``), in UTC."""
+    try:
+        delta = parse_duration(text)
     except InvalidRequestError:
         pass
+    else:
+        return _shift(now, -delta, text)
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise InvalidRequestError(
             f"'{text}' is neither an RFC 3339 time nor a duration such as 24h", rule="time"
         ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:  # 0001-01-01T00:00:00+14:00 is before the first UTC instant Python can hold
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidRequestError(f"'{text}' is out of range in UTC", rule="time") from None
 
 
 def audit_filter(

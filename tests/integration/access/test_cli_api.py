@@ -179,6 +179,18 @@ def test_api_requires_the_admin_token(client: TestClient):
     assert client.get("/api/v1/access/people").status_code == 404  # no model imported yet
 
 
+@pytest.mark.parametrize(
+    "at", ["0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "9999-12-31T23:59"]
+)
+def test_api_explain_at_a_time_no_datetime_holds_is_a_client_error(client: TestClient, at: str):
+    """Was a 500: the instant overflowed when shown in UTC or in the site's zone."""
+    assert client.post("/api/v1/access/import", json={"yaml": EXAMPLE.read_text()}).status_code == 200
+    params = {"person": "emil", "asset": "reactor-1", "function": "start", "at": at}
+    response = client.get("/api/v1/access/explain", params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["rule"] == "access-time"
+
+
 def test_api_import_people_grants_policies_explain_and_slice(client: TestClient):
     imported = client.post("/api/v1/access/import", json={"yaml": EXAMPLE.read_text()})
     assert imported.status_code == 200, imported.text
