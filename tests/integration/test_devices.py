@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from fastapi.testclient import TestClient
 
 from otward.config import load_settings
+from otward.core import b64url
 from otward.core.attestation import ChallengePurpose, challenge_message
 from otward.core.audit import EventType, Outcome
 from otward.core.keys import KeyType, sign_data
@@ -202,8 +203,9 @@ def test_disabled_device_cannot_renew_and_revoked_device_loses_every_certificate
     }
     with pytest.raises(ConflictError):
         tpki.devices.enable("plc-5")
-    with pytest.raises(PolicyViolationError):
-        tpki.devices.challenge("plc-5", ChallengePurpose.ATTEST)
+    challenge, signature = answer(tpki, "plc-5", key, ChallengePurpose.ATTEST)  # a nonce, as for any id
+    with pytest.raises(AuthenticationError):
+        tpki.devices.attest("plc-5", challenge.challenge_id, signature, DEVICE)
 
 
 def test_reenroll_needs_a_valid_registered_certificate_with_the_same_subject(tpki, clock):
@@ -358,6 +360,31 @@ def test_device_api_lists_shows_and_attests(client, tpki):
         == "revoked"
     )
     assert client.get("/api/v1/devices/plc-10").json()["certificates"][0]["status"] == "revoked"
+
+
+def test_the_challenge_endpoint_answers_alike_for_unknown_revoked_and_existing_devices(client, tpki):
+    """No device enumeration: the same status and shape for all three; only the proof tells."""
+    keys = {"plc-11": enroll(tpki, "plc-11")[0], "plc-12": enroll(tpki, "plc-12")[0], "plc-13": make_key()}
+    tpki.devices.revoke("plc-12")
+    anonymous = {"Authorization": ""}
+    answers = {}
+    for device_id in keys:  # existing, revoked, unknown
+        response = client.post(f"/api/v1/devices/{device_id}/challenge", json={}, headers=anonymous)
+        answers[device_id] = (
+            response.status_code,
+            response.headers["content-type"],
+            tuple(sorted(response.json())),
+        )
+        issued = response.json()
+        nonce = b64url.decode(issued["nonce"], "nonce")
+        signature = sign_data(keys[device_id], challenge_message(device_id, ChallengePurpose.ATTEST, nonce))
+        proof = {"challenge_id": issued["challenge_id"], "signature": b64url.encode(signature)}
+        attested = client.post(f"/api/v1/devices/{device_id}/attest", json=proof, headers=anonymous)
+        assert attested.status_code == (200 if device_id == "plc-11" else 401), (device_id, attested.text)
+    assert len(set(answers.values())) == 1, answers
+    assert answers["plc-11"][0] == 201
+    not_an_id = client.post("/api/v1/devices/-dash/challenge", json={}, headers=anonymous)
+    assert not_an_id.status_code == 400  # no device can have it: nothing to hide
 
 
 def test_client_certificate_trust_follows_new_cas(tpki):

@@ -21,11 +21,12 @@ from cryptography.x509 import ReasonFlags
 
 from otward.core.attestation import ChallengePurpose, challenge_message
 from otward.core.audit import AuditEvent, EventType, Outcome
+from otward.core.identifiers import DEVICE_ID
 from otward.core.keys import verify_data
 from otward.core.ports import DeviceStore
 from otward.core.records import CertificateRecord, ChallengeRecord, DeviceRecord, DeviceStatus
 from otward.core.revocation import reason_name
-from otward.errors import AuthenticationError, NotFoundError, PolicyViolationError
+from otward.errors import AuthenticationError, InvalidRequestError, NotFoundError
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.enrollment import EnrollmentTokens, Owners
 from otward.services.revocation import RevocationService
@@ -161,10 +162,12 @@ class Devices:
     # --- attestation ---------------------------------------------------------------------------
 
     def challenge(self, device_id: str, purpose: ChallengePurpose) -> ChallengeRecord:
-        """A fresh nonce for ``device_id``; a revoked or unknown device gets none."""
-        device = self.get(device_id)
-        if device.status is DeviceStatus.REVOKED:
-            raise PolicyViolationError(f"device '{device_id}' is revoked", rule="device-status")
+        """A fresh nonce for ``device_id``, whether it is an active, disabled, revoked or unknown
+        device: the endpoint is unauthenticated and must not tell which ids are devices. The answer
+        proves nothing for a revoked or unknown one (:meth:`attest` fails). Only an id that no device
+        can have is refused."""
+        if not DEVICE_ID.is_valid(device_id):
+            raise InvalidRequestError("a device id is 1-64 letters, digits or ._-", rule="device-id")
         now = self._clock()
         record = ChallengeRecord(
             challenge_id=secrets.token_hex(16),
