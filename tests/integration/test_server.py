@@ -325,3 +325,22 @@ def test_wrong_admin_tokens_are_limited_and_aggregated_in_the_trail(tmp_path):
     assert len(failed) <= 2  # the first on its own, the rest as one aggregate
     assert {e.source for e in failed} == {"127.0.0.1"}
     assert sum(int(e.details.get("failures", "1")) for e in failed) == MAX_FAILURES
+
+
+def test_https_answers_carry_hsts_and_nosniff_and_the_plain_port_does_not(server):
+    import httpx
+
+    with server.client() as client:
+        answers = [
+            client.get("/healthz"),
+            client.get("/api/v1/certificates", headers={"Authorization": ""}),  # a problem document
+            client.get("/crl/issuing.crl"),  # the status app under the HTTPS port
+            client.get("/docs"),
+        ]
+    for answer in answers:
+        assert answer.headers["strict-transport-security"] == "max-age=31536000", answer.url
+        assert answer.headers["x-content-type-options"] == "nosniff", answer.url
+    with httpx.Client(base_url=server.http_url) as plain:
+        crl = plain.get("/crl/issuing.crl")
+    assert crl.status_code == 200
+    assert "strict-transport-security" not in crl.headers

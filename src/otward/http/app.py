@@ -37,6 +37,7 @@ from otward.http.schemas import (
     IssueResponse,
     RevokeRequest,
 )
+from otward.http.security_headers import SecurityHeaders
 from otward.http.signers import router as signers_router
 from otward.http.status import MAX_BODY as OCSP_MAX_BODY
 from otward.http.status import STATUS_PREFIXES, StatusApp
@@ -208,7 +209,8 @@ def _serve_docs_offline(app: FastAPI) -> None:
 
 def create_app(pki: Pki, *, workers: int = 1) -> ASGIApp:
     """The HTTPS application: status paths go to the lean status app, the rest to FastAPI; every
-    request body is bounded (:data:`BODY_LIMITS`) before either reads it."""
+    request body is bounded (:data:`BODY_LIMITS`) before either reads it, and every answer carries
+    HSTS and ``nosniff`` (:mod:`otward.http.security_headers`)."""
     api = create_api(pki, workers=workers)
     status = StatusApp(pki)
 
@@ -218,7 +220,7 @@ def create_app(pki: Pki, *, workers: int = 1) -> ASGIApp:
         else:
             await api(scope, receive, send)
 
-    return BodyLimit(app, limits=BODY_LIMITS, default=DEFAULT_BODY_LIMIT)
+    return SecurityHeaders(BodyLimit(app, limits=BODY_LIMITS, default=DEFAULT_BODY_LIMIT))
 
 
 def create_status_app(pki: Pki) -> ASGIApp:
