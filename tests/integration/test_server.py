@@ -342,5 +342,8 @@ def test_https_answers_carry_hsts_and_nosniff_and_the_plain_port_does_not(server
         assert answer.headers["x-content-type-options"] == "nosniff", answer.url
     with httpx.Client(base_url=server.http_url) as plain:
         crl = plain.get("/crl/issuing.crl")
+        oversized = plain.post("/ocsp", content=b"0" * (17 << 10))  # the body limit holds here too
     assert crl.status_code == 200
     assert "strict-transport-security" not in crl.headers
+    assert oversized.status_code == 413
+    assert oversized.json()["rule"] == "body-size"
