@@ -50,20 +50,12 @@ def load_csr(data: bytes | str) -> x509.CertificateSigningRequest:
         raise ParseError(f"csr is larger than {_MAX_CSR_BYTES} bytes", rule="csr-format")
     try:
         if raw.lstrip().startswith(b"-----BEGIN"):
-            csr = x509.load_pem_x509_csr(raw)
-        else:
-            csr = x509.load_der_x509_csr(raw)
+            return x509.load_pem_x509_csr(raw)
+        return x509.load_der_x509_csr(raw)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise ParseError(
             "csr is not a valid PEM or DER PKCS#10 certificate request", rule="csr-format"
         ) from exc
-    try:
-        _ = csr.subject  # decoded lazily by cryptography: a malformed name must fail here, not later
-    except ValueError:
-        raise ParseError(
-            "csr subject is malformed (e.g. a UTF8String that is not UTF-8)", rule="csr-subject"
-        ) from None
-    return csr
 
 
 def validate_csr(csr: x509.CertificateSigningRequest) -> CheckedRequest:

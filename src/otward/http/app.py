@@ -24,6 +24,8 @@ from otward.http.bodylimit import BodyLimit
 from otward.http.devices import router as devices_router
 from otward.http.edge import router as edge_router
 from otward.http.est import MAX_BODY as EST_MAX_BODY
+from otward.http.est import PREFIX as EST_PREFIX
+from otward.http.est import record_refused_body
 from otward.http.est import router as est_router
 from otward.http.limits import install_limits
 from otward.http.metrics import RequestMetrics, render_metrics
@@ -220,7 +222,11 @@ def create_app(pki: Pki, *, workers: int = 1) -> ASGIApp:
         else:
             await api(scope, receive, send)
 
-    return SecurityHeaders(BodyLimit(app, limits=BODY_LIMITS, default=DEFAULT_BODY_LIMIT))
+    async def refused(scope: Scope, limit: int) -> None:
+        if scope["path"].startswith(EST_PREFIX):
+            await record_refused_body(pki, scope, limit)
+
+    return SecurityHeaders(BodyLimit(app, limits=BODY_LIMITS, default=DEFAULT_BODY_LIMIT, on_refused=refused))
 
 
 def create_status_app(pki: Pki) -> ASGIApp:

@@ -27,6 +27,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+OnRefused = Callable[[Scope, int], Awaitable[None]]
 
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -35,13 +36,22 @@ class BodyLimit:
     """Refuse request bodies over a per-route limit with 413 problem+json, before reading them.
 
     ``limits`` are (path pattern, bytes), the first whose pattern matches the start of the path
-    wins; other paths get ``default``.
+    wins; other paths get ``default``. ``on_refused(scope, limit)`` runs after a refusal (EST
+    records it in the trail when the request carried a valid token).
     """
 
-    def __init__(self, app: ASGIApp, *, limits: Sequence[tuple[str, int]] = (), default: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: Sequence[tuple[str, int]] = (),
+        default: int,
+        on_refused: OnRefused | None = None,
+    ) -> None:
         self.app = app
         self._limits = [(re.compile(pattern), limit) for pattern, limit in limits]
         self._default = default
+        self._on_refused = on_refused
 
     def limit_for(self, path: str) -> int:
         return next((limit for pattern, limit in self._limits if pattern.match(path)), self._default)
@@ -57,8 +67,10 @@ class BodyLimit:
             return
         if declared > limit:
             await _refuse(scope, receive, send, _problem_too_large(limit))
+        elif not await _Bounded(self.app, limit)(scope, receive, send):
             return
-        await _Bounded(self.app, limit)(scope, receive, send)
+        if self._on_refused is not None:
+            await self._on_refused(scope, limit)
 
 
 class _Bounded:
@@ -72,7 +84,9 @@ class _Bounded:
         self._started = False
         self._refused = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Run the application; True when the body was refused for its size."""
+
         async def bounded_receive() -> Message:
             if self._refused:
                 return {"type": "http.disconnect"}
@@ -95,6 +109,7 @@ class _Bounded:
             await send(message)
 
         await self._app(scope, bounded_receive, guarded_send)
+        return self._refused
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from collections.abc import MutableMapping
 from typing import Annotated, Any
 
 from cryptography import x509
@@ -24,6 +25,7 @@ from pyasn1.type import univ
 from pyasn1_alt_modules import rfc7030
 from starlette.concurrency import run_in_threadpool
 
+from otward.adapters.files import format_size
 from otward.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -37,10 +39,12 @@ from otward.http.params import CaName
 from otward.http.problems import problem_response
 from otward.services.audit import Actor
 from otward.services.issuance import IssuedCertificate
+from otward.services.pki import Pki
 
-__all__ = ["MAX_BODY", "router"]
+__all__ = ["MAX_BODY", "PREFIX", "record_refused_body", "router"]
 
-router = APIRouter(prefix="/.well-known/est", tags=["est"])
+PREFIX = "/.well-known/est/"
+router = APIRouter(prefix=PREFIX.rstrip("/"), tags=["est"])
 
 PKCS7_CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
 MAX_BODY = 64 * 1024
@@ -112,6 +116,22 @@ async def _enrollment_csr(
         est = get_pki(request).est
         await run_in_threadpool(est.refuse_input, _offered_token(authorization), exc, actor=actor)
         raise
+
+
+async def record_refused_body(pki: Pki, scope: MutableMapping[str, Any], limit: int) -> None:
+    """An EST body refused for its size before the route ran (:mod:`otward.http.bodylimit`) is
+    recorded as ``enroll.refused`` when the request carried a valid token, as any refused input is."""
+    headers = dict(scope.get("headers", ()))
+    try:
+        token = _token(headers.get(b"authorization", b"").decode("latin-1"))
+    except AuthenticationError:
+        return  # no credentials: nothing to record beyond the 413
+    client = scope.get("client")
+    actor = Actor(component="api", identity="est", source=client[0] if client else None)
+    error = InvalidRequestError(
+        f"the request body is larger than {format_size(limit)}, the limit of this endpoint", rule="body-size"
+    )
+    await run_in_threadpool(pki.est.refuse_input, token, error, actor=actor)
 
 
 def _client_certificate(request: Request) -> bytes:
