@@ -97,6 +97,24 @@ class AuditSettings(BaseModel):
     syslog_client_certificate: str | None = None
     syslog_client_key: str | None = None
     forward_seconds: float = Field(default=2.0, gt=0, le=3600)
+    # The service signs the chain head after sign_events new records or sign_seconds after the last
+    # head once it moved, and every heartbeat_seconds regardless; verification fails once records
+    # have been unsigned for longer than max_unsigned_seconds (docs/audit.md).
+    sign_events: int = Field(default=1000, ge=1, le=1_000_000)
+    sign_seconds: float = Field(default=10.0, ge=1, le=3600)
+    heartbeat_seconds: float = Field(default=60.0, ge=1, le=86400)
+    max_unsigned_seconds: float = Field(default=300.0, gt=0, le=30 * 86400)
+
+    @model_validator(mode="after")
+    def _signing_fits_the_limit(self) -> AuditSettings:
+        # A live service's newest head is at most max(heartbeat, sign interval) old, plus a tick;
+        # twice that leaves room for a slow database without failing its own verification.
+        if self.max_unsigned_seconds < 2 * max(self.heartbeat_seconds, self.sign_seconds):
+            raise ValueError(
+                "audit.max_unsigned_seconds must be at least twice audit.heartbeat_seconds and "
+                "audit.sign_seconds"
+            )
+        return self
 
     @model_validator(mode="after")
     def _target_complete(self) -> AuditSettings:
@@ -304,6 +322,12 @@ def render_config(*, organization: str, public_url: str, database_url: str | Non
         "# Forward every audit event to a syslog collector over TLS (RFC 5425):",
         '# syslog_target = "collector.plant.example:6514"',
         '# syslog_ca_file = "/etc/otward/collector-ca.pem"',
+        "# The service signs the chain head after sign_events records or sign_seconds, and every",
+        "# heartbeat_seconds; verification fails on records unsigned for max_unsigned_seconds:",
+        "# sign_events = 1000",
+        "# sign_seconds = 10",
+        "# heartbeat_seconds = 60",
+        "# max_unsigned_seconds = 300",
         "",
         "[server]",
         "# Reverse proxies whose X-Forwarded-For is believed (none: the TCP peer is the client):",

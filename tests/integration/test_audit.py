@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, insert, select, update
 from typer.testing import CliRunner
 
-from otward.adapters.db.schema import audit_events, audit_heads, certificates
+from otward.adapters.db.certificates import insert_certificates
+from otward.adapters.db.schema import audit_events, audit_heads, authorities, certificates, ledger_state
 from otward.cli.app import app as cli
 from otward.config import load_settings
-from otward.core.audit import EventType
-from otward.errors import AuthenticationError
+from otward.core.audit import GENESIS_HASH, EventType, Outcome, chain_hash, head_bytes
+from otward.core.issuance import build_ca_certificate, build_signer_certificate, service_subject
+from otward.core.keys import sign_data
+from otward.core.records import CertificateKind, certificate_record, format_serial
+from otward.errors import AuthenticationError, IntegrityError
 from otward.http.app import create_app
 from otward.services.audit import Actor, to_syslog
+from otward.services.bootstrap import initialize
 from otward.services.pki import Pki
-from tests.conftest import build_csr, make_key
+from tests.conftest import build_csr, free_port, make_key, start_server, stop_server
+
+AUDIT_SIGNING_OID = x509.ObjectIdentifier("1.3.6.1.4.1.32473.6.2")  # id-kp-otwardAuditSigning
 
 pytestmark = pytest.mark.integration
 
@@ -271,3 +287,430 @@ def test_exports(pki, installation, database_url, tmp_path):
     line = to_syslog(issued)
     assert pattern.match(line)
     assert ' \\]"' in line  # ']' inside a parameter value is escaped (RFC 5424 6.3.3)
+
+
+# --- rewriting the trail with database access but without the audit key ---------------------------
+# Each attack is what someone who can write the database (but not the data directory's root.pem, and
+# without the audit signer's key) can do with otward's own chain_hash. Verification runs as the CLI
+# does, in its own process.
+
+
+def fill(pki, count: int) -> None:
+    """``count`` more records, in one transaction."""
+    pki.audit.record(
+        *(
+            pki.audit.event(ACTOR, EventType.AUTH_FAILED, f"token:{i:016x}", outcome=Outcome.FAILURE)
+            for i in range(count)
+        )
+    )
+
+
+def last_sequence(pki) -> int:
+    return pki.stores.audit.audit_head()[0]
+
+
+def rewrite(pki, sequence: int, subject: str = "rewritten") -> None:
+    """Edit record ``sequence``, recompute every later hash with otward's ``chain_hash`` and set the
+    ledger row to the new head."""
+    records = list(pki.stores.audit.iter_audit())
+    previous = records[sequence - 2].hash if sequence > 1 else GENESIS_HASH
+    with pki.stores.database.engine.begin() as conn:
+        for record in records[sequence - 1 :]:
+            event = record.event
+            if record.sequence == sequence:
+                event = dataclasses.replace(event, subject=subject)
+            current = chain_hash(previous, event)
+            conn.execute(
+                update(audit_events)
+                .where(audit_events.c.sequence == record.sequence)
+                .values(subject=event.subject, previous_hash=previous, hash=current)
+            )
+            previous = current
+        conn.execute(update(ledger_state).values(audit_hash=previous))
+
+
+def execute(pki, *statements) -> None:
+    with pki.stores.database.engine.begin() as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def verify_cli(installation, database_url, *options: str) -> tuple[int, dict]:
+    """``otward audit verify --json`` as its own process: exit code and the report."""
+    command = [sys.executable, "-m", "otward", "audit", "verify", "--json", "--data", str(installation)]
+    command += ["--db", database_url] if database_url else []
+    done = subprocess.run([*command, *options], capture_output=True, text=True, timeout=120, check=False)
+    assert done.stdout.startswith("{"), done.stdout + done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def forget_witness(installation) -> None:
+    """As if the database were copied away from this data directory (or verified from another host):
+    only the database's own evidence remains."""
+    (installation / "audit-head.json").unlink(missing_ok=True)
+
+
+def test_init_signs_a_head_over_everything_it_recorded(installation, database_url):
+    code, report = verify_cli(installation, database_url)
+    assert code == 0, report
+    assert report["unsigned"] == 0
+    assert report["status"] == "intact"
+    assert report["signed_sequence"] == report["records"] == report["head_sequence"]
+
+
+def test_a_rewritten_trail_without_its_heads_fails(pki, installation, database_url):
+    """(a) Edit record 5, recompute every later hash, update the ledger row, delete the signed heads."""
+    fill(pki, 60)
+    pki.audit.sign_head()
+    rewrite(pki, 5)
+    execute(pki, delete(audit_heads))
+    code, report = verify_cli(installation, database_url)
+    assert code == 1, report
+    assert report["status"] == "broken"
+    assert "differ from the head this installation signed last (audit-head.json)" in report["problem"]
+    forget_witness(installation)
+    code, report = verify_cli(installation, database_url)
+    assert code == 1, report
+    assert report["first_bad_sequence"] == 1
+    assert report["problem"] == f"{report['records']} records and no signed head: nothing proves them"
+
+
+def test_a_rewritten_trail_under_its_heads_fails(pki, installation, database_url):
+    """(b) The same, keeping the heads: the first head whose record changed names the span. (The
+    chain check alone caught this one before, too.)"""
+    first = pki.stores.audit.latest_audit_head().sequence  # init's head
+    fill(pki, 60)
+    pki.audit.sign_head()
+    rewrite(pki, 5)
+    forget_witness(installation)
+    code, report = verify_cli(installation, database_url)
+    assert code == 1, report
+    assert report["status"] == "broken"
+    assert report["first_bad_sequence"] == 1
+    assert report["problem"].startswith(f"records 1 to {first} differ from the head signed at ")
+
+
+def test_a_trail_cut_at_record_50_fails(pki, installation, database_url):
+    """(c) ``DELETE FROM audit_events WHERE sequence > 50`` and the heads above it; the ledger row
+    still says how long the trail was."""
+    fill(pki, 300)
+    pki.audit.sign_head()
+    length = last_sequence(pki)
+    execute(
+        pki,
+        delete(audit_events).where(audit_events.c.sequence > 50),
+        delete(audit_heads).where(audit_heads.c.sequence > 50),
+    )
+    forget_witness(installation)
+    code, report = verify_cli(installation, database_url)
+    assert code == 1, report
+    assert report["first_bad_sequence"] == 51
+    assert report["problem"] == (
+        f"the trail ends at record 50, but the ledger row (ledger_state) is at record {length}"
+    )
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned-tail", "signed"])
+def test_the_last_three_records_deleted_fails(pki, installation, database_url, signed):
+    """(d) Delete the newest three records, whether a head covers them yet or not."""
+    fill(pki, 20)
+    pki.audit.sign_head()
+    fill(pki, 3)
+    if signed:
+        pki.audit.sign_head()
+    length = last_sequence(pki)
+    execute(pki, delete(audit_events).where(audit_events.c.sequence > length - 3))
+    forget_witness(installation)
+    code, report = verify_cli(installation, database_url)
+    assert code == 1, report
+    assert report["first_bad_sequence"] == length - 2
+    assert report["problem"].startswith(f"the trail ends at record {length - 3}, but ")
+
+
+def _forge_head(pki, key, signer_serial: int) -> None:
+    """Replace every head with one over the current (rewritten) end, signed by ``key``."""
+    sequence, head_hash = pki.stores.audit.audit_head()
+    signed_at = datetime.now(UTC)
+    execute(
+        pki,
+        delete(audit_heads),
+        insert(audit_heads).values(
+            sequence=sequence,
+            hash=head_hash,
+            signed_at=signed_at,
+            signature=sign_data(key, head_bytes(sequence, head_hash, signed_at)),
+            signer_serial=format_serial(signer_serial),
+        ),
+    )
+
+
+def test_a_head_signed_by_a_forged_signer_and_ca_fails(pki, installation, database_url):
+    """(e) A self-made key, certified as an audit signer by a forged CA with the issuing CA's name
+    that replaces the issuing CA's row, the signer's row among the certificates, and a new head."""
+    fill(pki, 20)
+    pki.audit.sign_head()
+    rewrite(pki, 5)
+    issuing = pki.authorities.get("issuing").info
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    forged_ca = build_ca_certificate(
+        subject=issuing.certificate.subject,
+        public_key=ca_key.public_key(),
+        serial_number=x509.random_serial_number(),
+        not_valid_before=now - timedelta(days=1),
+        not_valid_after=now + timedelta(days=365),
+        path_length=0,
+        issuer=None,
+    ).sign(ca_key, hashes.SHA256())
+    forged_issuer = dataclasses.replace(issuing, certificate=forged_ca)
+    signer_key = ec.generate_private_key(ec.SECP256R1())
+    signer = build_signer_certificate(
+        subject=service_subject(forged_issuer, "otward audit signer"),
+        public_key=signer_key.public_key(),
+        issuer=forged_issuer,
+        serial_number=x509.random_serial_number(),
+        not_valid_before=now - timedelta(days=1),
+        not_valid_after=now + timedelta(days=365),
+        extended_key_usage=(AUDIT_SIGNING_OID,),
+    ).sign(ca_key, hashes.SHA256())
+    record = certificate_record(
+        signer, ca="issuing", profile="audit-signer", kind=CertificateKind.END_ENTITY, now=now
+    )
+    execute(
+        pki,
+        update(authorities)
+        .where(authorities.c.name == "issuing")
+        .values(certificate_der=forged_ca.public_bytes(serialization.Encoding.DER)),
+    )
+    with pki.stores.database.engine.begin() as conn:
+        insert_certificates(conn, [record])
+    _forge_head(pki, signer_key, signer.serial_number)
+    forget_witness(installation)
+    code, report = verify_cli(installation, database_url)
+    assert code == 1, report
+    assert report["first_bad_sequence"] == last_sequence(pki)
+    assert "does not chain to the trust anchor" in report["problem"]
+
+
+def test_a_head_signed_with_a_certificate_the_ca_issued_for_something_else_fails(
+    pki, installation, database_url
+):
+    """(e) A real certificate of the issuing CA for a key the attacker chose (a client certificate,
+    as a device gets by enrolling), relabelled as a signer in its row."""
+    key = make_key()
+    issued = pki.issuance.issue(build_csr(key, cn="otward audit signer"), profile="tls-client", actor=ACTOR)
+    rewrite(pki, 5)
+    execute(
+        pki,
+        update(certificates).where(certificates.c.serial == issued.serial).values(profile="audit-signer"),
+    )
+    _forge_head(pki, key, issued.certificate.serial_number)
+    forget_witness(installation)
+    code, report = verify_cli(installation, database_url)
+    assert code == 1, report
+    assert "is not an audit signer (id-kp-otwardAuditSigning missing)" in report["problem"]
+
+
+def test_an_unsigned_tail_is_a_warning_until_it_is_too_old(pki, installation, database_url):
+    """(f) Records after the newest head: exit 0 with their count while young, 1 once older than
+    allowed (here: any age at all)."""
+    signed = last_sequence(pki)
+    fill(pki, 3)
+    code, report = verify_cli(installation, database_url)
+    assert code == 0, report
+    assert report["ok"] is True
+    assert report["status"] == "unsigned-tail"
+    assert (report["signed_sequence"], report["unsigned"]) == (signed, 3)
+    assert report["unsigned_seconds"] >= 0
+    assert report["max_unsigned_seconds"] == 300
+    code, report = verify_cli(installation, database_url, "--max-unsigned-seconds", "0")
+    assert code == 1, report
+    assert report["status"] == "broken"
+    assert report["first_bad_sequence"] == signed + 1
+    assert report["problem"].startswith(f"3 records after record {signed} are unsigned since ")
+
+
+def test_a_trail_cut_back_to_an_earlier_head_is_caught_by_the_installations_witness(
+    pki, installation, database_url
+):
+    """Cut the trail back to an earlier signed head, with its heads and the ledger row: the chain and
+    the heads agree, but this installation signed further (DATA/audit-head.json). The signer refuses
+    to go on from there until an operator accepts the rollback, which the trail then records."""
+    fill(pki, 10)
+    earlier = pki.audit.sign_head()
+    fill(pki, 10)
+    pki.audit.sign_head()
+    execute(
+        pki,
+        delete(audit_events).where(audit_events.c.sequence > earlier.sequence),
+        delete(audit_heads).where(audit_heads.c.sequence > earlier.sequence),
+        update(ledger_state).values(audit_sequence=earlier.sequence, audit_hash=earlier.hash),
+    )
+    code, report = verify_cli(installation, database_url)
+    assert code == 1, report
+    assert report["first_bad_sequence"] == earlier.sequence + 1
+    assert "the head this installation signed last (audit-head.json)" in report["problem"]
+    other = Pki.open(load_settings(installation, database_url=database_url))
+    try:
+        fill(other, 1)
+        with pytest.raises(IntegrityError, match="audit head not signed: the trail ends at record"):
+            other.audit.sign_head()
+    finally:
+        other.close()  # logs the refusal; the command's own work stays
+    runner = CliRunner()
+    args = ["--data", str(installation)] + (["--db", database_url] if database_url else [])
+    accepted = runner.invoke(cli, ["audit", "sign", "--accept-rollback", "--json", *args])
+    assert accepted.exit_code == 0, accepted.output
+    code, report = verify_cli(installation, database_url)
+    assert code == 0, report
+    assert report["status"] == "intact"
+    (acknowledged,) = events(pki, EventType.INTEGRITY_FAILED)
+    assert acknowledged.event.details["acknowledged"] == "rollback"
+    assert acknowledged.event.reason.startswith("the trail ends at record")
+
+
+def test_the_trust_anchor_comes_from_outside_the_database(pki, installation, database_url, tmp_path):
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    other_root = build_ca_certificate(
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "another installation")]),
+        public_key=other_key.public_key(),
+        serial_number=x509.random_serial_number(),
+        not_valid_before=now - timedelta(days=1),
+        not_valid_after=now + timedelta(days=30),
+        path_length=None,
+        issuer=None,
+    ).sign(other_key, hashes.SHA256())
+    other = tmp_path / "other-root.pem"
+    other.write_bytes(other_root.public_bytes(serialization.Encoding.PEM))
+    code, report = verify_cli(installation, database_url, "--trust", str(other))
+    assert code == 1, report
+    assert "does not chain to the trust anchor" in report["problem"]
+    code, report = verify_cli(installation, database_url, "--trust", str(installation / "root.pem"))
+    assert code == 0, report
+    (installation / "root.pem").unlink()
+    command = [sys.executable, "-m", "otward", "audit", "verify", "--data", str(installation)]
+    command += ["--db", database_url] if database_url else []
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert "no trust anchor for the audit trail" in done.stdout + done.stderr
+
+
+def test_api_verify_reports_the_unsigned_tail(pki, installation):
+    token = (installation / "admin.token").read_text().strip()
+    fill(pki, 2)
+    with TestClient(create_app(pki), base_url="https://testserver") as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        verdict = client.get("/api/v1/audit/verify").json()
+        assert (verdict["ok"], verdict["status"], verdict["unsigned"]) == (True, "unsigned-tail", 2)
+        strict = client.get("/api/v1/audit/verify", params={"max_unsigned_seconds": 0}).json()
+        assert (strict["ok"], strict["status"]) == (False, "broken")
+        assert strict["first_bad_sequence"] == verdict["signed_sequence"] + 1
+
+
+def test_the_service_signs_on_its_schedule_and_as_a_heartbeat(tmp_path):
+    data = tmp_path / "served"
+    initialize(data, organization="ACME Chemicals", public_url=f"http://127.0.0.1:{free_port()}")
+    config = data / "config.toml"
+    config.write_text(
+        config.read_text().replace(
+            "[audit]\n", "[audit]\nsign_seconds = 1\nheartbeat_seconds = 2\nmax_unsigned_seconds = 10\n"
+        )
+    )
+    server = start_server(data)
+    try:
+        with server.client() as http:
+            issued = http.post(
+                "/api/v1/certificates",
+                json={"csr": build_csr(make_key(), cn="op").decode(), "profile": "tls-client"},
+            )
+            assert issued.status_code == 201
+            (event,) = http.get("/api/v1/audit", params={"subject": issued.json()["serial"]}).json()["items"]
+
+            def verdict() -> dict:
+                return http.get("/api/v1/audit/verify").json()
+
+            covered = wait_until(lambda: (v := verdict())["signed_sequence"] >= event["sequence"] and v)
+            assert covered["ok"]
+            # nothing new: a later signature over the same head (the heartbeat)
+            wait_until(
+                lambda: (
+                    (v := verdict())["signed_sequence"] == covered["signed_sequence"]
+                    and v["signed_at"] > covered["signed_at"]
+                )
+            )
+    finally:
+        stop_server(server)
+
+
+def wait_until(condition, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError("condition not reached")
+
+
+def test_a_legacy_audit_signer_is_replaced_and_its_heads_still_verify(pki, monkeypatch):
+    """Audit signers made before id-kp-otwardAuditSigning carry no EKU: their heads verify, and the
+    next signature rotates to a signer that has it."""
+    from otward.services import signers as signers_module
+
+    monkeypatch.setitem(signers_module._EXTENDED_KEY_USAGE, "audit", ())  # as an older otward made it
+    legacy = pki.signers.rotate("audit").certificate
+    with pytest.raises(x509.ExtensionNotFound):
+        legacy.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert pki.audit.sign_head().signer_serial == legacy.serial_number
+    monkeypatch.undo()
+    fill(pki, 1)
+    head = pki.audit.sign_head()
+    current = pki.signers.current("audit").certificate
+    assert current.serial_number != legacy.serial_number
+    assert head.signer_serial == current.serial_number
+    usage = current.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [AUDIT_SIGNING_OID]
+    check = pki.audit.verify().check
+    assert check.status.value == "intact", check.problem
+    signers = [h.signer_serial for h in pki.stores.audit.audit_heads()]
+    assert signers[-2:] == [legacy.serial_number, current.serial_number]
+    rotated = events(pki, EventType.SIGNER_ROTATED)
+    assert rotated[-1].event.details["previous_serial"] == format_serial(legacy.serial_number)
+
+
+def test_the_unsigned_limit_must_leave_room_for_the_schedule():
+    from pydantic import ValidationError
+
+    from otward.config import AuditSettings
+
+    assert AuditSettings().max_unsigned_seconds == 300
+    with pytest.raises(ValidationError, match=r"audit.max_unsigned_seconds must be at least twice"):
+        AuditSettings(heartbeat_seconds=200)
+
+
+@pytest.mark.parametrize("garbage", ["head-serial", "signer-der", "ca-der"])
+def test_garbage_in_heads_and_certificates_is_reported_not_a_traceback(
+    pki, installation, database_url, garbage
+):
+    head = pki.stores.audit.latest_audit_head()
+    if garbage == "head-serial":
+        statement = update(audit_heads).values(signer_serial="not-hex")
+        expected = "a signed head is unreadable (altered?)"
+    elif garbage == "signer-der":
+        statement = (
+            update(certificates)
+            .where(certificates.c.serial == format_serial(head.signer_serial))
+            .values(der=b"garbage")
+        )
+        expected = "is not in the database, or unreadable"
+    else:
+        statement = update(authorities).values(certificate_der=b"garbage")
+        expected = "does not chain to the trust anchor"
+    execute(pki, statement)
+    command = [sys.executable, "-m", "otward", "audit", "verify", "--data", str(installation)]
+    command += ["--db", database_url] if database_url else []
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr, done.stderr
+    assert expected in " ".join(done.stdout.split()), done.stdout

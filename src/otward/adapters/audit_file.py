@@ -139,7 +139,7 @@ class FileAuditTrail:
             self._file.truncate(len(complete) + 1 if complete else 0)
             os.fsync(self._file.fileno())
         records = [record_from_line(line) for line in complete.split(b"\n") if line] if complete else []
-        check = check_chain(records, [])
+        check = check_chain(records)
         if not check.ok:
             raise IntegrityError(f"audit trail {self.path} is damaged: {check.problem}")
         if not records:
@@ -237,7 +237,7 @@ class FileAuditTrail:
                     yield record
 
     def check(self) -> ChainCheck:
-        return check_chain(self.records(), [])
+        return check_chain(self.records())
 
     def close(self) -> None:
         """Stop the background sync (batch), fsync what is left, close the file; idempotent."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -14,14 +15,16 @@ from otward.cli.common import (
     ForceOption,
     JsonOption,
     check_output,
+    cli_actor,
     console,
     handle_errors,
     open_pki,
     output_file,
     print_json,
 )
-from otward.core.audit import format_time
+from otward.core.audit import TrailStatus, format_time
 from otward.services.audit import to_jsonl, to_syslog
+from otward.services.pki import load_trust_anchors
 from otward.services.queries import audit_filter
 
 app = typer.Typer(help="The tamper-evident audit trail: list, verify, export.", no_args_is_help=True)
@@ -83,28 +86,50 @@ def list_(
 
 @app.command("verify")
 @handle_errors
-def verify(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Walk the hash chain and the signed heads; exit 1 and name the first bad record if tampered."""
+def verify(
+    trust: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust",
+            help="Root certificate(s), PEM, that the head signer must chain to [default: DATA/root.pem]",
+            show_default=False,
+        ),
+    ] = None,
+    max_unsigned_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--max-unsigned-seconds",
+            min=0,
+            help="How long records may stay unsigned [default: audit.max_unsigned_seconds, 300]",
+            show_default=False,
+        ),
+    ] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check the trail against its signed heads; exit 1 and name the first bad record if it was
+    tampered with, is cut short, or has records unsigned for too long."""
+    anchors = load_trust_anchors(trust) if trust is not None else None
+    limit = timedelta(seconds=max_unsigned_seconds) if max_unsigned_seconds is not None else None
     with open_pki(data, db) as pki:
-        report = pki.audit.verify()
+        report = pki.audit.verify(trust=anchors, max_unsigned=limit)
     check = report.check
     if as_json:
-        print_json(
-            {
-                "ok": check.ok,
-                "records": check.records,
-                "signed_heads": check.heads,
-                "head_sequence": report.head_sequence,
-                "first_bad_sequence": check.first_bad_sequence,
-                "problem": check.problem,
-            }
-        )
-    elif check.ok:
-        console.print(f"audit trail intact: {check.records} records, {check.heads} signed heads")
-    else:
+        print_json(report.summary())
+    elif check.status is TrailStatus.INTACT:
+        signed = f", newest head {format_time(check.signed_at)}" if check.signed_at else ""
+        console.print(f"audit trail intact: {check.records} records, {check.heads} signed heads{signed}")
+    elif check.status is TrailStatus.UNSIGNED_TAIL:
+        age = check.unsigned_for.total_seconds() if check.unsigned_for is not None else 0.0
         console.print(
-            f"[bold red]audit trail broken[/] at record {check.first_bad_sequence}: {check.problem}"
+            f"[yellow]audit trail intact up to record {check.signed_sequence}[/]; {check.unsigned} newer "
+            f"records not signed yet (unsigned for {age:.0f} s, allowed "
+            f"{report.max_unsigned.total_seconds():.0f} s)"
         )
+    else:
+        where = f" at record {check.first_bad_sequence}" if check.first_bad_sequence is not None else ""
+        console.print(f"[bold red]audit trail broken[/]{where}: {check.problem}")
     if not check.ok:
         raise typer.Exit(1)
 
@@ -141,10 +166,22 @@ def export(
 
 @app.command("sign")
 @handle_errors
-def sign(data: DataOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Sign the current chain head now (the service also does this every minute and on shutdown)."""
+def sign(
+    accept_rollback: Annotated[
+        bool,
+        typer.Option(
+            "--accept-rollback",
+            help="Sign although the trail no longer reaches the last head this installation signed "
+            "(after restoring a backup); recorded as an integrity.failed event",
+        ),
+    ] = False,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sign the current chain head now (the service does this on its own schedule and on shutdown)."""
     with open_pki(data, db) as pki:
-        head = pki.audit.sign_head(force=True)
+        head = pki.audit.sign_head(force=True, accept_rollback=cli_actor() if accept_rollback else None)
     result = {"sequence": head.sequence, "hash": head.hash.hex()} if head else None
     if as_json:
         print_json(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -46,10 +47,17 @@ class AuditPage(BaseModel):
 
 
 class ChainReportOut(BaseModel):
-    ok: bool
+    ok: bool  # intact, or an unsigned tail within its allowed age
+    status: str  # intact, unsigned-tail or broken
     records: int
     signed_heads: int
-    head_sequence: int
+    head_sequence: int  # what the ledger row said
+    signed_sequence: int  # the newest valid signed head covers records up to here
+    signed_at: str | None
+    unsigned: int  # records after signed_sequence
+    unsigned_since: str | None
+    unsigned_seconds: float | None
+    max_unsigned_seconds: float
     first_bad_sequence: int | None
     problem: str | None
 
@@ -78,15 +86,15 @@ def list_events(
 
 
 @router.get("/verify", response_model=ChainReportOut)
-def verify_chain(request: Request, _actor: AdminActor) -> ChainReportOut:
-    """Walk the hash chain and check every signed head; names the first bad record."""
-    report = get_pki(request).audit.verify()
-    check = report.check
-    return ChainReportOut(
-        ok=check.ok,
-        records=check.records,
-        signed_heads=check.heads,
-        head_sequence=report.head_sequence,
-        first_bad_sequence=check.first_bad_sequence,
-        problem=check.problem,
-    )
+def verify_chain(
+    request: Request,
+    _actor: AdminActor,
+    max_unsigned_seconds: Annotated[
+        float | None, Query(ge=0, le=30 * 86400, description="override audit.max_unsigned_seconds")
+    ] = None,
+) -> ChainReportOut:
+    """Check the trail against its signed heads (their signer must chain to the installation's
+    root file); names the first bad record. ``ok`` is false when broken."""
+    limit = timedelta(seconds=max_unsigned_seconds) if max_unsigned_seconds is not None else None
+    report = get_pki(request).audit.verify(max_unsigned=limit)
+    return ChainReportOut.model_validate(report.summary())

@@ -3,7 +3,8 @@
 The parent binds both sockets, then each worker process serves both on its
 own event loop (uvicorn ``Server.serve(sockets=...)``), the same model as
 uvicorn's ``--workers``. Worker 0 also refreshes CRLs before they go stale; every
-worker signs the audit head each minute and when it stops.
+worker checks each second whether the audit head is due for a signature (the
+``[audit]`` schedule) and signs it when it stops.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ log = logging.getLogger("otward.server")
 
 HOUSEKEEPING_SECONDS = 60.0
 CRL_CHECK_SECONDS = 5.0  # how soon a CRL left behind a committed revocation is re-signed
+SIGN_TICK_SECONDS = 1.0
 SERVICE_ACTOR = Actor(component="ca", identity="service")
 
 
@@ -205,9 +207,9 @@ class ServiceIdentity:
 
 
 def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, leader: bool) -> None:
-    """Once a minute: aggregated OCSP signing and authentication failure events, new CAs for client
-    certificates and a signed audit head in every worker; CRL refresh, responder and signer renewal,
-    old attestation challenges and expiry warnings in the first worker only."""
+    """Once a minute: aggregated OCSP signing and authentication failure events and new CAs for
+    client certificates in every worker; CRL refresh, responder and signer renewal, old attestation
+    challenges and expiry warnings in the first worker only."""
     pki.record_aggregates(SERVICE_ACTOR)
     trust.refresh(pki)
     if leader and renew_service_certificate_if_due(pki, pki.settings.data_dir, SERVICE_ACTOR):
@@ -231,7 +233,6 @@ def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, 
         warned = pki.expiry.record_crossings()
         if warned:
             log.warning("%d certificates crossed an expiry mark (see audit events cert.expiring)", warned)
-    pki.audit.sign_head()
 
 
 async def _periodic(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, leader: bool) -> None:
@@ -241,6 +242,24 @@ async def _periodic(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *
             await asyncio.to_thread(_housekeeping, pki, trust, identity, leader=leader)
         except OtwardError:
             log.exception("periodic housekeeping failed; retrying in %s s", HOUSEKEEPING_SECONDS)
+
+
+async def _sign_audit_heads(pki: Pki) -> None:
+    """Sign the audit head whenever the schedule says so (``[audit]`` sign_events, sign_seconds,
+    heartbeat_seconds), checked every second: the unsigned tail stays short, and a live service's
+    newest head is never older than the heartbeat. A refusal (a rewritten trail, a revoked signer) is
+    logged each time it changes; the tail then stays unsigned and verification fails on its age."""
+    tick = min(SIGN_TICK_SECONDS, pki.audit.schedule.seconds)
+    reported: str | None = None
+    while True:
+        try:
+            await asyncio.to_thread(pki.audit.sign_head_if_due)
+            reported = None
+        except OtwardError as exc:
+            if exc.message != reported:
+                log.error("audit head not signed: %s", exc.message.removeprefix("audit head not signed: "))
+                reported = exc.message
+        await asyncio.sleep(tick)
 
 
 async def _forward_audit(pki: Pki) -> None:
@@ -351,6 +370,7 @@ async def _serve_worker(
     if index == 0:
         await asyncio.to_thread(_housekeeping, pki, trust, identity, leader=True)
     periodic = asyncio.create_task(_periodic(pki, trust, identity, leader=index == 0))
+    signing = asyncio.create_task(_sign_audit_heads(pki))
     orphan_watch = asyncio.create_task(_exit_when_orphaned(stop, supervisor))
     leader_tasks = []
     if index == 0:
@@ -360,7 +380,7 @@ async def _serve_worker(
     try:
         await asyncio.gather(https.serve(sockets=[sockets[0]]), plain.serve(sockets=[sockets[1]]))
     finally:
-        for task in (periodic, orphan_watch, *leader_tasks):
+        for task in (periodic, signing, orphan_watch, *leader_tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 
 from otward.adapters.db import SqlStores, create_database_engine, upgrade_schema
+from otward.adapters.head_witness import WITNESS_FILE, FileHeadWitness
 from otward.adapters.keys import FileKeyBackend
 from otward.config import Settings, read_passphrase
-from otward.core.audit import EventType
+from otward.core.audit import EventType, HeadSchedule
 from otward.core.ports import KeyBackend
-from otward.errors import PolicyViolationError
+from otward.errors import ConfigError, IntegrityError, PolicyViolationError
 from otward.services.access import AccessAdmin
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
@@ -31,13 +33,49 @@ from otward.services.signers import AUDIT_SIGNER, SignerService
 from otward.services.tokens import TokenService
 from otward.services.transparency import TransparencyLog
 
-__all__ = ["IssuedCertificate", "Pki", "random_serial_number", "utc_now"]
+__all__ = [
+    "ROOT_CERTIFICATE_FILE",
+    "IssuedCertificate",
+    "Pki",
+    "load_trust_anchors",
+    "random_serial_number",
+    "utc_now",
+]
+
+ROOT_CERTIFICATE_FILE = "root.pem"  # written by init; the audit trail's trust anchor
 
 log = logging.getLogger("otward")
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def load_trust_anchors(path: Path) -> list[x509.Certificate]:
+    """Root certificates from a PEM file outside the database: what audit head signers must chain
+    to (someone who can write the database can also write CA rows there)."""
+    try:
+        anchors = x509.load_pem_x509_certificates(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no trust anchor for the audit trail: {path} is missing (give one with --trust ROOT.pem)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path} holds no PEM certificate") from exc
+    return anchors
+
+
+def _readable_certificates(ders: Iterable[bytes]) -> list[x509.Certificate]:
+    """The CA certificates that parse: for the audit verifier, which trusts none of them by itself."""
+    certificates = []
+    for der in ders:
+        try:
+            certificates.append(x509.load_der_x509_certificate(der))
+        except ValueError:
+            continue
+    return certificates
 
 
 def random_serial_number() -> int:
@@ -63,12 +101,22 @@ class Pki:
         self.settings = settings
         self.stores = stores
         self.clock = clock
+        audit = settings.audit
         self.audit = AuditLog(
             stores.audit,
             host=socket.gethostname(),
             clock=clock,
             signer=lambda: self.signers.get(AUDIT_SIGNER),
             signer_certificate=lambda serial: self.signers.certificate(serial),
+            ca_certificates=lambda: _readable_certificates(
+                a.certificate_der for a in self.authorities.list()
+            ),
+            trust_anchors=lambda: load_trust_anchors(settings.data_dir / ROOT_CERTIFICATE_FILE),
+            witness=FileHeadWitness(settings.data_dir / WITNESS_FILE),
+            schedule=HeadSchedule(
+                events=audit.sign_events, seconds=audit.sign_seconds, heartbeat=audit.heartbeat_seconds
+            ),
+            max_unsigned=timedelta(seconds=audit.max_unsigned_seconds),
         )
         self.authorities = AuthorityService(
             stores.authorities,
@@ -181,5 +229,9 @@ class Pki:
                 raise
             # what the command did is stored; only its head stays unsigned until the signer is rotated
             log.warning("audit head not signed: %s", exc.message)
+        except IntegrityError as exc:
+            # What the command did is stored. The trail no longer extends what was signed before:
+            # signing would bless that, so the tail stays unsigned and 'audit verify' fails on it.
+            log.error("%s", exc.message)
         finally:
             self.stores.close()

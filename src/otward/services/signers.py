@@ -2,9 +2,11 @@
 
 The signer's certificate is issued by the ``issuing`` CA (keyUsage
 digitalSignature + nonRepudiation) so that anyone holding the root can check
-signed audit heads and signed tree heads offline. The edge signer (policy
-bundles and access credentials) also carries id-kp-otwardEdgeSigning, which
-gatekeepers require: no other certificate of the CA can sign what they obey.
+signed audit heads and signed tree heads offline. Each signer also carries its
+own EKU, which its relying parties require, so that no other certificate of the
+CA (a device's, whose key the device chose) can sign what they trust:
+id-kp-otwardAuditSigning for audit heads, id-kp-otwardEdgeSigning for policy
+bundles and access credentials.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
-from otward.core.audit import EventType
+from otward.core.audit import AUDIT_SIGNING_OID, EventType
 from otward.core.edge.formats import EDGE_SIGNING_OID
 from otward.core.issuance import BACKDATE, build_signer_certificate, service_subject
 from otward.core.keys import classify_public_key
@@ -31,7 +32,7 @@ from otward.core.records import (
     certificate_record,
     format_serial,
 )
-from otward.errors import ConfigError, InvalidRequestError, PolicyViolationError, SignerError
+from otward.errors import ConfigError, ConflictError, InvalidRequestError, PolicyViolationError, SignerError
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService, sign
 from otward.services.revocation import RevocationService
@@ -42,7 +43,7 @@ AUDIT_SIGNER = "audit"
 EDGE_SIGNER = "edge"
 SIGNERS = (AUDIT_SIGNER, EDGE_SIGNER)
 _PREVIOUS_SIGNERS = 16  # earlier edge signers a bundle names at most (newest first)
-_EXTENDED_KEY_USAGE = {EDGE_SIGNER: (EDGE_SIGNING_OID,)}
+_EXTENDED_KEY_USAGE = {AUDIT_SIGNER: (AUDIT_SIGNING_OID,), EDGE_SIGNER: (EDGE_SIGNING_OID,)}
 SIGNER_CA = "issuing"
 SIGNER_VALIDITY = timedelta(days=5 * 365)
 
@@ -102,8 +103,19 @@ class SignerService:
 
         The signer row and its certificate are read on every call (two indexed reads; signers sign
         heads and bundles, not every request), so a rotation made by another process is used at
-        once. A revoked signer signs nothing: PolicyViolationError until it is rotated.
+        once. A revoked signer signs nothing: PolicyViolationError until it is rotated. A signer
+        whose certificate lacks its EKU (made before signers carried one) is rotated first.
         """
+        key, certificate = self._current(name)
+        if not _has_usage(name, certificate):
+            try:
+                self.rotate(name)
+            except ConflictError:
+                pass  # another process rotated it at the same time
+            key, certificate = self._current(name)
+        return key, certificate
+
+    def _current(self, name: str) -> tuple[CertificateIssuerPrivateKeyTypes, x509.Certificate]:
         with self._lock:
             stored = self._store.get_signer(name)
             if stored is None:
@@ -266,14 +278,20 @@ class SignerService:
         return key_ref, record
 
     def certificate(self, serial_number: int) -> x509.Certificate | None:
-        """A signer certificate by serial, only if it was issued by the issuing CA for a signer."""
+        """The certificate stored under ``serial_number``, as the database has it: whoever relies on
+        it checks its usage and its chain to a trust anchor kept outside the database (the audit
+        verifier does), since whoever can write the database can write this row too."""
         record = self._certificates.get_certificate(serial_number)
-        if record is None or not record.profile.endswith("-signer"):
-            return None
-        certificate = x509.load_der_x509_certificate(record.der)
-        issuer = self._authorities.certificate_chain(record.ca)[0]
-        try:
-            certificate.verify_directly_issued_by(issuer)
-        except (InvalidSignature, ValueError, TypeError):
-            return None  # not a signer this installation certified
-        return certificate
+        return x509.load_der_x509_certificate(record.der) if record is not None else None
+
+
+def _has_usage(name: str, certificate: x509.Certificate) -> bool:
+    """Whether ``certificate`` carries every EKU the signer ``name`` needs."""
+    required = _EXTENDED_KEY_USAGE.get(name, ())
+    if not required:
+        return True
+    try:
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return all(oid in usages for oid in required)

@@ -21,9 +21,22 @@ __all__ = ["SqlAuditStore"]
 
 
 def _signed_head(row: Row[Any]) -> SignedHead:
-    return SignedHead(
-        int(row.sequence), bytes(row.hash), row.signed_at, bytes(row.signature), int(row.signer_serial, 16)
-    )
+    try:
+        return SignedHead(
+            int(row.sequence),
+            bytes(row.hash),
+            row.signed_at,
+            bytes(row.signature),
+            int(row.signer_serial, 16),
+        )
+    except (ValueError, TypeError) as exc:
+        raise _unreadable_head(exc) from exc
+
+
+def _unreadable_head(exc: Exception) -> IntegrityError:
+    """A head row that does not parse (a time that is no time, a serial that is no hex): someone wrote
+    it by hand; verification reports it instead of failing with a traceback."""
+    return IntegrityError(f"a signed head is unreadable (altered?): {exc}", rule="audit-head-unreadable")
 
 
 def _audit_record(row: Row[Any]) -> AuditRecord:
@@ -121,14 +134,20 @@ class SqlAuditStore:
             )
 
     def audit_heads(self) -> Sequence[SignedHead]:
-        with self._database.reading() as conn:
-            rows = conn.execute(select(audit_heads).order_by(audit_heads.c.id)).all()
+        try:
+            with self._database.reading() as conn:
+                rows = conn.execute(select(audit_heads).order_by(audit_heads.c.id)).all()
+        except (ValueError, TypeError) as exc:  # a column that does not convert (SQLite stores text)
+            raise _unreadable_head(exc) from exc
         return [_signed_head(r) for r in rows]
 
     def latest_audit_head(self) -> SignedHead | None:
         """The most recent signed head: one row, however long the service has run."""
-        with self._database.reading() as conn:
-            row = conn.execute(select(audit_heads).order_by(audit_heads.c.id.desc()).limit(1)).first()
+        try:
+            with self._database.reading() as conn:
+                row = conn.execute(select(audit_heads).order_by(audit_heads.c.id.desc()).limit(1)).first()
+        except (ValueError, TypeError) as exc:
+            raise _unreadable_head(exc) from exc
         return _signed_head(row) if row is not None else None
 
     def forward_cursor(self, name: str) -> int:
