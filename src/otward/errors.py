@@ -14,6 +14,7 @@ contains key material, tokens or whole requests) and, where it helps, the
     ├── ConflictError               would overwrite or contradict existing state
     ├── AuthenticationError         missing or wrong credentials
     │   └── RateLimitedError        too many failed attempts from one source
+    ├── PermissionDeniedError       the credentials are good but do not cover the request
     ├── IntegrityError              stored data fails an integrity check (audit chain)
     └── BackendError                an adapter failed (not the caller's fault)
         ├── StorageError            database
@@ -32,6 +33,7 @@ __all__ = [
     "NotFoundError",
     "OtwardError",
     "ParseError",
+    "PermissionDeniedError",
     "PolicyViolationError",
     "RateLimitedError",
     "SignerError",
@@ -90,6 +92,10 @@ class RateLimitedError(AuthenticationError):
     def __init__(self, message: str, *, retry_after: float, rule: str | None = "rate-limit") -> None:
         super().__init__(message, rule=rule)
         self.retry_after = retry_after
+
+
+class PermissionDeniedError(OtwardError):
+    """The credentials are valid, but what they may do does not include this request (403)."""
 
 
 class IntegrityError(OtwardError):

@@ -287,6 +287,48 @@ def test_api_tokens_can_be_created_listed_and_revoked(data):
     assert "not found" in run("api-token", "revoke", "0123456789abcdef", "--data", str(data), code=1)
 
 
+def test_api_tokens_carry_a_scope_and_an_expiry(data):
+    from fastapi.testclient import TestClient
+
+    from otward.config import load_settings
+    from otward.http.app import create_app
+    from otward.services.pki import Pki
+
+    created = json.loads(
+        run(
+            "api-token",
+            "create",
+            "--name",
+            "prometheus",
+            "--scope",
+            "metrics",
+            "--expires",
+            "30d",
+            "--data",
+            str(data),
+            "--json",
+        )
+    )
+    assert created["scope"] == "metrics"
+    listed = {t["name"]: t for t in json.loads(run("api-token", "list", "--data", str(data), "--json"))}
+    assert listed["admin"]["scope"] == "admin"  # the token made at init, and any made before scopes
+    assert listed["admin"]["expires_at"] is None
+    assert listed["prometheus"]["scope"] == "metrics"
+    assert listed["prometheus"]["expires_at"]
+    assert "scope" in run("api-token", "list", "--data", str(data))
+    assert "unknown token scope 'root'" in run(
+        "api-token", "create", "--name", "x", "--scope", "root", "--data", str(data), code=2
+    )
+    pki = Pki.open(load_settings(data))
+    try:
+        with TestClient(create_app(pki), base_url="https://testserver") as client:
+            headers = {"Authorization": f"Bearer {created['token']}"}
+            assert client.get("/metrics", headers=headers).status_code == 200
+            assert client.get("/api/v1/cas", headers=headers).status_code == 403
+    finally:
+        pki.close()
+
+
 def test_signers_are_listed_and_rotated(data):
     signers = {s["name"]: s for s in json.loads(run("signer", "list", "--data", str(data), "--json"))}
     assert set(signers) == {"audit"}  # init signed an audit head; the edge signer is made on first use

@@ -17,25 +17,57 @@ from otward.cli.common import (
     print_json,
     print_listing,
 )
+from otward.core.authz import Scope, parse_scope
+from otward.core.durations import parse_duration
 
-app = typer.Typer(help="Admin API tokens: create (shown once), list, revoke.", no_args_is_help=True)
+app = typer.Typer(
+    help="API tokens with a scope (admin, read, metrics, enroll-admin, access-admin): create (shown once),"
+    " list, revoke.",
+    no_args_is_help=True,
+)
+
+_SCOPES = ", ".join(s.value for s in Scope)
 
 
 @app.command("create")
 @handle_errors
 def create(
     name: Annotated[str, typer.Option("--name", help="What the token is for, e.g. prometheus or mes-bridge")],
+    scope: Annotated[
+        str, typer.Option("--scope", help=f"What it may do: {_SCOPES} (docs/api-tokens.md)")
+    ] = "admin",
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="Lifetime such as 90d or 12h [default: until revoked]")
+    ] = None,
     data: DataOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a token and print it once; only its SHA-256 is stored."""
+    try:
+        chosen = parse_scope(scope)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scope") from None
+    ttl = parse_duration(expires) if expires is not None else None
     with open_pki(data, db) as pki:
-        record, token = pki.tokens.create(name, cli_actor())
+        record, token = pki.tokens.create(name, cli_actor(), scope=chosen, ttl=ttl)
     if as_json:
-        print_json({"token_id": record.token_id, "name": record.name, "token": token})
+        print_json(
+            {
+                "token_id": record.token_id,
+                "name": record.name,
+                "scope": record.scope.value,
+                "expires_at": record.expires_at,
+                "token": token,
+            }
+        )
     else:
-        console.print(f"token {record.token_id} ({record.name}); it is shown only now:", highlight=False)
+        until = f", expires {record.expires_at:%Y-%m-%d %H:%M} UTC" if record.expires_at else ""
+        console.print(
+            f"token {record.token_id} ({record.name}, scope {record.scope.value}{until});"
+            " it is shown only now:",
+            highlight=False,
+        )
         typer.echo(token)
 
 
@@ -46,10 +78,24 @@ def list_(data: DataOption = None, db: DbOption = None, as_json: JsonOption = Fa
     with open_pki(data, db) as pki:
         records = pki.tokens.list()
     rows = [
-        {"token_id": r.token_id, "name": r.name, "created_at": r.created_at, "revoked_at": r.revoked_at}
+        {
+            "token_id": r.token_id,
+            "name": r.name,
+            "scope": r.scope.value,
+            "created_at": r.created_at,
+            "expires_at": r.expires_at,
+            "revoked_at": r.revoked_at,
+        }
         for r in records
     ]
-    columns = {"id": "token_id", "name": "name", "created (UTC)": "created_at", "revoked (UTC)": "revoked_at"}
+    columns = {
+        "id": "token_id",
+        "name": "name",
+        "scope": "scope",
+        "created (UTC)": "created_at",
+        "expires (UTC)": "expires_at",
+        "revoked (UTC)": "revoked_at",
+    }
     print_listing(rows, columns, as_json=as_json)
 
 

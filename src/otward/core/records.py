@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ReasonFlags
 
 from otward.core.audit import AuditEvent
+from otward.core.authz import Scope
 from otward.core.identity import ClientName, client_name
 
 __all__ = [
@@ -223,6 +224,8 @@ class TokenRecord:
     secret_hash: bytes
     created_at: datetime
     revoked_at: datetime | None = None
+    scope: Scope = Scope.ADMIN
+    expires_at: datetime | None = None  # None: until revoked
 
 
 def certificate_record(

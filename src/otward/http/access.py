@@ -20,7 +20,7 @@ from otward.core.access.model import (
     validate_identifier,
 )
 from otward.errors import InvalidRequestError
-from otward.http.auth import AdminActor, get_pki
+from otward.http.auth import AccessReader, AccessWriter, get_pki
 from otward.http.params import AccessId, GrantId
 from otward.services.access import (
     asset_json,
@@ -200,47 +200,47 @@ class ExplainOut(BaseModel):
 
 
 @router.get("/people", response_model=list[PersonOut])
-def list_people(request: Request, _actor: AdminActor) -> list[PersonOut]:
+def list_people(request: Request, _actor: AccessReader) -> list[PersonOut]:
     return [PersonOut.from_person(p) for p in get_pki(request).access.people()]
 
 
 @router.post("/people", status_code=201, response_model=PersonOut)
-def add_person(body: PersonIn, request: Request, actor: AdminActor) -> PersonOut:
+def add_person(body: PersonIn, request: Request, actor: AccessWriter) -> PersonOut:
     return PersonOut.from_person(get_pki(request).access.add_person(body.to_person(), actor))
 
 
 @router.get("/people/{person_id}", response_model=PersonOut)
-def show_person(person_id: AccessId, request: Request, _actor: AdminActor) -> PersonOut:
+def show_person(person_id: AccessId, request: Request, _actor: AccessReader) -> PersonOut:
     return PersonOut.from_person(get_pki(request).access.person(person_id))
 
 
 @router.put("/people/{person_id}", response_model=PersonOut)
-def update_person(person_id: AccessId, body: PersonIn, request: Request, actor: AdminActor) -> PersonOut:
+def update_person(person_id: AccessId, body: PersonIn, request: Request, actor: AccessWriter) -> PersonOut:
     """Replace the person's data; the id in the body must match the path."""
     _same_id(body.id, person_id)
     return PersonOut.from_person(get_pki(request).access.update_person(body.to_person(), actor))
 
 
 @router.delete("/people/{person_id}", status_code=204)
-def remove_person(person_id: AccessId, request: Request, actor: AdminActor) -> Response:
+def remove_person(person_id: AccessId, request: Request, actor: AccessWriter) -> Response:
     get_pki(request).access.remove_person(person_id, actor)
     return Response(status_code=204)
 
 
 @router.post("/people/{person_id}/disable", response_model=PersonOut)
-def disable_person(person_id: AccessId, request: Request, actor: AdminActor) -> PersonOut:
+def disable_person(person_id: AccessId, request: Request, actor: AccessWriter) -> PersonOut:
     """Deny the person everything; assets enforce it with their next bundle."""
     return PersonOut.from_person(get_pki(request).access.disable_person(person_id, actor))
 
 
 @router.post("/people/{person_id}/enable", response_model=PersonOut)
-def enable_person(person_id: AccessId, request: Request, actor: AdminActor) -> PersonOut:
+def enable_person(person_id: AccessId, request: Request, actor: AccessWriter) -> PersonOut:
     return PersonOut.from_person(get_pki(request).access.enable_person(person_id, actor))
 
 
 @router.get("/grants", response_model=list[GrantOut])
 def list_grants(
-    request: Request, _actor: AdminActor, role: str | None = None, asset: str | None = None
+    request: Request, _actor: AccessReader, role: str | None = None, asset: str | None = None
 ) -> list[GrantOut]:
     return [
         GrantOut.model_validate(grant_json(g)) for g in get_pki(request).access.grants(role=role, asset=asset)
@@ -248,19 +248,19 @@ def list_grants(
 
 
 @router.post("/grants", status_code=201, response_model=GrantOut)
-def add_grant(body: GrantIn, request: Request, actor: AdminActor) -> GrantOut:
+def add_grant(body: GrantIn, request: Request, actor: AccessWriter) -> GrantOut:
     grant = get_pki(request).access.add_grant(body.role, body.assets, body.functions, body.when, actor)
     return GrantOut.model_validate(grant_json(grant))
 
 
 @router.delete("/grants/{grant_id}", status_code=204)
-def remove_grant(grant_id: GrantId, request: Request, actor: AdminActor) -> Response:
+def remove_grant(grant_id: GrantId, request: Request, actor: AccessWriter) -> Response:
     get_pki(request).access.remove_grant(grant_id, actor)
     return Response(status_code=204)
 
 
 @router.post("/import", response_model=ImportResponse)
-def import_model(body: ImportRequest, request: Request, actor: AdminActor) -> ImportResponse:
+def import_model(body: ImportRequest, request: Request, actor: AccessWriter) -> ImportResponse:
     """Import or update the model from YAML; importing the same text again changes nothing."""
     result = get_pki(request).access.import_yaml(body.yaml, actor, replace_all=body.replace)
     return ImportResponse(
@@ -269,7 +269,7 @@ def import_model(body: ImportRequest, request: Request, actor: AdminActor) -> Im
 
 
 @router.get("/policies", response_model=list[PolicyOut])
-def list_policies(request: Request, _actor: AdminActor, asset: str | None = None) -> list[PolicyOut]:
+def list_policies(request: Request, _actor: AccessReader, asset: str | None = None) -> list[PolicyOut]:
     """The Cedar policies the grants compile to (for one asset, if given)."""
     return [
         PolicyOut(id=p.id, grant=p.grant or None, asset=p.asset, text=p.text)
@@ -278,7 +278,7 @@ def list_policies(request: Request, _actor: AdminActor, asset: str | None = None
 
 
 @router.get("/schema", response_class=PlainTextResponse)
-def cedar_schema(request: Request, _actor: AdminActor) -> PlainTextResponse:
+def cedar_schema(request: Request, _actor: AccessReader) -> PlainTextResponse:
     """The Cedar schema (human syntax) of the compiled policies."""
     return PlainTextResponse(get_pki(request).access.schema())
 
@@ -286,7 +286,7 @@ def cedar_schema(request: Request, _actor: AdminActor) -> PlainTextResponse:
 @router.get("/explain", response_model=ExplainOut)
 def explain(
     request: Request,
-    _actor: AdminActor,
+    _actor: AccessReader,
     person: str,
     asset: str,
     function: str,
@@ -301,29 +301,29 @@ def explain(
 
 
 @router.get("/assets/{asset_id}/slice")
-def asset_slice(asset_id: AccessId, request: Request, _actor: AdminActor) -> dict[str, Any]:
+def asset_slice(asset_id: AccessId, request: Request, _actor: AccessReader) -> dict[str, Any]:
     """What the asset needs to decide alone: its Cedar policies and entities (unsigned)."""
     return get_pki(request).access.asset_slice(asset_id).to_dict()
 
 
 @router.get("/assets", response_model=list[AssetOut])
-def list_assets(request: Request, _actor: AdminActor) -> list[AssetOut]:
+def list_assets(request: Request, _actor: AccessReader) -> list[AssetOut]:
     return [AssetOut.model_validate(asset_json(a)) for a in get_pki(request).access.assets()]
 
 
 @router.post("/assets", status_code=201, response_model=AssetOut)
-def add_asset(body: AssetIn, request: Request, actor: AdminActor) -> AssetOut:
+def add_asset(body: AssetIn, request: Request, actor: AccessWriter) -> AssetOut:
     added = get_pki(request).access.put_asset(body.to_asset(), create=True, actor=actor)
     return AssetOut.model_validate(asset_json(added))
 
 
 @router.get("/assets/{asset_id}", response_model=AssetOut)
-def show_asset(asset_id: AccessId, request: Request, _actor: AdminActor) -> AssetOut:
+def show_asset(asset_id: AccessId, request: Request, _actor: AccessReader) -> AssetOut:
     return AssetOut.model_validate(asset_json(get_pki(request).access.asset(asset_id)))
 
 
 @router.put("/assets/{asset_id}", response_model=AssetOut)
-def update_asset(asset_id: AccessId, body: AssetIn, request: Request, actor: AdminActor) -> AssetOut:
+def update_asset(asset_id: AccessId, body: AssetIn, request: Request, actor: AccessWriter) -> AssetOut:
     """Replace the asset; refused if a grant would name a function it no longer has."""
     _same_id(body.id, asset_id)
     replaced = get_pki(request).access.put_asset(body.to_asset(), create=False, actor=actor)
@@ -331,50 +331,50 @@ def update_asset(asset_id: AccessId, body: AssetIn, request: Request, actor: Adm
 
 
 @router.delete("/assets/{asset_id}", status_code=204)
-def remove_asset(asset_id: AccessId, request: Request, actor: AdminActor) -> Response:
+def remove_asset(asset_id: AccessId, request: Request, actor: AccessWriter) -> Response:
     """Remove an asset; refused (409) while grants name it or assets are inside it."""
     get_pki(request).access.remove_asset(asset_id, actor)
     return Response(status_code=204)
 
 
 @router.get("/roles", response_model=list[RoleOut])
-def list_roles(request: Request, _actor: AdminActor) -> list[RoleOut]:
+def list_roles(request: Request, _actor: AccessReader) -> list[RoleOut]:
     return [RoleOut.model_validate(role_json(r)) for r in get_pki(request).access.roles()]
 
 
 @router.post("/roles", status_code=201, response_model=RoleOut)
-def add_role(body: RoleIn, request: Request, actor: AdminActor) -> RoleOut:
+def add_role(body: RoleIn, request: Request, actor: AccessWriter) -> RoleOut:
     added = get_pki(request).access.put_role(body.to_role(), create=True, actor=actor)
     return RoleOut.model_validate(role_json(added))
 
 
 @router.put("/roles/{role_id}", response_model=RoleOut)
-def update_role(role_id: AccessId, body: RoleIn, request: Request, actor: AdminActor) -> RoleOut:
+def update_role(role_id: AccessId, body: RoleIn, request: Request, actor: AccessWriter) -> RoleOut:
     _same_id(body.id, role_id)
     replaced = get_pki(request).access.put_role(body.to_role(), create=False, actor=actor)
     return RoleOut.model_validate(role_json(replaced))
 
 
 @router.delete("/roles/{role_id}", status_code=204)
-def remove_role(role_id: AccessId, request: Request, actor: AdminActor) -> Response:
+def remove_role(role_id: AccessId, request: Request, actor: AccessWriter) -> Response:
     """Remove a role; refused (409) while grants are for it or people hold it."""
     get_pki(request).access.remove_role(role_id, actor)
     return Response(status_code=204)
 
 
 @router.get("/schedules", response_model=list[ScheduleOut])
-def list_schedules(request: Request, _actor: AdminActor) -> list[ScheduleOut]:
+def list_schedules(request: Request, _actor: AccessReader) -> list[ScheduleOut]:
     return [ScheduleOut.model_validate(schedule_json(s)) for s in get_pki(request).access.schedules()]
 
 
 @router.post("/schedules", status_code=201, response_model=ScheduleOut)
-def add_schedule(body: ScheduleIn, request: Request, actor: AdminActor) -> ScheduleOut:
+def add_schedule(body: ScheduleIn, request: Request, actor: AccessWriter) -> ScheduleOut:
     added = get_pki(request).access.put_schedule(body.to_schedule(), create=True, actor=actor)
     return ScheduleOut.model_validate(schedule_json(added))
 
 
 @router.put("/schedules/{name}", response_model=ScheduleOut)
-def update_schedule(name: AccessId, body: ScheduleIn, request: Request, actor: AdminActor) -> ScheduleOut:
+def update_schedule(name: AccessId, body: ScheduleIn, request: Request, actor: AccessWriter) -> ScheduleOut:
     """Change a schedule's days or hours; grants and shifts using it follow with the next bundles."""
     _same_id(body.name, name)
     changed = get_pki(request).access.put_schedule(body.to_schedule(), create=False, actor=actor)
@@ -382,7 +382,7 @@ def update_schedule(name: AccessId, body: ScheduleIn, request: Request, actor: A
 
 
 @router.delete("/schedules/{name}", status_code=204)
-def remove_schedule(name: AccessId, request: Request, actor: AdminActor) -> Response:
+def remove_schedule(name: AccessId, request: Request, actor: AccessWriter) -> Response:
     """Remove a schedule; refused (409) while grants or people's shifts use it."""
     get_pki(request).access.remove_schedule(name, actor)
     return Response(status_code=204)

@@ -19,7 +19,7 @@ from otward.core.revocation import parse_reason
 from otward.errors import InvalidRequestError, NotFoundError
 from otward.http.access import router as access_router
 from otward.http.audit import router as audit_router
-from otward.http.auth import AdminActor, get_pki
+from otward.http.auth import MetricsReader, PkiReader, PkiWriter, get_pki
 from otward.http.bodylimit import BodyLimit
 from otward.http.devices import router as devices_router
 from otward.http.edge import router as edge_router
@@ -79,7 +79,7 @@ def _serial(text: str) -> int:
 
 
 @router.post("/certificates", status_code=201, response_model=IssueResponse, tags=["certificates"])
-def issue_certificate(body: IssueRequest, request: Request, actor: AdminActor) -> IssueResponse:
+def issue_certificate(body: IssueRequest, request: Request, actor: PkiWriter) -> IssueResponse:
     """Issue a certificate from a CSR under a profile. The certificate is stored before it is returned."""
     issued = get_pki(request).issuance.issue(
         body.csr,
@@ -96,7 +96,7 @@ def issue_certificate(body: IssueRequest, request: Request, actor: AdminActor) -
 @router.get("/certificates", response_model=CertificatePage, tags=["certificates"])
 def list_certificates(
     request: Request,
-    _actor: AdminActor,
+    _actor: PkiReader,
     status: Annotated[str | None, Query(description="valid, expired or revoked")] = None,
     expiring_within: Annotated[str | None, Query(description="e.g. 30d")] = None,
     ca: str | None = None,
@@ -115,7 +115,7 @@ def list_certificates(
 
 
 @router.get("/certificates/{serial}", response_model=CertificateOut, tags=["certificates"])
-def show_certificate(serial: str, request: Request, _actor: AdminActor) -> CertificateOut:
+def show_certificate(serial: str, request: Request, _actor: PkiReader) -> CertificateOut:
     pki = get_pki(request)
     record = pki.stores.certificates.get_certificate(_serial(serial))
     if record is None:
@@ -125,7 +125,7 @@ def show_certificate(serial: str, request: Request, _actor: AdminActor) -> Certi
 
 @router.post("/certificates/{serial}/revoke", response_model=CertificateOut, tags=["certificates"])
 def revoke_certificate(
-    serial: str, request: Request, actor: AdminActor, body: RevokeRequest | None = None
+    serial: str, request: Request, actor: PkiWriter, body: RevokeRequest | None = None
 ) -> CertificateOut:
     """Revoke for good; the CA's CRL is republished and OCSP answers 'revoked' at once."""
     pki = get_pki(request)
@@ -135,12 +135,12 @@ def revoke_certificate(
 
 
 @router.get("/cas", response_model=list[AuthorityOut], tags=["authorities"])
-def list_authorities(request: Request, _actor: AdminActor) -> list[AuthorityOut]:
+def list_authorities(request: Request, _actor: PkiReader) -> list[AuthorityOut]:
     return [AuthorityOut.from_record(r) for r in get_pki(request).authorities.list()]
 
 
 @router.get("/cas/{name}", response_model=AuthorityOut, tags=["authorities"])
-def show_authority(name: CaName, request: Request, _actor: AdminActor) -> AuthorityOut:
+def show_authority(name: CaName, request: Request, _actor: PkiReader) -> AuthorityOut:
     return AuthorityOut.from_record(get_pki(request).authorities.record(name))
 
 
@@ -181,7 +181,7 @@ def create_api(pki: Pki, *, workers: int = 1) -> FastAPI:
     app.add_middleware(RequestMetrics)
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
-    def metrics(request: Request, _actor: AdminActor) -> Response:
+    def metrics(request: Request, _actor: MetricsReader) -> Response:
         """Prometheus text format: certificates per CA and profile, expiring certificates,
         audit events and authentication failures, request latencies, OCSP answers."""
         body, content_type = render_metrics(get_pki(request))

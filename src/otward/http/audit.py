@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from otward.core.audit import AuditRecord
-from otward.http.auth import AdminActor, get_pki
+from otward.http.auth import AuditReader, get_pki
 from otward.http.params import Count
 from otward.services.queries import audit_filter
 
@@ -65,7 +65,7 @@ class ChainReportOut(BaseModel):
 @router.get("", response_model=AuditPage)
 def list_events(
     request: Request,
-    _actor: AdminActor,
+    _actor: AuditReader,
     since: Annotated[
         str | None, Query(description="RFC 3339 time or a duration back from now, e.g. 24h")
     ] = None,
@@ -88,7 +88,7 @@ def list_events(
 @router.get("/verify", response_model=ChainReportOut)
 def verify_chain(
     request: Request,
-    _actor: AdminActor,
+    _actor: AuditReader,
     max_unsigned_seconds: Annotated[
         float | None, Query(ge=0, le=30 * 86400, description="override audit.max_unsigned_seconds")
     ] = None,

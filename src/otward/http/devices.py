@@ -16,7 +16,7 @@ from otward.core.attestation import ChallengePurpose
 from otward.core.records import DeviceStatus
 from otward.core.revocation import parse_reason
 from otward.errors import InvalidRequestError
-from otward.http.auth import AdminActor, get_pki, request_actor
+from otward.http.auth import EnrollmentReader, EnrollmentWriter, get_pki, request_actor
 from otward.http.limits import guard_failures, spend
 from otward.http.params import Count, DeviceId
 from otward.http.schemas import (
@@ -39,7 +39,7 @@ router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 @router.get("", response_model=DevicePage)
 def list_devices(
     request: Request,
-    _actor: AdminActor,
+    _actor: EnrollmentReader,
     owner: str | None = None,
     status: Annotated[str | None, Query(description="active, disabled or revoked")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -60,7 +60,7 @@ def list_devices(
 
 
 @router.get("/{device_id}", response_model=DeviceOut)
-def show_device(device_id: DeviceId, request: Request, _actor: AdminActor) -> DeviceOut:
+def show_device(device_id: DeviceId, request: Request, _actor: EnrollmentReader) -> DeviceOut:
     """The device with its certificate history, newest first."""
     pki = get_pki(request)
     record = pki.devices.get(device_id)
@@ -68,20 +68,20 @@ def show_device(device_id: DeviceId, request: Request, _actor: AdminActor) -> De
 
 
 @router.post("/{device_id}/disable", response_model=DeviceOut)
-def disable_device(device_id: DeviceId, request: Request, actor: AdminActor) -> DeviceOut:
+def disable_device(device_id: DeviceId, request: Request, actor: EnrollmentWriter) -> DeviceOut:
     pki = get_pki(request)
     return DeviceOut.from_record(pki.devices.disable(device_id, actor), pki.clock())
 
 
 @router.post("/{device_id}/enable", response_model=DeviceOut)
-def enable_device(device_id: DeviceId, request: Request, actor: AdminActor) -> DeviceOut:
+def enable_device(device_id: DeviceId, request: Request, actor: EnrollmentWriter) -> DeviceOut:
     pki = get_pki(request)
     return DeviceOut.from_record(pki.devices.enable(device_id, actor), pki.clock())
 
 
 @router.post("/{device_id}/revoke", response_model=DeviceOut)
 def revoke_device(
-    device_id: DeviceId, request: Request, actor: AdminActor, body: RevokeRequest | None = None
+    device_id: DeviceId, request: Request, actor: EnrollmentWriter, body: RevokeRequest | None = None
 ) -> DeviceOut:
     """Revoke the device for good and every certificate it holds (CRLs republished at once)."""
     pki = get_pki(request)

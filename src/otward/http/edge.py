@@ -18,10 +18,11 @@ from pydantic import BaseModel, Field
 
 from otward.adapters.audit_file import record_from_line
 from otward.core.audit import AuditRecord
+from otward.core.authz import Action, Area, Permission
 from otward.core.durations import parse_duration
 from otward.core.edge.records import CredentialRecord
 from otward.errors import AuthenticationError, InvalidRequestError
-from otward.http.auth import AdminActor, get_pki, request_actor
+from otward.http.auth import AccessReader, AccessWriter, get_pki, request_actor
 from otward.http.limits import guard_failures
 from otward.http.params import Count, CredentialId, EdgeId
 from otward.services.audit import Actor
@@ -40,8 +41,9 @@ def gatekeeper_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
-    """The gatekeeper of ``asset`` (edge token bound to it) or an admin; failures are audited and
-    limited per source, as for the admin token (:mod:`otward.http.limits`)."""
+    """The gatekeeper of ``asset`` (edge token bound to it), or an API token whose scope covers the
+    access area (reading the bundle, pushing the trail); failures are audited and limited per
+    source, as for API tokens (:mod:`otward.http.limits`)."""
     pki = get_pki(request)
     text = (
         credentials.credentials if credentials is not None and credentials.scheme.lower() == "bearer" else ""
@@ -53,7 +55,11 @@ def gatekeeper_actor(
         if not text:
             pki.tokens.authenticate("", anonymous)  # records the failure, raises
             raise AuthenticationError("an edge or admin token is required", rule="token")
-        return f"token:{pki.tokens.authenticate(text, anonymous).token_id}"
+        token = pki.tokens.authenticate(text, anonymous)
+        action = Action.READ if request.method in ("GET", "HEAD") else Action.WRITE
+        identity = f"token:{token.token_id}"
+        pki.tokens.authorize(token, Permission(Area.ACCESS, action), request_actor(request, identity))
+        return identity
 
     return request_actor(request, guard_failures(request, request_actor(request), authenticate))
 
@@ -165,7 +171,7 @@ def push_trail(asset: EdgeId, body: TrailPushIn, request: Request, actor: Gateke
 def list_trail(
     asset: EdgeId,
     request: Request,
-    _actor: AdminActor,
+    _actor: AccessReader,
     after: Count = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> list[TrailRecordOut]:
@@ -176,7 +182,7 @@ def list_trail(
 
 
 @router.post("/assets/{asset}/bundles", status_code=201, response_model=BundleOut)
-def issue_bundle(asset: EdgeId, body: BundleIn, request: Request, actor: AdminActor) -> BundleOut:
+def issue_bundle(asset: EdgeId, body: BundleIn, request: Request, actor: AccessWriter) -> BundleOut:
     """Sign a new bundle now (its ttl and fail-open functions become the asset's settings)."""
     record = get_pki(request).edge.issue_bundle(
         asset, ttl=parse_duration(body.ttl), fail_open=body.fail_open, actor=actor
@@ -191,7 +197,7 @@ def issue_bundle(asset: EdgeId, body: BundleIn, request: Request, actor: AdminAc
 
 
 @router.post("/credentials", status_code=201, response_model=CredentialOut)
-def issue_credential(body: CredentialIn, request: Request, actor: AdminActor) -> CredentialOut:
+def issue_credential(body: CredentialIn, request: Request, actor: AccessWriter) -> CredentialOut:
     """A credential binding the holder's public key to a person (``credential`` is the JWT)."""
     pki = get_pki(request)
     issued = pki.edge.issue_credential(
@@ -204,14 +210,16 @@ def issue_credential(body: CredentialIn, request: Request, actor: AdminActor) ->
 
 
 @router.get("/credentials", response_model=list[CredentialOut])
-def list_credentials(request: Request, _actor: AdminActor, person: str | None = None) -> list[CredentialOut]:
+def list_credentials(
+    request: Request, _actor: AccessReader, person: str | None = None
+) -> list[CredentialOut]:
     pki = get_pki(request)
     now = pki.clock()
     return [CredentialOut.from_record(r, now) for r in pki.edge.credentials(person)]
 
 
 @router.post("/credentials/{credential_id}/revoke", response_model=CredentialOut)
-def revoke_credential(credential_id: CredentialId, request: Request, actor: AdminActor) -> CredentialOut:
+def revoke_credential(credential_id: CredentialId, request: Request, actor: AccessWriter) -> CredentialOut:
     """Revoke for good; gatekeepers refuse it from their next bundle on."""
     pki = get_pki(request)
     return CredentialOut.from_record(pki.edge.revoke_credential(credential_id, actor), pki.clock())

@@ -24,6 +24,7 @@ from otward.errors import (
     InvalidRequestError,
     NotFoundError,
     OtwardError,
+    PermissionDeniedError,
     PolicyViolationError,
     RateLimitedError,
 )
@@ -37,6 +38,7 @@ _STATUS: tuple[tuple[type[OtwardError], int, str], ...] = (
     (RateLimitedError, 429, "too-many-requests"),
     (PolicyViolationError, 422, "policy-violation"),
     (AuthenticationError, 401, "unauthenticated"),
+    (PermissionDeniedError, 403, "forbidden"),
     (NotFoundError, 404, "not-found"),
     (ConflictError, 409, "conflict"),
     (ConfigError, 500, "configuration"),

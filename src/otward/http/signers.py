@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from otward.core.revocation import parse_reason
-from otward.http.auth import AdminActor, get_pki
+from otward.http.auth import PkiReader, PkiWriter, get_pki
 from otward.http.params import SignerName
 from otward.services.signers import SIGNERS, SignerInfo
 
@@ -41,7 +41,7 @@ class RotateRequest(BaseModel):
 
 
 @router.get("", response_model=list[SignerOut])
-def list_signers(request: Request, _actor: AdminActor) -> list[SignerOut]:
+def list_signers(request: Request, _actor: PkiReader) -> list[SignerOut]:
     """The current certificate of each signer that exists (signers are made on first use)."""
     pki = get_pki(request)
     return [SignerOut.from_info(info) for name in SIGNERS if (info := pki.signers.current(name)) is not None]
@@ -49,7 +49,7 @@ def list_signers(request: Request, _actor: AdminActor) -> list[SignerOut]:
 
 @router.post("/{name}/rotate", response_model=SignerOut)
 def rotate_signer(
-    name: SignerName, request: Request, actor: AdminActor, body: RotateRequest | None = None
+    name: SignerName, request: Request, actor: PkiWriter, body: RotateRequest | None = None
 ) -> SignerOut:
     """A new key and certificate for the signer (audited); new edge bundles list the previous edge
     signer, or name it revoked."""

@@ -12,13 +12,22 @@ from otward.adapters.db import ledger
 from otward.adapters.db.database import Database, revoke_once
 from otward.adapters.db.schema import api_tokens
 from otward.core.audit import AuditEvent
+from otward.core.authz import Scope
 from otward.core.records import TokenRecord
 
 __all__ = ["SqlTokenStore"]
 
 
 def _token_record(row: Row[Any]) -> TokenRecord:
-    return TokenRecord(row.token_id, row.name, bytes(row.secret_hash), row.created_at, row.revoked_at)
+    return TokenRecord(
+        row.token_id,
+        row.name,
+        bytes(row.secret_hash),
+        row.created_at,
+        row.revoked_at,
+        scope=Scope(row.scope),
+        expires_at=row.expires_at,
+    )
 
 
 class SqlTokenStore:
@@ -37,6 +46,8 @@ class SqlTokenStore:
                     secret_hash=token.secret_hash,
                     created_at=token.created_at,
                     revoked_at=token.revoked_at,
+                    scope=token.scope.value,
+                    expires_at=token.expires_at,
                 )
             )
 

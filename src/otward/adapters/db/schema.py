@@ -160,6 +160,8 @@ api_tokens = Table(
     Column("secret_hash", LargeBinary(32), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
+    Column("scope", String(32), nullable=False, server_default="admin"),
+    Column("expires_at", UtcDateTime, nullable=True),
 )
 
 audit_events = Table(
