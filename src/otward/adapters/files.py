@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 from otward.errors import ConfigError, InvalidRequestError
 
-__all__ = ["format_size", "read_limited", "write_atomic"]
+__all__ = ["atomic_file", "format_size", "read_limited", "write_atomic"]
 
 
 def format_size(size: int) -> str:
@@ -43,8 +45,12 @@ def read_limited(path: Path, limit: int, what: str) -> bytes:
     return data
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, owner: tuple[int, int] | None = None) -> None:
-    """Replace ``path`` with ``data`` (``mode``, default private; ``owner`` as (uid, gid) if given).
+@contextlib.contextmanager
+def atomic_file(
+    path: Path, *, mode: int = 0o600, owner: tuple[int, int] | None = None, text: bool = False
+) -> Iterator[IO[Any]]:
+    """A file handle whose content replaces ``path`` only once the block ends without an error
+    (``mode``, default private; ``owner`` as (uid, gid) if given; ``text`` for UTF-8 text).
 
     Temporary file in the same directory (created 0600, so nothing leaks before the mode is set),
     fsync, rename over ``path``, fsync of the directory so the rename itself survives a power cut.
@@ -54,8 +60,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, owner: tuple[int
         os.fchmod(fd, mode)
         if owner is not None:
             os.fchown(fd, *owner)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, "w" if text else "wb", encoding="utf-8" if text else None) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -68,3 +74,9 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, owner: tuple[int
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, owner: tuple[int, int] | None = None) -> None:
+    """Replace ``path`` with ``data``, whole or not at all (see :func:`atomic_file`)."""
+    with atomic_file(path, mode=mode, owner=owner) as handle:
+        handle.write(data)

@@ -8,18 +8,17 @@ import getpass
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TextIO, TypeVar
+from typing import IO, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from otward.adapters.files import write_atomic
+from otward.adapters.files import atomic_file, write_atomic
 from otward.config import Settings, default_data_dir, load_settings, parse_trusted_proxies
 from otward.errors import ConfigError, ConflictError, OtwardError
 from otward.services.audit import Actor
@@ -146,24 +145,14 @@ def check_output(path: Path, option: str, *, force: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def output_file(path: Path, *, private: bool = False) -> Iterator[TextIO]:
+def output_file(path: Path, *, private: bool = False) -> Iterator[IO[Any]]:
     """A text file to stream a command's output into; it replaces ``path`` only when complete
     (mode 0600 when ``private``, else 0644)."""
     try:
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with atomic_file(path, mode=0o600 if private else 0o644, text=True) as handle:
+            yield handle
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}", rule="file") from None
-    try:
-        os.fchmod(fd, 0o600 if private else 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 def write_output(path: Path, data: bytes, *, private: bool = False) -> None:
