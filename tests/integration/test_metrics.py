@@ -55,3 +55,16 @@ def test_expiry_warnings_are_written_once_per_mark(installation, database_url):
         assert marks == ["30d", "7d"]
     finally:
         pki.close()
+
+
+def test_the_failure_count_includes_what_aggregated_events_stand_for(pki, installation):
+    """Repeated failures of a source are one audit event with a count; the metric counts failures."""
+    token = (installation / "admin.token").read_text().strip()
+    with TestClient(create_app(pki), base_url="https://testserver") as client:
+        for _ in range(6):  # one event now, five counted into the aggregate
+            assert client.get("/api/v1/cas", headers={"Authorization": "Bearer otw_wrong"}).status_code == 401
+        pki.record_aggregates()
+        text = client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).text
+    failures = [r for r in pki.stores.audit.iter_audit() if r.event.type is EventType.AUTH_FAILED]
+    assert len(failures) == 2
+    assert "otward_auth_failures_total 6.0" in text

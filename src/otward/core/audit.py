@@ -30,6 +30,7 @@ from cryptography.x509.oid import NameOID
 from otward.errors import IntegrityError
 
 __all__ = [
+    "AGGREGATED_SUBJECT",
     "AUDIT_SIGNING_OID",
     "GENESIS_HASH",
     "LEGACY_AUDIT_SIGNER_CN",
@@ -59,6 +60,10 @@ __all__ = [
 ]
 
 GENESIS_HASH = bytes(32)
+
+
+AGGREGATED_SUBJECT = "(repeated failures)"
+"""The subject of one event standing for many failures of a source (``details.failures``)."""
 
 
 class EventType(enum.Enum):

@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from otward.core.audit import EventType
 from otward.services.pki import Pki
 
 __all__ = ["OCSP_RESPONSES", "REQUEST_SECONDS", "RequestMetrics", "render_metrics"]
@@ -71,12 +72,10 @@ class _PkiCollector(Collector):
         events = CounterMetricFamily(
             "otward_audit_events", "Audit events recorded", labels=["type", "outcome"]
         )
-        auth_failures = 0
         for type_, outcome, n in store.event_counts():
             events.add_metric([type_, outcome], n)
-            if type_ == "auth.failed":
-                auth_failures += n
         yield events
+        auth_failures = store.failure_count(EventType.AUTH_FAILED.value)
         yield CounterMetricFamily("otward_auth_failures", "Failed authentications", value=auth_failures)
 
 

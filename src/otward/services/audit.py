@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from otward.core.audit import (
+    AGGREGATED_SUBJECT,
     AuditEvent,
     AuditFilter,
     AuditRecord,
@@ -239,7 +240,7 @@ class AuditLog:
             self.event(
                 Actor(component=component, identity="anonymous", source=source),
                 type,
-                "(repeated failures)",
+                AGGREGATED_SUBJECT,
                 outcome=Outcome.FAILURE,
                 reason=f"{tally.count} more failures from {source or 'an unknown source'}",
                 details={

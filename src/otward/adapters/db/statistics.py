@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlalchemy import func, select
 
 from otward.adapters.db.database import Database
 from otward.adapters.db.schema import audit_events, certificates
+from otward.core.audit import AGGREGATED_SUBJECT
 
 __all__ = ["SqlStatisticsStore"]
 
@@ -40,6 +42,22 @@ class SqlStatisticsStore:
         )
         with self._database.reading() as conn:
             return {ca: int(n) for ca, n in conn.execute(stmt)}
+
+    def failure_count(self, event_type: str) -> int:
+        """How many failures of ``event_type`` the trail stands for: rows written one by one, plus the
+        count each aggregated row (subject ``(repeated failures)``, ``details.failures``) carries."""
+        rows = (audit_events.c.type == event_type, audit_events.c.outcome == "failure")
+        aggregated = (*rows, audit_events.c.subject == AGGREGATED_SUBJECT)
+        with self._database.reading() as conn:
+            total = int(conn.execute(select(func.count()).where(*rows)).scalar_one())
+            details = conn.execute(select(audit_events.c.details).where(*aggregated)).scalars().all()
+        counted = 0
+        for text in details:
+            try:
+                counted += int(json.loads(text).get("failures", 1))
+            except (ValueError, TypeError, AttributeError):
+                counted += 1  # an unreadable row still stands for at least one failure
+        return total - len(details) + counted
 
     def event_counts(self) -> list[tuple[str, str, int]]:
         """(type, outcome, count) over the whole audit trail."""
