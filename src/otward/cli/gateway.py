@@ -23,8 +23,10 @@ __all__ = ["gateway"]
 
 
 def _existing(path: Path, option: str) -> Path:
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{option} {path}: no such file")
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a directory, not a file")
     return path
 
 

@@ -38,6 +38,7 @@ from typing import Any, cast
 import httpx
 from cryptography import x509
 
+from otward.adapters.files import read_limited
 from otward.core.audit import EventType, Outcome
 from otward.core.modbus import (
     MBAP_HEADER,
@@ -54,6 +55,8 @@ from otward.gateway.identity import IdentityCache, PeerIdentity
 from otward.gateway.revocation import RevocationChecker, StalePolicy
 
 __all__ = ["Gateway", "GatewayOptions", "install_uvloop", "load_policy"]
+
+_MAX_POLICY_BYTES = 1 << 20  # a policy file is a few KiB; /dev/zero is refused, not read
 
 log = logging.getLogger("otward.gateway")
 
@@ -728,10 +731,9 @@ def install_uvloop() -> bool:
 
 def load_policy(path: Path) -> ModbusPolicy:
     """Read and validate a policy TOML file; ConfigError names the file and the wrong key."""
+    text = read_limited(path, _MAX_POLICY_BYTES, "--modbus-policy")
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"--modbus-policy {path}: cannot read ({exc.strerror})") from None
+        document = tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--modbus-policy {path}: not valid TOML ({exc})") from None
     try:

@@ -34,6 +34,13 @@ def test_a_bad_policy_is_named(gateway_pki, tmp_path):
     assert "role.operator[0].addresses: [10, 5] is not a range within 0..65535" in result.stderr
 
 
+def test_a_policy_file_that_never_ends_is_refused_without_being_read_whole(gateway_pki):
+    result = run_gateway(gateway_pki, "--modbus-policy", "/dev/zero")
+    assert result.returncode == 1
+    assert "--modbus-policy /dev/zero is larger than 1 MiB" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_a_busy_port_is_a_clear_error(gateway_pki):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
