@@ -23,10 +23,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
+from otward.core.chain import find_path
 from otward.errors import IntegrityError
 
 __all__ = [
@@ -241,7 +241,6 @@ client certificate from the same CA, whose key its holder chose, could sign a he
 id-kp-otwardEdgeSigning (the documentation PEN of RFC 5612)."""
 
 LEGACY_AUDIT_SIGNER_CN = "otward audit signer"
-_MAX_PATH = 5  # signer, up to three CAs, the trust anchor
 
 
 @dataclass(frozen=True)
@@ -267,12 +266,11 @@ def verify_head_signer(
     among ``candidates`` (untrusted: read from the database), to one of ``anchors``, every
     certificate on the path valid at ``at``; IntegrityError otherwise.
 
-    The path is walked by hand (issuer name, signature, basicConstraints cA and pathLen, keyCertSign,
-    validity) rather than with ``cryptography.x509.verification``, whose Web PKI policy refuses the
-    Ed25519 CAs that otward supports.
+    The path is found by :func:`otward.core.chain.find_path` rather than
+    ``cryptography.x509.verification``, whose Web PKI policy refuses the Ed25519 CAs that otward supports.
     """
     _validate_audit_signer_usage(certificate)
-    path = _path_to_anchor([certificate], candidates, anchors, at)
+    path = find_path(certificate, candidates, anchors, at)
     if path is None:
         raise IntegrityError(
             f"signer certificate {certificate.serial_number:x} does not chain to the trust anchor "
@@ -328,59 +326,6 @@ def _validate_audit_signer_usage(certificate: x509.Certificate) -> None:
             f"certificate {serial} is not an audit signer (id-kp-otwardAuditSigning missing)",
             rule="audit-signer",
         )
-
-
-def _valid_at(certificate: x509.Certificate, at: datetime) -> bool:
-    return certificate.not_valid_before_utc <= at <= certificate.not_valid_after_utc
-
-
-def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError):
-        return False
-    return True
-
-
-def _may_issue(ca: x509.Certificate, cas_below: int) -> bool:
-    """basicConstraints cA with a pathLen that allows ``cas_below`` CAs under it, and keyCertSign."""
-    try:
-        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
-        usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
-    except (x509.ExtensionNotFound, ValueError):
-        return False
-    if not constraints.ca or not usage.key_cert_sign:
-        return False
-    return constraints.path_length is None or constraints.path_length >= cas_below
-
-
-def _path_to_anchor(
-    path: list[x509.Certificate],
-    candidates: Sequence[x509.Certificate],
-    anchors: Sequence[x509.Certificate],
-    at: datetime,
-) -> list[x509.Certificate] | None:
-    """A path from ``path[0]`` to an anchor, depth first (a forged CA with the right name is tried and
-    left behind), every certificate valid at ``at``."""
-    current = path[-1]
-    if not _valid_at(current, at):
-        return None
-    for anchor in anchors:
-        if anchor.subject == current.issuer and _valid_at(anchor, at) and _issued_by(current, anchor):
-            return [*path, anchor]
-    if len(path) >= _MAX_PATH - 1:
-        return None
-    for ca in candidates:
-        if (
-            ca.subject == current.issuer
-            and ca not in path
-            and _may_issue(ca, len(path) - 1)
-            and _issued_by(current, ca)
-        ):
-            found = _path_to_anchor([*path, ca], candidates, anchors, at)
-            if found is not None:
-                return found
-    return None
 
 
 # --- when to sign ------------------------------------------------------------------------------------

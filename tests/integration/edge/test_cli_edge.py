@@ -114,6 +114,19 @@ def test_decide_follows_the_plant_policy(site, tmp_path):
     assert local["local_time"].startswith(tuesday.replace(hour=9).strftime("%Y-%m-%dT09:00"))
 
 
+@pytest.mark.parametrize("key_type", ["ed25519", "ec-p384", "rsa-3072"])
+def test_bundles_and_credentials_verify_on_every_ca_key_type(tmp_path, key_type):
+    """An installation whose CAs hold Ed25519 keys once signed bundles no gatekeeper could verify
+    (cryptography's Web PKI verifier refuses Ed25519 CAs); every supported key type decides."""
+    site = tmp_path / "data"
+    run("init", "--data", str(site), "--key-type", key_type, "--json")
+    run("access", "import", str(PLANT), "--data", str(site))
+    reactor = bundle(site, tmp_path, "reactor-1", "--ttl", "30d")
+    carla, carla_key, _ = credential(site, tmp_path, "carla")
+    verdict = decide(site, reactor, carla, carla_key, "reactor-1", "start", next_weekday(1).replace(hour=9))
+    assert verdict["decision"] == "allow", verdict
+
+
 def test_decide_outside_engagement_dates_and_for_the_wrong_asset(site, tmp_path):
     gate = bundle(site, tmp_path, "main-gate", "--ttl", "30d")
     hanna, hanna_key, _ = credential(site, tmp_path, "hanna")  # auditor until 2026-11-27

@@ -22,15 +22,9 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.verification import (
-    Criticality,
-    ExtensionPolicy,
-    PolicyBuilder,
-    Store,
-    VerificationError,
-)
 
 from otward.core import b64url
+from otward.core.chain import find_path
 from otward.core.identifiers import CREDENTIAL_ID, EDGE_ID
 from otward.errors import ParseError, PolicyViolationError
 
@@ -281,16 +275,32 @@ class CredentialClaims:
         return None
 
 
-def _require_edge_eku(
-    _policy: object, _certificate: x509.Certificate, extension: x509.ExtendedKeyUsage
-) -> None:
-    if EDGE_SIGNING_OID not in extension:
-        raise ValueError("certificate is not an otward edge signer (id-kp-otwardEdgeSigning missing)")
-
-
-_EE_POLICY = ExtensionPolicy.permit_all().require_present(
-    x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_edge_eku
-)
+def _validate_edge_signer_usage(certificate: x509.Certificate) -> None:
+    """An end-entity certificate with keyUsage digitalSignature and the edge-signer EKU."""
+    try:
+        extensions = certificate.extensions
+        eku = extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (x509.ExtensionNotFound, ValueError):
+        eku = None
+    if eku is None or EDGE_SIGNING_OID not in eku:
+        raise PolicyViolationError(
+            "signer chain does not verify: certificate is not an otward edge signer"
+            " (id-kp-otwardEdgeSigning missing)",
+            rule="signer-chain",
+        )
+    try:
+        constraints = extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    try:
+        usage = extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if (constraints is not None and constraints.ca) or usage is None or not usage.digital_signature:
+        raise PolicyViolationError(
+            "signer chain does not verify: the signer must be an end entity with digitalSignature",
+            rule="signer-chain",
+        )
 
 
 @dataclass(frozen=True)
@@ -311,22 +321,27 @@ def verified_signer(
     chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate], at: datetime
 ) -> VerifiedSigner:
     """The edge signer ``chain[0]`` if it carries the edge-signer EKU and chains (through ``chain[1:]``)
-    to one of ``roots``, every certificate valid at ``at``; PolicyViolationError otherwise."""
+    to one of ``roots``, every certificate valid at ``at``; PolicyViolationError otherwise.
+
+    The path is found by :func:`otward.core.chain.find_path` (``cryptography``'s verifier applies Web
+    PKI rules that refuse the Ed25519 CAs otward supports)."""
     if not chain:
         raise PolicyViolationError("no signer certificate in the token (x5c)", rule="signer-chain")
-    verifier = (
-        PolicyBuilder()
-        .store(Store(list(roots)))
-        .time(at.astimezone(UTC).replace(tzinfo=None))
-        .max_chain_depth(4)
-        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_EE_POLICY)
-        .build_client_verifier()
-    )
-    try:
-        verified = verifier.verify(chain[0], list(chain[1:]))
-    except VerificationError as exc:
-        raise PolicyViolationError(f"signer chain does not verify: {exc}", rule="signer-chain") from None
-    path = verified.chain or [chain[0]]
+    _validate_edge_signer_usage(chain[0])
+    leaf = chain[0]
+    if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
+        raise PolicyViolationError(
+            f"signer chain does not verify: the signer certificate is not valid at validation time"
+            f" {at:%Y-%m-%dT%H:%M:%SZ} (valid {leaf.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}"
+            f" to {leaf.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ})",
+            rule="signer-chain",
+        )
+    path = find_path(chain[0], list(chain[1:4]), roots, at)
+    if path is None:
+        raise PolicyViolationError(
+            f"signer chain does not verify to a provisioned root at {at:%Y-%m-%dT%H:%M:%SZ}",
+            rule="signer-chain",
+        )
     return VerifiedSigner(
         key=chain[0].public_key(),
         thumbprint=certificate_thumbprint(chain[0]),
