@@ -12,6 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from otward import __version__
 from otward.cli import access as access_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, signer, token
+from otward.cli import db as db_cli
 from otward.cli import edge as edge_cli
 from otward.cli import gateway as gateway_cli
 from otward.cli import mqtt as mqtt_cli
@@ -43,6 +44,7 @@ app = typer.Typer(
 app.add_typer(ca.app, name="ca")
 app.add_typer(cert.app, name="cert")
 app.add_typer(crl.app, name="crl")
+app.add_typer(db_cli.app, name="db")
 app.add_typer(audit.app, name="audit")
 app.add_typer(log.app, name="log")
 app.add_typer(signer.app, name="signer")

@@ -98,7 +98,7 @@ def initialize(
     if settings.database_url == default_database_url(data_dir):
         # SQLite creates its -wal and -shm files with the database file's mode.
         write_private_file(data_dir / "otward.db", b"")
-    pki = Pki.open(settings)
+    pki = Pki.open(settings, migrate=True)
     try:
         root = pki.authorities.create_root(ROOT_CA, key_type=key_type, organization=organization, actor=actor)
         pki.authorities.create_subordinate(

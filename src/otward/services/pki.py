@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from otward.adapters.db import SqlStores, create_database_engine, upgrade_schema
+from otward.adapters.db import SchemaChange, SqlStores, check_schema, create_database_engine, upgrade_schema
 from otward.adapters.head_witness import WITNESS_FILE, FileHeadWitness
 from otward.adapters.keys import FileKeyBackend
 from otward.config import Settings, read_passphrase
@@ -39,6 +39,7 @@ __all__ = [
     "Pki",
     "load_trust_anchors",
     "random_serial_number",
+    "upgrade_database",
     "utc_now",
 ]
 
@@ -76,6 +77,15 @@ def _readable_certificates(ders: Iterable[bytes]) -> list[x509.Certificate]:
         except ValueError:
             continue
     return certificates
+
+
+def upgrade_database(settings: Settings) -> SchemaChange:
+    """``otward db upgrade``: create or upgrade the configured database's schema to this version's."""
+    engine = create_database_engine(settings.database_url)
+    try:
+        return upgrade_schema(engine)
+    finally:
+        engine.dispose()
 
 
 def random_serial_number() -> int:
@@ -194,14 +204,24 @@ class Pki:
         cls,
         settings: Settings,
         *,
-        migrate: bool = True,
+        migrate: bool = False,
         clock: Callable[[], datetime] = utc_now,
         new_serial: Callable[[], int] = random_serial_number,
     ) -> Pki:
-        """Connect to the configured database (migrating it to the current schema)."""
+        """Connect to the configured database. Its schema must be current unless ``migrate`` (init
+        and serve only): any other command leaves an empty or older database untouched and says to
+        run ``otward db upgrade``."""
         engine = create_database_engine(settings.database_url)
-        if migrate:
-            upgrade_schema(engine)
+        try:
+            if migrate:
+                change = upgrade_schema(engine)
+                if change.before != change.after:
+                    log.info("database schema upgraded from %s to %s", change.before or "empty", change.after)
+            else:
+                check_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         keys = FileKeyBackend(settings.data_dir, lambda: read_passphrase(settings.data_dir))
         return cls(settings, SqlStores.open(engine), keys, clock=clock, new_serial=new_serial)
 

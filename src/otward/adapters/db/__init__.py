@@ -5,7 +5,14 @@ in :mod:`otward.core.ports`; :class:`SqlStores` wires them onto one :class:`Data
 """
 
 from otward.adapters.db.database import Database
-from otward.adapters.db.engine import create_database_engine, upgrade_schema
+from otward.adapters.db.engine import SchemaChange, check_schema, create_database_engine, upgrade_schema
 from otward.adapters.db.stores import SqlStores
 
-__all__ = ["Database", "SqlStores", "create_database_engine", "upgrade_schema"]
+__all__ = [
+    "Database",
+    "SchemaChange",
+    "SqlStores",
+    "check_schema",
+    "create_database_engine",
+    "upgrade_schema",
+]

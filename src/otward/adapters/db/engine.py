@@ -1,4 +1,10 @@
-"""Engine creation with durable SQLite settings, and schema migration through Alembic."""
+"""Engine creation with durable SQLite settings, and schema migration through Alembic.
+
+Only ``otward init``, ``otward serve`` and ``otward db upgrade`` change the schema
+(:func:`upgrade_schema`); every other command checks it (:func:`check_schema`) and leaves an
+empty or older database as it found it. A database that cannot be reached is reported with
+the driver's reason (refused connection, unknown database or user, unwritable directory).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +14,19 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
 from otward.errors import ConfigError, StorageError
 
-__all__ = ["WriterLock", "create_database_engine", "upgrade_schema"]
+__all__ = ["SchemaChange", "WriterLock", "check_schema", "create_database_engine", "upgrade_schema"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -88,13 +97,121 @@ class WriterLock:
                 self._fd = None
 
 
-def upgrade_schema(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent)."""
+class SchemaChange(NamedTuple):
+    """What :func:`upgrade_schema` did: the revision before (None: an empty database) and after."""
+
+    before: str | None
+    after: str
+
+
+def _alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def _driver_reason(exc: BaseException) -> str:
+    """The driver's own words, on one line (psycopg's say which host, port, database or user)."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = (" ".join(line.split()) for line in str(cause).splitlines())
+    text = "; ".join(line for line in lines if line)
+    return text.removeprefix("connection failed: ").replace("FATAL: ", "") or type(cause).__name__
+
+
+def _unreachable(engine: Engine, exc: BaseException) -> StorageError:
+    """Why ``engine`` could not connect, said so an operator can act on it."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        directory = path.parent
+        if not directory.is_dir():
+            reason = f"directory {directory} does not exist"
+        elif not os.access(directory, os.W_OK | os.X_OK):
+            reason = f"directory {directory} is not writable (SQLite keeps its -wal and -shm files there)"
+        elif path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            reason = f"{path} is not readable and writable"
+        else:
+            reason = _driver_reason(exc)
+        return StorageError(f"cannot open the SQLite database {path}: {reason}", rule="database-unreachable")
+    return StorageError(
+        f"cannot connect to the database {url.render_as_string(hide_password=True)}: {_driver_reason(exc)}",
+        rule="database-unreachable",
+    )
+
+
+@contextlib.contextmanager
+def _transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction on ``engine``; failing to connect is :func:`_unreachable`, not a schema error."""
     try:
-        with engine.begin() as connection:
+        connection = engine.connect()
+    except SQLAlchemyError as exc:
+        raise _unreachable(engine, exc) from exc
+    with connection, connection.begin():
+        yield connection
+
+
+def _revisions(connection: Connection) -> tuple[str | None, str, ScriptDirectory]:
+    """The database's schema revision (None when it has none) and the newest this code knows."""
+    script = ScriptDirectory.from_config(_alembic_config())
+    head = script.get_current_head()
+    assert head is not None  # noqa: S101 - the migrations ship with the package
+    return MigrationContext.configure(connection).get_current_revision(), head, script
+
+
+def _refuse_unknown(engine: Engine, current: str, head: str, script: ScriptDirectory) -> None:
+    """A revision this code does not know comes from a newer otward: never touch that schema."""
+    try:
+        script.get_revision(current)
+    except CommandError:
+        raise StorageError(
+            f"the database {engine.url.render_as_string(hide_password=True)} has schema revision "
+            f"{current}, which this otward (schema {head}) does not know: it was upgraded by a newer "
+            "otward; run that version",
+            rule="schema-newer",
+        ) from None
+
+
+def check_schema(engine: Engine) -> None:
+    """Fail unless the database holds the schema this code expects; change nothing."""
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        with _transaction(engine) as connection:
+            current, head, script = _revisions(connection)
+    except SQLAlchemyError as exc:
+        raise StorageError(
+            f"cannot read the schema revision of the database {where}: {_driver_reason(exc)}",
+            rule="database-unreachable",
+        ) from exc
+    if current == head:
+        return
+    if current is None:
+        raise StorageError(
+            f"the database {where} holds no otward schema: run 'otward db upgrade' to create it "
+            "(or 'otward init' for a new installation)",
+            rule="schema-missing",
+        )
+    _refuse_unknown(engine, current, head, script)
+    raise StorageError(
+        f"the database {where} has schema revision {current}, this otward needs {head}: "
+        "run 'otward db upgrade'",
+        rule="schema-outdated",
+    )
+
+
+def upgrade_schema(engine: Engine) -> SchemaChange:
+    """Bring the schema to the newest migration (idempotent); refuse one a newer otward wrote."""
+    config = _alembic_config()
+    current: str | None = None
+    try:
+        with _transaction(engine) as connection:
+            current, head, script = _revisions(connection)
+            if current is not None:
+                _refuse_unknown(engine, current, head, script)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
-        raise StorageError("database schema migration failed") from exc
+        raise StorageError(
+            f"database schema migration from {current or 'an empty database'} failed: {_driver_reason(exc)}",
+            rule="schema-migration",
+        ) from exc
+    return SchemaChange(current, head)
