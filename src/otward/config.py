@@ -26,12 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from otward.core.names import is_valid_dns_name
 from otward.core.profiles import BUILTIN_PROFILES, Profile, apply_overrides
 from otward.errors import ConfigError
 
 __all__ = [
     "CONFIG_FILE",
     "DB_PASSWORD_FILE",
+    "DEFAULT_SERVICE_NAMES",
     "AuditSettings",
     "CrlSettings",
     "DeviceSettings",
@@ -40,8 +42,10 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "default_data_dir",
+    "default_public_url",
     "load_settings",
     "mask_database_url",
+    "parse_service_names",
     "parse_trusted_proxies",
     "read_passphrase",
     "render_config",
@@ -51,6 +55,8 @@ __all__ = [
 CONFIG_FILE = "config.toml"
 PASSPHRASE_FILE = "ca.pass"  # noqa: S105 - a file name, not a secret
 DB_PASSWORD_FILE = "db.password"  # noqa: S105 - a file name, not a secret
+# What the service's TLS certificate covers unless told more: the host it runs on, seen from itself.
+DEFAULT_SERVICE_NAMES = ("localhost", "127.0.0.1")
 
 
 class CrlSettings(BaseModel):
@@ -149,12 +155,42 @@ def parse_trusted_proxies(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(proxies)
 
 
+def parse_service_names(values: Iterable[str]) -> tuple[str, ...]:
+    """The names the service's TLS certificate covers: host names (lower-cased, no wildcard) and IP
+    addresses (normalised), each once, in order; ValueError for anything else or for none."""
+    names: list[str] = []
+    for value in values:
+        text = value.strip().lower()
+        try:
+            text = str(ipaddress.ip_address(text))
+        except ValueError:
+            if not is_valid_dns_name(text) or text.startswith("*."):
+                raise ValueError(f"service name {value!r} is not a DNS host name or an IP address") from None
+        if text not in names:
+            names.append(text)
+    if not names:
+        raise ValueError("the service needs at least one name (a DNS name or an IP address)")
+    return tuple(names)
+
+
+def default_public_url(host: str, port: int = 8080) -> str:
+    """``http://HOST:PORT``, the base of CRL and OCSP URLs, for a host name or an IP address."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 class ServerSettings(BaseModel):
-    """``otward serve``: which reverse proxies may tell the client's address (none by default)."""
+    """``otward serve``: the names its TLS certificate covers (a change reissues it at the next
+    start), and which reverse proxies may tell the client's address (none by default)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    names: tuple[str, ...] = DEFAULT_SERVICE_NAMES
     trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("names")
+    @classmethod
+    def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return parse_service_names(value)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -294,7 +330,13 @@ def _with_stored_password(url: str, password_file: Path) -> str:
     return parsed.set(password=password).render_as_string(hide_password=False)
 
 
-def render_config(*, organization: str, public_url: str, database_url: str | None) -> str:
+def render_config(
+    *,
+    organization: str,
+    public_url: str,
+    database_url: str | None,
+    names: tuple[str, ...] = DEFAULT_SERVICE_NAMES,
+) -> str:
     """The initial ``config.toml`` written by ``otward init`` (strings JSON-escaped, valid TOML).
 
     ``database_url`` must come without a password (:func:`split_database_password`)."""
@@ -330,6 +372,9 @@ def render_config(*, organization: str, public_url: str, database_url: str | Non
         "# max_unsigned_seconds = 300",
         "",
         "[server]",
+        "# DNS names and IP addresses in the service's TLS certificate (the first is its CN);",
+        "# after a change, the next `otward serve` reissues the certificate:",
+        f"names = {json.dumps(list(names))}",
         "# Reverse proxies whose X-Forwarded-For is believed (none: the TCP peer is the client):",
         '# trusted_proxies = ["10.0.0.5"]',
         "",

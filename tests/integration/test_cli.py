@@ -508,3 +508,11 @@ def test_trusted_proxies_must_be_addresses(data):
     )
     output = run("ca", "list", "--data", str(data), code=1)
     assert "server.trusted_proxies" in output
+
+
+def test_console_output_keeps_emoji_codes_as_text(capsys):
+    """A fingerprint such as '7b:ab:3d' is printed as it is, not with ':ab:' turned into an emoji."""
+    from otward.cli.common import console
+
+    console.print("root SHA-256 fingerprint: 7b:ab:3d", highlight=False)
+    assert "7b:ab:3d" in capsys.readouterr().out

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography import x509
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from otward import __version__
@@ -29,9 +31,18 @@ from otward.cli.common import (
     resolve_data_dir,
     trusted_proxies,
 )
-from otward.config import CONFIG_FILE, mask_database_url
+from otward.config import (
+    CONFIG_FILE,
+    DEFAULT_SERVICE_NAMES,
+    default_public_url,
+    load_settings,
+    mask_database_url,
+)
 from otward.core.keys import KeyType
-from otward.services.bootstrap import InitResult, initialize
+from otward.services.bootstrap import InitResult, check_first_run_options, initialize, service_names
+
+DEFAULT_ORGANIZATION = "otward"
+DEFAULT_KEY_TYPE = KeyType.EC_P256.value
 
 __all__ = ["app", "main"]
 
@@ -77,10 +88,39 @@ def _root(
     """otward command line."""
 
 
+KeyTypeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--key-type",
+        help="CA key type: ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072, rsa-4096 [default: ec-p256]",
+        show_default=False,
+    ),
+]
+OrgOption = Annotated[
+    str | None,
+    typer.Option("--org", help="Organization name in CA subjects [default: otward]", show_default=False),
+]
+NameOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--name",
+        help="DNS name or IP address clients reach the service by (repeatable; localhost and 127.0.0.1"
+        " are added; kept as [server] names in config.toml)",
+        show_default=False,
+    ),
+]
+
+
 def _initialize(
-    data_dir: Path, *, key_type: str, org: str, public_url: str, db: str | None, quiet: bool
+    data_dir: Path,
+    *,
+    key_type: KeyType,
+    org: str,
+    public_url: str,
+    names: tuple[str, ...],
+    db: str | None,
+    quiet: bool,
 ) -> InitResult:
-    parsed = KeyType.parse(key_type)
     progress = (
         contextlib.nullcontext()
         if quiet
@@ -91,21 +131,35 @@ def _initialize(
     with progress as bar:
         if bar is not None:
             bar.add_task(
-                f"creating root and issuing CA ({parsed.value}), responders, service TLS, admin token…"
+                f"creating root and issuing CA ({key_type.value}), responders, service TLS, admin token…"
             )
         return initialize(
             data_dir,
-            key_type=parsed,
+            key_type=key_type,
             organization=org,
             public_url=public_url,
             database_url=db,
+            server_names=names,
             actor=cli_actor(),
         )
+
+
+def _ca_summary(certificate: x509.Certificate, key_type: KeyType) -> str:
+    return (
+        f"{certificate.subject.rfc4514_string()} ({key_type.value}, "
+        f"valid until {certificate.not_valid_after_utc:%Y-%m-%d})"
+    )
 
 
 def _report(result: InitResult, as_json: bool) -> None:
     info = {
         "data_dir": str(result.settings.data_dir),
+        "organization": result.settings.organization,
+        "key_type": result.key_type.value,
+        "root_ca": result.root.subject.rfc4514_string(),
+        "root_not_valid_after": result.root.not_valid_after_utc.isoformat(),
+        "issuing_ca": result.issuing.subject.rfc4514_string(),
+        "service_names": list(result.service_names),
         "database_url": mask_database_url(result.settings.database_url),
         "root_certificate": str(result.tls.root_certificate),
         "root_sha256_fingerprint": result.root_fingerprint,
@@ -116,33 +170,61 @@ def _report(result: InitResult, as_json: bool) -> None:
     if as_json:
         print_json(info)
         return
-    console.print(f"initialised [bold]{info['data_dir']}[/]", highlight=False)
-    for key, value in info.items():
-        if key != "data_dir" and value:
-            console.print(f"  {key.replace('_', ' ')}: {value}", highlight=False)
+    lines = {
+        "root CA": _ca_summary(result.root, result.key_type),
+        "issuing CA": _ca_summary(result.issuing, result.key_type),
+        "service TLS certificate for": ", ".join(result.service_names),
+        "CRL and OCSP URLs in certificates": result.settings.public_url,
+        "database": mask_database_url(result.settings.database_url),
+        "root certificate (clients trust this)": str(result.tls.root_certificate),
+        "root SHA-256 fingerprint": result.root_fingerprint,
+        "admin token": str(result.admin_token_file),
+        "CA key passphrase": str(result.passphrase_file) if result.passphrase_file else None,
+    }
+    console.print(f"initialised [bold]{escape(str(result.settings.data_dir))}[/]", highlight=False)
+    for key, value in lines.items():
+        if value:
+            console.print(f"  {key}: {escape(value)}", highlight=False)
     if result.passphrase_file:
         console.print(
             "  [yellow]back up ca.pass separately from the keys: without it the CA keys are lost[/]"
         )
 
 
+def _first_public_url(names: list[str] | None, fallback_host: str, port: int) -> str:
+    """CRL and OCSP links point at the first ``--name`` when one is given: that is the name
+    devices elsewhere reach the service by."""
+    return default_public_url(service_names(names)[0] if names else fallback_host, port)
+
+
 @app.command("init")
 @handle_errors
 def init(
     data: DataOption = None,
-    key_type: Annotated[
-        str, typer.Option("--key-type", help="ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072, rsa-4096")
-    ] = "ec-p256",
-    org: Annotated[str, typer.Option("--org", help="Organization name in CA subjects")] = "otward",
+    key_type: KeyTypeOption = None,
+    org: OrgOption = None,
+    name: NameOption = None,
     public_url: Annotated[
-        str, typer.Option("--public-url", help="Base URL for CRL/OCSP links in certificates")
-    ] = "http://127.0.0.1:8080",
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="Base URL for CRL/OCSP links in certificates [default: http://NAME:8080 with the first"
+            " --name, else http://127.0.0.1:8080]",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a data directory: database, root and issuing CA, OCSP responders, service TLS, admin token."""
     result = _initialize(
-        resolve_data_dir(data), key_type=key_type, org=org, public_url=public_url, db=db, quiet=as_json
+        resolve_data_dir(data),
+        key_type=KeyType.parse(key_type or DEFAULT_KEY_TYPE),
+        org=org or DEFAULT_ORGANIZATION,
+        public_url=public_url or _first_public_url(name, "127.0.0.1", 8080),
+        names=service_names(name or ()),
+        db=db,
+        quiet=as_json,
     )
     _report(result, as_json)
 
@@ -154,6 +236,9 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="HTTPS API port")] = 8443,
     http_port: Annotated[int, typer.Option("--http-port", help="Plain-HTTP port for CRL and OCSP")] = 8080,
+    key_type: KeyTypeOption = None,
+    org: OrgOption = None,
+    name: NameOption = None,
     db: DbOption = None,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes")] = 1,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request")] = False,
@@ -166,18 +251,49 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve the HTTPS API (OpenAPI at /docs) and CRL/OCSP over plain HTTP. Initialises DATA on first run."""
+    """Serve the HTTPS API (OpenAPI at /docs) and CRL/OCSP over plain HTTP. On first run it creates DATA
+    as ``init`` does (--org, --key-type, --name); later these must match what DATA has."""
     from otward.http.server import ServeOptions
     from otward.http.server import serve as run_server
 
     data_dir = resolve_data_dir(data)
+    parsed_key_type = KeyType.parse(key_type) if key_type is not None else None
+    names = service_names(name) if name else None
     if not (data_dir / CONFIG_FILE).exists():
-        public_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{http_port}"  # noqa: S104
+        listen = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
         _report(
             _initialize(
-                data_dir, key_type="ec-p256", org="otward", public_url=public_url, db=db, quiet=False
+                data_dir,
+                key_type=parsed_key_type or KeyType.parse(DEFAULT_KEY_TYPE),
+                org=org or DEFAULT_ORGANIZATION,
+                public_url=_first_public_url(name, listen, http_port),
+                names=names or service_names(),
+                db=db,
+                quiet=False,
             ),
             False,
+        )
+        defaults = [
+            f"{option} {value}"
+            for option, given, value in (
+                ("--org", org, DEFAULT_ORGANIZATION),
+                ("--key-type", key_type, DEFAULT_KEY_TYPE),
+                ("--name", name, " --name ".join(DEFAULT_SERVICE_NAMES)),
+            )
+            if not given
+        ]
+        if defaults:
+            console.print(
+                f"  defaults used: {escape(', '.join(defaults))}; to choose others, stop now, remove "
+                f"{escape(str(data_dir))} and run serve (or init) again with them",
+                highlight=False,
+            )
+    else:
+        check_first_run_options(
+            load_settings(data_dir, database_url=db),
+            key_type=parsed_key_type,
+            organization=org,
+            names=names,
         )
     console.print(
         f"otward {__version__}: API https://{host}:{port}/docs, CRL/OCSP http://{host}:{http_port}",
@@ -193,7 +309,8 @@ def serve(
             workers=workers,
             access_log=access_log,
             trusted_proxies=trusted_proxies(trusted_proxy),
-        )
+        ),
+        announce=lambda text: console.print(text, highlight=False),
     )
 
 

@@ -45,8 +45,9 @@ __all__ = [
     "write_output",
 ]
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# No emoji codes: a fingerprint's ":ab:" would print as an emoji.
+console = Console(soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 DataOption = Annotated[
     Path | None,

@@ -37,7 +37,7 @@ from otward.http.tls import TlsAwareHttpProtocol
 from otward.services.audit import Actor
 from otward.services.bootstrap import TlsFiles, renew_service_certificate_if_due
 from otward.services.channels import Channels, reload_mosquitto
-from otward.services.pki import Pki
+from otward.services.pki import Pki, upgrade_database
 from otward.services.signers import SIGNERS
 
 __all__ = ["ServeOptions", "serve"]
@@ -212,8 +212,10 @@ def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, 
     challenges and expiry warnings in the first worker only."""
     pki.record_aggregates(SERVICE_ACTOR)
     trust.refresh(pki)
-    if leader and renew_service_certificate_if_due(pki, pki.settings.data_dir, SERVICE_ACTOR):
-        log.info("the service's TLS certificate was renewed")
+    if leader:
+        renewed = renew_service_certificate_if_due(pki, pki.settings.data_dir, SERVICE_ACTOR)
+        if renewed:
+            log.info("the service's TLS certificate was renewed: %s", renewed)
     if identity.reload_if_changed():
         log.info("serving the renewed TLS certificate")
     if leader:
@@ -397,12 +399,19 @@ def _worker_main(
     uvloop.run(_serve_worker(options, sockets, index, supervisor))
 
 
-def serve(options: ServeOptions) -> None:
-    """Serve until SIGINT/SIGTERM. Migrations run once, before any worker starts."""
+def serve(options: ServeOptions, announce: Callable[[str], None] = log.info) -> None:
+    """Serve until SIGINT/SIGTERM. Before any worker starts, the schema is migrated and the
+    service's certificate reissued if ``[server] names`` changed; ``announce`` tells the console."""
     settings = load_settings(options.data_dir, database_url=options.database_url)
-    pki = Pki.open(settings, migrate=True)
+    change = upgrade_database(settings)
+    if change.before != change.after:
+        announce(f"database schema upgraded from {change.before or 'an empty database'} to {change.after}")
+    pki = Pki.open(settings)
     try:
         _write_client_cas(pki, _client_ca_file(settings))
+        renewed = renew_service_certificate_if_due(pki, settings.data_dir, SERVICE_ACTOR)
+        if renewed:
+            announce(f"the service's TLS certificate was reissued: {renewed}")
     finally:
         pki.close()
     if options.workers < 1:

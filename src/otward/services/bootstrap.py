@@ -16,20 +16,29 @@ from otward.adapters.keys import generate_private_key, write_private_file
 from otward.config import (
     CONFIG_FILE,
     DB_PASSWORD_FILE,
+    DEFAULT_SERVICE_NAMES,
     PASSPHRASE_FILE,
     Settings,
     default_database_url,
     load_settings,
+    parse_service_names,
     read_passphrase,
     render_config,
     split_database_password,
 )
-from otward.core.keys import KeyType, signature_hash_for
-from otward.errors import ConfigError
+from otward.core.keys import KeyType, classify_public_key, signature_hash_for
+from otward.errors import ConfigError, OtwardError
 from otward.services.audit import SYSTEM_ACTOR, Actor
 from otward.services.pki import Pki
 
-__all__ = ["InitResult", "TlsFiles", "initialize", "renew_service_certificate_if_due"]
+__all__ = [
+    "InitResult",
+    "TlsFiles",
+    "check_first_run_options",
+    "initialize",
+    "renew_service_certificate_if_due",
+    "service_names",
+]
 
 ROOT_CA = "root"
 ISSUING_CA = "issuing"
@@ -51,11 +60,26 @@ class TlsFiles:
 
 @dataclass(frozen=True)
 class InitResult:
+    """What ``initialize`` created, for the console: nothing of it is chosen silently."""
+
     settings: Settings
     tls: TlsFiles
     admin_token_file: Path
     passphrase_file: Path | None
     root_fingerprint: str
+    key_type: KeyType
+    root: x509.Certificate
+    issuing: x509.Certificate
+    service_names: tuple[str, ...]
+
+
+def service_names(given: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
+    """The names a new installation's TLS certificate covers: those given (``--name``), then
+    localhost and 127.0.0.1, so that the host itself reaches the service too; checked."""
+    try:
+        return parse_service_names((*given, *DEFAULT_SERVICE_NAMES))
+    except ValueError as exc:
+        raise ConfigError(f"--name: {exc}", rule="service-name") from None
 
 
 def _check_target(data_dir: Path) -> None:
@@ -76,10 +100,15 @@ def initialize(
     organization: str = "otward",
     public_url: str = "http://127.0.0.1:8080",
     database_url: str | None = None,
-    server_names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    server_names: tuple[str, ...] = DEFAULT_SERVICE_NAMES,
     actor: Actor = SYSTEM_ACTOR,
 ) -> InitResult:
-    """Create ``data_dir`` with database, root and issuing CA, responders, service TLS and admin token."""
+    """Create ``data_dir`` with database, root and issuing CA, responders, service TLS (for
+    ``server_names``, kept as ``[server] names`` in config.toml) and admin token."""
+    try:
+        names = parse_service_names(server_names)
+    except ValueError as exc:
+        raise ConfigError(f"server names: {exc}", rule="service-name") from None
     _check_target(data_dir)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
@@ -91,7 +120,7 @@ def initialize(
     if password is not None:
         write_private_file(data_dir / DB_PASSWORD_FILE, password.encode() + b"\n")
     (data_dir / CONFIG_FILE).write_text(
-        render_config(organization=organization, public_url=public_url, database_url=stored_url),
+        render_config(organization=organization, public_url=public_url, database_url=stored_url, names=names),
         encoding="utf-8",
     )
     settings = load_settings(data_dir, database_url=database_url)
@@ -101,7 +130,7 @@ def initialize(
     pki = Pki.open(settings, migrate=True)
     try:
         root = pki.authorities.create_root(ROOT_CA, key_type=key_type, organization=organization, actor=actor)
-        pki.authorities.create_subordinate(
+        issuing = pki.authorities.create_subordinate(
             ISSUING_CA,
             parent=ROOT_CA,
             key_type=key_type,
@@ -111,67 +140,108 @@ def initialize(
         )
         for name in (ROOT_CA, ISSUING_CA):
             pki.revocation.publish_crl(name, actor)
-        tls = _issue_service_certificate(pki, data_dir, organization, server_names, actor)
+        tls = TlsFiles.in_dir(data_dir)
+        tls.certificate_chain.parent.mkdir(mode=0o700, exist_ok=True)
+        _write_service_identity(pki, tls, actor, replace=False)
         _, token = pki.tokens.create("admin", actor)
         admin_token_file = data_dir / ADMIN_TOKEN_FILE
         write_private_file(admin_token_file, token.encode() + b"\n")
     finally:
         pki.close()
     fingerprint = root.certificate.fingerprint(hashes.SHA256()).hex(":")
-    return InitResult(settings, tls, admin_token_file, passphrase_file, fingerprint)
+    return InitResult(
+        settings,
+        tls,
+        admin_token_file,
+        passphrase_file,
+        fingerprint,
+        key_type=key_type,
+        root=root.certificate,
+        issuing=issuing.certificate,
+        service_names=names,
+    )
 
 
-def _issue_service_certificate(
-    pki: Pki, data_dir: Path, organization: str, names: tuple[str, ...], actor: Actor
-) -> TlsFiles:
-    """The HTTPS API's certificate, issued by the issuing CA under the tls-server profile."""
-    tls = TlsFiles.in_dir(data_dir)
-    tls.certificate_chain.parent.mkdir(mode=0o700, exist_ok=True)
+def check_first_run_options(
+    settings: Settings,
+    *,
+    key_type: KeyType | None = None,
+    organization: str | None = None,
+    names: tuple[str, ...] | None = None,
+) -> None:
+    """``otward serve --org/--key-type/--name`` on a data directory that exists: accepted when they
+    say what it already has (a service unit may always pass them), refused otherwise; they never
+    change an installation."""
+    where = settings.data_dir
+    if organization is not None and organization != settings.organization:
+        raise ConfigError(
+            f"--org {organization!r}: {where} was created for {settings.organization!r}; --org applies "
+            "only when serve creates a data directory",
+            rule="first-run-option",
+        )
+    if names is not None and names != settings.server.names:
+        raise ConfigError(
+            f"--name: {where} serves {', '.join(settings.server.names)}, not {', '.join(names)}; "
+            f"change [server] names in {where / CONFIG_FILE} (the next start reissues the certificate)",
+            rule="first-run-option",
+        )
+    if key_type is not None:
+        root = TlsFiles.in_dir(where).root_certificate
+        try:
+            existing = classify_public_key(x509.load_pem_x509_certificate(root.read_bytes()).public_key())
+        except (OSError, ValueError, OtwardError) as exc:
+            raise ConfigError(f"--key-type: cannot read the root CA's key type from {root}") from exc
+        if existing is not key_type:
+            raise ConfigError(
+                f"--key-type {key_type.value}: the CAs of {where} have {existing.value} keys; "
+                "--key-type applies only when serve creates a data directory",
+                rule="first-run-option",
+            )
+
+
+def _service_san(names: tuple[str, ...]) -> x509.SubjectAlternativeName:
     sans: list[x509.GeneralName] = []
     for name in names:
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(name)))
         except ValueError:
             sans.append(x509.DNSName(name))
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization[:64]),
-            x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
-        ]
-    )
-    _write_service_identity(pki, tls, subject, x509.SubjectAlternativeName(sans), actor, replace=False)
-    return tls
+    return x509.SubjectAlternativeName(sans)
 
 
-def renew_service_certificate_if_due(pki: Pki, data_dir: Path, actor: Actor = SYSTEM_ACTOR) -> bool:
-    """Give the service a new key and certificate (same names) once two thirds of the current one's
-    lifetime have passed; the workers pick the files up (``http.server``). True when renewed."""
+def renew_service_certificate_if_due(pki: Pki, data_dir: Path, actor: Actor = SYSTEM_ACTOR) -> str | None:
+    """Give the service a new key and certificate when the configured names (``[server] names``)
+    are not the ones it has, or once two thirds of its lifetime have passed; the workers pick the
+    files up (``http.server``). Returns why it was renewed, None when it was not."""
     tls = TlsFiles.in_dir(data_dir)
     current = x509.load_pem_x509_certificates(tls.certificate_chain.read_bytes())[0]
+    has = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     start, end = current.not_valid_before_utc, current.not_valid_after_utc
-    if pki.clock() < start + (end - start) * 2 / 3:
-        return False
-    names = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    _write_service_identity(pki, tls, current.subject, names, actor, replace=True)
-    return True
+    if set(has) != set(_service_san(pki.settings.server.names)):
+        reason = "its names changed to " + ", ".join(pki.settings.server.names)
+    elif pki.clock() >= start + (end - start) * 2 / 3:
+        reason = "two thirds of its lifetime passed"
+    else:
+        return None
+    _write_service_identity(pki, tls, actor, replace=True)
+    return reason
 
 
-def _write_service_identity(
-    pki: Pki,
-    tls: TlsFiles,
-    subject: x509.Name,
-    names: x509.SubjectAlternativeName,
-    actor: Actor,
-    *,
-    replace: bool,
-) -> None:
-    """A new key and tls-server certificate, written key first; when replacing, each file is written
+def _write_service_identity(pki: Pki, tls: TlsFiles, actor: Actor, *, replace: bool) -> None:
+    """A new key and tls-server certificate for the configured names (CN the first that fits its
+    64 characters, O the organization), written key first; when replacing, each file is written
     aside and renamed over the old one, so a reader sees an old or a new file, never half of one."""
+    names = pki.settings.server.names
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, pki.settings.organization[:64])]
+    common_name = next((name for name in names if len(name) <= 64), None)
+    if common_name is not None:
+        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    subject = x509.Name(attributes)
     key = generate_private_key(KeyType.EC_P256)
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(subject)
-        .add_extension(names, critical=False)
+        .add_extension(_service_san(names), critical=False)
         .sign(key, signature_hash_for(key))  # type: ignore[arg-type]
     )
     issued = pki.issuance.issue(

@@ -18,10 +18,9 @@ from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from otward.errors import ConfigError, StorageError
@@ -29,6 +28,7 @@ from otward.errors import ConfigError, StorageError
 __all__ = ["SchemaChange", "WriterLock", "check_schema", "create_database_engine", "upgrade_schema"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_VERSION_TABLE = "alembic_version"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -151,11 +151,17 @@ def _transaction(engine: Engine) -> Iterator[Connection]:
 
 
 def _revisions(connection: Connection) -> tuple[str | None, str, ScriptDirectory]:
-    """The database's schema revision (None when it has none) and the newest this code knows."""
+    """The database's schema revision (None when it has none) and the newest this code knows.
+
+    Read from Alembic's table directly: a migration context would log at INFO in every worker."""
     script = ScriptDirectory.from_config(_alembic_config())
     head = script.get_current_head()
     assert head is not None  # noqa: S101 - the migrations ship with the package
-    return MigrationContext.configure(connection).get_current_revision(), head, script
+    current = None
+    if inspect(connection).has_table(_VERSION_TABLE):
+        stored = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        current = ",".join(sorted(stored)) or None  # one row on otward's linear history
+    return current, head, script
 
 
 def _refuse_unknown(engine: Engine, current: str, head: str, script: ScriptDirectory) -> None:
