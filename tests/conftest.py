@@ -37,6 +37,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 # Tests own their environment: no passphrase or data directory leaks in from the caller.
 for _name in ("OTWARD_CA_PASSPHRASE", "OTWARD_CA_PASSPHRASE_FILE", "OTWARD_DATA", "OTWARD_DB"):
     os.environ.pop(_name, None)
+# The suite runs as in an activated virtual environment (`.venv/bin/python -m pytest`): the tools
+# installed with the test extras (ruff, pkilint's linters) are found next to the interpreter first.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 class Clock:
