@@ -241,6 +241,18 @@ def sqlite_pki(data_dir: Path) -> Iterator[Pki]:
     instance.close()
 
 
+def est_refusal(text: str) -> tuple[str, str | None]:
+    """(detail, rule) of an EST refusal, which is one line of text: ``detail (rule R)``."""
+    assert text.endswith("\n"), text
+    assert "\n" not in text[:-1], text
+    line = text[:-1]
+    detail, marker, rule = line.rpartition(" (rule ")
+    if not marker:
+        return line, None
+    assert rule.endswith(")"), text
+    return detail, rule[:-1]
+
+
 def free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from otward.http.app import create_app
 from otward.services.pki import Pki
-from tests.conftest import build_csr, make_key, ocsp_request_der
+from tests.conftest import build_csr, est_refusal, make_key, ocsp_request_der
 from tests.hostile import (
     BMP_STRING,
     OCTET_STRING,
@@ -472,7 +472,10 @@ def test_every_path_identifier_refuses_control_characters_and_bad_grammar(pki, c
             response = sender.request(method, url, headers=headers, json={})
             allowed = (400, 401) if sender is client else (400, 401, 429)
             assert response.status_code in allowed, (method, path, response.status_code, response.text)
-            if response.status_code == 400:
+            if response.status_code == 400 and path.startswith("/.well-known/est/"):
+                assert response.headers["content-type"] == "text/plain; charset=utf-8"
+                assert est_refusal(response.text)[1] == "schema"  # one line, whatever the path held
+            elif response.status_code == 400:
                 assert response.headers["content-type"] == "application/problem+json"
     stored = [r.event for r in pki.stores.audit.iter_audit()][before:]
     assert not [e for e in stored if any(c in e.subject for c in "\r\n\x00")]
@@ -509,7 +512,13 @@ def test_bodies_over_the_endpoint_limit_are_refused_before_authentication(pki, p
         body = b'{"yaml": "' + b"a" * size + b'"}'
         response = anonymous.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
-    if status == 413:
+    if status == 413 and path.startswith("/.well-known/est/"):  # EST refusals are a line of text
+        detail, rule = est_refusal(response.text)
+        assert response.headers["content-type"] == "text/plain; charset=utf-8"
+        assert response.headers["connection"] == "close"
+        assert rule == "body-size"
+        assert "the request body is larger than 64 KiB" in detail
+    elif status == 413:
         problem = response.json()
         assert response.headers["content-type"] == "application/problem+json"
         assert response.headers["connection"] == "close"

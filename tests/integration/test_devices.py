@@ -22,7 +22,7 @@ from otward.http.app import create_app
 from otward.http.limits import MAX_FAILURES
 from otward.services.audit import Actor
 from otward.services.pki import Pki
-from tests.conftest import Clock, build_csr, make_key
+from tests.conftest import Clock, build_csr, est_refusal, make_key
 from tests.hostile import OCTET_STRING, OID_CN, OID_O, TELETEX_STRING, attribute, hostile_csr
 
 pytestmark = pytest.mark.integration
@@ -268,6 +268,75 @@ def test_failed_token_attempts_are_limited_per_source(client, tpki):
     assert est_post(client, "simpleenroll", csr, token).status_code == 429
 
 
+def test_a_request_without_credentials_is_a_challenge_not_a_failed_attempt(tpki):
+    """libest sends every enrollment first without credentials: the 401 challenge is answered before
+    the body is read, and neither counts against the source nor writes to the trail, so one address
+    enrolls more devices a minute than the failure limit allows failures. Credentials that are there
+    but wrong or malformed still count."""
+    csr = base64.b64encode(der_csr(make_key(), "plc-30"))
+    before = sum(1 for _ in tpki.stores.audit.iter_audit())
+    with TestClient(create_app(tpki), base_url="https://testserver") as anonymous:
+        for operation in ["simpleenroll", "serverkeygen"] * MAX_FAILURES:
+            for headers in ({}, {"Authorization": " "}):
+                response = anonymous.post(
+                    f"/.well-known/est/{operation}",
+                    content=csr,
+                    headers={"Content-Type": "application/pkcs10", **headers},
+                )
+                assert response.status_code == 401, response.text
+                assert response.headers["WWW-Authenticate"].startswith('Basic realm="otward-est"')
+                assert response.headers["Connection"] == "close"  # the body is never read
+                assert est_refusal(response.text)[1] == "enroll-token"
+        # answered before the body is looked at: a challenge whatever the body holds
+        garbage = anonymous.post("/.well-known/est/simpleenroll", content=b"%%%", headers={})
+        assert garbage.status_code == 401
+        assert sum(1 for _ in tpki.stores.audit.iter_audit()) == before
+        _, token = tpki.enrollment_tokens.create("acme")
+        assert est_post(anonymous, "simpleenroll", csr, token).status_code == 200
+        for _ in range(MAX_FAILURES):  # a Basic header without a password is an attempt, and fails
+            response = anonymous.post(
+                "/.well-known/est/simpleenroll",
+                content=csr,
+                headers={"Content-Type": "application/pkcs10", "Authorization": "Basic ZGV2Og=="},
+            )
+            assert response.status_code == 401
+        limited = est_post(anonymous, "simpleenroll", csr, "otwe_0123456789abcdef_" + "x" * 43)
+    assert limited.status_code == 429
+    assert "too many failed attempts" in est_refusal(limited.text)[0]
+    assert int(limited.headers["Retry-After"]) >= 1
+
+
+def test_est_refusals_are_a_line_of_text_unless_problem_json_is_asked_for(client, tpki):
+    """Device EST clients print the body of an answer they do not handle in their log; the otward
+    agent asks for problem+json to read the rule; the admin API stays problem+json."""
+    _, token = tpki.enrollment_tokens.create("acme", device_id_pattern="sensor-*", uses=2)
+    csr = base64.b64encode(der_csr(make_key(), "plc-31"))
+    refused = est_post(client, "simpleenroll", csr, token)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "text/plain; charset=utf-8"
+    assert refused.text == (
+        "device id 'plc-31' does not match the token's pattern 'sensor-*' (rule enroll-token-pattern)\n"
+    )
+    asked = client.post(
+        "/.well-known/est/simpleenroll",
+        content=csr,
+        headers={
+            "Content-Type": "application/pkcs10",
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/pkcs7-mime, application/problem+json",
+        },
+    )
+    assert asked.status_code == 403
+    assert asked.headers["content-type"] == "application/problem+json"
+    assert asked.json()["rule"] == "enroll-token-pattern"
+    unknown = client.get("/.well-known/est/nosuchca/cacerts")
+    assert unknown.status_code == 404
+    assert est_refusal(unknown.text) == ("no CA 'nosuchca' to enroll with", "est-label")
+    api = client.get("/api/v1/devices/nosuch")
+    assert api.status_code == 404
+    assert api.headers["content-type"] == "application/problem+json"
+
+
 @pytest.mark.parametrize(
     ("cn", "status", "rule"),
     [
@@ -290,7 +359,7 @@ def test_a_malformed_subject_is_a_client_error_and_the_token_comes_first(client,
         _, token = tpki.enrollment_tokens.create("acme")
         refused = est_post(fresh, "simpleenroll", body, token)
     assert refused.status_code == status, refused.text
-    assert refused.json()["rule"] == rule
+    assert est_refusal(refused.text)[1] == rule
 
 
 @pytest.mark.parametrize(("workers", "allowed"), [(2, 5), (3, 4), (20, 1)])
@@ -321,7 +390,7 @@ def test_enroll_accepts_base64_with_or_without_line_breaks(client, tpki):
         "/.well-known/est/simpleenroll", content=one_line, headers={"Authorization": f"Bearer {token}"}
     )
     assert wrong_type.status_code == 400
-    assert "application/pkcs10" in wrong_type.json()["detail"]
+    assert "application/pkcs10" in est_refusal(wrong_type.text)[0]
 
 
 def test_device_api_lists_shows_and_attests(client, tpki):
@@ -658,7 +727,7 @@ def test_refused_enrollment_input_is_audited_with_its_rule(
     )
     expected = 403 if status == 422 else status  # EST answers a policy refusal as 403
     assert response.status_code == expected, response.text
-    assert response.json()["rule"] == rule
+    assert est_refusal(response.text)[1] == rule
     new = _refusals(tpki)[before:]
     assert len(new) == 1, new
     assert new[0].details["rule"] == rule

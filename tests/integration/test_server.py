@@ -211,8 +211,9 @@ def _flood(url: str, context, path: str, headers: str, *, chunked: bool, cap: in
 
 
 def test_oversized_bodies_are_refused_before_they_are_read(server):
-    """A declared or streamed body over the endpoint's limit, without credentials: 413 at once, and
-    the worker does not buffer it (its peak memory stays put)."""
+    """A declared or streamed body over the endpoint's limit, without valid credentials: 413 at once,
+    and the worker does not buffer it (its peak memory stays put). The EST request carries a wrong
+    token: one without any gets the challenge (401) before its body is read, and the connection closed."""
     with server.client() as client:
         assert client.get("/healthz").status_code == 200
     (worker,) = _worker_pids(server)
@@ -220,7 +221,11 @@ def test_oversized_bodies_are_refused_before_they_are_read(server):
     context = server.ssl_context()
     cases = [
         (server.https_url, "/api/v1/certificates", "Content-Type: application/json\r\n"),
-        (server.https_url, "/.well-known/est/simpleenroll", "Content-Type: application/pkcs10\r\n"),
+        (
+            server.https_url,
+            "/.well-known/est/simpleenroll",
+            "Content-Type: application/pkcs10\r\nAuthorization: Bearer otwe_0123456789abcdef_wrong\r\n",
+        ),
         (server.https_url, "/ocsp", "Content-Type: application/ocsp-request\r\n"),
     ]
     for url, path, headers in cases:

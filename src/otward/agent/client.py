@@ -59,6 +59,8 @@ DEFAULT_TIMEOUT = 30.0  # seconds, for connect, read, write and pool each
 _MAX_BODY = 1024 * 1024
 _PKCS7 = "application/pkcs7-mime"
 _PROBLEM = "application/problem+json"
+# EST refusals are a line of text unless problem+json is asked for; the agent wants the rule.
+_EST_ACCEPT = f"{_PKCS7}, {_PROBLEM}"
 
 
 class EstError(OtwardError):
@@ -270,7 +272,9 @@ class EstClient:
 
     def cacerts(self) -> list[x509.Certificate]:
         """The CA certificates of the EST label this client was made for (issuing CA and root)."""
-        response, body = self._send(self._http, "GET", f"{self._est}/cacerts", headers={"Accept": _PKCS7})
+        response, body = self._send(
+            self._http, "GET", f"{self._est}/cacerts", headers={"Accept": _EST_ACCEPT}
+        )
         return _parse_pkcs7(response, body)
 
     def simple_enroll(self, csr: x509.CertificateSigningRequest, token: str) -> x509.Certificate:
@@ -280,7 +284,11 @@ class EstClient:
             "POST",
             f"{self._est}/simpleenroll",
             content=_csr_body(csr),
-            headers={"Content-Type": "application/pkcs10", "Authorization": f"Bearer {token}"},
+            headers={
+                "Content-Type": "application/pkcs10",
+                "Authorization": f"Bearer {token}",
+                "Accept": _EST_ACCEPT,
+            },
         )
         return _issued(csr, _parse_pkcs7(response, body))
 
@@ -295,7 +303,7 @@ class EstClient:
                 "POST",
                 f"{self._est}/simplereenroll",
                 content=_csr_body(csr),
-                headers={"Content-Type": "application/pkcs10"},
+                headers={"Content-Type": "application/pkcs10", "Accept": _EST_ACCEPT},
             )
         return _issued(csr, _parse_pkcs7(response, body))
 

@@ -15,10 +15,10 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from otward.adapters.files import format_size
-from otward.http.problems import problem_response
+from otward.http.problems import error_response
 
 __all__ = ["BodyLimit"]
 
@@ -33,7 +33,8 @@ _DIGITS = re.compile(r"[0-9]+")
 
 
 class BodyLimit:
-    """Refuse request bodies over a per-route limit with 413 problem+json, before reading them.
+    """Refuse request bodies over a per-route limit with 413 (problem+json, or EST's line of text),
+    before reading them.
 
     ``limits`` are (path pattern, bytes), the first whose pattern matches the start of the path
     wins; other paths get ``default``. ``on_refused(scope, limit)`` runs after a refusal (EST
@@ -63,10 +64,10 @@ class BodyLimit:
         limit = self.limit_for(scope["path"])
         declared = _content_length(scope)
         if declared is None:
-            await _refuse(scope, receive, send, _problem_bad_length())
+            await _refuse(scope, receive, send, _problem_bad_length(scope))
             return
         if declared > limit:
-            await _refuse(scope, receive, send, _problem_too_large(limit))
+            await _refuse(scope, receive, send, _problem_too_large(scope, limit))
         elif not await _Bounded(self.app, limit)(scope, receive, send):
             return
         if self._on_refused is not None:
@@ -97,7 +98,7 @@ class _Bounded:
                     self._refused = True
                     if not self._started:
                         self._started = True
-                        await _refuse(scope, receive, send, _problem_too_large(self._limit))
+                        await _refuse(scope, receive, send, _problem_too_large(scope, self._limit))
                     return {"type": "http.disconnect"}
             return message
 
@@ -123,8 +124,9 @@ def _content_length(scope: Scope) -> int | None:
     return 0
 
 
-def _problem_too_large(limit: int) -> JSONResponse:
-    return problem_response(
+def _problem_too_large(scope: Scope, limit: int) -> Response:
+    return error_response(
+        scope,
         413,
         "payload-too-large",
         f"the request body is larger than {format_size(limit)}, the limit of this endpoint",
@@ -133,11 +135,11 @@ def _problem_too_large(limit: int) -> JSONResponse:
     )
 
 
-def _problem_bad_length() -> JSONResponse:
-    return problem_response(400, "invalid-request", "Content-Length is not a number", rule="body-size")
+def _problem_bad_length(scope: Scope) -> Response:
+    return error_response(scope, 400, "invalid-request", "Content-Length is not a number", rule="body-size")
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, response: JSONResponse) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, response: Response) -> None:
     """Answer and close the connection: the body that follows is never read."""
     response.headers["Connection"] = "close"
     await response(scope, receive, send)

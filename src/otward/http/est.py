@@ -4,8 +4,13 @@ Bodies are base64 of DER (with or without line breaks, no Content-Transfer-Encod
 needed). Initial enrollment is authenticated by an enrollment token, as HTTP Basic
 password (any user name) or Bearer; re-enrollment by the client certificate the TLS
 layer verified, read from the ASGI TLS extension (``scope["extensions"]["tls"]``),
-never from a header. Refusals are problem+json: 401 for credentials, 403 when the
-token or certificate does not cover the request, 429 after too many failures.
+never from a header. Refusals are a line of text (problem+json on request, see
+:mod:`otward.http.problems`): 401 for credentials, 403 when the token or certificate
+does not cover the request, 429 after too many failures.
+
+A request without any credentials is the challenge round of HTTP authentication (Cisco
+libest always sends one first): it is answered 401 with the challenge before its body is
+looked at, and neither counted as a failed authentication nor audited.
 """
 
 from __future__ import annotations
@@ -29,21 +34,20 @@ from otward.adapters.files import format_size
 from otward.errors import (
     AuthenticationError,
     InvalidRequestError,
-    OtwardError,
     ParseError,
     PolicyViolationError,
 )
 from otward.http.auth import get_pki, request_actor
 from otward.http.limits import guard_failures
 from otward.http.params import CaName
-from otward.http.problems import problem_response
+from otward.http.problems import EST_PREFIX, error_response
 from otward.services.audit import Actor
 from otward.services.issuance import IssuedCertificate
 from otward.services.pki import Pki
 
 __all__ = ["MAX_BODY", "PREFIX", "record_refused_body", "router"]
 
-PREFIX = "/.well-known/est/"
+PREFIX = EST_PREFIX
 router = APIRouter(prefix=PREFIX.rstrip("/"), tags=["est"])
 
 PKCS7_CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
@@ -79,6 +83,9 @@ async def _request_der(request: Request, content_type: str | None, expected: str
         raise ParseError("the body is not base64 of a DER PKCS#10 request", rule="est-base64") from None
 
 
+_CREDENTIALS_NEEDED = "an enrollment token is required: HTTP Basic with the token as password, or Bearer"
+
+
 def _token(authorization: str | None) -> str:
     """The enrollment token from ``Basic`` (the password; any user name) or ``Bearer``."""
     scheme, _, value = (authorization or "").strip().partition(" ")
@@ -92,10 +99,20 @@ def _token(authorization: str | None) -> str:
         _, separator, password = decoded.partition(":")
         if separator and password:
             return password
-    raise AuthenticationError(
-        "an enrollment token is required: HTTP Basic with the token as password, or Bearer",
-        rule="enroll-token",
-    )
+    raise AuthenticationError(_CREDENTIALS_NEEDED, rule="enroll-token")
+
+
+def _challenge(request: Request, authorization: str | None) -> Response | None:
+    """401 with the challenge for a request that carries no credentials at all, before its body is
+    read: the first round of HTTP authentication, not a failed attempt, so it is neither counted
+    against the source (:func:`otward.http.limits.guard_failures`) nor audited. It costs the server
+    no more than a ``GET cacerts``, and the connection is closed so the rest of the body is never
+    read. Credentials that are present but malformed or wrong still count. None with credentials."""
+    if (authorization or "").strip():
+        return None
+    response = error_response(request.scope, 401, "unauthenticated", _CREDENTIALS_NEEDED, rule="enroll-token")
+    response.headers["Connection"] = "close"
+    return response
 
 
 def _offered_token(authorization: str | None) -> str | None:
@@ -146,11 +163,9 @@ def _client_certificate(request: Request) -> bytes:
     return x509.load_pem_x509_certificate(chain[0].encode()).public_bytes(Encoding.DER)
 
 
-def _problem(error: OtwardError) -> Response:
+def _forbidden(request: Request, error: PolicyViolationError) -> Response:
     """EST's mapping: like the API's, except that a request the credentials do not cover is 403."""
-    if isinstance(error, PolicyViolationError):
-        return problem_response(403, "forbidden", error.message, rule=error.rule)
-    raise error
+    return error_response(request.scope, 403, "forbidden", error.message, rule=error.rule)
 
 
 def _issued(issued: IssuedCertificate) -> Response:
@@ -165,6 +180,9 @@ async def _cacerts(request: Request, label: str | None) -> Response:
 async def _simple_enroll(
     request: Request, label: str | None, content_type: str | None, authorization: str | None
 ) -> Response:
+    challenge = _challenge(request, authorization)
+    if challenge is not None:
+        return challenge
     actor = request_actor(request, "est")
     csr = await _enrollment_csr(request, content_type, authorization, actor)
 
@@ -174,7 +192,7 @@ async def _simple_enroll(
     try:
         issued = await run_in_threadpool(guard_failures, request, actor, enroll)
     except PolicyViolationError as exc:
-        return _problem(exc)
+        return _forbidden(request, exc)
     return _issued(issued)
 
 
@@ -190,13 +208,16 @@ async def _simple_reenroll(request: Request, label: str | None, content_type: st
     try:
         issued = await run_in_threadpool(guard_failures, request, actor, reenroll)
     except PolicyViolationError as exc:
-        return _problem(exc)
+        return _forbidden(request, exc)
     return _issued(issued)
 
 
 async def _server_keygen(
     request: Request, label: str | None, content_type: str | None, authorization: str | None
 ) -> Response:
+    challenge = _challenge(request, authorization)
+    if challenge is not None:
+        return challenge
     actor = request_actor(request, "est")
     csr = await _enrollment_csr(request, content_type, authorization, actor)
 
@@ -206,7 +227,7 @@ async def _server_keygen(
     try:
         generated = await run_in_threadpool(guard_failures, request, actor, keygen)
     except PolicyViolationError as exc:
-        return _problem(exc)
+        return _forbidden(request, exc)
     key = generated.private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
     boundary = "otward-" + secrets.token_hex(12)
     parts = [
