@@ -32,6 +32,7 @@ from otward.config import Settings, load_settings, read_passphrase
 from otward.core.audit import EventType
 from otward.errors import ConfigError, OtwardError
 from otward.http.app import create_app, create_status_app
+from otward.http.header_names import ConventionalHeaderNamesProtocol
 from otward.http.proxies import forwarded_headers
 from otward.http.tls import TlsAwareHttpProtocol
 from otward.services.audit import Actor
@@ -354,6 +355,7 @@ async def _serve_worker(
     plain = _Server(
         uvicorn.Config(
             create_status_app(pki),
+            http=ConventionalHeaderNamesProtocol,
             access_log=options.access_log,
             lifespan="off",
             server_header=False,

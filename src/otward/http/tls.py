@@ -5,7 +5,8 @@ connection is made it reads the peer certificate from the TLS object, which Open
 has already verified against the CA file (a certificate that fails verification
 ends the handshake), and every request on that connection carries it as
 ``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM strings). Nothing a
-client sends in a header can put a certificate there.
+client sends in a header can put a certificate there. Response header names go out in their
+conventional case (:mod:`otward.http.header_names`).
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from otward.http.header_names import ConventionalHeaderNamesProtocol
 
 __all__ = ["TlsAwareHttpProtocol"]
 
 Scope = dict[str, Any]
 
 
-class TlsAwareHttpProtocol(HttpToolsProtocol):
+class TlsAwareHttpProtocol(ConventionalHeaderNamesProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
