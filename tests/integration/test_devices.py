@@ -15,7 +15,7 @@ from otward.config import load_settings
 from otward.core import b64url
 from otward.core.attestation import ChallengePurpose, challenge_message
 from otward.core.audit import EventType, Outcome
-from otward.core.keys import KeyType, sign_data
+from otward.core.keys import KeyType, classify_public_key, sign_data
 from otward.core.records import DeviceStatus
 from otward.errors import AuthenticationError, ConflictError, PolicyViolationError
 from otward.http.app import create_app
@@ -237,6 +237,38 @@ def test_server_keygen_needs_an_owner_that_allows_it(tpki):
     made = tpki.est.server_keygen(der_csr(make_key(), "meter-1"), token, label=None, actor=DEVICE)
     assert made.issued.certificate.public_key() == made.private_key.public_key()
     assert tpki.devices.get("meter-1").current_serial == made.issued.serial
+
+
+@pytest.mark.parametrize("key_type", ["rsa-2048", "ec-p256", "ec-p384", "ed25519"])
+def test_server_keygen_makes_a_key_of_the_csrs_type_and_size(tpki, key_type):
+    """A client reads only the kind of key it asked with (libest parses RSA keys only)."""
+    tpki.owners.update("acme", allow_server_keygen=True)
+    _, token = tpki.enrollment_tokens.create("acme")
+    made = tpki.est.server_keygen(der_csr(make_key(key_type), "meter-2"), token, label=None, actor=DEVICE)
+    assert classify_public_key(made.private_key.public_key()) is KeyType(key_type)
+    assert made.issued.certificate.public_key() == made.private_key.public_key()
+
+
+def test_server_keygen_refuses_a_key_type_the_profile_does_not_issue_before_making_one(
+    installation, database_url
+):
+    config = installation / "config.toml"
+    config.write_text(config.read_text() + '\n[profiles.device]\nkey_types = ["ec-p256"]\n')
+    refusing = Pki.open(load_settings(installation, database_url=database_url))
+    try:
+        refusing.owners.create("acme", allow_server_keygen=True)
+        record, token = refusing.enrollment_tokens.create("acme")
+        with pytest.raises(PolicyViolationError, match="key type 'rsa-2048' not allowed") as refused:
+            refusing.est.server_keygen(
+                der_csr(make_key("rsa-2048"), "meter-3"), token, label=None, actor=DEVICE
+            )
+        assert refused.value.rule == "key-type"
+        (event,) = events(refusing, EventType.CERT_REFUSED)
+        assert event.details["rule"] == "key-type"
+        assert refusing.stores.enrollment_tokens.get_enrollment_token(record.token_id).uses == 0
+        assert refusing.stores.devices.get_device("meter-3") is None
+    finally:
+        refusing.close()
 
 
 # --- HTTP, in process ------------------------------------------------------------------------

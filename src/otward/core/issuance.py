@@ -25,6 +25,7 @@ from otward.core.csr import CheckedRequest
 from otward.core.extensions import key_identifier, modbus_role_extension, validate_role_name
 from otward.core.identifiers import DEVICE_ID, OWNER
 from otward.core.identity import device_uri
+from otward.core.keys import KeyType
 from otward.core.names import (
     SUBJECT_UPPER_BOUNDS,
     SubjectAltNames,
@@ -51,6 +52,7 @@ __all__ = [
     "plan_certificate",
     "rules_for",
     "service_subject",
+    "validate_key_type",
     "validate_serial_number",
 ]
 
@@ -104,14 +106,18 @@ def _common_name(subject: x509.Name) -> str | None:
 # --- rules that validate -------------------------------------------------------------------------
 
 
-def check_key_type(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
-    if req.checked.key_type not in req.profile.key_types:
-        allowed = ", ".join(sorted(k.value for k in req.profile.key_types))
+def validate_key_type(key_type: KeyType, profile: Profile) -> None:
+    """PolicyViolationError unless ``profile`` issues for keys of ``key_type``."""
+    if key_type not in profile.key_types:
+        allowed = ", ".join(sorted(k.value for k in profile.key_types))
         raise PolicyViolationError(
-            f"key type '{req.checked.key_type.value}' not allowed by profile '{req.profile.name}' "
-            f"(allowed: {allowed})",
+            f"key type '{key_type.value}' not allowed by profile '{profile.name}' (allowed: {allowed})",
             rule="key-type",
         )
+
+
+def check_key_type(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    validate_key_type(req.checked.key_type, req.profile)
     return plan
 
 

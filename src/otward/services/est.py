@@ -5,7 +5,8 @@
 - ``reenroll``: an enrolled device, authenticated by its current certificate, which the
   TLS layer verified; the CSR must keep the certificate's subject.
 - ``server_keygen``: as ``enroll``, but the server makes the key, for devices that cannot
-  (only for owners that allow it); the key is returned once and never stored.
+  (only for owners that allow it), of the CSR's key type and size within the token's profile;
+  the key is returned once and never stored.
 
 In every case the certificate, the token use and the registry update are committed in one
 transaction before the certificate is returned.
@@ -18,16 +19,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from otward.adapters.keys import generate_private_key
 from otward.core.audit import EventType, Outcome
-from otward.core.csr import checked_subject, load_csr
+from otward.core.csr import CheckedRequest, checked_subject, load_csr, validate_csr
 from otward.core.identifiers import DEVICE_ID
-from otward.core.keys import KeyType
+from otward.core.issuance import validate_key_type
+from otward.core.keys import signature_hash_for
 from otward.core.ports import CertificateStore, DeviceStore
 from otward.core.profiles import Identity
 from otward.core.records import DeviceEnrollment, DeviceStatus, EnrollmentTokenRecord
@@ -51,7 +52,7 @@ __all__ = ["EstService", "ServerGeneratedKey"]
 @dataclass(frozen=True)
 class ServerGeneratedKey:
     issued: IssuedCertificate
-    private_key: ec.EllipticCurvePrivateKey
+    private_key: CertificateIssuerPrivateKeyTypes  # of the CSR's key type and size
 
 
 class EstService:
@@ -97,14 +98,13 @@ class EstService:
         if not owner.allow_server_keygen:
             message = f"owner '{owner.name}' does not allow server-side key generation"
             raise self._refused(actor, device_id, PolicyViolationError(message, rule="server-keygen"))
-        key = generate_private_key(KeyType.EC_P256)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)  # noqa: S101 - asked for P-256 above
-        requested = load_csr(csr)
+        requested = self._checked_keygen_request(csr, record.profile, owner.ca, actor)
+        key = generate_private_key(requested.key_type)
         builder = x509.CertificateSigningRequestBuilder().subject_name(requested.subject)
-        for extension in requested.extensions:
+        for extension in requested.csr.extensions:
             if isinstance(extension.value, x509.SubjectAlternativeName):
                 builder = builder.add_extension(extension.value, critical=extension.critical)
-        own_csr = builder.sign(key, hashes.SHA256())
+        own_csr = builder.sign(key, signature_hash_for(key))  # type: ignore[arg-type]
         issued = self._issue(
             own_csr, device_id, owner.name, owner.ca, record.profile, actor, token_record=record
         )
@@ -184,6 +184,19 @@ class EstService:
             raise self.refuse_input(token, exc, actor=actor) from None
         self._tokens.check_covers(record, device_id=device_id, actor=actor)
         return record, device_id
+
+    def _checked_keygen_request(self, csr: bytes, profile: str, ca: str, actor: Actor) -> CheckedRequest:
+        """The checked CSR of a server-keygen request, whose key type and size the server-made key
+        takes (a client such as libest reads only the kind of key it asked with), refused (audited as
+        ``cert.refused``) before any key is made when otward or the token's profile does not issue
+        for that type."""
+        try:
+            checked = validate_csr(load_csr(csr))
+            validate_key_type(checked.key_type, self._issuance.profile(profile))
+        except (InvalidRequestError, PolicyViolationError) as exc:
+            self._issuance.record_refusal(actor, csr, profile, ca, exc)
+            raise
+        return checked
 
     def _check_label(self, owner: str, ca: str, label: str | None, device_id: str, actor: Actor) -> None:
         if label is not None and label != ca:
