@@ -127,6 +127,46 @@ def build_csr(
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
+def with_change_subject_name(
+    csr_pem: bytes,
+    key,  # type: ignore[no-untyped-def]
+    *,
+    subject: bool = False,
+    subject_alt: tuple[str, ...] | None = (),
+) -> bytes:
+    """``csr_pem`` (signed by ``key``, an EC or RSA key) again with an RFC 6402 ChangeSubjectName
+    attribute, re-signed, as DER: ``subject`` puts the CSR's own subject in the attribute,
+    ``subject_alt`` the given DNS names (None leaves the field out). Built with pyasn1."""
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1.type import univ
+    from pyasn1_alt_modules import rfc2986, rfc5280, rfc6402
+
+    der = x509.load_pem_x509_csr(csr_pem).public_bytes(serialization.Encoding.DER)
+    request, _ = decoder.decode(der, asn1Spec=rfc2986.CertificationRequest())
+    info = request["certificationRequestInfo"]
+    change = rfc6402.ChangeSubjectName()
+    if subject:
+        name, _ = decoder.decode(encoder.encode(info["subject"]), asn1Spec=rfc5280.Name())
+        change["subject"] = name
+    if subject_alt is not None:
+        for dns in subject_alt:
+            general = rfc5280.GeneralName()
+            general["dNSName"] = dns
+            change["subjectAlt"].append(general)
+    attribute = rfc2986.Attribute()
+    attribute["type"] = rfc6402.id_cmc_changeSubjectName
+    attribute["values"].append(univ.Any(encoder.encode(change)))
+    info["attributes"].append(attribute)
+    signed = encoder.encode(info)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        signature = key.sign(signed, ec.ECDSA(hashes.SHA256()))
+    else:
+        signature = key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
+    request["signature"] = univ.BitString.fromOctetString(signature)
+    return bytes(encoder.encode(request))
+
+
 def openssl_verifies(csr_pem: bytes, tmp_path: Path) -> bool:
     """``openssl req -verify`` on ``csr_pem``: True when the system OpenSSL accepts its self-signature.
 

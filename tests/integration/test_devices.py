@@ -22,7 +22,7 @@ from otward.http.app import create_app
 from otward.http.limits import MAX_FAILURES
 from otward.services.audit import Actor
 from otward.services.pki import Pki
-from tests.conftest import Clock, build_csr, est_refusal, make_key
+from tests.conftest import Clock, build_csr, est_refusal, make_key, with_change_subject_name
 from tests.hostile import OCTET_STRING, OID_CN, OID_O, TELETEX_STRING, attribute, hostile_csr
 
 pytestmark = pytest.mark.integration
@@ -617,6 +617,63 @@ def test_after_a_key_compromise_no_older_certificate_renews_and_the_device_can_b
     assert tpki.devices.get("plc-24").current_serial == third.serial
     assert tpki.stores.certificates.get_certificate(first.certificate.serial_number).revoked_at is not None
     assert tpki.devices.get("plc-24").superseded_serial is None
+
+
+# --- RFC 7030 section 4.2.2: a re-enrollment keeps the names (issue #12 item 2) ----------------
+
+
+def _san(certificate: x509.Certificate) -> set[str]:
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(name.value) for name in san}
+
+
+def test_reenrollment_keeps_subject_and_san_as_rfc_7030_says(tpki):
+    key = make_key()
+    first = tpki.est.enroll(
+        x509.load_pem_x509_csr(build_csr(key, cn="plc-30", dns=("plc-30.line2.example",))).public_bytes(
+            Encoding.DER
+        ),
+        tpki.enrollment_tokens.create("acme")[1],
+        label=None,
+        actor=DEVICE,
+    )
+    names = {"plc-30.line2.example", "urn:otward:device:acme:plc-30"}
+    assert _san(first.certificate) == names
+
+    def renew(current: x509.Certificate, csr: bytes):  # type: ignore[no-untyped-def]
+        der = x509.load_pem_x509_csr(csr).public_bytes(Encoding.DER) if csr.startswith(b"-") else csr
+        return tpki.est.reenroll(der, current.public_bytes(Encoding.DER), label=None, actor=DEVICE)
+
+    # the same subject and SAN, otward's own device URI included: renewed (was refused, san-type)
+    same = renew(
+        first.certificate,
+        build_csr(
+            make_key(), cn="plc-30", dns=("plc-30.line2.example",), uris=("urn:otward:device:acme:plc-30",)
+        ),
+    )
+    assert _san(same.certificate) == names
+    # no SAN: the renewed certificate's SAN
+    bare = renew(same.certificate, build_csr(make_key(), cn="plc-30"))
+    assert _san(bare.certificate) == names
+    # another SAN: refused (it was accepted silently), and nothing was issued
+    moved_key = make_key()
+    moved = build_csr(moved_key, cn="plc-30", dns=("plc-30.line3.example",))
+    with pytest.raises(PolicyViolationError, match="ChangeSubjectName") as refused:
+        renew(bare.certificate, moved)
+    assert refused.value.rule == "est-san"
+    assert tpki.devices.get("plc-30").current_serial == bare.serial
+    assert any(e.details.get("rule") == "est-san" for e in events(tpki, EventType.CERT_REFUSED))
+    # ... unless the CSR carries ChangeSubjectName: the device profile lets DNS and IP names change
+    asked = with_change_subject_name(moved, moved_key, subject_alt=("plc-30.line3.example",))
+    changed = renew(bare.certificate, asked)
+    assert _san(changed.certificate) == {"plc-30.line3.example", "urn:otward:device:acme:plc-30"}
+    # another device's URI never passes, with or without the attribute
+    other_key = make_key()
+    foreign = build_csr(other_key, cn="plc-30", uris=("urn:otward:device:acme:plc-31",))
+    for csr in (foreign, with_change_subject_name(foreign, other_key, subject_alt=("plc-30.line3.example",))):
+        with pytest.raises(PolicyViolationError) as foreign_refused:
+            renew(changed.certificate, csr)
+        assert foreign_refused.value.rule == "est-san"
 
 
 # --- concurrent first enrollments (security review, issue #11 item 6) ---------------------------

@@ -7,6 +7,7 @@ than the per-source limit, which the in-process tests check.
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import json
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningServer, est_refusal
+from tests.conftest import RunningServer, build_csr, est_refusal, make_key, with_change_subject_name
 from tests.interop.helpers import need, otward_cli, run, write
 
 pytestmark = [pytest.mark.interop, pytest.mark.integration]
@@ -36,8 +37,9 @@ def _token(server: RunningServer, owner: str, *options: str) -> str:
     return str(json.loads(out)["token"])
 
 
-def _csr(directory: Path, stem: str, cn: str) -> tuple[Path, Path]:
-    """``openssl req`` makes a P-256 key and a CSR; the body EST wants is base64 of its DER."""
+def _csr(directory: Path, stem: str, cn: str, san: str | None = None) -> tuple[Path, Path]:
+    """``openssl req`` makes a P-256 key and a CSR (with ``san``, an openssl subjectAltName value);
+    the body EST wants is base64 of its DER."""
     key, der, b64 = directory / f"{stem}.key", directory / f"{stem}.der", directory / f"{stem}.b64"
     run(
         [
@@ -53,6 +55,7 @@ def _csr(directory: Path, stem: str, cn: str) -> tuple[Path, Path]:
             key,
             "-subj",
             f"/CN={cn}",
+            *(["-addext", f"subjectAltName={san}"] if san else []),
             "-outform",
             "DER",
             "-out",
@@ -237,6 +240,68 @@ def test_enroll_with_token_then_reenroll_with_the_certificate(interop_server, tm
     shown = json.loads(otward_cli(interop_server.data_dir, "device", "show", device, "--json").stdout)
     assert shown["status"] == "revoked"
     assert {c["status"] for c in shown["certificates"]} == {"revoked"}
+
+
+def _san_of(cert: Path) -> set[str]:
+    text = run(["openssl", "x509", "-in", cert, "-noout", "-ext", "subjectAltName"]).stdout
+    return {name.strip() for name in text.splitlines()[-1].split(",")}
+
+
+def test_reenroll_keeps_subject_and_san_unless_change_subject_name_asks(interop_server, tmp_path):
+    """RFC 7030 section 4.2.2 at the EST endpoint, with the current certificate in the TLS handshake."""
+    owner = _owner(interop_server)
+    device = _name("plc")
+    uri = f"URI:urn:otward:device:{owner}:{device}"
+    key, csr = _csr(tmp_path, "first", device, f"DNS:{device}.line2.example")
+    status, _ = _curl(
+        interop_server,
+        "/.well-known/est/simpleenroll",
+        tmp_path / "first.b64",
+        *_enroll_args(csr, "-u", f"dev:{_token(interop_server, owner)}"),
+    )
+    assert status == 200
+    _certificates(tmp_path / "first.b64", tmp_path / "first.pem")
+    names = {f"DNS:{device}.line2.example", uri}
+    assert _san_of(tmp_path / "first.pem") == names
+
+    def reenroll(current: str, current_key: Path, body: Path, out: str) -> int:
+        status, _ = _curl(
+            interop_server,
+            "/.well-known/est/simplereenroll",
+            tmp_path / out,
+            "--cert",
+            tmp_path / current,
+            "--key",
+            current_key,
+            *_enroll_args(body),
+        )
+        return status
+
+    # the certificate's own subject and SAN, otward's device URI included (was 403 san-type)
+    same_key, same = _csr(tmp_path, "same", device, f"DNS:{device}.line2.example,{uri}")
+    assert reenroll("first.pem", key, same, "same.b64") == 200, (tmp_path / "same.b64").read_text()
+    _certificates(tmp_path / "same.b64", tmp_path / "same.pem")
+    assert _san_of(tmp_path / "same.pem") == names
+    # no SAN: the SAN of the certificate being renewed
+    bare_key, bare = _csr(tmp_path, "bare", device)
+    assert reenroll("same.pem", same_key, bare, "bare.b64") == 200
+    _certificates(tmp_path / "bare.b64", tmp_path / "bare.pem")
+    assert _san_of(tmp_path / "bare.pem") == names
+    # another SAN: refused (was accepted silently) ...
+    _, moved = _csr(tmp_path, "moved", device, f"DNS:{device}.line3.example")
+    assert reenroll("bare.pem", bare_key, moved, "moved.out") == 403
+    assert "ChangeSubjectName" in (tmp_path / "moved.out").read_text()
+    # ... unless the CSR carries ChangeSubjectName (RFC 6402), which the device profile allows for DNS
+    new_key = make_key()
+    asked = with_change_subject_name(
+        build_csr(new_key, cn=device, dns=(f"{device}.line3.example",)),
+        new_key,
+        subject_alt=(f"{device}.line3.example",),
+    )
+    write(tmp_path / "asked.b64", base64.b64encode(asked))
+    assert reenroll("bare.pem", bare_key, tmp_path / "asked.b64", "asked.out.b64") == 200
+    _certificates(tmp_path / "asked.out.b64", tmp_path / "asked.pem")
+    assert _san_of(tmp_path / "asked.pem") == {f"DNS:{device}.line3.example", uri}
 
 
 def test_token_pattern_and_missing_credentials(interop_server, tmp_path):

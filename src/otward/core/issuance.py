@@ -36,6 +36,7 @@ from otward.core.names import (
     validate_uri,
 )
 from otward.core.profiles import Identity, Profile
+from otward.core.renewal import Renewal
 from otward.errors import InvalidRequestError, PolicyViolationError
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "build_signer_certificate",
     "ca_key_usage",
     "issuer_extensions",
+    "keep_renewed_names",
     "plan_certificate",
     "rules_for",
     "service_subject",
@@ -78,6 +80,7 @@ class IssuanceRequest:
     validity_days: int | None = None
     role: str | None = None
     owner: str | None = None
+    renewal: Renewal | None = None  # the certificate a re-enrollment renews, and the change asked
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,61 @@ def validate_key_type(key_type: KeyType, profile: Profile) -> None:
             f"key type '{key_type.value}' not allowed by profile '{profile.name}' (allowed: {allowed})",
             rule="key-type",
         )
+
+
+def _sets(sans: SubjectAltNames) -> dict[str, frozenset[str]]:
+    """The names of ``sans`` by kind, as sets: order and repeats do not make another name."""
+    return {
+        "dns": frozenset(sans.dns),
+        "ip": frozenset(str(a) for a in sans.ip),
+        "uri": frozenset(sans.uri),
+        "email": frozenset(sans.email),
+        **{kind: frozenset({kind}) for kind in sans.other},
+    }
+
+
+def keep_renewed_names(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
+    """RFC 7030 section 4.2.2: a re-enrollment keeps the Subject and SubjectAltName of the certificate
+    it renews, unless its CSR carries ChangeSubjectName and the profile allows the change.
+
+    A CSR without SAN gets the renewed certificate's SAN. The URIs otward put in the renewed
+    certificate itself (the ``urn:otward:`` device URI) may be repeated or left out: the profile's
+    own rule sets them again. Any other name in otward's namespace is a change, and is refused
+    here or by ``check_san_syntax``. The subject never changes: the CN is the device id, the rest
+    is what the device was enrolled as."""
+    renewal = req.renewal
+    if renewal is None:
+        return plan
+    if plan.subject != renewal.subject:
+        asked = " although the CSR carries ChangeSubjectName" if renewal.change else ""
+        raise PolicyViolationError(
+            f"the CSR's subject '{plan.subject.rfc4514_string()[:256]}' differs from the renewed "
+            f"certificate's '{renewal.subject.rfc4514_string()[:256]}'; re-enrollment keeps the subject"
+            f"{asked}",
+            rule="est-subject",
+        )
+    # otward's own URIs are otward's to set again: the CSR may repeat them or leave them out
+    own = {u for u in renewal.sans.uri if u.lower().startswith("urn:otward:")}
+    kept = dataclasses.replace(renewal.sans, uri=tuple(u for u in renewal.sans.uri if u not in own))
+    requested = renewal.sans if plan.sans.is_empty else plan.sans
+    requested = dataclasses.replace(requested, uri=tuple(u for u in requested.uri if u not in own))
+    before, after = _sets(kept), _sets(requested)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        if renewal.change is None or not renewal.change.subject_alt:
+            raise PolicyViolationError(
+                f"the CSR's SubjectAltName differs from the renewed certificate's ({', '.join(changed)}); "
+                "re-enrollment keeps it unless the CSR carries ChangeSubjectName with subjectAlt",
+                rule="est-san",
+            )
+        refused = [k for k in changed if k not in req.profile.renewal_may_change]
+        if refused:
+            raise PolicyViolationError(
+                f"profile '{req.profile.name}' does not let a re-enrollment change its "
+                f"{', '.join(refused)} names",
+                rule="est-san",
+            )
+    return dataclasses.replace(plan, sans=requested)
 
 
 def check_key_type(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan:
@@ -352,6 +410,7 @@ _IDENTITY_RULES: dict[Identity, tuple[Rule, ...]] = {
 def rules_for(profile: Profile) -> tuple[Rule, ...]:
     """The ordered rules for ``profile``: checks on the request first, then additions."""
     return (
+        keep_renewed_names,
         check_key_type,
         check_subject,
         check_subject_repeats,

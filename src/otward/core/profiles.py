@@ -76,6 +76,9 @@ class Profile:
     san_required_any: frozenset[str] = frozenset()  # at least one SAN of one of these kinds
     identity: Identity = Identity.GENERIC
     max_sans: int = DEFAULT_MAX_SANS  # subject alternative names in one certificate
+    # SAN kinds a re-enrollment may change when its CSR carries ChangeSubjectName (RFC 7030
+    # section 4.2.2), within san_allowed; the subject never changes on re-enrollment
+    renewal_may_change: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         prefix = f"profiles.{self.name}"
@@ -97,6 +100,8 @@ class Profile:
             raise ConfigError(f"{prefix}.san_allowed has unknown kinds (use {sorted(SAN_KINDS)})")
         if not self.san_required_any <= self.san_allowed:
             raise ConfigError(f"{prefix}.san_required_any must be a subset of san_allowed")
+        if not self.renewal_may_change <= SAN_KINDS:
+            raise ConfigError(f"{prefix}.renewal_may_change has unknown kinds (use {sorted(SAN_KINDS)})")
         if not 1 <= self.max_sans <= _MAX_SANS_LIMIT:
             raise ConfigError(f"{prefix}.max_sans must be between 1 and {_MAX_SANS_LIMIT}")
         if not self.key_usage <= KEY_USAGES:
@@ -144,6 +149,7 @@ BUILTIN_PROFILES: Mapping[str, Profile] = {
             subject_allowed=frozenset({"CN", "O", "OU", "serialNumber"}),
             subject_required=frozenset({"CN"}),
             san_allowed=frozenset({"dns", "ip"}),  # the device URI SAN is otward's to set
+            renewal_may_change=frozenset({"dns", "ip"}),  # a device may move to a new address
             identity=Identity.DEVICE,
         ),
         Profile(
@@ -190,6 +196,7 @@ _OVERRIDABLE = {
     "san_allowed",
     "san_required_any",
     "max_sans",
+    "renewal_may_change",
 }
 
 
@@ -215,7 +222,13 @@ def apply_overrides(
                     changes[key] = frozenset(KeyType(str(v)) for v in value)
                 except ValueError:
                     raise ConfigError(f"{dotted} has an unknown key type in {value!r}") from None
-            elif key in {"subject_allowed", "subject_required", "san_allowed", "san_required_any"}:
+            elif key in {
+                "subject_allowed",
+                "subject_required",
+                "san_allowed",
+                "san_required_any",
+                "renewal_may_change",
+            }:
                 if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
                     raise ConfigError(f"{dotted} must be a list")
                 changes[key] = frozenset(str(v) for v in value)

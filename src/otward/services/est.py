@@ -3,7 +3,8 @@
 - ``enroll``: a new device, authenticated by an enrollment token of its owner (or by a
   renewal token a passed attestation earned); the device id is the CSR's CN.
 - ``reenroll``: an enrolled device, authenticated by its current certificate, which the
-  TLS layer verified; the CSR must keep the certificate's subject.
+  TLS layer verified; the CSR keeps the certificate's subject and SubjectAltName (RFC 7030
+  section 4.2.2).
 - ``server_keygen``: as ``enroll``, but the server makes the key, for devices that cannot
   (only for owners that allow it), of the CSR's key type and size within the token's profile;
   the key is returned once and never stored.
@@ -32,6 +33,7 @@ from otward.core.keys import signature_hash_for
 from otward.core.ports import CertificateStore, DeviceStore
 from otward.core.profiles import Identity
 from otward.core.records import DeviceEnrollment, DeviceStatus, EnrollmentTokenRecord
+from otward.core.renewal import Renewal, renewal_of
 from otward.errors import (
     AuthenticationError,
     ConflictError,
@@ -116,7 +118,9 @@ class EstService:
         """Renew with the certificate the TLS layer verified (``client_certificate``, DER).
 
         The certificate must be one otward issued to a registered device, unexpired and unrevoked
-        (the TLS layer checks the chain and dates, not revocation), and the CSR must keep its subject.
+        (the TLS layer checks the chain and dates, not revocation), and the CSR must keep its subject
+        and SubjectAltName unless it asks to change them as RFC 7030 section 4.2.2 says
+        (:func:`otward.core.issuance.keep_renewed_names`).
         """
         presented = x509.load_der_x509_certificate(client_certificate)
         stored = self._certificates.get_certificate(presented.serial_number)
@@ -142,19 +146,21 @@ class EstService:
             raise self._refused(actor, device.device_id, PolicyViolationError(message, rule="est-superseded"))
         try:
             requested = load_csr(csr)
-            requested_subject = checked_subject(requested)
+            checked_subject(requested)
+            renewal = renewal_of(presented, requested)
         except (InvalidRequestError, PolicyViolationError) as exc:
             raise self._refused(actor, device.device_id, exc) from None
-        if requested_subject != presented.subject:
-            message = (
-                f"the CSR's subject '{requested.subject.rfc4514_string()[:256]}' differs from the "
-                f"certificate's '{subject}'; re-enrollment keeps the subject"
-            )
-            raise self._refused(actor, device.device_id, PolicyViolationError(message, rule="est-subject"))
         ca = self._owners.issuing_ca(device.owner)
         self._check_label(device.owner, ca, label, device.device_id, actor)
         return self._issue(
-            csr, device.device_id, device.owner, ca, device.profile, actor, renewing=stored.serial
+            csr,
+            device.device_id,
+            device.owner,
+            ca,
+            device.profile,
+            actor,
+            renewing=stored.serial,
+            renewal=renewal,
         )
 
     def csr_attributes(self) -> tuple[x509.ObjectIdentifier, ...]:
@@ -214,6 +220,7 @@ class EstService:
         *,
         token_record: EnrollmentTokenRecord | None = None,
         renewing: str | None = None,
+        renewal: Renewal | None = None,
     ) -> IssuedCertificate:
         pem = csr.public_bytes(Encoding.PEM) if isinstance(csr, x509.CertificateSigningRequest) else csr
         device_profile = self._issuance.profile(profile).identity is Identity.DEVICE
@@ -224,27 +231,28 @@ class EstService:
                 ca=ca,
                 owner=owner if device_profile else None,
                 device_id=device_id,
+                renewal=renewal,
                 actor=actor,
             )
         except (InvalidRequestError, PolicyViolationError) as exc:
             self._issuance.record_refusal(actor, pem, profile, ca, exc)
             raise
-        renewal = token_record is not None and token_record.kind == "renewal"
+        renewal_token = token_record is not None and token_record.kind == "renewal"
         enrollment = DeviceEnrollment(
             device_id=device_id,
             owner=owner,
             profile=profile,
             now=self._clock(),
             token_id=token_record.token_id if token_record else None,
-            existing_only=renewing is not None or renewal,
-            new_device_only=renewing is None and not renewal,
+            existing_only=renewing is not None or renewal_token,
+            new_device_only=renewing is None and not renewal_token,
             renewing_serial=renewing,
             superseded_event=superseded_event(self._audit, actor, device_id),
         )
         details = {"owner": owner, "serial": signed.issued.serial, "profile": profile}
         if token_record is not None:
             details["token"] = token_record.token_id
-            details["method"] = "renewal-token" if renewal else "token"
+            details["method"] = "renewal-token" if renewal_token else "token"
         else:
             details["method"] = "reenroll"
             details["previous_serial"] = renewing or ""

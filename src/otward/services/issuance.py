@@ -16,6 +16,7 @@ from otward.core.issuance import IssuanceRequest, build_certificate, plan_certif
 from otward.core.ports import CertificateStore
 from otward.core.profiles import Profile
 from otward.core.records import CertificateKind, CertificateRecord, certificate_record
+from otward.core.renewal import Renewal
 from otward.errors import InvalidRequestError, NotFoundError, OtwardError, PolicyViolationError
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService, LoadedAuthority, sign
@@ -144,9 +145,11 @@ class IssuanceService:
         role: str | None = None,
         owner: str | None = None,
         device_id: str | None = None,
+        renewal: Renewal | None = None,
         actor: Actor = SYSTEM_ACTOR,
     ) -> SignedCertificate:
-        """Check and sign, without storing (see :class:`SignedCertificate`)."""
+        """Check and sign, without storing (see :class:`SignedCertificate`); ``renewal`` names the
+        certificate a re-enrollment renews, whose names the new one keeps (RFC 7030 4.2.2)."""
         checked = validate_csr(load_csr(csr))
         chosen = self.profile(profile)
         authority = self._issuer(ca or DEFAULT_CA)
@@ -160,6 +163,7 @@ class IssuanceService:
                 validity_days=validity_days,
                 role=role,
                 owner=owner,
+                renewal=renewal,
             )
         )
         certificate = sign(

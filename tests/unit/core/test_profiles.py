@@ -17,6 +17,15 @@ def test_override_tightens_a_profile():
     assert BUILTIN_PROFILES["tls-server"].max_validity_days == 398  # the built-in stays
 
 
+def test_a_site_can_freeze_the_names_a_device_renews_with():
+    assert BUILTIN_PROFILES["device"].renewal_may_change == frozenset({"dns", "ip"})
+    assert BUILTIN_PROFILES["tls-client"].renewal_may_change == frozenset()
+    frozen = apply_overrides(BUILTIN_PROFILES, {"device": {"renewal_may_change": []}})
+    assert frozen["device"].renewal_may_change == frozenset()
+    # narrowing san_allowed alone stays valid: a kind the profile refuses cannot change anyway
+    assert apply_overrides(BUILTIN_PROFILES, {"device": {"san_allowed": ["dns"]}})["device"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -41,6 +50,8 @@ def test_override_tightens_a_profile():
         ({"device": {"san_required_any": ["uri"]}}, "san_required_any must be a subset"),
         ({"device": {"max_sans": 0}}, "profiles.device.max_sans must be a positive"),
         ({"device": {"max_sans": 5000}}, "profiles.device.max_sans must be between 1 and 1024"),
+        ({"device": {"renewal_may_change": "dns"}}, "profiles.device.renewal_may_change must be a list"),
+        ({"device": {"renewal_may_change": ["cn"]}}, "renewal_may_change has unknown kinds"),
     ],
 )
 def test_bad_overrides_name_the_dotted_key(overrides, message):
