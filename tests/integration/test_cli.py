@@ -516,3 +516,28 @@ def test_console_output_keeps_emoji_codes_as_text(capsys):
 
     console.print("root SHA-256 fingerprint: 7b:ab:3d", highlight=False)
     assert "7b:ab:3d" in capsys.readouterr().out
+
+
+def test_device_reset_revokes_the_unused_certificate_and_is_audited(data):
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from otward.config import load_settings
+    from otward.services.audit import Actor
+    from otward.services.pki import Pki
+
+    run("owner", "create", "line-2", "--data", str(data))
+    token = json.loads(run("token", "create", "--owner", "line-2", "--data", str(data), "--json"))["token"]
+    pki = Pki.open(load_settings(data))
+    try:
+        csr = x509.load_pem_x509_csr(build_csr(make_key(), cn="plc-9")).public_bytes(Encoding.DER)
+        issued = pki.est.enroll(csr, token, label=None, actor=Actor(component="est", identity="est"))
+    finally:
+        pki.close()
+    out = json.loads(run("device", "reset", "plc-9", "--data", str(data), "--json"))
+    assert out == {"device_id": "plc-9", "owner": "line-2", "revoked_serial": issued.serial}
+    shown = json.loads(run("device", "show", "plc-9", "--data", str(data), "--json"))
+    assert [c["status"] for c in shown["certificates"]] == ["revoked"]
+    events = json.loads(run("audit", "list", "--type", "device.reset", "--data", str(data), "--json"))
+    assert [e["subject"] for e in events["items"] if e["type"] == "device.reset"] == ["plc-9"]
+    # a second reset finds nothing unused to undo
+    assert "already" in run("device", "reset", "plc-9", "--data", str(data), code=1)

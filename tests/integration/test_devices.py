@@ -833,3 +833,216 @@ def test_refused_enrollment_input_is_audited_with_its_rule(
         assert response.status_code in (expected, 401), response.text
     # a bad token is recorded as such (auth failure), never as a refusal of the input it carried
     assert [e for e in _refusals(tpki)[before:] if e.details.get("rule") == rule] == []
+
+
+# --- an enrollment the client could not finish (issue #12 item 3) -------------------------------
+
+
+def _retries(pki: Pki) -> list:
+    return [e for e in events(pki, EventType.ENROLL_SUCCEEDED) if e.details.get("method") == "retry"]
+
+
+def test_the_same_enrollment_again_gets_the_same_certificate_and_spends_no_use(tpki, clock):
+    """A client that failed after the server issued (a lost answer, a chain it could not check)
+    repeats its request: it was 401 (the token spent) and the device was stranded."""
+    record, token = tpki.enrollment_tokens.create("acme")  # single use
+    key = make_key()
+    csr = der_csr(key, "plc-40")
+    first = tpki.est.enroll(csr, token, label=None, actor=DEVICE)
+    again = tpki.est.enroll(csr, token, label=None, actor=DEVICE)
+    assert again.serial == first.serial
+    assert again.chain == first.chain
+    assert tpki.stores.enrollment_tokens.get_enrollment_token(record.token_id).uses == 1
+    assert [c.serial for c in tpki.devices.certificates("plc-40")] == [first.serial]
+    (retry,) = _retries(tpki)
+    assert (retry.subject, retry.details["serial"], retry.details["token"]) == (
+        "plc-40",
+        first.serial,
+        record.token_id,
+    )
+    # a new CSR for the same key is the same request (the key is what must be the same)
+    assert tpki.est.enroll(der_csr(key, "plc-40"), token, label=None, actor=DEVICE).serial == first.serial
+    # another key with the spent token: refused as before, and counted as a failed authentication
+    with pytest.raises(AuthenticationError):
+        tpki.est.enroll(der_csr(make_key(), "plc-40"), token, label=None, actor=DEVICE)
+    # the window is ten minutes from issuance
+    clock.advance(timedelta(minutes=10, seconds=1))
+    with pytest.raises(AuthenticationError):
+        tpki.est.enroll(csr, token, label=None, actor=DEVICE)
+    assert len(_retries(tpki)) == 2
+
+
+def test_a_repeat_with_a_token_of_several_uses_and_what_ends_the_repeats(tpki):
+    _, token = tpki.enrollment_tokens.create("acme", uses=5)
+    key = make_key()
+    first = tpki.est.enroll(der_csr(key, "plc-41"), token, label=None, actor=DEVICE)
+    assert tpki.est.enroll(der_csr(key, "plc-41"), token, label=None, actor=DEVICE).serial == first.serial
+    with pytest.raises(ConflictError, match="already enrolled"):  # another key: a takeover, as before
+        tpki.est.enroll(der_csr(make_key(), "plc-41"), token, label=None, actor=DEVICE)
+    # another token of the owner, with the same key, repeats nothing either
+    _, other = tpki.enrollment_tokens.create("acme")
+    with pytest.raises(ConflictError, match="already enrolled"):
+        tpki.est.enroll(der_csr(key, "plc-41"), other, label=None, actor=DEVICE)
+    # once the device used its certificate (an attestation), the request is not repeated any more
+    challenge, signature = answer(tpki, "plc-41", key, ChallengePurpose.ATTEST)
+    tpki.devices.attest("plc-41", challenge.challenge_id, signature, DEVICE)
+    with pytest.raises(ConflictError, match="already enrolled"):
+        tpki.est.enroll(der_csr(key, "plc-41"), token, label=None, actor=DEVICE)
+    # nor after a renewal, nor for a revoked token
+    _, renewed_from = tpki.enrollment_tokens.create("acme", uses=3)
+    key = make_key()
+    second = tpki.est.enroll(der_csr(key, "plc-42"), renewed_from, label=None, actor=DEVICE)
+    reenroll(tpki, "plc-42", second.certificate)
+    with pytest.raises(ConflictError, match="already enrolled"):
+        tpki.est.enroll(der_csr(key, "plc-42"), renewed_from, label=None, actor=DEVICE)
+    revoked, spent = tpki.enrollment_tokens.create("acme")
+    key = make_key()
+    tpki.est.enroll(der_csr(key, "plc-43"), spent, label=None, actor=DEVICE)
+    tpki.enrollment_tokens.revoke(revoked.token_id)
+    with pytest.raises(AuthenticationError):
+        tpki.est.enroll(der_csr(key, "plc-43"), spent, label=None, actor=DEVICE)
+    assert len(_retries(tpki)) == 1
+
+
+def test_a_repeat_racing_the_first_request_gets_the_certificate_the_first_made(tpki):
+    """The client gave up waiting and asked again while the first request was still being stored:
+    four identical requests queue for one group commit behind a held one; one certificate is
+    issued, one use spent, and every request gets that certificate (SQLite and PostgreSQL)."""
+    import threading
+    import time
+
+    from sqlalchemy import update
+
+    from otward.adapters.db.schema import ledger_state
+
+    record, token = tpki.enrollment_tokens.create("acme")
+    csr = der_csr(make_key(), "plc-44")
+    group_commit = tpki.stores.certificates._group_commit
+    held, release = threading.Event(), threading.Event()
+    outcomes: list[object] = []
+
+    def hold_the_ledger() -> None:
+        with tpki.stores.database.transaction() as conn:
+            conn.execute(update(ledger_state).values(log_size=ledger_state.c.log_size))
+            held.set()
+            release.wait(30)
+
+    def enroll_one() -> None:
+        try:
+            outcomes.append(tpki.est.enroll(csr, token, label=None, actor=DEVICE))
+        except (AuthenticationError, ConflictError) as exc:
+            outcomes.append(exc)
+
+    def until(condition) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + 30
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert condition()
+
+    holder = threading.Thread(target=hold_the_ledger)
+    holder.start()
+    assert held.wait(10)
+    leader = threading.Thread(
+        target=tpki.issuance.issue,
+        args=(build_csr(make_key(), cn="op-lead-2"),),
+        kwargs={"profile": "tls-client"},
+    )
+    leader.start()
+    until(lambda: group_commit._leading and not group_commit._queue)
+    threads = [threading.Thread(target=enroll_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    until(lambda: len(group_commit._queue) == 4)
+    release.set()
+    for thread in (holder, leader, *threads):
+        thread.join()
+    assert len(outcomes) == 4
+    assert {getattr(o, "serial", o) for o in outcomes} == {tpki.devices.get("plc-44").current_serial}
+    assert len(tpki.devices.certificates("plc-44")) == 1
+    assert tpki.stores.enrollment_tokens.get_enrollment_token(record.token_id).uses == 1
+    assert len(_retries(tpki)) == 3
+    assert not [e for e in events(tpki, EventType.ENROLL_REFUSED) if e.subject == "plc-44"]
+
+
+def test_server_keygen_again_makes_a_new_key_and_revokes_the_lost_one(tpki, clock):
+    tpki.owners.update("acme", allow_server_keygen=True)
+    record, token = tpki.enrollment_tokens.create("acme")
+    request_key = make_key()
+    csr = der_csr(request_key, "meter-40")
+    first = tpki.est.server_keygen(csr, token, label=None, actor=DEVICE)
+    again = tpki.est.server_keygen(csr, token, label=None, actor=DEVICE)
+    # never the old private key again: a new key and certificate, and the lost one is revoked
+    assert again.issued.serial != first.issued.serial
+    assert again.issued.certificate.public_key() == again.private_key.public_key()
+    assert again.private_key.public_key() != first.private_key.public_key()
+    lost = tpki.stores.certificates.get_certificate(first.issued.certificate.serial_number)
+    assert lost.revocation_reason is x509.ReasonFlags.superseded
+    assert tpki.devices.get("meter-40").current_serial == again.issued.serial
+    assert tpki.stores.enrollment_tokens.get_enrollment_token(record.token_id).uses == 1
+    kinds = [
+        e.details.get("method") for e in events(tpki, EventType.ENROLL_SUCCEEDED) if e.subject == "meter-40"
+    ]
+    assert kinds == ["token", "retry-serverkeygen"]
+    # only the key that signed the first request repeats it; a plain enrollment repeats nothing
+    with pytest.raises(AuthenticationError):
+        tpki.est.server_keygen(der_csr(make_key(), "meter-40"), token, label=None, actor=DEVICE)
+    with pytest.raises(AuthenticationError):
+        tpki.est.enroll(csr, token, label=None, actor=DEVICE)
+    # once the device used the key it got, nothing is repeated
+    challenge, signature = answer(tpki, "meter-40", again.private_key, ChallengePurpose.ATTEST)
+    tpki.devices.attest("meter-40", challenge.challenge_id, signature, DEVICE)
+    with pytest.raises(AuthenticationError):
+        tpki.est.server_keygen(csr, token, label=None, actor=DEVICE)
+    assert tpki.devices.get("meter-40").current_serial == again.issued.serial
+
+
+def test_reset_lets_the_owner_enroll_a_device_that_never_used_its_certificate(tpki):
+    _, issued = enroll(tpki, "plc-45")
+    revoked = tpki.devices.reset("plc-45", DEVICE)
+    assert revoked.serial == issued.serial
+    record = tpki.stores.certificates.get_certificate(issued.certificate.serial_number)
+    assert record.revocation_reason is x509.ReasonFlags.superseded
+    crl = x509.load_der_x509_crl(tpki.stores.crls.get_crl("issuing").der)
+    assert crl.get_revoked_certificate_by_serial_number(issued.certificate.serial_number) is not None
+    (reset,) = events(tpki, EventType.DEVICE_RESET)
+    assert (reset.subject, reset.details["serial"]) == ("plc-45", issued.serial)
+    assert any(e.subject == issued.serial for e in events(tpki, EventType.CERT_REVOKED))
+    # the owner's new token enrolls it again; another owner's still cannot claim it
+    tpki.owners.create("rival")
+    with pytest.raises(ConflictError, match="another owner"):
+        enroll(tpki, "plc-45", owner="rival")
+    _, again = enroll(tpki, "plc-45")
+    assert tpki.devices.get("plc-45").current_serial == again.serial
+
+
+@pytest.mark.parametrize("used", ["renewed", "attested", "disabled", "revoked-certificate"])
+def test_reset_refuses_a_device_whose_certificate_was_used(tpki, used):
+    key, issued = enroll(tpki, "plc-46")
+    if used == "renewed":
+        reenroll(tpki, "plc-46", issued.certificate)
+    elif used == "attested":
+        challenge, signature = answer(tpki, "plc-46", key, ChallengePurpose.ATTEST)
+        tpki.devices.attest("plc-46", challenge.challenge_id, signature, DEVICE)
+    elif used == "disabled":
+        tpki.devices.disable("plc-46")
+    else:
+        tpki.revocation.revoke(issued.certificate.serial_number, x509.ReasonFlags.key_compromise)
+    current = tpki.devices.get("plc-46").current_serial
+    with pytest.raises(ConflictError) as refused:
+        tpki.devices.reset("plc-46", DEVICE)
+    assert refused.value.rule == "device-reset"
+    assert tpki.devices.get("plc-46").current_serial == current
+    assert not events(tpki, EventType.DEVICE_RESET)
+
+
+def test_reset_of_an_unknown_device_and_through_the_api(client, tpki):
+    from otward.errors import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        tpki.devices.reset("plc-none")
+    enroll(tpki, "plc-47")
+    response = client.post("/api/v1/devices/plc-47/reset")
+    assert response.status_code == 200, response.text
+    assert response.json()["certificates"][0]["status"] == "revoked"
+    again = client.post("/api/v1/devices/plc-47/reset")
+    assert (again.status_code, again.json()["rule"]) == (409, "device-reset")

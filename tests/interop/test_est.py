@@ -168,12 +168,25 @@ def test_enroll_with_token_then_reenroll_with_the_certificate(interop_server, tm
     certified = run(["openssl", "x509", "-in", tmp_path / "first.pem", "-noout", "-pubkey"]).stdout
     assert certified == run(["openssl", "pkey", "-in", key, "-pubout"]).stdout
 
-    # the token was single use
+    # the same request again (a client that lost the answer) gets the same certificate, and the
+    # token was single use: another key is refused
     status, _ = _curl(
         interop_server,
         "/.well-known/est/simpleenroll",
-        tmp_path / "again",
+        tmp_path / "again.p7.b64",
         *_enroll_args(csr, "-u", f"dev:{token}"),
+    )
+    assert status == 200
+    assert (
+        _certificates(tmp_path / "again.p7.b64", tmp_path / "again.pem")
+        == (tmp_path / "first.pem").read_text()
+    )
+    _, another = _csr(tmp_path, "another", device)
+    status, _ = _curl(
+        interop_server,
+        "/.well-known/est/simpleenroll",
+        tmp_path / "another.out",
+        *_enroll_args(another, "-u", f"dev:{token}"),
     )
     assert status == 401
 

@@ -1,4 +1,4 @@
-"""``otward device list|show|disable|enable|revoke|preprovision``: the device registry."""
+"""``otward device list|show|disable|enable|revoke|reset|preprovision``: the device registry."""
 
 from __future__ import annotations
 
@@ -159,6 +159,28 @@ def revoke_device(
         revoked = pki.devices.revoke(device_id, parse_reason(reason), cli_actor())
     serials = ", ".join(c.serial for c in revoked) or "none"
     console.print(f"device {device_id} revoked; certificates revoked: {serials}", highlight=False)
+
+
+@app.command("reset")
+@handle_errors
+def reset_device(
+    device_id: DeviceArgument, data: DataOption = None, db: DbOption = None, as_json: JsonOption = False
+) -> None:
+    """Undo an enrollment the device never used (its client failed after the server issued): the
+    certificate is revoked (superseded) and the device's owner enrolls it again with a new token.
+
+    Refused for a device that renewed, attested or is not active: revoke that one instead."""
+    with open_pki(data, db) as pki:
+        revoked = pki.devices.reset(device_id, cli_actor())
+        record = pki.devices.get(device_id)
+    if as_json:
+        print_json({"device_id": device_id, "owner": record.owner, "revoked_serial": revoked.serial})
+        return
+    console.print(
+        f"device {device_id} reset: certificate {revoked.serial} revoked (superseded); "
+        f"enroll it again with a new token of owner {record.owner}",
+        highlight=False,
+    )
 
 
 @app.command("preprovision")

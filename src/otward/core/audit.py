@@ -90,6 +90,7 @@ class EventType(enum.Enum):
     DEVICE_DISABLED = "device.disabled"
     DEVICE_ENABLED = "device.enabled"
     DEVICE_REVOKED = "device.revoked"
+    DEVICE_RESET = "device.reset"  # an unused enrollment undone: its certificate revoked, re-enrollable
     DEVICE_ATTESTED = "device.attested"
     POLICY_CHANGED = "policy.changed"
     INTEGRITY_FAILED = "integrity.failed"

@@ -24,6 +24,7 @@ from otward.core.records import (
     DeviceEnrollment,
     DeviceRecord,
     DeviceStatus,
+    EnrollmentRetry,
     EnrollmentTokenRecord,
     OwnerRecord,
     TokenRecord,
@@ -188,6 +189,27 @@ class DeviceStore(Protocol):
         issuer_serials: Sequence[int] = (),
     ) -> None:
         """Certificate, registry update and token use in one transaction, durable on return."""
+        ...
+
+    def repeat_enrollment(
+        self, retry: EnrollmentRetry, event_for: Callable[[CertificateRecord], AuditEvent]
+    ) -> CertificateRecord | None:
+        """The certificate an enrollment asked for again, with its event recorded, if ``retry``
+        matches (decided atomically with the device's other changes); None otherwise."""
+        ...
+
+    def enrollment_to_repeat(self, retry: EnrollmentRetry) -> CertificateRecord | None:
+        """What :meth:`repeat_enrollment` would find now, without locking or recording anything."""
+        ...
+
+    def reset_device(
+        self,
+        device_id: str,
+        when: datetime,
+        events_for: Callable[[CertificateRecord], Sequence[AuditEvent]],
+    ) -> CertificateRecord:
+        """Revoke (superseded) the only, never used certificate of an active device, recording
+        ``events_for(it)``; returns it."""
         ...
 
     def add_devices(

@@ -27,6 +27,7 @@ __all__ = [
     "DeviceEnrollment",
     "DeviceRecord",
     "DeviceStatus",
+    "EnrollmentRetry",
     "EnrollmentTokenRecord",
     "OwnerRecord",
     "TokenRecord",
@@ -165,7 +166,11 @@ class DeviceEnrollment:
     registered already. ``new_device_only`` refuses a device whose current certificate is still valid
     (an enrollment token must not take over an enrolled device). ``renewing_serial`` is the certificate
     a re-enrollment presented: it must still be the device's current one when the renewal commits.
-    ``superseded_event`` records the revocation of a certificate this enrollment retires for good."""
+    ``superseded_event`` records the revocation of a certificate this enrollment retires for good.
+    ``request_key_pin`` (token enrollments) is kept with the device so that the enrollment can be
+    repeated (:class:`EnrollmentRetry`). ``retry_of`` makes this enrollment the repetition of a
+    server-keygen enrollment whose key was lost: it must still match when it commits, spends no
+    token use, and revokes the certificate it replaces at once."""
 
     device_id: str
     owner: str
@@ -176,6 +181,24 @@ class DeviceEnrollment:
     new_device_only: bool = True
     superseded_event: Callable[[str], AuditEvent] = field(kw_only=True)
     renewing_serial: str | None = None
+    request_key_pin: str | None = None
+    retry_of: EnrollmentRetry | None = None
+
+
+@dataclass(frozen=True)
+class EnrollmentRetry:
+    """A token enrollment asked for again: the same token, device id and request key as the one that
+    issued the device's current certificate, not long after.
+
+    It matches while that certificate is the device's current one, unrevoked, issued at or after
+    ``since`` and never used (the device has not attested since), the device is active, and its key
+    is the request's (``server_keygen`` False) or one the server made (``server_keygen`` True)."""
+
+    device_id: str
+    token_id: str
+    request_key_pin: str  # spki_pin of the key the request is signed with
+    since: datetime
+    server_keygen: bool = False
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,18 @@ def revoke_device(
     return DeviceOut.from_record(pki.devices.get(device_id), pki.clock())
 
 
+@router.post("/{device_id}/reset", response_model=DeviceOut)
+def reset_device(device_id: DeviceId, request: Request, actor: EnrollmentWriter) -> DeviceOut:
+    """Undo an enrollment the device never used: its only certificate is revoked (superseded, CRL
+    republished at once) and a new token of its owner enrolls it again; 409 for a device that
+    renewed, attested or is not active."""
+    pki = get_pki(request)
+    pki.devices.reset(device_id, actor)
+    return DeviceOut.from_record(
+        pki.devices.get(device_id), pki.clock(), list(pki.devices.certificates(device_id))
+    )
+
+
 @router.post("/{device_id}/challenge", status_code=201, response_model=ChallengeResponse)
 def challenge_device(
     device_id: DeviceId, request: Request, body: ChallengeRequest | None = None

@@ -136,6 +136,28 @@ class Devices:
             self._revocation.publish_crl(ca, actor)
         return revoked
 
+    def reset(self, device_id: str, actor: Actor = SYSTEM_ACTOR) -> CertificateRecord:
+        """Undo the enrollment of a device that never used its certificate, because its client failed
+        after the server issued and the retry window is over: the certificate is revoked (reason
+        superseded: it is replaced, nothing was compromised) and its CA's CRL re-signed at once, and
+        the device's owner enrolls it again with a new token. Audited as ``device.reset`` with a
+        ``cert.revoked``. Refused for a device that renewed, attested or is not active: its
+        certificate was used, and it is revoked instead (:meth:`revoke`)."""
+
+        def events_for(certificate: CertificateRecord) -> Sequence[AuditEvent]:
+            details = {"serial": certificate.serial, "ca": certificate.ca}
+            revoked = {"ca": certificate.ca, "dn": certificate.subject, "device_id": device_id}
+            return [
+                self._audit.event(actor, EventType.DEVICE_RESET, device_id, details=details),
+                self._audit.event(
+                    actor, EventType.CERT_REVOKED, certificate.serial, reason="superseded", details=revoked
+                ),
+            ]
+
+        revoked = self._store.reset_device(device_id, self._clock(), events_for)
+        self._revocation.publish_crl(revoked.ca, actor)
+        return revoked
+
     def retire_superseded(self, device_id: str | None = None, actor: Actor = SYSTEM_ACTOR) -> Sequence[str]:
         """Revoke (superseded) the certificates renewed devices no longer need: every device's previous
         certificate whose overlap is over, or ``device_id``'s at once (it has used its new one).

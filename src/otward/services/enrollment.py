@@ -250,22 +250,38 @@ class EnrollmentTokens:
         self.check_covers(record, device_id=device_id, profile=profile, actor=actor)
         return record
 
-    def authenticate(self, text: str, *, actor: Actor, device_id: str | None = None) -> EnrollmentTokenRecord:
+    def authenticate(
+        self, text: str, *, actor: Actor, device_id: str | None = None, spent_ok: bool = False
+    ) -> EnrollmentTokenRecord:
         """The record of ``text`` if it is a token that may enroll now; AuthenticationError (HTTP 401,
         audited as ``enroll.refused``) if it is unknown, wrong, expired, used up or revoked. Checked
-        before anything the request carries is parsed, so a bad token is a 401 whatever comes with it."""
+        before anything the request carries is parsed, so a bad token is a 401 whatever comes with it.
+
+        With ``spent_ok`` a used-up or expired token with the right secret passes too: it may still
+        repeat an enrollment it made (:mod:`otward.services.est`), and :meth:`require_active`
+        refuses it for anything else."""
         parsed = _FORMAT.parse(text)
         record = self._store.get_enrollment_token(parsed[0]) if parsed else None
         valid = secret_matches(record.secret_hash if record else None, parsed[1] if parsed else None)
         state = record.state_at(self._clock()) if record is not None else "unknown"
         subject = f"enroll_token:{parsed[0]}" if parsed else "(malformed token)"
-        if record is None or not valid or state != "active":
+        usable = ("active", "used", "expired") if spent_ok else ("active",)
+        if record is None or not valid or state not in usable:
             reason = (
                 "malformed token" if parsed is None else ("wrong secret" if record and not valid else state)
             )
             self._refuse(actor, subject, f"enrollment token refused: {reason}", device_id)
             raise AuthenticationError(_REFUSED, rule="enroll-token")
         return record
+
+    def require_active(self, record: EnrollmentTokenRecord, *, actor: Actor, device_id: str) -> None:
+        """AuthenticationError (HTTP 401, audited as :meth:`authenticate` does) unless the token
+        ``record`` authenticated with ``spent_ok`` may still spend a use now."""
+        state = record.state_at(self._clock())
+        if state != "active":
+            subject = f"enroll_token:{record.token_id}"
+            self._refuse(actor, subject, f"enrollment token refused: {state}", device_id)
+            raise AuthenticationError(_REFUSED, rule="enroll-token")
 
     def check_covers(
         self, record: EnrollmentTokenRecord, *, device_id: str, profile: str | None = None, actor: Actor

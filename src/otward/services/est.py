@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
@@ -25,14 +25,20 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from otward.adapters.keys import generate_private_key
-from otward.core.audit import EventType, Outcome
+from otward.core.audit import AuditEvent, EventType, Outcome
 from otward.core.csr import CheckedRequest, checked_subject, load_csr, validate_csr
 from otward.core.identifiers import DEVICE_ID
 from otward.core.issuance import validate_key_type
-from otward.core.keys import signature_hash_for
+from otward.core.keys import signature_hash_for, spki_pin
 from otward.core.ports import CertificateStore, DeviceStore
 from otward.core.profiles import Identity
-from otward.core.records import DeviceEnrollment, DeviceStatus, EnrollmentTokenRecord
+from otward.core.records import (
+    CertificateRecord,
+    DeviceEnrollment,
+    DeviceStatus,
+    EnrollmentRetry,
+    EnrollmentTokenRecord,
+)
 from otward.core.renewal import Renewal, renewal_of
 from otward.errors import (
     AuthenticationError,
@@ -48,7 +54,11 @@ from otward.services.devices import superseded_event
 from otward.services.enrollment import EnrollmentTokens, Owners
 from otward.services.issuance import DEFAULT_CA, IssuanceService, IssuedCertificate
 
-__all__ = ["EstService", "ServerGeneratedKey"]
+__all__ = ["ENROLLMENT_RETRY_WINDOW", "EstService", "ServerGeneratedKey"]
+
+ENROLLMENT_RETRY_WINDOW = timedelta(minutes=10)
+"""How long after a token enrollment the same request gets the same certificate again (a server-keygen
+request: a new key) without spending a use; see docs/enrollment.md, *When the client fails*."""
 
 
 @dataclass(frozen=True)
@@ -88,27 +98,68 @@ class EstService:
             raise NotFoundError(f"no CA '{name}' to enroll with", rule="est-label") from None
 
     def enroll(self, csr: bytes, token: str, *, label: str | None, actor: Actor) -> IssuedCertificate:
-        record, device_id = self._authorized(csr, token, actor)
+        """Enroll with an enrollment (or renewal) token; the same request again within
+        :data:`ENROLLMENT_RETRY_WINDOW` gets the same certificate and spends no use (a client that
+        failed after the server issued: a lost answer, a chain it could not check)."""
+        record, device_id, requested = self._authorized(csr, token, actor)
         ca = self._owners.issuing_ca(record.owner)
         self._check_label(record.owner, ca, label, device_id, actor)
-        return self._issue(csr, device_id, record.owner, ca, record.profile, actor, token_record=record)
+        retry = self._retry(record, device_id, requested, server_keygen=False)
+        # a read first: a first enrollment (the common case) takes no lock for a repeat it is not
+        repeated = (
+            self._repeat(retry, record, actor)
+            if retry and self._devices.enrollment_to_repeat(retry)
+            else None
+        )
+        if repeated is not None:
+            return repeated
+        self._tokens.require_active(record, actor=actor, device_id=device_id)
+        return self._issue(
+            csr,
+            device_id,
+            record.owner,
+            ca,
+            record.profile,
+            actor,
+            token_record=record,
+            request_key_pin=retry.request_key_pin if retry else None,
+            # a repeated request that raced the first: the store decided for the first, so repeat it
+            fallback=(lambda: self._repeat(retry, record, actor)) if retry else None,
+        )
 
     def server_keygen(self, csr: bytes, token: str, *, label: str | None, actor: Actor) -> ServerGeneratedKey:
-        record, device_id = self._authorized(csr, token, actor)
+        """As :meth:`enroll`, but the server makes the key and returns it once (it is never stored).
+        The same request again (token, device id, and the key the request is signed with) within
+        :data:`ENROLLMENT_RETRY_WINDOW`, while the device never used its certificate, gets a **new**
+        key and certificate, spends no use, and revokes (superseded) the certificate whose key was
+        lost: the old key cannot be sent again, and a certificate for a lost key must not stay valid."""
+        record, device_id, requested = self._authorized(csr, token, actor)
         owner = self._owners.get(record.owner)
         self._check_label(owner.name, owner.ca, label, device_id, actor)
         if not owner.allow_server_keygen:
             message = f"owner '{owner.name}' does not allow server-side key generation"
             raise self._refused(actor, device_id, PolicyViolationError(message, rule="server-keygen"))
-        requested = self._checked_keygen_request(csr, record.profile, owner.ca, actor)
-        key = generate_private_key(requested.key_type)
-        builder = x509.CertificateSigningRequestBuilder().subject_name(requested.subject)
-        for extension in requested.csr.extensions:
+        checked = self._checked_keygen_request(csr, record.profile, owner.ca, actor)
+        retry = self._retry(record, device_id, requested, server_keygen=True)
+        lost = self._devices.enrollment_to_repeat(retry) if retry else None
+        if lost is None:
+            self._tokens.require_active(record, actor=actor, device_id=device_id)
+        key = generate_private_key(checked.key_type)
+        builder = x509.CertificateSigningRequestBuilder().subject_name(checked.subject)
+        for extension in checked.csr.extensions:
             if isinstance(extension.value, x509.SubjectAlternativeName):
                 builder = builder.add_extension(extension.value, critical=extension.critical)
         own_csr = builder.sign(key, signature_hash_for(key))  # type: ignore[arg-type]
         issued = self._issue(
-            own_csr, device_id, owner.name, owner.ca, record.profile, actor, token_record=record
+            own_csr,
+            device_id,
+            owner.name,
+            owner.ca,
+            record.profile,
+            actor,
+            token_record=record,
+            request_key_pin=retry.request_key_pin if retry else None,
+            retry_of=retry if lost is not None else None,
         )
         return ServerGeneratedKey(issued, key)
 
@@ -180,16 +231,66 @@ class EstService:
 
     # --- shared steps ---------------------------------------------------------------------------
 
-    def _authorized(self, csr: bytes, token: str, actor: Actor) -> tuple[EnrollmentTokenRecord, str]:
+    def _authorized(
+        self, csr: bytes, token: str, actor: Actor
+    ) -> tuple[EnrollmentTokenRecord, str, x509.CertificateSigningRequest]:
         """The token first (a bad one is a 401 whatever the CSR holds, and counts as a failure), then
-        the device id from the CSR (a refusal is audited), then whether the token covers it."""
-        record = self._tokens.authenticate(token, actor=actor)
+        the device id from the CSR (a refusal is audited), then whether the token covers it.
+
+        A used-up or expired token passes here: it may repeat its enrollment. Whoever goes on to
+        issue calls ``require_active`` first."""
+        record = self._tokens.authenticate(token, actor=actor, spent_ok=True)
         try:
-            device_id = _device_id(csr)
+            requested = load_csr(csr)
+            device_id = _device_id(requested)
         except (InvalidRequestError, PolicyViolationError) as exc:
             raise self.refuse_input(token, exc, actor=actor) from None
         self._tokens.check_covers(record, device_id=device_id, actor=actor)
-        return record, device_id
+        return record, device_id, requested
+
+    def _retry(
+        self,
+        record: EnrollmentTokenRecord,
+        device_id: str,
+        requested: x509.CertificateSigningRequest,
+        *,
+        server_keygen: bool,
+    ) -> EnrollmentRetry | None:
+        """What this request would repeat; None for a CSR whose signature does not prove its key
+        (issuance then refuses it for that)."""
+        try:
+            checked = validate_csr(requested)
+        except (InvalidRequestError, PolicyViolationError):
+            return None
+        return EnrollmentRetry(
+            device_id=device_id,
+            token_id=record.token_id,
+            request_key_pin=spki_pin(checked.csr.public_key()),
+            since=self._clock() - ENROLLMENT_RETRY_WINDOW,
+            server_keygen=server_keygen,
+        )
+
+    def _repeat(
+        self, retry: EnrollmentRetry, token: EnrollmentTokenRecord, actor: Actor
+    ) -> IssuedCertificate | None:
+        """The certificate ``retry`` asks for again, recorded as ``enroll.succeeded`` (method
+        ``retry``) in the store's transaction; None when the request repeats nothing."""
+
+        def event_for(certificate: CertificateRecord) -> AuditEvent:
+            details = {
+                "owner": token.owner,
+                "serial": certificate.serial,
+                "profile": certificate.profile,
+                "token": token.token_id,
+                "method": "retry",
+            }
+            return self._audit.event(actor, EventType.ENROLL_SUCCEEDED, retry.device_id, details=details)
+
+        found = self._devices.repeat_enrollment(retry, event_for)
+        if found is None:
+            return None
+        certificate = x509.load_der_x509_certificate(found.der)
+        return IssuedCertificate(found, certificate, self._authorities.get(found.ca).chain)
 
     def _checked_keygen_request(self, csr: bytes, profile: str, ca: str, actor: Actor) -> CheckedRequest:
         """The checked CSR of a server-keygen request, whose key type and size the server-made key
@@ -221,6 +322,9 @@ class EstService:
         token_record: EnrollmentTokenRecord | None = None,
         renewing: str | None = None,
         renewal: Renewal | None = None,
+        request_key_pin: str | None = None,
+        retry_of: EnrollmentRetry | None = None,
+        fallback: Callable[[], IssuedCertificate | None] | None = None,
     ) -> IssuedCertificate:
         pem = csr.public_bytes(Encoding.PEM) if isinstance(csr, x509.CertificateSigningRequest) else csr
         device_profile = self._issuance.profile(profile).identity is Identity.DEVICE
@@ -243,16 +347,20 @@ class EstService:
             owner=owner,
             profile=profile,
             now=self._clock(),
-            token_id=token_record.token_id if token_record else None,
-            existing_only=renewing is not None or renewal_token,
-            new_device_only=renewing is None and not renewal_token,
+            token_id=token_record.token_id if token_record and retry_of is None else None,
+            existing_only=renewing is not None or renewal_token or retry_of is not None,
+            new_device_only=renewing is None and not renewal_token and retry_of is None,
             renewing_serial=renewing,
             superseded_event=superseded_event(self._audit, actor, device_id),
+            request_key_pin=request_key_pin,
+            retry_of=retry_of,
         )
         details = {"owner": owner, "serial": signed.issued.serial, "profile": profile}
         if token_record is not None:
             details["token"] = token_record.token_id
             details["method"] = "renewal-token" if renewal_token else "token"
+            if retry_of is not None:
+                details["method"] = "retry-serverkeygen"  # a new key: the one made before was lost
         else:
             details["method"] = "reenroll"
             details["previous_serial"] = renewing or ""
@@ -265,6 +373,11 @@ class EstService:
                 issuer_serials=signed.issuer_serials,
             )
         except (AuthenticationError, ConflictError, PolicyViolationError, NotFoundError) as exc:
+            repeated = (
+                fallback() if fallback and isinstance(exc, AuthenticationError | ConflictError) else None
+            )
+            if repeated is not None:
+                return repeated
             raise self._refused(actor, device_id, exc) from None
         return signed.issued
 
@@ -282,10 +395,10 @@ class EstService:
         return error
 
 
-def _device_id(csr: bytes) -> str:
+def _device_id(csr: x509.CertificateSigningRequest) -> str:
     """The CSR's subject CN, which EST makes the device id (read once the subject passed RFC 5280's
     rules: a CN in another string type is refused, not decoded)."""
-    names = checked_subject(load_csr(csr)).get_attributes_for_oid(NameOID.COMMON_NAME)
+    names = checked_subject(csr).get_attributes_for_oid(NameOID.COMMON_NAME)
     if len(names) != 1:
         raise InvalidRequestError(
             "the CSR's subject must hold exactly one CN: the device id", rule="device-id"

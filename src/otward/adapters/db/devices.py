@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from cryptography import x509
 from cryptography.x509 import ReasonFlags
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, or_, select, update
 
@@ -23,12 +24,14 @@ from otward.adapters.db.enrollment_tokens import spend_token
 from otward.adapters.db.group_commit import Pending
 from otward.adapters.db.schema import certificates, device_challenges, devices
 from otward.core.audit import AuditEvent
+from otward.core.keys import spki_pin
 from otward.core.records import (
     CertificateRecord,
     ChallengeRecord,
     DeviceEnrollment,
     DeviceRecord,
     DeviceStatus,
+    EnrollmentRetry,
 )
 from otward.errors import AuthenticationError, ConflictError, NotFoundError, PolicyViolationError
 
@@ -96,6 +99,35 @@ def _revoke_superseded(conn: Connection, serials: Sequence[str], when: datetime)
     return [replace(certificate_record(r), revoked_at=when, revocation_reason=superseded) for r in rows]
 
 
+def _retry_candidate(
+    conn: Connection, retry: EnrollmentRetry, row: Row[Any] | None
+) -> CertificateRecord | None:
+    """The device's current certificate if ``retry`` (``row``: the device, read in this transaction)
+    repeats the enrollment that issued it (see :class:`EnrollmentRetry`), else None."""
+    if (
+        row is None
+        or row.status != DeviceStatus.ACTIVE.value
+        or row.current_serial is None
+        or row.enrollment_token_id != retry.token_id
+        or row.enrollment_key_pin != retry.request_key_pin
+    ):
+        return None
+    found = conn.execute(select(certificates).where(certificates.c.serial == row.current_serial)).first()
+    if found is None:
+        return None
+    record = certificate_record(found)
+    if (
+        record.revoked_at is not None
+        or record.created_at < retry.since
+        or (row.last_attested_at is not None and row.last_attested_at >= record.created_at)
+    ):
+        return None
+    made_by_server = (
+        spki_pin(x509.load_der_x509_certificate(record.der).public_key()) != retry.request_key_pin
+    )
+    return record if made_by_server == retry.server_keygen else None
+
+
 def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: str) -> list[AuditEvent]:
     """The registry side of an enrollment, inside the certificate's transaction: spend the token, check
     the device may enroll, make the new certificate its current one, and retire the certificate
@@ -108,6 +140,8 @@ def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: 
             "invalid, expired, used-up or revoked enrollment token", rule="enroll-token"
         )
     row = conn.execute(_LOCK_DEVICE, {"wanted_device": enrollment.device_id}).first()
+    if enrollment.retry_of is not None:
+        return _repeat_server_keygen(conn, enrollment, enrollment.retry_of, row, serial)
     if row is None:
         if enrollment.existing_only:
             raise NotFoundError(f"device '{enrollment.device_id}' is not registered", rule="device")
@@ -122,6 +156,7 @@ def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: 
                 "enrollment_token_id": enrollment.token_id,
                 "first_seen": enrollment.now,
                 "last_seen": enrollment.now,
+                "enrollment_key_pin": enrollment.request_key_pin,
             },
         )
         return []
@@ -157,11 +192,33 @@ def _prepare_enrollment(conn: Connection, enrollment: DeviceEnrollment, serial: 
         "last_seen": enrollment.now,
         "superseded_serial": row.current_serial if current_valid else None,
         "superseded_at": enrollment.now if current_valid else None,
+        "enrollment_key_pin": enrollment.request_key_pin,  # a renewal is repeated by no token
     }
     if enrollment.token_id is not None:
         values["enrollment_token_id"] = enrollment.token_id
     conn.execute(update(devices).where(devices.c.device_id == enrollment.device_id).values(**values))
     return [enrollment.superseded_event(r.serial) for r in retired]
+
+
+def _repeat_server_keygen(
+    conn: Connection, enrollment: DeviceEnrollment, retry: EnrollmentRetry, row: Row[Any] | None, serial: str
+) -> list[AuditEvent]:
+    """A server-keygen enrollment made again: the certificate whose key the client lost is revoked
+    (superseded) now, in the transaction that makes the new one current; no token use is spent."""
+    lost = _retry_candidate(conn, retry, row)
+    if lost is None:
+        raise ConflictError(
+            f"the enrollment of device '{enrollment.device_id}' can no longer be repeated (its certificate"
+            " was used, renewed, revoked or replaced, or the retry window is over)",
+            rule="enroll-retry",
+        )
+    revoked = _revoke_superseded(conn, [lost.serial], enrollment.now)
+    conn.execute(
+        update(devices)
+        .where(devices.c.device_id == enrollment.device_id)
+        .values(current_serial=serial, last_seen=enrollment.now)
+    )
+    return [enrollment.superseded_event(r.serial) for r in revoked]
 
 
 class SqlDeviceStore:
@@ -187,6 +244,72 @@ class SqlDeviceStore:
             return _prepare_enrollment(conn, enrollment, record.serial)
 
         self._certificates.submit(Pending(record, tuple(events), tuple(issuer_serials), prepare))
+
+    def repeat_enrollment(
+        self, retry: EnrollmentRetry, event_for: Callable[[CertificateRecord], AuditEvent]
+    ) -> CertificateRecord | None:
+        """The certificate ``retry`` asks for again, with ``event_for(it)`` recorded, or None (nothing
+        recorded) when it does not match; decided with the device row locked, so a renewal, reset or
+        revocation either comes first and is seen, or waits."""
+        with self._database.transaction() as conn:
+            row = conn.execute(_LOCK_DEVICE, {"wanted_device": retry.device_id}).first()
+            record = _retry_candidate(conn, retry, row)
+            if record is not None:
+                ledger.append(conn, [event_for(record)])
+        return record
+
+    def enrollment_to_repeat(self, retry: EnrollmentRetry) -> CertificateRecord | None:
+        """The certificate ``retry`` would repeat, as things stand (nothing is locked or written)."""
+        with self._database.reading() as conn:
+            row = conn.execute(_DEVICE, {"wanted_device": retry.device_id}).first()
+            return _retry_candidate(conn, retry, row)
+
+    def reset_device(
+        self,
+        device_id: str,
+        when: datetime,
+        events_for: Callable[[CertificateRecord], Sequence[AuditEvent]],
+    ) -> CertificateRecord:
+        """Revoke (superseded) the only certificate of a device that never used it, so that the
+        device's owner can enroll it anew; ``events_for(it)`` are recorded with the change. Refused
+        (ConflictError) for a device that renewed, attested, is not active, or holds no valid
+        certificate."""
+        with self._database.transaction() as conn:
+            row = conn.execute(_LOCK_DEVICE, {"wanted_device": device_id}).first()
+            if row is None:
+                raise NotFoundError(f"device '{device_id}' not found", rule="device")
+            if row.status != DeviceStatus.ACTIVE.value:
+                raise ConflictError(
+                    f"device '{device_id}' is {row.status}; only an active device is reset",
+                    rule="device-reset",
+                )
+            held = conn.execute(select(certificates).where(certificates.c.device_id == device_id)).all()
+            if len(held) != 1 or held[0].serial != row.current_serial:
+                raise ConflictError(
+                    f"device '{device_id}' has had {len(held)} certificates: it renewed, so its certificate"
+                    " was used; revoke it instead (otward device revoke, or cert revoke)",
+                    rule="device-reset",
+                )
+            if row.last_attested_at is not None:
+                raise ConflictError(
+                    f"device '{device_id}' attested with its certificate at"
+                    f" {row.last_attested_at.isoformat()}; a used certificate is revoked, not reset"
+                    " (otward device revoke, or cert revoke)",
+                    rule="device-reset",
+                )
+            certificate = certificate_record(held[0])
+            if certificate.status_at(when) != "valid":
+                raise ConflictError(
+                    f"the only certificate of device '{device_id}' is {certificate.status_at(when)} already:"
+                    " a new token of its owner enrolls it as it is",
+                    rule="device-reset",
+                )
+            revoked = _revoke_superseded(conn, [certificate.serial], when)
+            conn.execute(
+                update(devices).where(devices.c.device_id == device_id).values(enrollment_key_pin=None)
+            )
+            ledger.append(conn, [event for r in revoked for event in events_for(r)])
+        return revoked[0]
 
     def add_devices(
         self,

@@ -282,6 +282,8 @@ devices = Table(
     Column("last_attested_at", UtcDateTime, nullable=True),
     Column("superseded_serial", String(42), nullable=True),  # see DeviceRecord
     Column("superseded_at", UtcDateTime, nullable=True),
+    # spki_pin of the key the request that enrolled the current certificate by token was signed with
+    Column("enrollment_key_pin", String(64), nullable=True),
     Index("ix_devices_owner", "owner"),
 )
 
