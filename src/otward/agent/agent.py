@@ -46,6 +46,7 @@ from otward.agent.state import (
     key_label,
 )
 from otward.core.attestation import ChallengePurpose, challenge_message
+from otward.core.authority import issuing_ca_name
 from otward.errors import AuthenticationError, ConfigError, ConflictError, OtwardError
 
 __all__ = ["DEFAULT_ATTEST_INTERVAL", "Agent", "KeyFile", "open_key_store"]
@@ -152,7 +153,9 @@ class Agent:
             ca_pem = dump_certificates(trusted)
             with EstClient(server, ca_pem, ca_label=ca_label, timeout=timeout, proxy=proxy) as client:
                 certificate = client.simple_enroll(key.certificate_request(device_id), token)
-                chain = _verify_issued(certificate, key, device_id, trusted, client.cacerts(), clock())
+                chain = _verify_issued(
+                    certificate, key, device_id, trusted, _ca_certificates_for(client, certificate), clock()
+                )
             state = AgentState(
                 server_url=server,
                 ca_label=ca_label,
@@ -235,7 +238,7 @@ class Agent:
                         )
                     token = _renewal_token(client, state.device_id, current)
                     certificate = client.simple_enroll(csr, token)
-                intermediates = [*state.chain, *client.cacerts()]
+                intermediates = [*state.chain, *_ca_certificates_for(client, certificate)]
                 chain = _verify_issued(
                     certificate, new_key, state.device_id, self._store.load_ca(), intermediates, now
                 )
@@ -382,6 +385,30 @@ def _renewal_token(client: EstClient, device_id: str, key: DeviceKey) -> str:
     return result.renewal_token
 
 
+def _ca_certificates_for(client: EstClient, certificate: x509.Certificate) -> list[x509.Certificate]:
+    """The CA certificates to check an issued ``certificate`` with, all from the pinned server: those
+    of the client's EST label and, when its issuer is not among them, those of the label of the CA
+    that issued it, which the certificate's caIssuers URL names. That is how an agent enrolled
+    without ``--ca`` learns the chain of an owner with its own CA. They are intermediates only: the
+    roots stay the pinned ones (``ca.pem``)."""
+    known = client.cacerts()
+    if any(c.subject == certificate.issuer for c in known):
+        return known
+    name = issuing_ca_name(certificate)
+    if name is None:
+        return known
+    try:
+        return [*known, *client.cacerts(label=name)]
+    except EstError as exc:
+        log.warning(
+            "the CA certificates of '%s', which issued %x, are not available: %s",
+            name,
+            certificate.serial_number,
+            exc,
+        )
+        return known
+
+
 def _verify_issued(
     certificate: x509.Certificate,
     key: DeviceKey,
@@ -412,7 +439,8 @@ def _verify_issued(
         verified = verifier.verify(certificate, pool)
     except VerificationError as exc:
         raise AuthenticationError(
-            f"the issued certificate does not chain to the trusted CA certificates: {exc}",
+            f"the issued certificate (issuer '{certificate.issuer.rfc4514_string()[:128]}') does not chain"
+            f" to the trusted CA certificates: {exc}",
             rule="issued-chain",
         ) from None
     return tuple(verified.chain[1:-1])

@@ -247,8 +247,11 @@ class EstClient:
         self._ca_pem = ca_pem
         self._timeout = timeout
         self._transport = transport
-        self._est = f"{self.base_url}/.well-known/est" + (f"/{quote(ca_label, safe='')}" if ca_label else "")
+        self._est = self._est_url(ca_label)
         self._http = self._client(client_context(ca_pem))
+
+    def _est_url(self, label: str | None) -> str:
+        return f"{self.base_url}/.well-known/est" + (f"/{quote(label, safe='')}" if label else "")
 
     def _client(self, context: ssl.SSLContext) -> httpx.Client:
         return httpx.Client(
@@ -270,11 +273,11 @@ class EstClient:
     ) -> None:
         self.close()
 
-    def cacerts(self) -> list[x509.Certificate]:
-        """The CA certificates of the EST label this client was made for (issuing CA and root)."""
-        response, body = self._send(
-            self._http, "GET", f"{self._est}/cacerts", headers={"Accept": _EST_ACCEPT}
-        )
+    def cacerts(self, *, label: str | None = None) -> list[x509.Certificate]:
+        """The CA certificates (issuing CA and root) of the EST label this client was made for, or of
+        ``label``; from this server, over the connection verified against the pinned CAs."""
+        est = self._est if label is None else self._est_url(label)
+        response, body = self._send(self._http, "GET", f"{est}/cacerts", headers={"Accept": _EST_ACCEPT})
         return _parse_pkcs7(response, body)
 
     def simple_enroll(self, csr: x509.CertificateSigningRequest, token: str) -> x509.Certificate:

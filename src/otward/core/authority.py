@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
-__all__ = ["AuthorityInfo", "PublicationUrls"]
+__all__ = ["AuthorityInfo", "PublicationUrls", "issuing_ca_name"]
+
+# The end of a caIssuers URL otward writes (the public URL may have a path of its own).
+_CA_ISSUERS_PATH = re.compile(r"/ca/([a-z0-9][a-z0-9-]{0,62})\.crt\Z")
 
 
 @dataclass(frozen=True)
@@ -61,3 +66,25 @@ class AuthorityInfo:
             if isinstance(n, x509.IPAddress)
             and isinstance(n.value, ipaddress.IPv4Network | ipaddress.IPv6Network)
         )
+
+
+def issuing_ca_name(certificate: x509.Certificate) -> str | None:
+    """The name of the otward CA that issued ``certificate``, read from the caIssuers URL it carries
+    (``<public_url>/ca/<name>.crt``, :meth:`PublicationUrls.for_ca`); None when it carries none.
+
+    A hint where to look, not a proof: whatever is fetched by that name must still chain to a
+    trusted root (the device agent fetches the CA's chain from its pinned server, ``/cacerts``)."""
+    try:
+        access = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except x509.ExtensionNotFound:
+        return None
+    for description in access:
+        if description.access_method != x509.oid.AuthorityInformationAccessOID.CA_ISSUERS:
+            continue
+        location = description.access_location
+        if not isinstance(location, x509.UniformResourceIdentifier):
+            continue
+        found = _CA_ISSUERS_PATH.search(urlsplit(location.value).path)
+        if found:
+            return found.group(1)
+    return None

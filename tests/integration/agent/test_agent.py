@@ -489,3 +489,67 @@ def test_a_proxy_that_sends_the_agent_elsewhere_is_caught_by_the_pin(served, tmp
     finally:
         proxy.close()
         stop_server(impostor)
+
+
+def test_the_cli_enrolls_a_device_of_an_owner_with_its_own_ca_without_being_told_the_ca(tmp_path):
+    """``otward agent enroll`` without ``--ca`` for an owner whose devices come from its own sub-CA:
+    the agent learns that CA's chain from its pinned server (it failed with "does not chain to the
+    trusted CA certificates" after the server had issued), then renews and attests. Its own server,
+    with the CA made before it starts (a CA made while a server runs is trusted for client
+    certificates within a minute)."""
+    from otward.services.bootstrap import initialize
+    from tests.conftest import free_port
+
+    data = tmp_path / "served"
+    initialize(data, organization="ACME Chemicals", public_url=f"http://127.0.0.1:{free_port()}")
+    runner = CliRunner()
+    for command in (
+        ["ca", "create", "line-2", "--parent", "root"],
+        ["owner", "create", "line-2", "--ca", "line-2"],
+    ):
+        made = runner.invoke(cli, [*command, "--data", str(data)])
+        assert made.exit_code == 0, made.output
+    pki = Pki.open(load_settings(data))
+    try:
+        _, token = pki.enrollment_tokens.create("line-2")
+        owner_ca = pki.authorities.get("line-2").certificate
+    finally:
+        pki.close()
+    server = start_server(data)
+    try:
+        directory = tmp_path / "agent"
+        enrolled = runner.invoke(
+            cli,
+            [
+                "agent",
+                "enroll",
+                "--server",
+                server.https_url,
+                "--device-id",
+                "plc-30",
+                "--pin",
+                root_pin(server),
+                "--store",
+                str(directory),
+                "--json",
+            ],
+            env={"OTWARD_ENROLL_TOKEN": token},
+        )
+        assert enrolled.exit_code == 0, enrolled.output
+        store = AgentStore(directory)
+        state = store.load()
+        assert state.ca_label is None
+        assert state.certificate.issuer == owner_ca.subject
+        assert list(state.chain) == [owner_ca]  # chain.pem: what a TLS client presents
+        assert x509.load_pem_x509_certificates(store.chain_path.read_bytes()) == [state.certificate, owner_ca]
+        # the trust anchors are still only what the pin vouched for: the owner's CA is no anchor
+        assert owner_ca not in store.load_ca()
+
+        renewed = runner.invoke(cli, ["agent", "renew", "--store", str(directory), "--json"])
+        assert renewed.exit_code == 0, renewed.output
+        attested = runner.invoke(cli, ["agent", "attest", "--store", str(directory), "--json"])
+        assert attested.exit_code == 0, attested.output
+        assert json.loads(attested.output)["serial"] == json.loads(renewed.output)["serial"]
+        assert registry(server, "plc-30")["owner"] == "line-2"
+    finally:
+        stop_server(server)
