@@ -904,10 +904,9 @@ def test_a_repeat_with_a_token_of_several_uses_and_what_ends_the_repeats(tpki):
     assert len(_retries(tpki)) == 1
 
 
-def test_a_repeat_racing_the_first_request_gets_the_certificate_the_first_made(tpki):
-    """The client gave up waiting and asked again while the first request was still being stored:
-    four identical requests queue for one group commit behind a held one; one certificate is
-    issued, one use spent, and every request gets that certificate (SQLite and PostgreSQL)."""
+def _queued_together(pki: Pki, calls: list) -> list[object]:  # type: ignore[type-arg]
+    """Run ``calls`` so that they queue for one group commit behind a held one (as requests do that
+    reach the store together), and return what each returned or raised."""
     import threading
     import time
 
@@ -915,21 +914,19 @@ def test_a_repeat_racing_the_first_request_gets_the_certificate_the_first_made(t
 
     from otward.adapters.db.schema import ledger_state
 
-    record, token = tpki.enrollment_tokens.create("acme")
-    csr = der_csr(make_key(), "plc-44")
-    group_commit = tpki.stores.certificates._group_commit
+    group_commit = pki.stores.certificates._group_commit
     held, release = threading.Event(), threading.Event()
     outcomes: list[object] = []
 
-    def hold_the_ledger() -> None:
-        with tpki.stores.database.transaction() as conn:
+    def hold_the_ledger() -> None:  # the ledger row lock every group commit takes first
+        with pki.stores.database.transaction() as conn:
             conn.execute(update(ledger_state).values(log_size=ledger_state.c.log_size))
             held.set()
             release.wait(30)
 
-    def enroll_one() -> None:
+    def one(call) -> None:  # type: ignore[no-untyped-def]
         try:
-            outcomes.append(tpki.est.enroll(csr, token, label=None, actor=DEVICE))
+            outcomes.append(call())
         except (AuthenticationError, ConflictError) as exc:
             outcomes.append(exc)
 
@@ -943,25 +940,51 @@ def test_a_repeat_racing_the_first_request_gets_the_certificate_the_first_made(t
     holder.start()
     assert held.wait(10)
     leader = threading.Thread(
-        target=tpki.issuance.issue,
+        target=pki.issuance.issue,
         args=(build_csr(make_key(), cn="op-lead-2"),),
         kwargs={"profile": "tls-client"},
     )
-    leader.start()
+    leader.start()  # leads a group of its own and waits for the ledger
     until(lambda: group_commit._leading and not group_commit._queue)
-    threads = [threading.Thread(target=enroll_one) for _ in range(4)]
+    threads = [threading.Thread(target=one, args=(call,)) for call in calls]
     for thread in threads:
         thread.start()
-    until(lambda: len(group_commit._queue) == 4)
+    until(lambda: len(group_commit._queue) == len(calls))
     release.set()
     for thread in (holder, leader, *threads):
         thread.join()
+    return outcomes
+
+
+def test_a_repeat_racing_the_first_request_gets_the_certificate_the_first_made(tpki):
+    """The client gave up waiting and asked again while the first request was still being stored:
+    four identical requests reach the store together; one certificate is issued, one use spent,
+    and every request gets that certificate (SQLite and PostgreSQL)."""
+    record, token = tpki.enrollment_tokens.create("acme")
+    csr = der_csr(make_key(), "plc-44")
+    outcomes = _queued_together(tpki, [lambda: tpki.est.enroll(csr, token, label=None, actor=DEVICE)] * 4)
     assert len(outcomes) == 4
     assert {getattr(o, "serial", o) for o in outcomes} == {tpki.devices.get("plc-44").current_serial}
     assert len(tpki.devices.certificates("plc-44")) == 1
     assert tpki.stores.enrollment_tokens.get_enrollment_token(record.token_id).uses == 1
     assert len(_retries(tpki)) == 3
     assert not [e for e in events(tpki, EventType.ENROLL_REFUSED) if e.subject == "plc-44"]
+
+
+def test_of_two_server_keygen_retries_at_once_one_replaces_the_lost_certificate(tpki):
+    tpki.owners.update("acme", allow_server_keygen=True)
+    _, token = tpki.enrollment_tokens.create("acme")
+    csr = der_csr(make_key(), "meter-41")
+    first = tpki.est.server_keygen(csr, token, label=None, actor=DEVICE)
+    outcomes = _queued_together(
+        tpki, [lambda: tpki.est.server_keygen(csr, token, label=None, actor=DEVICE)] * 2
+    )
+    made = [o for o in outcomes if not isinstance(o, ConflictError)]
+    assert len(made) == 1, outcomes
+    assert [o.rule for o in outcomes if isinstance(o, ConflictError)] == ["enroll-retry"]
+    unrevoked = [c.serial for c in tpki.devices.certificates("meter-41") if c.revoked_at is None]
+    assert unrevoked == [made[0].issued.serial] == [tpki.devices.get("meter-41").current_serial]
+    assert first.issued.serial not in unrevoked
 
 
 def test_server_keygen_again_makes_a_new_key_and_revokes_the_lost_one(tpki, clock):

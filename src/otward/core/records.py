@@ -199,6 +199,7 @@ class EnrollmentRetry:
     request_key_pin: str  # spki_pin of the key the request is signed with
     since: datetime
     server_keygen: bool = False
+    serial: str | None = None  # the certificate it must find (what a server-keygen retry replaces)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ transaction before the certificate is returned.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -159,7 +160,8 @@ class EstService:
             actor,
             token_record=record,
             request_key_pin=retry.request_key_pin if retry else None,
-            retry_of=retry if lost is not None else None,
+            # the certificate found now, and no other, is replaced: of two retries at once one wins
+            retry_of=dataclasses.replace(retry, serial=lost.serial) if retry and lost else None,
         )
         return ServerGeneratedKey(issued, key)
 
@@ -359,8 +361,9 @@ class EstService:
         if token_record is not None:
             details["token"] = token_record.token_id
             details["method"] = "renewal-token" if renewal_token else "token"
-            if retry_of is not None:
-                details["method"] = "retry-serverkeygen"  # a new key: the one made before was lost
+            if retry_of is not None:  # a new key: the one made before was lost
+                details["method"] = "retry-serverkeygen"
+                details["previous_serial"] = retry_of.serial or ""
         else:
             details["method"] = "reenroll"
             details["previous_serial"] = renewing or ""

@@ -110,6 +110,7 @@ def _retry_candidate(
         or row.current_serial is None
         or row.enrollment_token_id != retry.token_id
         or row.enrollment_key_pin != retry.request_key_pin
+        or (retry.serial is not None and row.current_serial != retry.serial)
     ):
         return None
     found = conn.execute(select(certificates).where(certificates.c.serial == row.current_serial)).first()
