@@ -256,11 +256,6 @@ def test_path_segment_for_an_owner_with_its_own_ca(interop_server, estclient, tm
     assert f"{ca} CA" in _field(cert, "-issuer")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs RFC 7030 section 4.2.2 in services/est.py (issue 12 item 2, another branch): libest's "
-    "re-enrollment CSR repeats the certificate's urn:otward:device URI SAN, refused today (san-type)",
-)
 def test_simplereenroll_with_the_enrolled_certificate(interop_server, estclient, tmp_path):
     """``-r -c CERT -k KEY``: the CSR keeps the certificate's subject and SAN (RFC 7030 section 4.2.2),
     the TLS handshake carries the certificate."""
