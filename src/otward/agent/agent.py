@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from otward.agent.client import DEFAULT_TIMEOUT, AttestResult, EstClient, EstError, bootstrap, validate_pin
 from otward.agent.keys import DeviceKey, KeyStore
@@ -47,6 +46,7 @@ from otward.agent.state import (
 )
 from otward.core.attestation import ChallengePurpose, challenge_message
 from otward.core.authority import issuing_ca_name
+from otward.core.chain import find_path, has_extended_key_usage
 from otward.errors import AuthenticationError, ConfigError, ConflictError, OtwardError
 
 __all__ = ["DEFAULT_ATTEST_INTERVAL", "Agent", "KeyFile", "open_key_store"]
@@ -434,13 +434,12 @@ def _verify_issued(
     # edge: a device whose clock is off (or that renews after expiry) must still accept what it was
     # just issued, while the chain and signatures are checked all the same.
     at = min(max(now, certificate.not_valid_before_utc), certificate.not_valid_after_utc)
-    verifier = PolicyBuilder().store(Store(roots)).time(at).build_client_verifier()
-    try:
-        verified = verifier.verify(certificate, pool)
-    except VerificationError as exc:
+    chain = find_path(certificate, pool, roots, at)
+    if chain is None or not has_extended_key_usage(certificate, ExtendedKeyUsageOID.CLIENT_AUTH):
         raise AuthenticationError(
             f"the issued certificate (issuer '{certificate.issuer.rfc4514_string()[:128]}') does not chain"
-            f" to the trusted CA certificates: {exc}",
+            " to the trusted CA certificates"
+            + ("" if chain is None else " as a TLS client certificate (extendedKeyUsage)"),
             rule="issued-chain",
-        ) from None
-    return tuple(verified.chain[1:-1])
+        )
+    return tuple(chain[1:-1])

@@ -19,7 +19,6 @@ import base64
 import binascii
 import contextlib
 import email.utils
-import ipaddress
 import json
 import ssl
 import time
@@ -35,10 +34,11 @@ import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from otward.core import b64url
 from otward.core.attestation import ChallengePurpose
+from otward.core.chain import find_path, has_extended_key_usage, names_host
 from otward.core.keys import spki_pin
 from otward.errors import AuthenticationError, BackendError, InvalidRequestError, OtwardError, ParseError
 
@@ -124,14 +124,20 @@ def verify_server_chain(
     intermediates = [c for c in ca_certificates if not _is_self_signed(c)]
     if not roots:
         raise AuthenticationError("the server's CA certificates contain no root", rule="server-chain")
-    verifier = PolicyBuilder().store(Store(roots)).time(now).build_server_verifier(_subject(host))
-    try:
-        chain = verifier.verify(leaf, intermediates)
-    except VerificationError as exc:
+    chain = find_path(leaf, intermediates, roots, now)
+    why = (
+        "it does not chain to the CA certificates it sent"
+        if chain is None
+        else f"it does not name host {host}"
+        if not names_host(leaf, host)
+        else "it is not a TLS server certificate (extendedKeyUsage)"
+        if not has_extended_key_usage(leaf, ExtendedKeyUsageOID.SERVER_AUTH)
+        else None
+    )
+    if chain is None or why is not None:
         raise AuthenticationError(
-            f"the server's certificate does not chain to the CA certificates it sent for host {host}: {exc}",
-            rule="server-chain",
-        ) from None
+            f"the server's certificate is not valid for host {host}: {why}", rule="server-chain"
+        )
     offered = [spki_pin(c.public_key()) for c in chain]
     if pin not in offered:
         names = ", ".join(f"{p} ({c.subject.rfc4514_string()})" for p, c in zip(offered, chain, strict=True))
@@ -386,13 +392,6 @@ def _base_url(server_url: str) -> str:
     if url.scheme != "https" or not url.host:
         raise InvalidRequestError(f"server URL '{server_url}' must be https://host[:port]", rule="server-url")
     return str(url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
-
-
-def _subject(host: str) -> x509.DNSName | x509.IPAddress:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(host))
-    except ValueError:
-        return x509.DNSName(host)
 
 
 def _is_self_signed(certificate: x509.Certificate) -> bool:

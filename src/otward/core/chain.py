@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 
 from otward.core.names import dns_name_within
 
-__all__ = ["MAX_PATH", "find_path", "has_unknown_critical_extension"]
+__all__ = ["MAX_PATH", "find_path", "has_extended_key_usage", "has_unknown_critical_extension", "names_host"]
 
 MAX_PATH = 6  # leaf, at most four CAs, anchor: deeper than any installation otward builds
 
@@ -32,6 +32,41 @@ def has_unknown_critical_extension(certificate: x509.Certificate) -> bool:
     except ValueError:
         return True
     return any(e.critical and isinstance(e.value, x509.UnrecognizedExtension) for e in extensions)
+
+
+def names_host(certificate: x509.Certificate, host: str) -> bool:
+    """True when a subjectAltName of ``certificate`` names ``host`` (RFC 6125): an IP address by an
+    iPAddress entry, a host name by a dNSName compared without case, ``*.`` standing for exactly one
+    left-most label. The subject CN is not consulted."""
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        return address in san.get_values_for_type(x509.IPAddress)
+    wanted = host.lower().rstrip(".")
+    for name in san.get_values_for_type(x509.DNSName):
+        pattern = name.lower().rstrip(".")
+        if pattern == wanted:
+            return True
+        if pattern.startswith("*.") and "." in wanted and wanted.split(".", 1)[1] == pattern[2:]:
+            return True
+    return False
+
+
+def has_extended_key_usage(certificate: x509.Certificate, usage: x509.ObjectIdentifier) -> bool:
+    """True when the certificate's EKU lists ``usage`` (or anyExtendedKeyUsage), or it has no EKU."""
+    try:
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    except ValueError:
+        return False
+    return usage in usages or x509.oid.ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages
 
 
 def find_path(

@@ -553,3 +553,36 @@ def test_the_cli_enrolls_a_device_of_an_owner_with_its_own_ca_without_being_told
         assert registry(server, "plc-30")["owner"] == "line-2"
     finally:
         stop_server(server)
+
+
+def test_an_agent_enrolls_renews_and_attests_with_an_ed25519_installation(tmp_path):
+    """cryptography's Web PKI verifier refuses Ed25519 CAs; the agent checks its server and what it
+    was issued with otward.core.chain, so an installation made with --key-type ed25519 works."""
+    from otward.core.keys import KeyType
+    from otward.services.bootstrap import initialize
+    from tests.conftest import free_port
+
+    data = tmp_path / "served"
+    initialize(
+        data, key_type=KeyType.ED25519, organization="ACME", public_url=f"http://127.0.0.1:{free_port()}"
+    )
+    server = start_server(data)
+    try:
+        pki = Pki.open(load_settings(server.data_dir))
+        try:
+            pki.owners.create(OWNER)
+        finally:
+            pki.close()
+        store = AgentStore(tmp_path / "agent")
+        with Agent.enroll(
+            store,
+            server=server.https_url,
+            token=enrollment_token(server),
+            device_id="ed-1",
+            pin=root_pin(server),
+        ) as agent:
+            assert agent.attest().result == "passed"
+            renewed = agent.renew()
+            assert agent.attest().serial == f"{renewed.certificate.serial_number:x}"
+    finally:
+        stop_server(server)

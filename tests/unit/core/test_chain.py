@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
-from otward.core.chain import find_path
+from otward.core.chain import find_path, has_extended_key_usage, names_host
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -174,3 +174,35 @@ def test_a_loop_of_cross_signed_cas_ends(pki):
     b = issue("b", b_key, a, a_key, ca=True)  # ... and b by a: a cycle that reaches no anchor
     leaf = issue("leaf", _key(kind), a, a_key, ca=False)
     assert find_path(leaf, [a, b, b_self], [root], NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("host", "named"),
+    [
+        ("pki.plant.example", True),
+        ("PKI.Plant.Example", True),
+        ("hmi.line-2.plant.example", True),  # *.line-2.plant.example
+        ("a.b.line-2.plant.example", False),  # the wildcard stands for one label only
+        ("line-2.plant.example", False),
+        ("10.20.30.40", True),
+        ("10.20.30.41", False),
+        ("other.example", False),
+    ],
+)
+def test_a_host_is_named_by_a_dns_or_ip_san(pki, host, named):
+    kind, (root, root_key), _, _ = pki
+    server = issue(
+        "ignored-cn", _key(kind), root, root_key, ca=False,
+        dns=("pki.plant.example", "*.line-2.plant.example"), ips=("10.20.30.40",),
+    )  # fmt: skip
+    assert names_host(server, host) is named
+
+
+def test_the_extended_key_usage_is_read_as_rfc_5280_says(pki):
+    kind, (root, root_key), _, _ = pki
+    server_auth = x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH])
+    server = issue("s", _key(kind), root, root_key, ca=False, extra=((server_auth, False),))
+    assert has_extended_key_usage(server, x509.oid.ExtendedKeyUsageOID.SERVER_AUTH)
+    assert not has_extended_key_usage(server, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)
+    unrestricted = issue("u", _key(kind), root, root_key, ca=False)  # no EKU: any purpose
+    assert has_extended_key_usage(unrestricted, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)
