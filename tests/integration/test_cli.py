@@ -541,3 +541,31 @@ def test_device_reset_revokes_the_unused_certificate_and_is_audited(data):
     assert [e["subject"] for e in events["items"] if e["type"] == "device.reset"] == ["plc-9"]
     # a second reset finds nothing unused to undo
     assert "already" in run("device", "reset", "plc-9", "--data", str(data), code=1)
+
+
+def test_list_tables_print_identifiers_whole_in_a_narrow_terminal(data, tmp_path):
+    """An id cut to "09e3148…" cannot be copied to ``revoke``: on a 60-column terminal every id and
+    serial is printed whole on one line, and every list puts its count line under the table."""
+    run("owner", "create", "acme", "--data", str(data))
+    for pattern in ("plc-line-7-station-*", "*"):
+        run("token", "create", "--owner", "acme", "--device-id-pattern", pattern, "--data", str(data))
+    tokens = json.loads(run("token", "list", "--data", str(data), "--json"))
+    serials = [c["serial"] for c in json.loads(run("cert", "list", "--data", str(data), "--json"))["items"]]
+    env = {**os.environ, "COLUMNS": "60"}
+    for command, ids, count in (
+        ("token", [t["token_id"] for t in tokens], "2 enrollment tokens"),
+        ("cert", serials, f"{len(serials)} certificates"),
+        ("owner", ["acme"], "1 owner"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "otward", command, "list", "--data", str(data)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        assert "…" not in result.stdout
+        for identifier in ids:
+            assert identifier in result.stdout, (identifier, result.stdout)
+        assert result.stdout.rstrip().splitlines()[-1] == count
+    assert run("device", "list", "--data", str(data)).rstrip().splitlines()[-1] == "0 devices"

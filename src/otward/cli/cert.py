@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from rich.table import Table
 
 from otward.adapters.files import read_limited
 from otward.cli.common import (
+    Column,
     DataOption,
     DbOption,
     ForceOption,
@@ -19,9 +19,11 @@ from otward.cli.common import (
     check_output,
     cli_actor,
     console,
+    count_line,
     handle_errors,
     open_pki,
     print_json,
+    print_listing,
     write_output,
 )
 from otward.core.durations import parse_duration
@@ -121,22 +123,16 @@ def list_(
         )
         records, total = pki.stores.certificates.list_certificates(query, limit=limit, offset=offset)
     items = [CertificateOut.from_record(r, now) for r in records]
-    if as_json:
-        print_json(
-            {
-                "items": [i.model_dump(mode="json", exclude={"certificate"}) for i in items],
-                "total": total,
-                "limit": limit,
-                "offset": offset,
-            }
-        )
-        return
-    table = Table(
-        "serial", "ca", "profile", "subject", "not after", "status", title=f"{len(items)} of {total}"
+    rows = [i.model_dump(mode="json", exclude={"certificate"}) for i in items]
+    columns: dict[str, Column] = {"serial": "serial", "ca": "ca", "profile": "profile", "subject": "subject"}
+    columns["not after (UTC)"] = lambda row: row["not_valid_after"][:16].replace("T", " ")
+    print_listing(
+        rows,
+        {**columns, "status": "status"},
+        as_json=as_json,
+        summary=count_line(len(rows), total, "certificate"),
+        json_value={"items": rows, "total": total, "limit": limit, "offset": offset},
     )
-    for i in items:
-        table.add_row(i.serial, i.ca, i.profile, i.subject, f"{i.not_valid_after:%Y-%m-%d %H:%M}", i.status)
-    console.print(table)
 
 
 @app.command("show")
