@@ -569,3 +569,17 @@ def test_list_tables_print_identifiers_whole_in_a_narrow_terminal(data, tmp_path
             assert identifier in result.stdout, (identifier, result.stdout)
         assert result.stdout.rstrip().splitlines()[-1] == count
     assert run("device", "list", "--data", str(data)).rstrip().splitlines()[-1] == "0 devices"
+
+
+def test_cert_issue_device_needs_an_existing_owner(data, tmp_path):
+    csr = tmp_path / "plc.csr"
+    csr.write_bytes(build_csr(make_key(), cn="plc-1"))
+    issue = ("cert", "issue", "--csr", str(csr), "--profile", "device", "--data", str(data))
+    assert "needs an owner" in run(*issue, code=1)
+    assert "owner 'acme' does not exist" in run(*issue, "--owner", "acme", code=1)
+    run("owner", "create", "acme", "--data", str(data))
+    pem = run(*issue, "--owner", "acme")
+    uris = x509.load_pem_x509_certificate(pem.encode()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert uris.value.get_values_for_type(x509.UniformResourceIdentifier) == ["urn:otward:device:acme:plc-1"]

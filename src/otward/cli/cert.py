@@ -54,13 +54,15 @@ def issue(
     profile: Annotated[
         str, typer.Option("--profile", help="tls-server, tls-client, device, opcua-application, modbus-role")
     ],
-    ca: Annotated[str | None, typer.Option("--ca", help="Issuing CA [default: issuing]")] = None,
+    ca: Annotated[
+        str | None, typer.Option("--ca", help="Issuing CA [default: the owner's CA for device, else issuing]")
+    ] = None,
     days: Annotated[
         int | None, typer.Option("--days", help="Validity in days [default: the profile's]")
     ] = None,
     role: Annotated[str | None, typer.Option("--role", help="Modbus/TCP Security role (modbus-role)")] = None,
     owner: Annotated[
-        str | None, typer.Option("--owner", help="Device owner (device) [default: the CA]")
+        str | None, typer.Option("--owner", help="Device owner, an existing one (required by profile device)")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the certificate (PEM) here")] = None,
     chain_out: Annotated[
