@@ -25,7 +25,8 @@ from otward.cli.common import (
     print_listing,
 )
 from otward.core.audit import TrailStatus, format_time
-from otward.services.audit import to_jsonl, to_syslog
+from otward.core.syslog import to_syslog
+from otward.services.audit import to_jsonl
 from otward.services.pki import load_trust_anchors
 from otward.services.queries import audit_filter
 

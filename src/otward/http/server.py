@@ -33,13 +33,13 @@ from otward.core.audit import EventType
 from otward.errors import ConfigError, OtwardError
 from otward.http.app import create_app, create_status_app
 from otward.http.header_names import ConventionalHeaderNamesProtocol
-from otward.http.proxies import forwarded_headers
 from otward.http.tls import TlsAwareHttpProtocol
 from otward.services.audit import Actor
 from otward.services.bootstrap import TlsFiles, renew_service_certificate_if_due
 from otward.services.channels import Channels, reload_mosquitto
 from otward.services.pki import Pki, upgrade_database
 from otward.services.signers import SIGNERS
+from otward.web.proxies import forwarded_headers
 
 __all__ = ["ServeOptions", "serve"]
 
