@@ -40,6 +40,7 @@ from otward.services.channels import Channels, reload_mosquitto
 from otward.services.pki import Pki, upgrade_database
 from otward.services.signers import SIGNERS
 from otward.web.proxies import forwarded_headers
+from otward.web.serverlog import log_lifecycle_once
 
 __all__ = ["ServeOptions", "serve"]
 
@@ -397,6 +398,7 @@ def _worker_main(
     options: ServeOptions, sockets: tuple[socket.socket, socket.socket], index: int, supervisor: int
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_lifecycle_once()  # two servers in this process: each start and stop line once
     # uvloop: the faster event loop for both the TLS API and the plain-HTTP OCSP port.
     uvloop.run(_serve_worker(options, sockets, index, supervisor))
 
