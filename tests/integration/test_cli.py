@@ -62,6 +62,7 @@ def test_init_refuses_an_existing_directory_and_keeps_its_keys(data):
     before = {p: p.read_bytes() for p in (data / "keys").iterdir()}
     output = run("init", "--data", str(data), code=1)
     assert "already exists" in output
+    assert "creating" not in output  # refused before it says what it would create
     assert {p: p.read_bytes() for p in (data / "keys").iterdir()} == before
 
 
@@ -583,3 +584,23 @@ def test_cert_issue_device_needs_an_existing_owner(data, tmp_path):
         x509.SubjectAlternativeName
     )
     assert uris.value.get_values_for_type(x509.UniformResourceIdentifier) == ["urn:otward:device:acme:plc-1"]
+
+
+def test_progress_is_one_plain_line_when_not_a_terminal(tmp_path):
+    """A spinner written to a pipe or a log came out as "… …"."""
+    result = run_process("init", "--data", str(tmp_path / "d"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0].startswith("creating root and issuing CA (ec-p256)")
+    assert "…" not in result.stderr
+    created = run_process("ca", "create", "plant-a", "--parent", "root", "--data", str(tmp_path / "d"))
+    assert created.stderr == "creating CA plant-a\n"
+
+
+def test_mqtt_config_refresh_says_what_it_rewrote(data, tmp_path):
+    out = tmp_path / "mqtt"
+    assert "wrote" in run("mqtt-config", "--out", str(out), "--ca", "issuing", "--data", str(data))
+    config = (out / "mosquitto.conf").read_bytes()
+    refreshed = run("mqtt-config", "--refresh-crl", "--out", str(out), "--data", str(data))
+    assert refreshed.startswith("refreshed the CRL, CA and ACL files in")
+    assert "wrote" not in refreshed
+    assert (out / "mosquitto.conf").read_bytes() == config

@@ -21,6 +21,7 @@ from otward.cli.common import (
     open_pki,
     print_json,
     print_listing,
+    working,
 )
 from otward.core.keys import KeyType, spki_pin
 from otward.errors import InvalidRequestError
@@ -59,7 +60,7 @@ def create(
 ) -> None:
     """Create a subordinate CA (per plant or per owner), with its own OCSP responder and CRL."""
     with open_pki(data, db) as pki:
-        with console.status(f"creating CA {name}…") if not as_json else contextlib.nullcontext():
+        with working(f"creating CA {name}") if not as_json else contextlib.nullcontext():
             loaded = pki.authorities.create_subordinate(
                 name,
                 parent=parent,

@@ -45,6 +45,7 @@ __all__ = [
     "print_table",
     "trusted_proxies",
     "warn",
+    "working",
     "write_output",
 ]
 
@@ -165,6 +166,18 @@ def write_output(path: Path, data: bytes, *, private: bool = False) -> None:
         write_atomic(path, data, mode=0o600 if private else 0o644)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}", rule="file") from None
+
+
+@contextlib.contextmanager
+def working(description: str) -> Iterator[None]:
+    """A spinner on stderr while something slow runs, when stderr is a terminal; otherwise one plain
+    line (a spinner's frames written to a pipe or a log file came out as "… …")."""
+    if err_console.is_terminal:
+        with err_console.status(description):
+            yield
+    else:
+        err_console.print(escape(description), highlight=False, soft_wrap=True)
+        yield
 
 
 def print_json(value: Any) -> None:
