@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -604,3 +605,21 @@ def test_mqtt_config_refresh_says_what_it_rewrote(data, tmp_path):
     assert refreshed.startswith("refreshed the CRL, CA and ACL files in")
     assert "wrote" not in refreshed
     assert (out / "mosquitto.conf").read_bytes() == config
+
+
+def test_json_timestamps_are_rfc3339(data):
+    rfc3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"
+    run("owner", "create", "acme", "--data", str(data))
+    created = json.loads(run("token", "create", "--owner", "acme", "--json", "--data", str(data)))
+    listed = json.loads(run("token", "list", "--json", "--data", str(data)))
+    owners = json.loads(run("owner", "list", "--json", "--data", str(data)))
+    api_tokens = json.loads(run("api-token", "list", "--json", "--data", str(data)))
+    certificates = json.loads(run("cert", "list", "--json", "--data", str(data)))["items"]
+    for value in (
+        created["expires_at"],
+        listed[0]["expires_at"],
+        owners[0]["created_at"],
+        api_tokens[0]["created_at"],
+        certificates[0]["not_valid_after"],
+    ):
+        assert re.match(rfc3339, value), value

@@ -156,7 +156,7 @@ def _report(result: InitResult, as_json: bool) -> None:
         "organization": result.settings.organization,
         "key_type": result.key_type.value,
         "root_ca": result.root.subject.rfc4514_string(),
-        "root_not_valid_after": result.root.not_valid_after_utc.isoformat(),
+        "root_not_valid_after": result.root.not_valid_after_utc,
         "issuing_ca": result.issuing.subject.rfc4514_string(),
         "service_names": list(result.service_names),
         "database_url": mask_database_url(result.settings.database_url),

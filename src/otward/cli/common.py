@@ -21,6 +21,7 @@ from rich.table import Table
 
 from otward.adapters.files import atomic_file, write_atomic
 from otward.config import Settings, default_data_dir, load_settings, parse_trusted_proxies
+from otward.core.rfc3339 import json_default
 from otward.errors import ConfigError, ConflictError, OtwardError
 from otward.services.audit import Actor
 from otward.services.pki import Pki
@@ -181,7 +182,8 @@ def working(description: str) -> Iterator[None]:
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    """``--json`` output: one encoder for every command, times as RFC 3339 like the API."""
+    sys.stdout.write(json.dumps(value, indent=2, default=json_default) + "\n")
 
 
 def _cell(value: Any) -> str:

@@ -34,6 +34,7 @@ from otward.cli.common import (
 from otward.core.keys import KeyType
 from otward.core.records import CertificateRecord, DeviceRecord, DeviceStatus
 from otward.core.revocation import parse_reason
+from otward.core.rfc3339 import format_rfc3339
 from otward.errors import ConfigError, InvalidRequestError
 from otward.services.provisioning import ProvisionedDevice, device_ids
 
@@ -229,7 +230,7 @@ def preprovision(
                     "file": path.name,
                     "serial": device.issued.serial,
                     "sha256": device.issued.certificate.fingerprint(hashes.SHA256()).hex(),
-                    "not_valid_after": device.issued.certificate.not_valid_after_utc.isoformat(),
+                    "not_valid_after": format_rfc3339(device.issued.certificate.not_valid_after_utc),
                 }
                 if shared is None:
                     entry["password"] = password
