@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from enum import Enum
-from pathlib import PurePath
 
 __all__ = ["format_rfc3339", "json_default"]
 
@@ -20,13 +19,11 @@ def format_rfc3339(value: datetime) -> str:
 
 def json_default(value: object) -> object:
     """``json.dumps(..., default=json_default)``: times as RFC 3339, dates as full-date, enums as
-    their value, paths and anything else as text."""
+    their value, anything else (a path) as text."""
     if isinstance(value, datetime):
         return format_rfc3339(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, PurePath):
-        return str(value)
     return str(value)
