@@ -623,3 +623,16 @@ def test_json_timestamps_are_rfc3339(data):
         certificates[0]["not_valid_after"],
     ):
         assert re.match(rfc3339, value), value
+
+
+def test_data_goes_before_or_after_the_command(data, tmp_path, monkeypatch):
+    cas = json.loads(run("--data", str(data), "ca", "list", "--json"))
+    assert [c["name"] for c in cas] == ["root", "issuing"]
+    assert "otward access import" in run("--data", str(data), "access", "person", "list", code=1)
+    # the command's own --data wins over the one before it
+    assert (
+        json.loads(run("--data", str(tmp_path / "none"), "ca", "list", "--data", str(data), "--json")) == cas
+    )
+    # and it holds for one invocation only
+    monkeypatch.setenv("OTWARD_DATA", str(tmp_path / "none"))
+    assert "run 'otward init'" in run("ca", "list", code=1)

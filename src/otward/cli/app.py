@@ -27,6 +27,7 @@ from otward.cli.common import (
     handle_errors,
     print_json,
     resolve_data_dir,
+    set_invocation_data_dir,
     trusted_proxies,
     working,
 )
@@ -89,8 +90,10 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version")
     ] = False,
+    data: DataOption = None,
 ) -> None:
-    """otward command line."""
+    """otward command line. ``--data DIR`` goes before the command or after it (after wins)."""
+    set_invocation_data_dir(data)
 
 
 KeyTypeOption = Annotated[

@@ -44,6 +44,8 @@ __all__ = [
     "print_json",
     "print_listing",
     "print_table",
+    "resolve_data_dir",
+    "set_invocation_data_dir",
     "trusted_proxies",
     "warn",
     "working",
@@ -81,8 +83,20 @@ def trusted_proxies(values: Sequence[str] | None) -> tuple[str, ...]:
         raise ConfigError(f"--trusted-proxy: {exc}", rule="trusted-proxy") from None
 
 
+# ``otward --data DIR COMMAND``: the root callback sets it for this invocation (a command's own --data wins).
+_invocation_data: list[Path | None] = [None]
+
+
+def set_invocation_data_dir(data: Path | None) -> None:
+    """Record the ``--data`` given before the command (None when there was none)."""
+    _invocation_data[0] = data
+
+
 def resolve_data_dir(data: Path | None) -> Path:
-    return data if data is not None else default_data_dir()
+    """The command's ``--data``, else the one before the command, else $OTWARD_DATA or the per-user one."""
+    if data is not None:
+        return data
+    return _invocation_data[0] if _invocation_data[0] is not None else default_data_dir()
 
 
 def load(data: Path | None, db: str | None) -> Settings:
