@@ -18,9 +18,11 @@ accepts through a :class:`GuardedListener` and speaks :class:`GuardedHttpProtoco
   connection or of its first byte, in at most ``max_header_bytes`` and ``max_header_fields``
   (431 otherwise), and its body within ``body_timeout`` of the head;
 * a keep-alive connection idle for ``idle_timeout`` is closed, and so is one whose responses the
-  client has not read for ``write_timeout`` (uvicorn stops reading a connection's pipelined requests
-  and pauses its response while the transport's write buffer is full, so nothing queues without
-  bound, but the connection and its request task would otherwise wait forever).
+  client has not read for ``write_timeout`` (uvicorn pauses a response while the transport's write
+  buffer is full, but the connection and its request task would otherwise wait forever);
+* a connection queues at most ``MAX_PIPELINED`` requests behind the one being answered: uvicorn
+  parses every request of each chunk it reads and resumes reading after every answer, so a client
+  that sends requests without reading answers grew the queue without bound (600 MB measured).
 
 Refusals and timeouts are logged in a summary every few seconds, not one line per connection.
 """
@@ -48,11 +50,12 @@ from otward.adapters.fdlimit import connections_allowed
 from otward.errors import ConfigError
 from otward.http.header_names import ConventionalHeaderNamesProtocol
 
-__all__ = ["ConnectionLimits", "GuardedHttpProtocol", "GuardedListener", "GuardedServer"]
+__all__ = ["MAX_PIPELINED", "ConnectionLimits", "GuardedHttpProtocol", "GuardedListener", "GuardedServer"]
 
 log = logging.getLogger("otward.connections")
 
 SUMMARY_SECONDS = 10.0  # refusals and timeouts are logged at most this often
+MAX_PIPELINED = 32  # requests one connection may queue behind the one being answered
 _ACCEPT_BATCH = 64  # connections accepted per wake-up, so a flood cannot starve the loop
 _BACKOFF_SECONDS = 0.5  # accepting pauses this long when the process is out of file descriptors
 _OUT_OF_FILES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -282,6 +285,18 @@ class GuardedHttpProtocol(ConventionalHeaderNamesProtocol):
             self._disarm()
             super().send_400_response(msg)
 
+    def _stop_pipelining(self) -> None:
+        """Read no more of a client that queued ``MAX_PIPELINED`` requests: answer those, then close.
+
+        uvicorn parses every request of a chunk it reads and resumes reading after each answer, so a
+        client sending requests without reading the answers would queue them without bound (a
+        parsed request costs about 1.5 KiB; 400,000 of them were 600 MB)."""
+        self._refused = True
+        self._disarm()
+        self._note(f"clients that queued more than {MAX_PIPELINED} requests")
+        self.pipeline[0][0].keep_alive = False  # the last one queued closes the connection
+        self.flow.pause_reading()
+
     def _too_large(self, message: str) -> None:
         self._note("request heads refused as too large")
         self._refuse(431, "Request Header Fields Too Large", message)
@@ -290,6 +305,9 @@ class GuardedHttpProtocol(ConventionalHeaderNamesProtocol):
     # without anything being kept or any request started.
     def on_message_begin(self) -> None:
         if self._refused:
+            return
+        if len(self.pipeline) >= MAX_PIPELINED:
+            self._stop_pipelining()
             return
         if self._phase is not _Phase.HEAD:
             self._start_head()
@@ -339,6 +357,8 @@ class GuardedHttpProtocol(ConventionalHeaderNamesProtocol):
         if self._phase is _Phase.WAITING:
             self._phase = _Phase.IDLE  # uvicorn arms its keep-alive timer (idle_timeout)
         super().on_response_complete()
+        if self._refused:
+            self.flow.pause_reading()  # uvicorn resumed it; nothing more is read from this client
 
     def pause_writing(self) -> None:
         super().pause_writing()
