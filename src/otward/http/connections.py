@@ -10,9 +10,12 @@ connection, so a few hundred sockets from one address could take the service fro
 Here every server of ``otward serve`` (HTTPS and the plain status port) and ``otward edge serve``
 accepts through a :class:`GuardedListener` and speaks :class:`GuardedHttpProtocol`:
 
-* at accept, before any TLS work: at most ``max_connections`` in all and
-  ``max_connections_per_source`` per client address (trusted proxies exempt); over either the
-  socket is closed at once;
+* at accept, before any TLS work: at most ``max_connections_per_source`` per client address
+  (trusted proxies exempt) and ``max_connections`` in all. A connection over its address's cap is
+  reset at once; at the total, the oldest connection without a request in hand (in its handshake,
+  waiting for a head, idle) is closed to make room, so a flood from many addresses cannot keep a
+  newcomer out for the length of its deadlines; only if every connection has a request in hand is
+  the newcomer reset;
 * the TLS handshake completes within ``handshake_timeout``;
 * a request head (request line and header fields) arrives within ``header_timeout`` of the
   connection or of its first byte, in at most ``max_header_bytes`` and ``max_header_fields``
@@ -144,20 +147,39 @@ class _Tally:
 class _Slot:
     """One accepted connection's share of the caps, given back exactly once."""
 
-    __slots__ = ("host", "listener", "released")
+    __slots__ = ("host", "listener", "protocol", "released", "task")
 
     def __init__(self, listener: GuardedListener, host: str) -> None:
         self.listener = listener
         self.host = host
         self.released = False
+        self.task: asyncio.Task[None] | None = None  # the handshake
+        self.protocol: GuardedHttpProtocol | None = None
 
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self.listener._release(self.host)
+            self.listener._release(self)
 
     def note(self, what: str) -> None:
         self.listener.tally.note(what)
+
+    def is_evictable(self) -> bool:
+        """True while the connection has no request in hand: in its TLS handshake, waiting for or
+        reading a request head, or idle between requests."""
+        protocol = self.protocol
+        if protocol is None or protocol.transport is None:
+            return True
+        return protocol.has_no_request()
+
+    def evict(self) -> None:
+        protocol = self.protocol
+        if protocol is None or protocol.transport is None:
+            if self.task is not None:
+                self.task.cancel()
+        else:
+            protocol.transport.abort()
+        self.release()
 
 
 class _Phase(enum.Enum):
@@ -191,6 +213,14 @@ class GuardedHttpProtocol(ConventionalHeaderNamesProtocol):
         self.limits = limits
         self.timeout_keep_alive = limits.idle_timeout  # type: ignore[assignment]
         self._slot = slot
+        if slot is not None:
+            slot.protocol = self
+
+    def has_no_request(self) -> bool:
+        """True unless a request is being read (its body) or answered."""
+        return self._phase in (_Phase.HEAD, _Phase.IDLE) and (
+            self.cycle is None or self.cycle.response_complete
+        )
 
     # -- deadlines ------------------------------------------------------------------------------
     def _arm(self, seconds: float, expired: Callable[[], None]) -> None:
@@ -393,6 +423,7 @@ class GuardedListener:
         self.tally = _Tally(name)
         self.active = 0
         self.per_source: dict[str, int] = {}
+        self._slots: dict[_Slot, None] = {}  # admitted connections, oldest first
         self._protocol_factory = protocol_factory
         self._context = context
         self._close_socket = close_socket
@@ -455,41 +486,55 @@ class GuardedListener:
                 continue  # ECONNABORTED and the like concern that one connection only
             host = str(address[0]) if isinstance(address, tuple) else "unknown"
             refusal = self._refusal(host)
+            if refusal is None and self.active >= self.limits.max_connections and not self._evict_one():
+                refusal = f"connections refused at the limit of {self.limits.max_connections}"
             if refusal is not None:
                 self.tally.note(refusal)
                 with contextlib.suppress(OSError):  # reset, not an orderly close: no TIME_WAIT here
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 sock.close()
                 continue
-            self._hold(host)
             sock.setblocking(False)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             slot = _Slot(self, host)
+            self._hold(slot)
             assert self._loop is not None  # noqa: S101 - started
-            task = self._loop.create_task(self._admit(sock, slot))
+            task = slot.task = self._loop.create_task(self._admit(sock, slot))
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
 
     def _refusal(self, host: str) -> str | None:
+        """Why a new connection from ``host`` is refused (its address is at its cap), or None."""
         limits = self.limits
-        if self.active >= limits.max_connections:
-            return f"connections refused at the limit of {limits.max_connections}"
         if self.per_source.get(
             host, 0
         ) >= limits.max_connections_per_source and not limits.is_unlimited_source(host):
             return f"connections from {host} refused at its limit of {limits.max_connections_per_source}"
         return None
 
-    def _hold(self, host: str) -> None:
-        self.active += 1
-        self.per_source[host] = self.per_source.get(host, 0) + 1
+    def _evict_one(self) -> bool:
+        """At the total cap: close the oldest connection without a request in hand, so that a
+        flood from many addresses holds slots only until newer connections arrive, not until its
+        deadlines pass. A request being read or answered is never cut. False if there is none."""
+        for slot in self._slots:
+            if slot.is_evictable():
+                slot.evict()
+                self.tally.note("connections without a request closed to make room at the limit")
+                return True
+        return False
 
-    def _release(self, host: str) -> None:
+    def _hold(self, slot: _Slot) -> None:
+        self.active += 1
+        self.per_source[slot.host] = self.per_source.get(slot.host, 0) + 1
+        self._slots[slot] = None
+
+    def _release(self, slot: _Slot) -> None:
         self.active -= 1
-        held = self.per_source.pop(host, 0) - 1
+        self._slots.pop(slot, None)
+        held = self.per_source.pop(slot.host, 0) - 1
         if held > 0:
-            self.per_source[host] = held
+            self.per_source[slot.host] = held
 
     async def _admit(self, sock: socket.socket, slot: _Slot) -> None:
         assert self._loop is not None  # noqa: S101 - started
