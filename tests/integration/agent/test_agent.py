@@ -34,6 +34,7 @@ from otward.agent.state import AgentStore, KeyBackend, Pkcs11Settings
 from otward.cli.app import app as cli
 from otward.config import load_settings
 from otward.core.keys import spki_pin
+from otward.errors import BackendError
 from otward.services.pki import Pki
 from tests.conftest import RunningServer, start_server, stop_server
 
@@ -387,6 +388,7 @@ class ConnectProxy:
 
     def __init__(self, redirect: tuple[str, int] | None = None) -> None:
         self.tunnels: list[str] = []
+        self.down = False
         self.authorizations: list[str | None] = []
         self._redirect = redirect
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -415,6 +417,9 @@ class ConnectProxy:
             headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
             if method != "CONNECT":
                 client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+                return
+            if self.down:  # the way to the server is broken (as during a network outage)
+                client.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
                 return
             self.tunnels.append(target)
             self.authorizations.append(headers.get("Proxy-Authorization"))
@@ -466,6 +471,37 @@ def test_the_agent_reaches_its_server_through_an_http_proxy_it_was_given(served,
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["proxy"] == proxy.url.replace("http://", "http://gw:***@")
         assert "s3cret" not in result.output
+    finally:
+        proxy.close()
+
+
+def test_a_renewal_that_got_no_answer_is_asked_again_with_the_same_key(served, tmp_path):
+    """When the connection fails the server may have issued: the agent keeps the new key and the next
+    renewal asks with it again (the server then answers with what it issued, see test_devices)."""
+    proxy = ConnectProxy()
+    store = AgentStore(tmp_path / "agent")
+    try:
+        with Agent.enroll(
+            store,
+            server=served.https_url,
+            token=enrollment_token(served),
+            device_id="plc-lost",
+            pin=root_pin(served),
+            proxy=proxy.url,
+        ) as agent:
+            before = agent.state
+            proxy.down = True
+            with pytest.raises(BackendError) as failed:
+                agent.renew()
+            assert failed.value.rule == "server-unreachable"
+            assert store.load() == before
+            pending = FileKeyStore(store.keys_dir).load(before.next_key_label())  # kept
+
+            proxy.down = False
+            renewed = agent.renew()
+            assert renewed.key_label == before.next_key_label()
+            assert renewed.certificate.public_key() == pending.public_key()
+            assert not key_file(store, before.key_label).exists()
     finally:
         proxy.close()
 
