@@ -27,9 +27,10 @@ from otward.core.audit import GENESIS_HASH, EventType, Outcome, chain_hash, head
 from otward.core.issuance import build_ca_certificate, build_signer_certificate, service_subject
 from otward.core.keys import sign_data
 from otward.core.records import CertificateKind, certificate_record, format_serial
+from otward.core.syslog import to_syslog
 from otward.errors import AuthenticationError, IntegrityError
 from otward.http.app import create_app
-from otward.services.audit import Actor, to_syslog
+from otward.services.audit import Actor
 from otward.services.bootstrap import initialize
 from otward.services.pki import Pki
 from tests.conftest import build_csr, free_port, make_key, start_server, stop_server

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 from cryptography import x509
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from otward import __version__
 from otward.cli import access as access_cli
@@ -25,11 +24,12 @@ from otward.cli.common import (
     JsonOption,
     cli_actor,
     console,
-    err_console,
     handle_errors,
     print_json,
     resolve_data_dir,
+    set_invocation_data_dir,
     trusted_proxies,
+    working,
 )
 from otward.config import (
     CONFIG_FILE,
@@ -39,7 +39,13 @@ from otward.config import (
     mask_database_url,
 )
 from otward.core.keys import KeyType
-from otward.services.bootstrap import InitResult, check_first_run_options, initialize, service_names
+from otward.services.bootstrap import (
+    InitResult,
+    check_first_run_options,
+    check_target,
+    initialize,
+    service_names,
+)
 
 DEFAULT_ORGANIZATION = "otward"
 DEFAULT_KEY_TYPE = KeyType.EC_P256.value
@@ -84,8 +90,10 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version")
     ] = False,
+    data: DataOption = None,
 ) -> None:
-    """otward command line."""
+    """otward command line. ``--data DIR`` goes before the command or after it (after wins)."""
+    set_invocation_data_dir(data)
 
 
 KeyTypeOption = Annotated[
@@ -121,18 +129,12 @@ def _initialize(
     db: str | None,
     quiet: bool,
 ) -> InitResult:
-    progress = (
+    check_target(data_dir)  # before saying what it creates: an existing installation is refused first
+    with (
         contextlib.nullcontext()
         if quiet
-        else Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
-        )
-    )
-    with progress as bar:
-        if bar is not None:
-            bar.add_task(
-                f"creating root and issuing CA ({key_type.value}), responders, service TLS, admin token…"
-            )
+        else working(f"creating root and issuing CA ({key_type.value}), responders, service TLS, admin token")
+    ):
         return initialize(
             data_dir,
             key_type=key_type,
@@ -157,7 +159,7 @@ def _report(result: InitResult, as_json: bool) -> None:
         "organization": result.settings.organization,
         "key_type": result.key_type.value,
         "root_ca": result.root.subject.rfc4514_string(),
-        "root_not_valid_after": result.root.not_valid_after_utc.isoformat(),
+        "root_not_valid_after": result.root.not_valid_after_utc,
         "issuing_ca": result.issuing.subject.rfc4514_string(),
         "service_names": list(result.service_names),
         "database_url": mask_database_url(result.settings.database_url),

@@ -8,17 +8,20 @@ from typing import Annotated
 
 import typer
 from cryptography.hazmat.primitives.serialization import Encoding
-from rich.table import Table
 
 from otward.cli.common import (
+    Column,
     DataOption,
     DbOption,
     JsonOption,
     cli_actor,
     console,
+    count_line,
     handle_errors,
     open_pki,
     print_json,
+    print_listing,
+    working,
 )
 from otward.core.keys import KeyType, spki_pin
 from otward.errors import InvalidRequestError
@@ -57,7 +60,7 @@ def create(
 ) -> None:
     """Create a subordinate CA (per plant or per owner), with its own OCSP responder and CRL."""
     with open_pki(data, db) as pki:
-        with console.status(f"creating CA {name}…") if not as_json else contextlib.nullcontext():
+        with working(f"creating CA {name}") if not as_json else contextlib.nullcontext():
             loaded = pki.authorities.create_subordinate(
                 name,
                 parent=parent,
@@ -94,20 +97,12 @@ def list_(data: DataOption = None, db: DbOption = None, as_json: JsonOption = Fa
     """List all CAs."""
     with open_pki(data, db) as pki:
         items = [AuthorityOut.from_record(r) for r in pki.authorities.list()]
-    if as_json:
-        print_json([i.model_dump(mode="json", exclude={"certificate"}) for i in items])
-        return
-    table = Table("name", "parent", "subject", "path len", "permitted DNS", "valid until")
-    for i in items:
-        table.add_row(
-            i.name,
-            i.parent or "-",
-            i.subject,
-            "-" if i.path_length is None else str(i.path_length),
-            ", ".join(i.permitted_dns) or "-",
-            f"{i.not_valid_after:%Y-%m-%d}",
-        )
-    console.print(table)
+    rows = [i.model_dump(mode="json", exclude={"certificate"}) for i in items]
+    columns: dict[str, Column] = {"name": "name", "parent": "parent", "subject": "subject"}
+    columns["path len"] = "path_length"
+    columns["permitted DNS"] = "permitted_dns"
+    columns["valid until"] = lambda row: row["not_valid_after"][:10]
+    print_listing(rows, columns, as_json=as_json, summary=count_line(len(rows), None, "CA"))
 
 
 @app.command("export")

@@ -37,9 +37,9 @@ from otward.edge.gatekeeper import (
 from otward.edge.sync import SyncClient
 from otward.edge.tokens import MAX_TOKEN
 from otward.errors import ConfigError, RateLimitedError
-from otward.http.bodylimit import BodyLimit
-from otward.http.problems import install_problem_handlers
-from otward.http.proxies import forwarded_headers
+from otward.web.bodylimit import BodyLimit
+from otward.web.problems import install_problem_handlers
+from otward.web.proxies import forwarded_headers
 
 __all__ = [
     "MAX_BODY",

@@ -300,4 +300,5 @@ class RevocationChecker:
             return f"cannot fetch the CRL from {url}: HTTP {response.status_code}"
         if len(response.content) > 64 * 1024 * 1024:
             return f"CRL from {url} is larger than 64 MiB"
+        log.debug("fetched the CRL from %s (%d bytes)", url, len(response.content))
         return response.content

@@ -20,7 +20,6 @@ from otward.errors import InvalidRequestError, NotFoundError
 from otward.http.access import router as access_router
 from otward.http.audit import router as audit_router
 from otward.http.auth import MetricsReader, PkiReader, PkiWriter, get_pki
-from otward.http.bodylimit import BodyLimit
 from otward.http.devices import router as devices_router
 from otward.http.edge import router as edge_router
 from otward.http.est import MAX_BODY as EST_MAX_BODY
@@ -30,7 +29,6 @@ from otward.http.est import router as est_router
 from otward.http.limits import install_limits
 from otward.http.metrics import RequestMetrics, render_metrics
 from otward.http.params import CaName, Count
-from otward.http.problems import install_problem_handlers
 from otward.http.schemas import (
     AuthorityOut,
     CertificateOut,
@@ -46,6 +44,8 @@ from otward.http.status import STATUS_PREFIXES, StatusApp
 from otward.http.transparency import router as transparency_router
 from otward.services.pki import Pki
 from otward.services.queries import certificate_filter
+from otward.web.bodylimit import BodyLimit
+from otward.web.problems import install_problem_handlers
 
 __all__ = ["BODY_LIMITS", "DEFAULT_BODY_LIMIT", "create_api", "create_app", "create_status_app"]
 

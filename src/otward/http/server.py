@@ -33,13 +33,14 @@ from otward.core.audit import EventType
 from otward.errors import ConfigError, OtwardError
 from otward.http.app import create_app, create_status_app
 from otward.http.header_names import ConventionalHeaderNamesProtocol
-from otward.http.proxies import forwarded_headers
 from otward.http.tls import TlsAwareHttpProtocol
 from otward.services.audit import Actor
 from otward.services.bootstrap import TlsFiles, renew_service_certificate_if_due
 from otward.services.channels import Channels, reload_mosquitto
 from otward.services.pki import Pki, upgrade_database
 from otward.services.signers import SIGNERS
+from otward.web.proxies import forwarded_headers
+from otward.web.serverlog import log_lifecycle_once
 
 __all__ = ["ServeOptions", "serve"]
 
@@ -397,6 +398,7 @@ def _worker_main(
     options: ServeOptions, sockets: tuple[socket.socket, socket.socket], index: int, supervisor: int
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_lifecycle_once()  # two servers in this process: each start and stop line once
     # uvloop: the faster event loop for both the TLS API and the plain-HTTP OCSP port.
     uvloop.run(_serve_worker(options, sockets, index, supervisor))
 

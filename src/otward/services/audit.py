@@ -45,7 +45,7 @@ from otward.core.audit import (
 )
 from otward.core.keys import sign_data, verify_data
 from otward.core.ports import AuditStore
-from otward.core.syslog import format_message, is_line_unsafe
+from otward.core.syslog import is_line_unsafe
 from otward.errors import ConfigError, IntegrityError, OtwardError
 
 __all__ = [
@@ -57,7 +57,6 @@ __all__ = [
     "ChainReport",
     "HeadWitness",
     "to_jsonl",
-    "to_syslog",
 ]
 
 DEFAULT_MAX_UNSIGNED = timedelta(minutes=5)
@@ -472,37 +471,3 @@ def _one_line(text: str) -> str:
             code -= 0x10000
             out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
     return "".join(out)
-
-
-_SEVERITY = {Outcome.SUCCESS: 6, Outcome.FAILURE: 4}  # informational / warning
-_FACILITY = 10  # security/authorization (authpriv)
-_SD_ID = "otward@32473"  # RFC 5424 requires a private enterprise number; 32473 is the documentation PEN
-
-
-def to_syslog(record: AuditRecord) -> str:
-    """RFC 5424 message with the event in structured data (no trailing newline, never a line break)."""
-    event = record.event
-    params = {
-        "seq": str(record.sequence),
-        "type": event.type.value,
-        "subject": event.subject,
-        "outcome": event.outcome.value,
-        "hash": record.hash.hex(),
-    }
-    if event.reason:
-        params["reason"] = event.reason
-    if event.source:
-        params["src"] = event.source
-    for key, value in event.details.items():
-        params.setdefault(key, str(value))  # details never override the event's own fields
-    return format_message(
-        priority=_FACILITY * 8 + _SEVERITY[event.outcome],
-        timestamp=format_time(event.time),
-        hostname=event.host,
-        app_name=f"otward-{event.component}",
-        procid=event.request_id,
-        msgid=event.type.value.replace(".", "-"),
-        sd_id=_SD_ID,
-        params=params,
-        msg=f"{event.type.value} {event.outcome.value}: {event.subject}",
-    )

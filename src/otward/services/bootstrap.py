@@ -35,6 +35,7 @@ __all__ = [
     "InitResult",
     "TlsFiles",
     "check_first_run_options",
+    "check_target",
     "initialize",
     "renew_service_certificate_if_due",
     "service_names",
@@ -82,7 +83,8 @@ def service_names(given: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
         raise ConfigError(f"--name: {exc}", rule="service-name") from None
 
 
-def _check_target(data_dir: Path) -> None:
+def check_target(data_dir: Path) -> None:
+    """Refuse a data directory that is a file or holds anything: init never overwrites an installation."""
     if data_dir.exists():
         if not data_dir.is_dir():
             raise ConfigError(f"{data_dir} exists and is not a directory")
@@ -109,7 +111,7 @@ def initialize(
         names = parse_service_names(server_names)
     except ValueError as exc:
         raise ConfigError(f"server names: {exc}", rule="service-name") from None
-    _check_target(data_dir)
+    check_target(data_dir)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     passphrase_file: Path | None = None

@@ -143,6 +143,7 @@ class Pki:
             clock=clock,
             new_serial=new_serial,
             audit=self.audit,
+            owners=stores.owners,
         )
         self.revocation = RevocationService(
             stores.certificates, stores.crls, self.authorities, settings.crl, clock=clock, audit=self.audit

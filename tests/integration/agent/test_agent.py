@@ -214,6 +214,9 @@ def test_the_cli_enrolls_reports_renews_and_attests(served, tmp_path):
     info = json.loads(status.output)
     assert (info["device_id"], info["key_backend"], info["key_label"]) == ("plc-4", "file", "otward-plc-4-1")
     assert info["renewal_due"] < info["not_after"]
+    text = runner.invoke(cli, ["agent", "status", "--store", directory]).output
+    assert "  proxy: none\n" in text  # no proxy: said so, not Python's "None"
+    assert "None" not in text
 
     renewed = runner.invoke(cli, ["agent", "renew", "--store", directory, "--json"])
     assert renewed.exit_code == 0, renewed.output
