@@ -242,6 +242,7 @@ def serve_gatekeeper(options: EdgeServeOptions, *, announce: Callable[[str], Non
             log_level="warning",
             access_log=False,
             lifespan="off",
+            server_header=False,  # no "server: uvicorn" banner
             **forwarded_headers(options.trusted_proxies),
         )
         config.load()

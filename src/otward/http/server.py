@@ -28,6 +28,7 @@ import uvloop
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from otward.adapters.syslog import SyslogTlsForwarder, client_context
+from otward.adapters.tls import restrict_server_context
 from otward.config import Settings, load_settings, read_passphrase
 from otward.core.audit import EventType
 from otward.errors import ConfigError, OtwardError
@@ -147,7 +148,9 @@ def _https_config(
     )
     config.load()
     assert config.ssl is not None  # noqa: S101 - set by load() when a certificate is configured
-    config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    # The same policy as every other listener: TLS 1.2+, ECDHE with AEAD suites only (uvicorn's own
+    # context accepted CBC suites), no tickets or renegotiation.
+    restrict_server_context(config.ssl)
     return config
 
 
