@@ -51,6 +51,7 @@ __all__ = [
     "read_passphrase",
     "render_config",
     "split_database_password",
+    "write_key_settings",
 ]
 
 CONFIG_FILE = "config.toml"
@@ -439,6 +440,29 @@ def _render_keys(keys: KeySettings) -> list[str]:
     else:
         lines.append("# pkcs11_pin_file = ...  (the PIN comes from $OTWARD_PKCS11_PIN)")
     return [*lines, ""]
+
+
+def write_key_settings(data_dir: Path, keys: KeySettings) -> None:
+    """Replace the ``[keys]`` table of ``DATA/config.toml`` (or add one), keeping everything else as
+    written; the file is replaced whole (written aside, renamed), and must still load."""
+    path = data_dir / CONFIG_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    start = next((i for i, line in enumerate(lines) if line.strip() == "[keys]"), None)
+    if start is None:
+        kept, rest = lines, []
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+        kept, rest = lines[:start], lines[end:]
+    if kept and kept[-1].strip():
+        kept.append("")
+    text = "\n".join([*kept, *_render_keys(keys), *rest]).rstrip("\n") + "\n"
+    aside = path.with_name(f".{CONFIG_FILE}.new")
+    aside.write_text(text, encoding="utf-8")
+    os.replace(aside, path)
+    load_settings(data_dir)
 
 
 def read_passphrase(data_dir: Path) -> bytes:

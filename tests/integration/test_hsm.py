@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 
 from otward.cli.app import app
 from otward.config import KeySettings, load_settings
+from otward.core.keys import KeyType
 from otward.services.bootstrap import initialize
 from otward.services.pki import Pki
 from tests.conftest import (
@@ -325,3 +326,74 @@ def test_a_wrong_pin_stops_the_service_and_nothing_falls_back(installation: Path
     assert served.returncode != 0
     assert "wrong PIN for token 'otward-ca'" in served.stdout + served.stderr
     assert not (installation / "keys").exists()
+
+
+def _file_installation(directory: Path, key_type: KeyType) -> Path:
+    data_dir = directory / "files"
+    initialize(data_dir, key_type=key_type, organization="ACME Chemicals")
+    pki = Pki.open(load_settings(data_dir))
+    try:
+        pki.issuance.issue(build_csr(make_key(), cn="before"), profile="tls-client")
+    finally:
+        pki.close()  # signs the audit head: the audit signer exists too
+    return data_dir
+
+
+def _migrate(data_dir: Path, hsm: SoftHsm) -> Result:
+    return _otward(
+        data_dir,
+        *("ca", "migrate-keys", "--to", "pkcs11", "--pkcs11-module", str(hsm.module)),
+        *("--pkcs11-token", hsm.label, "--pkcs11-pin-file", str(hsm.pin_file), "--json"),
+    )
+
+
+def test_migrate_keys_moves_every_key_file_into_the_token(tmp_path: Path, hsm: SoftHsm):
+    data_dir = _file_installation(tmp_path, KeyType.EC_P384)
+    key_files = sorted((data_dir / "keys").iterdir())
+    before = _key_refs(data_dir)
+    assert all(ref.startswith("file:") for ref in before.values())
+    certificates = _certificates(data_dir)
+
+    result = _migrate(data_dir, hsm)
+    assert result.exit_code == 0, result.output
+    moved = json.loads(result.output)["moved"]
+    assert {m["from"] for m in moved} == set(before.values())
+    assert all(not path.exists() for path in key_files)
+    assert load_settings(data_dir).keys.backend == "pkcs11"
+    after = _key_refs(data_dir)
+    assert set(after) == set(before)
+    session = hsm.session()
+    try:
+        for what, key_ref in after.items():
+            assert key_ref.startswith("pkcs11:object=otward-"), what
+            private = _token_private_key(hsm, session, key_ref)
+            assert private[Attribute.SENSITIVE] is True, what  # type: ignore[index]
+            assert private[Attribute.EXTRACTABLE] is False, what  # type: ignore[index]
+    finally:
+        session.close()
+    # the same CAs go on issuing, now from the token; the audit trail still verifies
+    pki = Pki.open(load_settings(data_dir))
+    try:
+        issued = pki.issuance.issue(build_csr(make_key(), cn="after"), profile="tls-client")
+    finally:
+        pki.close()
+    issued.certificate.verify_directly_issued_by(certificates["ca:issuing"])
+    verified = _otward(data_dir, "audit", "verify")
+    assert verified.exit_code == 0, verified.output
+    assert (
+        "every key is in the token already"
+        in _otward(data_dir, "ca", "migrate-keys", "--to", "pkcs11").output
+    )
+
+
+def test_keys_the_token_cannot_take_stay_files_and_the_rollover_is_explained(tmp_path: Path, hsm: SoftHsm):
+    data_dir = _file_installation(tmp_path, KeyType.ED25519)
+    key_files = sorted((data_dir / "keys").iterdir())
+    before = _key_refs(data_dir)
+    result = _migrate(data_dir, hsm)
+    assert result.exit_code == 1
+    assert "nothing was moved" in result.output
+    assert "otward ca create" in result.output
+    assert all(path.exists() for path in key_files)
+    assert _key_refs(data_dir) == before
+    assert load_settings(data_dir).keys.backend == "file"

@@ -39,6 +39,15 @@ class RoutingKeyBackend:
     def backend(self, scheme: str) -> KeyBackend | None:
         return self._backends.get(scheme)
 
+    def attach(self, scheme: str, backend: KeyBackend) -> None:
+        """Load ``scheme:`` references with ``backend`` from now on (after keys were moved there);
+        the backend it replaces, if any, is closed."""
+        previous = self._backends.get(scheme)
+        self._backends[scheme] = backend
+        close = getattr(previous, "close", None)
+        if previous is not backend and close is not None:
+            close()
+
     def _for(self, key_ref: str) -> KeyBackend:
         scheme, _, _ = key_ref.partition(":")
         backend = self._backends.get(scheme)
