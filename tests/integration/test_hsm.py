@@ -328,6 +328,74 @@ def test_a_wrong_pin_stops_the_service_and_nothing_falls_back(installation: Path
     assert not (installation / "keys").exists()
 
 
+def test_a_missing_token_stops_the_service(installation: Path, tmp_path: Path):
+    """The module finds no token of that label (unplugged, or another token directory)."""
+    (tmp_path / "tokens").mkdir()
+    config = tmp_path / "softhsm2.conf"
+    config.write_text(f"directories.tokendir = {tmp_path / 'tokens'}\nobjectstore.backend = file\n")
+    served = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "otward",
+            "serve",
+            "--data",
+            str(installation),
+            "--port",
+            str(_free_port()),
+            "--http-port",
+            str(_free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "SOFTHSM2_CONF": str(config)},
+    )
+    assert served.returncode != 0
+    assert "no token 'otward-ca' of PKCS#11 module" in served.stdout + served.stderr
+
+
+@pytest.mark.parametrize("key_type", [KeyType.EC_P384, KeyType.RSA_3072])
+def test_token_cas_of_other_key_types_sign_what_openssl_and_pkilint_accept(
+    tmp_path: Path, hsm: SoftHsm, key_type: KeyType
+):
+    openssl = need("openssl")
+    data_dir = tmp_path / "data"
+    initialize(
+        data_dir,
+        key_type=key_type,
+        keys=KeySettings(
+            backend="pkcs11", pkcs11_module=hsm.module, pkcs11_token=hsm.label, pkcs11_pin_file=hsm.pin_file
+        ),
+    )
+    pki = Pki.open(load_settings(data_dir))
+    try:
+        issued = pki.issuance.issue(
+            build_csr(make_key(), cn="plc-9.plant.example", dns=("plc-9.plant.example",)),
+            profile="tls-server",
+        )
+        pki.revocation.revoke(issued.certificate.serial_number, x509.ReasonFlags.superseded)
+        crl = pki.revocation.current_crl("issuing").der
+        assert all(ref.startswith("pkcs11:") for ref in pki.stores.key_refs.key_refs())
+    finally:
+        pki.close()
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_bytes(issued.certificate.public_bytes(serialization.Encoding.PEM))
+    issuer = tmp_path / "issuer.pem"
+    issuer.write_bytes(issued.chain[0].public_bytes(serialization.Encoding.PEM))
+    root = data_dir / "root.pem"
+    out = run([openssl, "verify", "-CAfile", root, "-untrusted", issuer, leaf])
+    assert out.stdout.strip() == f"{leaf}: OK"
+    crl_der = tmp_path / "issuing.crl"
+    crl_der.write_bytes(crl)
+    out = run([openssl, "crl", "-inform", "DER", "-in", crl_der, "-CAfile", issuer, "-noout"])
+    assert "verify OK" in out.stdout + out.stderr
+    _lint("lint_pkix_cert", leaf)
+    _lint("lint_pkix_cert", issuer)
+    _lint("lint_crl", "-t", "CRL", "-p", "PKIX", crl_der)
+
+
 def _file_installation(directory: Path, key_type: KeyType) -> Path:
     data_dir = directory / "files"
     initialize(data_dir, key_type=key_type, organization="ACME Chemicals")
