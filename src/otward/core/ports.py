@@ -6,7 +6,7 @@ what it can and nothing raises NotImplementedError.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -41,6 +41,7 @@ __all__ = [
     "DeviceStore",
     "EnrollmentTokenStore",
     "KeyBackend",
+    "KeyRefStore",
     "OwnerStore",
     "SignerStore",
     "StatisticsStore",
@@ -65,6 +66,19 @@ class KeyBackend(Protocol):
 
     def destroy_key(self, key_ref: str) -> None:
         """Delete a key that will sign nothing again (a rotated signer's); a missing key is no error."""
+        ...
+
+
+class KeyRefStore(Protocol):
+    """The key references of CAs, responders and signers, for moving keys between backends."""
+
+    def key_refs(self) -> list[str]:
+        """Every key reference in use (CA, responder and signer keys)."""
+        ...
+
+    def replace_key_refs(self, moves: Mapping[str, str], events: Sequence[AuditEvent] = ()) -> int:
+        """Replace each old reference by its new one wherever it is used, with ``events``, in one
+        transaction; the number of references changed."""
         ...
 
 

@@ -2,7 +2,7 @@
 
 FastAPI documents a 422 "validation error" on every route with parameters and nothing else; otward
 answers a malformed request 400, and every refusal as an RFC 9457 problem document
-(:mod:`otward.http.problems`). This module rewrites the generated document once: each operation
+(:mod:`otward.web.problems`). This module rewrites the generated document once: each operation
 lists the refusals it can give, as ``application/problem+json`` with the ``Problem`` schema (EST
 paths also as one line of ``text/plain``, their default), and the EST answers name their media
 types. Which statuses apply is derived from what the route takes, the same way for every route:
@@ -27,7 +27,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from otward.http.problems import EST_PREFIX, PROBLEM_JSON
+from otward.web.problems import EST_PREFIX, PROBLEM_JSON
 
 __all__ = ["PROBLEM_SCHEMA", "install_openapi", "problem_statuses"]
 

@@ -350,6 +350,12 @@ async def _serve_worker(
     if index > 0:
         sockets = (_own_listener(sockets[0]), _own_listener(sockets[1]))
     pki = Pki.open(settings, migrate=False)
+    if settings.keys.backend == "pkcs11":
+        try:
+            pki.check_keys()  # this worker's own session on the token (spawned: nothing inherited)
+        except BaseException:
+            pki.close()
+            raise
     app = create_app(pki, workers=options.workers)
     https = _Server(_https_config(app, settings, options, _client_ca_file(settings)))
     trust = ClientCaTrust(https.config.ssl)
@@ -415,6 +421,8 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = log.info) -> 
         announce(f"database schema upgraded from {change.before or 'an empty database'} to {change.after}")
     pki = Pki.open(settings)
     try:
+        if settings.keys.backend == "pkcs11":
+            pki.check_keys()  # a missing token or a wrong PIN stops the service here, before it listens
         _write_client_cas(pki, _client_ca_file(settings))
         renewed = renew_service_certificate_if_due(pki, settings.data_dir, SERVICE_ACTOR)
         if renewed:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import select
-import shutil
 import socket
 import stat
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,12 +34,11 @@ from otward.config import load_settings
 from otward.core.keys import spki_pin
 from otward.errors import BackendError
 from otward.services.pki import Pki
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import RunningServer, softhsm_token, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
 OWNER = "acme"
-SOFTHSM_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 
 
 @pytest.fixture(scope="module")
@@ -317,32 +314,8 @@ def test_a_file_agent_whose_certificate_expired_renews_by_challenge(served, tmp_
 @pytest.fixture(scope="module")
 def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pkcs11Settings]:
     """A fresh SoftHSM2 token and a 0600 PIN file, for this module only."""
-    util = shutil.which("softhsm2-util")
-    if util is None or not SOFTHSM_MODULE.is_file():
-        pytest.fail("SoftHSM2 is required (Debian package softhsm2)", pytrace=False)
-    directory = tmp_path_factory.mktemp("softhsm")
-    (directory / "tokens").mkdir()
-    config = directory / "softhsm2.conf"
-    config.write_text(
-        f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
-    )
-    pin_file = directory / "pin"
-    pin_file.write_text("1234\n")
-    pin_file.chmod(0o600)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SOFTHSM2_CONF", str(config))
-        subprocess.run(
-            [util, "--init-token", "--free", "--label", "agent", "--pin", "1234", "--so-pin", "5678"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        library = pkcs11.lib(str(SOFTHSM_MODULE))
-        library.reinitialize()
-        try:
-            yield Pkcs11Settings(SOFTHSM_MODULE, "agent", pin_file)
-        finally:
-            library.finalize()
+    with softhsm_token(tmp_path_factory.mktemp("softhsm"), label="agent") as hsm:
+        yield Pkcs11Settings(hsm.module, hsm.label, hsm.pin_file)
 
 
 def token_labels(settings: Pkcs11Settings) -> set[str]:

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from otward.config import load_settings
 from otward.core.keys import KeyType
 from otward.http.app import create_api, create_app
-from otward.http.problems import PROBLEM_JSON
 from otward.services.bootstrap import initialize
 from otward.services.pki import Pki
+from otward.web.problems import PROBLEM_JSON
 
 
 @pytest.fixture(scope="module")
