@@ -49,7 +49,8 @@ def bodies(draw: st.DrawFn) -> tuple[bytes, str]:
     elif form == "der":
         body = der
     elif form == "pem":
-        body = b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE REQUEST-----\n"
+        armor = b"-----%s CERTIFICATE REQUEST-----\n"
+        body = armor % b"BEGIN" + base64.encodebytes(der) + armor % b"END"
     elif form == "cut-base64":
         text = base64.b64encode(der)
         body = text[: draw(st.integers(0, len(text)))]
@@ -58,7 +59,8 @@ def bodies(draw: st.DrawFn) -> tuple[bytes, str]:
     media = draw(
         st.sampled_from(
             ["application/pkcs10"] * 6
-            + ["application/pkcs10; charset=x", "application/octet-stream", "text/plain", "APPLICATION/PKCS10"]
+            + ["application/pkcs10; charset=x", "application/octet-stream", "text/plain"]
+            + ["APPLICATION/PKCS10"]
         )
     )
     return body, media
