@@ -120,3 +120,91 @@ def csrs() -> tuple[SignedCsr, ...]:
 
 def resigners() -> list[tuple[bytes, Callable[[bytes], bytes]]]:
     return [(c.der, c.resign) for c in csrs()]
+
+
+@dataclass(frozen=True)
+class FixedCa:
+    certificate: x509.Certificate
+    key: Any
+
+
+@cache
+def fixed_ca(name: str = "Fuzz CA") -> FixedCa:
+    """A self-signed P-256 CA with a fixed key and fixed dates (2026-2036)."""
+    from datetime import UTC, datetime
+
+    key = ec.derive_private_key(0x5EED_00CA + len(name), ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ACME Chemicals"),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
+    )
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(0x0CA_0000_0000_0001)
+        .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2036, 1, 1, tzinfo=UTC))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256(), ecdsa_deterministic=True)
+    )
+    return FixedCa(certificate, key)
+
+
+@cache
+def crls() -> tuple[bytes, ...]:
+    """DER CRLs of :func:`fixed_ca`: empty, with entries (reasons, invalidity dates), and with a
+    critical issuing distribution point."""
+    from datetime import UTC, datetime, timedelta
+
+    ca = fixed_ca()
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+    def crl(entries: int, *extensions: tuple[x509.ExtensionType, bool]) -> bytes:
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.certificate.subject)
+            .last_update(now)
+            .next_update(now + timedelta(days=7))
+            .add_extension(x509.CRLNumber(entries + 1), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+            )
+        )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        for serial in range(1, entries + 1):
+            revoked = (
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial << 64)
+                .revocation_date(now - timedelta(days=serial))
+            )
+            if serial % 2:
+                revoked = revoked.add_extension(
+                    x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False
+                )
+            if serial % 3 == 0:
+                revoked = revoked.add_extension(x509.InvalidityDate(now - timedelta(days=30)), critical=False)
+            builder = builder.add_revoked_certificate(revoked.build())
+        return builder.sign(ca.key, hashes.SHA256(), ecdsa_deterministic=True).public_bytes(Encoding.DER)
+
+    idp = x509.IssuingDistributionPoint(
+        full_name=[x509.UniformResourceIdentifier("http://127.0.0.1:8080/crl/issuing.crl")],
+        relative_name=None,
+        only_contains_user_certs=True,
+        only_contains_ca_certs=False,
+        only_some_reasons=None,
+        indirect_crl=False,
+        only_contains_attribute_certs=False,
+    )
+    return (crl(0), crl(3), crl(6, (idp, True)))
+
+
+def resign_crl(tbs: bytes) -> bytes:
+    """A CRL around ``tbs`` signed by :func:`fixed_ca` (it passes the signature check)."""
+    ca = fixed_ca()
+    return wrap_signed(crls()[0], tbs, ca.key)
