@@ -24,14 +24,9 @@ from otward.errors import ParseError, PolicyViolationError
 from otward.gateway.revocation import RevocationChecker, _cache_name, chain_keys, load_crl
 from tests.fuzz.mutate import der_inputs, mutated_inner
 from tests.fuzz.objects import crls, fixed_ca, resign_crl
-from tests.fuzz.profile import fuzz_settings
+from tests.fuzz.profile import CRYPTOGRAPHY_WARNINGS, fuzz_settings
 
-pytestmark = [
-    pytest.mark.fuzz,
-    # cryptography warns (it does not raise) when a parsed name attribute exceeds RFC 5280's upper
-    # bound; outside the test suite a warning is not an error, so it is not a finding here.
-    pytest.mark.filterwarnings("ignore:Attribute's length must be:UserWarning"),
-]
+pytestmark = [pytest.mark.fuzz, *CRYPTOGRAPHY_WARNINGS]
 
 URL = "http://127.0.0.1:9/crl/issuing.crl"
 NOW = datetime(2026, 12, 8, tzinfo=UTC)
