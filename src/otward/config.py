@@ -35,6 +35,7 @@ __all__ = [
     "DB_PASSWORD_FILE",
     "DEFAULT_SERVICE_NAMES",
     "AuditSettings",
+    "ConnectionLimitSettings",
     "CrlSettings",
     "DeviceSettings",
     "KeySettings",
@@ -180,14 +181,39 @@ def default_public_url(host: str, port: int = 8080) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class ConnectionLimitSettings(BaseModel):
+    """``[server.limits]``: what one client may hold of ``otward serve``'s HTTPS and plain-HTTP
+    ports, and for how long (``otward.web.connections``; docs/settings.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)  # per port, all workers
+    max_connections_per_source: int = Field(default=64, ge=1, le=1_000_000)  # per client address
+    handshake_timeout: float = Field(default=10.0, gt=0, le=3600)
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
+    idle_timeout: float = Field(default=15.0, gt=0, le=3600)
+    write_timeout: float = Field(default=30.0, gt=0, le=3600)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    max_header_fields: int = Field(default=100, ge=10, le=10_000)
+
+    @model_validator(mode="after")
+    def _per_source_within_total(self) -> ConnectionLimitSettings:
+        if self.max_connections_per_source > self.max_connections:
+            raise ValueError("max_connections_per_source must not exceed max_connections")
+        return self
+
+
 class ServerSettings(BaseModel):
     """``otward serve``: the names its TLS certificate covers (a change reissues it at the next
-    start), and which reverse proxies may tell the client's address (none by default)."""
+    start), which reverse proxies may tell the client's address (none by default), and the
+    connection limits of its ports."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     names: tuple[str, ...] = DEFAULT_SERVICE_NAMES
     trusted_proxies: tuple[str, ...] = ()
+    limits: ConnectionLimitSettings = ConnectionLimitSettings()
 
     @field_validator("names")
     @classmethod
@@ -401,6 +427,11 @@ def render_config(
         f"names = {json.dumps(list(names))}",
         "# Reverse proxies whose X-Forwarded-For is believed (none: the TCP peer is the client):",
         '# trusted_proxies = ["10.0.0.5"]',
+        "",
+        "# [server.limits]  # per port; see docs/settings.md",
+        "# max_connections = 1000",
+        "# max_connections_per_source = 64  # trusted proxies are exempt",
+        "# header_timeout = 10  # seconds for a request head; body_timeout = 30 for its body",
         "",
         *_render_keys(keys or KeySettings()),
         "[mqtt]",

@@ -301,6 +301,24 @@ def serve(
             " also [server] trusted_proxies) [default: none, the TCP peer is the client]",
         ),
     ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            "--max-connections",
+            min=1,
+            help="Connections each port holds at most, all workers together (instead of"
+            " [server.limits] max_connections) [default: 1000]",
+        ),
+    ] = None,
+    max_connections_per_source: Annotated[
+        int | None,
+        typer.Option(
+            "--max-connections-per-source",
+            min=1,
+            help="Connections one client address holds at most on each port; trusted proxies are"
+            " exempt (instead of [server.limits] max_connections_per_source) [default: 64]",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTPS API (OpenAPI at /docs) and CRL/OCSP over plain HTTP. On first run it creates DATA
     as ``init`` does (--org, --key-type, --name); later these must match what DATA has."""
@@ -360,6 +378,8 @@ def serve(
             workers=workers,
             access_log=access_log,
             trusted_proxies=trusted_proxies(trusted_proxy),
+            max_connections=max_connections,
+            max_connections_per_source=max_connections_per_source,
         ),
         announce=lambda text: console.print(text, highlight=False),
     )
