@@ -61,3 +61,33 @@ def test_core_does_no_io():
                 assert top not in forbidden_stdlib, f"{path.name}: {line}"
                 if top not in sys.stdlib_module_names:
                     assert top in allowed, f"{path.name}: {line}"
+
+
+def _imports(package: str) -> list[tuple[Path, str]]:
+    """Every otward module imported by the modules of ``src/otward/<package>`` (also inside functions)."""
+    found = []
+    for path in (ROOT / "src" / "otward" / package).rglob("*.py"):
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if len(words) > 1 and words[0] in {"import", "from"} and words[1].startswith("otward"):
+                found.append((path, words[1]))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden", "why"),
+    [
+        ("edge", "otward.http", "the gatekeeper runs without the central web service's modules"),
+        ("web", "otward.http", "what the web servers share knows no central service"),
+        ("web", "otward.services", "what the web servers share knows no use case"),
+        ("adapters", "otward.services", "an adapter implements a port and never depends on a use case"),
+        ("core", "otward.services", "the core depends on nothing outside it"),
+    ],
+)
+def test_imports_point_inwards(package, forbidden, why):
+    wrong = [
+        f"{path.relative_to(ROOT)}: {module}"
+        for path, module in _imports(package)
+        if module == forbidden or module.startswith(forbidden + ".")
+    ]
+    assert not wrong, f"{why}: {wrong}"

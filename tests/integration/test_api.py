@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
 from fastapi.testclient import TestClient
 
+from otward.core.keys import KeyType
 from otward.http.app import create_app
 from otward.services.pki import Pki
 from tests.conftest import build_csr, est_refusal, make_key, ocsp_request_der
@@ -39,6 +40,7 @@ def token(installation) -> str:
 
 @pytest.fixture
 def client(pki: Pki, token: str) -> Iterator[TestClient]:
+    pki.owners.create("acme")  # device certificates need an existing owner
     with TestClient(create_app(pki), base_url="https://testserver") as test_client:
         test_client.headers["Authorization"] = f"Bearer {token}"
         yield test_client
@@ -201,7 +203,11 @@ BAD_REQUESTS = [
         id="sha1",
     ),
     pytest.param(
-        lambda: {"csr": build_csr(make_key(), cn="x", emails=("a@b.example",)).decode(), "profile": "device"},
+        lambda: {
+            "csr": build_csr(make_key(), cn="x", emails=("a@b.example",)).decode(),
+            "profile": "device",
+            "owner": "acme",
+        },
         422,
         "san-type",
         id="forbidden-san",
@@ -382,6 +388,20 @@ def test_ocsp_errors(client):
     assert stranger.subject
 
 
+def test_ocsp_get_with_a_percent_encoded_prefix_is_answered(client, pki):
+    """Found by tests/fuzz/http/test_ocsp.py: the route matches the decoded path, but the request was
+    looked for after the literal '/ocsp/' in the raw path (IndexError, a 500)."""
+    issuing = pki.authorities.certificate_chain("issuing")[0]
+    encoded = quote(base64.b64encode(ocsp_request_der(issuing, 1 << 70)).decode(), safe="")
+    for path in (f"/%6Fcsp/{encoded}", "/%6Fcsp/AA%3D%3D"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        ocsp.load_der_ocsp_response(response.content)
+    assert ocsp.load_der_ocsp_response(client.get(f"/%6Fcsp/{encoded}").content).response_status is (
+        ocsp.OCSPResponseStatus.SUCCESSFUL
+    )
+
+
 def test_public_status_endpoints(client):
     client.headers.pop("Authorization")
     assert client.get("/crl/issuing.crl").headers["content-type"] == "application/pkix-crl"
@@ -396,6 +416,36 @@ def test_public_status_endpoints(client):
     assert docs.status_code == 200
     assert "cdn" not in docs.text.lower()  # offline plants: every asset comes from otward itself
     assert client.get("/docs/static/swagger-ui-bundle.js").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("extra", "detail"),
+    [
+        ({}, "profile 'device' needs an owner"),
+        ({"owner": "nobody"}, "owner 'nobody' does not exist"),
+    ],
+    ids=["no-owner", "unknown-owner"],
+)
+def test_a_device_certificate_needs_an_existing_owner(client, pki, extra, detail):
+    """Without an owner the CA's name was written as the owner, and an unknown one was accepted."""
+    before = count(client)
+    response = client.post(
+        "/api/v1/certificates",
+        json={"csr": build_csr(make_key(), cn="plc-9").decode(), "profile": "device", **extra},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["rule"] == "device-owner"
+    assert detail in response.json()["detail"]
+    assert count(client) == before
+
+
+def test_device_certificate_comes_from_its_owners_ca(client, pki):
+    pki.authorities.create_subordinate(
+        "plant-a", parent="root", key_type=KeyType.EC_P256, organization="ACME Chemicals"
+    )
+    pki.owners.create("plant-a-ops", ca="plant-a")
+    body = issue(client, build_csr(make_key(), cn="plc-3"), "device", owner="plant-a-ops")
+    assert client.get(f"/api/v1/certificates/{body['serial']}").json()["ca"] == "plant-a"
 
 
 def test_issue_every_profile(client):

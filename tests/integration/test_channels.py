@@ -21,6 +21,8 @@ pytestmark = pytest.mark.integration
 
 
 def _device(pki, device_id: str, owner: str = "acme", ca: str = "issuing"):  # type: ignore[no-untyped-def]
+    if pki.stores.owners.get_owner(owner) is None:
+        pki.owners.create(owner)
     return pki.issuance.issue(build_csr(make_key(), cn=device_id), profile="device", owner=owner, ca=ca)
 
 

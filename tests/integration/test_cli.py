@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -62,6 +63,7 @@ def test_init_refuses_an_existing_directory_and_keeps_its_keys(data):
     before = {p: p.read_bytes() for p in (data / "keys").iterdir()}
     output = run("init", "--data", str(data), code=1)
     assert "already exists" in output
+    assert "creating" not in output  # refused before it says what it would create
     assert {p: p.read_bytes() for p in (data / "keys").iterdir()} == before
 
 
@@ -541,3 +543,96 @@ def test_device_reset_revokes_the_unused_certificate_and_is_audited(data):
     assert [e["subject"] for e in events["items"] if e["type"] == "device.reset"] == ["plc-9"]
     # a second reset finds nothing unused to undo
     assert "already" in run("device", "reset", "plc-9", "--data", str(data), code=1)
+
+
+def test_list_tables_print_identifiers_whole_in_a_narrow_terminal(data, tmp_path):
+    """An id cut to "09e3148…" cannot be copied to ``revoke``: on a 60-column terminal every id and
+    serial is printed whole on one line, and every list puts its count line under the table."""
+    run("owner", "create", "acme", "--data", str(data))
+    for pattern in ("plc-line-7-station-*", "*"):
+        run("token", "create", "--owner", "acme", "--device-id-pattern", pattern, "--data", str(data))
+    tokens = json.loads(run("token", "list", "--data", str(data), "--json"))
+    serials = [c["serial"] for c in json.loads(run("cert", "list", "--data", str(data), "--json"))["items"]]
+    env = {**os.environ, "COLUMNS": "60"}
+    for command, ids, count in (
+        ("token", [t["token_id"] for t in tokens], "2 enrollment tokens"),
+        ("cert", serials, f"{len(serials)} certificates"),
+        ("owner", ["acme"], "1 owner"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "otward", command, "list", "--data", str(data)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        assert "…" not in result.stdout
+        for identifier in ids:
+            assert identifier in result.stdout, (identifier, result.stdout)
+        assert result.stdout.rstrip().splitlines()[-1] == count
+    assert run("device", "list", "--data", str(data)).rstrip().splitlines()[-1] == "0 devices"
+
+
+def test_cert_issue_device_needs_an_existing_owner(data, tmp_path):
+    csr = tmp_path / "plc.csr"
+    csr.write_bytes(build_csr(make_key(), cn="plc-1"))
+    issue = ("cert", "issue", "--csr", str(csr), "--profile", "device", "--data", str(data))
+    assert "needs an owner" in run(*issue, code=1)
+    assert "owner 'acme' does not exist" in run(*issue, "--owner", "acme", code=1)
+    run("owner", "create", "acme", "--data", str(data))
+    pem = run(*issue, "--owner", "acme")
+    uris = x509.load_pem_x509_certificate(pem.encode()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert uris.value.get_values_for_type(x509.UniformResourceIdentifier) == ["urn:otward:device:acme:plc-1"]
+
+
+def test_progress_is_one_plain_line_when_not_a_terminal(tmp_path):
+    """A spinner written to a pipe or a log came out as "… …"."""
+    result = run_process("init", "--data", str(tmp_path / "d"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0].startswith("creating root and issuing CA (ec-p256)")
+    assert "…" not in result.stderr
+    created = run_process("ca", "create", "plant-a", "--parent", "root", "--data", str(tmp_path / "d"))
+    assert created.stderr == "creating CA plant-a\n"
+
+
+def test_mqtt_config_refresh_says_what_it_rewrote(data, tmp_path):
+    out = tmp_path / "mqtt"
+    assert "wrote" in run("mqtt-config", "--out", str(out), "--ca", "issuing", "--data", str(data))
+    config = (out / "mosquitto.conf").read_bytes()
+    refreshed = run("mqtt-config", "--refresh-crl", "--out", str(out), "--data", str(data))
+    assert refreshed.startswith("refreshed the CRL, CA and ACL files in")
+    assert "wrote" not in refreshed
+    assert (out / "mosquitto.conf").read_bytes() == config
+
+
+def test_json_timestamps_are_rfc3339(data):
+    rfc3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"
+    run("owner", "create", "acme", "--data", str(data))
+    created = json.loads(run("token", "create", "--owner", "acme", "--json", "--data", str(data)))
+    listed = json.loads(run("token", "list", "--json", "--data", str(data)))
+    owners = json.loads(run("owner", "list", "--json", "--data", str(data)))
+    api_tokens = json.loads(run("api-token", "list", "--json", "--data", str(data)))
+    certificates = json.loads(run("cert", "list", "--json", "--data", str(data)))["items"]
+    for value in (
+        created["expires_at"],
+        listed[0]["expires_at"],
+        owners[0]["created_at"],
+        api_tokens[0]["created_at"],
+        certificates[0]["not_valid_after"],
+    ):
+        assert re.match(rfc3339, value), value
+
+
+def test_data_goes_before_or_after_the_command(data, tmp_path, monkeypatch):
+    cas = json.loads(run("--data", str(data), "ca", "list", "--json"))
+    assert [c["name"] for c in cas] == ["root", "issuing"]
+    assert "otward access import" in run("--data", str(data), "access", "person", "list", code=1)
+    # the command's own --data wins over the one before it
+    assert (
+        json.loads(run("--data", str(tmp_path / "none"), "ca", "list", "--data", str(data), "--json")) == cas
+    )
+    # and it holds for one invocation only
+    monkeypatch.setenv("OTWARD_DATA", str(tmp_path / "none"))
+    assert "run 'otward init'" in run("ca", "list", code=1)

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from otward.http.connections import MAX_PIPELINED
 from otward.services.bootstrap import initialize
+from otward.web.connections import MAX_PIPELINED
 from tests.conftest import RunningServer, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.integration

@@ -206,7 +206,7 @@ def test_openssl_verifies_certificate_and_publication_links(
     assert authority_key_id == key_id("Subject Key Identifier", x509_text(openssl, issuing))
     assert subject_key_id != authority_key_id
     if case.profile == "device":
-        assert f"URI:urn:otward:device:{case.owner or 'issuing'}:{case.cn}" in text
+        assert f"URI:urn:otward:device:{case.owner}:{case.cn}" in text
 
 
 def test_openssl_and_curl_follow_the_aia_and_cdp_links(

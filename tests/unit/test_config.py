@@ -46,3 +46,39 @@ def test_an_unparseable_url_is_refused_without_echoing_it():
     with pytest.raises(ConfigError) as info:
         split_database_password("no url: secret")
     assert "secret" not in info.value.message
+
+
+def test_key_settings_name_what_a_pkcs11_backend_lacks(tmp_path):
+    from otward.config import CONFIG_FILE, load_settings, render_config
+
+    (tmp_path / CONFIG_FILE).write_text(
+        render_config(organization="o", public_url="http://127.0.0.1:8080", database_url=None).replace(
+            'backend = "file"', 'backend = "pkcs11"'
+        )
+    )
+    with pytest.raises(ConfigError, match=r"keys\.pkcs11_module and keys\.pkcs11_token are required"):
+        load_settings(tmp_path)
+
+
+def test_write_key_settings_replaces_only_the_keys_table(tmp_path):
+    from pathlib import Path
+
+    from otward.config import CONFIG_FILE, KeySettings, load_settings, render_config, write_key_settings
+
+    path = tmp_path / CONFIG_FILE
+    text = render_config(organization="ACME", public_url="http://10.0.0.1:8080", database_url=None)
+    path.write_text(text.replace("validity_hours = 168", "validity_hours = 100"))
+    target = KeySettings(
+        backend="pkcs11", pkcs11_module=Path("/usr/lib/x.so"), pkcs11_token="plant", pkcs11_pin_file=None
+    )
+    write_key_settings(tmp_path, target)
+    settings = load_settings(tmp_path)
+    assert settings.keys == target
+    assert settings.crl.validity_hours == 100  # everything else as it was
+    assert settings.organization == "ACME"
+    assert path.read_text().count("[keys]") == 1
+    # a config.toml of an older version has no [keys] table: one is added
+    path.write_text('organization = "ACME"\n\n[crl]\nvalidity_hours = 100\n')
+    write_key_settings(tmp_path, target)
+    assert load_settings(tmp_path).keys == target
+    assert load_settings(tmp_path).crl.validity_hours == 100

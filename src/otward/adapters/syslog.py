@@ -16,8 +16,8 @@ from datetime import datetime
 
 from otward.core.audit import AuditFilter
 from otward.core.ports import AuditStore
+from otward.core.syslog import to_syslog
 from otward.errors import BackendError
-from otward.services.audit import to_syslog
 
 __all__ = ["SyslogTlsForwarder", "client_context", "frame"]
 

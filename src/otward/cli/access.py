@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from otward.adapters.files import read_limited
 from otward.cli.common import (
@@ -21,6 +20,7 @@ from otward.cli.common import (
     JsonOption,
     cli_actor,
     console,
+    count_line,
     handle_errors,
     open_pki,
     print_json,
@@ -258,23 +258,21 @@ def person_list(data: DataOption = None, db: DbOption = None, as_json: JsonOptio
     """List people and robots."""
     with open_pki(data, db) as pki:
         people = pki.access.people()
-    if as_json:
-        print_json([person_json(p) for p in people])
-        return
-    table = Table("id", "name", "kind", "roles", "shift", "valid", "enabled")
-    for p in people:
-        valid = f"{p.valid_from or ''}..{p.valid_until or ''}" if p.valid_from or p.valid_until else "-"
-        table.add_row(
-            p.id,
-            p.name,
-            p.kind.value,
-            ", ".join(p.roles),
-            p.shift or "-",
-            valid,
-            "yes" if p.enabled else "[red]no[/]",
-        )
-    console.print(table)
-    console.print(f"{len(people)} people and robots", highlight=False)
+    rows = [person_json(p) for p in people]
+    columns: dict[str, Column] = {"id": "id", "name": "name", "kind": "kind", "roles": "roles"}
+    columns["shift"] = "shift"
+    columns["valid"] = lambda row: (
+        f"{row['valid_from'] or ''}..{row['valid_until'] or ''}"
+        if row["valid_from"] or row["valid_until"]
+        else "-"
+    )
+    columns["enabled"] = lambda row: "yes" if row["enabled"] else "no"
+    print_listing(
+        rows,
+        columns,
+        as_json=as_json,
+        summary=count_line(len(rows), None, "person or robot", "people and robots"),
+    )
 
 
 @person_app.command("show")
@@ -338,14 +336,10 @@ def grant_list(
     """List grants (of a role, or naming an asset)."""
     with open_pki(data, db) as pki:
         grants = pki.access.grants(role=role, asset=asset)
-    if as_json:
-        print_json([grant_json(g) for g in grants])
-        return
-    table = Table("id", "role", "assets", "functions", "when")
-    for g in grants:
-        table.add_row(g.id, g.role, ", ".join(g.assets), ", ".join(g.functions), g.when or "always")
-    console.print(table)
-    console.print(f"{len(grants)} grants", highlight=False)
+    rows = [grant_json(g) for g in grants]
+    columns: dict[str, Column] = {"id": "id", "role": "role", "assets": "assets", "functions": "functions"}
+    columns["when"] = lambda row: row["when"] or "always"
+    print_listing(rows, columns, as_json=as_json, summary=count_line(len(rows), None, "grant"))
 
 
 # --- assets -------------------------------------------------------------------------------------
@@ -424,7 +418,7 @@ def asset_list(data: DataOption = None, db: DbOption = None, as_json: JsonOption
     with open_pki(data, db) as pki:
         rows = [asset_json(a) for a in pki.access.assets()]
     columns = {"id": "id", "kind": "kind", "functions": "functions", "inside": "inside"}
-    print_listing(rows, columns, as_json=as_json, summary=f"{len(rows)} assets")
+    print_listing(rows, columns, as_json=as_json, summary=count_line(len(rows), None, "asset"))
 
 
 @asset_app.command("show")
@@ -503,7 +497,7 @@ def role_list(data: DataOption = None, db: DbOption = None, as_json: JsonOption 
     with open_pki(data, db) as pki:
         rows = [role_json(r) for r in pki.access.roles()]
     columns: dict[str, Column] = {"id": "id", "external": lambda row: "yes" if row["external"] else "no"}
-    print_listing(rows, columns, as_json=as_json, summary=f"{len(rows)} roles")
+    print_listing(rows, columns, as_json=as_json, summary=count_line(len(rows), None, "role"))
 
 
 # --- schedules ----------------------------------------------------------------------------------
@@ -585,4 +579,4 @@ def schedule_list(data: DataOption = None, db: DbOption = None, as_json: JsonOpt
         rows = [schedule_json(s) for s in pki.access.schedules()]
     columns: dict[str, Column] = {"name": "name", "days": "days", "from": "from", "to": "to"}
     columns["crosses midnight"] = lambda row: "yes" if row["overnight"] else "no"
-    print_listing(rows, columns, as_json=as_json, summary=f"{len(rows)} schedules")
+    print_listing(rows, columns, as_json=as_json, summary=count_line(len(rows), None, "schedule"))

@@ -50,7 +50,7 @@ def _print(info: dict[str, Any], headline: str, as_json: bool) -> None:
         return
     console.print(headline, highlight=False)
     for key, value in info.items():
-        console.print(f"  {key.replace('_', ' ')}: {value}", highlight=False)
+        console.print(f"  {key.replace('_', ' ')}: {'none' if value is None else value}", highlight=False)
 
 
 @app.command("enroll")

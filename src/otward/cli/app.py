@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 from cryptography import x509
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from otward import __version__
 from otward.cli import access as access_cli
@@ -25,21 +24,30 @@ from otward.cli.common import (
     JsonOption,
     cli_actor,
     console,
-    err_console,
     handle_errors,
     print_json,
     resolve_data_dir,
+    set_invocation_data_dir,
     trusted_proxies,
+    working,
 )
 from otward.config import (
     CONFIG_FILE,
     DEFAULT_SERVICE_NAMES,
+    KeySettings,
     default_public_url,
     load_settings,
     mask_database_url,
 )
 from otward.core.keys import KeyType
-from otward.services.bootstrap import InitResult, check_first_run_options, initialize, service_names
+from otward.errors import ConfigError
+from otward.services.bootstrap import (
+    InitResult,
+    check_first_run_options,
+    check_target,
+    initialize,
+    service_names,
+)
 
 DEFAULT_ORGANIZATION = "otward"
 DEFAULT_KEY_TYPE = KeyType.EC_P256.value
@@ -84,8 +92,10 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version")
     ] = False,
+    data: DataOption = None,
 ) -> None:
-    """otward command line."""
+    """otward command line. ``--data DIR`` goes before the command or after it (after wins)."""
+    set_invocation_data_dir(data)
 
 
 KeyTypeOption = Annotated[
@@ -120,19 +130,14 @@ def _initialize(
     names: tuple[str, ...],
     db: str | None,
     quiet: bool,
+    keys: KeySettings | None = None,
 ) -> InitResult:
-    progress = (
+    check_target(data_dir)  # before saying what it creates: an existing installation is refused first
+    with (
         contextlib.nullcontext()
         if quiet
-        else Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
-        )
-    )
-    with progress as bar:
-        if bar is not None:
-            bar.add_task(
-                f"creating root and issuing CA ({key_type.value}), responders, service TLS, admin token…"
-            )
+        else working(f"creating root and issuing CA ({key_type.value}), responders, service TLS, admin token")
+    ):
         return initialize(
             data_dir,
             key_type=key_type,
@@ -141,6 +146,7 @@ def _initialize(
             database_url=db,
             server_names=names,
             actor=cli_actor(),
+            keys=keys,
         )
 
 
@@ -157,7 +163,7 @@ def _report(result: InitResult, as_json: bool) -> None:
         "organization": result.settings.organization,
         "key_type": result.key_type.value,
         "root_ca": result.root.subject.rfc4514_string(),
-        "root_not_valid_after": result.root.not_valid_after_utc.isoformat(),
+        "root_not_valid_after": result.root.not_valid_after_utc,
         "issuing_ca": result.issuing.subject.rfc4514_string(),
         "service_names": list(result.service_names),
         "database_url": mask_database_url(result.settings.database_url),
@@ -166,6 +172,8 @@ def _report(result: InitResult, as_json: bool) -> None:
         "admin_token_file": str(result.admin_token_file),
         "ca_passphrase_file": str(result.passphrase_file) if result.passphrase_file else None,
         "public_url": result.settings.public_url,
+        "key_backend": result.settings.keys.backend,
+        "pkcs11_token": result.settings.keys.pkcs11_token,
     }
     if as_json:
         print_json(info)
@@ -179,13 +187,19 @@ def _report(result: InitResult, as_json: bool) -> None:
         "root certificate (clients trust this)": str(result.tls.root_certificate),
         "root SHA-256 fingerprint": result.root_fingerprint,
         "admin token": str(result.admin_token_file),
+        "CA keys in PKCS#11 token": result.settings.keys.pkcs11_token,
         "CA key passphrase": str(result.passphrase_file) if result.passphrase_file else None,
     }
     console.print(f"initialised [bold]{escape(str(result.settings.data_dir))}[/]", highlight=False)
     for key, value in lines.items():
         if value:
             console.print(f"  {key}: {escape(value)}", highlight=False)
-    if result.passphrase_file:
+    if result.settings.keys.backend == "pkcs11":
+        console.print(
+            "  [yellow]the CA keys never leave the token: back them up with the HSM's own procedure"
+            " (docs/hsm.md)[/]"
+        )
+    elif result.passphrase_file:
         console.print(
             "  [yellow]back up ca.pass separately from the keys: without it the CA keys are lost[/]"
         )
@@ -214,9 +228,28 @@ def init(
         ),
     ] = None,
     db: DbOption = None,
+    key_backend: Annotated[
+        str,
+        typer.Option(
+            "--key-backend",
+            help="Where CA, responder and signer keys live: file (encrypted, DATA/keys) or pkcs11 (a token;"
+            " docs/hsm.md)",
+        ),
+    ] = "file",
+    pkcs11_module: Annotated[
+        Path | None, typer.Option("--pkcs11-module", help="PKCS#11 module (.so) of the HSM or token")
+    ] = None,
+    pkcs11_token: Annotated[str | None, typer.Option("--pkcs11-token", help="Label of the token")] = None,
+    pkcs11_pin_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--pkcs11-pin-file", help="File (0600) holding the token's user PIN; else $OTWARD_PKCS11_PIN"
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a data directory: database, root and issuing CA, OCSP responders, service TLS, admin token."""
+    keys = _key_settings(key_backend, pkcs11_module, pkcs11_token, pkcs11_pin_file)
     result = _initialize(
         resolve_data_dir(data),
         key_type=KeyType.parse(key_type or DEFAULT_KEY_TYPE),
@@ -225,8 +258,26 @@ def init(
         names=service_names(name or ()),
         db=db,
         quiet=as_json,
+        keys=keys,
     )
     _report(result, as_json)
+
+
+def _key_settings(backend: str, module: Path | None, token: str | None, pin_file: Path | None) -> KeySettings:
+    if backend not in ("file", "pkcs11"):
+        raise ConfigError(f"--key-backend {backend!r}: expected file or pkcs11", rule="key-backend")
+    if backend == "file":
+        if module is not None or token is not None or pin_file is not None:
+            raise ConfigError("--pkcs11-* options need --key-backend pkcs11", rule="key-backend")
+        return KeySettings()
+    if module is None or not token:
+        raise ConfigError("--key-backend pkcs11 needs --pkcs11-module and --pkcs11-token", rule="key-backend")
+    return KeySettings(
+        backend="pkcs11",
+        pkcs11_module=module.absolute(),
+        pkcs11_token=token,
+        pkcs11_pin_file=pin_file.absolute() if pin_file is not None else None,
+    )
 
 
 @app.command("serve")

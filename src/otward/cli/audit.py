@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from otward.cli.common import (
+    Column,
     DataOption,
     DbOption,
     ForceOption,
@@ -17,13 +17,16 @@ from otward.cli.common import (
     check_output,
     cli_actor,
     console,
+    count_line,
     handle_errors,
     open_pki,
     output_file,
     print_json,
+    print_listing,
 )
 from otward.core.audit import TrailStatus, format_time
-from otward.services.audit import to_jsonl, to_syslog
+from otward.core.syslog import to_syslog
+from otward.services.audit import to_jsonl
 from otward.services.pki import load_trust_anchors
 from otward.services.queries import audit_filter
 
@@ -54,34 +57,19 @@ def list_(
             pki.clock(), since=since, until=until, type=type_, subject=subject, outcome=outcome
         )
         records, total = pki.stores.audit.list_audit(query, limit=limit, offset=offset)
-    if as_json:
-        items = [{"sequence": r.sequence, **r.event.to_dict(), "hash": r.hash.hex()} for r in records]
-        print_json({"items": items, "total": total, "limit": limit, "offset": offset})
-        return
-    table = Table(
-        "seq",
-        "time (UTC)",
-        "component",
-        "type",
-        "subject",
-        "outcome",
-        "actor",
-        "reason",
-        title=f"{len(records)} of {total}",
+    items = [{"sequence": r.sequence, **r.event.to_dict(), "hash": r.hash.hex()} for r in records]
+    columns: dict[str, Column] = {"seq": "sequence"}
+    columns["time (UTC)"] = lambda row: row["time"][:19].replace("T", " ")
+    columns |= {"component": "component", "type": "type", "subject": "subject", "outcome": "outcome"}
+    columns["actor"] = lambda row: row.get("details", {}).get("actor")
+    columns["reason"] = lambda row: row.get("reason")
+    print_listing(
+        items,
+        columns,
+        as_json=as_json,
+        summary=count_line(len(items), total, "event"),
+        json_value={"items": items, "total": total, "limit": limit, "offset": offset},
     )
-    for r in records:
-        e = r.event
-        table.add_row(
-            str(r.sequence),
-            format_time(e.time)[:19].replace("T", " "),
-            e.component,
-            e.type.value,
-            e.subject,
-            e.outcome.value,
-            e.details.get("actor", ""),
-            e.reason or "",
-        )
-    console.print(table)
 
 
 @app.command("verify")

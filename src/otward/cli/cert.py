@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from rich.table import Table
 
 from otward.adapters.files import read_limited
 from otward.cli.common import (
+    Column,
     DataOption,
     DbOption,
     ForceOption,
@@ -19,9 +19,11 @@ from otward.cli.common import (
     check_output,
     cli_actor,
     console,
+    count_line,
     handle_errors,
     open_pki,
     print_json,
+    print_listing,
     write_output,
 )
 from otward.core.durations import parse_duration
@@ -52,13 +54,15 @@ def issue(
     profile: Annotated[
         str, typer.Option("--profile", help="tls-server, tls-client, device, opcua-application, modbus-role")
     ],
-    ca: Annotated[str | None, typer.Option("--ca", help="Issuing CA [default: issuing]")] = None,
+    ca: Annotated[
+        str | None, typer.Option("--ca", help="Issuing CA [default: the owner's CA for device, else issuing]")
+    ] = None,
     days: Annotated[
         int | None, typer.Option("--days", help="Validity in days [default: the profile's]")
     ] = None,
     role: Annotated[str | None, typer.Option("--role", help="Modbus/TCP Security role (modbus-role)")] = None,
     owner: Annotated[
-        str | None, typer.Option("--owner", help="Device owner (device) [default: the CA]")
+        str | None, typer.Option("--owner", help="Device owner, an existing one (required by profile device)")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the certificate (PEM) here")] = None,
     chain_out: Annotated[
@@ -121,22 +125,16 @@ def list_(
         )
         records, total = pki.stores.certificates.list_certificates(query, limit=limit, offset=offset)
     items = [CertificateOut.from_record(r, now) for r in records]
-    if as_json:
-        print_json(
-            {
-                "items": [i.model_dump(mode="json", exclude={"certificate"}) for i in items],
-                "total": total,
-                "limit": limit,
-                "offset": offset,
-            }
-        )
-        return
-    table = Table(
-        "serial", "ca", "profile", "subject", "not after", "status", title=f"{len(items)} of {total}"
+    rows = [i.model_dump(mode="json", exclude={"certificate"}) for i in items]
+    columns: dict[str, Column] = {"serial": "serial", "ca": "ca", "profile": "profile", "subject": "subject"}
+    columns["not after (UTC)"] = lambda row: row["not_valid_after"][:16].replace("T", " ")
+    print_listing(
+        rows,
+        {**columns, "status": "status"},
+        as_json=as_json,
+        summary=count_line(len(rows), total, "certificate"),
+        json_value={"items": rows, "total": total, "limit": limit, "offset": offset},
     )
-    for i in items:
-        table.add_row(i.serial, i.ca, i.profile, i.subject, f"{i.not_valid_after:%Y-%m-%d %H:%M}", i.status)
-    console.print(table)
 
 
 @app.command("show")

@@ -16,15 +16,18 @@ from typing import IO, Annotated, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from otward.adapters.files import atomic_file, write_atomic
 from otward.config import Settings, default_data_dir, load_settings, parse_trusted_proxies
+from otward.core.rfc3339 import json_default
 from otward.errors import ConfigError, ConflictError, OtwardError
 from otward.services.audit import Actor
 from otward.services.pki import Pki
 
 __all__ = [
+    "WHOLE_HEADINGS",
     "Column",
     "DataOption",
     "DbOption",
@@ -32,6 +35,7 @@ __all__ = [
     "JsonOption",
     "check_output",
     "console",
+    "count_line",
     "err_console",
     "handle_errors",
     "open_pki",
@@ -40,8 +44,11 @@ __all__ = [
     "print_json",
     "print_listing",
     "print_table",
+    "resolve_data_dir",
+    "set_invocation_data_dir",
     "trusted_proxies",
     "warn",
+    "working",
     "write_output",
 ]
 
@@ -76,8 +83,20 @@ def trusted_proxies(values: Sequence[str] | None) -> tuple[str, ...]:
         raise ConfigError(f"--trusted-proxy: {exc}", rule="trusted-proxy") from None
 
 
+# ``otward --data DIR COMMAND``: the root callback sets it for this invocation (a command's own --data wins).
+_invocation_data: list[Path | None] = [None]
+
+
+def set_invocation_data_dir(data: Path | None) -> None:
+    """Record the ``--data`` given before the command (None when there was none)."""
+    _invocation_data[0] = data
+
+
 def resolve_data_dir(data: Path | None) -> Path:
-    return data if data is not None else default_data_dir()
+    """The command's ``--data``, else the one before the command, else $OTWARD_DATA or the per-user one."""
+    if data is not None:
+        return data
+    return _invocation_data[0] if _invocation_data[0] is not None else default_data_dir()
 
 
 def load(data: Path | None, db: str | None) -> Settings:
@@ -164,8 +183,21 @@ def write_output(path: Path, data: bytes, *, private: bool = False) -> None:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}", rule="file") from None
 
 
+@contextlib.contextmanager
+def working(description: str) -> Iterator[None]:
+    """A spinner on stderr while something slow runs, when stderr is a terminal; otherwise one plain
+    line (a spinner's frames written to a pipe or a log file came out as "… …")."""
+    if err_console.is_terminal:
+        with err_console.status(description):
+            yield
+    else:
+        err_console.print(escape(description), highlight=False, soft_wrap=True)
+        yield
+
+
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    """``--json`` output: one encoder for every command, times as RFC 3339 like the API."""
+    sys.stdout.write(json.dumps(value, indent=2, default=json_default) + "\n")
 
 
 def _cell(value: Any) -> str:
@@ -180,14 +212,35 @@ def _cell(value: Any) -> str:
 
 Column = str | Callable[[Mapping[str, Any]], Any]
 
+# Headings of the columns that hold what another command takes (``token revoke ID``, ``cert revoke
+# SERIAL``): printed whole on one line, never cut to "09e3148…", so they can be copied.
+WHOLE_HEADINGS = frozenset({"id", "serial", "current serial", "device", "owner", "name", "seq"})
+MIN_WRAPPED_WIDTH = 8  # other columns wrap, but not to a letter a line
 
-def print_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Column]) -> None:
+
+def print_table(
+    rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Column], *, title: str | None = None
+) -> None:
     """The rows a command prints with ``--json``, as a table of ``columns`` (heading: key of the row, or a
-    function of it): times to the minute (UTC), lists joined, empty values as -."""
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*(_cell(key(row) if callable(key) else row[key]) for key in columns.values()))
-    console.print(table)
+    function of it): times to the minute (UTC), lists joined, empty values as -.
+
+    Identifier columns (``WHOLE_HEADINGS``) are never wrapped or cut; the other columns wrap (to no less
+    than ``MIN_WRAPPED_WIDTH``), and when even that is not enough the table is printed wider than the
+    terminal rather than cut an identifier."""
+    cells = [[_cell(key(row) if callable(key) else row[key]) for key in columns.values()] for row in rows]
+    table = Table(title=title)
+    for index, heading in enumerate(columns):
+        if heading in WHOLE_HEADINGS:
+            widest = max((len(line[index]) for line in cells), default=0)
+            table.add_column(heading, no_wrap=True, min_width=max(widest, len(heading)))
+        else:
+            words = [w for line in cells for w in line[index].split()] + heading.split()
+            legible = min(max((len(w) for w in words), default=1), MIN_WRAPPED_WIDTH)
+            table.add_column(heading, overflow="fold", min_width=legible)
+    for line in cells:
+        table.add_row(*(escape(cell) for cell in line))
+    needed = Measurement.get(console, console.options, table).minimum
+    console.print(table, width=max(console.width, needed))
 
 
 def print_listing(
@@ -195,15 +248,23 @@ def print_listing(
     columns: Mapping[str, Column],
     *,
     as_json: bool,
-    summary: str | None = None,
+    summary: str,
+    json_value: Any = None,
 ) -> None:
-    """What a list command prints: the rows as JSON with ``--json``, else a table and ``summary``."""
+    """What every list command prints: with ``--json`` the rows (or ``json_value``), else the table and
+    the count line ``summary`` below it (one place for every list)."""
     if as_json:
-        print_json(list(rows))
+        print_json(list(rows) if json_value is None else json_value)
         return
     print_table(rows, columns)
-    if summary is not None:
-        console.print(summary, highlight=False)
+    console.print(summary, highlight=False)
+
+
+def count_line(shown: int, total: int | None, noun: str, plural: str | None = None) -> str:
+    """The count line under a list: "1 device", "3 devices", or "100 of 250 devices" when paged."""
+    counted = total if total is not None else shown
+    word = noun if counted == 1 else plural or f"{noun}s"
+    return f"{shown} {word}" if counted == shown else f"{shown} of {total} {word}"
 
 
 def parse_host_port(text: str, option: str) -> tuple[str, int]:

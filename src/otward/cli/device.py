@@ -15,23 +15,26 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from otward.adapters.files import read_limited
 from otward.cli.common import (
+    Column,
     DataOption,
     DbOption,
     JsonOption,
     cli_actor,
     console,
+    count_line,
     handle_errors,
     open_pki,
     print_json,
+    print_listing,
     print_table,
 )
 from otward.core.keys import KeyType
 from otward.core.records import CertificateRecord, DeviceRecord, DeviceStatus
 from otward.core.revocation import parse_reason
+from otward.core.rfc3339 import format_rfc3339
 from otward.errors import ConfigError, InvalidRequestError
 from otward.services.provisioning import ProvisionedDevice, device_ids
 
@@ -88,17 +91,19 @@ def list_devices(
     with open_pki(data, db) as pki:
         records, total = pki.devices.list(owner=owner, status=wanted, limit=limit, offset=offset)
     rows = [_device_json(r) for r in records]
-    if as_json:
-        print_json({"items": rows, "total": total})
-        return
-    columns = {
+    columns: dict[str, Column] = {
         "device": "device_id",
         "owner": "owner",
         "status": "status",
         "current serial": "current_serial",
     }
-    print_table(rows, {**columns, "last seen (UTC)": "last_seen", "attested (UTC)": "last_attested_at"})
-    console.print(f"{len(records)} of {total} devices", highlight=False)
+    print_listing(
+        rows,
+        {**columns, "last seen (UTC)": "last_seen", "attested (UTC)": "last_attested_at"},
+        as_json=as_json,
+        summary=count_line(len(rows), total, "device"),
+        json_value={"items": rows, "total": total},
+    )
 
 
 @app.command("show")
@@ -116,16 +121,11 @@ def show_device(
         return
     for key, value in _device_json(record).items():
         console.print(f"{key:>17}: {value if value is not None else '-'}", highlight=False)
-    table = Table("serial", "CA", "not before (UTC)", "not after (UTC)", "status")
-    for c in history:
-        table.add_row(
-            c.serial,
-            c.ca,
-            f"{c.not_valid_before:%Y-%m-%d %H:%M}",
-            f"{c.not_valid_after:%Y-%m-%d %H:%M}",
-            c.status_at(now),
-        )
-    console.print(table)
+    columns = {"serial": "serial", "CA": "ca", "not before (UTC)": "not_valid_before"}
+    print_table(
+        [_certificate_json(c, now) for c in history],
+        {**columns, "not after (UTC)": "not_valid_after", "status": "status"},
+    )
 
 
 @app.command("disable")
@@ -230,7 +230,7 @@ def preprovision(
                     "file": path.name,
                     "serial": device.issued.serial,
                     "sha256": device.issued.certificate.fingerprint(hashes.SHA256()).hex(),
-                    "not_valid_after": device.issued.certificate.not_valid_after_utc.isoformat(),
+                    "not_valid_after": format_rfc3339(device.issued.certificate.not_valid_after_utc),
                 }
                 if shared is None:
                     entry["password"] = password

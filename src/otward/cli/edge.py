@@ -11,15 +11,16 @@ from typing import Annotated
 import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from rich.table import Table
 
 from otward.adapters.files import read_limited
 from otward.cli.common import (
+    Column,
     DataOption,
     DbOption,
     JsonOption,
     cli_actor,
     console,
+    count_line,
     handle_errors,
     open_pki,
     parse_host_port,
@@ -204,7 +205,12 @@ def credential_list(
         for r in records
     ]
     columns = {"id": "credential_id", "person": "person", "issued (UTC)": "issued_at"}
-    print_listing(rows, {**columns, "expires (UTC)": "expires_at", "status": "status"}, as_json=as_json)
+    print_listing(
+        rows,
+        {**columns, "expires (UTC)": "expires_at", "status": "status"},
+        as_json=as_json,
+        summary=count_line(len(rows), None, "credential"),
+    )
 
 
 # --- otward edge token ----------------------------------------------------------------------------
@@ -253,7 +259,7 @@ def token_list(data: DataOption = None, db: DbOption = None, as_json: JsonOption
         "created (UTC)": "created_at",
         "revoked (UTC)": "revoked_at",
     }
-    print_listing(rows, columns, as_json=as_json)
+    print_listing(rows, columns, as_json=as_json, summary=count_line(len(rows), None, "gatekeeper token"))
 
 
 @token_app.command("revoke")
@@ -356,7 +362,7 @@ def serve(
 ) -> None:
     """Decide access requests at ASSET offline; with --sync, pull newer bundles and push the trail."""
     from otward.edge.server import EdgeServeOptions, check_tls_options, serve_gatekeeper
-    from otward.http.connections import ConnectionLimits
+    from otward.web.connections import ConnectionLimits
 
     host, port = parse_host_port(listen, "--listen")
     check_tls_options(tls_cert, tls_key, tls_client_ca)
@@ -484,18 +490,8 @@ def trail(
     """The trail records ASSET's gatekeeper pushed to the central server."""
     with open_pki(data, db) as pki:
         records = pki.edge.trail(asset, after=after, limit=limit)
-    if as_json:
-        print_json([{"sequence": r.sequence, "hash": r.hash.hex(), **r.event.to_dict()} for r in records])
-        return
-    table = Table("seq", "time (UTC)", "type", "subject", "outcome", "reason")
-    for r in records:
-        e = r.event
-        table.add_row(
-            str(r.sequence),
-            f"{e.time:%Y-%m-%d %H:%M:%S}",
-            e.type.value,
-            e.subject,
-            e.outcome.value,
-            e.reason or "",
-        )
-    console.print(table)
+    rows = [{"sequence": r.sequence, "hash": r.hash.hex(), **r.event.to_dict()} for r in records]
+    columns: dict[str, Column] = {"seq": "sequence"}
+    columns["time (UTC)"] = lambda row: row["time"][:19].replace("T", " ")
+    columns |= {"type": "type", "subject": "subject", "outcome": "outcome", "reason": "reason"}
+    print_listing(rows, columns, as_json=as_json, summary=count_line(len(rows), None, "record"))

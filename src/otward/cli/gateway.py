@@ -101,6 +101,9 @@ def gateway(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request at INFO: a CRL fetch each --revocation-refresh seconds is routine
+    # (the gateway's own DEBUG line says it; failures are warnings).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     listen_host, listen_port = parse_host_port(listen, "--listen")
     upstream_host, upstream_port = parse_host_port(upstream, "--upstream")
     policy = load_policy(_existing(modbus_policy, "--modbus-policy")) if modbus_policy else None

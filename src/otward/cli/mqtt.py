@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from otward.cli.common import (
     DataOption,
@@ -23,7 +24,7 @@ from otward.services.channels import Channels, MosquittoResult, reload_mosquitto
 __all__ = ["mqtt_config"]
 
 
-def _report(result: MosquittoResult, reloaded: int | None, as_json: bool) -> None:
+def _report(result: MosquittoResult, reloaded: int | None, as_json: bool, *, refreshed: bool) -> None:
     info: dict[str, Any] = {
         "directory": str(result.directory),
         "config": str(result.files["config"]),
@@ -38,7 +39,15 @@ def _report(result: MosquittoResult, reloaded: int | None, as_json: bool) -> Non
     if as_json:
         print_json(info)
         return
-    console.print(f"wrote [bold]{info['config']}[/] and its files in {info['directory']}", highlight=False)
+    if refreshed:  # the listener configuration and the broker's key were left as they were
+        console.print(
+            f"refreshed the CRL, CA and ACL files in [bold]{escape(info['directory'])}[/]", highlight=False
+        )
+    else:
+        console.print(
+            f"wrote [bold]{escape(info['config'])}[/] and its files in {escape(info['directory'])}",
+            highlight=False,
+        )
     console.print(f"  device CAs: {', '.join(result.device_cas)}", highlight=False)
     console.print(
         f"  ACL: {len(result.devices)} device(s), each on otward/<owner>/<device>/#", highlight=False
@@ -113,4 +122,4 @@ def mqtt_config(
             )
     if reload_pid is not None:
         reload_mosquitto(reload_pid)
-    _report(result, reload_pid, as_json)
+    _report(result, reload_pid, as_json, refreshed=refresh_crl)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from otward.cli.common import (
     Column,
@@ -14,6 +13,7 @@ from otward.cli.common import (
     JsonOption,
     cli_actor,
     console,
+    count_line,
     handle_errors,
     open_pki,
     print_json,
@@ -121,15 +121,14 @@ def list_owners(data: DataOption = None, db: DbOption = None, as_json: JsonOptio
     """List owners."""
     with open_pki(data, db) as pki:
         records = pki.owners.list()
-    if as_json:
-        print_json([_owner_json(r) for r in records])
-        return
-    table = Table("owner", "issuing CA", "server keygen", "renewal grace", "created (UTC)")
-    for r in records:
-        keygen = "allowed" if r.allow_server_keygen else "no"
-        grace = f"{r.renewal_grace_days}d" if r.renewal_grace_days else "none"
-        table.add_row(r.name, r.ca, keygen, grace, f"{r.created_at:%Y-%m-%d %H:%M}")
-    console.print(table)
+    rows = [_owner_json(r) for r in records]
+    columns: dict[str, Column] = {"owner": "name", "issuing CA": "ca"}
+    columns["server keygen"] = lambda row: "allowed" if row["allow_server_keygen"] else "no"
+    columns["renewal grace"] = lambda row: (
+        f"{row['renewal_grace_days']}d" if row["renewal_grace_days"] else "none"
+    )
+    columns["created (UTC)"] = "created_at"
+    print_listing(rows, columns, as_json=as_json, summary=count_line(len(rows), None, "owner"))
 
 
 @token_app.command("create")
@@ -207,7 +206,12 @@ def list_tokens(
     columns: dict[str, Column] = {"id": "token_id", "kind": "kind", "owner": "owner", "profile": "profile"}
     columns["pattern"] = "device_id_pattern"
     columns["uses"] = lambda row: f"{row['uses']}/{row['uses_allowed']}"
-    print_listing(rows, {**columns, "expires (UTC)": "expires_at", "state": "state"}, as_json=as_json)
+    print_listing(
+        rows,
+        {**columns, "expires (UTC)": "expires_at", "state": "state"},
+        as_json=as_json,
+        summary=count_line(len(rows), None, "enrollment token"),
+    )
 
 
 @token_app.command("revoke")

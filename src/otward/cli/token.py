@@ -12,6 +12,7 @@ from otward.cli.common import (
     JsonOption,
     cli_actor,
     console,
+    count_line,
     handle_errors,
     open_pki,
     print_json,
@@ -96,7 +97,7 @@ def list_(data: DataOption = None, db: DbOption = None, as_json: JsonOption = Fa
         "expires (UTC)": "expires_at",
         "revoked (UTC)": "revoked_at",
     }
-    print_listing(rows, columns, as_json=as_json)
+    print_listing(rows, columns, as_json=as_json, summary=count_line(len(rows), None, "API token"))
 
 
 @app.command("revoke")

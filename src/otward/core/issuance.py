@@ -358,7 +358,9 @@ def add_device_identity(req: IssuanceRequest, plan: CertificatePlan) -> Certific
         raise PolicyViolationError(
             f"device id (CN) '{device_id}' must be 1-64 letters, digits or ._-", rule="device-id"
         )
-    owner = req.owner if req.owner is not None else req.issuer.name
+    owner = req.owner
+    if owner is None:
+        raise InvalidRequestError(f"profile '{req.profile.name}' needs an owner", rule="device-owner")
     if not OWNER.is_valid(owner):
         raise PolicyViolationError(
             f"owner '{owner}' must be 1-64 lower-case letters, digits or ._-", rule="device-owner"

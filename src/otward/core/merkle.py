@@ -91,12 +91,17 @@ def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
     return [*_subproof(m - k, leaves[k:], False), root_hash(leaves[:k])]
 
 
-def verify_inclusion(leaf: bytes, index: int, tree_size: int, proof: Sequence[bytes], root: bytes) -> bool:
-    """RFC 9162 2.1.3.2: does ``proof`` show leaf hash ``leaf`` at ``index`` in the tree with ``root``?"""
+def verify_inclusion(
+    leaf_hash: bytes, index: int, tree_size: int, proof: Sequence[bytes], root: bytes
+) -> bool:
+    """RFC 9162 2.1.3.2: does ``proof`` show the entry at ``index`` in the tree with ``root``?
+
+    ``leaf_hash`` is the entry's leaf hash, SHA-256(0x00 || entry) (:func:`leaf_hash`), not the
+    entry itself: the proof API returns it as ``leaf_hash``, or compute it from the certificate's DER."""
     if not 0 <= index < tree_size:
         return False
     fn, sn = index, tree_size - 1
-    r = leaf
+    r = leaf_hash
     for p in proof:
         if sn == 0:
             return False

@@ -24,6 +24,8 @@ import re
 import unicodedata
 from collections.abc import Mapping
 
+from otward.core.audit import AuditRecord, Outcome, format_time
+
 __all__ = [
     "HEADER_LIMITS",
     "escape_text",
@@ -32,6 +34,7 @@ __all__ = [
     "is_line_unsafe",
     "is_param_name",
     "param_value",
+    "to_syslog",
 ]
 
 HEADER_LIMITS = {"hostname": 255, "app_name": 48, "procid": 128, "msgid": 32}
@@ -119,3 +122,37 @@ def format_message(
     )
     sd = "".join(f' {name}="{param_value(value)}"' for name, value in params.items() if is_param_name(name))
     return f"{header} [{sd_id}{sd}]" + (f" {escape_text(msg)}" if msg else "")
+
+
+_SEVERITY = {Outcome.SUCCESS: 6, Outcome.FAILURE: 4}  # informational / warning
+_FACILITY = 10  # security/authorization (authpriv)
+_SD_ID = "otward@32473"  # RFC 5424 requires a private enterprise number; 32473 is the documentation PEN
+
+
+def to_syslog(record: AuditRecord) -> str:
+    """RFC 5424 message with the event in structured data (no trailing newline, never a line break)."""
+    event = record.event
+    params = {
+        "seq": str(record.sequence),
+        "type": event.type.value,
+        "subject": event.subject,
+        "outcome": event.outcome.value,
+        "hash": record.hash.hex(),
+    }
+    if event.reason:
+        params["reason"] = event.reason
+    if event.source:
+        params["src"] = event.source
+    for key, value in event.details.items():
+        params.setdefault(key, str(value))  # details never override the event's own fields
+    return format_message(
+        priority=_FACILITY * 8 + _SEVERITY[event.outcome],
+        timestamp=format_time(event.time),
+        hostname=event.host,
+        app_name=f"otward-{event.component}",
+        procid=event.request_id,
+        msgid=event.type.value.replace(".", "-"),
+        sd_id=_SD_ID,
+        params=params,
+        msg=f"{event.type.value} {event.outcome.value}: {event.subject}",
+    )

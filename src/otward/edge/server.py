@@ -37,10 +37,10 @@ from otward.edge.gatekeeper import (
 from otward.edge.sync import SyncClient
 from otward.edge.tokens import MAX_TOKEN
 from otward.errors import ConfigError, RateLimitedError
-from otward.http.bodylimit import BodyLimit
-from otward.http.connections import ConnectionLimits, GuardedHttpProtocol, GuardedServer
-from otward.http.problems import install_problem_handlers
-from otward.http.proxies import forwarded_headers
+from otward.web.bodylimit import BodyLimit
+from otward.web.connections import ConnectionLimits, GuardedHttpProtocol, GuardedServer
+from otward.web.problems import install_problem_handlers
+from otward.web.proxies import forwarded_headers
 
 __all__ = [
     "MAX_BODY",
@@ -244,6 +244,7 @@ def serve_gatekeeper(options: EdgeServeOptions, *, announce: Callable[[str], Non
             log_level="warning",
             access_log=False,
             lifespan="off",
+            server_header=False,  # no "server: uvicorn" banner
             http=GuardedHttpProtocol,
             **forwarded_headers(options.trusted_proxies),
         )

@@ -14,13 +14,13 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from otward import __version__
+from otward.core.durations import DURATION_PATTERN
 from otward.core.records import parse_serial
 from otward.core.revocation import parse_reason
 from otward.errors import InvalidRequestError, NotFoundError
 from otward.http.access import router as access_router
 from otward.http.audit import router as audit_router
 from otward.http.auth import MetricsReader, PkiReader, PkiWriter, get_pki
-from otward.http.bodylimit import BodyLimit
 from otward.http.devices import router as devices_router
 from otward.http.edge import router as edge_router
 from otward.http.est import MAX_BODY as EST_MAX_BODY
@@ -29,8 +29,8 @@ from otward.http.est import record_refused_body
 from otward.http.est import router as est_router
 from otward.http.limits import install_limits
 from otward.http.metrics import RequestMetrics, render_metrics
+from otward.http.openapi import install_openapi
 from otward.http.params import CaName, Count
-from otward.http.problems import install_problem_handlers
 from otward.http.schemas import (
     AuthorityOut,
     CertificateOut,
@@ -46,6 +46,8 @@ from otward.http.status import STATUS_PREFIXES, StatusApp
 from otward.http.transparency import router as transparency_router
 from otward.services.pki import Pki
 from otward.services.queries import certificate_filter
+from otward.web.bodylimit import BodyLimit
+from otward.web.problems import install_problem_handlers
 
 __all__ = ["BODY_LIMITS", "DEFAULT_BODY_LIMIT", "create_api", "create_app", "create_status_app"]
 
@@ -97,8 +99,16 @@ def issue_certificate(body: IssueRequest, request: Request, actor: PkiWriter) ->
 def list_certificates(
     request: Request,
     _actor: PkiReader,
-    status: Annotated[str | None, Query(description="valid, expired or revoked")] = None,
-    expiring_within: Annotated[str | None, Query(description="e.g. 30d")] = None,
+    status: Annotated[
+        str | None,
+        Query(
+            description="valid, expired or revoked",
+            json_schema_extra={"enum": ["valid", "expired", "revoked"]},
+        ),
+    ] = None,
+    expiring_within: Annotated[
+        str | None, Query(description="e.g. 30d", json_schema_extra={"pattern": DURATION_PATTERN})
+    ] = None,
     ca: str | None = None,
     profile: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -168,6 +178,7 @@ def create_api(pki: Pki, *, workers: int = 1) -> FastAPI:
     app.state.pki = pki
     install_limits(app.state, workers=workers)
     install_problem_handlers(app)
+    install_openapi(app)
     app.include_router(router)
     app.include_router(devices_router)
     app.include_router(access_router)

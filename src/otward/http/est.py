@@ -5,7 +5,7 @@ needed). Initial enrollment is authenticated by an enrollment token, as HTTP Bas
 password (any user name) or Bearer; re-enrollment by the client certificate the TLS
 layer verified, read from the ASGI TLS extension (``scope["extensions"]["tls"]``),
 never from a header. Refusals are a line of text (problem+json on request, see
-:mod:`otward.http.problems`): 401 for credentials, 403 when the token or certificate
+:mod:`otward.web.problems`): 401 for credentials, 403 when the token or certificate
 does not cover the request, 429 after too many failures.
 
 A request without any credentials is the challenge round of HTTP authentication (Cisco
@@ -40,10 +40,10 @@ from otward.errors import (
 from otward.http.auth import get_pki, request_actor
 from otward.http.limits import guard_failures
 from otward.http.params import CaName
-from otward.http.problems import EST_PREFIX, error_response
 from otward.services.audit import Actor
 from otward.services.issuance import IssuedCertificate
 from otward.services.pki import Pki
+from otward.web.problems import EST_PREFIX, error_response
 
 __all__ = ["MAX_BODY", "PREFIX", "record_refused_body", "router"]
 
@@ -136,7 +136,7 @@ async def _enrollment_csr(
 
 
 async def record_refused_body(pki: Pki, scope: MutableMapping[str, Any], limit: int) -> None:
-    """An EST body refused for its size before the route ran (:mod:`otward.http.bodylimit`) is
+    """An EST body refused for its size before the route ran (:mod:`otward.web.bodylimit`) is
     recorded as ``enroll.refused`` when the request carried a valid token, as any refused input is."""
     headers = dict(scope.get("headers", ()))
     try:

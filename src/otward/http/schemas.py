@@ -35,7 +35,9 @@ class IssueRequest(BaseModel):
     ca: str | None = Field(default=None, description="issuing CA (default 'issuing')")
     days: int | None = Field(default=None, description="validity in days (default: the profile's)")
     role: str | None = Field(default=None, description="Modbus/TCP Security role (profile modbus-role)")
-    owner: str | None = Field(default=None, description="device owner (profile device; default: the CA name)")
+    owner: str | None = Field(
+        default=None, description="device owner, an existing one (required by profile device)"
+    )
 
 
 class IssueResponse(BaseModel):

@@ -28,18 +28,20 @@ import uvloop
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from otward.adapters.syslog import SyslogTlsForwarder, client_context
+from otward.adapters.tls import restrict_server_context
 from otward.config import Settings, load_settings, read_passphrase
 from otward.core.audit import EventType
 from otward.errors import ConfigError, OtwardError
 from otward.http.app import create_app, create_status_app
-from otward.http.connections import ConnectionLimits, GuardedHttpProtocol, GuardedServer
-from otward.http.proxies import forwarded_headers
 from otward.http.tls import TlsAwareHttpProtocol
 from otward.services.audit import Actor
 from otward.services.bootstrap import TlsFiles, renew_service_certificate_if_due
 from otward.services.channels import Channels, reload_mosquitto
 from otward.services.pki import Pki, upgrade_database
 from otward.services.signers import SIGNERS
+from otward.web.connections import ConnectionLimits, GuardedHttpProtocol, GuardedServer
+from otward.web.proxies import forwarded_headers
+from otward.web.serverlog import log_lifecycle_once
 
 __all__ = ["ServeOptions", "serve"]
 
@@ -165,7 +167,9 @@ def _https_config(
     )
     config.load()
     assert config.ssl is not None  # noqa: S101 - set by load() when a certificate is configured
-    config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    # The same policy as every other listener: TLS 1.2+, ECDHE with AEAD suites only (uvicorn's own
+    # context accepted CBC suites), no tickets or renegotiation.
+    restrict_server_context(config.ssl)
     return config
 
 
@@ -365,6 +369,12 @@ async def _serve_worker(
     if index > 0:
         sockets = (_own_listener(sockets[0]), _own_listener(sockets[1]))
     pki = Pki.open(settings, migrate=False)
+    if settings.keys.backend == "pkcs11":
+        try:
+            pki.check_keys()  # this worker's own session on the token (spawned: nothing inherited)
+        except BaseException:
+            pki.close()
+            raise
     app = create_app(pki, workers=options.workers)
     limits = _connection_limits(settings, options).for_workers(options.workers)
     https = _Server(_https_config(app, settings, options, _client_ca_file(settings)), limits, name="HTTPS")
@@ -419,6 +429,7 @@ def _worker_main(
     options: ServeOptions, sockets: tuple[socket.socket, socket.socket], index: int, supervisor: int
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_lifecycle_once()  # two servers in this process: each start and stop line once
     # uvloop: the faster event loop for both the TLS API and the plain-HTTP OCSP port.
     uvloop.run(_serve_worker(options, sockets, index, supervisor))
 
@@ -432,6 +443,8 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = log.info) -> 
         announce(f"database schema upgraded from {change.before or 'an empty database'} to {change.after}")
     pki = Pki.open(settings)
     try:
+        if settings.keys.backend == "pkcs11":
+            pki.check_keys()  # a missing token or a wrong PIN stops the service here, before it listens
         _write_client_cas(pki, _client_ca_file(settings))
         renewed = renew_service_certificate_if_due(pki, settings.data_dir, SERVICE_ACTOR)
         if renewed:

@@ -45,7 +45,7 @@ from otward.core.audit import (
 )
 from otward.core.keys import sign_data, verify_data
 from otward.core.ports import AuditStore
-from otward.core.syslog import format_message, is_line_unsafe
+from otward.core.syslog import is_line_unsafe
 from otward.errors import ConfigError, IntegrityError, OtwardError
 
 __all__ = [
@@ -57,7 +57,6 @@ __all__ = [
     "ChainReport",
     "HeadWitness",
     "to_jsonl",
-    "to_syslog",
 ]
 
 DEFAULT_MAX_UNSIGNED = timedelta(minutes=5)
@@ -289,7 +288,8 @@ class AuditLog:
     ) -> SignedHead | None:
         with self._lock:
             sequence, _ = self._store.audit_head()
-            if not due(self._store.latest_audit_head(), sequence, self._clock()):
+            latest = self._store.latest_audit_head()
+            if not due(latest, sequence, self._clock()):
                 return None
             # First the key: creating or renewing the signer appends an event the head must cover.
             key, certificate = self._signer()
@@ -321,7 +321,8 @@ class AuditLog:
                 signature=sign_data(key, head_bytes(sequence, head_hash, signed_at)),
                 signer_serial=certificate.serial_number,
             )
-            self._store.add_audit_head(head)
+            if not self._store.add_audit_head(head, after=latest):
+                return None  # another process (a second service worker) signed a head meanwhile
             self._signed = (sequence, head_hash)
             if self._witness is not None:
                 self._witness.save(sequence, head_hash, rollback=problem is not None)
@@ -470,37 +471,3 @@ def _one_line(text: str) -> str:
             code -= 0x10000
             out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
     return "".join(out)
-
-
-_SEVERITY = {Outcome.SUCCESS: 6, Outcome.FAILURE: 4}  # informational / warning
-_FACILITY = 10  # security/authorization (authpriv)
-_SD_ID = "otward@32473"  # RFC 5424 requires a private enterprise number; 32473 is the documentation PEN
-
-
-def to_syslog(record: AuditRecord) -> str:
-    """RFC 5424 message with the event in structured data (no trailing newline, never a line break)."""
-    event = record.event
-    params = {
-        "seq": str(record.sequence),
-        "type": event.type.value,
-        "subject": event.subject,
-        "outcome": event.outcome.value,
-        "hash": record.hash.hex(),
-    }
-    if event.reason:
-        params["reason"] = event.reason
-    if event.source:
-        params["src"] = event.source
-    for key, value in event.details.items():
-        params.setdefault(key, str(value))  # details never override the event's own fields
-    return format_message(
-        priority=_FACILITY * 8 + _SEVERITY[event.outcome],
-        timestamp=format_time(event.time),
-        hostname=event.host,
-        app_name=f"otward-{event.component}",
-        procid=event.request_id,
-        msgid=event.type.value.replace(".", "-"),
-        sd_id=_SD_ID,
-        params=params,
-        msg=f"{event.type.value} {event.outcome.value}: {event.subject}",
-    )

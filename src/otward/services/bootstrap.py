@@ -13,11 +13,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from otward.adapters.keys import generate_private_key, write_private_file
+from otward.adapters.keys.pkcs11 import Pkcs11KeyBackend, resolve_pin
 from otward.config import (
     CONFIG_FILE,
     DB_PASSWORD_FILE,
     DEFAULT_SERVICE_NAMES,
     PASSPHRASE_FILE,
+    KeySettings,
     Settings,
     default_database_url,
     load_settings,
@@ -35,6 +37,7 @@ __all__ = [
     "InitResult",
     "TlsFiles",
     "check_first_run_options",
+    "check_target",
     "initialize",
     "renew_service_certificate_if_due",
     "service_names",
@@ -82,7 +85,8 @@ def service_names(given: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
         raise ConfigError(f"--name: {exc}", rule="service-name") from None
 
 
-def _check_target(data_dir: Path) -> None:
+def check_target(data_dir: Path) -> None:
+    """Refuse a data directory that is a file or holds anything: init never overwrites an installation."""
     if data_dir.exists():
         if not data_dir.is_dir():
             raise ConfigError(f"{data_dir} exists and is not a directory")
@@ -102,14 +106,19 @@ def initialize(
     database_url: str | None = None,
     server_names: tuple[str, ...] = DEFAULT_SERVICE_NAMES,
     actor: Actor = SYSTEM_ACTOR,
+    keys: KeySettings | None = None,
 ) -> InitResult:
     """Create ``data_dir`` with database, root and issuing CA, responders, service TLS (for
-    ``server_names``, kept as ``[server] names`` in config.toml) and admin token."""
+    ``server_names``, kept as ``[server] names`` in config.toml) and admin token. With ``keys`` of
+    the pkcs11 backend, the token is opened before anything is written, and every CA, responder and
+    signer key is generated in it (``[keys]`` in config.toml)."""
     try:
         names = parse_service_names(server_names)
     except ValueError as exc:
         raise ConfigError(f"server names: {exc}", rule="service-name") from None
-    _check_target(data_dir)
+    check_target(data_dir)
+    if keys is not None and keys.backend == "pkcs11":
+        _check_token(keys)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     passphrase_file: Path | None = None
@@ -120,7 +129,9 @@ def initialize(
     if password is not None:
         write_private_file(data_dir / DB_PASSWORD_FILE, password.encode() + b"\n")
     (data_dir / CONFIG_FILE).write_text(
-        render_config(organization=organization, public_url=public_url, database_url=stored_url, names=names),
+        render_config(
+            organization=organization, public_url=public_url, database_url=stored_url, names=names, keys=keys
+        ),
         encoding="utf-8",
     )
     settings = load_settings(data_dir, database_url=database_url)
@@ -160,6 +171,18 @@ def initialize(
         issuing=issuing.certificate,
         service_names=names,
     )
+
+
+def _check_token(keys: KeySettings) -> None:
+    """Log in to the token before a data directory exists: a wrong PIN leaves nothing behind."""
+    if keys.pkcs11_module is None or keys.pkcs11_token is None:
+        raise ConfigError("--pkcs11-module and --pkcs11-token are required with --key-backend pkcs11")
+    pin_file = keys.pkcs11_pin_file
+    backend = Pkcs11KeyBackend(keys.pkcs11_module, keys.pkcs11_token, lambda: resolve_pin(pin_file))
+    try:
+        backend.open()
+    finally:
+        backend.close()
 
 
 def check_first_run_options(

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from otward.core.audit import AuditEvent, EventType, Outcome
 from otward.core.csr import load_csr, validate_csr
 from otward.core.issuance import IssuanceRequest, build_certificate, plan_certificate
-from otward.core.ports import CertificateStore
-from otward.core.profiles import Profile
+from otward.core.ports import CertificateStore, OwnerStore
+from otward.core.profiles import Identity, Profile
 from otward.core.records import CertificateKind, CertificateRecord, certificate_record
 from otward.core.renewal import Renewal
 from otward.errors import InvalidRequestError, NotFoundError, OtwardError, PolicyViolationError
@@ -67,8 +67,10 @@ class IssuanceService:
         clock: Callable[[], datetime],
         new_serial: Callable[[], int],
         audit: AuditLog,
+        owners: OwnerStore | None = None,
     ) -> None:
         self._store = store
+        self._owners = owners
         self._audit = audit
         self._authorities = authorities
         self.profiles = dict(profiles)
@@ -108,8 +110,12 @@ class IssuanceService:
         actor: Actor = SYSTEM_ACTOR,
     ) -> IssuedCertificate:
         """Issue from ``csr`` under ``profile``; the certificate and its ``cert.issued`` event are
-        committed together before it is returned. A refusal is recorded as ``cert.refused``."""
+        committed together before it is returned. A refusal is recorded as ``cert.refused``.
+
+        A device certificate names its owner (``urn:otward:device:<owner>:<id>``), so the device
+        profile needs an owner that exists; its CA is then the owner's unless ``ca`` says otherwise."""
         try:
+            ca = self._device_owner_ca(profile, owner, ca)
             signed = self.sign(
                 csr, profile=profile, ca=ca, validity_days=validity_days, role=role, owner=owner, actor=actor
             )
@@ -120,6 +126,21 @@ class IssuanceService:
             self.record_refusal(actor, csr, profile, ca, exc)
             raise
         return signed.issued
+
+    def _device_owner_ca(self, profile: str, owner: str | None, ca: str | None) -> str | None:
+        """The CA to issue from; refuses a device certificate without an existing owner."""
+        if self.profile(profile).identity is not Identity.DEVICE or self._owners is None:
+            return ca
+        if owner is None:
+            raise InvalidRequestError(
+                f"profile '{profile}' needs an owner (otward owner list shows them)", rule="device-owner"
+            )
+        record = self._owners.get_owner(owner)
+        if record is None:
+            raise InvalidRequestError(
+                f"owner '{owner}' does not exist (otward owner create {owner} makes it)", rule="device-owner"
+            )
+        return ca if ca is not None else record.ca
 
     def record_refusal(
         self, actor: Actor, csr: bytes | str, profile: str, ca: str | None, exc: OtwardError, **extra: str

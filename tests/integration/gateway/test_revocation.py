@@ -198,6 +198,12 @@ def test_a_revoked_device_is_cut_off_within_the_refresh_window(served, modbus_up
     closed = [e for e in events if e.type is EventType.GATEWAY_CLOSED]
     assert [e.subject for e in closed] == ["plc-eng-1"]
     assert "revoked" in (closed[0].reason or "")
+    # a CRL fetch every 2 s is routine: not one INFO line each (it was httpx's "HTTP Request: GET")
+    gateway_log = (directory / "gateway.log").read_text().splitlines()
+    assert not [line for line in gateway_log if "issuing.crl" in line and " INFO " in line]
+    # otward serve runs two uvicorn servers in one process; each lifecycle line is printed once
+    serve_log = (served.data_dir / "serve.log").read_text()
+    assert serve_log.count("Started server process") == 1, serve_log
 
 
 def test_the_last_good_crl_survives_a_restart_without_the_ca(served, modbus_upstream, tmp_path):

@@ -94,10 +94,11 @@ def test_device_certificate_names_owner_and_device(issuing_ca):
     assert device_uri("acme", "plc-0042") == "urn:otward:device:acme:plc-0042"
 
 
-def test_device_owner_defaults_to_the_ca(issuing_ca):
-    cert = issue(issuing_ca, build_csr(make_key(), cn="plc-1"), "device")
-    uris = ext(cert, x509.SubjectAlternativeName).value.get_values_for_type(x509.UniformResourceIdentifier)
-    assert uris == ["urn:otward:device:issuing:plc-1"]
+def test_device_certificate_needs_an_owner(issuing_ca):
+    """Without one the CA's name was written as the owner; a device belongs to an owner."""
+    with pytest.raises(InvalidRequestError, match="needs an owner") as caught:
+        issue(issuing_ca, build_csr(make_key(), cn="plc-1"), "device")
+    assert caught.value.rule == "device-owner"
 
 
 @pytest.mark.parametrize(

@@ -94,3 +94,11 @@ def test_consistency_for_random_sizes(n, draw):
     assert verify_consistency(
         m, n, reference_mth(data[:m]), reference_mth(data), consistency_proof(m, leaves)
     )
+
+
+def test_inclusion_is_checked_against_the_leaf_hash_not_the_entry():
+    data, leaves = tree(5)
+    proof = inclusion_proof(2, leaves)
+    root = reference_mth(data)
+    assert verify_inclusion(leaf_hash=leaf_hash(data[2]), index=2, tree_size=5, proof=proof, root=root)
+    assert not verify_inclusion(leaf_hash=data[2], index=2, tree_size=5, proof=proof, root=root)

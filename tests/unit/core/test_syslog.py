@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from otward.core.audit import AuditEvent, AuditRecord, EventType, Outcome
-from otward.core.syslog import escape_text, format_message, header_field, param_value
-from otward.services.audit import to_jsonl, to_syslog
+from otward.core.syslog import escape_text, format_message, header_field, param_value, to_syslog
+from otward.services.audit import to_jsonl
 
 FORGED = (
     '\n<86>1 2026-11-22T12:00:00.000000Z plc otward-ca - cert-issued [otward@32473 type="cert.issued"] forged'

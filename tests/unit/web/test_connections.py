@@ -22,7 +22,7 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 
 from otward.errors import ConfigError
-from otward.http.connections import MAX_PIPELINED, ConnectionLimits, GuardedHttpProtocol, GuardedServer
+from otward.web.connections import MAX_PIPELINED, ConnectionLimits, GuardedHttpProtocol, GuardedServer
 from tests.conftest import make_key, self_signed, write_key
 
 FAST = ConnectionLimits(

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi.responses import Response
 
 from otward.adapters.files import format_size
-from otward.http.problems import error_response
+from otward.web.problems import error_response
 
 __all__ = ["BodyLimit"]
 

@@ -51,7 +51,7 @@ from uvicorn.config import Config
 
 from otward.adapters.fdlimit import connections_allowed
 from otward.errors import ConfigError
-from otward.http.header_names import ConventionalHeaderNamesProtocol
+from otward.web.header_names import ConventionalHeaderNamesProtocol
 
 __all__ = ["MAX_PIPELINED", "ConnectionLimits", "GuardedHttpProtocol", "GuardedListener", "GuardedServer"]
 
