@@ -82,3 +82,36 @@ def test_write_key_settings_replaces_only_the_keys_table(tmp_path):
     write_key_settings(tmp_path, target)
     assert load_settings(tmp_path).keys == target
     assert load_settings(tmp_path).crl.validity_hours == 100
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("header_timeout = 0", r"server\.limits\.header_timeout: Input should be greater than 0"),
+        (
+            "max_header_bytes = 100",
+            r"server\.limits\.max_header_bytes: Input should be greater",
+        ),
+        ("max_connections = 10\nmax_connections_per_source = 20", r"must not exceed max_connections"),
+        ("max_conections = 10", r"server\.limits\.max_conections: Extra inputs are not permitted"),
+    ],
+    ids=["zero-timeout", "tiny-head", "per-source-over-total", "misspelt"],
+)
+def test_connection_limits_are_checked_at_load(tmp_path, table, message):
+    from otward.config import CONFIG_FILE, load_settings, render_config
+
+    rendered = render_config(organization="o", public_url="http://127.0.0.1:8080", database_url=None)
+    (tmp_path / CONFIG_FILE).write_text(rendered + f"\n[server.limits]\n{table}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(tmp_path)
+
+
+def test_connection_limits_default_and_load(tmp_path):
+    from otward.config import CONFIG_FILE, load_settings, render_config
+
+    rendered = render_config(organization="o", public_url="http://127.0.0.1:8080", database_url=None)
+    (tmp_path / CONFIG_FILE).write_text(rendered)
+    assert load_settings(tmp_path).server.limits.max_connections == 1000
+    (tmp_path / CONFIG_FILE).write_text(rendered + "\n[server.limits]\nheader_timeout = 2.5\n")
+    limits = load_settings(tmp_path).server.limits
+    assert (limits.header_timeout, limits.max_connections_per_source) == (2.5, 64)

@@ -147,13 +147,13 @@ class _Tally:
 class _Slot:
     """One accepted connection's share of the caps, given back exactly once."""
 
-    __slots__ = ("host", "listener", "protocol", "released", "task")
+    __slots__ = ("host", "listener", "protocol", "released", "sock")
 
-    def __init__(self, listener: GuardedListener, host: str) -> None:
+    def __init__(self, listener: GuardedListener, host: str, sock: socket.socket) -> None:
         self.listener = listener
         self.host = host
+        self.sock = sock
         self.released = False
-        self.task: asyncio.Task[None] | None = None  # the handshake
         self.protocol: GuardedHttpProtocol | None = None
 
     def release(self) -> None:
@@ -175,8 +175,11 @@ class _Slot:
     def evict(self) -> None:
         protocol = self.protocol
         if protocol is None or protocol.transport is None:
-            if self.task is not None:
-                self.task.cancel()
+            # Still in the event loop's hands (the handshake): end the TCP connection under it, and
+            # its own error path closes the transport (cancelling the handshake task could leave
+            # a transport whose protocol never hears of the end).
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
         else:
             protocol.transport.abort()
         self.release()
@@ -497,10 +500,10 @@ class GuardedListener:
             sock.setblocking(False)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            slot = _Slot(self, host)
+            slot = _Slot(self, host, sock)
             self._hold(slot)
             assert self._loop is not None  # noqa: S101 - started
-            task = slot.task = self._loop.create_task(self._admit(sock, slot))
+            task = self._loop.create_task(self._admit(sock, slot))
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
 
@@ -554,7 +557,7 @@ class GuardedListener:
         except (OSError, ssl.SSLError, TimeoutError, asyncio.CancelledError) as exc:
             slot.release()
             sock.close()
-            if isinstance(exc, TimeoutError) or "timed out" in str(exc):
+            if isinstance(exc, TimeoutError) or "taking longer" in str(exc):  # uvloop, asyncio: aborted
                 self.tally.note(f"TLS handshakes not complete within {self.limits.handshake_timeout:g} s")
             elif not isinstance(exc, asyncio.CancelledError):
                 self.tally.note("TLS handshakes failed")
@@ -601,6 +604,8 @@ class GuardedServer(uvicorn.Server):
             )
         own = sockets is None
         listeners = [config.bind_socket()] if sockets is None else list(sockets)
+        for sock in listeners:
+            sock.listen(config.backlog)  # bind_socket does not; asyncio's create_server would
         guarded = [
             GuardedListener(
                 sock, create_protocol, context=config.ssl, limits=limits, name=self.name, close_socket=own

@@ -98,6 +98,7 @@ def serving(limits: ConnectionLimits = FAST, *, context: ssl.SSLContext | None =
         server.should_exit = True
         thread.join(WAIT)
         listener.close()
+    assert not thread.is_alive(), "the server did not shut down (a connection it never saw end?)"
 
 
 def connect(port: int, source: str = "127.0.0.1") -> socket.socket:
