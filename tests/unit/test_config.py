@@ -46,3 +46,24 @@ def test_an_unparseable_url_is_refused_without_echoing_it():
     with pytest.raises(ConfigError) as info:
         split_database_password("no url: secret")
     assert "secret" not in info.value.message
+
+
+# --- found by the fuzz target (tests/fuzz/test_config.py) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"organization = " + b"[" * 2000 + b"]" * 2000, "nested too deeply"),
+        (b'organization = "ACME \xff"\n', "cannot read"),
+    ],
+    ids=["nested", "not-utf-8"],
+)
+def test_an_unreadable_config_file_is_a_config_error(tmp_path, content, match):
+    """tomllib raised RecursionError on deep nesting; a file that is not UTF-8 raised
+    UnicodeDecodeError (a ValueError, not an OSError)."""
+    from otward.config import load_settings
+
+    (tmp_path / "config.toml").write_bytes(content)
+    with pytest.raises(ConfigError, match=match):
+        load_settings(tmp_path)
