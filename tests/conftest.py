@@ -35,7 +35,13 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 # Tests own their environment: no passphrase or data directory leaks in from the caller.
-for _name in ("OTWARD_CA_PASSPHRASE", "OTWARD_CA_PASSPHRASE_FILE", "OTWARD_DATA", "OTWARD_DB"):
+for _name in (
+    "OTWARD_CA_PASSPHRASE",
+    "OTWARD_CA_PASSPHRASE_FILE",
+    "OTWARD_DATA",
+    "OTWARD_DB",
+    "OTWARD_PKCS11_PIN",
+):
     os.environ.pop(_name, None)
 # The suite runs as in an activated virtual environment (`.venv/bin/python -m pytest`): the tools
 # installed with the test extras (ruff, pkilint's linters) are found next to the interpreter first.
@@ -291,6 +297,70 @@ def est_refusal(text: str) -> tuple[str, str | None]:
         return line, None
     assert rule.endswith(")"), text
     return detail, rule[:-1]
+
+
+SOFTHSM_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
+
+
+@dataclass(frozen=True)
+class SoftHsm:
+    """One freshly initialised SoftHSM2 token in its own SOFTHSM2_CONF."""
+
+    module: Path
+    label: str
+    pin: str
+    pin_file: Path  # 0600
+    config: Path
+
+    def session(self) -> Any:
+        """A session of the test's own, to ask the token directly. PKCS#11 login is per process: while
+        a backend of this process is logged in, the session shares that login instead of its own."""
+        import pkcs11
+        from pkcs11.exceptions import UserAlreadyLoggedIn
+
+        token = pkcs11.lib(str(self.module)).get_token(token_label=self.label)
+        try:
+            return token.open(user_pin=self.pin)
+        except UserAlreadyLoggedIn:
+            return token.open()
+
+
+@contextlib.contextmanager
+def softhsm_token(directory: Path, label: str = "otward", pin: str = "1234") -> Iterator[SoftHsm]:
+    """Set SOFTHSM2_CONF to a private token directory holding one new token, for the ``with`` block.
+
+    SoftHSM2 reads SOFTHSM2_CONF in C_Initialize and python-pkcs11 keeps each module initialised
+    per process, so the module is re-initialised on entry and finalised on exit (never unloaded:
+    that would unmap it under any session object still alive). Processes started inside the block
+    (``otward serve``) inherit the configuration. SoftHSM2 is required (scripts/install).
+    """
+    import pkcs11
+
+    util = shutil.which("softhsm2-util")
+    if util is None or not SOFTHSM_MODULE.is_file():
+        pytest.fail(f"SoftHSM2 is required (softhsm2-util and {SOFTHSM_MODULE}; Debian package softhsm2)")
+    (directory / "tokens").mkdir(parents=True)
+    config = directory / "softhsm2.conf"
+    config.write_text(
+        f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
+    )
+    pin_file = directory / "pin"
+    pin_file.write_text(pin + "\n")
+    pin_file.chmod(0o600)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SOFTHSM2_CONF", str(config))
+        subprocess.run(
+            [util, "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "5678"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        library = pkcs11.lib(str(SOFTHSM_MODULE))
+        library.reinitialize()
+        try:
+            yield SoftHsm(SOFTHSM_MODULE, label, pin, pin_file, config)
+        finally:
+            library.finalize()
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ import tomllib
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -35,8 +35,10 @@ __all__ = [
     "DB_PASSWORD_FILE",
     "DEFAULT_SERVICE_NAMES",
     "AuditSettings",
+    "ConnectionLimitSettings",
     "CrlSettings",
     "DeviceSettings",
+    "KeySettings",
     "MqttSettings",
     "OcspSettings",
     "ServerSettings",
@@ -50,6 +52,7 @@ __all__ = [
     "read_passphrase",
     "render_config",
     "split_database_password",
+    "write_key_settings",
 ]
 
 CONFIG_FILE = "config.toml"
@@ -178,14 +181,39 @@ def default_public_url(host: str, port: int = 8080) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class ConnectionLimitSettings(BaseModel):
+    """``[server.limits]``: what one client may hold of ``otward serve``'s HTTPS and plain-HTTP
+    ports, and for how long (``otward.web.connections``; docs/settings.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_connections: int = Field(default=1000, ge=1, le=1_000_000)  # per port, all workers
+    max_connections_per_source: int = Field(default=64, ge=1, le=1_000_000)  # per client address
+    handshake_timeout: float = Field(default=10.0, gt=0, le=3600)
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
+    idle_timeout: float = Field(default=15.0, gt=0, le=3600)
+    write_timeout: float = Field(default=30.0, gt=0, le=3600)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    max_header_fields: int = Field(default=100, ge=10, le=10_000)
+
+    @model_validator(mode="after")
+    def _per_source_within_total(self) -> ConnectionLimitSettings:
+        if self.max_connections_per_source > self.max_connections:
+            raise ValueError("max_connections_per_source must not exceed max_connections")
+        return self
+
+
 class ServerSettings(BaseModel):
     """``otward serve``: the names its TLS certificate covers (a change reissues it at the next
-    start), and which reverse proxies may tell the client's address (none by default)."""
+    start), which reverse proxies may tell the client's address (none by default), and the
+    connection limits of its ports."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     names: tuple[str, ...] = DEFAULT_SERVICE_NAMES
     trusted_proxies: tuple[str, ...] = ()
+    limits: ConnectionLimitSettings = ConnectionLimitSettings()
 
     @field_validator("names")
     @classmethod
@@ -219,6 +247,26 @@ class DeviceSettings(BaseModel):
         return timedelta(minutes=self.superseded_overlap_minutes)
 
 
+class KeySettings(BaseModel):
+    """Where CA, responder and signer keys live: encrypted files in the data directory, or a PKCS#11
+    token (docs/hsm.md). The PIN is never stored here: ``$OTWARD_PKCS11_PIN`` or ``pkcs11_pin_file``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["file", "pkcs11"] = "file"
+    pkcs11_module: Path | None = None
+    pkcs11_token: str | None = None
+    pkcs11_pin_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pkcs11_complete(self) -> KeySettings:
+        if self.backend == "pkcs11" and (self.pkcs11_module is None or not self.pkcs11_token):
+            raise ValueError(
+                'keys.pkcs11_module and keys.pkcs11_token are required with keys.backend = "pkcs11"'
+            )
+        return self
+
+
 class Settings(BaseModel):
     """One installation's settings; validated as a whole when loaded."""
 
@@ -234,6 +282,7 @@ class Settings(BaseModel):
     mqtt: MqttSettings = MqttSettings()
     devices: DeviceSettings = DeviceSettings()
     server: ServerSettings = ServerSettings()
+    keys: KeySettings = KeySettings()
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("public_url")
@@ -273,8 +322,10 @@ def load_settings(data_dir: Path, *, database_url: str | None = None) -> Setting
         raise ConfigError(
             f"{data_dir} is not an otward data directory (no {CONFIG_FILE}); run 'otward init'"
         ) from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
+    except RecursionError:  # tomllib recurses once per level of nested arrays and inline tables
+        raise ConfigError(f"cannot read {path}: nested too deeply") from None
     raw["data_dir"] = data_dir
     url = database_url or os.environ.get("OTWARD_DB")
     if not url and raw.get("database_url"):
@@ -336,6 +387,7 @@ def render_config(
     public_url: str,
     database_url: str | None,
     names: tuple[str, ...] = DEFAULT_SERVICE_NAMES,
+    keys: KeySettings | None = None,
 ) -> str:
     """The initial ``config.toml`` written by ``otward init`` (strings JSON-escaped, valid TOML).
 
@@ -378,6 +430,12 @@ def render_config(
         "# Reverse proxies whose X-Forwarded-For is believed (none: the TCP peer is the client):",
         '# trusted_proxies = ["10.0.0.5"]',
         "",
+        "# [server.limits]  # per port; see docs/settings.md",
+        "# max_connections = 1000",
+        "# max_connections_per_source = 64  # trusted proxies are exempt",
+        "# header_timeout = 10  # seconds for a request head; body_timeout = 30 for its body",
+        "",
+        *_render_keys(keys or KeySettings()),
         "[mqtt]",
         "# Keep the CRLs, CA file and ACL of an `otward mqtt-config --out DIR` listener current:",
         '# config_dir = "/etc/mosquitto/otward"',
@@ -391,6 +449,53 @@ def render_config(
         "",
     ]
     return "\n".join(lines)
+
+
+def _render_keys(keys: KeySettings) -> list[str]:
+    lines = [
+        "[keys]",
+        "# Where CA, responder and signer keys live: file (encrypted, keys/) or pkcs11 (docs/hsm.md).",
+    ]
+    if keys.backend == "file":
+        return [
+            *lines,
+            'backend = "file"',
+            '# backend = "pkcs11"',
+            '# pkcs11_module = "/usr/lib/softhsm/libsofthsm2.so"',
+            '# pkcs11_token = "otward"',
+            '# pkcs11_pin_file = "/etc/otward/pkcs11.pin"  # or $OTWARD_PKCS11_PIN',
+            "",
+        ]
+    lines += ['backend = "pkcs11"', f"pkcs11_module = {json.dumps(str(keys.pkcs11_module))}"]
+    lines.append(f"pkcs11_token = {json.dumps(keys.pkcs11_token)}")
+    if keys.pkcs11_pin_file is not None:
+        lines.append(f"pkcs11_pin_file = {json.dumps(str(keys.pkcs11_pin_file))}")
+    else:
+        lines.append("# pkcs11_pin_file = ...  (the PIN comes from $OTWARD_PKCS11_PIN)")
+    return [*lines, ""]
+
+
+def write_key_settings(data_dir: Path, keys: KeySettings) -> None:
+    """Replace the ``[keys]`` table of ``DATA/config.toml`` (or add one), keeping everything else as
+    written; the file is replaced whole (written aside, renamed), and must still load."""
+    path = data_dir / CONFIG_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    start = next((i for i, line in enumerate(lines) if line.strip() == "[keys]"), None)
+    if start is None:
+        kept, rest = lines, []
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+        kept, rest = lines[:start], lines[end:]
+    if kept and kept[-1].strip():
+        kept.append("")
+    text = "\n".join([*kept, *_render_keys(keys), *rest]).rstrip("\n") + "\n"
+    aside = path.with_name(f".{CONFIG_FILE}.new")
+    aside.write_text(text, encoding="utf-8")
+    os.replace(aside, path)
+    load_settings(data_dir)
 
 
 def read_passphrase(data_dir: Path) -> bytes:

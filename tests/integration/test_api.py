@@ -388,6 +388,20 @@ def test_ocsp_errors(client):
     assert stranger.subject
 
 
+def test_ocsp_get_with_a_percent_encoded_prefix_is_answered(client, pki):
+    """Found by tests/fuzz/http/test_ocsp.py: the route matches the decoded path, but the request was
+    looked for after the literal '/ocsp/' in the raw path (IndexError, a 500)."""
+    issuing = pki.authorities.certificate_chain("issuing")[0]
+    encoded = quote(base64.b64encode(ocsp_request_der(issuing, 1 << 70)).decode(), safe="")
+    for path in (f"/%6Fcsp/{encoded}", "/%6Fcsp/AA%3D%3D"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        ocsp.load_der_ocsp_response(response.content)
+    assert ocsp.load_der_ocsp_response(client.get(f"/%6Fcsp/{encoded}").content).response_status is (
+        ocsp.OCSPResponseStatus.SUCCESSFUL
+    )
+
+
 def test_public_status_endpoints(client):
     client.headers.pop("Authorization")
     assert client.get("/crl/issuing.crl").headers["content-type"] == "application/pkix-crl"

@@ -94,6 +94,48 @@ def test_a_head_is_signed_once_however_many_processes_sign(pki, installation, da
         other.close()
 
 
+def test_a_stale_decision_stores_no_head(pki):
+    """The store adds a head only over the head the signer decided on (compare and set under the
+    ledger lock): a worker that decided before another stored its head adds nothing."""
+    pki.issuance.issue(build_csr(make_key(), cn="cas-1"), profile="tls-client", actor=ACTOR)
+    seen = pki.stores.audit.latest_audit_head()
+    assert pki.audit.sign_head(force=True) is not None
+    stale = dataclasses.replace(pki.stores.audit.latest_audit_head(), signature=b"other")
+    count = len(pki.stores.audit.audit_heads())
+    assert pki.stores.audit.add_audit_head(stale, after=seen) is False
+    assert len(pki.stores.audit.audit_heads()) == count
+
+
+def test_two_workers_signing_at_once_store_one_head_per_decision(pki, installation, database_url):
+    """Two processes' schedules fire together (two service workers): each head the trail holds is
+    over a different stored head, never two heads decided on the same one."""
+    import threading
+
+    other = Pki.open(load_settings(installation, database_url=database_url))
+    try:
+        before = len(pki.stores.audit.audit_heads())
+        signed: list[object] = []
+        for round_ in range(8):
+            pki.issuance.issue(build_csr(make_key(), cn=f"race-{round_}"), profile="tls-client", actor=ACTOR)
+            start = threading.Barrier(2)
+
+            def sign(service, start=start) -> None:  # type: ignore[no-untyped-def]
+                start.wait()
+                signed.append(service.sign_head())
+
+            threads = [threading.Thread(target=sign, args=(p.audit,)) for p in (pki, other)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        heads = pki.stores.audit.audit_heads()[before:]
+        assert len(heads) == 8 == len([h for h in signed if h is not None])
+        assert len({h.sequence for h in heads}) == 8
+        assert pki.audit.verify().check.ok
+    finally:
+        other.close()
+
+
 def test_refusals_and_failures_are_recorded(pki):
     with pytest.raises(Exception, match="requires a dns or ip SAN"):
         pki.issuance.issue(build_csr(make_key(), cn="x"), profile="tls-server", actor=ACTOR)

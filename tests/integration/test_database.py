@@ -200,3 +200,13 @@ def test_init_and_serve_create_the_schema_themselves(tmp_path):
     run("init", "--data", str(tmp_path / "d"), "--db", url, "--json")
     assert _revision(url) is not None
     assert len(json.loads(run("ca", "list", "--data", str(tmp_path / "d"), "--json"))) == 2
+
+
+def test_read_only_commands_do_not_create_a_missing_sqlite_file(data, tmp_path):
+    """Connecting would create the file (and its -wal, -shm): the command names it and leaves nothing."""
+    url = f"sqlite:///{tmp_path}/typo.db"
+    for args in (("ca", "list"), ("cert", "list"), ("device", "list")):
+        output = run(*args, "--data", str(data), "--db", url, code=1)
+        assert f"the SQLite database {tmp_path}/typo.db does not exist: run 'otward init'" in output, args
+        assert "[schema-missing]" in output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("typo")) == []

@@ -16,7 +16,7 @@ from otward.core import b64url
 from otward.core.attestation import ChallengePurpose, challenge_message
 from otward.core.audit import EventType, Outcome
 from otward.core.keys import KeyType, classify_public_key, sign_data
-from otward.core.records import DeviceStatus
+from otward.core.records import CertificateFilter, DeviceStatus
 from otward.errors import AuthenticationError, ConflictError, PolicyViolationError
 from otward.http.app import create_app
 from otward.http.limits import MAX_FAILURES
@@ -556,6 +556,36 @@ def test_only_the_current_certificate_renews(tpki):
     assert refused.value.rule == "est-superseded"
     assert tpki.devices.get("plc-20").current_serial == second.serial
     assert any((e.details.get("rule") == "est-superseded") for e in events(tpki, EventType.ENROLL_REFUSED))
+
+
+def test_a_renewal_whose_answer_was_lost_is_answered_again(tpki):
+    """The device asks again with its previous certificate and the key it renewed with: it gets the
+    certificate issued then (nothing new is issued), recorded as a renewal-retry; another key is
+    still refused, and so is the retry once the device used its new certificate."""
+    _, first = enroll(tpki, "plc-25")
+    new_key = make_key()
+    presented = first.certificate.public_bytes(Encoding.DER)
+    second = tpki.est.reenroll(der_csr(new_key, "plc-25"), presented, label=None, actor=DEVICE)
+    issued = tpki.stores.certificates.list_certificates(CertificateFilter(), limit=1, offset=0)[1]
+
+    again = tpki.est.reenroll(der_csr(new_key, "plc-25"), presented, label=None, actor=DEVICE)
+    assert again.serial == second.serial
+    assert again.certificate == second.certificate
+    assert tpki.devices.get("plc-25").current_serial == second.serial
+    (retry,) = [
+        e for e in events(tpki, EventType.ENROLL_SUCCEEDED) if e.details.get("method") == "renewal-retry"
+    ]
+    assert (retry.subject, retry.details["serial"]) == ("plc-25", second.serial)
+    assert retry.details["renewed"] == first.serial
+    assert tpki.stores.certificates.list_certificates(CertificateFilter(), limit=1, offset=0)[1] == issued
+
+    with pytest.raises(PolicyViolationError, match="only the current certificate renews"):
+        tpki.est.reenroll(der_csr(make_key(), "plc-25"), presented, label=None, actor=DEVICE)
+
+    challenge, signature = answer(tpki, "plc-25", new_key, ChallengePurpose.ATTEST)
+    tpki.devices.attest("plc-25", challenge.challenge_id, signature, DEVICE)  # first use: first revoked
+    with pytest.raises(AuthenticationError, match="revoked"):
+        tpki.est.reenroll(der_csr(new_key, "plc-25"), presented, label=None, actor=DEVICE)
 
 
 def test_a_renewal_keeps_the_previous_certificate_only_for_the_overlap(tpki, clock):

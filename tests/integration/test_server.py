@@ -352,3 +352,21 @@ def test_https_answers_carry_hsts_and_nosniff_and_the_plain_port_does_not(server
     assert "strict-transport-security" not in crl.headers
     assert oversized.status_code == 413
     assert oversized.json()["rule"] == "body-size"
+
+
+def test_every_https_listener_of_serve_keeps_the_tls_policy_and_no_answer_names_the_server(server):
+    """TLS 1.2+ with ECDHE + AEAD suites only on the API/EST port (it once accepted CBC suites:
+    uvicorn's own context was used as it came), and no ``Server`` banner on either port."""
+    import httpx
+
+    from tests.tls_policy import assert_tls_policy
+
+    assert_tls_policy(int(server.https_url.rsplit(":", 1)[1]), cafile=server.root_pem)
+    with server.client() as client:
+        answers = [client.get("/healthz"), client.get("/.well-known/est/cacerts"), client.get("/nowhere")]
+    with httpx.Client(base_url=server.http_url) as plain:
+        answers += [plain.get("/crl/root.crl"), plain.get("/nowhere")]
+    for answer in answers:
+        assert "server" not in answer.headers, (answer.url, answer.headers["server"])
+    assert answers[0].headers["strict-transport-security"] == "max-age=31536000"
+    assert answers[0].headers["x-content-type-options"] == "nosniff"

@@ -36,6 +36,7 @@ from otward.services.channels import reload_mosquitto
 from otward.services.pki import Pki
 from tests.conftest import build_csr, free_port, make_key, write_key
 from tests.interop.helpers import otward_cli
+from tests.tls_policy import assert_tls_policy
 
 pytestmark = pytest.mark.interop
 
@@ -345,6 +346,13 @@ def test_tls_1_2_works_and_1_1_is_refused_by_the_broker(mqtt_setup):
         check=False,
     )
     assert "alert protocol version" in proc.stdout + proc.stderr
+
+
+def test_the_generated_listener_keeps_otwards_tls_policy(mqtt_setup):
+    """tls_version and ciphers of the generated listener, as Mosquitto applies them (issue 13 item 6)."""
+    broker, identities = mqtt_setup
+    plc = identities["plc-2"]
+    assert_tls_policy(broker.port, cafile=broker.server_root, cert=plc.certificate, key=plc.key)
 
 
 def test_client_without_certificate_is_refused(devices):

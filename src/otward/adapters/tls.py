@@ -1,6 +1,8 @@
-"""TLS server contexts for otward's own listeners that are not the HTTPS API: the Modbus gateway and
-the gatekeeper's local API. TLS 1.2 minimum, forward secrecy and AEAD suites only, no compression,
-renegotiation or session tickets, and a private key file that only its owner can read.
+"""The TLS policy of every listener otward opens: TLS 1.2 minimum, forward secrecy and AEAD suites
+only, no compression, renegotiation or session tickets. :func:`restrict_server_context` applies it
+(the HTTPS API and EST, whose context uvicorn builds); :func:`server_context` builds a whole context
+for the Modbus gateway and the gatekeeper's local API, with a private key file only its owner can read.
+The Mosquitto listener otward writes names the same suites (:mod:`otward.core.mosquitto`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from otward.errors import ConfigError
 
-__all__ = ["TLS12_CIPHERS", "TlsFlags", "server_context"]
+__all__ = ["TLS12_CIPHERS", "TlsFlags", "restrict_server_context", "server_context"]
 
 #: TLS 1.2 suites: forward secrecy and AEAD only. TLS 1.3 suites are all AEAD already.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -38,17 +40,12 @@ def _check_private(key: Path, flag: str) -> None:
         )
 
 
-def server_context(
-    certificate: Path, key: Path, *, client_ca: Path | None, flags: TlsFlags | None = None
-) -> ssl.SSLContext:
-    """A server context; with ``client_ca`` a client certificate chaining to it is required.
+def restrict_server_context(context: ssl.SSLContext) -> ssl.SSLContext:
+    """Apply otward's TLS policy to a server ``context`` in place (and return it).
 
     Session tickets are off: a resumed session would skip the certificate checks that only a full
     handshake makes (validity period), so every connection pays one full handshake.
     """
-    names = flags or TlsFlags()
-    _check_private(key, names.key)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
     context.options |= (
@@ -59,6 +56,17 @@ def server_context(
         | ssl.OP_SINGLE_ECDH_USE
     )
     context.num_tickets = 0
+    return context
+
+
+def server_context(
+    certificate: Path, key: Path, *, client_ca: Path | None, flags: TlsFlags | None = None
+) -> ssl.SSLContext:
+    """A server context under :func:`restrict_server_context`; with ``client_ca`` a client
+    certificate chaining to it is required."""
+    names = flags or TlsFlags()
+    _check_private(key, names.key)
+    context = restrict_server_context(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     if client_ca is not None:
         context.verify_mode = ssl.CERT_REQUIRED
         context.verify_flags |= ssl.VERIFY_X509_STRICT

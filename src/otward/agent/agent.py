@@ -47,7 +47,14 @@ from otward.agent.state import (
 from otward.core.attestation import ChallengePurpose, challenge_message
 from otward.core.authority import issuing_ca_name
 from otward.core.chain import find_path, has_extended_key_usage
-from otward.errors import AuthenticationError, ConfigError, ConflictError, OtwardError
+from otward.errors import (
+    AuthenticationError,
+    BackendError,
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    OtwardError,
+)
 
 __all__ = ["DEFAULT_ATTEST_INTERVAL", "Agent", "KeyFile", "open_key_store"]
 
@@ -214,7 +221,9 @@ class Agent:
         )
 
     def renew(self) -> AgentState:
-        """Renew with a new key; returns the committed new state. On failure nothing changes."""
+        """Renew with a new key; returns the committed new state. On failure the state does not
+        change; when the connection failed (the server may have issued), the new key is kept and the
+        next renewal asks again with it."""
         with self._store.lock():
             return self._renew()
 
@@ -223,7 +232,7 @@ class Agent:
         now = self._clock()
         current = self._keys.load(state.key_label)
         label = state.next_key_label()
-        new_key = _generate(self._keys, label)
+        new_key = _pending_or_new(self._keys, label)
         try:
             csr = new_key.certificate_request(state.device_id)
             with self._client(state) as client:
@@ -250,8 +259,8 @@ class Agent:
                 chain=chain,
             )
             self._store.commit(renewed)
-        except BaseException:
-            if not self._committed(label):
+        except BaseException as exc:
+            if not self._committed(label) and not _answer_may_be_lost(exc):
                 _discard(self._keys, label)
             raise
         self._store.sync_exports(renewed)
@@ -356,6 +365,27 @@ def _generate(keys: KeyStore, label: str) -> DeviceKey:
         log.warning("replacing key %s left by an interrupted renewal", label)
         keys.delete(label)
         return keys.generate(label)
+
+
+def _pending_or_new(keys: KeyStore, label: str) -> DeviceKey:
+    """The key a renewal whose answer was lost left under ``label`` (the next renewal asks again with
+    it, and the server answers with the certificate it issued then), else a new key."""
+    try:
+        key = keys.load(label)
+    except NotFoundError:
+        return _generate(keys, label)
+    except OtwardError as exc:  # a key file cut short by a crash while it was written
+        log.warning("replacing unreadable key %s: %s", label, exc)
+        keys.delete(label)
+        return _generate(keys, label)
+    log.info("renewing with key %s again: an earlier renewal with it got no answer", label)
+    return key
+
+
+def _answer_may_be_lost(error: BaseException) -> bool:
+    """Whether the server may have issued without the answer arriving (the connection failed): the
+    new key is kept for the next attempt, which the server recognises as the same renewal."""
+    return isinstance(error, BackendError) and error.rule == "server-unreachable"
 
 
 def _discard(keys: KeyStore, label: str) -> None:

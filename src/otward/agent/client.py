@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -350,10 +350,7 @@ class EstClient:
     def _json(self, action: str, device_id: str, payload: dict[str, str]) -> dict[str, Any]:
         url = f"{self.base_url}/api/v1/devices/{quote(device_id, safe='')}/{action}"
         _, body = self._send(self._http, "POST", url, json=payload, headers={"Accept": "application/json"})
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = None
+        data = _json_or_none(body)
         if not isinstance(data, dict):
             raise ParseError(f"the server's answer to {action} is not a JSON object")
         return data
@@ -436,10 +433,7 @@ def _error(response: httpx.Response, body: bytes) -> EstError:
     detail = response.reason_phrase or "error"
     rule: str | None = None
     if _media_type(response) == _PROBLEM:
-        try:
-            problem = json.loads(body)
-        except ValueError:
-            problem = None
+        problem = _json_or_none(body)
         if isinstance(problem, dict):
             detail = str(problem.get("detail") or problem.get("title") or detail)
             found = problem.get("rule")
@@ -450,6 +444,15 @@ def _error(response: httpx.Response, body: bytes) -> EstError:
         rule=rule,
         retry_after=_retry_after(response.headers.get("retry-after")),
     )
+
+
+def _json_or_none(body: bytes) -> object:
+    """The JSON value of ``body``, or None when it is not JSON: malformed, not UTF-8, or nested
+    deeper than the decoder's recursion limit (RecursionError, which is not a ValueError)."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -473,7 +476,7 @@ def _parse_pkcs7(response: httpx.Response, body: bytes) -> list[x509.Certificate
         certificates = pkcs7.load_der_pkcs7_certificates(
             base64.b64decode(b"".join(body.split()), validate=True)
         )
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, UnsupportedAlgorithm) as exc:  # other content types: the last
         raise ParseError(f"the server's PKCS#7 answer is unreadable: {exc}") from None
     if not certificates:
         raise ParseError("the server's PKCS#7 answer holds no certificate")
@@ -482,8 +485,13 @@ def _parse_pkcs7(response: httpx.Response, body: bytes) -> list[x509.Certificate
 
 def _issued(csr: x509.CertificateSigningRequest, certificates: list[x509.Certificate]) -> x509.Certificate:
     """The certificate in the answer that carries the requested key."""
+    wanted = csr.public_key()
     for certificate in certificates:
-        if certificate.public_key() == csr.public_key():
+        try:
+            key = certificate.public_key()
+        except (ValueError, UnsupportedAlgorithm):
+            continue  # a key cryptography cannot read is not the requested one
+        if key == wanted:
             return certificate
     raise ParseError("the server returned no certificate for the requested key", rule="issued-key")
 

@@ -52,8 +52,8 @@ from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.type import univ
 from pyasn1_alt_modules import rfc2986, rfc5280
 
-from otward.adapters.files import read_limited
 from otward.adapters.keys.file import write_private_file
+from otward.adapters.keys.pkcs11 import read_pin_file
 from otward.errors import (
     ConfigError,
     ConflictError,
@@ -433,23 +433,7 @@ def _ec_public_key(public: PublicKey) -> ec.EllipticCurvePublicKey:
 
 def pkcs11_store(module: Path, token_label: str, pin_file: Path) -> Pkcs11KeyStore:
     """Open ``token_label`` with the PIN in ``pin_file``, which only its owner may read."""
-    try:
-        mode = stat.S_IMODE(pin_file.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigError(
-                f"PIN file {pin_file} is accessible to group or others (mode {mode:04o}); "
-                "it must be 0600 or 0400",
-                rule="pkcs11-pin-file",
-            )
-        text = read_limited(pin_file, 4096, "PIN file").decode("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read PIN file {pin_file}: {exc.strerror}", rule="pkcs11-pin-file") from exc
-    except UnicodeDecodeError:
-        raise ConfigError(f"PIN file {pin_file} is not UTF-8 text", rule="pkcs11-pin-file") from None
-    pin = text.rstrip("\r\n")
-    if not pin:
-        raise ConfigError(f"PIN file {pin_file} is empty", rule="pkcs11-pin-file")
-    return Pkcs11KeyStore(module, token_label, pin)
+    return Pkcs11KeyStore(module, token_label, read_pin_file(pin_file))
 
 
 if TYPE_CHECKING:  # mypy proves both stores and both keys satisfy the protocols the agent codes against

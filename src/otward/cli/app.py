@@ -34,11 +34,13 @@ from otward.cli.common import (
 from otward.config import (
     CONFIG_FILE,
     DEFAULT_SERVICE_NAMES,
+    KeySettings,
     default_public_url,
     load_settings,
     mask_database_url,
 )
 from otward.core.keys import KeyType
+from otward.errors import ConfigError
 from otward.services.bootstrap import (
     InitResult,
     check_first_run_options,
@@ -129,6 +131,7 @@ def _initialize(
     names: tuple[str, ...],
     db: str | None,
     quiet: bool,
+    keys: KeySettings | None = None,
 ) -> InitResult:
     check_target(data_dir)  # before saying what it creates: an existing installation is refused first
     with (
@@ -144,6 +147,7 @@ def _initialize(
             database_url=db,
             server_names=names,
             actor=cli_actor(),
+            keys=keys,
         )
 
 
@@ -169,6 +173,8 @@ def _report(result: InitResult, as_json: bool) -> None:
         "admin_token_file": str(result.admin_token_file),
         "ca_passphrase_file": str(result.passphrase_file) if result.passphrase_file else None,
         "public_url": result.settings.public_url,
+        "key_backend": result.settings.keys.backend,
+        "pkcs11_token": result.settings.keys.pkcs11_token,
     }
     if as_json:
         print_json(info)
@@ -182,13 +188,19 @@ def _report(result: InitResult, as_json: bool) -> None:
         "root certificate (clients trust this)": str(result.tls.root_certificate),
         "root SHA-256 fingerprint": result.root_fingerprint,
         "admin token": str(result.admin_token_file),
+        "CA keys in PKCS#11 token": result.settings.keys.pkcs11_token,
         "CA key passphrase": str(result.passphrase_file) if result.passphrase_file else None,
     }
     console.print(f"initialised [bold]{escape(str(result.settings.data_dir))}[/]", highlight=False)
     for key, value in lines.items():
         if value:
             console.print(f"  {key}: {escape(value)}", highlight=False)
-    if result.passphrase_file:
+    if result.settings.keys.backend == "pkcs11":
+        console.print(
+            "  [yellow]the CA keys never leave the token: back them up with the HSM's own procedure"
+            " (docs/hsm.md)[/]"
+        )
+    elif result.passphrase_file:
         console.print(
             "  [yellow]back up ca.pass separately from the keys: without it the CA keys are lost[/]"
         )
@@ -217,9 +229,28 @@ def init(
         ),
     ] = None,
     db: DbOption = None,
+    key_backend: Annotated[
+        str,
+        typer.Option(
+            "--key-backend",
+            help="Where CA, responder and signer keys live: file (encrypted, DATA/keys) or pkcs11 (a token;"
+            " docs/hsm.md)",
+        ),
+    ] = "file",
+    pkcs11_module: Annotated[
+        Path | None, typer.Option("--pkcs11-module", help="PKCS#11 module (.so) of the HSM or token")
+    ] = None,
+    pkcs11_token: Annotated[str | None, typer.Option("--pkcs11-token", help="Label of the token")] = None,
+    pkcs11_pin_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--pkcs11-pin-file", help="File (0600) holding the token's user PIN; else $OTWARD_PKCS11_PIN"
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a data directory: database, root and issuing CA, OCSP responders, service TLS, admin token."""
+    keys = _key_settings(key_backend, pkcs11_module, pkcs11_token, pkcs11_pin_file)
     result = _initialize(
         resolve_data_dir(data),
         key_type=KeyType.parse(key_type or DEFAULT_KEY_TYPE),
@@ -228,8 +259,26 @@ def init(
         names=service_names(name or ()),
         db=db,
         quiet=as_json,
+        keys=keys,
     )
     _report(result, as_json)
+
+
+def _key_settings(backend: str, module: Path | None, token: str | None, pin_file: Path | None) -> KeySettings:
+    if backend not in ("file", "pkcs11"):
+        raise ConfigError(f"--key-backend {backend!r}: expected file or pkcs11", rule="key-backend")
+    if backend == "file":
+        if module is not None or token is not None or pin_file is not None:
+            raise ConfigError("--pkcs11-* options need --key-backend pkcs11", rule="key-backend")
+        return KeySettings()
+    if module is None or not token:
+        raise ConfigError("--key-backend pkcs11 needs --pkcs11-module and --pkcs11-token", rule="key-backend")
+    return KeySettings(
+        backend="pkcs11",
+        pkcs11_module=module.absolute(),
+        pkcs11_token=token,
+        pkcs11_pin_file=pin_file.absolute() if pin_file is not None else None,
+    )
 
 
 @app.command("serve")
@@ -251,6 +300,24 @@ def serve(
             "--trusted-proxy",
             help="Address or network of a reverse proxy whose X-Forwarded-For is believed (repeatable;"
             " also [server] trusted_proxies) [default: none, the TCP peer is the client]",
+        ),
+    ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            "--max-connections",
+            min=1,
+            help="Connections each port holds at most, all workers together (instead of"
+            " [server.limits] max_connections) [default: 1000]",
+        ),
+    ] = None,
+    max_connections_per_source: Annotated[
+        int | None,
+        typer.Option(
+            "--max-connections-per-source",
+            min=1,
+            help="Connections one client address holds at most on each port; trusted proxies are"
+            " exempt (instead of [server.limits] max_connections_per_source) [default: 64]",
         ),
     ] = None,
 ) -> None:
@@ -312,6 +379,8 @@ def serve(
             workers=workers,
             access_log=access_log,
             trusted_proxies=trusted_proxies(trusted_proxy),
+            max_connections=max_connections,
+            max_connections_per_source=max_connections_per_source,
         ),
         announce=lambda text: console.print(text, highlight=False),
     )

@@ -1,13 +1,15 @@
-"""``otward ca create|list|export``."""
+"""``otward ca create|list|export|pin|migrate-keys``."""
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from cryptography.hazmat.primitives.serialization import Encoding
+from rich.markup import escape
 
 from otward.cli.common import (
     Column,
@@ -23,9 +25,11 @@ from otward.cli.common import (
     print_listing,
     working,
 )
+from otward.config import KeySettings
 from otward.core.keys import KeyType, spki_pin
-from otward.errors import InvalidRequestError
+from otward.errors import ConfigError, InvalidRequestError
 from otward.http.schemas import AuthorityOut
+from otward.services.key_migration import migrate_keys_to_pkcs11
 
 app = typer.Typer(
     help="Certificate authorities: create sub-CAs, list them, export chains.", no_args_is_help=True
@@ -131,3 +135,55 @@ def pin(
     with open_pki(data, db) as pki:
         certificate = pki.authorities.get(name).certificate
     typer.echo(spki_pin(certificate.public_key()))
+
+
+@app.command("migrate-keys")
+@handle_errors
+def migrate_keys(
+    to: Annotated[str, typer.Option("--to", help="Key backend to move the key files into: pkcs11")],
+    pkcs11_module: Annotated[
+        Path | None,
+        typer.Option("--pkcs11-module", help="PKCS#11 module (.so) [default: keys.pkcs11_module]"),
+    ] = None,
+    pkcs11_token: Annotated[
+        str | None, typer.Option("--pkcs11-token", help="Token label [default: keys.pkcs11_token]")
+    ] = None,
+    pkcs11_pin_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--pkcs11-pin-file",
+            help="File (0600) with the user PIN; else $OTWARD_PKCS11_PIN [default: keys.pkcs11_pin_file]",
+        ),
+    ] = None,
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move the CA, responder and signer key files into a PKCS#11 token (imported sensitive and
+    non-extractable), switch config.toml to the token and delete the files. Stop the service first.
+    For tokens that refuse key import, see docs/hsm.md (rollover)."""
+    if to != "pkcs11":
+        raise ConfigError(f"--to {to!r}: keys can be moved to pkcs11 only", rule="key-backend")
+    with open_pki(data, db) as pki:
+        configured = pki.settings.keys
+        module = pkcs11_module or configured.pkcs11_module
+        token = pkcs11_token or configured.pkcs11_token
+        if module is None or not token:
+            raise ConfigError("give --pkcs11-module and --pkcs11-token", rule="key-backend")
+        pin_file = pkcs11_pin_file or configured.pkcs11_pin_file
+        target = KeySettings(
+            backend="pkcs11",
+            pkcs11_module=module.absolute(),
+            pkcs11_token=token,
+            pkcs11_pin_file=pin_file.absolute() if pin_file is not None else None,
+        )
+        moved = migrate_keys_to_pkcs11(pki, target, cli_actor())
+    if as_json:
+        print_json({"token": token, "moved": [{"from": m.old_ref, "to": m.new_ref} for m in moved]})
+        return
+    if not moved:
+        console.print("no key files to move: every key is in the token already", highlight=False)
+        return
+    console.print(f"moved {len(moved)} keys into token {escape(token)}:", highlight=False)
+    for move in moved:
+        console.print(f"  {escape(move.old_ref)} -> {escape(move.new_ref)}", highlight=False)

@@ -327,10 +327,42 @@ def serve(
             " [default: none, the TCP peer is the reader]",
         ),
     ] = None,
+    max_connections: Annotated[
+        int, typer.Option("--max-connections", min=1, help="Connections the local API holds at most")
+    ] = 256,
+    max_connections_per_source: Annotated[
+        int,
+        typer.Option(
+            "--max-connections-per-source",
+            min=1,
+            help="Connections one address holds at most (trusted proxies are exempt)",
+        ),
+    ] = 32,
+    handshake_timeout: Annotated[
+        float, typer.Option("--handshake-timeout", min=0.1, help="Seconds for a TLS handshake")
+    ] = 10.0,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            "--request-timeout",
+            min=0.1,
+            help="Seconds for a request head to arrive (from the connection or its first byte), and"
+            " again for its body",
+        ),
+    ] = 10.0,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(
+            "--idle-timeout",
+            min=0.1,
+            help="Seconds a keep-alive connection may stay idle, and a client may leave its answer unread",
+        ),
+    ] = 15.0,
     data: DataOption = None,
 ) -> None:
     """Decide access requests at ASSET offline; with --sync, pull newer bundles and push the trail."""
     from otward.edge.server import EdgeServeOptions, check_tls_options, serve_gatekeeper
+    from otward.web.connections import ConnectionLimits
 
     host, port = parse_host_port(listen, "--listen")
     check_tls_options(tls_cert, tls_key, tls_client_ca)
@@ -364,6 +396,16 @@ def serve(
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
             trusted_proxies=trusted_proxies(trusted_proxy),
+            limits=ConnectionLimits(
+                max_connections=max_connections,
+                max_connections_per_source=max_connections_per_source,
+                handshake_timeout=handshake_timeout,
+                header_timeout=request_timeout,
+                body_timeout=request_timeout,
+                idle_timeout=idle_timeout,
+                write_timeout=idle_timeout,
+                unlimited_sources=trusted_proxies(trusted_proxy),
+            ),
         ),
         announce=warn,
     )

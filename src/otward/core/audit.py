@@ -74,6 +74,7 @@ class EventType(enum.Enum):
     CERT_REVOKED = "cert.revoked"
     CERT_EXPIRING = "cert.expiring"
     CA_CREATED = "ca.created"
+    CA_KEY_MOVED = "ca.key_moved"  # a CA, responder or signer key moved to another key backend
     CRL_SIGNED = "crl.signed"
     OCSP_SIGNED = "ocsp.signed"
     OCSP_RESPONDER_RENEWED = "ocsp.responder_renewed"

@@ -52,7 +52,8 @@ def load_csr(data: bytes | str) -> x509.CertificateSigningRequest:
         if raw.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_csr(raw)
         return x509.load_der_x509_csr(raw)
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+        # InvalidVersion: a version other than v1 (0); cryptography raises it, not a ValueError
         raise ParseError(
             "csr is not a valid PEM or DER PKCS#10 certificate request", rule="csr-format"
         ) from exc
@@ -82,6 +83,10 @@ def validate_csr(csr: x509.CertificateSigningRequest) -> CheckedRequest:
     subject = checked_subject(csr)
     try:
         extensions = csr.extensions
+    except x509.DuplicateExtension as exc:  # not a ValueError
+        raise ParseError(
+            f"csr has extension {exc.oid.dotted_string} more than once", rule="csr-format"
+        ) from exc
     except ValueError as exc:
         raise ParseError("csr extensions are malformed", rule="csr-format") from exc
     for extension in extensions:

@@ -7,8 +7,10 @@ from datetime import timedelta
 
 from otward.errors import InvalidRequestError
 
-__all__ = ["parse_duration"]
+__all__ = ["DURATION_PATTERN", "parse_duration"]
 
+#: What :func:`parse_duration` takes, as a JSON Schema pattern (case-insensitive units spelled out).
+DURATION_PATTERN = r"^\s*\d{1,6}\s*[smhdwSMHDW]\s*$"
 _DURATION = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 

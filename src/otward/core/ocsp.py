@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
@@ -92,8 +93,17 @@ def load_ocsp_request(der: bytes) -> OcspQuery:
         )
     except (ValueError, NotImplementedError) as exc:
         raise ParseError("not a DER OCSP request with one single request", rule="ocsp-request") from exc
+    except UnsupportedAlgorithm:  # a CertID hash cryptography does not know (not a ValueError)
+        raise ParseError("OCSP CertID hash is not supported", rule="ocsp-request") from None
+    except x509.DuplicateExtension as exc:  # not a ValueError either
+        raise ParseError(
+            f"OCSP request has extension {exc.oid.dotted_string} more than once", rule="ocsp-request"
+        ) from None
     if hash_name not in _HASHES:
         raise ParseError(f"OCSP CertID hash '{hash_name}' is not supported", rule="ocsp-request")
+    size = _HASHES[hash_name]().digest_size
+    if len(query.issuer_name_hash) != size or len(query.issuer_key_hash) != size:
+        raise ParseError(f"OCSP CertID hashes are not {hash_name} digests", rule="ocsp-request")
     if nonce is not None and not 1 <= len(nonce) <= 32:
         raise ParseError("OCSP nonce must be 1 to 32 octets (RFC 8954)", rule="ocsp-nonce")
     return query

@@ -6,7 +6,7 @@ what it can and nothing raises NotImplementedError.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -41,6 +41,7 @@ __all__ = [
     "DeviceStore",
     "EnrollmentTokenStore",
     "KeyBackend",
+    "KeyRefStore",
     "OwnerStore",
     "SignerStore",
     "StatisticsStore",
@@ -65,6 +66,19 @@ class KeyBackend(Protocol):
 
     def destroy_key(self, key_ref: str) -> None:
         """Delete a key that will sign nothing again (a rotated signer's); a missing key is no error."""
+        ...
+
+
+class KeyRefStore(Protocol):
+    """The key references of CAs, responders and signers, for moving keys between backends."""
+
+    def key_refs(self) -> list[str]:
+        """Every key reference in use (CA, responder and signer keys)."""
+        ...
+
+    def replace_key_refs(self, moves: Mapping[str, str], events: Sequence[AuditEvent] = ()) -> int:
+        """Replace each old reference by its new one wherever it is used, with ``events``, in one
+        transaction; the number of references changed."""
         ...
 
 
@@ -306,7 +320,10 @@ class AuditStore(Protocol):
 
     def iter_audit(self, *, batch: int = 5000) -> Iterator[AuditRecord]: ...
 
-    def add_audit_head(self, head: SignedHead) -> None: ...
+    def add_audit_head(self, head: SignedHead, *, after: SignedHead | None) -> bool:
+        """Store ``head`` only if the newest stored head is still ``after`` (compare and set, under the
+        ledger lock): of two processes that both found a head due, one stores and the other gets False."""
+        ...
 
     def audit_heads(self) -> Sequence[SignedHead]: ...
     def latest_audit_head(self) -> SignedHead | None: ...

@@ -192,14 +192,20 @@ class EnrollmentRetry:
 
     It matches while that certificate is the device's current one, unrevoked, issued at or after
     ``since`` and never used (the device has not attested since), the device is active, and its key
-    is the request's (``server_keygen`` False) or one the server made (``server_keygen`` True)."""
+    is the request's (``server_keygen`` False) or one the server made (``server_keygen`` True).
+
+    A renewal asked for again (``renewed_from``: the certificate the device renewed with, presented
+    again because the answer was lost) has no token and no time bound of its own: it matches while
+    the presented certificate is the device's unrevoked superseded one, which the device's first use
+    of the new certificate or the end of the overlap revokes."""
 
     device_id: str
-    token_id: str
+    token_id: str | None
     request_key_pin: str  # spki_pin of the key the request is signed with
     since: datetime
     server_keygen: bool = False
     serial: str | None = None  # the certificate it must find (what a server-keygen retry replaces)
+    renewed_from: str | None = None  # the superseded certificate a renewal retry presents
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from otward.edge.sync import SyncClient
 from otward.edge.tokens import MAX_TOKEN
 from otward.errors import ConfigError, RateLimitedError
 from otward.web.bodylimit import BodyLimit
+from otward.web.connections import ConnectionLimits, GuardedHttpProtocol, GuardedServer
 from otward.web.problems import install_problem_handlers
 from otward.web.proxies import forwarded_headers
 
@@ -184,6 +185,7 @@ class EdgeServeOptions:
     tls_key: Path | None = None  # ... and key (mode 0600)
     tls_client_ca: Path | None = None  # require reader client certificates chaining to these CAs
     trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For is believed (none by default)
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # --max-connections, timeouts
 
 
 def check_tls_options(certificate: Path | None, key: Path | None, client_ca: Path | None) -> None:
@@ -242,6 +244,8 @@ def serve_gatekeeper(options: EdgeServeOptions, *, announce: Callable[[str], Non
             log_level="warning",
             access_log=False,
             lifespan="off",
+            server_header=False,  # no "server: uvicorn" banner
+            http=GuardedHttpProtocol,
             **forwarded_headers(options.trusted_proxies),
         )
         config.load()
@@ -253,7 +257,7 @@ def serve_gatekeeper(options: EdgeServeOptions, *, announce: Callable[[str], Non
                 client_ca=options.tls_client_ca,
                 flags=TlsFlags("--tls-client-ca", "--tls-cert", "--tls-key"),
             )
-        uvicorn.Server(config).run()
+        GuardedServer(config, options.limits, name="gatekeeper API").run()
     finally:
         if sync is not None:
             sync.stop()

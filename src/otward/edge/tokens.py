@@ -310,7 +310,7 @@ class TokenVerifier:
             raise PolicyViolationError(f"token refused: {exc}", rule="token-signature") from None
         try:
             claims = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError and JSON errors are ValueErrors
             raise ParseError("token payload is not JSON", rule="token-format") from None
         if not isinstance(claims, dict):
             raise ParseError("token payload is not a JSON object", rule="token-format")
@@ -429,9 +429,11 @@ def validate_credential_form(token: str) -> None:
         header = _unverified_header(token)
     except ParseError as exc:
         raise ParseError(f"credential: {exc.message}", rule="credential-format") from None
+    algorithm = header.get("alg")
     if (
         header.get("typ") != CREDENTIAL_TYPE
-        or header.get("alg") not in _ALGORITHMS
+        or not isinstance(algorithm, str)  # a list or an object is not hashable: not "in" a set
+        or algorithm not in _ALGORITHMS
         or not isinstance(header.get("x5t#S256"), str)
         or not _THUMBPRINT.fullmatch(header["x5t#S256"])
         or "crit" in header

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 import ssl
@@ -38,6 +39,7 @@ from typing import Any, cast
 import httpx
 from cryptography import x509
 
+from otward.adapters.fdlimit import connections_allowed
 from otward.adapters.files import read_limited
 from otward.core.audit import EventType, Outcome
 from otward.core.modbus import (
@@ -63,6 +65,8 @@ log = logging.getLogger("otward.gateway")
 _HEADER = struct.Struct(">HHHB")
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
+_OUT_OF_FILES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_ACCEPT_BACKOFF = 0.5  # seconds accepting pauses when the process is out of file descriptors
 
 
 @dataclass(frozen=True)
@@ -384,6 +388,13 @@ class Gateway:
         self._unrecorded: dict[tuple[str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: socket.socket | None = None
+        self._accepting = False
+        self._resume: asyncio.TimerHandle | None = None
+        # sockets in their TLS handshake, oldest first, with their address and client address:port;
+        # at the total cap the oldest makes room (see _accept)
+        self._handshaking: dict[socket.socket, tuple[str, str]] = {}
+        self._evicted: set[socket.socket] = set()
+        self.max_connections = options.max_connections  # lowered at start if file descriptors are short
         self._stopped: asyncio.Event | None = None
         self._http: httpx.AsyncClient | None = None
         self.port = options.listen_port
@@ -398,7 +409,6 @@ class Gateway:
             await self._refresh_once()
         else:
             log.warning("no --crl-url: revoked client certificates are NOT refused")
-        loop = asyncio.get_running_loop()
         try:
             self._listener = _listen(self.options.listen_host, self.options.listen_port, self.options.backlog)
         except OSError as exc:
@@ -408,7 +418,15 @@ class Gateway:
             ) from None
         self.port = int(self._listener.getsockname()[1])
         self._stopped = asyncio.Event()
-        loop.add_reader(self._listener.fileno(), self._accept)
+        # two descriptors per connection: the client's and the upstream one
+        self.max_connections = connections_allowed(self.options.max_connections, files_per_connection=2)
+        if self.max_connections < self.options.max_connections:
+            log.warning(
+                "the open-file limit leaves room for %d connections, not --max-connections %d",
+                self.max_connections,
+                self.options.max_connections,
+            )
+        self._watch()
         self._spawn(self._sweep())
         if self.revocation.enabled:
             self._spawn(self._refresh_forever())
@@ -433,10 +451,24 @@ class Gateway:
         assert self._stopped is not None  # noqa: S101 - start() first
         await self._stopped.wait()
 
+    def _watch(self) -> None:
+        self._resume = None
+        if self._listener is not None and not self._accepting:
+            asyncio.get_running_loop().add_reader(self._listener.fileno(), self._accept)
+            self._accepting = True
+
+    def _unwatch(self) -> None:
+        if self._listener is not None and self._accepting:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._accepting = False
+
     async def close(self) -> None:
         """Stop listening, close every connection, stop the background tasks."""
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
         if self._listener is not None:
-            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._unwatch()
             self._listener.close()
             self._listener = None
         for connection in list(self.connections):
@@ -498,8 +530,15 @@ class Gateway:
                 sock, address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: leave the rest in the backlog
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_FILES:
+                    continue  # ECONNABORTED and the like concern that one connection only
+                # Out of descriptors: the backlog keeps the socket readable, so stop watching it for
+                # a moment instead of spinning; connections wait in the backlog meanwhile.
+                log.warning("accept failed (%s); pausing %.1f s", exc.strerror, _ACCEPT_BACKOFF)
+                self._unwatch()
+                if self._resume is None:
+                    self._resume = asyncio.get_running_loop().call_later(_ACCEPT_BACKOFF, self._watch)
                 return
             host = str(address[0]) if isinstance(address, tuple) else "unknown"
             source = f"{host}:{address[1]}" if isinstance(address, tuple) else "unknown"
@@ -508,23 +547,43 @@ class Gateway:
                     sock, host, source, f"per-source limit {options.max_connections_per_source} reached"
                 )
                 continue
-            if self.active >= options.max_connections:
-                self._refuse(sock, host, source, f"connection limit {options.max_connections} reached")
+            if self.active >= self.max_connections and not self._evict_handshake():
+                self._refuse(sock, host, source, f"connection limit {self.max_connections} reached")
                 continue
             sock.setblocking(False)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._hold(host)
+            self._handshaking[sock] = (host, source)
             self._spawn(self._admit(sock, host, source))
 
+    def _evict_handshake(self) -> bool:
+        """At the total cap, end the oldest connection still in its TLS handshake to make room: a
+        flood from many addresses then holds slots only until newer connections arrive, not for
+        the whole handshake timeout. Admitted clients are never cut. False if none is handshaking."""
+        if not self._handshaking:
+            return False
+        sock, (host, source) = next(iter(self._handshaking.items()))
+        del self._handshaking[sock]
+        self._evicted.add(sock)
+        self._release(host)
+        with contextlib.suppress(OSError):  # its handshake fails, which closes the transport
+            sock.shutdown(socket.SHUT_RDWR)
+        self._count_refusal(host, source, "closed in its TLS handshake to make room at the limit")
+        return True
+
     def _refuse(self, sock: socket.socket, host: str, source: str, reason: str) -> None:
-        """Close a socket at accept; audit the first refusal per address and reason, count the rest.
+        """Close a socket at accept; audit the first refusal per address and reason, count the rest."""
+        self._count_refusal(host, source, reason)
+        sock.close()
+
+    def _count_refusal(self, host: str, source: str, reason: str) -> None:
+        """Audit the first refusal per address and reason, count the rest.
 
         The counted ones are summarised in one event per sweep period (see _record_refusals), so a
         flood from one address costs the trail one record every few seconds, not one per attempt.
         """
         self.refused += 1
-        sock.close()
         key = (host, reason)
         unrecorded = self._unrecorded.get(key)
         if unrecorded is not None:
@@ -569,6 +628,7 @@ class Gateway:
                 ssl=self.context,
                 ssl_handshake_timeout=self.options.handshake_timeout,
             )
+            self._handshaking.pop(sock, None)
             stage = "certificate"
             ssl_object = tls.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
@@ -586,6 +646,13 @@ class Gateway:
                     lambda: _Upstream(connection), self.options.upstream_host, self.options.upstream_port
                 )
         except Exception as exc:  # noqa: BLE001 - the per-connection edge: audit and fail closed
+            self._handshaking.pop(sock, None)
+            if sock in self._evicted:  # released, counted and summarised when it was evicted
+                self._evicted.discard(sock)
+                if tls is not None:
+                    tls.abort()
+                sock.close()
+                return
             self._release(host)
             self.refused += 1
             reason = _refusal_text(stage, exc)
@@ -736,6 +803,8 @@ def load_policy(path: Path) -> ModbusPolicy:
         document = tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--modbus-policy {path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays and inline tables
+        raise ConfigError(f"--modbus-policy {path}: nested too deeply") from None
     try:
         return parse_policy(document)
     except ConfigError as exc:

@@ -112,29 +112,36 @@ def load_crl(data: bytes, trusted: Sequence[x509.Certificate]) -> CrlIndex:
             crl = x509.load_pem_x509_crl(data)
         else:
             crl = x509.load_der_x509_crl(data)
-    except ValueError as exc:
+        issuer = crl.issuer  # cryptography parses the parts of a CRL when they are first read
+        issuer_text = issuer.rfc4514_string()
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
         raise ParseError(f"not a CRL ({exc})", rule="crl-parse") from None
-    issuers = [c for c in trusted if c.subject == crl.issuer]
+    issuers = [c for c in trusted if c.subject == issuer]
     if not issuers:
         raise PolicyViolationError(
-            f"CRL issuer '{crl.issuer.rfc4514_string()}' is not a certificate of the trust file",
+            f"CRL issuer '{issuer_text}' is not a certificate of the trust file",
             rule="crl-issuer",
         )
     if not any(_verifies(crl, issuer) for issuer in issuers):
-        raise PolicyViolationError(
-            f"CRL signature of '{crl.issuer.rfc4514_string()}' does not verify", rule="crl-signature"
-        )
+        raise PolicyViolationError(f"CRL signature of '{issuer_text}' does not verify", rule="crl-signature")
+    # Everything the index keeps is read here, so a malformed part is a ParseError at load rather
+    # than an exception wherever the CRL is read later (a signed CRL can still be malformed).
     try:
-        number: int | None = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    except x509.ExtensionNotFound:
-        number = None
+        try:
+            number: int | None = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        except x509.ExtensionNotFound:
+            number = None
+        this_update, next_update = crl.last_update_utc, crl.next_update_utc
+        serials = frozenset(entry.serial_number for entry in crl)
+    except (ValueError, x509.DuplicateExtension, UnsupportedAlgorithm) as exc:
+        raise ParseError(f"CRL of '{issuer_text}' is malformed ({exc})", rule="crl-parse") from None
     return CrlIndex(
-        issuer=crl.issuer.public_bytes(),
-        issuer_text=crl.issuer.rfc4514_string(),
+        issuer=issuer.public_bytes(),
+        issuer_text=issuer_text,
         crl_number=number,
-        this_update=crl.last_update_utc,
-        next_update=crl.next_update_utc,
-        serials=frozenset(entry.serial_number for entry in crl),
+        this_update=this_update,
+        next_update=next_update,
+        serials=serials,
         der=crl.public_bytes(Encoding.DER),
     )
 

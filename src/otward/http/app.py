@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from otward import __version__
+from otward.core.durations import DURATION_PATTERN
 from otward.core.records import parse_serial
 from otward.core.revocation import parse_reason
 from otward.errors import InvalidRequestError, NotFoundError
@@ -28,6 +29,7 @@ from otward.http.est import record_refused_body
 from otward.http.est import router as est_router
 from otward.http.limits import install_limits
 from otward.http.metrics import RequestMetrics, render_metrics
+from otward.http.openapi import install_openapi
 from otward.http.params import CaName, Count
 from otward.http.schemas import (
     AuthorityOut,
@@ -97,8 +99,16 @@ def issue_certificate(body: IssueRequest, request: Request, actor: PkiWriter) ->
 def list_certificates(
     request: Request,
     _actor: PkiReader,
-    status: Annotated[str | None, Query(description="valid, expired or revoked")] = None,
-    expiring_within: Annotated[str | None, Query(description="e.g. 30d")] = None,
+    status: Annotated[
+        str | None,
+        Query(
+            description="valid, expired or revoked",
+            json_schema_extra={"enum": ["valid", "expired", "revoked"]},
+        ),
+    ] = None,
+    expiring_within: Annotated[
+        str | None, Query(description="e.g. 30d", json_schema_extra={"pattern": DURATION_PATTERN})
+    ] = None,
     ca: str | None = None,
     profile: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -168,6 +178,7 @@ def create_api(pki: Pki, *, workers: int = 1) -> FastAPI:
     app.state.pki = pki
     install_limits(app.state, workers=workers)
     install_problem_handlers(app)
+    install_openapi(app)
     app.include_router(router)
     app.include_router(devices_router)
     app.include_router(access_router)

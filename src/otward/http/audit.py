@@ -72,7 +72,10 @@ def list_events(
     until: Annotated[str | None, Query(description="RFC 3339 time or a duration back from now")] = None,
     type: Annotated[str | None, Query(description="event type, e.g. cert.issued")] = None,
     subject: str | None = None,
-    outcome: Annotated[str | None, Query(description="success or failure")] = None,
+    outcome: Annotated[
+        str | None,
+        Query(description="success or failure", json_schema_extra={"enum": ["success", "failure"]}),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Count = 0,
 ) -> AuditPage:

@@ -41,7 +41,13 @@ def list_devices(
     request: Request,
     _actor: EnrollmentReader,
     owner: str | None = None,
-    status: Annotated[str | None, Query(description="active, disabled or revoked")] = None,
+    status: Annotated[
+        str | None,
+        Query(
+            description="active, disabled or revoked",
+            json_schema_extra={"enum": ["active", "disabled", "revoked"]},
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Count = 0,
 ) -> DevicePage:

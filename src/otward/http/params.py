@@ -59,7 +59,12 @@ def checked(grammar: Grammar) -> Callable[[str], str]:
 
 
 def _described(grammar: Grammar) -> Any:
-    return Path(description=f"{grammar.name}: {grammar.hint}")
+    """The grammar in the OpenAPI document too (``pattern``), checked by the validator below so
+    that a refusal names the grammar in words."""
+    return Path(
+        description=f"{grammar.name}: {grammar.hint}",
+        json_schema_extra={"pattern": f"^{grammar.pattern.pattern}$"},
+    )
 
 
 DeviceId = Annotated[str, _described(DEVICE_ID), AfterValidator(checked(DEVICE_ID))]

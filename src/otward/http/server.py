@@ -28,17 +28,18 @@ import uvloop
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from otward.adapters.syslog import SyslogTlsForwarder, client_context
+from otward.adapters.tls import restrict_server_context
 from otward.config import Settings, load_settings, read_passphrase
 from otward.core.audit import EventType
 from otward.errors import ConfigError, OtwardError
 from otward.http.app import create_app, create_status_app
-from otward.http.header_names import ConventionalHeaderNamesProtocol
 from otward.http.tls import TlsAwareHttpProtocol
 from otward.services.audit import Actor
 from otward.services.bootstrap import TlsFiles, renew_service_certificate_if_due
 from otward.services.channels import Channels, reload_mosquitto
 from otward.services.pki import Pki, upgrade_database
 from otward.services.signers import SIGNERS
+from otward.web.connections import ConnectionLimits, GuardedHttpProtocol, GuardedServer
 from otward.web.proxies import forwarded_headers
 from otward.web.serverlog import log_lifecycle_once
 
@@ -62,6 +63,8 @@ class ServeOptions:
     workers: int = 1
     access_log: bool = False
     trusted_proxies: tuple[str, ...] = ()  # besides config.toml's server.trusted_proxies
+    max_connections: int | None = None  # instead of [server.limits] max_connections
+    max_connections_per_source: int | None = None  # instead of [server.limits] max_connections_per_source
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -125,6 +128,23 @@ def _trusted_proxies(settings: Settings, options: ServeOptions) -> tuple[str, ..
     return (*settings.server.trusted_proxies, *options.trusted_proxies)
 
 
+def _connection_limits(settings: Settings, options: ServeOptions) -> ConnectionLimits:
+    """The limits of each port, all workers together (``[server.limits]``, the options override);
+    trusted proxies have no per-source cap (every client behind them shares their address)."""
+    configured = settings.server.limits
+    overrides = {
+        "max_connections": options.max_connections,
+        "max_connections_per_source": options.max_connections_per_source,
+    }
+    return ConnectionLimits(
+        **{
+            **configured.model_dump(),
+            **{key: value for key, value in overrides.items() if value is not None},
+        },
+        unlimited_sources=_trusted_proxies(settings, options),
+    )
+
+
 def _https_config(
     app: Any, settings: Settings, options: ServeOptions, client_ca_file: Path
 ) -> uvicorn.Config:
@@ -147,11 +167,13 @@ def _https_config(
     )
     config.load()
     assert config.ssl is not None  # noqa: S101 - set by load() when a certificate is configured
-    config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    # The same policy as every other listener: TLS 1.2+, ECDHE with AEAD suites only (uvicorn's own
+    # context accepted CBC suites), no tickets or renegotiation.
+    restrict_server_context(config.ssl)
     return config
 
 
-class _Server(uvicorn.Server):
+class _Server(GuardedServer):
     """Two servers share one loop, so signals are handled once, by the worker, not by each server."""
 
     def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
@@ -347,8 +369,15 @@ async def _serve_worker(
     if index > 0:
         sockets = (_own_listener(sockets[0]), _own_listener(sockets[1]))
     pki = Pki.open(settings, migrate=False)
+    if settings.keys.backend == "pkcs11":
+        try:
+            pki.check_keys()  # this worker's own session on the token (spawned: nothing inherited)
+        except BaseException:
+            pki.close()
+            raise
     app = create_app(pki, workers=options.workers)
-    https = _Server(_https_config(app, settings, options, _client_ca_file(settings)))
+    limits = _connection_limits(settings, options).for_workers(options.workers)
+    https = _Server(_https_config(app, settings, options, _client_ca_file(settings)), limits, name="HTTPS")
     trust = ClientCaTrust(https.config.ssl)
     identity = ServiceIdentity(
         https.config.ssl, TlsFiles.in_dir(settings.data_dir), lambda: read_passphrase(settings.data_dir)
@@ -356,12 +385,14 @@ async def _serve_worker(
     plain = _Server(
         uvicorn.Config(
             create_status_app(pki),
-            http=ConventionalHeaderNamesProtocol,
+            http=GuardedHttpProtocol,
             access_log=options.access_log,
             lifespan="off",
             server_header=False,
             **forwarded_headers(_trusted_proxies(settings, options)),
-        )
+        ),
+        limits,
+        name="plain HTTP",
     )
     loop = asyncio.get_running_loop()
 
@@ -412,6 +443,8 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = log.info) -> 
         announce(f"database schema upgraded from {change.before or 'an empty database'} to {change.after}")
     pki = Pki.open(settings)
     try:
+        if settings.keys.backend == "pkcs11":
+            pki.check_keys()  # a missing token or a wrong PIN stops the service here, before it listens
         _write_client_cas(pki, _client_ca_file(settings))
         renewed = renew_service_certificate_if_due(pki, settings.data_dir, SERVICE_ACTOR)
         if renewed:
@@ -420,6 +453,7 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = log.info) -> 
         pki.close()
     if options.workers < 1:
         raise ConfigError("--workers must be at least 1")
+    _connection_limits(settings, options)  # checked before any worker starts
     sockets = (_bind(options.host, options.port), _bind(options.host, options.http_port))
     # Workers share request and OCSP counters through files (prometheus-client multiprocess mode).
     metrics_dir = _fresh_metrics_dir(settings.data_dir / "run")

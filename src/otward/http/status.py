@@ -144,8 +144,10 @@ class StatusApp:
             await _answer(send, 405, b"use GET /ocsp/{base64 request}\n", b"text/plain", [(b"allow", b"GET")])
             return
         # RFC 6960 appendix A.1: the URL-encoded base64 of the DER request follows the path.
+        # The prefix is looked for after percent-decoding: the route matched the decoded path, and a
+        # client may have encoded the prefix itself ("/%6Fcsp/...").
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        encoded = unquote(raw_path.decode("ascii", "replace").split("/ocsp/", 1)[1])
+        encoded = unquote(raw_path.decode("ascii", "replace")).partition("/ocsp/")[2]
         try:
             der = base64.b64decode(
                 encoded.replace("-", "+").replace("_", "/") + "=" * (-len(encoded) % 4), validate=True

@@ -6,7 +6,8 @@ has already verified against the CA file (a certificate that fails verification
 ends the handshake), and every request on that connection carries it as
 ``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM strings). Nothing a
 client sends in a header can put a certificate there. Response header names go out in their
-conventional case (:mod:`otward.http.header_names`).
+conventional case (:mod:`otward.web.header_names`), under the connection limits of
+:mod:`otward.web.connections`.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from otward.http.header_names import ConventionalHeaderNamesProtocol
+from otward.web.connections import GuardedHttpProtocol
 
 __all__ = ["TlsAwareHttpProtocol"]
 
 Scope = dict[str, Any]
 
 
-class TlsAwareHttpProtocol(ConventionalHeaderNamesProtocol):
+class TlsAwareHttpProtocol(GuardedHttpProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         ssl_object: ssl.SSLObject | None = transport.get_extra_info("ssl_object")

@@ -288,7 +288,8 @@ class AuditLog:
     ) -> SignedHead | None:
         with self._lock:
             sequence, _ = self._store.audit_head()
-            if not due(self._store.latest_audit_head(), sequence, self._clock()):
+            latest = self._store.latest_audit_head()
+            if not due(latest, sequence, self._clock()):
                 return None
             # First the key: creating or renewing the signer appends an event the head must cover.
             key, certificate = self._signer()
@@ -320,7 +321,8 @@ class AuditLog:
                 signature=sign_data(key, head_bytes(sequence, head_hash, signed_at)),
                 signer_serial=certificate.serial_number,
             )
-            self._store.add_audit_head(head)
+            if not self._store.add_audit_head(head, after=latest):
+                return None  # another process (a second service worker) signed a head meanwhile
             self._signed = (sequence, head_hash)
             if self._witness is not None:
                 self._witness.save(sequence, head_hash, rollback=problem is not None)

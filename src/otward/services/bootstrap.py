@@ -13,11 +13,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from otward.adapters.keys import generate_private_key, write_private_file
+from otward.adapters.keys.pkcs11 import Pkcs11KeyBackend, resolve_pin, validate_key_type
 from otward.config import (
     CONFIG_FILE,
     DB_PASSWORD_FILE,
     DEFAULT_SERVICE_NAMES,
     PASSPHRASE_FILE,
+    KeySettings,
     Settings,
     default_database_url,
     load_settings,
@@ -104,14 +106,20 @@ def initialize(
     database_url: str | None = None,
     server_names: tuple[str, ...] = DEFAULT_SERVICE_NAMES,
     actor: Actor = SYSTEM_ACTOR,
+    keys: KeySettings | None = None,
 ) -> InitResult:
     """Create ``data_dir`` with database, root and issuing CA, responders, service TLS (for
-    ``server_names``, kept as ``[server] names`` in config.toml) and admin token."""
+    ``server_names``, kept as ``[server] names`` in config.toml) and admin token. With ``keys`` of
+    the pkcs11 backend, the token is opened before anything is written, and every CA, responder and
+    signer key is generated in it (``[keys]`` in config.toml)."""
     try:
         names = parse_service_names(server_names)
     except ValueError as exc:
         raise ConfigError(f"server names: {exc}", rule="service-name") from None
     check_target(data_dir)
+    if keys is not None and keys.backend == "pkcs11":
+        validate_key_type(key_type)
+        _check_token(keys)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     passphrase_file: Path | None = None
@@ -122,7 +130,9 @@ def initialize(
     if password is not None:
         write_private_file(data_dir / DB_PASSWORD_FILE, password.encode() + b"\n")
     (data_dir / CONFIG_FILE).write_text(
-        render_config(organization=organization, public_url=public_url, database_url=stored_url, names=names),
+        render_config(
+            organization=organization, public_url=public_url, database_url=stored_url, names=names, keys=keys
+        ),
         encoding="utf-8",
     )
     settings = load_settings(data_dir, database_url=database_url)
@@ -162,6 +172,18 @@ def initialize(
         issuing=issuing.certificate,
         service_names=names,
     )
+
+
+def _check_token(keys: KeySettings) -> None:
+    """Log in to the token before a data directory exists: a wrong PIN leaves nothing behind."""
+    if keys.pkcs11_module is None or keys.pkcs11_token is None:
+        raise ConfigError("--pkcs11-module and --pkcs11-token are required with --key-backend pkcs11")
+    pin_file = keys.pkcs11_pin_file
+    backend = Pkcs11KeyBackend(keys.pkcs11_module, keys.pkcs11_token, lambda: resolve_pin(pin_file))
+    try:
+        backend.open()
+    finally:
+        backend.close()
 
 
 def check_first_run_options(

@@ -192,6 +192,9 @@ class EstService:
             message = f"device '{stored.device_id}' is {status} and cannot re-enroll"
             raise self._refused(actor, stored.device_id, PolicyViolationError(message, rule="device-status"))
         if device.current_serial != stored.serial:
+            repeated = self._repeat_renewal(csr, stored, device.device_id, actor)
+            if repeated is not None:
+                return repeated
             message = (
                 f"certificate {stored.serial} is no longer the current certificate of device"
                 f" '{device.device_id}'; only the current certificate renews"
@@ -287,6 +290,40 @@ class EstService:
                 "method": "retry",
             }
             return self._audit.event(actor, EventType.ENROLL_SUCCEEDED, retry.device_id, details=details)
+
+        found = self._devices.repeat_enrollment(retry, event_for)
+        if found is None:
+            return None
+        certificate = x509.load_der_x509_certificate(found.der)
+        return IssuedCertificate(found, certificate, self._authorities.get(found.ca).chain)
+
+    def _repeat_renewal(
+        self, csr: bytes, presented: CertificateRecord, device_id: str, actor: Actor
+    ) -> IssuedCertificate | None:
+        """The device's current certificate again, when this renewal repeats the one that issued it:
+        the answer was lost, so the device presents its previous (superseded, still unrevoked)
+        certificate with a CSR for the key of the current one. Recorded as ``enroll.succeeded``
+        (method ``renewal-retry``); None when the request repeats nothing."""
+        try:
+            key = validate_csr(load_csr(csr)).csr.public_key()
+        except (InvalidRequestError, PolicyViolationError):
+            return None
+        retry = EnrollmentRetry(
+            device_id=device_id,
+            token_id=None,
+            request_key_pin=spki_pin(key),
+            since=self._clock(),
+            renewed_from=presented.serial,
+        )
+
+        def event_for(certificate: CertificateRecord) -> AuditEvent:
+            details = {
+                "serial": certificate.serial,
+                "profile": certificate.profile,
+                "renewed": presented.serial,
+                "method": "renewal-retry",
+            }
+            return self._audit.event(actor, EventType.ENROLL_SUCCEEDED, device_id, details=details)
 
         found = self._devices.repeat_enrollment(retry, event_for)
         if found is None:

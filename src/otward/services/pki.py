@@ -12,7 +12,8 @@ from cryptography import x509
 
 from otward.adapters.db import SchemaChange, SqlStores, check_schema, create_database_engine, upgrade_schema
 from otward.adapters.head_witness import WITNESS_FILE, FileHeadWitness
-from otward.adapters.keys import FileKeyBackend
+from otward.adapters.keys import FileKeyBackend, RoutingKeyBackend
+from otward.adapters.keys.pkcs11 import Pkcs11KeyBackend, resolve_pin
 from otward.config import Settings, read_passphrase
 from otward.core.audit import EventType, HeadSchedule
 from otward.core.ports import KeyBackend
@@ -38,6 +39,7 @@ __all__ = [
     "IssuedCertificate",
     "Pki",
     "load_trust_anchors",
+    "open_key_backend",
     "random_serial_number",
     "upgrade_database",
     "utc_now",
@@ -79,6 +81,23 @@ def _readable_certificates(ders: Iterable[bytes]) -> list[x509.Certificate]:
     return certificates
 
 
+def open_key_backend(settings: Settings) -> RoutingKeyBackend:
+    """The configured key backend for new keys; existing keys are loaded where their reference points
+    (``file:`` keys need the CA passphrase, ``pkcs11:`` keys the token). Nothing is opened yet: a
+    token is logged in on first use, or by :meth:`Pki.check_keys`."""
+    files = FileKeyBackend(settings.data_dir, lambda: read_passphrase(settings.data_dir))
+    backends: dict[str, KeyBackend] = {"file": files}
+    keys = settings.keys
+    if keys.backend == "pkcs11":
+        if keys.pkcs11_module is None or keys.pkcs11_token is None:
+            raise ConfigError("keys.pkcs11_module and keys.pkcs11_token are required", rule="pkcs11")
+        pin_file = keys.pkcs11_pin_file
+        backends["pkcs11"] = Pkcs11KeyBackend(
+            keys.pkcs11_module, keys.pkcs11_token, lambda: resolve_pin(pin_file)
+        )
+    return RoutingKeyBackend(keys.backend, backends)
+
+
 def upgrade_database(settings: Settings) -> SchemaChange:
     """``otward db upgrade``: create or upgrade the configured database's schema to this version's."""
     engine = create_database_engine(settings.database_url)
@@ -110,6 +129,7 @@ class Pki:
     ) -> None:
         self.settings = settings
         self.stores = stores
+        self.keys = keys
         self.clock = clock
         audit = settings.audit
         self.audit = AuditLog(
@@ -223,8 +243,15 @@ class Pki:
         except BaseException:
             engine.dispose()
             raise
-        keys = FileKeyBackend(settings.data_dir, lambda: read_passphrase(settings.data_dir))
+        keys = open_key_backend(settings)
         return cls(settings, SqlStores.open(engine), keys, clock=clock, new_serial=new_serial)
+
+    def check_keys(self) -> None:
+        """Load every CA's, responder's and signer's key now, so that a missing token, a wrong PIN or a
+        key that is not there stops ``otward serve`` at start instead of failing its first signature."""
+        for record in self.authorities.list():
+            self.authorities.get(record.name)
+        self.signers.check_keys()
 
     def record_aggregates(self, actor: Actor = SYSTEM_ACTOR) -> None:
         """Write the aggregated events since the last call: ``ocsp.signed`` per CA (as ``actor``) and
@@ -255,4 +282,9 @@ class Pki:
             # signing would bless that, so the tail stays unsigned and 'audit verify' fails on it.
             log.error("%s", exc.message)
         finally:
-            self.stores.close()
+            try:
+                self.stores.close()
+            finally:
+                close = getattr(self.keys, "close", None)
+                if close is not None:
+                    close()

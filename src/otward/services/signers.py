@@ -115,6 +115,13 @@ class SignerService:
             key, certificate = self._current(name)
         return key, certificate
 
+    def check_keys(self) -> None:
+        """Load the key of every signer that exists (SignerError if one is not where its row says)."""
+        for name in SIGNERS:
+            stored = self._store.get_signer(name)
+            if stored is not None:
+                self._keys.load_key(stored[0])
+
     def _current(self, name: str) -> tuple[CertificateIssuerPrivateKeyTypes, x509.Certificate]:
         with self._lock:
             stored = self._store.get_signer(name)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import select
-import shutil
 import socket
 import stat
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,13 +32,13 @@ from otward.agent.state import AgentStore, KeyBackend, Pkcs11Settings
 from otward.cli.app import app as cli
 from otward.config import load_settings
 from otward.core.keys import spki_pin
+from otward.errors import BackendError
 from otward.services.pki import Pki
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import RunningServer, softhsm_token, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
 OWNER = "acme"
-SOFTHSM_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 
 
 @pytest.fixture(scope="module")
@@ -316,32 +314,8 @@ def test_a_file_agent_whose_certificate_expired_renews_by_challenge(served, tmp_
 @pytest.fixture(scope="module")
 def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pkcs11Settings]:
     """A fresh SoftHSM2 token and a 0600 PIN file, for this module only."""
-    util = shutil.which("softhsm2-util")
-    if util is None or not SOFTHSM_MODULE.is_file():
-        pytest.fail("SoftHSM2 is required (Debian package softhsm2)", pytrace=False)
-    directory = tmp_path_factory.mktemp("softhsm")
-    (directory / "tokens").mkdir()
-    config = directory / "softhsm2.conf"
-    config.write_text(
-        f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
-    )
-    pin_file = directory / "pin"
-    pin_file.write_text("1234\n")
-    pin_file.chmod(0o600)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SOFTHSM2_CONF", str(config))
-        subprocess.run(
-            [util, "--init-token", "--free", "--label", "agent", "--pin", "1234", "--so-pin", "5678"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        library = pkcs11.lib(str(SOFTHSM_MODULE))
-        library.reinitialize()
-        try:
-            yield Pkcs11Settings(SOFTHSM_MODULE, "agent", pin_file)
-        finally:
-            library.finalize()
+    with softhsm_token(tmp_path_factory.mktemp("softhsm"), label="agent") as hsm:
+        yield Pkcs11Settings(hsm.module, hsm.label, hsm.pin_file)
 
 
 def token_labels(settings: Pkcs11Settings) -> set[str]:
@@ -390,6 +364,7 @@ class ConnectProxy:
 
     def __init__(self, redirect: tuple[str, int] | None = None) -> None:
         self.tunnels: list[str] = []
+        self.down = False
         self.authorizations: list[str | None] = []
         self._redirect = redirect
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -418,6 +393,9 @@ class ConnectProxy:
             headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
             if method != "CONNECT":
                 client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+                return
+            if self.down:  # the way to the server is broken (as during a network outage)
+                client.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
                 return
             self.tunnels.append(target)
             self.authorizations.append(headers.get("Proxy-Authorization"))
@@ -469,6 +447,37 @@ def test_the_agent_reaches_its_server_through_an_http_proxy_it_was_given(served,
         assert result.exit_code == 0, result.output
         assert json.loads(result.output)["proxy"] == proxy.url.replace("http://", "http://gw:***@")
         assert "s3cret" not in result.output
+    finally:
+        proxy.close()
+
+
+def test_a_renewal_that_got_no_answer_is_asked_again_with_the_same_key(served, tmp_path):
+    """When the connection fails the server may have issued: the agent keeps the new key and the next
+    renewal asks with it again (the server then answers with what it issued, see test_devices)."""
+    proxy = ConnectProxy()
+    store = AgentStore(tmp_path / "agent")
+    try:
+        with Agent.enroll(
+            store,
+            server=served.https_url,
+            token=enrollment_token(served),
+            device_id="plc-lost",
+            pin=root_pin(served),
+            proxy=proxy.url,
+        ) as agent:
+            before = agent.state
+            proxy.down = True
+            with pytest.raises(BackendError) as failed:
+                agent.renew()
+            assert failed.value.rule == "server-unreachable"
+            assert store.load() == before
+            pending = FileKeyStore(store.keys_dir).load(before.next_key_label())  # kept
+
+            proxy.down = False
+            renewed = agent.renew()
+            assert renewed.key_label == before.next_key_label()
+            assert renewed.certificate.public_key() == pending.public_key()
+            assert not key_file(store, before.key_label).exists()
     finally:
         proxy.close()
 

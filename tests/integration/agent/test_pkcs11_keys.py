@@ -2,12 +2,9 @@
 
 SoftHSM2 reads ``SOFTHSM2_CONF`` in C_Initialize, and python-pkcs11 caches each
 module per process (``pkcs11.lib``), initialised once. So the module-scoped
-``token`` fixture sets ``SOFTHSM2_CONF`` to a private configuration and then
-re-initialises the module (``reinitialize``: C_Finalize + C_Initialize, which
-re-reads the configuration even if another test module loaded it earlier); on
-teardown it finalises the module, so the next user initialises it again with
-its own configuration. It never ``pkcs11.unload``s the module: that unmaps the
-library under any session object still alive elsewhere in the process.
+``token`` fixture (``tests.conftest.softhsm_token``) sets ``SOFTHSM2_CONF`` to a
+private configuration and re-initialises the module; on teardown it finalises
+the module, so the next user initialises it again with its own configuration.
 pytest-randomly shuffles modules but does not interleave them, so no other
 module's sessions are in use while this one runs.
 
@@ -17,8 +14,6 @@ with scripts/install-test-deps).
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -39,14 +34,12 @@ from pkcs11.util.ec import encode_ec_public_key
 from otward.agent.keys import Pkcs11KeyStore, pkcs11_store
 from otward.core.keys import verify_data
 from otward.errors import ConfigError, ConflictError, NotFoundError, SignerError
-from tests.conftest import openssl_verifies
+from tests.conftest import openssl_verifies, softhsm_token
 
 pytestmark = pytest.mark.integration
 
-SOFTHSM_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 TOKEN_LABEL = "otward-test"
 PIN = "1234"
-SO_PIN = "5678"
 
 
 @dataclass(frozen=True)
@@ -59,33 +52,8 @@ class Token:
 @pytest.fixture(scope="module")
 def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]:
     """One freshly initialised SoftHSM2 token in a private token directory, for this module only."""
-    util = shutil.which("softhsm2-util")
-    if util is None or not SOFTHSM_MODULE.is_file():
-        pytest.fail(
-            f"SoftHSM2 is required (softhsm2-util and {SOFTHSM_MODULE}); "
-            "install it with scripts/install-test-deps (Debian package softhsm2)",
-            pytrace=False,
-        )
-    directory = tmp_path_factory.mktemp("softhsm")
-    (directory / "tokens").mkdir()
-    config = directory / "softhsm2.conf"
-    config.write_text(
-        f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SOFTHSM2_CONF", str(config))
-        subprocess.run(
-            [util, "--init-token", "--free", "--label", TOKEN_LABEL, "--pin", PIN, "--so-pin", SO_PIN],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        library = pkcs11.lib(str(SOFTHSM_MODULE))
-        library.reinitialize()  # re-read SOFTHSM2_CONF if this process initialised the module before
-        try:
-            yield Token(SOFTHSM_MODULE, TOKEN_LABEL, PIN)
-        finally:
-            library.finalize()  # the next user initialises again, under its own SOFTHSM2_CONF
+    with softhsm_token(tmp_path_factory.mktemp("softhsm"), label=TOKEN_LABEL, pin=PIN) as hsm:
+        yield Token(hsm.module, hsm.label, hsm.pin)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.gateway.conftest import GatewayPki, ModbusUpstream, RunningGateway, start_gateway
+from tests.tls_policy import assert_tls_policy
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
@@ -94,3 +95,8 @@ def test_old_protocols_and_suites_are_refused(options, gateway, gateway_pki, mod
 def test_no_client_certificate_no_answer(gateway, gateway_pki, modbus_upstream):
     assert s_client(gateway_pki, gateway.port, certificate=False) == b""
     assert modbus_upstream.connections == []
+
+
+def test_the_gateway_keeps_the_tls_policy_of_every_listener(gateway, gateway_pki):
+    engineer = gateway_pki.client("eng-policy", role="engineer")
+    assert_tls_policy(gateway.port, cafile=gateway_pki.trust, cert=engineer.certificate, key=engineer.key)

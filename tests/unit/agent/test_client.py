@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from otward.agent.client import (
@@ -409,3 +409,60 @@ def test_proxy_urls_are_checked_and_shown_without_their_password():
     assert redacted_proxy("http://gw:s3cret@proxy:3128") == "http://gw:***@proxy:3128"
     assert redacted_proxy("http://proxy:3128") == "http://proxy:3128"
     assert redacted_proxy(None) is None
+
+
+# --- found by the fuzz target (tests/fuzz/agent/test_client.py) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("media", "body"),
+    [
+        ("application/problem+json", b'{"detail":' * 50_000 + b"1" + b"}" * 50_000),
+        ("application/json", b"[" * 100_000 + b"]" * 100_000),
+    ],
+    ids=["problem", "answer"],
+)
+def test_json_nested_beyond_the_recursion_limit_is_not_json(root, media, body):
+    """json.loads raises RecursionError, which is not a ValueError."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status = 403 if media == "application/problem+json" else 200
+        return httpx.Response(status, content=body, headers={"content-type": media})
+
+    with client_for(root, handler) as client:
+        if media == "application/problem+json":
+            with pytest.raises(EstError) as info:
+                client.cacerts()
+            assert info.value.status == 403
+        else:
+            with pytest.raises(ParseError, match="not a JSON object"):
+                client.challenge("plc-7", ChallengePurpose.ATTEST)
+
+
+def test_a_pkcs7_answer_that_is_not_signed_data_is_a_parse_error(root):
+    """cryptography raises UnsupportedAlgorithm (not a ValueError) for other PKCS#7 content types."""
+    data = base64.b64encode(bytes.fromhex("300b06092a864886f70d010701"))  # ContentInfo, id-data
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=data, headers={"content-type": "application/pkcs7-mime"})
+
+    with client_for(root, handler) as client, pytest.raises(ParseError, match="unreadable"):
+        client.cacerts()
+
+
+def test_a_returned_certificate_with_an_unreadable_key_is_not_the_requested_one(root, issuing):
+    """certificate.public_key() raises ValueError for a point that is not on the curve."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = bytearray(issue(issuing, key.public_key()).public_bytes(Encoding.DER))
+    point = der.index(key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint))
+    der[point] = 0x05  # not an uncompressed (04) point
+    broken = x509.load_der_x509_certificate(bytes(der))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, content=pkcs7_body([broken]), headers={"content-type": "application/pkcs7-mime"}
+        )
+
+    with client_for(root, handler) as client, pytest.raises(ParseError) as info:
+        client.simple_enroll(csr_for(key), "otwe_abc_secret")
+    assert info.value.rule == "issued-key"

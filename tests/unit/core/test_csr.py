@@ -204,3 +204,25 @@ def test_a_printablestring_with_other_characters_is_refused_by_the_name_check_to
     with pytest.raises(PolicyViolationError) as info:
         validate_subject_der(tlv(0x30, tlv(0x31, attribute(OID_CN, "plc*7", PRINTABLE_STRING))))
     assert info.value.rule == TYPE
+
+
+# --- found by the fuzz targets (tests/fuzz/core/test_csr.py) ------------------------------------
+
+
+def test_a_version_other_than_v1_is_a_parse_error():
+    """cryptography raises InvalidVersion (not a ValueError) for version 5."""
+    der = hostile_csr(rdns=[attribute(OID_CN, "plc-1")])
+    version = der.index(b"\x02\x01\x00")  # the first INTEGER: the info's version, 0
+    assert version < 8  # right after the two SEQUENCE headers
+    with pytest.raises(ParseError) as info:
+        load_csr(der[: version + 2] + b"\x05" + der[version + 3 :])
+    assert info.value.rule == "csr-format"
+
+
+def test_an_extension_requested_twice_is_a_parse_error():
+    """cryptography raises DuplicateExtension (not a ValueError) when the extensions are read."""
+    san = tlv(0x30, tlv(0x82, b"plc-1.example"))
+    csr = load_csr(hostile_csr(rdns=[attribute(OID_CN, "plc-1")], extensions=[("2.5.29.17", san)] * 2))
+    with pytest.raises(ParseError, match=r"extension 2\.5\.29\.17 more than once") as info:
+        validate_csr(csr)
+    assert info.value.rule == "csr-format"

@@ -126,3 +126,40 @@ def test_arbitrary_bytes_raise_only_parse_errors(data):
         load_ocsp_request(data)
     except ParseError:
         pass
+
+
+# --- found by the fuzz targets (tests/fuzz/core/test_ocsp.py) -----------------------------------
+
+
+def test_an_unknown_certid_hash_is_a_parse_error(issuing_ca):
+    """cryptography raises UnsupportedAlgorithm (not a ValueError) for a hash OID it does not know."""
+    der = request_der(issuing_ca.info.certificate)
+    sha1 = bytes.fromhex("06052b0e03021a")
+    assert sha1 in der
+    with pytest.raises(ParseError, match="hash") as info:
+        load_ocsp_request(der.replace(sha1, bytes.fromhex("06052b0e03021b")))  # 1.3.14.3.2.27
+    assert info.value.rule == "ocsp-request"
+
+
+def test_a_nonce_sent_twice_is_a_parse_error(issuing_ca):
+    """cryptography raises DuplicateExtension (not a ValueError) when the extensions are read."""
+    from otward.core.der import read_tlv
+    from tests.hostile import oid, tlv
+
+    plain = request_der(issuing_ca.info.certificate)
+    request_list = read_tlv(plain)[0].children()[0].children()[0].encoding
+    nonce = tlv(0x30, oid("1.3.6.1.5.5.7.48.1.2") + tlv(0x04, tlv(0x04, b"n" * 16)))
+    der = tlv(0x30, tlv(0x30, request_list + tlv(0xA2, tlv(0x30, nonce + nonce))))
+    with pytest.raises(ParseError, match="more than once"):
+        load_ocsp_request(der)
+
+
+def test_certid_hashes_of_the_wrong_size_are_a_parse_error():
+    """Such a query cannot be answered (the response builder wants digests of the algorithm's size)."""
+    from tests.hostile import oid, tlv
+
+    sha1 = tlv(0x30, oid("1.3.14.3.2.26") + b"\x05\x00")
+    certid = tlv(0x30, sha1 + tlv(0x04, b"a" * 19) + tlv(0x04, b"b" * 20) + tlv(0x02, b"\x05"))
+    der = tlv(0x30, tlv(0x30, tlv(0x30, tlv(0x30, certid))))  # OCSPRequest, TBSRequest, list, Request
+    with pytest.raises(ParseError, match="digests"):
+        load_ocsp_request(der)

@@ -220,3 +220,45 @@ def test_precomputed_chains_match_the_walk(cas):
     assert peer_identity(der, trusted, ca_chains(trusted)) == walked
     assert walked.chain == chain_keys(leaf.certificate, trusted)
     assert ca_chains(trusted)[root.certificate.subject.public_bytes()] == ()
+
+
+# --- found by the fuzz target (tests/fuzz/gateway/test_revocation.py) ---------------------------
+
+
+def test_a_crl_version_other_than_v1_or_v2_is_a_parse_error(cas):
+    """cryptography raises InvalidVersion (not a ValueError) while loading."""
+    _, issuing, _ = cas
+    der = issuing.crl(5)
+    version = der.index(b"\x02\x01\x01")  # the first INTEGER: the TBSCertList's version, v2
+    assert version < 8
+    with pytest.raises(ParseError) as info:
+        load_crl(der[: version + 2] + b"\x05" + der[version + 3 :], [issuing.certificate])
+    assert info.value.rule == "crl-parse"
+
+
+def test_a_signed_crl_with_a_malformed_extension_is_refused_at_load(cas):
+    """cryptography parses a CRL's extensions when they are first read: a CRL number that is a SET
+    passed the load and raised a ValueError where the gateway read it (the refresh loop)."""
+    _, issuing, _ = cas
+    der = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuing.certificate.subject)
+        .last_update(NOW - timedelta(hours=1))
+        .next_update(NOW + timedelta(days=7))
+        .add_extension(
+            x509.UnrecognizedExtension(x509.oid.ExtensionOID.CRL_NUMBER, b"\x31\x00"), critical=False
+        )
+        .sign(issuing.key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    with pytest.raises(ParseError, match="malformed") as info:
+        load_crl(der, [issuing.certificate])
+    assert info.value.rule == "crl-parse"
+    checker = RevocationChecker([issuing.certificate], ["http://crl.example/issuing.crl"])
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=der))
+
+    async def refresh() -> list[str]:
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await checker.refresh(client)
+
+    assert "malformed" in asyncio.run(refresh())[0]

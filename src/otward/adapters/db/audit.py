@@ -121,8 +121,15 @@ class SqlAuditStore:
                 yield _audit_record(row)
             after = int(rows[-1].sequence)
 
-    def add_audit_head(self, head: SignedHead) -> None:
+    def add_audit_head(self, head: SignedHead, *, after: SignedHead | None) -> bool:
         with self._database.transaction() as conn:
+            # The ledger row lock (PostgreSQL; SQLite's writer lock already serialises) orders the
+            # workers that sign on the same schedule: the check below sees the other's head.
+            conn.execute(select(ledger_state.c.audit_sequence).with_for_update()).one()
+            row = conn.execute(select(audit_heads).order_by(audit_heads.c.id.desc()).limit(1)).first()
+            latest = _signed_head(row) if row is not None else None
+            if latest != after:
+                return False
             conn.execute(
                 insert(audit_heads).values(
                     sequence=head.sequence,
@@ -132,6 +139,7 @@ class SqlAuditStore:
                     signer_serial=format_serial(head.signer_serial),
                 )
             )
+            return True
 
     def audit_heads(self) -> Sequence[SignedHead]:
         try:

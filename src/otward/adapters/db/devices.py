@@ -84,6 +84,12 @@ def _is_valid(conn: Connection, serial: str | None, now: datetime) -> bool:
     )
 
 
+def _revoked(conn: Connection, serial: str | None) -> bool:
+    """Whether ``serial`` is revoked (or unknown), read in this transaction."""
+    found = conn.execute(select(certificates.c.revoked_at).where(certificates.c.serial == serial)).first()
+    return found is None or found.revoked_at is not None
+
+
 def _revoke_superseded(conn: Connection, serials: Sequence[str], when: datetime) -> list[CertificateRecord]:
     """Revoke (reason superseded) those of ``serials`` not yet revoked; returns them as revoked."""
     if not serials:
@@ -104,12 +110,14 @@ def _retry_candidate(
 ) -> CertificateRecord | None:
     """The device's current certificate if ``retry`` (``row``: the device, read in this transaction)
     repeats the enrollment that issued it (see :class:`EnrollmentRetry`), else None."""
+    renewal = retry.renewed_from is not None
     if (
         row is None
         or row.status != DeviceStatus.ACTIVE.value
         or row.current_serial is None
-        or row.enrollment_token_id != retry.token_id
-        or row.enrollment_key_pin != retry.request_key_pin
+        or (renewal and row.superseded_serial != retry.renewed_from)
+        or (not renewal and row.enrollment_token_id != retry.token_id)
+        or (not renewal and row.enrollment_key_pin != retry.request_key_pin)
         or (retry.serial is not None and row.current_serial != retry.serial)
     ):
         return None
@@ -119,7 +127,8 @@ def _retry_candidate(
     record = certificate_record(found)
     if (
         record.revoked_at is not None
-        or record.created_at < retry.since
+        or (not renewal and record.created_at < retry.since)
+        or (renewal and _revoked(conn, retry.renewed_from))
         or (row.last_attested_at is not None and row.last_attested_at >= record.created_at)
     ):
         return None

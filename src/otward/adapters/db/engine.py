@@ -177,9 +177,24 @@ def _refuse_unknown(engine: Engine, current: str, head: str, script: ScriptDirec
         ) from None
 
 
+def _refuse_missing_sqlite_file(path: Path) -> None:
+    """A read-only command must not create the SQLite file it was pointed at (connecting would)."""
+    if path.parent.is_dir() and not path.exists():
+        raise StorageError(
+            f"the SQLite database {path} does not exist: run 'otward init' for a new installation "
+            "(or 'otward db upgrade' to create its schema)",
+            rule="schema-missing",
+        )
+
+
 def check_schema(engine: Engine) -> None:
-    """Fail unless the database holds the schema this code expects; change nothing."""
+    """Fail unless the database holds the schema this code expects; change nothing.
+
+    A SQLite file that does not exist is reported before connecting: opening it would create it."""
     where = engine.url.render_as_string(hide_password=True)
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        _refuse_missing_sqlite_file(Path(database))
     try:
         with _transaction(engine) as connection:
             current, head, script = _revisions(connection)

@@ -16,6 +16,7 @@ from otward.adapters.db.database import Database
 from otward.adapters.db.devices import SqlDeviceStore
 from otward.adapters.db.edge_store import EdgeStore
 from otward.adapters.db.enrollment_tokens import SqlEnrollmentTokenStore
+from otward.adapters.db.key_refs import SqlKeyRefStore
 from otward.adapters.db.owners import SqlOwnerStore
 from otward.adapters.db.signers import SqlSignerStore
 from otward.adapters.db.statistics import SqlStatisticsStore
@@ -43,6 +44,7 @@ class SqlStores:
     statistics: SqlStatisticsStore
     access: SqlAccessStore
     edge: EdgeStore
+    key_refs: SqlKeyRefStore
 
     @classmethod
     def open(cls, engine: Engine) -> SqlStores:
@@ -63,6 +65,7 @@ class SqlStores:
             statistics=SqlStatisticsStore(database),
             access=SqlAccessStore(database),
             edge=EdgeStore(database),
+            key_refs=SqlKeyRefStore(database),
         )
 
     def close(self) -> None:

@@ -116,8 +116,20 @@ class FileKeyBackend:
 
     def destroy_key(self, key_ref: str) -> None:
         """Delete the key file (and the decrypted copy in memory). The file was only ever written
-        encrypted, so unlinking leaves no plaintext key behind."""
+        encrypted, so no plaintext key is left behind; its blocks are overwritten before the unlink
+        as well, which helps where the file system writes in place (not on copy-on-write file
+        systems or flash, docs/hsm.md)."""
         path = self._path(key_ref)
         with self._lock:
             self._cache.pop(key_ref, None)
+        try:
+            size = path.stat().st_size
+            with path.open("r+b") as handle:
+                handle.write(os.urandom(size))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise SignerError(f"cannot overwrite key file {path}: {exc.strerror}") from exc
         path.unlink(missing_ok=True)

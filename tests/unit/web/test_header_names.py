@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otward.http.header_names import conventional_head, conventional_name
+from otward.web.header_names import conventional_head, conventional_name
 
 
 @pytest.mark.parametrize(
