@@ -595,6 +595,15 @@ def test_progress_is_one_plain_line_when_not_a_terminal(tmp_path):
     assert "…" not in result.stderr
     created = run_process("ca", "create", "plant-a", "--parent", "root", "--data", str(tmp_path / "d"))
     assert created.stderr == "creating CA plant-a\n"
+    run_process("owner", "create", "acme", "--data", str(tmp_path / "d"))
+    provisioned = run_process(
+        "device", "preprovision", "--owner", "acme", "--count", "2", "--out", str(tmp_path / "p"),
+        "--data", str(tmp_path / "d"),
+    )  # fmt: skip
+    assert provisioned.returncode == 0, provisioned.stderr
+    assert provisioned.stdout.splitlines() == [
+        f"2 devices of acme written to {tmp_path / 'p'} (manifest.json, manifest.csv)"
+    ]
 
 
 def test_mqtt_config_refresh_says_what_it_rewrote(data, tmp_path):

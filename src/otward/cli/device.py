@@ -218,7 +218,9 @@ def preprovision(
         )
     manifest: list[dict[str, Any]] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with open_pki(data, db) as pki, Progress(*columns, console=console, transient=False) as progress:
+    # A bar only on a terminal: in a pipe or a log its last frame was a line of box characters.
+    bar = Progress(*columns, console=console, transient=False, disable=not console.is_terminal)
+    with open_pki(data, db) as pki, bar as progress:
         task = progress.add_task("provisioning", total=count)
         for batch in pki.provisioning.provision(
             owner, ids, profile=profile, key_type=KeyType.parse(key_type), actor=cli_actor()

@@ -12,12 +12,14 @@ from typing import Annotated
 import typer
 
 from otward.adapters.audit_file import FileAuditTrail
+from otward.adapters.files import read_limited
 from otward.cli.common import err_console, handle_errors, parse_host_port
 from otward.errors import ConfigError
 from otward.gateway.audit import AuditWriter
 from otward.gateway.proxy import Gateway, GatewayOptions, install_uvloop, load_policy
 from otward.gateway.revocation import RevocationChecker, StalePolicy
 from otward.gateway.tls import load_trusted_certificates, server_context
+from otward.gateway.trail_sync import TrailSync
 
 __all__ = ["gateway"]
 
@@ -65,6 +67,25 @@ def gateway(
     crl_cache: Annotated[
         Path | None, typer.Option("--crl-cache", help="Directory keeping the last good CRLs across restarts")
     ] = None,
+    sync: Annotated[
+        str | None,
+        typer.Option(
+            "--sync", help="Central server URL to push the --audit-file trail to, e.g. https://ca:8443"
+        ),
+    ] = None,
+    asset: Annotated[
+        str | None,
+        typer.Option("--asset", help="The gateway's name at the central server (its edge token's asset)"),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="Edge token for --sync (otward edge token create)")
+    ] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option("--ca-file", help="The otward root that --sync's certificate chains to")
+    ] = None,
+    sync_interval: Annotated[
+        float, typer.Option("--sync-interval", min=0.1, help="Seconds between trail pushes")
+    ] = 10.0,
     audit_file: Annotated[
         Path | None, typer.Option("--audit-file", help="Hash-chained JSONL audit trail (fsynced)")
     ] = None,
@@ -111,6 +132,7 @@ def gateway(
         raise ConfigError("--allow-identity applies to tunnel mode; under --modbus-policy the role decides")
     trusted = load_trusted_certificates(_existing(trust, "--trust"))
     context = server_context(trust, _existing(cert, "--cert"), _existing(key, "--key"))
+    token = _sync_token(sync, asset, token_file, audit_file)
     if loop not in ("auto", "uvloop", "asyncio"):
         raise ConfigError(f"--loop {loop!r}: expected auto, uvloop or asyncio")
     if loop != "asyncio" and not install_uvloop() and loop == "uvloop":
@@ -133,16 +155,58 @@ def gateway(
     # Batch sync: the events wait in an in-memory queue before the writer anyway, so fsyncing each one
     # would buy no durability, only CPU on the handshake path; the writer fsyncs every few ms.
     trail = FileAuditTrail(audit_file, sync="batch") if audit_file is not None else None
+    pusher: TrailSync | None = None
+    try:
+        if trail is not None and sync is not None and asset is not None and token is not None:
+            pusher = TrailSync(
+                trail,
+                sync,
+                token,
+                asset,
+                ca_file=_existing(ca_file, "--ca-file") if ca_file is not None else None,
+                interval=sync_interval,
+            )
+    except BaseException:
+        if trail is not None:
+            trail.close()
+        raise
     audit = AuditWriter(trail)
     checker = RevocationChecker(trusted, crl_url or (), cache_dir=crl_cache, stale=crl_stale)
     server = Gateway(options, context, trusted, checker, audit)
     checker.warn = server.stale_warning
     try:
+        if pusher is not None:
+            pusher.start()
         asyncio.run(_run(server))
     finally:
-        audit.close()
+        audit.close()  # the last events reach the trail file ...
+        if pusher is not None:
+            pusher.stop()  # ... and the central server
         if trail is not None:
             trail.close()
+
+
+def _sync_token(
+    sync: str | None, asset: str | None, token_file: Path | None, audit_file: Path | None
+) -> str | None:
+    """The edge token for --sync, checked with the options it needs; None without --sync."""
+    if sync is None:
+        if asset is not None or token_file is not None:
+            raise ConfigError("--asset and --token-file go with --sync", rule="gateway-sync")
+        return None
+    missing = [
+        name
+        for name, value in (("--audit-file", audit_file), ("--asset", asset), ("--token-file", token_file))
+        if value is None
+    ]
+    if missing:
+        raise ConfigError(f"--sync needs {', '.join(missing)}", rule="gateway-sync")
+    assert token_file is not None  # noqa: S101 - checked above
+    return (
+        read_limited(_existing(token_file, "--token-file"), 4096, "edge token file")
+        .decode(errors="replace")
+        .strip()
+    )
 
 
 async def _run(server: Gateway) -> None:

@@ -14,7 +14,6 @@ for the network.
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 import threading
@@ -23,15 +22,13 @@ from pathlib import Path
 
 import httpx
 
-from otward.adapters.audit_file import record_to_line
+from otward.adapters.trail_push import push_trail
 from otward.edge.gatekeeper import Gatekeeper
 from otward.errors import ConfigError, OtwardError
 
 __all__ = ["SyncClient", "SyncResult"]
 
 log = logging.getLogger("otward.edge.sync")
-
-_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -91,29 +88,10 @@ class SyncClient:
         return outcome.version if outcome.installed else None
 
     def push(self) -> int:
-        """Send the records after the acknowledged cursor until the central server has them all."""
+        """Send the records after the acknowledged cursor until the central server has them all
+        (:func:`otward.adapters.trail_push.push_trail`, which the gateway's push shares)."""
         gatekeeper = self._gatekeeper
-        if gatekeeper.trail.synced_sequence < gatekeeper.trail.last_sequence:
-            gatekeeper.trail.sync()  # batch sync: make the newest records durable (and pushable) now
-        while True:
-            cursor = gatekeeper.acked_sequence
-            batch = []
-            for record in gatekeeper.trail.records(after_sequence=cursor):
-                batch.append(json.loads(record_to_line(record)))
-                if len(batch) >= _BATCH:
-                    break
-            if not batch:
-                return cursor
-            response = self._client.post(f"{self._prefix}/trail", json={"records": batch})
-            response.raise_for_status()
-            answer = response.json()
-            acknowledged = int(answer["acknowledged"])
-            gatekeeper.acknowledge(acknowledged)
-            if answer.get("problem"):
-                log.warning("central server stopped the trail push: %s", answer["problem"])
-                return gatekeeper.acked_sequence
-            if acknowledged <= cursor:  # no progress: do not spin
-                return gatekeeper.acked_sequence
+        return push_trail(self._client, f"{self._prefix}/trail", gatekeeper.trail, gatekeeper)
 
     def run_once(self) -> SyncResult:
         """One round of pull then push; network and server errors are returned, never raised."""

@@ -70,7 +70,11 @@ def served(tmp_path: Path) -> Iterator[RunningServer]:
 
 @contextlib.contextmanager
 def gateway_process(
-    served: RunningServer, directory: Path, upstream_port: int, refresh: float = 2.0
+    served: RunningServer,
+    directory: Path,
+    upstream_port: int,
+    refresh: float = 2.0,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[int]:
     """``otward gateway`` as a real process in front of ``upstream_port``; yields its port."""
     trust = directory / "trust.pem"
@@ -120,6 +124,7 @@ def gateway_process(
             str(directory / "crl-cache"),
             "--audit-file",
             str(directory / "audit.jsonl"),
+            *extra,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -216,6 +221,35 @@ def test_a_revoked_device_is_cut_off_within_the_refresh_window(served, modbus_up
     # otward serve runs two uvicorn servers in one process; each lifecycle line is printed once
     serve_log = (served.data_dir / "serve.log").read_text()
     assert serve_log.count("Started server process") == 1, serve_log
+
+
+def test_the_gateway_pushes_its_trail_to_the_central_server(served, modbus_upstream, tmp_path):
+    """As a gatekeeper does: with an edge token for the gateway's name, the records reach the server
+    once each, across a restart, and the server's copy matches the file."""
+    directory = tmp_path / "gw"
+    directory.mkdir()
+    engineer = issue(served.data_dir, directory, "plc-eng-5", "engineer")
+    token_file = directory / "edge.token"
+    otward("edge", "token", "create", "--asset", "gw-line-1", "--out", str(token_file), data=served.data_dir)
+    sync = (
+        "--sync", served.https_url, "--asset", "gw-line-1", "--token-file", str(token_file),
+        "--ca-file", str(served.data_dir / "root.pem"), "--sync-interval", "0.5",
+    )  # fmt: skip
+    for _ in range(2):  # the second start pushes only what is new
+        with gateway_process(served, directory, modbus_upstream.port, extra=sync) as port:
+            modbus = client(engineer, port)
+            try:
+                assert gets_through(modbus)
+            finally:
+                modbus.close()
+    with FileAuditTrail(directory / "audit.jsonl") as trail:
+        local = [json.loads(line) for line in (directory / "audit.jsonl").read_text().splitlines()]
+        last = trail.last_sequence
+    pushed = json.loads(otward("edge", "trail", "gw-line-1", "--json", data=served.data_dir))
+    assert [r["sequence"] for r in pushed] == list(range(1, last + 1))
+    assert [r["hash"] for r in pushed] == [r["hash"] for r in local]
+    assert {r["component"] for r in pushed} == {"gateway"}
+    assert (directory / "audit.jsonl.pushed").read_text().strip() == str(last)
 
 
 def test_the_last_good_crl_survives_a_restart_without_the_ca(served, modbus_upstream, tmp_path):
