@@ -62,7 +62,7 @@ def _self_signed(key: object) -> x509.Certificate:
     return builder.sign(key, signature_hash_for(key))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("key_type", [KeyType.EC_P256, KeyType.EC_P384, KeyType.RSA_3072])
+@pytest.mark.parametrize("key_type", [KeyType.EC_P256, KeyType.EC_P384, KeyType.EC_P521, KeyType.RSA_3072])
 def test_keys_are_made_in_the_token_sensitive_and_never_extractable(
     hsm: SoftHsm, backend: Pkcs11KeyBackend, key_type: KeyType
 ):
