@@ -322,8 +322,10 @@ def load_settings(data_dir: Path, *, database_url: str | None = None) -> Setting
         raise ConfigError(
             f"{data_dir} is not an otward data directory (no {CONFIG_FILE}); run 'otward init'"
         ) from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
+    except RecursionError:  # tomllib recurses once per level of nested arrays and inline tables
+        raise ConfigError(f"cannot read {path}: nested too deeply") from None
     raw["data_dir"] = data_dir
     url = database_url or os.environ.get("OTWARD_DB")
     if not url and raw.get("database_url"):

@@ -27,3 +27,12 @@ def pytest_configure(config: pytest.Config) -> None:
     expression = (config.option.markexpr or "").replace(" ", "")
     selects = "fuzz" in expression and "notfuzz" not in expression
     active["profile"] = "fuzz" if selects else "fuzz-slice"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Hypothesis warns when it prints an example of hundreds of kB (a deeply nested document);
+    that is a report about the report, not a finding."""
+    here = os.path.dirname(__file__) + os.sep
+    for item in items:
+        if str(item.path).startswith(here):
+            item.add_marker(pytest.mark.filterwarnings("ignore:Generating overly large repr"))

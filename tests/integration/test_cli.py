@@ -636,3 +636,16 @@ def test_data_goes_before_or_after_the_command(data, tmp_path, monkeypatch):
     # and it holds for one invocation only
     monkeypatch.setenv("OTWARD_DATA", str(tmp_path / "none"))
     assert "run 'otward init'" in run("ca", "list", code=1)
+
+
+def test_init_with_a_p521_root_issues_p521_keys(tmp_path):
+    directory = tmp_path / "lifelong"
+    run("init", "--data", str(directory), "--key-type", "ec-p521", "--json")
+    root = x509.load_pem_x509_certificate((directory / "root.pem").read_bytes())
+    assert root.public_key().curve.name == "secp521r1"
+    assert root.signature_hash_algorithm.name == "sha512"
+    csr = tmp_path / "op.csr"
+    csr.write_bytes(build_csr(make_key("ec-p521"), cn="op"))
+    pem = run("cert", "issue", "--csr", str(csr), "--profile", "tls-client", "--data", str(directory))
+    leaf = x509.load_pem_x509_certificate(pem.encode())
+    assert (leaf.public_key().curve.name, leaf.signature_hash_algorithm.name) == ("secp521r1", "sha512")

@@ -637,16 +637,42 @@ def test_after_a_key_compromise_no_older_certificate_renews_and_the_device_can_b
     _, first = enroll(tpki, "plc-24")
     second = reenroll(tpki, "plc-24", first.certificate)
     tpki.revocation.revoke(second.certificate.serial_number, x509.ReasonFlags.key_compromise)
-    with pytest.raises(PolicyViolationError, match="only the current certificate renews"):
-        reenroll(tpki, "plc-24", first.certificate)  # the first is still within its overlap
-    with pytest.raises(AuthenticationError, match="revoked"):
-        reenroll(tpki, "plc-24", second.certificate)
-    # re-provisioning with a new token works (the reported 409 "already enrolled"), and the first
-    # certificate, still pending as superseded, is revoked with it
+    # the first, still within its overlap, went with the current one (superseded)
+    retired = tpki.stores.certificates.get_certificate(first.certificate.serial_number)
+    assert retired.revocation_reason is x509.ReasonFlags.superseded
+    assert tpki.devices.get("plc-24").superseded_serial is None
+    for certificate in (first.certificate, second.certificate):
+        with pytest.raises(AuthenticationError, match="revoked"):
+            reenroll(tpki, "plc-24", certificate)
+    # re-provisioning with a new token works (the reported 409 "already enrolled")
     _, third = enroll(tpki, "plc-24")
     assert tpki.devices.get("plc-24").current_serial == third.serial
-    assert tpki.stores.certificates.get_certificate(first.certificate.serial_number).revoked_at is not None
-    assert tpki.devices.get("plc-24").superseded_serial is None
+
+
+def test_revoking_a_renewed_devices_current_certificate_removes_it_from_the_mosquitto_acl(tpki, tmp_path):
+    """Its superseded certificate was still valid for the overlap, so the device stayed in the ACL."""
+    from otward.core.mosquitto import MqttDevice
+    from otward.services.channels import Channels
+
+    _, first = enroll(tpki, "plc-25")
+    second = reenroll(tpki, "plc-25", first.certificate)
+    channels = Channels.for_pki(tpki)
+    out = tmp_path / "mqtt"
+    owner = tpki.devices.get("plc-25").owner
+    assert MqttDevice(owner, "plc-25") in channels.write_mosquitto(out, device_cas=["issuing"]).devices
+    tpki.revocation.revoke(second.certificate.serial_number, x509.ReasonFlags.key_compromise)
+    assert MqttDevice(owner, "plc-25") not in channels.refresh_mosquitto(out).devices
+    crl = x509.load_der_x509_crl(tpki.stores.crls.get_crl("issuing").der)
+    for certificate in (first.certificate, second.certificate):
+        assert crl.get_revoked_certificate_by_serial_number(certificate.serial_number) is not None
+    revoked = [e for e in events(tpki, EventType.CERT_REVOKED) if e.subject == first.serial]
+    assert [(e.reason, e.details["with"]) for e in revoked] == [("superseded", second.serial)]
+
+    # an older certificate revoked alone leaves the current one alone
+    _, fresh = enroll(tpki, "plc-26")
+    newer = reenroll(tpki, "plc-26", fresh.certificate)
+    tpki.revocation.revoke(fresh.certificate.serial_number, x509.ReasonFlags.superseded)
+    assert tpki.stores.certificates.get_certificate(newer.certificate.serial_number).revoked_at is None
 
 
 # --- RFC 7030 section 4.2.2: a re-enrollment keeps the names (issue #12 item 2) ----------------

@@ -465,3 +465,29 @@ def test_keys_the_token_cannot_take_stay_files_and_the_rollover_is_explained(tmp
     assert all(path.exists() for path in key_files)
     assert _key_refs(data_dir) == before
     assert load_settings(data_dir).keys.backend == "file"
+
+
+def test_init_refuses_before_it_writes_anything(tmp_path: Path, hsm: SoftHsm):
+    token = ("--key-backend", "pkcs11", "--pkcs11-module", str(hsm.module), "--pkcs11-token", hsm.label)
+    target = tmp_path / "never"
+    result = CliRunner().invoke(
+        app,
+        [
+            "init",
+            "--data",
+            str(target),
+            *token,
+            "--pkcs11-pin-file",
+            str(hsm.pin_file),
+            "--key-type",
+            "ed25519",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "cannot make ed25519 keys" in result.output
+    result = CliRunner().invoke(
+        app, ["init", "--data", str(target), *token], env={"OTWARD_PKCS11_PIN": "0000"}
+    )
+    assert result.exit_code == 1
+    assert f"wrong PIN for token '{hsm.label}'" in result.output
+    assert not target.exists()

@@ -54,6 +54,12 @@ def plant_a(interop_server: RunningServer, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="session")
+def lifelong(interop_server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> SubCa:
+    """``otward ca create lifelong --parent root --key-type ec-p521``: a P-521 CA (ECDSA with SHA-512)."""
+    return _create_sub_ca(interop_server, tmp_path_factory, "lifelong", "--key-type", "ec-p521")
+
+
+@pytest.fixture(scope="session")
 def retired_cas(
     interop_server: RunningServer, api: Api, tmp_path_factory: pytest.TempPathFactory
 ) -> list[RetiredCa]:

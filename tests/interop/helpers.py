@@ -109,6 +109,7 @@ PROFILE_CASES: tuple[IssueCase, ...] = (
     ),
     IssueCase("tls-client-ec-p256", "tls-client", "ec-p256", cn="operator-1", purposes=("sslclient",)),
     IssueCase("tls-client-ec-p384", "tls-client", "ec-p384", cn="operator-2", purposes=("sslclient",)),
+    IssueCase("tls-client-ec-p521", "tls-client", "ec-p521", cn="operator-5", purposes=("sslclient",)),
     IssueCase("tls-client-ed25519", "tls-client", "ed25519", cn="operator-3", purposes=("sslclient",)),
     IssueCase(
         "tls-client-rsa-2048",
@@ -122,6 +123,7 @@ PROFILE_CASES: tuple[IssueCase, ...] = (
     IssueCase(
         "device-ed25519", "device", "ed25519", cn="sensor-17", owner="plant-b", purposes=("sslclient",)
     ),
+    IssueCase("device-ec-p521", "device", "ec-p521", cn="plc-0521", owner="acme", purposes=("sslclient",)),
     IssueCase(
         "opcua-application-rsa-2048",
         "opcua-application",

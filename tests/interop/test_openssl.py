@@ -794,3 +794,22 @@ def test_sub_ca_never_issues_what_openssl_rejects_for_its_name_constraints(
         check=False,
     )
     assert out.returncode == 0, f"otward issued a certificate OpenSSL rejects:\n{out.stdout}{out.stderr}"
+
+
+def test_openssl_verifies_a_p521_chain(
+    openssl: str, api: Api, interop_server: RunningServer, lifelong: SubCa, tmp_path: Path
+) -> None:
+    """A P-521 CA (ECDSA with SHA-512) and a P-521 device under it, checked by OpenSSL."""
+    issued = api.issue("device", key_type="ec-p521", ca="lifelong", cn="plc-lifelong-2")
+    leaf = issued.write(tmp_path)
+    assert "NIST CURVE: P-521" in x509_text(openssl, leaf)
+    assert "ecdsa-with-SHA512" in x509_text(openssl, leaf)
+    verify(
+        openssl,
+        interop_server.root_pem,
+        tmp_path / "leaf-issuer.pem",
+        leaf,
+        "-x509_strict",
+        "-purpose",
+        "sslclient",
+    )

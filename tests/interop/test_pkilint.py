@@ -190,6 +190,15 @@ def test_pkilint_name_constrained_sub_ca_certificate(plant_a: SubCa, tmp_path: P
     lint_certificate(write(tmp_path / "plant-a.pem", pem_of(plant_a.certificate)))
 
 
+def test_pkilint_p521_sub_ca_and_its_p521_device_certificate(
+    lifelong: SubCa, api: Api, tmp_path: Path
+) -> None:
+    lint_certificate(write(tmp_path / "lifelong.pem", pem_of(lifelong.certificate)))
+    device = api.issue("device", key_type="ec-p521", ca="lifelong", cn="plc-lifelong-1")
+    assert device.certificate.signature_hash_algorithm.name == "sha512"  # ECDSA with SHA-512
+    lint_certificate(device.write(tmp_path))
+
+
 def test_pkilint_service_tls_certificate(interop_server: RunningServer, tmp_path: Path) -> None:
     chain = x509.load_pem_x509_certificates((interop_server.data_dir / "tls" / "server.pem").read_bytes())
     san = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -115,3 +115,24 @@ def test_connection_limits_default_and_load(tmp_path):
     (tmp_path / CONFIG_FILE).write_text(rendered + "\n[server.limits]\nheader_timeout = 2.5\n")
     limits = load_settings(tmp_path).server.limits
     assert (limits.header_timeout, limits.max_connections_per_source) == (2.5, 64)
+
+
+# --- found by the fuzz target (tests/fuzz/test_config.py) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"organization = " + b"[" * 2000 + b"]" * 2000, "nested too deeply"),
+        (b'organization = "ACME \xff"\n', "cannot read"),
+    ],
+    ids=["nested", "not-utf-8"],
+)
+def test_an_unreadable_config_file_is_a_config_error(tmp_path, content, match):
+    """tomllib raised RecursionError on deep nesting; a file that is not UTF-8 raised
+    UnicodeDecodeError (a ValueError, not an OSError)."""
+    from otward.config import load_settings
+
+    (tmp_path / "config.toml").write_bytes(content)
+    with pytest.raises(ConfigError, match=match):
+        load_settings(tmp_path)

@@ -102,7 +102,8 @@ KeyTypeOption = Annotated[
     str | None,
     typer.Option(
         "--key-type",
-        help="CA key type: ec-p256, ec-p384, ed25519, rsa-2048, rsa-3072, rsa-4096 [default: ec-p256]",
+        help="CA key type: ec-p256, ec-p384, ec-p521, ed25519, rsa-2048, rsa-3072, rsa-4096"
+        " [default: ec-p256]",
         show_default=False,
     ),
 ]

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
+from otward.adapters.audit_file import check_file
 from otward.cli.common import (
     Column,
     DataOption,
@@ -23,6 +25,7 @@ from otward.cli.common import (
     output_file,
     print_json,
     print_listing,
+    warn,
 )
 from otward.core.audit import TrailStatus, format_time
 from otward.core.syslog import to_syslog
@@ -92,12 +95,26 @@ def verify(
             show_default=False,
         ),
     ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="Check a gateway's or gatekeeper's trail file (--audit-file, STATE/trail.jsonl) instead"
+            " of the installation's trail: its hash chain, read only",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     data: DataOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Check the trail against its signed heads; exit 1 and name the first bad record if it was
-    tampered with, is cut short, or has records unsigned for too long."""
+    tampered with, is cut short, or has records unsigned for too long. With --file, check the hash
+    chain of a gateway's or gatekeeper's trail file."""
+    if file is not None:
+        _verify_file(file, as_json)
+        return
     anchors = load_trust_anchors(trust) if trust is not None else None
     limit = timedelta(seconds=max_unsigned_seconds) if max_unsigned_seconds is not None else None
     with open_pki(data, db) as pki:
@@ -118,6 +135,26 @@ def verify(
     else:
         where = f" at record {check.first_bad_sequence}" if check.first_bad_sequence is not None else ""
         console.print(f"[bold red]audit trail broken[/]{where}: {check.problem}")
+    if not check.ok:
+        raise typer.Exit(1)
+
+
+def _verify_file(path: Path, as_json: bool) -> None:
+    found = check_file(path)
+    check = found.check
+    if as_json:
+        print_json({"file": str(path), **found.summary()})
+    elif check.ok:
+        console.print(
+            f"trail file intact: {check.records} records, hash chain only (no signed heads: push it to"
+            " the central server, where the gatekeeper's and gateway's trails are kept, for more)",
+            highlight=False,
+        )
+        if found.torn_tail:
+            warn("the last line was cut off by a crash while it was written; its writer drops it")
+    else:
+        where = f" at record {check.first_bad_sequence}" if check.first_bad_sequence is not None else ""
+        console.print(f"[bold red]trail file broken[/]{where}: {escape(check.problem or '')}")
     if not check.ok:
         raise typer.Exit(1)
 

@@ -53,7 +53,7 @@ def create(
         ),
     ] = None,
     key_type: Annotated[
-        str, typer.Option("--key-type", help="ec-p256, ec-p384, ed25519, rsa-2048/3072/4096")
+        str, typer.Option("--key-type", help="ec-p256, ec-p384, ec-p521, ed25519, rsa-2048/3072/4096")
     ] = "ec-p256",
     org: Annotated[
         str | None, typer.Option("--org", help="Organization (default: the installation's)")

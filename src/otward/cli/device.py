@@ -192,7 +192,9 @@ def preprovision(
     prefix: Annotated[str | None, typer.Option("--prefix", help="Device id prefix [default: OWNER-]")] = None,
     start: Annotated[int, typer.Option("--start", min=0, help="First device number")] = 1,
     profile: Annotated[str, typer.Option("--profile")] = "device",
-    key_type: Annotated[str, typer.Option("--key-type", help="ec-p256, ec-p384, rsa-2048, ...")] = "ec-p256",
+    key_type: Annotated[
+        str, typer.Option("--key-type", help="ec-p256, ec-p384, ec-p521, rsa-2048, ...")
+    ] = "ec-p256",
     password_file: Annotated[
         Path | None,
         typer.Option("--password-file", help="One password for every file (else one random password each)"),

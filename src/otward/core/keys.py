@@ -37,6 +37,7 @@ class KeyType(enum.Enum):
 
     EC_P256 = "ec-p256"
     EC_P384 = "ec-p384"
+    EC_P521 = "ec-p521"  # ECDSA with SHA-512: for keys meant to last a device's life
     ED25519 = "ed25519"
     RSA_2048 = "rsa-2048"
     RSA_3072 = "rsa-3072"
@@ -63,7 +64,11 @@ class KeyType(enum.Enum):
 
 
 _RSA_SIZES = {2048: KeyType.RSA_2048, 3072: KeyType.RSA_3072, 4096: KeyType.RSA_4096}
-_CURVES: dict[str, KeyType] = {"secp256r1": KeyType.EC_P256, "secp384r1": KeyType.EC_P384}
+_CURVES: dict[str, KeyType] = {
+    "secp256r1": KeyType.EC_P256,
+    "secp384r1": KeyType.EC_P384,
+    "secp521r1": KeyType.EC_P521,
+}
 
 
 def classify_public_key(key: CertificatePublicKeyTypes) -> KeyType:
@@ -91,7 +96,8 @@ def classify_public_key(key: CertificatePublicKeyTypes) -> KeyType:
             return _CURVES[key.curve.name]
         except KeyError:
             raise UnsupportedAlgorithmError(
-                f"elliptic curve '{key.curve.name}' is not supported (P-256 or P-384)", rule="key-curve"
+                f"elliptic curve '{key.curve.name}' is not supported (P-256, P-384 or P-521)",
+                rule="key-curve",
             ) from None
     if isinstance(key, ed25519.Ed25519PublicKey):
         return KeyType.ED25519
@@ -103,11 +109,14 @@ def signature_hash_for(
 ) -> hashes.HashAlgorithm | None:
     """The hash an issuer with this key signs with (``None`` for Ed25519, which hashes internally).
 
-    The hash is matched to the key's strength (SHA-384 for P-384 and RSA above 2048 bits).
+    The hash is matched to the key's strength (SHA-384 for P-384 and RSA above 2048 bits, SHA-512 for
+    P-521, as RFC 5480 section 4 pairs them).
     """
     if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
         return None
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        if key.curve.key_size >= 521:
+            return hashes.SHA512()
         return hashes.SHA384() if key.curve.key_size >= 384 else hashes.SHA256()
     if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         return hashes.SHA384() if key.key_size >= 3072 else hashes.SHA256()

@@ -134,9 +134,20 @@ class CertificateStore(Protocol):
         ...
 
     def revoke_certificate(
-        self, serial_number: int, when: datetime, reason: ReasonFlags, events: Sequence[AuditEvent] = ()
+        self,
+        serial_number: int,
+        when: datetime,
+        reason: ReasonFlags,
+        events: Sequence[AuditEvent] = (),
+        *,
+        superseded_event: Callable[[CertificateRecord], AuditEvent] | None = None,
     ) -> CertificateRecord:
-        """Mark revoked with its events; raise NotFoundError or ConflictError (already revoked)."""
+        """Mark revoked with its events; raise NotFoundError or ConflictError (already revoked).
+
+        When it is a device's current certificate, the device's other unrevoked certificates (the
+        one it renewed away, still within its overlap) are revoked as superseded in the same
+        transaction, each with ``superseded_event(certificate)``: otherwise the device kept a valid
+        certificate, and with it its Mosquitto ACL entry and its gateway access."""
         ...
 
     def revoked_entries(self, ca: str) -> Sequence[RevokedEntry]: ...

@@ -82,11 +82,11 @@ MAX_TOKEN = 1 << 22  # 4 MiB: a bundle for a large site, far above any credentia
 _THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url SHA-256, no padding (fullmatch)
 MAX_CREDENTIAL = 8192  # a credential is about 0.6 kB (1 kB with an RSA holder key); 4096 pending at most
 _COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")  # a compact JWS (fullmatch)
-_ALGORITHMS = frozenset({"ES256", "ES384", "EdDSA", "PS256"})  # what signing_algorithm gives
+_ALGORITHMS = frozenset({"ES256", "ES384", "ES512", "EdDSA", "PS256"})  # what signing_algorithm gives
 
 
 def signing_algorithm(key: CertificatePublicKeyTypes | CertificateIssuerPrivateKeyTypes) -> str:
-    """The JWS ``alg`` for a signer key: ES256/ES384 by curve, EdDSA, or PS256 for RSA."""
+    """The JWS ``alg`` for a signer key: ES256/ES384/ES512 by curve, EdDSA, or PS256 for RSA."""
     private = (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, rsa.RSAPrivateKey)
     public = key.public_key() if isinstance(key, private) else key
     if isinstance(public, ec.EllipticCurvePublicKey):
@@ -94,6 +94,8 @@ def signing_algorithm(key: CertificatePublicKeyTypes | CertificateIssuerPrivateK
             return "ES256"
         if public.curve.name == "secp384r1":
             return "ES384"
+        if public.curve.name == "secp521r1":
+            return "ES512"
     if isinstance(public, ed25519.Ed25519PublicKey):
         return "EdDSA"
     if isinstance(public, rsa.RSAPublicKey) and public.key_size >= 2048:
@@ -308,7 +310,7 @@ class TokenVerifier:
             raise PolicyViolationError(f"token refused: {exc}", rule="token-signature") from None
         try:
             claims = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError and JSON errors are ValueErrors
             raise ParseError("token payload is not JSON", rule="token-format") from None
         if not isinstance(claims, dict):
             raise ParseError("token payload is not a JSON object", rule="token-format")
@@ -427,9 +429,11 @@ def validate_credential_form(token: str) -> None:
         header = _unverified_header(token)
     except ParseError as exc:
         raise ParseError(f"credential: {exc.message}", rule="credential-format") from None
+    algorithm = header.get("alg")
     if (
         header.get("typ") != CREDENTIAL_TYPE
-        or header.get("alg") not in _ALGORITHMS
+        or not isinstance(algorithm, str)  # a list or an object is not hashable: not "in" a set
+        or algorithm not in _ALGORITHMS
         or not isinstance(header.get("x5t#S256"), str)
         or not _THUMBPRINT.fullmatch(header["x5t#S256"])
         or "crit" in header

@@ -803,6 +803,8 @@ def load_policy(path: Path) -> ModbusPolicy:
         document = tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--modbus-policy {path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays and inline tables
+        raise ConfigError(f"--modbus-policy {path}: nested too deeply") from None
     try:
         return parse_policy(document)
     except ConfigError as exc:

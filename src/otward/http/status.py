@@ -1,4 +1,5 @@
-"""CRL, OCSP and CA-certificate publication: a small raw ASGI app, served over plain HTTP.
+"""CRL, OCSP and CA-certificate publication (and ``/healthz`` for load balancers): a small raw ASGI
+app, served over plain HTTP.
 
 Relying parties fetch these without TLS (the objects are signed), so the app
 runs on its own port as well as under the HTTPS API. It is plain ASGI rather
@@ -11,17 +12,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
+from otward import __version__
 from otward.errors import NotFoundError, OtwardError
 from otward.http.metrics import OCSP_RESPONSES
+from otward.services.ocsp import OcspResult
 from otward.services.pki import Pki
 
-__all__ = ["MAX_BODY", "STATUS_PREFIXES", "StatusApp"]
+__all__ = ["MAX_BODY", "MAX_OCSP_AGE", "STATUS_PREFIXES", "StatusApp", "ocsp_cache_headers"]
 
 STATUS_PREFIXES = ("/ocsp", "/crl/", "/ca/")
 
@@ -36,6 +42,26 @@ MAX_BODY = 16 * 1024  # an OCSP request is a few hundred bytes
 _CRL_PATH = re.compile(r"^/crl/([a-z0-9][a-z0-9-]{0,62})\.crl$")
 _CA_PATH = re.compile(r"^/ca/([a-z0-9][a-z0-9-]{0,62})\.crt$")
 _OCSP_TYPE = b"application/ocsp-response"
+MAX_OCSP_AGE = 24 * 3600  # the longest a cache may keep an OCSP answer, whatever its nextUpdate
+
+
+def _http_date(moment: datetime) -> bytes:
+    return moment.strftime("%a, %d %b %Y %H:%M:%S GMT").encode()
+
+
+def ocsp_cache_headers(result: OcspResult, now: datetime) -> list[tuple[bytes, bytes]]:
+    """RFC 5019 section 6.2 headers for an OCSP answer fetched with GET: caches may keep it until its
+    nextUpdate (at most ``MAX_OCSP_AGE``), revalidate after, and compare by ETag. An answer that no
+    cache may keep (unsuccessful, or bound to a nonce) says so."""
+    if result.this_update is None or result.next_update is None:
+        return [(b"cache-control", b"no-store")]
+    max_age = max(0, min(int((result.next_update - now).total_seconds()), MAX_OCSP_AGE))
+    return [
+        (b"cache-control", f"max-age={max_age}, public, no-transform, must-revalidate".encode()),
+        (b"expires", _http_date(result.next_update)),
+        (b"last-modified", _http_date(result.this_update)),
+        (b"etag", b'"' + hashlib.sha256(result.der).hexdigest().encode() + b'"'),
+    ]
 
 
 async def _answer(
@@ -81,7 +107,9 @@ class StatusApp:
         path: str = scope["path"]
         method: str = scope["method"]
         try:
-            if path == "/ocsp" or path == "/ocsp/":
+            if path == "/healthz":
+                await self._health(method, send)
+            elif path == "/ocsp" or path == "/ocsp/":
                 await self._ocsp_post(method, receive, send)
             elif path.startswith("/ocsp/"):
                 await self._ocsp_get(method, scope, send)
@@ -128,14 +156,22 @@ class StatusApp:
             der = b""
         result = self.pki.ocsp.respond(der)
         OCSP_RESPONSES.labels(result.status).inc()
-        await _answer(send, 200, result.der, _OCSP_TYPE)
+        await _answer(send, 200, result.der, _OCSP_TYPE, ocsp_cache_headers(result, self.pki.clock()))
+
+    async def _health(self, method: str, send: Send) -> None:
+        """What the HTTPS port's /healthz says, for a load balancer in front of the plain-HTTP port."""
+        if method not in ("GET", "HEAD"):
+            await _answer(send, 405, b"method not allowed\n", b"text/plain", [(b"allow", b"GET")])
+            return
+        body = json.dumps({"status": "ok", "version": __version__}).encode()
+        await _answer(send, 200, body, b"application/json")
 
     async def _crl(self, method: str, ca: str, send: Send) -> None:
         if method not in ("GET", "HEAD"):
             await _answer(send, 405, b"method not allowed\n", b"text/plain", [(b"allow", b"GET")])
             return
         record = await asyncio.to_thread(self.pki.revocation.current_crl, ca)
-        extra = [(b"last-modified", record.this_update.strftime("%a, %d %b %Y %H:%M:%S GMT").encode())]
+        extra = [(b"last-modified", _http_date(record.this_update))]
         await _answer(send, 200, record.der, b"application/pkix-crl", extra)
 
     async def _ca_certificate(self, method: str, ca: str, send: Send) -> None:

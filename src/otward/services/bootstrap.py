@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from otward.adapters.keys import generate_private_key, write_private_file
-from otward.adapters.keys.pkcs11 import Pkcs11KeyBackend, resolve_pin
+from otward.adapters.keys.pkcs11 import Pkcs11KeyBackend, resolve_pin, validate_key_type
 from otward.config import (
     CONFIG_FILE,
     DB_PASSWORD_FILE,
@@ -118,6 +118,7 @@ def initialize(
         raise ConfigError(f"server names: {exc}", rule="service-name") from None
     check_target(data_dir)
     if keys is not None and keys.backend == "pkcs11":
+        validate_key_type(key_type)
         _check_token(keys)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)

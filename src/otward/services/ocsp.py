@@ -42,13 +42,23 @@ _CacheKey = tuple[tuple[str, bytes, bytes], int, CertStatus, datetime | None]
 
 
 class OcspResult:
-    """DER of the response and what it said, for logging and metrics."""
+    """DER of the response and what it said, for logging and metrics; ``this_update`` and
+    ``next_update`` of a successful answer to a request without a nonce, which HTTP caches may keep
+    until ``next_update`` (RFC 5019 section 6; None otherwise)."""
 
-    __slots__ = ("der", "status")
+    __slots__ = ("der", "next_update", "status", "this_update")
 
-    def __init__(self, der: bytes, status: str) -> None:
+    def __init__(
+        self,
+        der: bytes,
+        status: str,
+        this_update: datetime | None = None,
+        next_update: datetime | None = None,
+    ) -> None:
         self.der = der
         self.status = status
+        self.this_update = this_update
+        self.next_update = next_update
 
 
 class OcspResponder:
@@ -67,7 +77,7 @@ class OcspResponder:
         self._cache_seconds = float(settings.cache_seconds)
         self._clock = clock
         self._monotonic = monotonic
-        self._cache: OrderedDict[_CacheKey, tuple[float, bytes]] = OrderedDict()
+        self._cache: OrderedDict[_CacheKey, tuple[float, bytes, datetime, datetime]] = OrderedDict()
         self._lock = threading.Lock()
         self._index: IssuerIndex | None = None
         self._indexed_names: frozenset[str] = frozenset()
@@ -118,7 +128,7 @@ class OcspResponder:
             with self._lock:
                 hit = self._cache.get(key)
             if hit is not None and self._monotonic() - hit[0] < self._cache_seconds:
-                return OcspResult(hit[1], answer.status.value)
+                return OcspResult(hit[1], answer.status.value, hit[2], hit[3])
         authority = self._authorities.get(ca)
         now = self._clock()
         builder = build_ocsp_response(
@@ -133,12 +143,15 @@ class OcspResponder:
         )
         with self._lock:
             self._signed[ca] += 1
+        next_update = now + self._validity
         if key is not None:
             with self._lock:
-                self._cache[key] = (self._monotonic(), der)
+                self._cache[key] = (self._monotonic(), der, now, next_update)
                 if len(self._cache) > _CACHE_ENTRIES:
                     self._cache.popitem(last=False)
-        return OcspResult(der, answer.status.value)
+        if query.nonce is not None:  # an answer to this request only: no cache may keep it
+            return OcspResult(der, answer.status.value)
+        return OcspResult(der, answer.status.value, now, next_update)
 
     def drain_signature_counts(self) -> dict[str, int]:
         """Responses signed per CA since the last call. Signing every response is audited in

@@ -44,6 +44,10 @@ class RevocationService:
     ) -> CertificateRecord:
         """Revoke for good (with its ``cert.revoked`` event) and republish the CA's CRL at once.
 
+        A device's current certificate takes the device's older unrevoked ones with it (superseded,
+        each with its own event): a renewed device kept its previous certificate for the overlap, and
+        with it its access (the Mosquitto ACL lists devices holding a valid certificate).
+
         The revocation commits first and the CRL is signed after it; if the process dies (or
         signing fails) in between, :meth:`publish_stale` finds the CRL behind and re-signs it (the
         service checks every few seconds), and revoking the same certificate again re-signs it too.
@@ -60,7 +64,23 @@ class RevocationService:
             event = self._audit.event(
                 actor, EventType.CERT_REVOKED, serial, reason=reason_name(reason), details=details
             )
-            record = self._certificates.revoke_certificate(serial_number, self._clock(), reason, [event])
+            retired: list[CertificateRecord] = []
+
+            def superseded_event(certificate: CertificateRecord) -> AuditEvent:
+                retired.append(certificate)
+                details = {
+                    "ca": certificate.ca,
+                    "dn": certificate.subject,
+                    "device_id": certificate.device_id or "",
+                    "with": serial,
+                }
+                return self._audit.event(
+                    actor, EventType.CERT_REVOKED, certificate.serial, reason="superseded", details=details
+                )
+
+            record = self._certificates.revoke_certificate(
+                serial_number, self._clock(), reason, [event], superseded_event=superseded_event
+            )
         except (PolicyViolationError, NotFoundError, ConflictError) as exc:
             self._audit.record(
                 self._audit.event(
@@ -70,7 +90,8 @@ class RevocationService:
             if existing is not None and exc.rule == "already-revoked":
                 self.publish_if_stale(existing.ca, actor)  # an earlier revoke may have died before its CRL
             raise
-        self.publish_crl(record.ca, actor)
+        for ca in sorted({record.ca, *(c.ca for c in retired)}):
+            self.publish_crl(ca, actor)
         if record.kind is CertificateKind.CA:
             self._authorities.forget()
         return record

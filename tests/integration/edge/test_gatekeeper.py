@@ -17,7 +17,7 @@ from otward.core.edge.formats import BundleClaims, answer_message, certificate_t
 from otward.core.keys import sign_data
 from otward.edge.holder import answer_challenge, run_exchange
 from otward.edge.tokens import sign_bundle
-from otward.errors import NotFoundError, UnsupportedAlgorithmError
+from otward.errors import NotFoundError, ParseError, UnsupportedAlgorithmError
 from otward.services.signers import AUDIT_SIGNER
 
 from .conftest import PLANT, hours
@@ -514,3 +514,64 @@ def test_a_revoked_current_signer_signs_nothing_until_rotated(plant):
         plant.edge.issue_bundle("reactor-1")
     assert plant.signers.rotate_if_due("edge")  # the service's housekeeping does this
     assert plant.edge.issue_bundle("reactor-1").version == 1
+
+
+# --- found by the fuzz target (tests/fuzz/edge/test_gatekeeper.py) ------------------------------
+
+
+def _resigned(plant, token: str, payload: bytes) -> str:
+    """``token`` with ``payload`` instead of its own, signed again by the real edge signer."""
+    from otward.edge.tokens import _JWS, signing_algorithm
+
+    key, _ = plant.edge.signer()
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    header.pop("alg")
+    return _JWS.encode(payload, key, algorithm=signing_algorithm(key), headers=header)
+
+
+def _payload(token: str) -> dict:
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+
+
+def test_a_credential_header_with_an_algorithm_that_is_not_a_string_is_refused(
+    plant, holder_key, make_gatekeeper
+):
+    """'alg': [] raised TypeError (unhashable) in the form check, before any signature is looked at."""
+    gatekeeper = make_gatekeeper()
+    credential = _credential(plant, holder_key)
+    header = json.loads(base64.urlsafe_b64decode(credential.split(".")[0] + "=="))
+    header["alg"] = []
+    forged = base64.urlsafe_b64encode(json.dumps(header).encode()).decode().rstrip("=")
+    with pytest.raises(ParseError) as info:
+        gatekeeper.challenge(".".join([forged, *credential.split(".")[1:]]), "start")
+    assert info.value.rule == "credential-format"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (lambda claims: b'{"exp":' + b"[" * 5000 + b"]" * 5000 + b"}", "not JSON"),
+        (lambda claims: json.dumps({**claims, "exp": 10**12}).encode(), "'exp' must be a NumericDate"),
+        (lambda claims: json.dumps({**claims, "iat": 2**63}).encode(), "'iat' must be a NumericDate"),
+    ],
+    ids=["nested", "exp-beyond-9999", "iat-beyond-time_t"],
+)
+def test_a_signed_bundle_with_unreadable_claims_is_refused_with_a_reason(
+    plant, make_gatekeeper, payload, reason
+):
+    """RecursionError (deep JSON) and OverflowError/OSError/ValueError (NumericDates beyond year 9999)
+    escaped install_bundle, which catches only otward errors."""
+    bundle = plant.edge.issue_bundle("reactor-1").token
+    outcome = make_gatekeeper().install_bundle(_resigned(plant, bundle, payload(_payload(bundle))))
+    assert not outcome.installed
+    assert reason in outcome.reason
+
+
+def test_a_signed_credential_valid_beyond_9999_is_refused(plant, holder_key, make_gatekeeper):
+    gatekeeper = make_gatekeeper()
+    gatekeeper.install_bundle(plant.edge.issue_bundle("reactor-1").token)
+    credential = _credential(plant, holder_key)
+    forged = _resigned(plant, credential, json.dumps({**_payload(credential), "exp": 10**12}).encode())
+    verdict = run_exchange(gatekeeper, forged, holder_key, "start")
+    assert not verdict.allowed
+    assert "NumericDate" in verdict.reason

@@ -8,6 +8,7 @@ are refused. The assertions are on behaviour after that window, not on timings.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -35,7 +36,7 @@ from tests.integration.gateway.conftest import (
     start_gateway,
     write_key,
 )
-from tests.interop.helpers import otward_cli
+from tests.interop.helpers import otward_cli, run
 
 pytestmark = pytest.mark.integration
 
@@ -198,6 +199,17 @@ def test_a_revoked_device_is_cut_off_within_the_refresh_window(served, modbus_up
     closed = [e for e in events if e.type is EventType.GATEWAY_CLOSED]
     assert [e.subject for e in closed] == ["plc-eng-1"]
     assert "revoked" in (closed[0].reason or "")
+    # the trail file checks from the command line, and an edited one does not
+    verified = otward_cli(
+        served.data_dir, "audit", "verify", "--file", str(directory / "audit.jsonl"), "--json"
+    )
+    assert json.loads(verified.stdout)["ok"] is True
+    lines = (directory / "audit.jsonl").read_bytes().splitlines(keepends=True)
+    edited = directory / "edited.jsonl"
+    edited.write_bytes(b"".join([*lines[:-2], lines[-1]]))
+    refused = run([sys.executable, "-m", "otward", "audit", "verify", "--file", str(edited)], check=False)
+    assert refused.returncode == 1
+    assert "trail file broken at record" in refused.stdout
     # a CRL fetch every 2 s is routine: not one INFO line each (it was httpx's "HTTP Request: GET")
     gateway_log = (directory / "gateway.log").read_text().splitlines()
     assert not [line for line in gateway_log if "issuing.crl" in line and " INFO " in line]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from otward.adapters.audit_file import FileAuditTrail, record_from_line
+from otward.adapters.audit_file import FileAuditTrail, check_file, record_from_line
 from otward.core.audit import AuditEvent, EventType, Outcome
 from otward.errors import IntegrityError
 
@@ -235,3 +235,38 @@ def test_line_is_the_canonical_json_of_the_record() -> None:
     expected = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
     assert record_to_line(record) == expected
     assert record_from_line(expected) == record
+
+
+def _written(path: Path, count: int) -> bytes:
+    with FileAuditTrail(path) as trail:
+        for n in range(count):
+            trail.append(_event(f"plc-{n}"))
+    return path.read_bytes()
+
+
+def test_check_file_walks_the_chain_and_changes_nothing(tmp_path):
+    path = tmp_path / "trail.jsonl"
+    before = _written(path, 4)
+    found = check_file(path)
+    assert (found.check.ok, found.check.records, found.torn_tail) == (True, 4, False)
+    assert path.read_bytes() == before
+    # a line cut off by a crash is no break (the writer drops it), and the check leaves it there
+    path.write_bytes(before + b'{"event":')
+    found = check_file(path)
+    assert (found.check.ok, found.check.records, found.torn_tail) == (True, 4, True)
+    assert path.read_bytes().endswith(b'{"event":')
+
+
+def test_check_file_names_the_first_bad_record(tmp_path):
+    path = tmp_path / "trail.jsonl"
+    lines = _written(path, 4).splitlines(keepends=True)
+    path.write_bytes(b"".join([lines[0], lines[1].replace(b"plc-1", b"plc-X"), *lines[2:]]))
+    found = check_file(path)
+    assert (found.check.ok, found.check.first_bad_sequence) == (False, 2)
+    assert "altered" in (found.check.problem or "")
+    path.write_bytes(b"".join([lines[0], *lines[2:]]))
+    assert check_file(path).check.first_bad_sequence == 2  # a record removed
+    path.write_bytes(b"".join([lines[0], b"not json\n", *lines[1:]]))
+    found = check_file(path)
+    assert (found.check.ok, found.check.first_bad_sequence) == (False, 2)
+    assert "line 2 is not an audit record" in (found.check.problem or "")

@@ -75,9 +75,14 @@ def test_sha1_signature_is_refused(vector):
 
 
 def test_unsupported_curve_is_refused():
+    key = ec.generate_private_key(ec.SECP256K1())
+    with pytest.raises(UnsupportedAlgorithmError, match="secp256k1"):
+        validate_csr(load_csr(build_csr(key, algorithm=hashes.SHA256())))
+
+
+def test_a_p521_request_signed_with_sha512_is_accepted():
     key = ec.generate_private_key(ec.SECP521R1())
-    with pytest.raises(UnsupportedAlgorithmError, match="secp521r1"):
-        validate_csr(load_csr(build_csr(key, algorithm=hashes.SHA512())))
+    assert validate_csr(load_csr(build_csr(key, algorithm=hashes.SHA512()))).key_type is KeyType.EC_P521
 
 
 def test_odd_rsa_size_is_refused():

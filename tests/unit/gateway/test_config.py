@@ -161,3 +161,17 @@ def test_without_a_trail_file_audit_events_go_to_the_log(caplog):
     assert event["type"] == "gateway.denied"
     assert event["subject"] == "hmi-1"
     assert event["details"]["role"] == "operator"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["x = " + "[" * 2000 + "]" * 2000, "x = " + "{ a = " * 2000 + "1" + " }" * 2000],
+    ids=["arrays", "inline-tables"],
+)
+def test_a_policy_nested_too_deeply_is_a_config_error(tmp_path, text):
+    """Found by tests/fuzz/gateway/test_policy.py: tomllib raised RecursionError."""
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="nested too deeply") as info:
+        load_policy(path)
+    assert str(path) in str(info.value)

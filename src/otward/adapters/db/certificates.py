@@ -6,17 +6,18 @@ Core statements instead of ORM objects keep the issuance and OCSP hot paths lean
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from cryptography.x509 import ReasonFlags
-from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
 
 from otward.adapters.db import ledger
 from otward.adapters.db.database import Database, revoke_once
 from otward.adapters.db.group_commit import GroupCommit, Pending
-from otward.adapters.db.schema import certificates, subject_names
+from otward.adapters.db.schema import certificates, devices, subject_names
 from otward.core.audit import AuditEvent
 from otward.core.identity import Namespace
 from otward.core.records import CertificateFilter, CertificateKind, CertificateRecord, format_serial
@@ -157,6 +158,33 @@ def revoked_entries_in(conn: Connection, ca: str) -> list[RevokedEntry]:
     return [RevokedEntry(int(s, 16), when, _REASONS[r]) for s, when, r in rows]
 
 
+def _retire_with_current(
+    conn: Connection, device_id: str | None, serial: str, when: datetime
+) -> list[CertificateRecord]:
+    """If ``serial`` was ``device_id``'s current certificate, revoke (superseded) the device's other
+    unrevoked certificates and clear its pending superseded one; returns them as revoked."""
+    if device_id is None:
+        return []
+    current = conn.execute(select(devices.c.current_serial).where(devices.c.device_id == device_id)).scalar()
+    if current != serial:
+        return []
+    others = and_(certificates.c.device_id == device_id, certificates.c.revoked_at.is_(None))
+    rows = conn.execute(select(certificates).where(others)).all()
+    if rows:
+        conn.execute(
+            update(certificates)
+            .where(others)
+            .values(revoked_at=when, revocation_reason=ReasonFlags.superseded.value)
+        )
+    conn.execute(
+        update(devices)
+        .where(devices.c.device_id == device_id)
+        .values(superseded_serial=None, superseded_at=None)
+    )
+    superseded = ReasonFlags.superseded
+    return [replace(certificate_record(r), revoked_at=when, revocation_reason=superseded) for r in rows]
+
+
 class SqlCertificateStore:
     """Implements :class:`otward.core.ports.CertificateStore`."""
 
@@ -261,7 +289,13 @@ class SqlCertificateStore:
         return [certificate_record(r) for r in rows], int(total)
 
     def revoke_certificate(
-        self, serial_number: int, when: datetime, reason: ReasonFlags, events: Sequence[AuditEvent] = ()
+        self,
+        serial_number: int,
+        when: datetime,
+        reason: ReasonFlags,
+        events: Sequence[AuditEvent] = (),
+        *,
+        superseded_event: Callable[[CertificateRecord], AuditEvent] | None = None,
     ) -> CertificateRecord:
         serial = format_serial(serial_number)
         with self._database.transaction() as conn:
@@ -274,7 +308,8 @@ class SqlCertificateStore:
                 revoked_at=when,
                 revocation_reason=reason.value,
             )
-            ledger.append(conn, events)
+            retired = _retire_with_current(conn, row.device_id, serial, when)
+            ledger.append(conn, [*events, *(superseded_event(r) for r in retired if superseded_event)])
         return certificate_record(row)
 
     def revoked_entries(self, ca: str) -> Sequence[RevokedEntry]:

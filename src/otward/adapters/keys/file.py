@@ -29,6 +29,8 @@ def generate_private_key(key_type: KeyType) -> CertificateIssuerPrivateKeyTypes:
         return ec.generate_private_key(ec.SECP256R1())
     if key_type is KeyType.EC_P384:
         return ec.generate_private_key(ec.SECP384R1())
+    if key_type is KeyType.EC_P521:
+        return ec.generate_private_key(ec.SECP521R1())
     if key_type is KeyType.ED25519:
         return ed25519.Ed25519PrivateKey.generate()
     return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type.value.split("-")[1]))

@@ -72,6 +72,7 @@ __all__ = [
     "Pkcs11Token",
     "read_pin_file",
     "resolve_pin",
+    "validate_key_type",
 ]
 
 PIN_ENV = "OTWARD_PKCS11_PIN"
@@ -120,7 +121,8 @@ def resolve_pin(pin_file: Path | None) -> str:
         return env
     if pin_file is None:
         raise ConfigError(
-            f"no PKCS#11 PIN: set {PIN_ENV} or keys.pkcs11_pin_file in config.toml", rule="pkcs11-pin"
+            f"no PKCS#11 PIN: set {PIN_ENV}, or give a PIN file (--pkcs11-pin-file, keys.pkcs11_pin_file)",
+            rule="pkcs11-pin",
         )
     return read_pin_file(pin_file)
 
@@ -449,6 +451,12 @@ def _new_ref(label: str) -> _KeyRef:
     if not _LABEL.fullmatch(full):
         raise SignerError(f"key label '{label}' must be 1-112 letters, digits and -_.")
     return _KeyRef(full, secrets.token_bytes(16))
+
+
+def validate_key_type(key_type: KeyType) -> None:
+    """UnsupportedAlgorithmError unless the backend asks tokens for keys of ``key_type``."""
+    if key_type.value not in _CURVES:
+        _rsa_bits(key_type)
 
 
 def _rsa_bits(key_type: KeyType) -> int:

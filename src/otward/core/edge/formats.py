@@ -105,13 +105,18 @@ def answer_message(asset: str, function: str, nonce: bytes) -> bytes:
     return ANSWER_DOMAIN + asset.encode() + b"\n" + function.encode() + b"\n" + nonce
 
 
+# 9999-12-31T23:59:59Z, the last second a datetime holds: a later NumericDate raised OverflowError,
+# OSError or ValueError (by platform) instead of a ParseError.
+_MAX_NUMERIC_DATE = 253_402_300_799
+
+
 def _timestamp(value: datetime) -> int:
     return int(value.astimezone(UTC).timestamp())
 
 
 def _time(payload: Mapping[str, object], key: str, what: str) -> datetime:
     value = payload.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_NUMERIC_DATE:
         raise ParseError(f"{what}: '{key}' must be a NumericDate", rule=f"{what}-claims")
     return datetime.fromtimestamp(value, UTC)
 
