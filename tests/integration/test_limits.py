@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -215,3 +217,15 @@ def test_a_client_that_never_reads_its_answers_is_cut_off(server):
                 answers += chunk
     assert 0 < answers.count(b"HTTP/1.1 200 ") <= MAX_PIPELINED + 1
     assert after - before < RSS_BOUND, (before, after)
+
+
+def test_serve_refuses_a_per_source_cap_over_the_total(server):
+    """Checked before anything changes or listens (here beside the running service, on its data)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "otward", "serve", "--data", str(server.data_dir), "--port", str(free_port()),
+         "--http-port", str(free_port()), "--max-connections", "10", "--max-connections-per-source", "20"],
+        capture_output=True, text=True, timeout=WAIT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "max_connections_per_source (20) exceeds max_connections (10)" in result.stdout + result.stderr
+    _legitimate_client_is_served(server)

@@ -347,7 +347,7 @@ def serve(
             "--request-timeout",
             min=0.1,
             help="Seconds for a request head to arrive (from the connection or its first byte), and"
-            " again for its body",
+            " for each 16 KiB of its body",
         ),
     ] = 10.0,
     idle_timeout: Annotated[

@@ -438,6 +438,7 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = log.info) -> 
     """Serve until SIGINT/SIGTERM. Before any worker starts, the schema is migrated and the
     service's certificate reissued if ``[server] names`` changed; ``announce`` tells the console."""
     settings = load_settings(options.data_dir, database_url=options.database_url)
+    _connection_limits(settings, options)  # checked before anything changes or starts
     change = upgrade_database(settings)
     if change.before != change.after:
         announce(f"database schema upgraded from {change.before or 'an empty database'} to {change.after}")
@@ -453,7 +454,6 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = log.info) -> 
         pki.close()
     if options.workers < 1:
         raise ConfigError("--workers must be at least 1")
-    _connection_limits(settings, options)  # checked before any worker starts
     sockets = (_bind(options.host, options.port), _bind(options.host, options.http_port))
     # Workers share request and OCSP counters through files (prometheus-client multiprocess mode).
     metrics_dir = _fresh_metrics_dir(settings.data_dir / "run")

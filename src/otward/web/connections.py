@@ -19,7 +19,8 @@ accepts through a :class:`GuardedListener` and speaks :class:`GuardedHttpProtoco
 * the TLS handshake completes within ``handshake_timeout``;
 * a request head (request line and header fields) arrives within ``header_timeout`` of the
   connection or of its first byte, in at most ``max_header_bytes`` and ``max_header_fields``
-  (431 otherwise), and its body within ``body_timeout`` of the head;
+  (431 otherwise), and each ``BODY_STEP`` bytes of its body within ``body_timeout`` (a large upload
+  over a slow link goes through; a body trickled in to hold the connection does not);
 * a keep-alive connection idle for ``idle_timeout`` is closed, and so is one whose responses the
   client has not read for ``write_timeout`` (uvicorn pauses a response while the transport's write
   buffer is full, but the connection and its request task would otherwise wait forever);
@@ -53,12 +54,20 @@ from otward.adapters.fdlimit import connections_allowed
 from otward.errors import ConfigError
 from otward.web.header_names import ConventionalHeaderNamesProtocol
 
-__all__ = ["MAX_PIPELINED", "ConnectionLimits", "GuardedHttpProtocol", "GuardedListener", "GuardedServer"]
+__all__ = [
+    "BODY_STEP",
+    "MAX_PIPELINED",
+    "ConnectionLimits",
+    "GuardedHttpProtocol",
+    "GuardedListener",
+    "GuardedServer",
+]
 
 log = logging.getLogger("otward.connections")
 
 SUMMARY_SECONDS = 10.0  # refusals and timeouts are logged at most this often
 MAX_PIPELINED = 32  # requests one connection may queue behind the one being answered
+BODY_STEP = 16 * 1024  # each this many bytes of a request body must arrive within body_timeout
 _ACCEPT_BATCH = 64  # connections accepted per wake-up, so a flood cannot starve the loop
 _BACKOFF_SECONDS = 0.5  # accepting pauses this long when the process is out of file descriptors
 _OUT_OF_FILES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -208,6 +217,7 @@ class GuardedHttpProtocol(ConventionalHeaderNamesProtocol):
         self._head_bytes = 0  # raw bytes of the head being read (fields still incomplete included)
         self._field_bytes = 0  # URL, names and values of the head's complete fields
         self._fields = 0
+        self._body_due = BODY_STEP  # bytes of the body still due within the running body deadline
         self._heads = 0  # request heads begun on this connection
         self._head_begun = False  # a byte of the current head has arrived
         self._refused = False
@@ -254,9 +264,13 @@ class GuardedHttpProtocol(ConventionalHeaderNamesProtocol):
 
     def _body_expired(self) -> None:
         self._deadline = None
-        if self._phase is _Phase.BODY and not self.transport.is_closing():
-            self._note(f"request bodies not complete within {self.limits.body_timeout:g} s")
-            self.transport.close()  # the application sees the client gone
+        if self._phase is not _Phase.BODY or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # the application has not taken what arrived: not the client's fault
+            self._arm(self.limits.body_timeout, self._body_expired)
+            return
+        self._note(f"request bodies slower than {BODY_STEP // 1024} KiB per {self.limits.body_timeout:g} s")
+        self.transport.close()  # the application sees the client gone
 
     def _write_expired(self) -> None:
         self._write_deadline = None
@@ -371,12 +385,18 @@ class GuardedHttpProtocol(ConventionalHeaderNamesProtocol):
         if self._refused:
             return
         self._phase = _Phase.BODY
+        self._body_due = BODY_STEP
         self._arm(self.limits.body_timeout, self._body_expired)
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if not self._refused:
-            super().on_body(body)
+        if self._refused:
+            return
+        self._body_due -= len(body)
+        if self._body_due <= 0 and self._phase is _Phase.BODY:  # another step arrived in time
+            self._body_due = BODY_STEP
+            self._arm(self.limits.body_timeout, self._body_expired)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         if self._refused:

@@ -13,7 +13,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,13 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 
 from otward.errors import ConfigError
-from otward.web.connections import MAX_PIPELINED, ConnectionLimits, GuardedHttpProtocol, GuardedServer
+from otward.web.connections import (
+    BODY_STEP,
+    MAX_PIPELINED,
+    ConnectionLimits,
+    GuardedHttpProtocol,
+    GuardedServer,
+)
 from tests.conftest import make_key, self_signed, write_key
 
 FAST = ConnectionLimits(
@@ -184,6 +190,33 @@ def test_a_body_that_does_not_arrive_in_time_ends_the_request():
         while not running.app.disconnects and time.monotonic() < deadline:
             time.sleep(0.01)
         assert running.app.disconnects == ["/upload"]  # the application saw the client gone
+
+
+def test_a_large_body_arriving_steadily_is_read_however_long_it_takes():
+    """Each BODY_STEP bytes within body_timeout: the whole body may take longer (a slow link)."""
+    limits = replace(FAST, body_timeout=2.0)
+    step = b"x" * BODY_STEP
+    with serving(limits) as running, connect(running.port) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (6 * BODY_STEP))
+        for _ in range(6):  # 3 s in all, a step every 0.5 s
+            sock.sendall(step)
+            time.sleep(0.5)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_body_trickled_in_is_cut_off():
+    limits = replace(FAST, body_timeout=2.0)
+    with serving(limits) as running, connect(running.port) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (4 * BODY_STEP))
+        with contextlib.suppress(OSError):
+            for _ in range(100):  # 640 bytes a second: a step would take 25 s
+                sock.sendall(b"x" * 64)
+                time.sleep(0.1)
+        assert read_to_end(sock) == b""
+        deadline = time.monotonic() + WAIT
+        while not running.app.disconnects and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert running.app.disconnects == ["/upload"]
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_its_answer():
