@@ -1125,3 +1125,12 @@ def test_reset_of_an_unknown_device_and_through_the_api(client, tpki):
     assert response.json()["certificates"][0]["status"] == "revoked"
     again = client.post("/api/v1/devices/plc-47/reset")
     assert (again.status_code, again.json()["rule"]) == (409, "device-reset")
+
+
+@pytest.mark.parametrize("status", ["", "gone", "ACTIVE"])
+def test_a_device_listing_refuses_a_status_it_does_not_know(client, status):
+    """schemathesis (-m fuzz) found ``?status=`` answered 200 with every device: an empty status was
+    taken for none, where the documented values are active, disabled and revoked."""
+    answer = client.get("/api/v1/devices", params={"status": status})
+    assert answer.status_code == 400
+    assert answer.json()["rule"] == "device-status"

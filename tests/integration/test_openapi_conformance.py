@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 
 DEFAULT_EXAMPLES = 10
 FUZZ_EXAMPLES = 500
+FUZZ_TIMEOUT = 3600  # seconds: the -m fuzz run makes some 50,000 requests
 EXCLUDED_CHECKS = "positive_data_acceptance,ignored_auth,missing_required_header"
 EST = "^/\\.well-known/est/"
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +92,13 @@ def schemathesis(server: RunningServer, *options: str, examples: int, tmp_path: 
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=1800, check=False, cwd=tmp_path, env=environment
+        command,
+        capture_output=True,
+        text=True,
+        timeout=FUZZ_TIMEOUT,
+        check=False,
+        cwd=tmp_path,
+        env=environment,
     )
     report = result.stdout + result.stderr
     failures = report.find("=== FAILURES ===")
@@ -109,6 +116,7 @@ def examples(request: pytest.FixtureRequest) -> int:
 
 
 @pytest.mark.fuzz
+@pytest.mark.timeout(FUZZ_TIMEOUT)
 def test_the_api_answers_as_its_openapi_document_says(running, request, tmp_path):
     schemathesis(
         running,
@@ -122,5 +130,6 @@ def test_the_api_answers_as_its_openapi_document_says(running, request, tmp_path
 
 
 @pytest.mark.fuzz
+@pytest.mark.timeout(FUZZ_TIMEOUT)
 def test_est_answers_as_the_openapi_document_says(running, request, tmp_path):
     schemathesis(running, "--include-path-regex", EST, examples=examples(request), tmp_path=tmp_path)

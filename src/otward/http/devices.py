@@ -53,7 +53,7 @@ def list_devices(
 ) -> DevicePage:
     pki = get_pki(request)
     try:
-        wanted = DeviceStatus(status) if status else None
+        wanted = DeviceStatus(status) if status is not None else None  # "" is no status: 400
     except ValueError:
         raise InvalidRequestError(
             "status must be active, disabled or revoked", rule="device-status"
