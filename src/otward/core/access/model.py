@@ -378,6 +378,10 @@ def parse_access_yaml(text: str) -> AccessModel:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ParseError(f"not valid YAML: {exc}", rule="access-yaml") from exc
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ParseError("not valid YAML: nested too deeply", rule="access-yaml") from None
+    except ValueError as exc:  # a timestamp that is no date (2026-13-45): PyYAML's datetime raises
+        raise ParseError(f"not valid YAML: {exc}", rule="access-yaml") from None
     root = _mapping(data, "document")
     _keys(root, {"site", "timezone", "schedules", "assets", "roles", "grants", "people"}, "document")
     site = validate_identifier(root.get("site"), "site")
