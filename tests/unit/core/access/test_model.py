@@ -313,7 +313,7 @@ def test_yaml_nested_too_deeply_is_a_parse_error(nested):
 
 def test_a_yaml_timestamp_that_is_no_date_is_a_parse_error():
     """Found by tests/fuzz/core/access/test_yaml.py: PyYAML's timestamp constructor raised ValueError."""
-    with pytest.raises(ParseError, match="month must be in 1..12") as info:
+    with pytest.raises(ParseError, match=r"month must be in 1\.\.12") as info:
         parse_access_yaml(
             "site: plant\ntimezone: Europe/Berlin\npeople:\n  - {id: a, valid_from: 2026-13-01}\n"
         )
