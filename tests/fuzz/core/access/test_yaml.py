@@ -58,11 +58,11 @@ def documents(draw: st.DrawFn) -> str:
         elif kind == "indent":
             lines[index] = draw(st.sampled_from(["", " ", "  ", "\t", "    - "])) + lines[index].lstrip()
         elif kind == "deep":
-            depth = draw(st.sampled_from([10, 100, 1_000, 10_000]))
+            depth = draw(st.sampled_from([10, 100, 400]))  # 400 is past the recursion limit
             opener, closer = draw(st.sampled_from([("[", "]"), ("{a: ", "}")]))
             lines.insert(index, f"deep: {opener * depth}1{closer * depth}")
         elif kind == "bomb":
-            lines = [*_bomb(draw(st.integers(2, 12))).split("\n"), *lines]
+            lines = [*_bomb(draw(st.integers(2, 8))).split("\n"), *lines]
         else:
             lines.insert(index, draw(st.text(max_size=40)))
     text = "\n".join(lines)
@@ -71,7 +71,7 @@ def documents(draw: st.DrawFn) -> str:
     return text
 
 
-@fuzz_settings()
+@fuzz_settings(scale=0.5)  # a parse of the example plant alone takes 60 ms
 @given(documents())
 def test_hostile_access_documents_are_parse_errors(text):
     try:
