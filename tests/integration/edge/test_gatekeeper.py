@@ -591,3 +591,18 @@ def test_a_bundle_whose_x5c_certificate_cannot_be_read_is_refused(plant, make_ga
     outcome = make_gatekeeper().install_bundle(f"{forged}.{payload}.{signature}")
     assert not outcome.installed
     assert "cannot be read" in outcome.reason
+
+
+def test_a_bundle_whose_x5c_certificate_has_an_unknown_version_is_refused(plant, make_gatekeeper):
+    """Found by the -m fuzz run of tests/fuzz/edge: cryptography raises InvalidVersion (not a
+    ValueError) for a certificate version other than v1 or v3, out of install_bundle."""
+    token = plant.edge.issue_bundle("reactor-1").token
+    segment, payload, signature = token.split(".")
+    header = json.loads(base64.urlsafe_b64decode(segment + "=="))
+    der = base64.b64decode(header["x5c"][0])
+    version = der.index(b"\xa0\x03\x02\x01\x02")  # [0] EXPLICIT INTEGER 2 (v3)
+    header["x5c"][0] = base64.b64encode(der[: version + 4] + b"\x03" + der[version + 5 :]).decode()
+    forged = base64.urlsafe_b64encode(json.dumps(header).encode()).decode().rstrip("=")
+    outcome = make_gatekeeper().install_bundle(f"{forged}.{payload}.{signature}")
+    assert not outcome.installed
+    assert "not a certificate" in outcome.reason
