@@ -451,7 +451,7 @@ def validate_timezone(name: str) -> None:
     """Raise unless ``name`` is a known IANA time zone."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory: IsADirectoryError
         raise ParseError(f"timezone: unknown IANA time zone {name!r}", rule="access-timezone") from None
 
 

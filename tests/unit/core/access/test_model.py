@@ -318,3 +318,11 @@ def test_a_yaml_timestamp_that_is_no_date_is_a_parse_error():
             "site: plant\ntimezone: Europe/Berlin\npeople:\n  - {id: a, valid_from: 2026-13-01}\n"
         )
     assert info.value.rule == "access-yaml"
+
+
+def test_a_timezone_that_names_a_directory_of_the_database_is_a_parse_error():
+    """Found by the -m fuzz run of tests/fuzz/core/access/test_yaml.py: ZoneInfo("Europe") raises
+    IsADirectoryError (an OSError), not ZoneInfoNotFoundError."""
+    with pytest.raises(ParseError, match="unknown IANA time zone") as info:
+        parse_access_yaml("site: plant\ntimezone: Europe\n")
+    assert info.value.rule == "access-timezone"
