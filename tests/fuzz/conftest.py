@@ -31,8 +31,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Hypothesis warns when it prints an example of hundreds of kB (a deeply nested document);
-    that is a report about the report, not a finding."""
+    that is a report about the report, not a finding. A ``fuzz`` run gets an hour per target."""
     here = os.path.dirname(__file__) + os.sep
     for item in items:
         if str(item.path).startswith(here):
             item.add_marker(pytest.mark.filterwarnings("ignore:Generating overly large repr"))
+            if active["profile"] == "fuzz":  # 10,000 examples take longer than the suite's 300 s
+                item.add_marker(pytest.mark.timeout(3600))

@@ -101,6 +101,8 @@ def load_ocsp_request(der: bytes) -> OcspQuery:
         ) from None
     if hash_name not in _HASHES:
         raise ParseError(f"OCSP CertID hash '{hash_name}' is not supported", rule="ocsp-request")
+    if query.serial_number < 0:  # RFC 5280 serials are positive; no answer can carry a negative one
+        raise ParseError("OCSP request's serial number is negative", rule="ocsp-request")
     size = _HASHES[hash_name]().digest_size
     if len(query.issuer_name_hash) != size or len(query.issuer_key_hash) != size:
         raise ParseError(f"OCSP CertID hashes are not {hash_name} digests", rule="ocsp-request")

@@ -242,7 +242,7 @@ class TokenVerifier:
         if signer is None:
             try:
                 chain = [x509.load_der_x509_certificate(der) for der in ders]
-            except ValueError:
+            except (ValueError, x509.InvalidVersion):  # InvalidVersion is not a ValueError
                 raise ParseError(
                     "token's x5c holds something that is not a certificate", rule="signer-chain"
                 ) from None
@@ -349,7 +349,7 @@ class TokenVerifier:
             try:
                 certificate = x509.load_der_x509_certificate(base64.b64decode(encoded, validate=True))
                 verified = verified_signer([certificate, *signer.intermediates], self._roots, at)
-            except (binascii.Error, ValueError, PolicyViolationError):
+            except (binascii.Error, ValueError, x509.InvalidVersion, PolicyViolationError):
                 continue  # expired since, or under another CA: its credentials are not accepted
             if verified.thumbprint not in claims.revoked_signers:
                 trusted.setdefault(

@@ -114,7 +114,9 @@ def load_crl(data: bytes, trusted: Sequence[x509.Certificate]) -> CrlIndex:
             crl = x509.load_der_x509_crl(data)
         issuer = crl.issuer  # cryptography parses the parts of a CRL when they are first read
         issuer_text = issuer.rfc4514_string()
-    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
+    # InvalidVersion is not a ValueError; an attribute value of a type cryptography does not allow
+    # for its OID (a CN as BIT STRING) raises TypeError when the name is read
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
         raise ParseError(f"not a CRL ({exc})", rule="crl-parse") from None
     issuers = [c for c in trusted if c.subject == issuer]
     if not issuers:
@@ -133,7 +135,7 @@ def load_crl(data: bytes, trusted: Sequence[x509.Certificate]) -> CrlIndex:
             number = None
         this_update, next_update = crl.last_update_utc, crl.next_update_utc
         serials = frozenset(entry.serial_number for entry in crl)
-    except (ValueError, x509.DuplicateExtension, UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, x509.DuplicateExtension, UnsupportedAlgorithm) as exc:
         raise ParseError(f"CRL of '{issuer_text}' is malformed ({exc})", rule="crl-parse") from None
     return CrlIndex(
         issuer=issuer.public_bytes(),

@@ -38,9 +38,10 @@ from otward.errors import OtwardError
 from otward.services.bootstrap import initialize
 from otward.services.pki import Pki
 from tests.conftest import Clock
-from tests.fuzz.profile import fuzz_settings
+from tests.fuzz.mutate import mutated_der
+from tests.fuzz.profile import CRYPTOGRAPHY_WARNINGS, fuzz_settings
 
-pytestmark = pytest.mark.fuzz
+pytestmark = [pytest.mark.fuzz, *CRYPTOGRAPHY_WARNINGS]
 
 PLANT = Path(__file__).parents[3] / "examples" / "chemical-plant.yaml"
 MORNING = datetime(2026, 12, 8, 7, 0, tzinfo=UTC)  # inside Carla's early shift
@@ -101,7 +102,7 @@ def same_content(token: str, original: str) -> bool:
 @st.composite
 def text_mutations(draw: st.DrawFn, token: str) -> str:
     header, payload, signature = token.split(".")
-    kind = draw(st.sampled_from(["char", "cut", "segment", "none-alg", "header", "swap", "junk"]))
+    kind = draw(st.sampled_from(["char", "cut", "segment", "none-alg", "header", "x5c", "swap", "junk"]))
     if kind == "char":
         position = draw(st.integers(0, len(token) - 1))
         character = draw(st.sampled_from("AaZz09-_.=+/ \n\x00é"))
@@ -123,6 +124,13 @@ def text_mutations(draw: st.DrawFn, token: str) -> str:
             decoded.pop(field, None)
         else:
             decoded[field] = draw(json_values)
+        return ".".join([_b64(json.dumps(decoded).encode()), payload, signature])
+    if kind == "x5c":  # the signer's certificate itself, mutated as DER (it is what gets verified)
+        decoded = json.loads(_unb64(header) or b"{}")
+        chain = decoded.get("x5c") or [base64.b64encode(b"\x30\x00").decode()]
+        index = draw(st.integers(0, len(chain) - 1))
+        chain[index] = base64.b64encode(draw(mutated_der(base64.b64decode(chain[index])))).decode()
+        decoded["x5c"] = chain
         return ".".join([_b64(json.dumps(decoded).encode()), payload, signature])
     if kind == "swap":
         return ".".join([payload, header, signature])

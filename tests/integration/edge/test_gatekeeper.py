@@ -575,3 +575,34 @@ def test_a_signed_credential_valid_beyond_9999_is_refused(plant, holder_key, mak
     verdict = run_exchange(gatekeeper, forged, holder_key, "start")
     assert not verdict.allowed
     assert "NumericDate" in verdict.reason
+
+
+def test_a_bundle_whose_x5c_certificate_cannot_be_read_is_refused(plant, make_gatekeeper):
+    """Found after scripts/fuzz-deep met the same TypeError in CRL names: an x5c certificate whose CN
+    is a BIT STRING made cryptography raise TypeError while the chain was checked, out of
+    install_bundle (an unauthenticated input: the chain is what is being verified)."""
+    token = plant.edge.issue_bundle("reactor-1").token
+    segment, payload, signature = token.split(".")
+    header = json.loads(base64.urlsafe_b64decode(segment + "=="))
+    der = base64.b64decode(header["x5c"][0])
+    cn = der.index(b"\x06\x03\x55\x04\x03\x0c")  # the first CN (the issuer's), as UTF8String
+    header["x5c"][0] = base64.b64encode(der[: cn + 5] + b"\x03" + der[cn + 6 :]).decode()
+    forged = base64.urlsafe_b64encode(json.dumps(header).encode()).decode().rstrip("=")
+    outcome = make_gatekeeper().install_bundle(f"{forged}.{payload}.{signature}")
+    assert not outcome.installed
+    assert "cannot be read" in outcome.reason
+
+
+def test_a_bundle_whose_x5c_certificate_has_an_unknown_version_is_refused(plant, make_gatekeeper):
+    """Found by the -m fuzz run of tests/fuzz/edge: cryptography raises InvalidVersion (not a
+    ValueError) for a certificate version other than v1 or v3, out of install_bundle."""
+    token = plant.edge.issue_bundle("reactor-1").token
+    segment, payload, signature = token.split(".")
+    header = json.loads(base64.urlsafe_b64decode(segment + "=="))
+    der = base64.b64decode(header["x5c"][0])
+    version = der.index(b"\xa0\x03\x02\x01\x02")  # [0] EXPLICIT INTEGER 2 (v3)
+    header["x5c"][0] = base64.b64encode(der[: version + 4] + b"\x03" + der[version + 5 :]).decode()
+    forged = base64.urlsafe_b64encode(json.dumps(header).encode()).decode().rstrip("=")
+    outcome = make_gatekeeper().install_bundle(f"{forged}.{payload}.{signature}")
+    assert not outcome.installed
+    assert "not a certificate" in outcome.reason

@@ -163,3 +163,12 @@ def test_certid_hashes_of_the_wrong_size_are_a_parse_error():
     der = tlv(0x30, tlv(0x30, tlv(0x30, tlv(0x30, certid))))  # OCSPRequest, TBSRequest, list, Request
     with pytest.raises(ParseError, match="digests"):
         load_ocsp_request(der)
+
+
+def test_a_negative_serial_number_is_a_parse_error(issuing_ca):
+    """Found by tests/fuzz/http/test_ocsp.py in a -m fuzz run: the query was accepted and building the
+    answer raised ValueError (a 500 on POST /ocsp)."""
+    der = request_der(issuing_ca.info.certificate, 0x7F)
+    assert der.endswith(b"\x02\x01\x7f")
+    with pytest.raises(ParseError, match="negative"):
+        load_ocsp_request(der[:-1] + b"\x80")  # INTEGER -128

@@ -262,3 +262,14 @@ def test_a_signed_crl_with_a_malformed_extension_is_refused_at_load(cas):
             return await checker.refresh(client)
 
     assert "malformed" in asyncio.run(refresh())[0]
+
+
+def test_a_crl_issuer_attribute_of_a_type_cryptography_refuses_is_a_parse_error(cas):
+    """Found by scripts/fuzz-deep (Atheris, target crl): a CN as BIT STRING made cryptography raise
+    TypeError when the issuer was read."""
+    _, issuing, _ = cas
+    der = issuing.crl(5)
+    assert der.count(b"\x0c\x07Issuing") == 1
+    with pytest.raises(ParseError) as info:
+        load_crl(der.replace(b"\x0c\x07Issuing", b"\x03\x07Issuing"), [issuing.certificate])
+    assert info.value.rule == "crl-parse"

@@ -85,7 +85,7 @@ class AccessSlice:
                 raise ValueError("access slice: each entity needs a uid object")
         try:
             ZoneInfo(data["timezone"])
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory: IsADirectoryError
             raise ValueError(f"access slice: unknown time zone {data['timezone']!r}") from None
         return cls(
             site=data["site"],

@@ -378,6 +378,10 @@ def parse_access_yaml(text: str) -> AccessModel:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ParseError(f"not valid YAML: {exc}", rule="access-yaml") from exc
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ParseError("not valid YAML: nested too deeply", rule="access-yaml") from None
+    except ValueError as exc:  # a timestamp that is no date (2026-13-45): PyYAML's datetime raises
+        raise ParseError(f"not valid YAML: {exc}", rule="access-yaml") from None
     root = _mapping(data, "document")
     _keys(root, {"site", "timezone", "schedules", "assets", "roles", "grants", "people"}, "document")
     site = validate_identifier(root.get("site"), "site")
@@ -447,7 +451,7 @@ def validate_timezone(name: str) -> None:
     """Raise unless ``name`` is a known IANA time zone."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a directory: IsADirectoryError
         raise ParseError(f"timezone: unknown IANA time zone {name!r}", rule="access-timezone") from None
 
 

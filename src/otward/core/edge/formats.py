@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
@@ -332,6 +333,20 @@ def verified_signer(
     PKI rules that refuse the Ed25519 CAs otward supports)."""
     if not chain:
         raise PolicyViolationError("no signer certificate in the token (x5c)", rule="signer-chain")
+    # cryptography parses names, extensions and keys when they are first read, and raises
+    # ValueError, TypeError (an attribute of a type its OID does not allow), DuplicateExtension or
+    # UnsupportedAlgorithm there: a chain from a token is untrusted until it verified.
+    try:
+        return _verified_signer(chain, roots, at)
+    except (ValueError, TypeError, x509.DuplicateExtension, UnsupportedAlgorithm) as exc:
+        raise PolicyViolationError(
+            f"signer chain does not verify: a certificate cannot be read ({exc})", rule="signer-chain"
+        ) from None
+
+
+def _verified_signer(
+    chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate], at: datetime
+) -> VerifiedSigner:
     _validate_edge_signer_usage(chain[0])
     leaf = chain[0]
     if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:

@@ -133,3 +133,11 @@ def test_an_empty_policy_set_denies():
     decision = decider.decide("anna", "view", at("2026-11-30T10:00"))
     assert not decision.allowed
     assert decision.reason.startswith("no grant allows 'anna' to 'view' on 'erp'")
+
+
+def test_a_slice_whose_timezone_names_a_directory_of_the_database_is_refused_as_a_value_error():
+    """A bundle's slice is checked with ValueError (the gatekeeper refuses the bundle on it):
+    ZoneInfo("Europe") raised IsADirectoryError, which escaped install_bundle."""
+    data = {**asset_slice(parse_access_yaml(EXAMPLE), "mixer-2").to_dict(), "timezone": "Europe"}
+    with pytest.raises(ValueError, match="unknown time zone"):
+        AccessSlice.from_dict(data)

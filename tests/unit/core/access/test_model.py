@@ -301,3 +301,28 @@ def test_amending_changes_only_what_is_given():
     assert (weekend.days, weekend.start, weekend.end) == (("sat", "sun"), 22 * 60, 6 * 60)
     with pytest.raises(NotFoundError):
         amend_schedule(model, "lunch", start="12:00")
+
+
+@pytest.mark.parametrize("nested", ["[" * 5000 + "]" * 5000, "{a: " * 5000 + "1" + "}" * 5000])
+def test_yaml_nested_too_deeply_is_a_parse_error(nested):
+    """Found by tests/fuzz/core/access/test_yaml.py: PyYAML raised RecursionError."""
+    with pytest.raises(ParseError, match="nested too deeply") as info:
+        parse_access_yaml(f"site: plant\ndeep: {nested}\n")
+    assert info.value.rule == "access-yaml"
+
+
+def test_a_yaml_timestamp_that_is_no_date_is_a_parse_error():
+    """Found by tests/fuzz/core/access/test_yaml.py: PyYAML's timestamp constructor raised ValueError."""
+    with pytest.raises(ParseError, match=r"month must be in 1\.\.12") as info:
+        parse_access_yaml(
+            "site: plant\ntimezone: Europe/Berlin\npeople:\n  - {id: a, valid_from: 2026-13-01}\n"
+        )
+    assert info.value.rule == "access-yaml"
+
+
+def test_a_timezone_that_names_a_directory_of_the_database_is_a_parse_error():
+    """Found by the -m fuzz run of tests/fuzz/core/access/test_yaml.py: ZoneInfo("Europe") raises
+    IsADirectoryError (an OSError), not ZoneInfoNotFoundError."""
+    with pytest.raises(ParseError, match="unknown IANA time zone") as info:
+        parse_access_yaml("site: plant\ntimezone: Europe\n")
+    assert info.value.rule == "access-timezone"
