@@ -38,7 +38,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from otward.core import b64url
 from otward.core.attestation import ChallengePurpose
-from otward.core.chain import find_path, has_extended_key_usage, names_host
+from otward.core.chain import UNREADABLE_CERTIFICATE, find_path, has_extended_key_usage, names_host
 from otward.core.keys import spki_pin
 from otward.errors import AuthenticationError, BackendError, InvalidRequestError, OtwardError, ParseError
 
@@ -120,6 +120,18 @@ def verify_server_chain(
     certificates among ``ca_certificates`` (the others serve as intermediates) and ``pin`` matches a
     key on that chain; raise AuthenticationError (PinMismatchError for the pin) otherwise."""
     validate_pin(pin)
+    try:
+        return _verified_server_chain(leaf, ca_certificates, host, pin, now)
+    except UNREADABLE_CERTIFICATE as exc:  # the server is not trusted yet: its certificates are input
+        raise AuthenticationError(
+            f"the server's certificates cannot be read (a malformed name, extension or key): {exc}",
+            rule="server-chain",
+        ) from None
+
+
+def _verified_server_chain(
+    leaf: x509.Certificate, ca_certificates: list[x509.Certificate], host: str, pin: str, now: datetime
+) -> list[x509.Certificate]:
     roots = [c for c in ca_certificates if _is_self_signed(c)]
     intermediates = [c for c in ca_certificates if not _is_self_signed(c)]
     if not roots:

@@ -15,13 +15,25 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from otward.core.names import dns_name_within
 
-__all__ = ["MAX_PATH", "find_path", "has_extended_key_usage", "has_unknown_critical_extension", "names_host"]
+__all__ = [
+    "MAX_PATH",
+    "UNREADABLE_CERTIFICATE",
+    "find_path",
+    "has_extended_key_usage",
+    "has_unknown_critical_extension",
+    "names_host",
+]
 
 MAX_PATH = 6  # leaf, at most four CAs, anchor: deeper than any installation otward builds
+
+# cryptography parses names, extensions and keys when they are first read and raises these there (a
+# TypeError for an attribute of a type its OID does not allow): an untrusted certificate that raises
+# one is unreadable, which a verifier refuses like any other certificate that does not verify.
+UNREADABLE_CERTIFICATE = (ValueError, TypeError, x509.DuplicateExtension, UnsupportedAlgorithm)
 
 
 def has_unknown_critical_extension(certificate: x509.Certificate) -> bool:
@@ -81,11 +93,14 @@ def find_path(
     Depth first, so a forged CA that carries the right name is tried and left behind. The leaf's own
     purpose (EKU, keyUsage) is the caller's to check.
     """
-    if has_unknown_critical_extension(leaf):
-        return None
-    path = _extend([leaf], candidates, anchors, at)
-    if path is None or not _within_name_constraints(leaf, path[1:]):
-        return None
+    try:
+        if has_unknown_critical_extension(leaf):
+            return None
+        path = _extend([leaf], candidates, anchors, at)
+        if path is None or not _within_name_constraints(leaf, path[1:]):
+            return None
+    except UNREADABLE_CERTIFICATE:
+        return None  # a certificate on the way that cannot be read chains nowhere
     return path
 
 

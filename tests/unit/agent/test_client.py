@@ -466,3 +466,24 @@ def test_a_returned_certificate_with_an_unreadable_key_is_not_the_requested_one(
     with client_for(root, handler) as client, pytest.raises(ParseError) as info:
         client.simple_enroll(csr_for(key), "otwe_abc_secret")
     assert info.value.rule == "issued-key"
+
+
+def _with_unreadable_cn(certificate: x509.Certificate) -> x509.Certificate:
+    """``certificate`` with its first CN (the issuer's) retyped as a BIT STRING: it still loads, but
+    cryptography raises TypeError when the name is first read."""
+    der = certificate.public_bytes(Encoding.DER)
+    cn = der.index(b"\x06\x03\x55\x04\x03\x0c")
+    return x509.load_der_x509_certificate(der[: cn + 5] + b"\x03" + der[cn + 6 :])
+
+
+@pytest.mark.parametrize("which", ["leaf", "issuing", "root"])
+def test_server_certificates_that_cannot_be_read_are_refused_not_raised(root, issuing, leaf, which):
+    """A hostile server's certificates at bootstrap (found for bundles and CRLs by the fuzzers): a name
+    cryptography cannot read is a refused chain, never a TypeError out of the agent."""
+    chain = {"leaf": leaf, "issuing": issuing.info.certificate, "root": root.info.certificate}
+    chain[which] = _with_unreadable_cn(chain[which])
+    with pytest.raises(AuthenticationError) as refused:
+        verify_server_chain(
+            chain["leaf"], [chain["issuing"], chain["root"]], HOST, pin_of(root.info.certificate), NOW
+        )
+    assert refused.value.rule == "server-chain"

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from otward.core import b64url
-from otward.core.chain import find_path
+from otward.core.chain import UNREADABLE_CERTIFICATE, find_path
 from otward.core.identifiers import CREDENTIAL_ID, EDGE_ID
 from otward.errors import ParseError, PolicyViolationError
 
@@ -333,12 +332,10 @@ def verified_signer(
     PKI rules that refuse the Ed25519 CAs otward supports)."""
     if not chain:
         raise PolicyViolationError("no signer certificate in the token (x5c)", rule="signer-chain")
-    # cryptography parses names, extensions and keys when they are first read, and raises
-    # ValueError, TypeError (an attribute of a type its OID does not allow), DuplicateExtension or
-    # UnsupportedAlgorithm there: a chain from a token is untrusted until it verified.
+    # A chain from a token is untrusted until it verified: one that cannot be read is refused.
     try:
         return _verified_signer(chain, roots, at)
-    except (ValueError, TypeError, x509.DuplicateExtension, UnsupportedAlgorithm) as exc:
+    except UNREADABLE_CERTIFICATE as exc:
         raise PolicyViolationError(
             f"signer chain does not verify: a certificate cannot be read ({exc})", rule="signer-chain"
         ) from None
