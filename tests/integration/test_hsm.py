@@ -68,11 +68,27 @@ def installation(hsm: SoftHsm, tmp_path_factory: pytest.TempPathFactory) -> Path
     return data_dir
 
 
+class _RestartableServer:
+    """The module's service, which one test restarts: the other tests, in whatever order they run,
+    reach the process that is current (the plain-HTTP port is the installation's, so two cannot run)."""
+
+    def __init__(self, installation: Path) -> None:
+        self._installation = installation
+        self.current = start_server(installation, workers=2)
+
+    def restart(self) -> None:
+        stop_server(self.current)
+        self.current = start_server(self._installation, workers=2)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.current, name)
+
+
 @pytest.fixture(scope="module")
-def server(installation: Path) -> Iterator[RunningServer]:
-    running = start_server(installation, workers=2)
+def server(installation: Path) -> Iterator[_RestartableServer]:
+    running = _RestartableServer(installation)
     yield running
-    stop_server(running)
+    stop_server(running.current)
 
 
 def _free_port() -> int:
@@ -266,7 +282,7 @@ def test_ocsp_answers_from_every_worker(server: RunningServer):
 
 
 def test_new_cas_and_rotated_signers_get_token_keys_and_survive_a_restart(
-    installation: Path, server: RunningServer, hsm: SoftHsm
+    installation: Path, server: _RestartableServer, hsm: SoftHsm
 ):
     created = _otward(installation, "ca", "create", "plant-b", "--parent", "root", "--json")
     assert created.exit_code == 0, created.output
@@ -284,17 +300,13 @@ def test_new_cas_and_rotated_signers_get_token_keys_and_survive_a_restart(
     finally:
         session.close()
 
-    stop_server(server)
-    restarted = start_server(installation, workers=1)
+    server.restart()
+    api = Api(server.current)
     try:
-        api = Api(restarted)
-        try:
-            issued = api.issue("tls-client", cn="operator-9", ca="plant-b")
-            issued.certificate.verify_directly_issued_by(_certificates(installation)["ca:plant-b"])
-        finally:
-            api.close()
+        issued = api.issue("tls-client", cn="operator-9", ca="plant-b")
+        issued.certificate.verify_directly_issued_by(_certificates(installation)["ca:plant-b"])
     finally:
-        stop_server(restarted)
+        api.close()
     verified = _otward(installation, "audit", "verify")
     assert verified.exit_code == 0, verified.output
 
