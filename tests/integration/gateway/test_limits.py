@@ -162,4 +162,7 @@ def test_with_few_file_descriptors_the_gateway_lowers_its_cap(
         _engineer_reads(gateway_pki, port)
     log = "".join(lines)
     assert "the open-file limit leaves room for 36 connections, not --max-connections 1000" in log
-    assert "accept failed" not in log  # it never ran out
+    # Before the cap it logged 'accept failed' tens of thousands of times, spinning on EMFILE. Sockets
+    # closed to make room are released by the event loop a moment later, so a burst of accepts can
+    # still meet EMFILE briefly (seen once in a clean-clone CI run): then it pauses instead of spinning.
+    assert log.count("accept failed") <= 10, log
