@@ -17,6 +17,7 @@ from otward.cli import assess as assess_cli
 from otward.cli import db as db_cli
 from otward.cli import edge as edge_cli
 from otward.cli import gateway as gateway_cli
+from otward.cli import manufacturer as manufacturer_cli
 from otward.cli import mqtt as mqtt_cli
 from otward.cli import opcua as opcua_cli
 from otward.cli.common import (
@@ -81,6 +82,10 @@ app.command("mqtt-config")(mqtt_cli.mqtt_config)
 app.add_typer(opcua_cli.app, name="opcua")
 app.command("gateway")(gateway_cli.gateway)
 app.add_typer(assess_cli.app, name="assess")
+app.add_typer(manufacturer_cli.app, name="manufacturer")  # zero-touch onboarding (issue 19)
+device.app.command("claim")(manufacturer_cli.claim)
+device.app.command("claims")(manufacturer_cli.list_claims)
+device.app.command("release")(manufacturer_cli.release)
 
 
 def _version(value: bool) -> None:

@@ -108,6 +108,11 @@ class EventType(enum.Enum):
     ACCESS_BUNDLE_REFUSED = "access.bundle_refused"  # bad signature, rollback or expiry at the asset
     ACCESS_CREDENTIAL_ISSUED = "access.credential_issued"
     ACCESS_CREDENTIAL_REVOKED = "access.credential_revoked"
+    MANUFACTURER_ADDED = "manufacturer.added"  # an IDevID CA trusted for zero-touch enrollment
+    MANUFACTURER_REMOVED = "manufacturer.removed"
+    MANUFACTURER_CRL = "manufacturer.crl"  # a manufacturer's CRL loaded
+    DEVICE_CLAIMED = "device.claimed"  # an owner claimed a unit by (manufacturer, serial)
+    DEVICE_RELEASED = "device.released"
 
 
 class Outcome(enum.Enum):

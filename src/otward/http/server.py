@@ -120,6 +120,13 @@ def _write_client_cas(pki: Pki, path: Path) -> None:
         pki.authorities.get(a.name).certificate.public_bytes(Encoding.PEM).decode()
         for a in pki.authorities.list()
     )
+    # Manufacturers' IDevID CAs pass the handshake too; only simpleenroll accepts their certificates
+    # (services.zerotouch), every other reader requires a certificate otward issued.
+    pem += "".join(
+        c.public_bytes(Encoding.PEM).decode()
+        for m in pki.zerotouch.list_manufacturers()
+        for c in m.ca_certificates
+    )
     path.parent.mkdir(mode=0o700, exist_ok=True)
     path.write_text(pem)
 
@@ -182,12 +189,15 @@ class _Server(GuardedServer):
 
 class ClientCaTrust:
     """The CAs a worker's TLS context accepts client certificates from, kept in step with the
-    database: a CA created while the service runs is trusted within a minute (OpenSSL's store
-    takes additions while it serves handshakes)."""
+    database: a CA created (or a manufacturer added) while the service runs is trusted within a
+    minute (OpenSSL's store takes additions while it serves handshakes)."""
 
     def __init__(self, context: ssl.SSLContext | None) -> None:
         self._context = context
         self._loaded: set[str] = set()
+        # A removed manufacturer's CA stays in the store until a restart (OpenSSL adds, never drops);
+        # enrollment re-verifies against the manufacturers registered now, so it is refused meanwhile.
+        self._loaded_manufacturers: set[str] = set()
 
     def refresh(self, pki: Pki) -> None:
         if self._context is None:
@@ -198,6 +208,11 @@ class ClientCaTrust:
             pem = pki.authorities.get(record.name).certificate.public_bytes(Encoding.PEM).decode()
             self._context.load_verify_locations(cadata=pem)
             self._loaded.add(record.name)
+        for name in pki.zerotouch.manufacturer_names() - self._loaded_manufacturers:
+            manufacturer = pki.zerotouch.get_manufacturer(name)
+            for certificate in manufacturer.ca_certificates:
+                self._context.load_verify_locations(cadata=certificate.public_bytes(Encoding.PEM).decode())
+            self._loaded_manufacturers.add(name)
 
 
 class ServiceIdentity:
@@ -253,6 +268,13 @@ def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, 
             if pki.signers.rotate_if_due(name, SERVICE_ACTOR):
                 log.info("the %s signer was rotated (revoked or two thirds of its lifetime passed)", name)
         pki.devices.purge_challenges()
+        try:
+            refreshed_crls = pki.zerotouch.refresh_crls(SERVICE_ACTOR)
+        except OtwardError as exc:  # kept as it was; past its nextUpdate, IDevID enrollment refuses
+            log.warning("manufacturer CRL not refreshed: %s", exc)
+        else:
+            if refreshed_crls:
+                log.info("manufacturer CRLs fetched for %s", ", ".join(refreshed_crls))
         retired = pki.devices.retire_superseded(actor=SERVICE_ACTOR)
         if retired:
             log.info("%d renewed device certificates revoked as superseded", len(retired))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from otward.adapters.crl_fetch import fetch_crl
 from otward.adapters.db import SchemaChange, SqlStores, check_schema, create_database_engine, upgrade_schema
 from otward.adapters.head_witness import WITNESS_FILE, FileHeadWitness
 from otward.adapters.keys import FileKeyBackend, RoutingKeyBackend
@@ -33,6 +34,7 @@ from otward.services.revocation import RevocationService
 from otward.services.signers import AUDIT_SIGNER, SignerService
 from otward.services.tokens import TokenService
 from otward.services.transparency import TransparencyLog
+from otward.services.zerotouch import ZeroTouch
 
 __all__ = [
     "ROOT_CERTIFICATE_FILE",
@@ -207,6 +209,16 @@ class Pki:
         )
         self.provisioning = Provisioning(
             stores.devices, self.issuance, self.owners, clock=clock, audit=self.audit
+        )
+        self.zerotouch = ZeroTouch(
+            stores.manufacturers,
+            self.authorities,
+            self.owners,
+            self.issuance,
+            self.est,
+            clock=clock,
+            audit=self.audit,
+            fetch=fetch_crl,
         )
         self.access = AccessAdmin(stores.access, clock=clock, audit=self.audit)
         self.edge = EdgeService(

@@ -17,6 +17,7 @@ from otward.adapters.db.devices import SqlDeviceStore
 from otward.adapters.db.edge_store import EdgeStore
 from otward.adapters.db.enrollment_tokens import SqlEnrollmentTokenStore
 from otward.adapters.db.key_refs import SqlKeyRefStore
+from otward.adapters.db.manufacturers import SqlManufacturerStore
 from otward.adapters.db.owners import SqlOwnerStore
 from otward.adapters.db.signers import SqlSignerStore
 from otward.adapters.db.statistics import SqlStatisticsStore
@@ -45,6 +46,7 @@ class SqlStores:
     access: SqlAccessStore
     edge: EdgeStore
     key_refs: SqlKeyRefStore
+    manufacturers: SqlManufacturerStore
 
     @classmethod
     def open(cls, engine: Engine) -> SqlStores:
@@ -66,6 +68,7 @@ class SqlStores:
             access=SqlAccessStore(database),
             edge=EdgeStore(database),
             key_refs=SqlKeyRefStore(database),
+            manufacturers=SqlManufacturerStore(database),
         )
 
     def close(self) -> None:
