@@ -284,7 +284,8 @@ def test_the_cli_registers_claims_from_a_delivery_note_and_lists_them(sqlite_pki
         data_dir, "manufacturer", "add", "acme-sensors", "--ca", str(ca_file), "--crl", str(crl_file)
     )
     listed = json.loads(cli(data_dir, "manufacturer", "list", "--json"))
-    assert listed[0]["name"] == "acme-sensors" and listed[0]["crl"] is True
+    assert listed[0]["name"] == "acme-sensors"
+    assert listed[0]["crl"] is True
     key, _ = acme.idevid("SN-2")
     note = tmp_path / "delivery.csv"
     note.write_text(
