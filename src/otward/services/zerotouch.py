@@ -326,7 +326,11 @@ class ZeroTouch:
         try:
             identity = identify(presented, self._store.list_manufacturers(), self._clock())
         except AuthenticationError as exc:
-            raise self._refused(actor, subject, exc) from None
+            seen = {
+                "idevid_issuer": presented.issuer.rfc4514_string()[:256],
+                "idevid_serial": f"{presented.serial_number:x}",
+            }
+            raise self._refused(actor, subject, exc, **seen) from None
         subject = f"idevid:{identity.manufacturer}:{identity.serial}"
         factory = {
             "manufacturer": identity.manufacturer,
