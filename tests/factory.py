@@ -79,7 +79,7 @@ class Manufacturer:
         attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"{self.name} GmbH")]
         if serial is not None:
             attributes.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, serial))
-        start = valid_from or datetime.now(UTC) - timedelta(minutes=5)
+        start = valid_from or datetime.now(UTC) - timedelta(hours=1)
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name(attributes))
@@ -103,7 +103,7 @@ class Manufacturer:
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.certificate.subject)
-            .last_update(min(now - timedelta(minutes=1), now + next_update - timedelta(days=1)))
+            .last_update(min(now - timedelta(hours=1), now + next_update - timedelta(days=1)))
             .next_update(now + next_update)
         )
         for certificate in revoked:

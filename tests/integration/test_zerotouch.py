@@ -350,3 +350,20 @@ def test_the_cli_registers_claims_from_a_delivery_note_and_lists_them(sqlite_pki
     assert "release them first" in out
     types = {r.event.type for r in sqlite_pki.stores.audit.iter_audit()}
     assert {EventType.MANUFACTURER_ADDED, EventType.DEVICE_CLAIMED, EventType.DEVICE_RELEASED} <= types
+
+
+def test_an_enrollment_refused_at_issuance_leaves_the_claim_free_for_the_next_attempt(zpki, acme):
+    key, idevid = acme.idevid("SN-7000")
+    zpki.zerotouch.claim("plant-a", "acme-sensors", [ClaimEntry("SN-7000")], profile=None, actor=ADMIN)
+    with pytest.raises(PolicyViolationError) as exc:  # a CA label that is not the owner's
+        zpki.zerotouch.enroll(
+            csr(key, "sensor-7000"),
+            der(idevid),
+            tls_version="TLSv1.3",
+            tls_unique=None,
+            label="root",
+            actor=DEVICE,
+        )
+    assert exc.value.rule == "est-label"
+    assert zpki.zerotouch.list_claims(owner="plant-a")[0].enrolled_at is None
+    assert enroll(zpki, key, idevid, csr(key, "sensor-7000")).record.device_id == "sensor-7000"

@@ -149,9 +149,9 @@ class Agent:
         one :func:`open_key_store` opens for it. With ``idevid_key_label`` instead of a token, the
         device enrolls with its factory identity: the certificate and private key of that label on
         the ``pkcs11`` token authenticate the TLS handshake (IEEE 802.1AR IDevID; the owner claimed the
-        device), and the new key is made on the same token and bound to that TLS session.
-        A wrong pin or a server certificate that does not
-        chain fails before the store directory is touched. Any later failure deletes the new key.
+        device), and the new key is made on the same token and bound to that TLS session. A wrong
+        pin or a server certificate that does not chain fails before the store directory is
+        touched. Any later failure deletes the new key.
         """
         validate_pin(pin)
         if (token is None) == (idevid_key_label is None):

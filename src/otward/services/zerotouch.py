@@ -373,15 +373,26 @@ class ZeroTouch:
                 raise PolicyViolationError(message, rule="idevid-device-id")
         except (InvalidRequestError, PolicyViolationError, AuthenticationError) as exc:
             raise self._refused(actor, subject, exc, **factory) from None
-        issued = self._est.enroll_claimed(
-            csr,
-            device_id,
-            claim.owner,
-            claim.profile or DEFAULT_PROFILE,
-            label=label,
-            factory=factory,
-            actor=actor,
-        )
+        if not self._store.reserve_enrollment(
+            identity.manufacturer, identity.serial, claim.owner, self._clock()
+        ):
+            message = f"{identity.manufacturer} serial '{identity.serial}' is enrolling or enrolled already"
+            raise self._refused(
+                actor, subject, PolicyViolationError(message, rule=RefusalRule.ENROLLED.value), **factory
+            )
+        try:
+            issued = self._est.enroll_claimed(
+                csr,
+                device_id,
+                claim.owner,
+                claim.profile or DEFAULT_PROFILE,
+                label=label,
+                factory=factory,
+                actor=actor,
+            )
+        except BaseException:
+            self._store.cancel_enrollment(identity.manufacturer, identity.serial)
+            raise
         self._store.record_enrollment(identity, claim.owner, device_id, issued.record.serial, self._clock())
         return issued
 

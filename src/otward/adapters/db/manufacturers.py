@@ -187,6 +187,35 @@ class SqlManufacturerStore:
         with self._database.reading() as conn:
             return [_claim(r) for r in conn.execute(query).all()]
 
+    def reserve_enrollment(self, manufacturer: str, serial: str, owner: str, at: datetime) -> bool:
+        """Mark the claim as enrolling, once: False when it is enrolled (or enrolling) already, so two
+        simultaneous first enrollments of one unit cannot both issue."""
+        with self._database.transaction() as conn:
+            changed = conn.execute(
+                update(device_claims)
+                .where(
+                    (device_claims.c.manufacturer == manufacturer)
+                    & (device_claims.c.serial == serial)
+                    & (device_claims.c.owner == owner)
+                    & device_claims.c.enrolled_at.is_(None)
+                )
+                .values(enrolled_at=at)
+            )
+            return changed.rowcount == 1
+
+    def cancel_enrollment(self, manufacturer: str, serial: str) -> None:
+        """Undo :meth:`reserve_enrollment` after an enrollment that issued nothing."""
+        with self._database.transaction() as conn:
+            conn.execute(
+                update(device_claims)
+                .where(
+                    (device_claims.c.manufacturer == manufacturer)
+                    & (device_claims.c.serial == serial)
+                    & device_claims.c.ldevid_serial.is_(None)
+                )
+                .values(enrolled_at=None)
+            )
+
     def record_enrollment(
         self, identity: FactoryIdentity, owner: str, device_id: str, ldevid_serial: str, at: datetime
     ) -> None:
