@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import hashlib
 import hmac
 import string
@@ -243,23 +244,44 @@ def _check_revocation(
 ) -> None:
     if not manufacturer.crl_required:
         return
-    crl = None
-    if manufacturer.crl is not None:
-        loaded = x509.load_der_x509_crl(manufacturer.crl)
-        if loaded.issuer == issuer.subject and loaded.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-            crl = loaded
-    if crl is None or crl.next_update_utc is None or crl.next_update_utc < at or crl.last_update_utc > at:
+    current = _current_crl(manufacturer.crl, issuer, at) if manufacturer.crl is not None else None
+    if current is None:
         raise AuthenticationError(
             f"manufacturer '{manufacturer.name}' has a CRL configured but no current CRL of the IDevID's"
             " issuer; refused until one is loaded (otward manufacturer crl)",
             rule=RefusalRule.NO_CURRENT_CRL.value,
         )
-    if crl.get_revoked_certificate_by_serial_number(certificate.serial_number) is not None:
+    if certificate.serial_number in current:
         raise AuthenticationError(
             f"the IDevID (serial {certificate.serial_number:x}) is revoked by manufacturer"
             f" '{manufacturer.name}'",
             rule=RefusalRule.REVOKED.value,
         )
+
+
+def _current_crl(crl_der: bytes, issuer: x509.Certificate, at: datetime) -> frozenset[int] | None:
+    """The revoked serials of the CRL when ``issuer`` signed it and it is current at ``at``."""
+    read = _verified_crl(crl_der, issuer.public_bytes(serialization.Encoding.DER))
+    if read is None:
+        return None
+    this_update, next_update, revoked = read
+    if next_update is None or next_update < at or this_update > at:
+        return None
+    return revoked
+
+
+@functools.lru_cache(maxsize=16)
+def _verified_crl(
+    crl_der: bytes, issuer_der: bytes
+) -> tuple[datetime, datetime | None, frozenset[int]] | None:
+    """Dates and revoked serials of a CRL that ``issuer`` signed (None otherwise), worked out once per
+    CRL and issuer: loading and verifying a large CRL takes tens of milliseconds, and cryptography's
+    look-up by serial is a linear scan (NOTES.md)."""
+    crl = x509.load_der_x509_crl(crl_der)
+    issuer = x509.load_der_x509_certificate(issuer_der)
+    if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+        return None
+    return crl.last_update_utc, crl.next_update_utc, frozenset(entry.serial_number for entry in crl)
 
 
 def _serial_of(certificate: x509.Certificate) -> str:
