@@ -367,3 +367,55 @@ def test_an_enrollment_refused_at_issuance_leaves_the_claim_free_for_the_next_at
     assert exc.value.rule == "est-label"
     assert zpki.zerotouch.list_claims(owner="plant-a")[0].enrolled_at is None
     assert enroll(zpki, key, idevid, csr(key, "sensor-7000")).record.device_id == "sensor-7000"
+
+
+@pytest.fixture
+def crl_server():
+    """A plain HTTP server on loopback publishing whatever ``served["crl"]`` holds."""
+    import http.server
+    import threading
+
+    served: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = served.get("crl", b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/idevid.crl", served
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_crl_url_is_fetched_at_once_and_again_when_due(zpki, crl_server, clock):
+    url, served = crl_server
+    maker = Manufacturer("url-chips")
+    served["crl"] = maker.crl(next_update=timedelta(hours=2))
+    record = zpki.zerotouch.add_manufacturer("url-chips", maker.pem(), crl_url=url, crl=None, actor=ADMIN)
+    assert record.crl_required
+    assert record.crl is not None
+    key, revoked = maker.idevid("U-1")
+    zpki.zerotouch.claim("plant-a", "url-chips", [ClaimEntry("U-1")], profile=None, actor=ADMIN)
+    assert zpki.zerotouch.refresh_crls(ADMIN) == []  # not due: next update in two hours
+    served["crl"] = maker.crl((revoked,))  # the manufacturer revokes the unit
+    clock.advance(timedelta(hours=1, minutes=30))  # within an hour of the next update: fetched again
+    assert zpki.zerotouch.refresh_crls(ADMIN) == ["url-chips"]
+    assert refused_rule(zpki, lambda: enroll(zpki, key, revoked)) == "idevid-revoked"
+    served.clear()  # the URL fails: the CRL stays; once past its next update, enrollment fails closed
+    clock.advance(timedelta(days=8))
+    with pytest.raises(OtwardError):
+        zpki.zerotouch.refresh_crls(ADMIN)
+    _, other = maker.idevid("U-2", valid_from=clock.now - timedelta(hours=1))
+    zpki.zerotouch.claim("plant-a", "url-chips", [ClaimEntry("U-2")], profile=None, actor=ADMIN)
+    assert refused_rule(zpki, lambda: enroll(zpki, key, other)) == "idevid-crl"

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from otward.errors import ConfigError, SignerError
 
-__all__ = ["ENGINE_ID", "use_token_key"]
+__all__ = ["ENGINE_ID", "key_uri", "use_token_key"]
 
 ENGINE_ID = b"pkcs11"
 _lock = threading.Lock()
