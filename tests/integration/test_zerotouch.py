@@ -419,3 +419,22 @@ def test_a_crl_url_is_fetched_at_once_and_again_when_due(zpki, crl_server, clock
     _, other = maker.idevid("U-2", valid_from=clock.now - timedelta(hours=1))
     zpki.zerotouch.claim("plant-a", "url-chips", [ClaimEntry("U-2")], profile=None, actor=ADMIN)
     assert refused_rule(zpki, lambda: enroll(zpki, key, other)) == "idevid-crl"
+
+
+def test_no_other_verifier_is_given_a_manufacturer_ca(sqlite_pki, data_dir, tmp_path, acme):
+    """The Mosquitto listener's CA file and the OPC UA trust list hold otward's CAs only: an IDevID
+    authenticates nothing but its first enrollment (docs/identity.md)."""
+    cli(data_dir, "manufacturer", "add", "acme-sensors", "--ca", str(acme.write(tmp_path)))
+    mqtt, opcua = tmp_path / "mqtt", tmp_path / "opcua"
+    cli(data_dir, "mqtt-config", "--out", str(mqtt))
+    cli(data_dir, "opcua", "trustlist", "--out", str(opcua))
+    written = [p for p in [*mqtt.rglob("*"), *opcua.rglob("*")] if p.is_file()]
+    assert written
+    fingerprint = acme.certificate.fingerprint(hashes.SHA256())
+    der = acme.certificate.public_bytes(Encoding.DER)
+    for path in written:
+        content = path.read_bytes()
+        assert der not in content, path
+        if b"BEGIN CERTIFICATE" in content:
+            found = x509.load_pem_x509_certificates(content)
+            assert fingerprint not in [c.fingerprint(hashes.SHA256()) for c in found], path
