@@ -10,6 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AttributeOID, NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otward.core.idevid import (
     ClaimRecord,
@@ -221,3 +223,37 @@ def test_a_new_key_is_bound_to_the_tls_session_by_tls_unique(acme):
         assert _rule(exc) == "idevid-channel-binding"
     with pytest.raises(AuthenticationError):
         validate_possession(_csr(new_key), idevid, tls_version="TLSv1.2", tls_unique=unique)
+
+
+@given(value=st.binary(max_size=64))
+@settings(max_examples=200, deadline=None)
+def test_any_hardware_module_name_value_is_read_or_refused_cleanly(acme, value):
+    """A hardwareModuleName's value is whatever the manufacturer wrote: a serial comes out, or an
+    AuthenticationError (idevid-serial); nothing else escapes."""
+    import contextlib
+
+    sequence = b"\x30" + bytes([len(value)]) + value if len(value) < 128 else value
+    name = x509.OtherName(x509.ObjectIdentifier("1.3.6.1.5.5.7.8.4"), sequence)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+        .issuer_name(acme.certificate.subject)
+        .public_key(acme.key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([name]), critical=False)
+    )
+    certificate = None
+    with contextlib.suppress(ValueError):  # cryptography refuses to write a value that is not DER
+        certificate = builder.sign(acme.key, hashes.SHA256())
+    if certificate is None:
+        return
+    outcome: object
+    try:
+        outcome = hardware_serials(certificate)
+    except AuthenticationError as exc:
+        outcome = exc.rule
+    assert outcome == "idevid-serial" or (
+        isinstance(outcome, tuple) and len(outcome) == 1 and isinstance(outcome[0], str)
+    )
