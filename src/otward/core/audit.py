@@ -108,6 +108,8 @@ class EventType(enum.Enum):
     ACCESS_BUNDLE_REFUSED = "access.bundle_refused"  # bad signature, rollback or expiry at the asset
     ACCESS_CREDENTIAL_ISSUED = "access.credential_issued"
     ACCESS_CREDENTIAL_REVOKED = "access.credential_revoked"
+    NOTIFY_SENT = "notify.sent"  # a notification delivered to a webhook or SMTP server
+    NOTIFY_FAILED = "notify.failed"  # a notification given up on (attempts exhausted, channel gone)
 
 
 class Outcome(enum.Enum):
