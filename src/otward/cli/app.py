@@ -17,6 +17,7 @@ from otward.cli import db as db_cli
 from otward.cli import edge as edge_cli
 from otward.cli import gateway as gateway_cli
 from otward.cli import mqtt as mqtt_cli
+from otward.cli import notify as notify_cli
 from otward.cli import opcua as opcua_cli
 from otward.cli.common import (
     DataOption,
@@ -79,6 +80,7 @@ app.add_typer(edge_cli.app, name="edge")
 app.command("mqtt-config")(mqtt_cli.mqtt_config)
 app.add_typer(opcua_cli.app, name="opcua")
 app.command("gateway")(gateway_cli.gateway)
+app.add_typer(notify_cli.app, name="notify")
 
 
 def _version(value: bool) -> None:
