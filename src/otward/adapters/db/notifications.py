@@ -193,8 +193,22 @@ class SqlNotificationStore:
             return {str(status): int(n) for status, n in rows}
 
     def expiring_certificates(self, now: datetime, until: datetime) -> list[ExpiringCertificate]:
-        """Unrevoked end-entity certificates expiring in ``(now, until]`` with their device's owner;
-        a device certificate only while it is the device's current one (a renewed one is done)."""
+        """Unrevoked end-entity certificates expiring in ``(now, until]`` with their device's owner.
+        A renewed certificate is done: a device's only while it is the device's current one, any
+        other only while no unrevoked certificate of the same CA, profile and subject outlives it
+        (the service's own TLS certificate and signers are renewed that way, by otward itself)."""
+        newer = certificates.alias("newer")
+        renewed = (
+            select(newer.c.serial)
+            .where(
+                newer.c.ca == certificates.c.ca,
+                newer.c.profile == certificates.c.profile,
+                newer.c.subject == certificates.c.subject,
+                newer.c.revoked_at.is_(None),
+                newer.c.not_valid_after > certificates.c.not_valid_after,
+            )
+            .exists()
+        )
         query = (
             select(
                 certificates.c.serial,
@@ -211,6 +225,7 @@ class SqlNotificationStore:
                 certificates.c.kind == CertificateKind.END_ENTITY.value,
                 certificates.c.not_valid_after > now,
                 certificates.c.not_valid_after <= until,
+                ~renewed,
             )
             .order_by(certificates.c.not_valid_after)
         )
