@@ -232,3 +232,254 @@ def test_expiring_certificates_go_out_per_ca_and_owner_to_webhook_and_mail(
     assert recipients == ["ops@plant.example", "pki@plant.example"]
     assert "cert.expiring" in mail["Subject"] and "line-a" in mail["Subject"]
     assert "plc-1" in mail.get_payload()
+
+
+def _only(receiver: Receiver, event: str) -> list[dict[str, Any]]:
+    return [d.payload for d in receiver.accepted() if d.payload["type"] == event]
+
+
+def test_a_ca_near_expiry_is_announced_at_90_30_and_7_days(installation, database_url, receiver, clock):
+    _configure(installation, webhook=receiver.url, events=["ca.expiring"])
+    pki = _open(installation, database_url, clock)
+    try:
+        issuing = pki.authorities.get("issuing").certificate.not_valid_after_utc
+        notifier = Notifier.for_pki(pki)
+        assert notifier.check().queued == []  # years away
+        clock.now = issuing - timedelta(days=89)
+        assert len(notifier.check().queued) == 1
+        clock.now = issuing - timedelta(days=60)
+        assert notifier.check().queued == []  # nothing new since 90 days
+        clock.now = issuing - timedelta(days=29)
+        assert len(notifier.check().queued) == 1
+    finally:
+        pki.close()
+    messages = _only(receiver, "ca.expiring")
+    assert [m["details"]["ca"] for m in messages] == ["issuing", "issuing"]
+    assert [m["details"]["days_left"] for m in messages] == [89, 29]
+    assert "renew or roll it over" in messages[0]["summary"]
+
+
+def test_a_crl_not_refreshed_is_announced_once(installation, database_url, receiver, clock):
+    _configure(installation, webhook=receiver.url, events=["crl.failed"])
+    pki = _open(installation, database_url, clock)
+    try:
+        notifier = Notifier.for_pki(pki)
+        assert notifier.check().queued == []  # init published current CRLs
+        clock.advance(timedelta(days=8))  # past nextUpdate: the refresh never ran
+        assert len(notifier.check().queued) == 2  # root and issuing
+        assert notifier.check().queued == []
+        pki.revocation.refresh_all()  # fixed: the conditions clear ...
+        assert notifier.check().queued == []
+        clock.advance(timedelta(days=8))  # ... and a new failure is announced again
+        assert len(notifier.check().queued) == 2
+    finally:
+        pki.close()
+    messages = _only(receiver, "crl.failed")
+    assert len(messages) == 4
+    assert {m["details"]["problem"] for m in messages} == {"expired"}
+    assert {m["details"]["ca"] for m in messages} == {"root", "issuing"}
+
+
+def test_a_tampered_audit_trail_is_announced(installation, database_url, receiver, clock):
+    _configure(installation, webhook=receiver.url, events=["audit.failed"])
+    pki = _open(installation, database_url, clock)
+    try:
+        notifier = Notifier.for_pki(pki)
+        assert notifier.check().queued == []
+        with pki.stores.database.engine.begin() as conn:
+            conn.execute(text("UPDATE audit_events SET subject = 'forged' WHERE sequence = 2"))
+        assert len(notifier.check().queued) == 1
+        assert notifier.check().queued == []
+    finally:
+        pki.close()
+    (message,) = _only(receiver, "audit.failed")
+    assert message["details"]["status"] == "broken"
+    assert message["details"]["first_bad_sequence"] == 2
+    assert message["summary"].startswith("the audit chain does not verify")
+
+
+def test_a_ca_key_that_cannot_sign_is_announced(installation, database_url, receiver, clock):
+    _configure(installation, webhook=receiver.url, events=["key.failed"])
+    pki = _open(installation, database_url, clock)
+    try:
+        assert Notifier.for_pki(pki).check().queued == []
+        key_ref = pki.authorities.record("issuing").key_ref
+    finally:
+        pki.close()
+    key_file = installation / key_ref.removeprefix("file:")
+    assert key_file.is_file(), key_ref
+    key_file.write_bytes(
+        b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nbroken\n-----END ENCRYPTED PRIVATE KEY-----\n"
+    )
+    pki = _open(installation, database_url, clock)  # a new process: the key is read from the file again
+    try:
+        report = Notifier.for_pki(pki).check()
+    finally:
+        pki.close()
+    assert [e.subject for e in report.queued] == ["key.failed/ca/issuing"]
+    (message,) = _only(receiver, "key.failed")
+    assert message["summary"].startswith("the keys of CA 'issuing' cannot sign:")
+    assert "broken" not in json.dumps(message)  # the error names the problem, never key material
+
+
+def test_an_enrollment_flood_is_announced_once_per_window(installation, database_url, receiver, clock):
+    _configure(
+        installation, webhook=receiver.url, events=["enroll.flood"], notify="enroll_refused_threshold = 3"
+    )
+    pki = _open(installation, database_url, clock)
+    try:
+        notifier = Notifier.for_pki(pki)
+        for attempt in range(4):
+            with pytest.raises(AuthenticationError):
+                pki.enrollment_tokens.authenticate(f"not-a-token-{attempt}", actor=notifier_actor())
+            queued = notifier.check().queued
+            assert len(queued) == (1 if attempt == 3 else 0), attempt
+        assert notifier.check().queued == []  # the same window
+    finally:
+        pki.close()
+    (message,) = _only(receiver, "enroll.flood")
+    assert message["details"] == {"outcome": "refused", "count": 4, "threshold": 3, "window_minutes": 15}
+
+
+def notifier_actor():
+    from otward.services.audit import Actor
+
+    return Actor(component="est", identity="anonymous", source="192.0.2.9")
+
+
+# --- delivery: retries, deduplication, crashes -------------------------------------------------
+
+
+def _expiring(pki: Pki, clock: Clock, cn: str = "historian") -> str:
+    serial = pki.issuance.issue(build_csr(make_key(), cn=cn), profile="tls-client", validity_days=20).serial
+    return serial
+
+
+def test_a_webhook_that_fails_twice_gets_the_same_message_a_third_time(
+    installation, database_url, receiver, clock
+):
+    receiver.statuses = [500, 500]
+    _configure(installation, webhook=receiver.url, events=["cert.expiring"])
+    pki = _open(installation, database_url, clock)
+    try:
+        _expiring(pki, clock)
+        notifier = Notifier(pki, open_channels(pki.settings.notify), jitter=lambda: 0.0)
+        first = notifier.check()
+        assert (len(first.queued), first.drained.retrying) == (1, 1)
+        assert notifier.drain().retrying == 0  # not due yet: nothing is sent before the backoff
+        clock.advance(timedelta(seconds=15))  # base 30 s, jitter 0: half of it
+        assert notifier.drain().retrying == 1
+        clock.advance(timedelta(seconds=29))
+        assert notifier.drain().sent == 0  # the second delay is 30 s
+        clock.advance(timedelta(seconds=1))
+        assert notifier.drain().sent == 1
+        (row,) = notifier.outbox()
+        sent = _audit_types(pki, EventType.NOTIFY_SENT)
+    finally:
+        pki.close()
+    assert [d.status for d in receiver.deliveries] == [500, 500, 200]
+    assert len({d.body for d in receiver.deliveries}) == 1  # byte for byte the same message
+    assert len({d.headers["idempotency-key"] for d in receiver.deliveries}) == 1
+    assert (row.status, row.attempts, row.last_error) == ("sent", 3, None)
+    assert [e.subject for e in sent] == [row.channel]
+    assert sent[0].details["notification"] == row.notification_id
+    assert sent[0].details["attempts"] == "3"
+
+
+def test_a_message_is_given_up_after_max_attempts_and_audited(installation, database_url, receiver, clock):
+    receiver.statuses = [503] * 10
+    _configure(installation, webhook=receiver.url, events=["cert.expiring"], notify="max_attempts = 2")
+    pki = _open(installation, database_url, clock)
+    try:
+        _expiring(pki, clock)
+        notifier = Notifier.for_pki(pki)
+        assert notifier.check().drained.retrying == 1
+        clock.advance(timedelta(hours=1))
+        assert notifier.drain().failed == 1
+        clock.advance(timedelta(hours=1))
+        assert notifier.drain() == type(notifier.drain())()  # nothing left to send
+        failed = _audit_types(pki, EventType.NOTIFY_FAILED)
+    finally:
+        pki.close()
+    assert len(receiver.deliveries) == 2
+    (event,) = failed
+    assert event.outcome.value == "failure"
+    assert event.reason.endswith("answered HTTP 503")
+    assert "tag=plant" not in event.reason and "tag=plant" not in event.subject  # the query may hold a token
+    result = runner.invoke(
+        app,
+        [
+            "notify",
+            "list",
+            "--status",
+            "failed",
+            "--json",
+            "--data",
+            str(installation),
+            *(["--db", database_url] if database_url else []),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    assert (row["status"], row["attempts"]) == ("failed", 2)
+    assert row["last_error"].endswith("answered HTTP 503")
+
+
+def test_the_same_condition_is_not_sent_again_on_the_next_run(installation, database_url, receiver, clock):
+    _configure(installation, webhook=receiver.url, events=["cert.expiring"])
+    pki = _open(installation, database_url, clock)
+    try:
+        _expiring(pki, clock, "one")
+        notifier = Notifier.for_pki(pki)
+        assert len(notifier.check().queued) == 1
+        clock.advance(timedelta(minutes=15))
+        assert notifier.check().queued == []
+        _expiring(pki, clock, "two")  # the group changed: a new message listing both
+        assert len(notifier.check().queued) == 1
+        clock.advance(timedelta(days=14))  # both now within 7 days: each crosses its second mark
+        assert len(notifier.check().queued) == 1
+        assert notifier.check().queued == []
+    finally:
+        pki.close()
+    messages = _only(receiver, "cert.expiring")
+    assert [len(m["details"]["certificates"]) for m in messages] == [1, 2, 2]
+    assert len({m["id"] for m in messages}) == 3
+
+
+def test_a_crash_between_deciding_and_sending_still_sends_once(installation, database_url, receiver, clock):
+    _configure(installation, webhook=receiver.url, events=["cert.expiring"])
+    pki = _open(installation, database_url, clock)
+    try:
+        _expiring(pki, clock)
+        queued = Notifier.for_pki(pki).decide()  # committed to the outbox; the process then dies
+        assert len(queued) == 1 and receiver.deliveries == []
+    finally:
+        pki.stores.close()  # no orderly close: nothing else runs
+    pki = _open(installation, database_url, clock)
+    try:
+        report = Notifier.for_pki(pki).check()
+    finally:
+        pki.close()
+    assert report.queued == []  # already decided: not decided again
+    assert report.drained.sent == 1
+    (delivery,) = receiver.deliveries
+    assert delivery.payload["id"] == queued[0].notification_id
+
+
+def test_a_sender_that_died_holding_a_claim_is_replaced_after_the_lease(
+    installation, database_url, receiver, clock
+):
+    _configure(installation, webhook=receiver.url, events=["cert.expiring"])
+    pki = _open(installation, database_url, clock)
+    try:
+        _expiring(pki, clock)
+        notifier = Notifier.for_pki(pki)
+        notifier.decide()
+        claimed = pki.stores.notifications.claim_due(clock(), clock() + timedelta(minutes=10))
+        assert len(claimed) == 1  # ... and the sender died before sending
+        assert notifier.drain().sent == 0  # still claimed
+        clock.advance(timedelta(minutes=11))
+        assert notifier.drain().sent == 1
+    finally:
+        pki.close()
+    assert len(receiver.deliveries) == 1
