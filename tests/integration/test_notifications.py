@@ -483,3 +483,124 @@ def test_a_sender_that_died_holding_a_claim_is_replaced_after_the_lease(
     finally:
         pki.close()
     assert len(receiver.deliveries) == 1
+
+
+# --- configuration and the command line --------------------------------------------------------
+
+
+def _cli(installation: Path, database_url: str | None, *args: str) -> Any:
+    return runner.invoke(
+        app, [*args, "--data", str(installation), *(["--db", database_url] if database_url else [])]
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://192.0.2.10/hook", "plain http:// is accepted only for a loopback address"),
+        ("http://plant.example/hook", "plain http:// is accepted only for a loopback address"),
+        ("ftp://127.0.0.1/hook", "must be an https:// URL"),
+        ("https://user:pw@hooks.example/x", "must not hold a user name or password"),
+    ],
+    ids=["http-ip", "http-name", "ftp", "userinfo"],
+)
+def test_a_webhook_url_that_is_not_safe_is_a_config_error(data_dir, url, message):
+    from otward.core.keys import KeyType
+    from otward.services.bootstrap import initialize
+
+    initialize(data_dir, key_type=KeyType.EC_P256, organization="ACME Chemicals")
+    _configure(data_dir, webhook=url)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(data_dir)
+    assert "notify.webhook[0].url" in raised.value.message
+    assert message in raised.value.message
+    assert "user:pw" not in raised.value.message  # a password in a URL is never echoed
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('events = ["cert.expiring", "cert.exploded"]', "notify.webhook[0].events"),
+    ],
+)
+def test_an_unknown_event_names_its_key(sqlite_pki, data_dir, receiver, extra, key):
+    secret = _secret_file(data_dir)
+    with (data_dir / "config.toml").open("a") as handle:
+        handle.write(f'\n[[notify.webhook]]\nurl = "{receiver.url}"\nsecret_file = "{secret}"\n{extra}\n')
+    with pytest.raises(ConfigError, match=r"notify\.webhook\[0\]\.events: .*unknown event 'cert\.exploded'"):
+        load_settings(data_dir)
+
+
+def test_a_secret_file_readable_by_others_is_refused(sqlite_pki, data_dir, receiver):
+    _configure(data_dir, webhook=receiver.url, secret_mode=0o644)
+    settings = load_settings(data_dir)  # other commands still work
+    with pytest.raises(
+        ConfigError, match=r"notify\.webhook\[0\]\.secret_file: .* has mode 0644; .*chmod 600"
+    ):
+        open_channels(settings.notify)
+    result = _cli(data_dir, None, "notify", "test")
+    assert result.exit_code == 1
+    assert "mode 0644" in result.output
+    assert receiver.deliveries == []
+    os.chmod(data_dir / "webhook.secret", 0o600)
+    assert _cli(data_dir, None, "notify", "test").exit_code == 0
+
+
+def test_notify_test_reports_each_channel(installation, database_url, receiver, smtp):
+    port, mailbox = smtp
+    _configure(installation, webhook=receiver.url, smtp_port=port)
+    result = _cli(installation, database_url, "notify", "test", "--json")
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.output)
+    assert [(r["channel"], r["ok"]) for r in results] == [
+        ("webhook:" + receiver.url.split("?")[0], True),
+        (f"smtp:127.0.0.1:{port}", True),
+    ]
+    (delivery,) = receiver.deliveries
+    assert delivery.verified and delivery.payload["type"] == "test"
+    assert len(mailbox.messages) == 1
+    receiver.statuses = [500]
+    result = _cli(installation, database_url, "notify", "test")
+    assert result.exit_code == 1
+    assert "answered HTTP 500" in result.output
+    assert f"smtp:127.0.0.1:{port}: ok" in result.output
+    pki = Pki.open(load_settings(installation, database_url=database_url))
+    try:
+        events = _audit_types(pki, EventType.NOTIFY_SENT, EventType.NOTIFY_FAILED)
+    finally:
+        pki.close()
+    assert [(e.type, e.details["event"]) for e in events] == [
+        (EventType.NOTIFY_SENT, "test"),
+        (EventType.NOTIFY_SENT, "test"),
+        (EventType.NOTIFY_FAILED, "test"),
+        (EventType.NOTIFY_SENT, "test"),
+    ]
+    assert all(e.details["actor"].startswith("cli:") for e in events)
+    assert SECRET.decode() not in json.dumps([e.to_dict() for e in events])
+
+
+def test_notify_check_and_list_on_the_command_line(installation, database_url, receiver):
+    _configure(installation, webhook=receiver.url, events=["cert.expiring"])
+    pki = Pki.open(load_settings(installation, database_url=database_url))
+    try:
+        pki.issuance.issue(build_csr(make_key(), cn="historian"), profile="tls-client", validity_days=20)
+    finally:
+        pki.close()
+    result = _cli(installation, database_url, "notify", "check")
+    assert result.exit_code == 0, result.output
+    assert "1 queued; sent 1, retrying 0, failed 0" in result.output
+    assert (
+        _cli(installation, database_url, "notify", "check")
+        .output.strip()
+        .endswith("0 queued; sent 0, retrying 0, failed 0")
+    )
+    listed = json.loads(_cli(installation, database_url, "notify", "list", "--json").output)
+    assert [(r["event"], r["status"], r["attempts"]) for r in listed] == [("cert.expiring", "sent", 1)]
+    table = _cli(installation, database_url, "notify", "list").output
+    assert listed[0]["id"] in table and table.rstrip().endswith("1 notification")
+
+
+def test_commands_without_a_channel_say_how_to_configure_one(sqlite_pki, data_dir):
+    result = _cli(data_dir, None, "notify", "check")
+    assert result.exit_code == 1
+    assert "no notification channel is configured" in result.output
