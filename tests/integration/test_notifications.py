@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +22,11 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -29,7 +36,7 @@ from otward.core.audit import EventType
 from otward.errors import AuthenticationError, ConfigError
 from otward.services.notifications import Notifier, open_channels
 from otward.services.pki import Pki
-from tests.conftest import Clock, build_csr, free_port, make_key
+from tests.conftest import Clock, build_csr, free_port, make_key, write_key
 
 pytestmark = pytest.mark.integration
 
@@ -209,7 +216,8 @@ def test_expiring_certificates_go_out_per_ca_and_owner_to_webhook_and_mail(
     assert channels == {f"smtp:127.0.0.1:{port}", "webhook:" + receiver.url.split("?")[0]}
     assert (report.drained.sent, report.drained.failed) == (4, 0)
     payloads = {d.payload["details"]["owner"]: d.payload for d in receiver.accepted()}
-    assert len(receiver.deliveries) == 2 and all(d.verified for d in receiver.deliveries)
+    assert len(receiver.deliveries) == 2
+    assert all(d.verified for d in receiver.deliveries)
     assert set(payloads) == {"line-a", None}
     message = payloads["line-a"]
     assert message["type"] == "cert.expiring"
@@ -219,7 +227,8 @@ def test_expiring_certificates_go_out_per_ca_and_owner_to_webhook_and_mail(
     assert [c["subject"] for c in payloads[None]["details"]["certificates"]] == [
         "CN=localhost,O=ACME Chemicals"
     ]
-    assert loose.serial not in json.dumps(payloads) and far.serial not in json.dumps(payloads)
+    assert loose.serial not in json.dumps(payloads)
+    assert far.serial not in json.dumps(payloads)
     by_id = {d.payload["id"]: d for d in receiver.deliveries}
     assert by_id[message["id"]].headers["idempotency-key"] == message["id"]
     assert len(mailbox.messages) == 2
@@ -230,7 +239,8 @@ def test_expiring_certificates_go_out_per_ca_and_owner_to_webhook_and_mail(
     sender, recipients, mail = mails[f"<{message['id']}@plant.example>"]
     assert sender == "otward@plant.example"
     assert recipients == ["ops@plant.example", "pki@plant.example"]
-    assert "cert.expiring" in mail["Subject"] and "line-a" in mail["Subject"]
+    assert "cert.expiring" in mail["Subject"]
+    assert "line-a" in mail["Subject"]
     assert "plc-1" in mail.get_payload()
 
 
@@ -405,7 +415,8 @@ def test_a_message_is_given_up_after_max_attempts_and_audited(installation, data
     (event,) = failed
     assert event.outcome.value == "failure"
     assert event.reason.endswith("answered HTTP 503")
-    assert "tag=plant" not in event.reason and "tag=plant" not in event.subject  # the query may hold a token
+    assert "tag=plant" not in event.reason
+    assert "tag=plant" not in event.subject
     result = runner.invoke(
         app,
         [
@@ -452,7 +463,8 @@ def test_a_crash_between_deciding_and_sending_still_sends_once(installation, dat
     try:
         _expiring(pki, clock)
         queued = Notifier.for_pki(pki).decide()  # committed to the outbox; the process then dies
-        assert len(queued) == 1 and receiver.deliveries == []
+        assert len(queued) == 1
+        assert receiver.deliveries == []
     finally:
         pki.stores.close()  # no orderly close: nothing else runs
     pki = _open(installation, database_url, clock)
@@ -557,7 +569,8 @@ def test_notify_test_reports_each_channel(installation, database_url, receiver, 
         (f"smtp:127.0.0.1:{port}", True),
     ]
     (delivery,) = receiver.deliveries
-    assert delivery.verified and delivery.payload["type"] == "test"
+    assert delivery.verified
+    assert delivery.payload["type"] == "test"
     assert len(mailbox.messages) == 1
     receiver.statuses = [500]
     result = _cli(installation, database_url, "notify", "test")
@@ -597,10 +610,123 @@ def test_notify_check_and_list_on_the_command_line(installation, database_url, r
     listed = json.loads(_cli(installation, database_url, "notify", "list", "--json").output)
     assert [(r["event"], r["status"], r["attempts"]) for r in listed] == [("cert.expiring", "sent", 1)]
     table = _cli(installation, database_url, "notify", "list").output
-    assert listed[0]["id"] in table and table.rstrip().endswith("1 notification")
+    assert listed[0]["id"] in table
+    assert table.rstrip().endswith("1 notification")
 
 
 def test_commands_without_a_channel_say_how_to_configure_one(sqlite_pki, data_dir):
     result = _cli(data_dir, None, "notify", "check")
     assert result.exit_code == 1
     assert "no notification channel is configured" in result.output
+
+
+# --- SMTP with STARTTLS and a login ------------------------------------------------------------
+
+
+def _tls_files(directory: Path) -> tuple[Path, ssl.SSLContext]:
+    """A CA file and a server context for 127.0.0.1 (certificate issued by that CA)."""
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail test CA")])
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail.test")]))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file = directory / "mail-ca.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    chain = directory / "mail-server.pem"
+    chain.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    key_file = write_key(directory / "mail-server.key", server_key)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(chain, key_file)
+    return ca_file, context
+
+
+def test_mail_goes_over_starttls_with_a_login(installation, database_url, tmp_path):
+    ca_file, server_context = _tls_files(tmp_path)
+    logins: list[tuple[bytes, bytes, bool]] = []
+
+    def authenticator(server, session, envelope, mechanism, credentials):
+        logins.append((credentials.login, credentials.password, session.ssl is not None))
+        # handled=False: aiosmtpd answers 535 itself when the credentials are refused
+        return AuthResult(success=credentials.password == b"mail-password", handled=False)
+
+    mailbox = _Mailbox()
+    controller = Controller(
+        mailbox,
+        hostname="127.0.0.1",
+        port=free_port(),
+        tls_context=server_context,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=authenticator,
+    )
+    controller.start()
+    password = tmp_path / "smtp.password"
+    password.write_text("mail-password\n")
+    password.chmod(0o600)
+    try:
+        with (installation / "config.toml").open("a") as handle:
+            handle.write(
+                "\n[notify.smtp]\n"
+                f'host = "127.0.0.1"\nport = {controller.port}\n'
+                'from = "otward@plant.example"\nto = ["ops@plant.example"]\n'
+                f'username = "otward"\npassword_file = "{password}"\nca_file = "{ca_file}"\n'
+            )
+        result = _cli(installation, database_url, "notify", "test")
+        assert result.exit_code == 0, result.output
+        password.write_text("wrong\n")
+        result = _cli(installation, database_url, "notify", "test")
+        assert result.exit_code == 1
+        assert "answered 535" in result.output
+        assert "wrong" not in result.output
+    finally:
+        controller.stop()
+    assert logins[0] == (b"otward", b"mail-password", True)
+    assert {login[1:] for login in logins[1:]} == {(b"wrong", True)}  # smtplib tries PLAIN, then LOGIN
+    assert len(mailbox.messages) == 1
+
+
+def test_mail_to_a_server_whose_certificate_is_not_trusted_is_not_sent(installation, database_url, tmp_path):
+    _, server_context = _tls_files(tmp_path)
+    mailbox = _Mailbox()
+    controller = Controller(
+        mailbox, hostname="127.0.0.1", port=free_port(), tls_context=server_context, require_starttls=True
+    )
+    controller.start()
+    try:
+        _configure(installation, smtp_port=controller.port)  # no ca_file: the system store
+        result = _cli(installation, database_url, "notify", "test")
+    finally:
+        controller.stop()
+    assert result.exit_code == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in result.output
+    assert mailbox.messages == []

@@ -149,7 +149,9 @@ def test_a_flood_is_announced_once_per_window():
     first = flood_condition("refused", 50, 10, NOW + timedelta(minutes=1), window)
     same = flood_condition("refused", 80, 10, NOW + timedelta(minutes=14), window)
     later = flood_condition("refused", 80, 10, NOW + timedelta(minutes=16), window)
-    assert first is not None and same is not None and later is not None
+    assert first is not None
+    assert same is not None
+    assert later is not None
     assert first.marks == same.marks != later.marks
     assert first.key == later.key == "enroll.flood/refused"
 
