@@ -63,6 +63,7 @@ class Receiver:
     url: str
     deliveries: list[Delivery] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    delay: float = 0.0  # seconds each answer takes
 
     def accepted(self) -> list[Delivery]:
         return [d for d in self.deliveries if d.status == 200]
@@ -88,6 +89,7 @@ def receiver() -> Iterator[Receiver]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             verified = _verify(headers, body)
             status = state.statuses.pop(0) if state.statuses else 200
+            time.sleep(state.delay)
             if not verified:
                 status = 401
             state.deliveries.append(Delivery(headers, body, verified, status))
@@ -730,3 +732,81 @@ def test_mail_to_a_server_whose_certificate_is_not_trusted_is_not_sent(installat
     assert result.exit_code == 1
     assert "CERTIFICATE_VERIFY_FAILED" in result.output
     assert mailbox.messages == []
+
+
+# --- several nodes, and the service ------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_two_nodes_on_one_postgresql_send_each_message_once(data_dir, receiver, clock):
+    from otward.core.keys import KeyType
+    from otward.services.bootstrap import initialize
+    from tests.conftest import _postgres_database
+
+    database = _postgres_database()
+    url = next(database)
+    nodes: list[Pki] = []
+    try:
+        initialize(data_dir, key_type=KeyType.EC_P256, organization="ACME Chemicals", database_url=url)
+        _configure(data_dir, webhook=receiver.url, events=["cert.expiring"])
+        nodes = [_open(data_dir, url, clock) for _ in range(3)]
+        for index in range(6):
+            nodes[0].owners.create(f"line-{index}")
+            for _ in nodes[0].provisioning.provision(f"line-{index}", [f"plc-{index}"]):
+                pass
+        clock.advance(timedelta(days=360))
+        receiver.delay = 0.05
+        notifiers = [Notifier.for_pki(node) for node in nodes]
+        start = threading.Barrier(len(notifiers))
+        reports: list[Any] = []
+
+        def run(notifier: Notifier) -> None:
+            start.wait()
+            reports.append(notifier.check())
+
+        threads = [threading.Thread(target=run, args=(n,)) for n in notifiers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        again = [n.check() for n in notifiers]
+    finally:
+        for node in nodes:
+            node.close()
+        database.close()
+    assert len(reports) == 3
+    assert sum(len(r.queued) for r in reports) == 7  # six owners and the service's own certificate
+    assert sum(r.drained.sent for r in reports) == 7
+    assert all(r.queued == [] and r.drained.sent == 0 for r in again)
+    ids = [d.payload["id"] for d in receiver.deliveries]
+    assert len(ids) == len(set(ids)) == 7
+
+
+def test_the_service_sends_on_its_own_and_refuses_to_start_with_a_public_secret(tmp_path, receiver):
+    from otward.services.bootstrap import initialize
+    from tests.conftest import start_server, stop_server
+
+    data_dir = tmp_path / "served"
+    initialize(data_dir, organization="ACME Chemicals", public_url=f"http://127.0.0.1:{free_port()}")
+    _configure(data_dir, webhook=receiver.url, events=["cert.expiring"], secret_mode=0o644)
+    with pytest.raises(RuntimeError, match="has mode 0644"):
+        start_server(data_dir)
+    (data_dir / "webhook.secret").chmod(0o600)
+    pki = Pki.open(load_settings(data_dir))
+    try:
+        serial = pki.issuance.issue(
+            build_csr(make_key(), cn="historian"), profile="tls-client", validity_days=20
+        ).serial
+    finally:
+        pki.close()
+    server = start_server(data_dir)
+    try:
+        deadline = time.monotonic() + 30
+        while not receiver.deliveries and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop_server(server)
+    (delivery,) = receiver.deliveries
+    assert delivery.verified
+    assert delivery.payload["type"] == "cert.expiring"
+    assert serial in [c["serial"] for c in delivery.payload["details"]["certificates"]]
