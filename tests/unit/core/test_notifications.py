@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -248,3 +249,31 @@ def test_backoff_arguments_are_checked(attempt, jitter):
 )
 def test_loopback_hosts(host, loopback):
     assert is_loopback_host(host) is loopback
+
+
+def test_the_documented_receiver_accepts_what_otward_signs_and_nothing_else():
+    """The Python example of docs/notifications.md, run as written (its secret file replaced)."""
+    import io
+    import time
+    from pathlib import Path
+
+    text = (Path(__file__).parents[3] / "docs" / "notifications.md").read_text()
+    snippet = text.split("### Verifying a webhook", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, object] = {"open": lambda *_: io.BytesIO(b"receiver-secret\n")}
+    exec(compile(snippet, "docs/notifications.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    accept: Any = namespace["accept"]
+    body = encode_payload(probe_notification(NOW, "doc"), "ACME")
+    now = int(time.time())
+
+    def headers(timestamp: int, signed: bytes = body, secret: bytes = b"receiver-secret") -> dict[str, str]:
+        return {
+            "X-Otward-Timestamp": str(timestamp),
+            "X-Otward-Signature": signature_header(secret, timestamp, signed),
+            "Idempotency-Key": "abc",
+        }
+
+    assert accept(headers(now), body) is True
+    assert accept(headers(now), body) is True  # a duplicate: acknowledged
+    assert accept(headers(now, secret=b"other"), body) is False
+    assert accept(headers(now), body + b" ") is False
+    assert accept(headers(now - 600), body) is False
