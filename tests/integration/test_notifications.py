@@ -810,3 +810,55 @@ def test_the_service_sends_on_its_own_and_refuses_to_start_with_a_public_secret(
     assert delivery.verified
     assert delivery.payload["type"] == "cert.expiring"
     assert serial in [c["serial"] for c in delivery.payload["details"]["certificates"]]
+
+
+def _https_receiver(context: ssl.SSLContext, status: int = 200) -> tuple[ThreadingHTTPServer, list[bytes]]:
+    bodies: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(status)
+            self.send_header("Location", "https://127.0.0.1:1/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, bodies
+
+
+@pytest.mark.parametrize(
+    ("trust", "status", "error"),
+    [
+        ("ca_file", 200, None),
+        ("system", 200, "CERTIFICATE_VERIFY_FAILED"),
+        ("ca_file", 302, "answered HTTP 302"),  # a redirect is not followed
+    ],
+    ids=["ca-file", "system-store", "redirect"],
+)
+def test_an_https_webhook_is_verified_against_its_ca_file(
+    sqlite_pki, data_dir, tmp_path, trust, status, error
+):
+    ca_file, server_context = _tls_files(tmp_path)
+    server, bodies = _https_receiver(server_context, status)
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/hook"
+        _configure(data_dir, webhook=url)
+        if trust == "ca_file":
+            with (data_dir / "config.toml").open("a") as handle:
+                handle.write(f'ca_file = "{ca_file}"\n')
+        result = _cli(data_dir, None, "notify", "test", "--json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    (outcome,) = json.loads(result.output)
+    assert outcome["ok"] is (error is None)
+    assert result.exit_code == (0 if error is None else 1)
+    if error is not None:
+        assert error in outcome["error"]
+    assert len(bodies) == (0 if trust == "system" else 1)
