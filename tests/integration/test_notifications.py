@@ -862,3 +862,25 @@ def test_an_https_webhook_is_verified_against_its_ca_file(
     if error is not None:
         assert error in outcome["error"]
     assert len(bodies) == (0 if trust == "system" else 1)
+
+
+def test_a_check_that_cannot_run_keeps_what_it_announced(sqlite_pki, data_dir, receiver, clock, caplog):
+    _configure(data_dir, webhook=receiver.url, events=["audit.failed", "crl.failed"])
+    pki = _open(data_dir, None, clock)
+    try:
+        notifier = Notifier.for_pki(pki)
+        with pki.stores.database.engine.begin() as conn:
+            conn.execute(text("UPDATE audit_events SET subject = 'forged' WHERE sequence = 3"))
+        assert [e.subject for e in notifier.check().queued] == ["audit.failed"]
+        root = data_dir / "root.pem"
+        saved = root.read_bytes()
+        root.unlink()  # the audit check needs its trust anchor: it cannot run now
+        _, checked = notifier.evaluate()
+        assert {e.value for e in checked} == {"crl.failed"}
+        assert notifier.check().queued == []
+        assert "notification check audit.failed could not run" in caplog.text
+        root.write_bytes(saved)
+        assert notifier.check().queued == []  # still announced: not sent a second time
+    finally:
+        pki.close()
+    assert len(_only(receiver, "audit.failed")) == 1

@@ -149,25 +149,34 @@ class Notifier:
         )
 
     def evaluate(self, actor: Actor = SYSTEM_ACTOR) -> tuple[list[Condition], frozenset[NotifyEvent]]:
-        """The conditions found now, and the events whose checks ran."""
-        wanted = self.wanted()
+        """The conditions found now, and the events whose checks ran. A check that fails (the
+        database away, say) is logged and left out: what it announced before is kept, not forgotten."""
         now = self._pki.clock()
+        checks: dict[NotifyEvent, Callable[[], list[Condition]]] = {
+            NotifyEvent.CERT_EXPIRING: lambda: self._expiry_conditions(now),
+            NotifyEvent.CA_EXPIRING: lambda: ca_expiry_conditions(
+                self._ca_expiry(), now, self._settings.ca_expiring_within_days
+            ),
+            NotifyEvent.CRL_FAILED: lambda: self._crl_conditions(now, actor),
+            NotifyEvent.AUDIT_FAILED: self._audit_conditions,
+            NotifyEvent.KEY_FAILED: self._key_conditions,
+            NotifyEvent.ENROLL_FLOOD: lambda: self._flood_conditions(now),
+        }
         conditions: list[Condition] = []
-        if NotifyEvent.CERT_EXPIRING in wanted:
-            marks = self._settings.expiring_within_days
-            found = self._store.expiring_certificates(now, now + timedelta(days=max(marks)))
-            conditions += expiry_conditions(found, now, marks)
-        if NotifyEvent.CA_EXPIRING in wanted:
-            conditions += ca_expiry_conditions(self._ca_expiry(), now, self._settings.ca_expiring_within_days)
-        if NotifyEvent.CRL_FAILED in wanted:
-            conditions += self._crl_conditions(now, actor)
-        if NotifyEvent.AUDIT_FAILED in wanted:
-            conditions += self._audit_conditions()
-        if NotifyEvent.KEY_FAILED in wanted:
-            conditions += self._key_conditions()
-        if NotifyEvent.ENROLL_FLOOD in wanted:
-            conditions += self._flood_conditions(now)
-        return conditions, wanted
+        checked = set()
+        for event in sorted(self.wanted(), key=lambda e: e.value):
+            try:
+                conditions += checks[event]()
+            except OtwardError as exc:
+                log.warning("notification check %s could not run: %s", event.value, exc)
+                continue
+            checked.add(event)
+        return conditions, frozenset(checked)
+
+    def _expiry_conditions(self, now: datetime) -> list[Condition]:
+        marks = self._settings.expiring_within_days
+        found = self._store.expiring_certificates(now, now + timedelta(days=max(marks)))
+        return expiry_conditions(found, now, marks)
 
     def _ca_expiry(self) -> list[tuple[str, datetime]]:
         found = []
