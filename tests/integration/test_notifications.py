@@ -884,3 +884,24 @@ def test_a_check_that_cannot_run_keeps_what_it_announced(sqlite_pki, data_dir, r
     finally:
         pki.close()
     assert len(_only(receiver, "audit.failed")) == 1
+
+
+def test_a_renewed_certificate_is_not_announced(installation, database_url, receiver, clock):
+    _configure(installation, webhook=receiver.url, events=["cert.expiring"])
+    pki = _open(installation, database_url, clock)
+    try:
+        old = _expiring(pki, clock, "historian")
+        renewed = pki.issuance.issue(
+            build_csr(make_key(), cn="historian"), profile="tls-client", validity_days=200
+        ).serial
+        other = _expiring(pki, clock, "scada")
+        report = Notifier.for_pki(pki).check()
+        pki.revocation.revoke(int(renewed, 16), x509.ReasonFlags.superseded)  # the renewal revoked:
+        again = Notifier.for_pki(pki).check()  # the old certificate is the current one again
+    finally:
+        pki.close()
+    assert len(report.queued) == 1
+    first, second = (m["details"]["certificates"] for m in _only(receiver, "cert.expiring"))
+    assert [c["serial"] for c in first] == [other]
+    assert len(again.queued) == 1
+    assert sorted(c["serial"] for c in second) == sorted([old, other])
