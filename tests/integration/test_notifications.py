@@ -452,6 +452,10 @@ def test_the_same_condition_is_not_sent_again_on_the_next_run(installation, data
         clock.advance(timedelta(days=14))  # both now within 7 days: each crosses its second mark
         assert len(notifier.check().queued) == 1
         assert notifier.check().queued == []
+        assert len(notifier.outbox()) == 3
+        clock.advance(timedelta(days=91))  # sent rows are kept 90 days
+        assert notifier.check().queued == []
+        assert notifier.outbox() == []
     finally:
         pki.close()
     messages = _only(receiver, "cert.expiring")

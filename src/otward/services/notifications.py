@@ -47,6 +47,7 @@ __all__ = ["CRL_GRACE", "CheckReport", "DrainReport", "Notifier", "TestResult", 
 log = logging.getLogger("otward.notify")
 
 CRL_GRACE = timedelta(minutes=10)  # how long a due CRL refresh may lag before it counts as failed
+KEEP_FINISHED = timedelta(days=90)  # sent and failed outbox rows are kept this long (notify list)
 LEASE = timedelta(minutes=10)  # a claimed outbox row is due again after this (its sender died)
 BATCH = 20
 _KEY_PROBE = b"otward notify: key check"
@@ -330,6 +331,7 @@ class Notifier:
             return Plan(decision.store, decision.forget, entries)
 
         queued = self._store.save_decision(now, plan)
+        self._store.purge_finished(now - KEEP_FINISHED)
         if queued:
             log.info("%d notifications queued", len(queued))
         return queued

@@ -179,6 +179,17 @@ class SqlNotificationStore:
             conn.execute(update(notify_outbox).where(notify_outbox.c.id == row_id).values(**values))
             ledger.append(conn, events)
 
+    def purge_finished(self, before: datetime) -> int:
+        """Delete sent and failed rows last touched before ``before``; returns how many."""
+        with self._database.transaction() as conn:
+            return int(
+                conn.execute(
+                    delete(notify_outbox).where(
+                        notify_outbox.c.status.in_([SENT, FAILED]), notify_outbox.c.updated_at < before
+                    )
+                ).rowcount
+            )
+
     def list_outbox(self, *, status: str | None = None, limit: int = 100) -> list[OutboxRow]:
         """Newest first."""
         query = select(notify_outbox).order_by(notify_outbox.c.id.desc()).limit(limit)
