@@ -909,3 +909,37 @@ def test_a_renewed_certificate_is_not_announced(installation, database_url, rece
     assert [c["serial"] for c in first] == [other]
     assert len(again.queued) == 1
     assert sorted(c["serial"] for c in second) == sorted([old, other])
+
+
+def _own_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), if it has one."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+def test_mail_is_not_sent_in_the_clear_to_a_host_off_loopback(installation, database_url):
+    address = _own_address()
+    if address is None:
+        pytest.skip("no non-loopback address on this machine")
+    mailbox = _Mailbox()
+    controller = Controller(mailbox, hostname=address, port=free_port())  # no STARTTLS offered
+    controller.start()
+    try:
+        with (installation / "config.toml").open("a") as handle:
+            handle.write(
+                f'\n[notify.smtp]\nhost = "{address}"\nport = {controller.port}\n'
+                'from = "otward@plant.example"\nto = ["ops@plant.example"]\n'
+            )
+        result = _cli(installation, database_url, "notify", "test")
+    finally:
+        controller.stop()
+    assert result.exit_code == 1
+    assert "does not offer STARTTLS; refusing to send in the clear" in result.output
+    assert mailbox.messages == []

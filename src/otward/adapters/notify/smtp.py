@@ -83,7 +83,8 @@ class SmtpChannel:
                 smtp.send_message(message, from_addr=self._sender, to_addrs=list(self._to))
         except smtplib.SMTPResponseException as exc:
             raise BackendError(f"{self.name} answered {exc.smtp_code}", rule="notify-delivery") from exc
-        except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        except (smtplib.SMTPException, OSError, ssl.SSLError, UnicodeError, ValueError) as exc:
+            # ValueError/UnicodeError: an address or header the server or smtplib cannot take
             reason = str(exc) or type(exc).__name__
             raise BackendError(f"{self.name}: {reason}", rule="notify-delivery") from exc
 

@@ -91,7 +91,7 @@ class WebhookChannel:
         }
         try:
             response = self._client.post(self._url, content=payload, headers=headers)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError, OSError) as exc:
             reason = str(exc).replace(self._url, display_url(self._url)) or type(exc).__name__
             raise BackendError(f"{self.name}: {reason}", rule="notify-delivery") from exc
         if not 200 <= response.status_code < 300:
