@@ -19,6 +19,7 @@ from otward.cli import edge as edge_cli
 from otward.cli import gateway as gateway_cli
 from otward.cli import manufacturer as manufacturer_cli
 from otward.cli import mqtt as mqtt_cli
+from otward.cli import notify as notify_cli
 from otward.cli import opcua as opcua_cli
 from otward.cli.common import (
     DataOption,
@@ -86,6 +87,7 @@ app.add_typer(manufacturer_cli.app, name="manufacturer")  # zero-touch onboardin
 device.app.command("claim")(manufacturer_cli.claim)
 device.app.command("claims")(manufacturer_cli.list_claims)
 device.app.command("release")(manufacturer_cli.release)
+app.add_typer(notify_cli.app, name="notify")
 
 
 def _version(value: bool) -> None:

@@ -113,6 +113,8 @@ class EventType(enum.Enum):
     MANUFACTURER_CRL = "manufacturer.crl"  # a manufacturer's CRL loaded
     DEVICE_CLAIMED = "device.claimed"  # an owner claimed a unit by (manufacturer, serial)
     DEVICE_RELEASED = "device.released"
+    NOTIFY_SENT = "notify.sent"  # a notification delivered to a webhook or SMTP server
+    NOTIFY_FAILED = "notify.failed"  # a notification given up on (attempts exhausted, channel gone)
 
 
 class Outcome(enum.Enum):

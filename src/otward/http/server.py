@@ -37,6 +37,7 @@ from otward.http.tls import TlsAwareHttpProtocol
 from otward.services.audit import Actor
 from otward.services.bootstrap import TlsFiles, renew_service_certificate_if_due
 from otward.services.channels import Channels, reload_mosquitto
+from otward.services.notifications import Notifier, open_channels
 from otward.services.pki import Pki, upgrade_database
 from otward.services.signers import SIGNERS
 from otward.web.connections import ConnectionLimits, GuardedHttpProtocol, GuardedServer
@@ -50,6 +51,7 @@ log = logging.getLogger("otward.server")
 HOUSEKEEPING_SECONDS = 60.0
 CRL_CHECK_SECONDS = 5.0  # how soon a CRL left behind a committed revocation is re-signed
 SIGN_TICK_SECONDS = 1.0
+NOTIFY_DRAIN_SECONDS = 5.0  # how often the outbox is drained (new messages and retries that are due)
 SERVICE_ACTOR = Actor(component="ca", identity="service")
 
 
@@ -373,6 +375,33 @@ async def _keep_crls_current(pki: Pki) -> None:
                 )
 
 
+async def _notify(pki: Pki) -> None:
+    """Run the notification checks every ``[notify] interval`` and deliver the outbox every few
+    seconds (retries included). On several nodes each does this: decisions are serialised and
+    outbox rows claimed in the database, so every message goes out once per attempt."""
+    if not Notifier.configured(pki.settings):
+        return
+    notifier = Notifier.for_pki(pki)
+    loop = asyncio.get_running_loop()
+    interval = pki.settings.notify.interval_delta.total_seconds()
+    next_check = loop.time()
+    try:
+        while True:
+            if loop.time() >= next_check:
+                next_check = loop.time() + interval
+                try:
+                    await asyncio.to_thread(notifier.decide, SERVICE_ACTOR)
+                except OtwardError as exc:
+                    log.warning("notification checks failed (again in %d s): %s", interval, exc)
+            try:
+                await asyncio.to_thread(notifier.drain, SERVICE_ACTOR)
+            except OtwardError as exc:
+                log.warning("notification outbox not drained: %s", exc)
+            await asyncio.sleep(NOTIFY_DRAIN_SECONDS)
+    finally:
+        notifier.close()
+
+
 async def _exit_when_orphaned(stop: Callable[[], None], parent: int) -> None:
     """A worker whose supervisor died (even by SIGKILL) stops serving instead of running on unwatched.
 
@@ -433,7 +462,8 @@ async def _serve_worker(
     leader_tasks = []
     if index == 0:
         leader_tasks = [
-            asyncio.create_task(task(pki)) for task in (_forward_audit, _refresh_mqtt, _keep_crls_current)
+            asyncio.create_task(task(pki))
+            for task in (_forward_audit, _refresh_mqtt, _keep_crls_current, _notify)
         ]
     try:
         await asyncio.gather(https.serve(sockets=[sockets[0]]), plain.serve(sockets=[sockets[1]]))
@@ -461,6 +491,9 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = log.info) -> 
     service's certificate reissued if ``[server] names`` changed; ``announce`` tells the console."""
     settings = load_settings(options.data_dir, database_url=options.database_url)
     _connection_limits(settings, options)  # checked before anything changes or starts
+    if Notifier.configured(settings):
+        for channel in open_channels(settings.notify):  # secret files (0600) and CA files readable
+            getattr(channel, "close", lambda: None)()
     change = upgrade_database(settings)
     if change.before != change.after:
         announce(f"database schema upgraded from {change.before or 'an empty database'} to {change.after}")

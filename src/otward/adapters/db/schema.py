@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     false,
 )
 
@@ -40,6 +41,8 @@ __all__ = [
     "log_entries",
     "log_heads",
     "metadata",
+    "notify_conditions",
+    "notify_outbox",
     "owners",
     "signers",
     "subject_names",
@@ -298,4 +301,36 @@ device_challenges = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("used_at", UtcDateTime, nullable=True),
     Index("ix_device_challenges_expires_at", "expires_at"),
+)
+
+# One row per notification and channel: written with the decision, so a crash before sending still
+# sends (docs/notifications.md). ``next_attempt_at`` is also the claim: a sender moves it past its
+# lease before sending, so a crashed sender's row becomes due again.
+notify_outbox = Table(
+    "notify_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("notification_id", String(32), nullable=False),  # the idempotency key
+    Column("channel", String(255), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("subject", String(255), nullable=False),  # the condition's key
+    Column("payload", Text, nullable=False),  # the webhook body, sent unchanged on every attempt
+    Column("status", String(16), nullable=False),  # pending, sent, failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("last_error", String(1024), nullable=True),
+    UniqueConstraint("notification_id", "channel"),
+    Index("ix_notify_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+)
+
+# What each condition has announced (its marks, a JSON list): see otward.core.notifications.decide.
+notify_conditions = Table(
+    "notify_conditions",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("event", String(32), nullable=False),
+    Column("marks", Text, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )

@@ -18,6 +18,7 @@ from otward.adapters.db.edge_store import EdgeStore
 from otward.adapters.db.enrollment_tokens import SqlEnrollmentTokenStore
 from otward.adapters.db.key_refs import SqlKeyRefStore
 from otward.adapters.db.manufacturers import SqlManufacturerStore
+from otward.adapters.db.notifications import SqlNotificationStore
 from otward.adapters.db.owners import SqlOwnerStore
 from otward.adapters.db.signers import SqlSignerStore
 from otward.adapters.db.statistics import SqlStatisticsStore
@@ -47,6 +48,7 @@ class SqlStores:
     edge: EdgeStore
     key_refs: SqlKeyRefStore
     manufacturers: SqlManufacturerStore
+    notifications: SqlNotificationStore
 
     @classmethod
     def open(cls, engine: Engine) -> SqlStores:
@@ -69,6 +71,7 @@ class SqlStores:
             edge=EdgeStore(database),
             key_refs=SqlKeyRefStore(database),
             manufacturers=SqlManufacturerStore(database),
+            notifications=SqlNotificationStore(database),
         )
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """Zero-touch onboarding: manufacturers (IDevID CAs) and the devices owners claimed from them.
 
 Revision ID: 0018_manufacturers
-Revises: 0011_enrollment_retry
+Revises: 0015_notifications
 Create Date: 2026-12-07
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018_manufacturers"
-down_revision = "0011_enrollment_retry"
+down_revision = "0015_notifications"
 branch_labels = None
 depends_on = None
 
