@@ -41,6 +41,7 @@ __all__ = [
     "log_heads",
     "metadata",
     "owners",
+    "shared_files",
     "signers",
     "subject_names",
 ]
@@ -220,6 +221,17 @@ signers = Table(
     Column("key_ref", String(512), nullable=False),
     Column("serial", String(42), ForeignKey("certificates.serial"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Encrypted key files and the service's TLS identity, shared by every node on this database
+# (otward.adapters.db.shared_files); ``data`` is cleared when the key is destroyed.
+shared_files = Table(
+    "shared_files",
+    metadata,
+    Column("name", String(512), primary_key=True),
+    Column("data", LargeBinary, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("destroyed_at", UtcDateTime, nullable=True),
 )
 
 log_entries = Table(

@@ -18,6 +18,7 @@ from otward.adapters.db.edge_store import EdgeStore
 from otward.adapters.db.enrollment_tokens import SqlEnrollmentTokenStore
 from otward.adapters.db.key_refs import SqlKeyRefStore
 from otward.adapters.db.owners import SqlOwnerStore
+from otward.adapters.db.shared_files import SqlSharedFiles
 from otward.adapters.db.signers import SqlSignerStore
 from otward.adapters.db.statistics import SqlStatisticsStore
 from otward.adapters.db.transparency import SqlTransparencyStore
@@ -45,6 +46,7 @@ class SqlStores:
     access: SqlAccessStore
     edge: EdgeStore
     key_refs: SqlKeyRefStore
+    shared_files: SqlSharedFiles
 
     @classmethod
     def open(cls, engine: Engine) -> SqlStores:
@@ -66,6 +68,7 @@ class SqlStores:
             access=SqlAccessStore(database),
             edge=EdgeStore(database),
             key_refs=SqlKeyRefStore(database),
+            shared_files=SqlSharedFiles(database),
         )
 
     def close(self) -> None:
