@@ -1,4 +1,5 @@
-"""Several nodes on one database: key files and the service's TLS identity shared through it.
+"""Several nodes on one database: key files and the service's TLS identity shared through it, and
+a partial index on revoked certificates for the once-a-second CRL check.
 
 Revision ID: 0014_nodes
 Revises: 0011_enrollment_retry
@@ -24,7 +25,15 @@ def upgrade() -> None:
         sa.Column("created_at", _TS, nullable=False),
         sa.Column("destroyed_at", _TS, nullable=True),
     )
+    op.create_index(
+        "ix_certificates_revoked",
+        "certificates",
+        ["ca"],
+        postgresql_where=sa.text("revoked_at IS NOT NULL"),
+        sqlite_where=sa.text("revoked_at IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_certificates_revoked", table_name="certificates")
     op.drop_table("shared_files")
