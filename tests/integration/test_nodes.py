@@ -24,6 +24,7 @@ from otward.services.audit import SYSTEM_ACTOR
 from otward.services.bootstrap import TlsFiles, initialize, renew_service_certificate_if_due
 from otward.services.pki import Pki
 from otward.services.signers import AUDIT_SIGNER
+from otward.services.transparency import TransparencyLog
 from tests.conftest import _postgres_database, build_csr, make_key, ocsp_request_der
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
@@ -167,3 +168,35 @@ def test_cluster_lock_admits_one_holder_at_a_time(dialect, tmp_path):
         one.close()
         two.close()
         databases.close()  # drops the PostgreSQL database
+
+
+class _ReadBeforeTheOtherNodeWrote:
+    """The transparency store as a node sees it when another node signs the same tree size between
+    this node's read of the latest head and its own insert."""
+
+    def __init__(self, store, other_node_signs):
+        self._store = store
+        self._other_node_signs = other_node_signs
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def tree_head(self, tree_size=None):
+        latest = self._store.tree_head(tree_size)
+        if tree_size is None and self._other_node_signs is not None:
+            sign, self._other_node_signs = self._other_node_signs, None
+            sign()
+        return latest
+
+
+def test_two_nodes_signing_the_same_tree_size_agree_on_one_head(two_nodes):
+    a, b, _ = two_nodes
+    a.issuance.issue(build_csr(make_key(), cn="op-3"), profile="tls-client", ca="issuing")
+    log = TransparencyLog(
+        _ReadBeforeTheOtherNodeWrote(b.stores.transparency, a.transparency.tree_head),
+        b.signers,
+        clock=b.clock,
+    )
+    head = log.tree_head()  # b's insert meets a's head of the same size
+    assert head == a.stores.transparency.tree_head()
+    assert head == b.transparency.tree_head()
