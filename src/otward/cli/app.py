@@ -15,6 +15,7 @@ from otward.cli import access as access_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, signer, token
 from otward.cli import assess as assess_cli
 from otward.cli import db as db_cli
+from otward.cli import deploy as deploy_cli
 from otward.cli import edge as edge_cli
 from otward.cli import gateway as gateway_cli
 from otward.cli import manufacturer as manufacturer_cli
@@ -67,6 +68,7 @@ app.add_typer(ca.app, name="ca")
 app.add_typer(cert.app, name="cert")
 app.add_typer(crl.app, name="crl")
 app.add_typer(db_cli.app, name="db")
+app.add_typer(deploy_cli.app, name="deploy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(log.app, name="log")
 app.add_typer(signer.app, name="signer")

@@ -5,6 +5,10 @@ own event loop (uvicorn ``Server.serve(sockets=...)``), the same model as
 uvicorn's ``--workers``. Worker 0 also refreshes CRLs before they go stale; every
 worker checks each second whether the audit head is due for a signature (the
 ``[audit]`` schedule) and signs it when it stops.
+
+Several nodes (``otward serve`` on several hosts) may share one PostgreSQL database and nothing
+else (docs/deploy.md): the jobs that change shared state run under a cluster lock
+(:meth:`otward.adapters.db.Database.singleton`), so one node does each of them at a time.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ __all__ = ["ServeOptions", "serve"]
 log = logging.getLogger("otward.server")
 
 HOUSEKEEPING_SECONDS = 60.0
-CRL_CHECK_SECONDS = 5.0  # how soon a CRL left behind a committed revocation is re-signed
+CRL_CHECK_SECONDS = 1.0  # how soon a CRL left behind a committed revocation is re-signed
 SIGN_TICK_SECONDS = 1.0
 NOTIFY_DRAIN_SECONDS = 5.0  # how often the outbox is drained (new messages and retries that are due)
 SERVICE_ACTOR = Actor(component="ca", identity="service")
@@ -248,41 +252,55 @@ class ServiceIdentity:
 
 
 def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, leader: bool) -> None:
-    """Once a minute: aggregated OCSP signing and authentication failure events and new CAs for
-    client certificates in every worker; CRL refresh, responder and signer renewal, old attestation
-    challenges and expiry warnings in the first worker only."""
+    """Once a minute: aggregated OCSP signing and authentication failure events, new CAs for
+    client certificates and changed CAs (a responder another node renewed) in every worker; in the
+    first worker of each node, the service certificate and key files other nodes renewed or
+    destroyed; and in one node of the whole installation at a time (the ``housekeeping`` cluster
+    lock), CRL refresh, responder and signer renewal, old attestation challenges and expiry warnings:
+    what changes shared state happens once, not once per node."""
     pki.record_aggregates(SERVICE_ACTOR)
+    if pki.authorities.refresh():
+        log.info("CAs changed in the database; reloaded")
     trust.refresh(pki)
     if leader:
         renewed = renew_service_certificate_if_due(pki, pki.settings.data_dir, SERVICE_ACTOR)
         if renewed:
             log.info("the service's TLS certificate was renewed: %s", renewed)
+        for key_ref in pki.forget_destroyed_keys():
+            log.info("key %s was destroyed by another node; this node's copy is deleted", key_ref)
     if identity.reload_if_changed():
         log.info("serving the renewed TLS certificate")
-    if leader:
-        refreshed = pki.revocation.refresh_all()
-        if refreshed:
-            log.info("CRLs regenerated for %s", ", ".join(refreshed))
-        for authority in pki.authorities.list():
-            if pki.authorities.renew_ocsp_responder_if_due(authority.name):
-                log.info("OCSP responder of %s renewed", authority.name)
-        for name in SIGNERS:
-            if pki.signers.rotate_if_due(name, SERVICE_ACTOR):
-                log.info("the %s signer was rotated (revoked or two thirds of its lifetime passed)", name)
-        pki.devices.purge_challenges()
-        try:
-            refreshed_crls = pki.zerotouch.refresh_crls(SERVICE_ACTOR)
-        except OtwardError as exc:  # kept as it was; past its nextUpdate, IDevID enrollment refuses
-            log.warning("manufacturer CRL not refreshed: %s", exc)
-        else:
-            if refreshed_crls:
-                log.info("manufacturer CRLs fetched for %s", ", ".join(refreshed_crls))
-        retired = pki.devices.retire_superseded(actor=SERVICE_ACTOR)
-        if retired:
-            log.info("%d renewed device certificates revoked as superseded", len(retired))
-        warned = pki.expiry.record_crossings()
-        if warned:
-            log.warning("%d certificates crossed an expiry mark (see audit events cert.expiring)", warned)
+    if not leader:
+        return
+    with pki.stores.database.singleton("housekeeping") as held:
+        if held:
+            _shared_housekeeping(pki)
+
+
+def _shared_housekeeping(pki: Pki) -> None:
+    refreshed = pki.revocation.refresh_all()
+    if refreshed:
+        log.info("CRLs regenerated for %s", ", ".join(refreshed))
+    for authority in pki.authorities.list():
+        if pki.authorities.renew_ocsp_responder_if_due(authority.name):
+            log.info("OCSP responder of %s renewed", authority.name)
+    for name in SIGNERS:
+        if pki.signers.rotate_if_due(name, SERVICE_ACTOR):
+            log.info("the %s signer was rotated (revoked or two thirds of its lifetime passed)", name)
+    pki.devices.purge_challenges()
+    try:
+        refreshed_crls = pki.zerotouch.refresh_crls(SERVICE_ACTOR)
+    except OtwardError as exc:  # kept as it was; past its nextUpdate, IDevID enrollment refuses
+        log.warning("manufacturer CRL not refreshed: %s", exc)
+    else:
+        if refreshed_crls:
+            log.info("manufacturer CRLs fetched for %s", ", ".join(refreshed_crls))
+    retired = pki.devices.retire_superseded(actor=SERVICE_ACTOR)
+    if retired:
+        log.info("%d renewed device certificates revoked as superseded", len(retired))
+    warned = pki.expiry.record_crossings()
+    if warned:
+        log.warning("%d certificates crossed an expiry mark (see audit events cert.expiring)", warned)
 
 
 async def _periodic(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, leader: bool) -> None:
@@ -328,10 +346,16 @@ async def _forward_audit(pki: Pki) -> None:
         clock=pki.clock,
     )
     delay = settings.forward_seconds
+
+    def forward_once() -> None:
+        with pki.stores.database.singleton("audit-forward") as held:
+            if held:  # one node forwards; the cursor in the database says where it stopped
+                forwarder.forward()
+
     try:
         while True:
             try:
-                await asyncio.to_thread(forwarder.forward)
+                await asyncio.to_thread(forward_once)
                 delay = settings.forward_seconds
             except OtwardError as exc:
                 log.warning("audit forwarding paused: %s", exc)
@@ -359,13 +383,21 @@ async def _refresh_mqtt(pki: Pki) -> None:
         await asyncio.sleep(settings.refresh_seconds)
 
 
+def _publish_stale_once(pki: Pki) -> list[str]:
+    with pki.stores.database.singleton("crl-check") as held:
+        return pki.revocation.publish_stale(SERVICE_ACTOR) if held else []
+
+
 async def _keep_crls_current(pki: Pki) -> None:
-    """Re-sign any CRL left behind a committed revocation (a worker killed between the two steps,
-    a failed signature): one grouped count query per check while every CRL is current."""
+    """Re-sign any CRL left behind a committed revocation (a worker or node killed between the two
+    steps, a failed signature): one grouped count query per second, by one node at a time (the
+    ``crl-check`` cluster lock), while every CRL is current. A revocation normally reaches every
+    node at once: its node signs the CRL before answering, and every node serves CRLs and OCSP
+    status from the database; this loop bounds the delay when that node died in between."""
     while True:
         await asyncio.sleep(CRL_CHECK_SECONDS)
         try:
-            stale = await asyncio.to_thread(pki.revocation.publish_stale, SERVICE_ACTOR)
+            stale = await asyncio.to_thread(_publish_stale_once, pki)
         except OtwardError:
             log.exception("CRL check failed; retrying in %s s", CRL_CHECK_SECONDS)
         else:

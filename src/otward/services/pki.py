@@ -132,6 +132,10 @@ class Pki:
         self.settings = settings
         self.stores = stores
         self.keys = keys
+        self._files = keys.backend("file") if isinstance(keys, RoutingKeyBackend) else None
+        if isinstance(self._files, FileKeyBackend):
+            # Key files one node creates reach every node on this database (docs/deploy.md).
+            self._files.share_through(stores.shared_files)
         self.clock = clock
         audit = settings.audit
         self.audit = AuditLog(
@@ -264,6 +268,12 @@ class Pki:
         for record in self.authorities.list():
             self.authorities.get(record.name)
         self.signers.check_keys()
+
+    def forget_destroyed_keys(self) -> list[str]:
+        """Delete this node's copies of key files that another node destroyed (a rotated signer's)."""
+        if isinstance(self._files, FileKeyBackend):
+            return self._files.forget_destroyed()
+        return []
 
     def record_aggregates(self, actor: Actor = SYSTEM_ACTOR) -> None:
         """Write the aggregated events since the last call: ``ocsp.signed`` per CA (as ``actor``) and

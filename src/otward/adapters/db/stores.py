@@ -20,6 +20,7 @@ from otward.adapters.db.key_refs import SqlKeyRefStore
 from otward.adapters.db.manufacturers import SqlManufacturerStore
 from otward.adapters.db.notifications import SqlNotificationStore
 from otward.adapters.db.owners import SqlOwnerStore
+from otward.adapters.db.shared_files import SqlSharedFiles
 from otward.adapters.db.signers import SqlSignerStore
 from otward.adapters.db.statistics import SqlStatisticsStore
 from otward.adapters.db.transparency import SqlTransparencyStore
@@ -49,6 +50,7 @@ class SqlStores:
     key_refs: SqlKeyRefStore
     manufacturers: SqlManufacturerStore
     notifications: SqlNotificationStore
+    shared_files: SqlSharedFiles
 
     @classmethod
     def open(cls, engine: Engine) -> SqlStores:
@@ -72,6 +74,7 @@ class SqlStores:
             key_refs=SqlKeyRefStore(database),
             manufacturers=SqlManufacturerStore(database),
             notifications=SqlNotificationStore(database),
+            shared_files=SqlSharedFiles(database),
         )
 
     def close(self) -> None:

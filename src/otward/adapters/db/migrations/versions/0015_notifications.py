@@ -1,7 +1,7 @@
 """Notifications: the outbox (one row per message and channel) and the conditions already announced.
 
 Revision ID: 0015_notifications
-Revises: 0011_enrollment_retry
+Revises: 0014_nodes
 Create Date: 2026-12-07
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015_notifications"
-down_revision = "0011_enrollment_retry"
+down_revision = "0014_nodes"
 branch_labels = None
 depends_on = None
 
