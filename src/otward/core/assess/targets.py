@@ -111,9 +111,10 @@ def parse_targets(text: str, kind: str, source: str = "targets") -> list[Target]
                 raise ValueError(f"{source} line {number}: {exc}") from None
             if len(targets) > MAX_TARGETS:
                 raise ValueError(f"{source}: more than {MAX_TARGETS} targets")
-    unique = list({t.label: t for t in reversed(targets)}.values())
-    unique.reverse()
-    return unique
+    first: dict[str, Target] = {}
+    for target in targets:
+        first.setdefault(target.label, target)
+    return list(first.values())
 
 
 def _column(header: list[str], names: tuple[str, ...]) -> int | None:
