@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ DEFAULT_PORTS: Final = {"tls": 443, "opcua": 4840, "modbus": 502}
 MAX_TARGETS: Final = 100_000
 _HOST_COLUMNS: Final = ("host", "address", "ip", "hostname", "ip_address", "ip address")
 _NAME_COLUMNS: Final = ("name", "asset", "asset_name", "device")
+_HOST: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}")
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,10 @@ def _host_port(text: str, kind: str, default_port: int | None) -> tuple[str, int
         host, _, port_text = text.partition(":")
     else:
         host, port_text = text, ""  # a bare name, or an IPv6 address without a port
-    if not host or any(c.isspace() for c in host) or "/" in host:
-        raise ValueError(f"{text!r} is not HOST[:PORT]")
     if ":" in host:
         ipaddress.IPv6Address(host)  # raises ValueError on nonsense
+    elif not _HOST.fullmatch(host):
+        raise ValueError(f"{text!r} is not HOST[:PORT]")
     if not port_text:
         if default_port is None:
             raise ValueError(f"{text!r}: expected HOST:PORT")
@@ -99,9 +101,7 @@ def parse_targets(text: str, kind: str, source: str = "targets") -> list[Target]
         raise ValueError(f"{source}: no targets (one a line, or a CSV with a host column)")
     header = [h.strip().lower() for h in next(csv.reader([lines[0][1]]))]
     targets: list[Target] = []
-    if any(h in _HOST_COLUMNS or h == "url" for h in header) and (
-        "," in lines[0][1] or header[0] in _HOST_COLUMNS
-    ):
+    if "," in lines[0][1] or header[0] in _HOST_COLUMNS:
         targets = _parse_csv(lines, header, kind, source)
     else:
         for number, line in lines:
@@ -125,7 +125,7 @@ def _parse_csv(lines: list[tuple[int, str]], header: list[str], kind: str, sourc
     host_at = _column(header, _HOST_COLUMNS)
     url_at = _column(header, ("url", "endpoint")) if kind == "opcua" else None
     if host_at is None and url_at is None:
-        raise ValueError(f"{source}: the CSV header has no host/address column")
+        raise ValueError(f"{source}: the CSV header has no host/address column ({', '.join(header)})")
     port_at, name_at = _column(header, ("port",)), _column(header, _NAME_COLUMNS)
     targets = []
     for (number, _), row in zip(lines[1:], csv.reader(line for _, line in lines[1:]), strict=True):
