@@ -111,7 +111,11 @@ def test_sha1_signature_is_high():
     ca, leaf, _, _ = load_sha1_vector()
     now = datetime(2030, 1, 1, tzinfo=UTC)
     found = check_certificate_chain(
-        [leaf], CertificateExpectations(trust=(ca,), server_name="localhost"), now=now, target="t", prefix="tls"
+        [leaf],
+        CertificateExpectations(trust=(ca,), server_name="localhost"),
+        now=now,
+        target="t",
+        prefix="tls",
     )
     severities = {f.check: f.severity for f in found}
     assert severities["tls.cert.weak_signature"] is Severity.HIGH

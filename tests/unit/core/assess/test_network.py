@@ -34,7 +34,9 @@ NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 V = ProtocolVersion
 
 
-def suite(name, version=V.TLS1_2, aead=False, kea="kx-ecdhe", auth="auth-rsa", digest="sha1", symmetric="aes"):
+def suite(
+    name, version=V.TLS1_2, aead=False, kea="kx-ecdhe", auth="auth-rsa", digest="sha1", symmetric="aes"
+):
     return CipherSuite(name, version, aead, kea, auth, digest, symmetric)
 
 
@@ -45,10 +47,19 @@ def suite(name, version=V.TLS1_2, aead=False, kea="kx-ecdhe", auth="auth-rsa", d
         (suite("ECDHE-RSA-AES128-SHA256", digest="sha256"), ("non_aead",)),
         (suite("ECDHE-RSA-AES128-SHA"), ("non_aead", "cbc_sha1")),
         (suite("AES128-GCM-SHA256", aead=True, kea="kx-rsa", digest=None), ("no_forward_secrecy",)),
-        (suite("NULL-SHA256", kea="kx-rsa", digest="sha256", symmetric=None), ("null", "no_forward_secrecy", "non_aead")),
-        (suite("EXP-RC4-MD5", kea="kx-rsa", digest="md5"), ("export", "rc4", "no_forward_secrecy", "non_aead", "cbc_sha1")),
+        (
+            suite("NULL-SHA256", kea="kx-rsa", digest="sha256", symmetric=None),
+            ("null", "no_forward_secrecy", "non_aead"),
+        ),
+        (
+            suite("EXP-RC4-MD5", kea="kx-rsa", digest="md5"),
+            ("export", "rc4", "no_forward_secrecy", "non_aead", "cbc_sha1"),
+        ),
         (suite("DES-CBC3-SHA", kea="kx-rsa"), ("des", "no_forward_secrecy", "non_aead", "cbc_sha1")),
-        (suite("ADH-AES128-GCM-SHA256", aead=True, kea="kx-dhe", auth="auth-null", digest=None), ("anonymous",)),
+        (
+            suite("ADH-AES128-GCM-SHA256", aead=True, kea="kx-dhe", auth="auth-null", digest=None),
+            ("anonymous",),
+        ),
         (suite("TLS_AES_128_GCM_SHA256", V.TLS1_3, aead=True, kea="kx-any", digest=None), ()),
     ],
 )
@@ -70,7 +81,9 @@ def observation(**kwargs) -> TlsObservation:
 
 
 def severities(obs: TlsObservation, ca: TestCa) -> dict[str, Severity]:
-    found = assess_tls(obs, CertificateExpectations(trust=(ca.certificate,), server_name="localhost"), now=NOW)
+    found = assess_tls(
+        obs, CertificateExpectations(trust=(ca.certificate,), server_name="localhost"), now=NOW
+    )
     return {f.check: f.severity for f in found}
 
 
@@ -92,7 +105,11 @@ def test_a_hardened_endpoint_has_only_info(ca=None):
         ({"client_auth": ClientAuth.OPTIONAL}, "tls.client_auth.optional", Severity.LOW),
         ({"self_signed_client": SelfSignedClient.ACCEPTED}, "tls.client_auth.unverified", Severity.HIGH),
         ({"incomplete": "out of time"}, "tls.scan.incomplete", Severity.MEDIUM),
-        ({"protocols": {}, "chain": (), "failure": "wrong version number"}, "tls.handshake.failed", Severity.MEDIUM),
+        (
+            {"protocols": {}, "chain": (), "failure": "wrong version number"},
+            "tls.handshake.failed",
+            Severity.MEDIUM,
+        ),
     ],
 )
 def test_each_observation_maps_to_its_finding(change, check, severity):
@@ -124,7 +141,10 @@ def test_opcua_policies_modes_and_tokens():
         "opcua.token.anonymous": Severity.MEDIUM,
         "opcua.token.plaintext_password": Severity.HIGH,
     }
-    assert opcua(endpoint("Basic128Rsa15"), endpoint("Basic256", "Sign"))["opcua.policy.deprecated"] is Severity.HIGH
+    assert (
+        opcua(endpoint("Basic128Rsa15"), endpoint("Basic256", "Sign"))["opcua.policy.deprecated"]
+        is Severity.HIGH
+    )
     assert opcua(endpoint(mode="Sign"))["opcua.mode.sign_only"] is Severity.MEDIUM
     assert opcua() == {"opcua.endpoints.none": Severity.MEDIUM}
 
@@ -139,7 +159,10 @@ def test_opcua_certificate_checks_reuse_the_core_and_want_the_uri():
     chain = der + ca.certificate.public_bytes(Encoding.DER)
     assert parse_certificate_blob(chain) == (good, ca.certificate)
     no_uri = ca.leaf(dns=("reactor-3",)).certificate.public_bytes(Encoding.DER)
-    assert opcua(endpoint(certificate=no_uri), trust=(ca.certificate,))["opcua.cert.application_uri"] is Severity.MEDIUM
+    assert (
+        opcua(endpoint(certificate=no_uri), trust=(ca.certificate,))["opcua.cert.application_uri"]
+        is Severity.MEDIUM
+    )
     assert opcua(endpoint(certificate=der))["opcua.cert.untrusted"] is Severity.HIGH
     assert opcua(endpoint(certificate=b"\x30\x03junk"))["opcua.cert.unreadable"] is Severity.HIGH
     with pytest.raises(ValueError, match="exceeds"):
@@ -190,7 +213,9 @@ def test_targets_errors_name_the_line(text, message):
 
 
 def test_single_targets():
-    assert parse_target("opc.tcp://reactor-3/UA/Server", "opcua").label == "opc.tcp://reactor-3:4840/UA/Server"
+    assert (
+        parse_target("opc.tcp://reactor-3/UA/Server", "opcua").label == "opc.tcp://reactor-3:4840/UA/Server"
+    )
     with pytest.raises(ValueError, match="opc.tcp"):
         parse_target("http://x", "opcua")
     with pytest.raises(ValueError, match="HOST:PORT"):
