@@ -170,7 +170,7 @@ def _scan(
 
     from otward.services.assess import assess_targets, load_trust
 
-    anchors = load_trust(trust)
+    anchors = load_trust(trust) if kind != "modbus" else ()
     progress = Progress(
         TextColumn(f"assess {kind}"),
         BarColumn(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import ssl
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 
 from otward.adapters.assess.modbus_probe import probe_modbus
 from otward.adapters.assess.opcua_probe import ProbeFailedError, probe_opcua
@@ -68,7 +70,10 @@ def load_trust(path: Path | None) -> tuple[x509.Certificate, ...]:
     if len(data) > MAX_TRUST_BYTES:
         raise ConfigError(f"{option} {path} is larger than {MAX_TRUST_BYTES} bytes", rule="file")
     try:
-        certificates = tuple(x509.load_pem_x509_certificates(data))
+        with warnings.catch_warnings():
+            # a system bundle holds old roots with a serial cryptography frowns upon (negative, zero)
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            certificates = tuple(x509.load_pem_x509_certificates(data))
     except ValueError as exc:
         raise ConfigError(f"{option} {path}: not PEM certificates ({exc})", rule="trust") from None
     return certificates

@@ -178,6 +178,7 @@ def assess_opcua(
     clear = listing(
         lambda e: any(
             t.token_type == _USER_NAME
+            and e.security_mode != "SignAndEncrypt"
             and policy_name(t.security_policy_uri or e.security_policy_uri) == "None"
             for t in e.user_tokens
         )
@@ -187,7 +188,7 @@ def assess_opcua(
             "opcua.token.plaintext_password",
             Severity.HIGH,
             "Passwords would travel unencrypted",
-            clear + " — a UserName token protected by SecurityPolicy None.",
+            clear + " — a UserName token protected by SecurityPolicy None on a channel that does not encrypt.",
             "Offer UserName tokens only on SignAndEncrypt endpoints or with a token SecurityPolicy.",
             ("CR 1.5", "CR 4.1"),
         )
