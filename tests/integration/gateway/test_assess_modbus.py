@@ -44,3 +44,9 @@ def test_the_default_port_is_502():
     from otward.core.assess.targets import parse_target
 
     assert parse_target("plc-1", "modbus").label == "plc-1:502"
+
+
+def test_assess_tls_on_a_plaintext_port_says_so(modbus_upstream):
+    result = assess("tls", f"127.0.0.1:{modbus_upstream.port}", "--timeout", "10")
+    assert result.exit_code == 0
+    assert result.checks() == {"tls.handshake.failed": "medium", "tls.scan.not_testable": "info"}

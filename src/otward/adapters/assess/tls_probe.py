@@ -336,8 +336,11 @@ def probe_tls(
         else:
             failure = first.error
         client_auth = _client_auth(first)
+        speaks_tls = first.server_hello or "alert" in (first.error or "")
         for version in ProtocolVersion:
-            if offerable[version]:
+            if offerable[version] and not speaks_tls:
+                protocols[version] = False  # no ServerHello and no alert: not a TLS server at all
+            elif offerable[version]:
                 outcome = _handshake(host, port, server_name, budget, low=version, high=version)
                 protocols[version] = outcome.server_hello
                 chain = chain or outcome.chain

@@ -188,7 +188,8 @@ def assess_opcua(
             "opcua.token.plaintext_password",
             Severity.HIGH,
             "Passwords would travel unencrypted",
-            clear + " — a UserName token protected by SecurityPolicy None on a channel that does not encrypt.",
+            clear
+            + " — a UserName token protected by SecurityPolicy None on a channel that does not encrypt.",
             "Offer UserName tokens only on SignAndEncrypt endpoints or with a token SecurityPolicy.",
             ("CR 1.5", "CR 4.1"),
         )

@@ -87,7 +87,7 @@ def severities(obs: TlsObservation, ca: TestCa) -> dict[str, Severity]:
     return {f.check: f.severity for f in found}
 
 
-def test_a_hardened_endpoint_has_only_info(ca=None):
+def test_a_hardened_endpoint_has_only_info():
     ca = TestCa(NOW)
     assert severities(observation(ca=ca), ca) == {
         "tls.scan.not_testable": Severity.INFO,
@@ -216,7 +216,7 @@ def test_single_targets():
     assert (
         parse_target("opc.tcp://reactor-3/UA/Server", "opcua").label == "opc.tcp://reactor-3:4840/UA/Server"
     )
-    with pytest.raises(ValueError, match="opc.tcp"):
+    with pytest.raises(ValueError, match=r"opc\.tcp"):
         parse_target("http://x", "opcua")
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_target("plc-1", "tls", port_required=True)
