@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 from otward.adapters.assess.tls_probe import TargetUnreachableError
@@ -29,9 +30,9 @@ class ProbeFailedError(BackendError):
     """The target accepted the connection but did not answer as the protocol expects."""
 
 
-def _cap(protocol: Any, limit: int) -> None:
+def _cap(protocol: Any, limit: int, on_exceeded: Callable[[], None]) -> None:
     """Cut the connection once the server has sent more than ``limit`` bytes (a hostile or broken server
-    could otherwise make asyncua buffer a message of up to 4 GiB)."""
+    could otherwise make asyncua buffer a message of up to 4 GiB), and say so."""
     original = protocol.data_received
     received = [0]
 
@@ -39,10 +40,20 @@ def _cap(protocol: Any, limit: int) -> None:
         received[0] += len(data)
         if received[0] > limit:
             protocol.transport.abort()
+            on_exceeded()
             return
         original(data)
 
     protocol.data_received = data_received
+
+
+async def _get_endpoints(client: Any) -> list[Any]:
+    await client.send_hello()
+    await client.open_secure_channel()
+    try:
+        return list(await client.get_endpoints())
+    finally:
+        await client.close_secure_channel()
 
 
 async def probe_opcua(url: str, *, target: str, timeout: float, note: str | None = None) -> OpcUaObservation:
@@ -60,15 +71,23 @@ async def probe_opcua(url: str, *, target: str, timeout: float, note: str | None
         raise TargetUnreachableError(
             f"TCP connection to {target} failed: {getattr(exc, 'strerror', None) or exc or 'timed out'}"
         ) from None
+    exchange = asyncio.ensure_future(_get_endpoints(client))
+    exceeded: list[bool] = []
+
+    def stop() -> None:
+        exceeded.append(True)
+        exchange.cancel()
+
     try:
-        _cap(client.uaclient.protocol, MAX_RECEIVED_BYTES)
+        _cap(client.uaclient.protocol, MAX_RECEIVED_BYTES, stop)
         async with asyncio.timeout(timeout):
-            await client.send_hello()
-            await client.open_secure_channel()
-            try:
-                described = await client.get_endpoints()
-            finally:
-                await client.close_secure_channel()
+            described = await exchange
+    except asyncio.CancelledError:
+        if not exceeded:
+            raise
+        raise ProbeFailedError(
+            f"{target} sent more than {MAX_RECEIVED_BYTES} bytes in answer to GetEndpoints; connection cut"
+        ) from None
     except (TimeoutError, OSError, ConnectionError) as exc:
         raise ProbeFailedError(
             f"no GetEndpoints answer from {target} ({type(exc).__name__}: {exc or 'timed out'})"
