@@ -225,3 +225,12 @@ def test_usage_errors():
     missing = runner.invoke(app, ["assess", "tls", "--targets", "/nonexistent/targets.txt"])
     assert missing.exit_code == 1
     assert "nonexistent" in missing.output
+
+
+def test_without_trust_the_system_bundle_is_used(ca, tmp_path: Path):
+    """No --trust: the system's CA bundle, which knows nothing of a plant CA."""
+    cert, key = ca.leaf().write(tmp_path, "server")
+    with tls_server(server_context(cert, key)) as server:
+        result = assess("tls", server.address)
+    assert result.exit_code == 1
+    assert high(result) == {"tls.cert.untrusted"}

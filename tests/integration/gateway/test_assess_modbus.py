@@ -50,3 +50,14 @@ def test_assess_tls_on_a_plaintext_port_says_so(modbus_upstream):
     result = assess("tls", f"127.0.0.1:{modbus_upstream.port}", "--timeout", "10")
     assert result.exit_code == 0
     assert result.checks() == {"tls.handshake.failed": "medium", "tls.scan.not_testable": "info"}
+
+
+def test_an_accepted_risk_is_still_reported_but_passes_the_gate(modbus_upstream, tmp_path: Path):
+    waivers = tmp_path / "accept.toml"
+    waivers.write_text(
+        f'[[accept]]\ncheck = "modbus.plaintext"\ntarget = "127.0.0.1:{modbus_upstream.port}"\n'
+        'reason = "isolated test cell"\n'
+    )
+    result = assess("modbus", f"127.0.0.1:{modbus_upstream.port}", "--accept", str(waivers))
+    assert result.exit_code == 0
+    assert result.document["findings"][0]["accepted"] == "isolated test cell"
