@@ -234,3 +234,25 @@ def test_without_trust_the_system_bundle_is_used(ca, tmp_path: Path):
         result = assess("tls", server.address)
     assert result.exit_code == 1
     assert high(result) == {"tls.cert.untrusted"}
+
+
+def test_a_tls_1_2_only_server_requiring_client_certificates(ca, tmp_path: Path):
+    """TLS 1.2 ends the handshake without a client certificate: the chain and the accepted versions
+    and suites are still read (from the ServerHello and Certificate before the refusal)."""
+    cert, key = ca.leaf().write(tmp_path, "server")
+    trust = ca.pem(tmp_path)
+    context = server_context(
+        cert, key, maximum=ssl.TLSVersion.TLSv1_2, ciphers="ECDHE+AESGCM", client_ca=trust
+    )
+    with tls_server(context) as server:
+        result = assess("tls", server.address, "--trust", str(trust))
+    assert result.exit_code == 0
+    assert result.checks() == {
+        "tls.protocol.no_tls13": "low",
+        "tls.scan.not_testable": "info",
+        "tls.summary": "info",
+    }
+    summary = result.evidence("tls.summary")
+    assert "versions TLSv1.2;" in summary
+    assert "ECDHE-ECDSA-AES256-GCM-SHA384 (TLSv1.2)" in summary
+    assert "client certificates: required, a self-signed one refused" in summary
