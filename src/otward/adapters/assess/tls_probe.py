@@ -135,6 +135,7 @@ class _Outcome:
     cipher: str | None = None
     chain: list[bytes] = field(default_factory=list)
     certificate_request: bool = False
+    watched: bool = False  # the message callback was available, so certificate_request is known
     after: str = "n/a"  # open | closed | alert: ... (only when asked to read)
     error: str | None = None
 
@@ -227,6 +228,7 @@ def _handshake(
 
     if hasattr(context, "_msg_callback"):
         context._msg_callback = on_message
+        outcome.watched = True
     timeout = budget.timeout()
     budget.handshakes += 1
     try:
@@ -346,7 +348,7 @@ def probe_tls(
                 chain = chain or outcome.chain
         for version in (v for v in ProtocolVersion if protocols.get(v) and v is not ProtocolVersion.TLS1_3):
             suites.extend(_enumerate_suites(host, port, server_name, budget, version))
-        if first.certificate_request and identity is not None:
+        if (first.certificate_request or client_auth is ClientAuth.REQUIRED) and identity is not None:
             presented = _handshake(
                 host,
                 port,
@@ -386,6 +388,9 @@ def probe_tls(
 def _client_auth(first: _Outcome) -> ClientAuth:
     if not first.server_hello:
         return ClientAuth.UNKNOWN
+    if not first.watched:  # no message callback in this Python: only a refusal says anything
+        refused = not first.completed or first.after.startswith("alert")
+        return ClientAuth.REQUIRED if refused else ClientAuth.UNKNOWN
     if not first.certificate_request:
         return ClientAuth.NOT_REQUESTED
     if first.completed and first.after == "open":
