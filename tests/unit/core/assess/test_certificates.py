@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from otward.core.assess.certificates import (
     CertificateExpectations,
@@ -144,3 +148,82 @@ def test_opcua_application_uri(ca):
 
 def test_an_empty_chain_is_high():
     assert checks([], []) == {"tls.cert.missing": Severity.HIGH}
+
+
+@pytest.mark.parametrize(
+    ("make", "evidence"),
+    [
+        (lambda: dsa.generate_private_key(2048), "DSA 2048 bits"),
+        (lambda: ec.generate_private_key(ec.SECP192R1()), "secp192r1"),
+    ],
+    ids=["dsa", "p-192"],
+)
+def test_other_weak_keys(ca, make, evidence):
+    try:
+        key = make()
+    except UnsupportedAlgorithm:
+        pytest.skip("this cryptography build cannot make the key")
+    found = check_certificate_chain(
+        [ca.leaf(key=key).certificate],
+        CertificateExpectations(trust=(ca.certificate,)),
+        now=NOW,
+        target="t",
+        prefix="tls",
+    )
+    assert [f.check for f in found] == ["tls.cert.weak_key"]
+    assert evidence in found[0].evidence
+
+
+def test_any_extended_key_usage_counts_as_server_auth(ca):
+    leaf = ca.leaf(eku=(ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,)).certificate
+    assert checks([leaf], [ca.certificate]) == {}
+
+
+def test_an_intermediate_is_checked_too(ca):
+    """A presented intermediate that expired is named; the anchor's own self-signature is not judged."""
+    intermediate_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "issuing")])
+    intermediate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ca.certificate.subject)
+        .public_key(intermediate_key.public_key())
+        .serial_number(7)
+        .not_valid_before(NOW - timedelta(days=400))
+        .not_valid_after(NOW - timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(intermediate_key.public_key()), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "server")]))
+        .issuer_name(name)
+        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+        .serial_number(8)
+        .not_valid_before(NOW - timedelta(days=10))
+        .not_valid_after(NOW + timedelta(days=100))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(intermediate_key.public_key()), critical=False
+        )
+        .sign(intermediate_key, hashes.SHA256())
+    )
+    found = check_certificate_chain(
+        [leaf, intermediate, ca.certificate],
+        CertificateExpectations(trust=(ca.certificate,), server_name="localhost"),
+        now=NOW,
+        target="t",
+        prefix="tls",
+    )
+    assert [f.check for f in found] == ["tls.cert.expired"]
+    assert "chain certificate 1" in found[0].evidence
