@@ -62,7 +62,9 @@ class CertificateExpectations:
 
     ``server_name`` is the DNS name or IP address the client connects to (None skips the name check);
     ``trust`` the anchors it trusts; ``application_uri`` the OPC UA ApplicationUri the certificate's
-    subjectAltName must carry (OPC 10000-6 §6.2.2) when ``require_application_uri``.
+    subjectAltName must carry (OPC 10000-6 §6.2.2) when ``require_application_uri``;
+    ``extended_key_usage`` the purpose the leaf must allow (None skips the check, e.g. for a CA or an
+    OCSP responder certificate examined by ``assess self``).
     """
 
     trust: tuple[x509.Certificate, ...]
@@ -70,6 +72,7 @@ class CertificateExpectations:
     application_uri: str | None = None
     require_application_uri: bool = False
     expiry_warning: timedelta = EXPIRY_WARNING
+    extended_key_usage: x509.ObjectIdentifier | None = ExtendedKeyUsageOID.SERVER_AUTH
 
 
 def describe_certificate(certificate: x509.Certificate) -> str:
@@ -158,7 +161,8 @@ def check_certificate_chain(
             ("CR 1.2", "CR 1.8"),
         )
     _check_algorithms(checks, presented)
-    _check_eku(checks, leaf)
+    if expectations.extended_key_usage is not None:
+        _check_eku(checks, leaf, expectations.extended_key_usage)
     if expectations.require_application_uri:
         _check_application_uri(checks, leaf, expectations.application_uri)
     return checks.findings
@@ -348,7 +352,8 @@ def _weak_key(certificate: x509.Certificate) -> str | None:
     return None
 
 
-def _check_eku(checks: _Checks, leaf: x509.Certificate) -> None:
+def _check_eku(checks: _Checks, leaf: x509.Certificate, purpose: x509.ObjectIdentifier) -> None:
+    wanted = getattr(purpose, "_name", purpose.dotted_string)
     try:
         usages = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
@@ -357,22 +362,19 @@ def _check_eku(checks: _Checks, leaf: x509.Certificate) -> None:
             Severity.LOW,
             "Certificate has no extended key usage",
             f"{describe_certificate(leaf)} has no extendedKeyUsage extension: it is valid for any purpose.",
-            "Issue server certificates with extendedKeyUsage serverAuth only (otward profile tls-server).",
+            f"Issue the certificate with extendedKeyUsage {wanted} (otward profiles set it).",
             ("CR 1.8",),
         )
         return
-    if (
-        ExtendedKeyUsageOID.SERVER_AUTH not in usages
-        and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages
-    ):
+    if purpose not in usages and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in usages:
         names = ", ".join(getattr(u, "_name", u.dotted_string) for u in usages) or "none"
         checks.add(
             "eku",
             Severity.MEDIUM,
-            "Certificate not for server authentication",
-            f"extendedKeyUsage of {describe_certificate(leaf)} is {names}, without serverAuth: "
+            f"Certificate not for {wanted}",
+            f"extendedKeyUsage of {describe_certificate(leaf)} is {names}, without {wanted}: "
             "strict clients refuse it.",
-            "Issue server certificates with extendedKeyUsage serverAuth (otward profile tls-server).",
+            f"Issue the certificate with extendedKeyUsage {wanted} (otward profile tls-server for servers).",
             ("CR 1.8",),
         )
 

@@ -227,3 +227,12 @@ def test_an_intermediate_is_checked_too(ca):
     )
     assert [f.check for f in found] == ["tls.cert.expired"]
     assert "chain certificate 1" in found[0].evidence
+
+
+def test_the_wanted_extended_key_usage_is_a_parameter(ca):
+    client_only = ca.leaf(eku=(ExtendedKeyUsageOID.CLIENT_AUTH,)).certificate
+    wanted = {"extended_key_usage": ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert checks([client_only], [ca.certificate], **wanted) == {}
+    server_only = ca.leaf().certificate
+    assert checks([server_only], [ca.certificate], **wanted) == {"tls.cert.eku": Severity.MEDIUM}
+    assert checks([ca.leaf(eku=None).certificate], [ca.certificate], extended_key_usage=None) == {}
