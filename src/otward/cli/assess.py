@@ -127,7 +127,7 @@ TrustOption = Annotated[
     Path | None,
     typer.Option(
         "--trust",
-        help="PEM trust anchors the endpoint's chain must lead to [default: the system CA bundle]",
+        help="PEM trust anchors the endpoint's chain must lead to (default: the system CA bundle)",
         show_default=False,
     ),
 ]
@@ -203,7 +203,7 @@ def assess_tls(
     trust: TrustOption = None,
     servername: Annotated[
         str | None,
-        typer.Option("--servername", help="Name to send (SNI) and expect in the certificate [default: HOST]"),
+        typer.Option("--servername", help="Name to send (SNI) and expect in the certificate (default: HOST)"),
     ] = None,
     concurrency: ConcurrencyOption = 16,
     timeout: TimeoutOption = 30.0,
