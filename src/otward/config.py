@@ -284,6 +284,12 @@ class Settings(BaseModel):
     server: ServerSettings = ServerSettings()
     keys: KeySettings = KeySettings()
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # the revocation journal (docs/backup.md); relative to the data directory, better on another disk
+    revocation_journal: Path = Path("revocations.jsonl")
+
+    @property
+    def revocation_journal_path(self) -> Path:
+        return self.data_dir / self.revocation_journal
 
     @field_validator("public_url")
     @classmethod

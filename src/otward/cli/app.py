@@ -14,6 +14,7 @@ from otward import __version__
 from otward.cli import access as access_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, signer, token
 from otward.cli import assess as assess_cli
+from otward.cli import backup as backup_cli
 from otward.cli import db as db_cli
 from otward.cli import edge as edge_cli
 from otward.cli import gateway as gateway_cli
@@ -81,6 +82,8 @@ app.command("mqtt-config")(mqtt_cli.mqtt_config)
 app.add_typer(opcua_cli.app, name="opcua")
 app.command("gateway")(gateway_cli.gateway)
 app.add_typer(assess_cli.app, name="assess")
+app.command("backup")(backup_cli.backup)
+app.command("restore")(backup_cli.restore)
 
 
 def _version(value: bool) -> None:

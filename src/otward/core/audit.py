@@ -108,6 +108,8 @@ class EventType(enum.Enum):
     ACCESS_BUNDLE_REFUSED = "access.bundle_refused"  # bad signature, rollback or expiry at the asset
     ACCESS_CREDENTIAL_ISSUED = "access.credential_issued"
     ACCESS_CREDENTIAL_REVOKED = "access.credential_revoked"
+    BACKUP_CREATED = "backup.created"  # otward backup wrote an archive
+    BACKUP_RESTORED = "backup.restored"  # otward restore: what it re-applied and on what evidence
 
 
 class Outcome(enum.Enum):
