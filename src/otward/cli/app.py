@@ -14,8 +14,10 @@ from otward import __version__
 from otward.cli import access as access_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, signer, token
 from otward.cli import assess as assess_cli
+from otward.cli import assess_self as _assess_self  # noqa: F401 - registers 'assess self'
 from otward.cli import backup as backup_cli
 from otward.cli import db as db_cli
+from otward.cli import doctor as doctor_cli
 from otward.cli import edge as edge_cli
 from otward.cli import gateway as gateway_cli
 from otward.cli import mqtt as mqtt_cli
@@ -84,6 +86,7 @@ app.command("gateway")(gateway_cli.gateway)
 app.add_typer(assess_cli.app, name="assess")
 app.command("backup")(backup_cli.backup)
 app.command("restore")(backup_cli.restore)
+app.command("doctor")(doctor_cli.doctor)
 
 
 def _version(value: bool) -> None:

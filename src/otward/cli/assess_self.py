@@ -1,0 +1,33 @@
+"""``otward assess self``: this installation's own checks as findings (docs/assess.md, docs/doctor.md)."""
+
+from __future__ import annotations
+
+from otward.cli.assess import AcceptOption, OutOption, app, emit_findings, now, tool_name
+from otward.cli.common import DataOption, DbOption, JsonOption, handle_errors, load
+from otward.core.assess.findings import FindingsDocument
+from otward.services.selfcheck import run_selfcheck
+
+__all__ = ["assess_self"]
+
+
+@app.command("self")
+@handle_errors
+def assess_self(
+    data: DataOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    out: OutOption = None,
+    accept: AcceptOption = None,
+) -> None:
+    """Check this installation: key and token permissions, CA, responder and service certificates,
+    CRLs past nextUpdate, the audit chain's signed head, TLS settings, the Mosquitto listener."""
+    settings = load(data, db)
+    report = run_selfcheck(settings, operational=False)
+    document = FindingsDocument(
+        kind="self",
+        generated_at=now(),
+        tool=tool_name(),
+        targets=(str(settings.data_dir),),
+        findings=report.findings,
+    )
+    emit_findings(document, as_json=as_json, out=out, accept=accept)
