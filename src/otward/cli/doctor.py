@@ -51,7 +51,7 @@ def doctor(data: DataOption = None, db: DbOption = None, as_json: JsonOption = F
             word = f"[{_STYLE[f.severity]}]{_WORD[f.severity]}[/]"
             console.print(
                 f"  {word} {escape(f.target)}: {escape(f.title)} ({escape(f.evidence)}). "
-                f"Fix: {escape(f.recommendation)} [{f.check}]",
+                f"Fix: {escape(f.recommendation)} " + escape(f"[{f.check}]"),
                 highlight=False,
             )
         console.print(
