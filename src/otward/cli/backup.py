@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -41,7 +42,7 @@ def backup(
     TLS files, revocation journal and a manifest of SHA-256 checksums (never ca.pass)."""
     check_output(out, "--out", force=force)
     settings = load(data, db)
-    with working(f"backing up {settings.data_dir}"):
+    with contextlib.nullcontext() if as_json else working(f"backing up {settings.data_dir}"):
         result = create_backup(settings, out.absolute(), actor=cli_actor())
     info = {
         "archive": str(result.path),
@@ -107,7 +108,7 @@ def restore(
         assume_no_later_revocations=assume_no_later_revocations,
         passphrase_file=passphrase_file,
     )
-    with working(f"restoring {archive} into {data_dir}"):
+    with contextlib.nullcontext() if as_json else working(f"restoring {archive} into {data_dir}"):
         result = restore_backup(archive, data_dir.absolute(), options, actor=cli_actor())
     for line in result.warnings:
         warn(line)
