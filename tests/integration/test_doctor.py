@@ -143,10 +143,10 @@ def test_a_ca_about_to_expire(sqlite_installation, monkeypatch):
     try:
         pki.authorities.create_subordinate(
             "plant-7",
-            parent="issuing",
+            parent="root",
             key_type=KeyType.EC_P256,
             organization="ACME Chemicals",
-            path_length=None,
+            path_length=0,
         )
         pki.revocation.publish_crl("plant-7")
     finally:
