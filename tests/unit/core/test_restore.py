@@ -126,7 +126,7 @@ def test_a_journal_certificate_not_issued_by_the_ca_is_refused(state):
     der = _leaf(*other, serial=0xC3)
     journal = JournalContents()
     journal.add([JournalRevocation("issuing", "c3", NOW, ReasonFlags.unspecified, der, "tls-client", "leaf")])
-    with pytest.raises(PolicyViolationError, match="c3.*without a certificate issued by that CA"):
+    with pytest.raises(PolicyViolationError, match=r"c3.*without a certificate issued by that CA"):
         plan_restore(state, journal, [])
 
 
