@@ -408,6 +408,8 @@ def render_config(
         lines.append(f"database_url = {json.dumps(database_url)}")
     else:
         lines.append('# database_url = "postgresql+psycopg://user@host/db"  (default: otward.db here)')
+    lines.append("# The revocation journal restores re-apply (docs/backup.md); better on another disk:")
+    lines.append('# revocation_journal = "/var/lib/otward-journal/revocations.jsonl"')
     lines += [
         "",
         "[crl]",

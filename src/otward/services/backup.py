@@ -132,6 +132,9 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+_PUBLIC_FILES = ("config.toml", "root.pem")  # restored 0644 as init writes them; everything else 0600
+
+
 def _copy_in(source: Path, staging: Path, name: str) -> None:
     target = staging / name
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -378,6 +381,8 @@ def _extract(archive: Path, staging: Path) -> None:
             assert reader is not None  # noqa: S101 - checked by read_manifest
             with reader, open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
                 shutil.copyfileobj(reader, out)
+            if member.name in _PUBLIC_FILES:
+                os.chmod(target, 0o644)
 
 
 def _dump_rows(staging: Path, manifest: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
