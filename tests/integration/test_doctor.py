@@ -46,7 +46,7 @@ def test_a_fresh_installation_is_clean(installation, database_url):
     assert code == 0, report
     assert report["needs_action"] is False
     by_name = {c["name"]: c for c in report["checks"]}
-    assert set(by_name) == {"database", "migrations", "clock", "disk"}
+    assert set(by_name) == {"database", "migrations", "clock", "revocation journal", "disk"}
     assert all(c["ok"] for c in report["checks"])
     if database_url:
         assert by_name["clock"]["message"].startswith("agrees with the database server")

@@ -10,6 +10,7 @@ returned beside them for ``doctor``.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,10 +167,11 @@ def _pki_findings(pki: Pki, now: datetime) -> list[Finding]:
     findings: list[Finding] = []
     for authority in pki.authorities.list():
         certificate = x509.load_der_x509_certificate(authority.certificate_der)
-        if certificate.not_valid_after_utc > now:  # an expired CA that issues nothing is history
-            findings += check_certificate(authority.name, CertificateRole.CA, certificate, now)
-            responder = x509.load_der_x509_certificate(authority.ocsp_certificate_der)
-            findings += check_certificate(authority.name, CertificateRole.RESPONDER, responder, now)
+        if certificate.not_valid_after_utc <= now:
+            continue  # an expired CA issues nothing more, and its CRL cannot outlive it: history
+        findings += check_certificate(authority.name, CertificateRole.CA, certificate, now)
+        responder = x509.load_der_x509_certificate(authority.ocsp_certificate_der)
+        findings += check_certificate(authority.name, CertificateRole.RESPONDER, responder, now)
         crl = pki.stores.crls.get_crl(authority.name)
         found = check_crl(authority.name, crl.next_update if crl is not None else None, now)
         if found is not None:
@@ -195,6 +197,19 @@ def _pki_findings(pki: Pki, now: datetime) -> list[Finding]:
     if audit is not None:
         findings.append(audit)
     return findings
+
+
+def _journal(path: Path) -> OperationalCheck:
+    """The revocation journal must be writable: CRL publication stops when it cannot be appended."""
+    target = path if path.exists() else path.parent
+    if not os.access(target, os.W_OK):
+        return OperationalCheck(
+            "revocation journal",
+            False,
+            f"{target} is not writable: CRLs cannot be published until it is (docs/backup.md)",
+        )
+    size = path.stat().st_size if path.exists() else 0
+    return OperationalCheck("revocation journal", True, f"{path} writable ({size} bytes)")
 
 
 def _disk(data_dir: Path) -> OperationalCheck:
@@ -239,6 +254,7 @@ def run_selfcheck(
     if all(c.ok for c in checks):
         with contextlib.closing(Pki.open(settings, clock=clock)) as pki:
             findings += _pki_findings(pki, now)
+    checks.append(_journal(settings.revocation_journal_path))
     checks.append(_disk(settings.data_dir))
     return SelfCheckReport(settings.data_dir, tuple(findings), tuple(checks) if operational else ())
 
