@@ -306,3 +306,34 @@ def test_cli_restore_with_a_current_crl_and_the_declaration(backed_up, tmp_path)
     assert info["crl_numbers_continue_after"]["issuing"] == 2
     doctor = runner.invoke(app, ["doctor", "--data", str(target)])
     assert doctor.exit_code == 0, doctor.output
+
+
+def test_a_backup_of_an_older_schema_is_migrated_on_restore(tmp_path):
+    from alembic import command
+
+    from otward.adapters.db.dump import head_revision
+    from otward.adapters.db.engine import _alembic_config, create_database_engine
+
+    data = tmp_path / "d"
+    assert runner.invoke(app, ["init", "--data", str(data), "--json"]).exit_code == 0
+    engine = create_database_engine(load_settings(data).database_url)
+    try:
+        with engine.begin() as conn:
+            config = _alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "-1")
+    finally:
+        engine.dispose()
+    archive = tmp_path / "old.tar.gz"
+    result = create_backup(load_settings(data), archive)
+    assert result.schema_revision != head_revision()
+    restored = tmp_path / "r"
+    outcome = restore_backup(
+        archive,
+        restored,
+        RestoreOptions(passphrase_file=data / "ca.pass", journals=(data / "revocations.jsonl",)),
+    )
+    assert outcome.schema_revision == result.schema_revision
+    doctor = runner.invoke(app, ["doctor", "--data", str(restored)])
+    assert doctor.exit_code == 0, doctor.output
+    assert "the schema is at this otward's newest revision" in doctor.output

@@ -22,6 +22,7 @@ from typing import Any, Final, Protocol
 
 from cryptography.x509 import ReasonFlags
 
+from otward.core.records import CertificateKind
 from otward.core.revocation import parse_reason, reason_name
 from otward.errors import OtwardError, ParseError
 
@@ -189,6 +190,9 @@ def _parse_line(line: bytes) -> JournalEntry:
     if serial != format(int(serial, 16), "x"):
         raise ValueError(f"serial {serial!r} is not lower-case hex without leading zeros")
     certificate = body.get("certificate")
+    kind = _optional_text(body, "kind")
+    if kind is not None:
+        CertificateKind(kind)  # ValueError for a kind otward does not store
     return JournalRevocation(
         ca=_text(body, "ca"),
         serial=serial,
@@ -196,6 +200,6 @@ def _parse_line(line: bytes) -> JournalEntry:
         reason=parse_reason(_text(body, "reason")),
         certificate_der=base64.b64decode(certificate, validate=True) if certificate is not None else None,
         profile=_optional_text(body, "profile"),
-        kind=_optional_text(body, "kind"),
+        kind=kind,
         device_id=_optional_text(body, "device_id"),
     )

@@ -37,6 +37,7 @@ from otward import __version__
 from otward.adapters.db.certificates import insert_certificates
 from otward.adapters.db.dump import (
     dump_rows,
+    head_revision,
     is_known_revision,
     iter_dump,
     iter_table_rows,
@@ -262,7 +263,9 @@ def create_backup(
         size = out.stat().st_size
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if audit:
+    # An installation whose schema is behind (its service not upgraded yet) is backed up all the same;
+    # only the event waits for a current schema (otward writes to no older one).
+    if audit and revision == head_revision():
         with contextlib.closing(Pki.open(settings)) as pki:
             pki.audit.record(
                 pki.audit.event(

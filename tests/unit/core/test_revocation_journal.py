@@ -24,7 +24,7 @@ REVOKED = JournalRevocation(
     reason=ReasonFlags.key_compromise,
     certificate_der=b"\x30\x03\x02\x01\x01",
     profile="tls-client",
-    kind="leaf",
+    kind="end-entity",
     device_id=None,
 )
 CRL = JournalCrl("issuing", 7, WHEN)

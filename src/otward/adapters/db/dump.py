@@ -32,6 +32,7 @@ __all__ = [
     "DumpHeader",
     "database_tables",
     "dump_rows",
+    "head_revision",
     "is_known_revision",
     "iter_dump",
     "iter_table_rows",
@@ -188,6 +189,13 @@ def iter_dump(lines: Iterable[bytes], source: str) -> tuple[DumpHeader, Iterator
                 ) from None
 
     return parsed, rows()
+
+
+def head_revision() -> str:
+    """The newest schema revision this otward's migrations know."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None  # noqa: S101 - the migrations ship with the package
+    return head
 
 
 def is_known_revision(revision: str) -> bool:
