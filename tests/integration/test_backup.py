@@ -337,3 +337,42 @@ def test_a_backup_of_an_older_schema_is_migrated_on_restore(tmp_path):
     doctor = runner.invoke(app, ["doctor", "--data", str(restored)])
     assert doctor.exit_code == 0, doctor.output
     assert "the schema is at this otward's newest revision" in doctor.output
+
+
+def test_a_pkcs11_installation_backs_up_key_references_only(tmp_path):
+    from otward.config import KeySettings
+    from otward.services.bootstrap import initialize
+    from tests.conftest import softhsm_token
+
+    with softhsm_token(tmp_path / "hsm") as token:
+        data = tmp_path / "d"
+        initialize(
+            data,
+            keys=KeySettings(
+                backend="pkcs11",
+                pkcs11_module=token.module,
+                pkcs11_token=token.label,
+                pkcs11_pin_file=token.pin_file,
+            ),
+        )
+        archive = tmp_path / "b.tar.gz"
+        result = create_backup(load_settings(data), archive)
+        assert result.key_backend == "pkcs11"
+        manifest = read_manifest(archive)
+        assert manifest["key_refs"]
+        assert all(ref.startswith("pkcs11:") for ref in manifest["key_refs"])
+        assert not [m for m in manifest["members"] if m["name"].startswith("keys/")]
+        assert "back the token up by its own means" in manifest["note"]
+        restored = tmp_path / "r"
+        restore_backup(
+            archive,
+            restored,
+            RestoreOptions(passphrase_file=data / "ca.pass", journals=(data / "revocations.jsonl",)),
+        )
+        pki = Pki.open(load_settings(restored))
+        try:  # the restored installation signs with the keys still in the token
+            crl = pki.revocation.publish_crl("issuing")
+            issuing = pki.authorities.get("issuing").certificate
+            assert x509.load_der_x509_crl(crl.der).is_signature_valid(issuing.public_key())
+        finally:
+            pki.close()

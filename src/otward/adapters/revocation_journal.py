@@ -37,6 +37,23 @@ def read_journal(path: Path) -> JournalContents:
     return contents
 
 
+_TAIL = 1 << 16  # far more than one line (a certificate is a few KB)
+
+
+def _drop_torn_tail(fd: int) -> None:
+    """Cut a last line a crashed writer left incomplete (the caller holds the lock, so no writer is in
+    the middle of one): readers never consumed it, and leaving it would make the next line unreadable."""
+    size = os.fstat(fd).st_size
+    if not size or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    start = max(0, size - _TAIL)
+    tail = os.pread(fd, size - start, start)
+    newline = tail.rfind(b"\n")
+    if newline < 0 and start > 0:
+        raise ConfigError("the revocation journal ends in a line longer than 64 KiB", rule="journal")
+    os.ftruncate(fd, start + newline + 1)
+
+
 class FileRevocationJournal:
     """Implements :class:`otward.core.revocation_journal.RevocationJournal`."""
 
@@ -87,10 +104,7 @@ class FileRevocationJournal:
                 ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                # A crash may have left a torn last line: start ours on a line of its own.
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    data = b"\n" + data
+                _drop_torn_tail(fd)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]

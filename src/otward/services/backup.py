@@ -441,11 +441,11 @@ def _fetch_crls(public_url: str, names: Sequence[str]) -> tuple[list[CrlEvidence
     return found, failed
 
 
-def _check_passphrase(staging: Path, manifest: dict[str, Any], options: RestoreOptions) -> bytes | None:
-    """The CA passphrase, checked against a key of the backup before anything is written."""
-    refs = [r for r in manifest.get("key_refs", []) if str(r).startswith("file:")]
-    if not refs:
-        return None
+def _check_passphrase(staging: Path, manifest: dict[str, Any], options: RestoreOptions) -> bytes:
+    """The CA passphrase, checked against a key of the backup before anything is written (a file CA
+    key, else the service's TLS key, which is encrypted with it under every key backend)."""
+    refs = [str(r).removeprefix("file:") for r in manifest.get("key_refs", []) if str(r).startswith("file:")]
+    probe = staging / (refs[0] if refs else "tls/server.key")
     if options.passphrase_file is not None:
         try:
             passphrase = options.passphrase_file.read_bytes().strip()
@@ -462,9 +462,7 @@ def _check_passphrase(staging: Path, manifest: dict[str, Any], options: RestoreO
             rule="passphrase",
         )
     try:
-        serialization.load_pem_private_key(
-            (staging / str(refs[0]).removeprefix("file:")).read_bytes(), passphrase
-        )
+        serialization.load_pem_private_key(probe.read_bytes(), passphrase)
     except (ValueError, TypeError):
         raise ConfigError(
             "the CA key passphrase given does not open the backup's keys", rule="passphrase"
@@ -637,7 +635,7 @@ def restore_backup(
         journal_member = staging / JOURNAL_FILE
         if journal_member.exists() and settings.revocation_journal != Path(JOURNAL_FILE):
             journal_member.unlink()  # the configured journal lives elsewhere and goes on there
-        if passphrase is not None and options.passphrase_file is not None:
+        if options.passphrase_file is not None:
             write_private_file(staging / PASSPHRASE_FILE, passphrase + b"\n")
         os.chmod(staging, 0o700)
         if data_dir.exists():

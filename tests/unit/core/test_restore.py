@@ -68,6 +68,10 @@ def _crl(ca_key, ca_cert, number: int, revoked: dict[int, ReasonFlags]) -> x509.
     ).sign(ca_key, hashes.SHA256())
 
 
+def _revoked(serial: str, der: bytes) -> JournalRevocation:
+    return JournalRevocation("issuing", serial, NOW, ReasonFlags.unspecified, der, "tls-client", "end-entity")
+
+
 @pytest.fixture(scope="module")
 def issuing():
     return _ca("issuing")
@@ -116,7 +120,7 @@ def test_a_journal_reapplies_revocations_and_raises_crl_numbers(state, issuing):
 def test_a_certificate_issued_and_revoked_after_the_backup_is_stored_again(state, issuing):
     der = _leaf(*issuing, serial=0xC3)
     journal = JournalContents()
-    journal.add([JournalRevocation("issuing", "c3", NOW, ReasonFlags.unspecified, der, "tls-client", "end-entity")])
+    journal.add([_revoked("c3", der)])
     plan = plan_restore(state, journal, [])
     assert [e.serial for e in plan.insert] == ["c3"]
 
@@ -125,7 +129,7 @@ def test_a_journal_certificate_not_issued_by_the_ca_is_refused(state):
     other = _ca("other")
     der = _leaf(*other, serial=0xC3)
     journal = JournalContents()
-    journal.add([JournalRevocation("issuing", "c3", NOW, ReasonFlags.unspecified, der, "tls-client", "end-entity")])
+    journal.add([_revoked("c3", der)])
     with pytest.raises(PolicyViolationError, match=r"c3.*without a certificate issued by that CA"):
         plan_restore(state, journal, [])
 
@@ -154,7 +158,7 @@ def test_a_crl_listing_a_certificate_the_backup_lacks_needs_the_journal(state, i
         plan_restore(state, None, [CrlEvidence("issuing.crl", crl)])
     der = _leaf(*issuing, serial=0xD4)
     journal = JournalContents()
-    journal.add([JournalRevocation("issuing", "d4", NOW, ReasonFlags.unspecified, der, "tls-client", "end-entity")])
+    journal.add([_revoked("d4", der)])
     plan = plan_restore(state, journal, [CrlEvidence("issuing.crl", crl)])
     assert [e.serial for e in plan.insert] == ["d4"]
 
