@@ -376,3 +376,25 @@ def test_a_pkcs11_installation_backs_up_key_references_only(tmp_path):
             assert x509.load_der_x509_crl(crl.der).is_signature_valid(issuing.public_key())
         finally:
             pki.close()
+
+
+def test_a_journal_that_cannot_be_written_stops_the_crl_until_it_can(sqlite_pki, tmp_path, csr_factory):
+    from otward.adapters.revocation_journal import FileRevocationJournal, read_journal
+    from otward.core.records import format_serial
+
+    pki = sqlite_pki
+    issued = pki.issuance.issue(csr_factory(cn="journal-1"), profile="tls-client", ca="issuing")
+    blocked = tmp_path / "journal-dir"
+    blocked.mkdir()
+    before = pki.stores.crls.get_crl("issuing")
+    pki.revocation._journal = FileRevocationJournal(blocked)  # a journal path that is a directory
+    with pytest.raises(ConfigError, match="journal-dir"):
+        pki.revocation.revoke(issued.record.serial_number, x509.ReasonFlags.key_compromise)
+    assert pki.stores.crls.get_crl("issuing") == before  # no CRL without its journal entry
+    assert pki.stores.certificates.get_certificate(issued.record.serial_number).revoked_at is not None
+    journal_path = tmp_path / "journal.jsonl"
+    pki.revocation._journal = FileRevocationJournal(journal_path)
+    assert pki.revocation.publish_stale() == ["issuing"]
+    entry = read_journal(journal_path).revocations[format_serial(issued.record.serial_number)]
+    assert entry.certificate_der == issued.record.der
+    assert entry.profile == "tls-client"
