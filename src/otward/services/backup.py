@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import tarfile
 import tempfile
 import zlib
@@ -284,7 +285,7 @@ def _write_archive(staging: Path, names: Sequence[str], out: Path) -> None:
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w:gz") as archive:
+            with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as archive:
                 for name in names:
                     info = archive.gettarinfo(str(staging / name), arcname=name)
                     info.uid = info.gid = 0
@@ -404,8 +405,27 @@ def _dump_rows(staging: Path, manifest: dict[str, Any]) -> Iterator[tuple[str, d
 
 
 def _backup_state(staging: Path, manifest: dict[str, Any]) -> BackupState:
+    """The CAs (certificate, CRL number) and certificates (CA, revoked) of the backup."""
     cas: dict[str, tuple[x509.Certificate, int]] = {}
     held: dict[str, tuple[str, bool]] = {}
+    if manifest["database"] == "sqlite":  # two queries instead of reading every table
+        connection = sqlite3.connect(f"file:{staging / SQLITE_MEMBER}?mode=ro", uri=True)
+        try:
+            for name, der, number in connection.execute(
+                "SELECT name, certificate_der, crl_number FROM authorities"
+            ):
+                cas[name] = (x509.load_der_x509_certificate(bytes(der)), int(number))
+            for serial, ca, revoked in connection.execute(
+                "SELECT serial, ca, revoked_at IS NOT NULL FROM certificates"
+            ):
+                held[serial] = (ca, bool(revoked))
+        except sqlite3.Error as exc:
+            raise IntegrityError(
+                f"the backup's database cannot be read: {exc}", rule="backup-format"
+            ) from exc
+        finally:
+            connection.close()
+        return BackupState(cas, held)
     for table, row in _dump_rows(staging, manifest):
         if table == "authorities":
             cas[row["name"]] = (

@@ -128,7 +128,12 @@ def iter_table_rows(conn: Connection) -> Iterator[tuple[str, dict[str, Any]]]:
             yield table.name, dict(row._mapping)
 
 
+_PLAIN: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def _encode(value: Any) -> Any:
+    if type(value) in _PLAIN:  # most values: one set look-up
+        return value
     if isinstance(value, bytes | memoryview):
         return {"$b": base64.b64encode(bytes(value)).decode()}
     if isinstance(value, datetime):
