@@ -1,5 +1,6 @@
 """A restored installation, served again, judged by OpenSSL: the certificate revoked after the backup
-is ``revoked`` in OCSP and on the CRL, whose number exceeds every number published before."""
+(learnt from the CRLs the old service published, ``--fetch-crls``) is ``revoked`` in OCSP and on the
+CRL, whose number exceeds every number published before."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def test_openssl_sees_the_revocation_after_a_restore(tmp_path):
     openssl = need("openssl")
     served = tmp_path / "served"
     server = start_server(served)
+    restored = tmp_path / "restored"
     try:
         api = Api(server)
         try:
@@ -33,19 +35,18 @@ def test_openssl_sees_the_revocation_after_a_restore(tmp_path):
         finally:
             api.close()
         published = _crl_number(httpx.get(f"{server.http_url}/crl/issuing.crl").content)
+        # The evidence: the CRLs the old service still publishes at the backup's public_url.
+        otward_cli(
+            restored,
+            "restore",
+            str(tmp_path / "backup.tar.gz"),
+            "--fetch-crls",
+            "--passphrase-file",
+            str(served / "ca.pass"),
+        )
     finally:
         stop_server(server)
 
-    restored = tmp_path / "restored"
-    otward_cli(
-        restored,
-        "restore",
-        str(tmp_path / "backup.tar.gz"),
-        "--revocations",
-        str(served / "revocations.jsonl"),
-        "--passphrase-file",
-        str(served / "ca.pass"),
-    )
     shutil.copy(served / "admin.token", restored / "admin.token")  # the operator's token still counts
     again = start_server(restored)
     try:
