@@ -94,12 +94,16 @@ def plan_restore(
     crls: Sequence[CrlEvidence],
     *,
     journal_sources: Sequence[str] = (),
+    journal_covers: bool = True,
     assume_no_later_revocations: bool = False,
 ) -> RestorePlan:
     """Everything the evidence shows revoked that the backup does not, and the CRL numbers to continue
     from. Refuses (PolicyViolationError) when evidence is unusable, names a CA the backup lacks, lists a
     revoked certificate the backup does not hold without the certificate itself, or when a CA is not
-    covered by any evidence and the operator did not declare that nothing was revoked since."""
+    covered by any evidence and the operator did not declare that nothing was revoked since.
+
+    ``journal_covers`` is false when ``journal`` holds only the archive's own copy of the journal: its
+    revocations are applied, but it says nothing of the time after the backup."""
     numbers = {name: number for name, (_, number) in state.authorities.items()}
     revoke: dict[str, Reapplied] = {}
     insert: dict[str, JournalRevocation] = {}
@@ -107,8 +111,11 @@ def plan_restore(
     problems: list[str] = []
     evidence: list[str] = []
     if journal is not None:
-        evidence += [f"journal {s}" for s in journal_sources] or ["journal"]
-        covered.update(state.authorities)
+        evidence += [f"journal {s}" for s in journal_sources] or [
+            "journal" if journal_covers else "the archive's own journal"
+        ]
+        if journal_covers:  # the live journal; the archive's own copy ends where the backup did
+            covered.update(state.authorities)
         for ca, number in journal.crl_numbers.items():
             if ca not in state.authorities:
                 problems.append(f"the journal names CA '{ca}', which this backup does not hold")

@@ -180,9 +180,7 @@ def _snapshot_database(settings: Settings, staging: Path) -> tuple[str, str, lis
                 revision, _ = dump_rows(conn, out, engine.dialect.name)
             return engine.dialect.name, revision, _key_refs(conn)
     except SQLAlchemyError as exc:
-        raise StorageError(
-            f"cannot back up the database: {exc.__class__.__name__}: {exc}", rule="backup"
-        ) from exc
+        raise StorageError(f"cannot back up the database: {_reason(exc)}", rule="backup") from exc
     finally:
         engine.dispose()
 
@@ -625,6 +623,11 @@ def restore_backup(
             journal = journal or JournalContents()
             journal.merge(contents)
             sources.append(str(path))
+        archived = staging / JOURNAL_FILE
+        covers = journal is not None
+        if archived.is_file():  # copied after the database: it may hold revocations the copy lacks
+            journal = journal or JournalContents()
+            journal.merge(read_journal(archived))
         crls = []
         for path in options.crls:
             try:
@@ -642,6 +645,7 @@ def restore_backup(
             journal,
             crls,
             journal_sources=sources,
+            journal_covers=covers,
             assume_no_later_revocations=options.assume_no_later_revocations,
         )
         if options.database_url:

@@ -175,3 +175,14 @@ def test_a_journal_naming_an_unknown_ca_is_refused(state):
     journal.add([JournalCrl("newer-ca", 2, NOW)])
     with pytest.raises(PolicyViolationError, match="CA 'newer-ca', which this backup does not hold"):
         plan_restore(state, journal, [])
+
+
+def test_the_archives_own_journal_is_applied_but_covers_nothing(state):
+    journal = JournalContents()
+    journal.add([JournalRevocation("issuing", "a1", NOW, ReasonFlags.key_compromise)])
+    with pytest.raises(PolicyViolationError, match=r"for CA\(s\) issuing"):
+        plan_restore(state, journal, [], journal_covers=False)
+    plan = plan_restore(state, journal, [], journal_covers=False, assume_no_later_revocations=True)
+    assert [r.serial for r in plan.revoke] == ["a1"]
+    assert plan.evidence == ("the archive's own journal",)
+    assert plan.assumed
