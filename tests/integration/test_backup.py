@@ -398,3 +398,49 @@ def test_a_journal_that_cannot_be_written_stops_the_crl_until_it_can(sqlite_pki,
     entry = read_journal(journal_path).revocations[format_serial(issued.record.serial_number)]
     assert entry.certificate_der == issued.record.der
     assert entry.profile == "tls-client"
+
+
+def test_a_journal_on_another_disk_outlives_the_data_directory(tmp_path, csr_factory):
+    """The design case: the journal is configured outside the data directory; the data directory is
+    lost after a revocation; the restore finds the journal by itself and keeps the revocation."""
+    import shutil
+
+    from otward.services.bootstrap import initialize
+
+    data = tmp_path / "d"
+    elsewhere = tmp_path / "other-disk" / "revocations.jsonl"
+    elsewhere.parent.mkdir()
+    initialize(data)
+    config = data / "config.toml"
+    lines = config.read_text().splitlines()
+    config.write_text("\n".join([lines[0], f'revocation_journal = "{elsewhere}"', *lines[1:]]) + "\n")
+    shutil.move(data / "revocations.jsonl", elsewhere)  # the operator moves the journal there
+    passphrase = tmp_path / "ca.pass"
+    shutil.copy(data / "ca.pass", passphrase)
+    pki = Pki.open(load_settings(data))
+    try:
+        issued = pki.issuance.issue(csr_factory(cn="plc-9"), profile="tls-client", ca="issuing")
+    finally:
+        pki.close()
+    archive = tmp_path / "b.tar.gz"
+    create_backup(load_settings(data), archive)
+    pki = Pki.open(load_settings(data))
+    try:
+        pki.revocation.revoke(issued.record.serial_number, x509.ReasonFlags.key_compromise)
+    finally:
+        pki.close()
+    assert elsewhere.is_file()
+    assert not (data / "revocations.jsonl").exists()
+    shutil.rmtree(data)  # the disaster
+
+    outcome = restore_backup(archive, data, RestoreOptions(passphrase_file=passphrase))
+    assert outcome.reapplied == (issued.record.serial,)
+    assert outcome.evidence == (f"journal {elsewhere}",)
+    pki = Pki.open(load_settings(data))
+    try:
+        record = pki.stores.certificates.get_certificate(issued.record.serial_number)
+        assert record is not None
+        assert record.revoked_at is not None
+    finally:
+        pki.close()
+    assert not (data / "revocations.jsonl").exists()  # the journal goes on where it is configured

@@ -199,7 +199,7 @@ def _pki_findings(pki: Pki, now: datetime) -> list[Finding]:
     return findings
 
 
-def _journal(path: Path) -> OperationalCheck:
+def _journal(path: Path, data_dir: Path) -> OperationalCheck:
     """The revocation journal must be writable: CRL publication stops when it cannot be appended."""
     target = path if path.exists() else path.parent
     if not os.access(target, os.W_OK):
@@ -209,7 +209,12 @@ def _journal(path: Path) -> OperationalCheck:
             f"{target} is not writable: CRLs cannot be published until it is (docs/backup.md)",
         )
     size = path.stat().st_size if path.exists() else 0
-    return OperationalCheck("revocation journal", True, f"{path} writable ({size} bytes)")
+    advice = (
+        "; it shares the data directory's disk: set revocation_journal to another one (docs/backup.md)"
+        if path.resolve().is_relative_to(data_dir.resolve())
+        else ""
+    )
+    return OperationalCheck("revocation journal", True, f"{path} writable ({size} bytes){advice}")
 
 
 def _disk(data_dir: Path) -> OperationalCheck:
@@ -254,7 +259,7 @@ def run_selfcheck(
     if all(c.ok for c in checks):
         with contextlib.closing(Pki.open(settings, clock=clock)) as pki:
             findings += _pki_findings(pki, now)
-    checks.append(_journal(settings.revocation_journal_path))
+    checks.append(_journal(settings.revocation_journal_path, settings.data_dir))
     checks.append(_disk(settings.data_dir))
     return SelfCheckReport(settings.data_dir, tuple(findings), tuple(checks) if operational else ())
 
