@@ -171,6 +171,9 @@ def test_a_migration_behind(sqlite_installation):
     migrations = next(c for c in report["checks"] if c["name"] == "migrations")
     assert not migrations["ok"]
     assert "otward db upgrade" in migrations["message"]
+    assessed = runner.invoke(app_(), ["assess", "self", "--data", str(sqlite_installation), "--json"])
+    assert assessed.exit_code == 1
+    assert "cannot assess the installation" in assessed.output
 
 
 @pytest.mark.postgres
