@@ -444,3 +444,22 @@ def test_a_journal_on_another_disk_outlives_the_data_directory(tmp_path, csr_fac
     finally:
         pki.close()
     assert not (data / "revocations.jsonl").exists()  # the journal goes on where it is configured
+
+
+@pytest.mark.postgres
+def test_a_sqlite_backup_restores_into_postgresql(backed_up, tmp_path):
+    data, archive = backed_up
+    with contextlib.contextmanager(_postgres_database)() as url:
+        restored = tmp_path / "r"
+        outcome = restore_backup(
+            archive,
+            restored,
+            RestoreOptions(
+                database_url=url, passphrase_file=data / "ca.pass", journals=(data / "revocations.jsonl",)
+            ),
+        )
+        assert outcome.rows > 0
+        assert load_settings(restored).database_url == url  # config.toml now names it
+        doctor = runner.invoke(app, ["doctor", "--data", str(restored), "--json"])
+        assert doctor.exit_code == 0, doctor.output
+        assert json.loads(doctor.output)["needs_action"] is False
