@@ -463,3 +463,19 @@ def test_a_sqlite_backup_restores_into_postgresql(backed_up, tmp_path):
         doctor = runner.invoke(app, ["doctor", "--data", str(restored), "--json"])
         assert doctor.exit_code == 0, doctor.output
         assert json.loads(doctor.output)["needs_action"] is False
+
+
+@pytest.mark.parametrize("name", ["../evil", "/etc/cron.d/evil", "keys/..", "keys/sub/x", "ca.pass"])
+def test_a_member_outside_the_expected_names_is_refused(backed_up, tmp_path, name):
+    data, archive = backed_up
+    hostile = tmp_path / "hostile.tar.gz"
+    with tarfile.open(archive) as source, tarfile.open(hostile, "w:gz") as out:
+        for member in source:
+            out.addfile(member, source.extractfile(member))
+        extra = tarfile.TarInfo(name)
+        extra.size = 4
+        out.addfile(extra, io.BytesIO(b"evil"))
+    with pytest.raises(IntegrityError, match="unexpected member"):
+        restore_backup(hostile, tmp_path / "r", RestoreOptions(passphrase_file=data / "ca.pass"))
+    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "evil").exists()

@@ -78,7 +78,7 @@ SQLITE_MEMBER: Final = "database.sqlite"
 DUMP_MEMBER: Final = "database.jsonl"
 _MEMBER_NAME = re.compile(
     r"^(manifest\.json|database\.sqlite|database\.jsonl|config\.toml|root\.pem|"
-    r"audit-head\.json|revocations\.jsonl|tls/server\.(pem|key)|keys/[A-Za-z0-9._-]+)$"
+    r"audit-head\.json|revocations\.jsonl|tls/server\.(pem|key)|keys/[A-Za-z0-9_-][A-Za-z0-9._-]*)$"
 )
 _FETCH_TIMEOUT = 10.0
 _MAX_CRL_BYTES = 64 << 20
