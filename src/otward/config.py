@@ -435,6 +435,12 @@ class Settings(BaseModel):
     keys: KeySettings = KeySettings()
     notify: NotifySettings = NotifySettings()
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # the revocation journal (docs/backup.md); relative to the data directory, better on another disk
+    revocation_journal: Path = Path("revocations.jsonl")
+
+    @property
+    def revocation_journal_path(self) -> Path:
+        return self.data_dir / self.revocation_journal
 
     @field_validator("public_url")
     @classmethod
@@ -553,6 +559,8 @@ def render_config(
         lines.append(f"database_url = {json.dumps(database_url)}")
     else:
         lines.append('# database_url = "postgresql+psycopg://user@host/db"  (default: otward.db here)')
+    lines.append("# The revocation journal restores re-apply (docs/backup.md); better on another disk:")
+    lines.append('# revocation_journal = "/var/lib/otward-journal/revocations.jsonl"')
     lines += [
         "",
         "[crl]",

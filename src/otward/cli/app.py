@@ -14,8 +14,11 @@ from otward import __version__
 from otward.cli import access as access_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, signer, token
 from otward.cli import assess as assess_cli
+from otward.cli import assess_self as _assess_self  # noqa: F401 - registers 'assess self'
+from otward.cli import backup as backup_cli
 from otward.cli import db as db_cli
 from otward.cli import deploy as deploy_cli
+from otward.cli import doctor as doctor_cli
 from otward.cli import edge as edge_cli
 from otward.cli import gateway as gateway_cli
 from otward.cli import manufacturer as manufacturer_cli
@@ -90,6 +93,9 @@ device.app.command("claim")(manufacturer_cli.claim)
 device.app.command("claims")(manufacturer_cli.list_claims)
 device.app.command("release")(manufacturer_cli.release)
 app.add_typer(notify_cli.app, name="notify")
+app.command("backup")(backup_cli.backup)
+app.command("restore")(backup_cli.restore)
+app.command("doctor")(doctor_cli.doctor)
 
 
 def _version(value: bool) -> None:

@@ -115,6 +115,8 @@ class EventType(enum.Enum):
     DEVICE_RELEASED = "device.released"
     NOTIFY_SENT = "notify.sent"  # a notification delivered to a webhook or SMTP server
     NOTIFY_FAILED = "notify.failed"  # a notification given up on (attempts exhausted, channel gone)
+    BACKUP_CREATED = "backup.created"  # otward backup wrote an archive
+    BACKUP_RESTORED = "backup.restored"  # otward restore: what it re-applied and on what evidence
 
 
 class Outcome(enum.Enum):

@@ -15,6 +15,7 @@ from otward.adapters.db import SchemaChange, SqlStores, check_schema, create_dat
 from otward.adapters.head_witness import WITNESS_FILE, FileHeadWitness
 from otward.adapters.keys import FileKeyBackend, RoutingKeyBackend
 from otward.adapters.keys.pkcs11 import Pkcs11KeyBackend, resolve_pin
+from otward.adapters.revocation_journal import FileRevocationJournal
 from otward.config import Settings, read_passphrase
 from otward.core.audit import EventType, HeadSchedule
 from otward.core.ports import KeyBackend
@@ -172,7 +173,13 @@ class Pki:
             owners=stores.owners,
         )
         self.revocation = RevocationService(
-            stores.certificates, stores.crls, self.authorities, settings.crl, clock=clock, audit=self.audit
+            stores.certificates,
+            stores.crls,
+            self.authorities,
+            settings.crl,
+            clock=clock,
+            audit=self.audit,
+            journal=FileRevocationJournal(settings.revocation_journal_path),
         )
         self.signers = SignerService(
             stores.signers,

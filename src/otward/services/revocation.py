@@ -14,6 +14,7 @@ from otward.core.keys import signature_hash_for
 from otward.core.ports import CertificateStore, CrlStore
 from otward.core.records import CertificateKind, CertificateRecord, CrlRecord, format_serial
 from otward.core.revocation import RevokedEntry, build_crl, reason_name
+from otward.core.revocation_journal import JournalCrl, JournalEntry, JournalRevocation, RevocationJournal
 from otward.errors import ConflictError, NotFoundError, PolicyViolationError
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
@@ -31,8 +32,10 @@ class RevocationService:
         *,
         clock: Callable[[], datetime],
         audit: AuditLog,
+        journal: RevocationJournal | None = None,
     ) -> None:
         self._certificates = certificates
+        self._journal = journal
         self._crls = crls
         self._audit = audit
         self._authorities = authorities
@@ -113,11 +116,40 @@ class RevocationService:
                 "next_update": next_update.isoformat(),
             }
             event = self._audit.event(actor, EventType.CRL_SIGNED, ca, details=details)
+            # What the CRL lists and its number reach the journal before the CRL is stored and served.
+            self._journal_crl(ca, revoked, JournalCrl(ca, crl_number, now))
             return CrlRecord(ca, crl_number, now, next_update, crl.public_bytes(Encoding.DER)), [
                 event
             ] if event else []
 
         return self._crls.save_crl(ca, build)
+
+    def _journal_crl(self, ca: str, revoked: Sequence[RevokedEntry], crl: JournalCrl) -> None:
+        """Append the revocations the journal lacks (with the certificate, so that a restore of a backup
+        taken before it was issued can store it again) and the CRL number (docs/backup.md)."""
+        if self._journal is None:
+            return
+        known = self._journal.known_serials()
+        entries: list[JournalEntry] = []
+        for entry in revoked:
+            serial = format_serial(entry.serial_number)
+            if serial in known:
+                continue
+            record = self._certificates.get_certificate(entry.serial_number)
+            entries.append(
+                JournalRevocation(
+                    ca=ca,
+                    serial=serial,
+                    revoked_at=entry.revocation_date,
+                    reason=entry.reason,
+                    certificate_der=record.der if record is not None else None,
+                    profile=record.profile if record is not None else None,
+                    kind=record.kind.value if record is not None else None,
+                    device_id=record.device_id if record is not None else None,
+                )
+            )
+        entries.append(crl)
+        self._journal.append(entries)
 
     def current_crl(self, ca: str) -> CrlRecord:
         """The stored CRL, regenerated first when it is missing or close to its nextUpdate."""
