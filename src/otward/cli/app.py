@@ -16,6 +16,7 @@ from otward.cli import agent, audit, ca, cert, crl, device, log, owner, signer, 
 from otward.cli import assess as assess_cli
 from otward.cli import db as db_cli
 from otward.cli import edge as edge_cli
+from otward.cli import firmware as firmware_cli
 from otward.cli import gateway as gateway_cli
 from otward.cli import mqtt as mqtt_cli
 from otward.cli import opcua as opcua_cli
@@ -81,6 +82,7 @@ app.command("mqtt-config")(mqtt_cli.mqtt_config)
 app.add_typer(opcua_cli.app, name="opcua")
 app.command("gateway")(gateway_cli.gateway)
 app.add_typer(assess_cli.app, name="assess")
+app.add_typer(firmware_cli.app, name="firmware")
 
 
 def _version(value: bool) -> None:
