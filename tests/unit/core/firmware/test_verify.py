@@ -10,6 +10,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from pyasn1.codec.der import decoder, encoder
+from pyasn1.type import univ
+from pyasn1_alt_modules import rfc5280, rfc5652
 
 from otward.core.firmware.envelope import hash_for_name, open_signed_content, sign_content
 from otward.core.firmware.manifest import Manifest, dump_manifest, key_pin
@@ -212,6 +215,28 @@ def test_rsa_1024_signature_made_elsewhere_is_refused(root, intermediate):
         verify_trusted(envelope, [root.certificate], NOW)
     assert refusal(caught) == "firmware.algorithm.weak"
     assert "1024" in str(caught.value)
+
+
+def test_ed25519_signature_is_refused(root, intermediate):
+    """A SignedData whose signer is an Ed25519 key (rebuilt with pyasn1: neither cryptography's builder
+    nor OpenSSL 3.0 signs CMS with Ed25519), correctly signed, is still refused."""
+    ed = make_signer(intermediate, "ed25519")
+    envelope = sign(make_signer(intermediate), manifest_for())
+    info, _ = decoder.decode(envelope, asn1Spec=rfc5652.ContentInfo())
+    signed, _ = decoder.decode(bytes(info["content"]), asn1Spec=rfc5652.SignedData())
+    certificate, _ = decoder.decode(
+        ed.certificate.public_bytes(serialization.Encoding.DER), asn1Spec=rfc5280.Certificate()
+    )
+    signed["certificates"][0]["certificate"] = certificate
+    signer_info = signed["signerInfos"][0]
+    signer_info["sid"]["issuerAndSerialNumber"]["serialNumber"] = ed.certificate.serial_number
+    signer_info["signatureAlgorithm"]["algorithm"] = univ.ObjectIdentifier("1.3.101.112")
+    attributes = encoder.encode(signer_info["signedAttrs"])
+    signer_info["signature"] = ed.key.sign(b"\x31" + attributes[1:])
+    info["content"] = encoder.encode(signed)
+    with pytest.raises(OtwardError, match="Ed25519") as caught:
+        verify_trusted(encoder.encode(info), [root.certificate, intermediate.certificate], NOW)
+    assert refusal(caught) == "firmware.algorithm.weak"
 
 
 @pytest.mark.parametrize("name", ["sha1", "md5", "sha224", "sha3-256"])
