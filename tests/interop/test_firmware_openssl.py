@@ -50,7 +50,9 @@ def pem(path: Path, *certificates) -> Path:
 
 def key_file(path: Path, key) -> Path:
     path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     return path
 
@@ -72,15 +74,30 @@ def openssl(*args: str) -> subprocess.CompletedProcess[bytes]:
 def test_openssl_cms_verifies_otward_manifests(tmp_path, root, intermediate, kind, hash_name, padding):
     signer = make_signer(intermediate, kind)
     envelope = sign_content(
-        dump_manifest(MANIFEST), signer.certificate, signer.key, [intermediate.certificate],
-        hash_for_name(hash_name), padding,
+        dump_manifest(MANIFEST),
+        signer.certificate,
+        signer.key,
+        [intermediate.certificate],
+        hash_for_name(hash_name),
+        padding,
     )
     (tmp_path / "m.p7").write_bytes(envelope)
     ca = pem(tmp_path / "root.pem", root.certificate)
     # the signer's certificate is valid from NOW - 10 days; -attime pins OpenSSL's clock to the test's
     result = openssl(
-        "cms", "-verify", "-inform", "DER", "-in", str(tmp_path / "m.p7"), "-binary", "-CAfile", str(ca),
-        "-purpose", "any", "-attime", str(int(NOW.timestamp())),
+        "cms",
+        "-verify",
+        "-inform",
+        "DER",
+        "-in",
+        str(tmp_path / "m.p7"),
+        "-binary",
+        "-CAfile",
+        str(ca),
+        "-purpose",
+        "any",
+        "-attime",
+        str(int(NOW.timestamp())),
     )
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout == dump_manifest(MANIFEST)
@@ -89,8 +106,19 @@ def test_openssl_cms_verifies_otward_manifests(tmp_path, root, intermediate, kin
     tampered = envelope.replace(b'"version":12', b'"version":13')
     (tmp_path / "t.p7").write_bytes(tampered)
     refused = openssl(
-        "cms", "-verify", "-inform", "DER", "-in", str(tmp_path / "t.p7"), "-binary", "-CAfile", str(ca),
-        "-purpose", "any", "-attime", str(int(NOW.timestamp())),
+        "cms",
+        "-verify",
+        "-inform",
+        "DER",
+        "-in",
+        str(tmp_path / "t.p7"),
+        "-binary",
+        "-CAfile",
+        str(ca),
+        "-purpose",
+        "any",
+        "-attime",
+        str(int(NOW.timestamp())),
     )
     assert refused.returncode != 0
 
@@ -98,12 +126,23 @@ def test_openssl_cms_verifies_otward_manifests(tmp_path, root, intermediate, kin
 def openssl_sign(tmp_path: Path, signer: Signer, chain, *options: str) -> subprocess.CompletedProcess[bytes]:
     (tmp_path / "manifest.json").write_bytes(dump_manifest(MANIFEST))
     return openssl(
-        "cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-nosmimecap",
-        "-in", str(tmp_path / "manifest.json"),
-        "-signer", str(pem(tmp_path / "signer.pem", signer.certificate)),
-        "-inkey", str(key_file(tmp_path / "signer.key", signer.key)),
-        "-certfile", str(pem(tmp_path / "chain.pem", *chain)),
-        "-out", str(tmp_path / "openssl.p7"),
+        "cms",
+        "-sign",
+        "-binary",
+        "-nodetach",
+        "-outform",
+        "DER",
+        "-nosmimecap",
+        "-in",
+        str(tmp_path / "manifest.json"),
+        "-signer",
+        str(pem(tmp_path / "signer.pem", signer.certificate)),
+        "-inkey",
+        str(key_file(tmp_path / "signer.key", signer.key)),
+        "-certfile",
+        str(pem(tmp_path / "chain.pem", *chain)),
+        "-out",
+        str(tmp_path / "openssl.p7"),
         *options,
     )
 
@@ -133,9 +172,15 @@ def test_otward_verifies_openssl_manifests(tmp_path, root, intermediate, kind, o
         ("rsa-2048", ("-md", "sha1"), "SHA-1"),
         ("rsa-1024", ("-md", "sha256"), "1024"),
     ],
-    ids=["ecdsa-sha1", "rsa-sha1", "rsa-1024"],  # OpenSSL 3.0 cannot sign CMS with Ed25519: see the unit tests
+    ids=[
+        "ecdsa-sha1",
+        "rsa-sha1",
+        "rsa-1024",
+    ],  # OpenSSL 3.0 cannot sign CMS with Ed25519: see the unit tests
 )
-def test_otward_refuses_openssl_manifests_with_weak_algorithms(tmp_path, root, intermediate, kind, options, needle):
+def test_otward_refuses_openssl_manifests_with_weak_algorithms(
+    tmp_path, root, intermediate, kind, options, needle
+):
     signer = make_signer(intermediate, kind)
     result = openssl_sign(tmp_path, signer, [intermediate.certificate], *options)
     assert result.returncode == 0, result.stderr.decode()

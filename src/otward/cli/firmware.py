@@ -245,7 +245,7 @@ def _print_boot(outcome: BootOutcome, committed: dict[str, int] | None, asked: b
     if outcome.failed is not None and outcome.failure is not None:
         err_console.print(
             f"[bold red]FAIL[/] {escape(outcome.failed.name)}: {escape(outcome.failure.message)} "
-            f"[{escape(outcome.check)}]",
+            + escape(f"[{outcome.check}]"),
             highlight=False,
         )
         for stage in outcome.not_run:

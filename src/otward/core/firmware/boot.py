@@ -22,11 +22,11 @@ caller's :class:`StageLoader`)::
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any, Final, Protocol
 
 from otward.core.firmware.checks import is_firmware_check
@@ -219,8 +219,7 @@ def _relative(value: object, where: str) -> str:
     """A file name inside the boot-chain directory: relative, no '..'."""
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where} must name a file", rule="boot-chain")
-    path = PurePosixPath(value)
-    if path.is_absolute() or ".." in path.parts or "\\" in value:
+    if posixpath.isabs(value) or ".." in value.split("/") or "\\" in value or "\0" in value:
         raise ConfigError(
             f"{where} {value!r} must be a file inside the boot-chain directory", rule="boot-chain"
         )

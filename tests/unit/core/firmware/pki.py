@@ -31,10 +31,14 @@ def make_key(kind: str) -> Any:
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Plant"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Plant"), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    )
 
 
-def make_ca(cn: str, parent: Signer | None = None, *, not_before: datetime = NOW - timedelta(days=1000)) -> Signer:
+def make_ca(
+    cn: str, parent: Signer | None = None, *, not_before: datetime = NOW - timedelta(days=1000)
+) -> Signer:
     key = ec.generate_private_key(ec.SECP256R1())
     certificate = (
         x509.CertificateBuilder()

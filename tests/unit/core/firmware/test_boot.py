@@ -132,7 +132,9 @@ def test_kernel_signed_by_another_key_is_refused(chain, signers):
 
 def test_bootloader_not_signed_with_the_rom_key_is_refused(chain, signers):
     image = chain.loader.images["bootloader"]
-    chain.loader.manifests["bootloader"] = signed("bootloader", image, signers["kernel"], 3, signers["kernel"])
+    chain.loader.manifests["bootloader"] = signed(
+        "bootloader", image, signers["kernel"], 3, signers["kernel"]
+    )
     assert failing(chain)[:2] == ("bootloader", "firmware.signer.unpinned")
 
 
@@ -172,7 +174,10 @@ def test_boot_chain_layout_parses():
     [
         ("rom_key = 'a'\n", "stages"),
         ("[[stage]]\nname='a'\nimage='a'\nmanifest='b'\n", "exactly one of rom_key"),
-        ("rom_key='a'\nrom_key_pin='sha256/x'\n[[stage]]\nname='a'\nimage='a'\nmanifest='b'\n", "exactly one"),
+        (
+            "rom_key='a'\nrom_key_pin='sha256/x'\n[[stage]]\nname='a'\nimage='a'\nmanifest='b'\n",
+            "exactly one",
+        ),
         ("rom_key_pin='sha256/x'\n[[stage]]\nname='a'\nimage='a'\nmanifest='b'\n", "rom_key_pin"),
         ("rom_key='../k'\n[[stage]]\nname='a'\nimage='a'\nmanifest='b'\n", "inside the boot-chain"),
         ("rom_key='k'\n[[stage]]\nname='a'\nimage='/etc/passwd'\nmanifest='b'\n", "inside the boot-chain"),

@@ -5,7 +5,14 @@ import json
 
 import pytest
 
-from otward.core.firmware.manifest import Manifest, dump_manifest, key_pin, parse_digest_name, parse_manifest, parse_pin
+from otward.core.firmware.manifest import (
+    Manifest,
+    dump_manifest,
+    key_pin,
+    parse_digest_name,
+    parse_manifest,
+    parse_pin,
+)
 from otward.errors import OtwardError
 from tests.unit.core.firmware.pki import NOW, make_key
 
@@ -29,7 +36,10 @@ def test_dump_parse_is_the_identity_and_canonical():
     assert parse_manifest(text) == original
     assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":")).encode()
     body = json.loads(text)
-    assert body["image"] == {"size": 3, "digest": {"algorithm": "sha-384", "value": hashlib.sha384(b"abc").hexdigest()}}
+    assert body["image"] == {
+        "size": 3,
+        "digest": {"algorithm": "sha-384", "value": hashlib.sha384(b"abc").hexdigest()},
+    }
     assert body["signed_at"] == "2026-12-07T12:00:00Z"
     assert "next_stage_key" not in json.loads(dump_manifest(manifest(next_stage_key=None)))
 

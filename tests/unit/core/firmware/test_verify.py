@@ -41,7 +41,12 @@ def manifest_for(image: bytes = IMAGE, *, version: int = 5, algorithm: str = "sh
 
 def sign(signer: Signer, manifest: Manifest, chain=(), hash_name: str = "sha256", padding="pss") -> bytes:
     return sign_content(
-        dump_manifest(manifest), signer.certificate, signer.key, list(chain), hash_for_name(hash_name), padding
+        dump_manifest(manifest),
+        signer.certificate,
+        signer.key,
+        list(chain),
+        hash_for_name(hash_name),
+        padding,
     )
 
 
@@ -106,7 +111,9 @@ def test_tampered_manifest_is_refused(root, intermediate):
 
 
 def test_a_changed_signature_is_refused(root, intermediate):
-    envelope = bytearray(sign(make_signer(intermediate, "rsa-2048"), manifest_for(), [intermediate.certificate]))
+    envelope = bytearray(
+        sign(make_signer(intermediate, "rsa-2048"), manifest_for(), [intermediate.certificate])
+    )
     envelope[-5] ^= 0x40  # inside the RSA signature, the last field of the structure
     with pytest.raises(OtwardError) as caught:
         verify_trusted(bytes(envelope), [root.certificate], NOW)
@@ -172,7 +179,9 @@ def test_signer_certificate_must_be_valid_when_signed(root, intermediate):
 def test_signing_time_in_the_future_is_refused(root, intermediate):
     future = manifest_for(signed_at=NOW + timedelta(hours=1))
     with pytest.raises(OtwardError) as caught:
-        verify_trusted(sign(make_signer(intermediate), future, [intermediate.certificate]), [root.certificate], NOW)
+        verify_trusted(
+            sign(make_signer(intermediate), future, [intermediate.certificate]), [root.certificate], NOW
+        )
     assert refusal(caught) == "firmware.chain.untrusted"
     assert "future" in str(caught.value)
 
