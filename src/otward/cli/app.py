@@ -14,6 +14,7 @@ from otward import __version__
 from otward.cli import access as access_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, signer, token
 from otward.cli import assess as assess_cli
+from otward.cli import assess_report as assess_report_cli  # noqa: F401  (registers "assess report")
 from otward.cli import db as db_cli
 from otward.cli import edge as edge_cli
 from otward.cli import firmware as firmware_cli
