@@ -146,7 +146,7 @@ def parse_boot_chain(text: str, source: str = CONFIG_FILE) -> BootChainSpec:
     """Read ``boot-chain.toml``; ConfigError naming the key for anything wrong."""
     try:
         body = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ConfigError(f"{source}: not TOML ({exc})", rule="boot-chain") from None
     unknown = set(body) - _TOP_KEYS
     if unknown:
@@ -178,7 +178,7 @@ def parse_counters(text: str, source: str = "counters.json") -> dict[str, int]:
     """The stored anti-rollback counters: a JSON object of stage name → non-negative integer."""
     try:
         body = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ConfigError(f"{source}: not JSON ({exc})", rule="boot-chain") from None
     if not isinstance(body, dict):
         raise ConfigError(f"{source}: must be a JSON object of stage name to counter", rule="boot-chain")

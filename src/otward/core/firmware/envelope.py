@@ -34,6 +34,7 @@ from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pyasn1_alt_modules import rfc4055, rfc5652
 
+from otward.core.chain import UNREADABLE_CERTIFICATE
 from otward.core.der import validate_der
 from otward.errors import (
     IntegrityError,
@@ -368,21 +369,42 @@ def _certificates(signed: rfc5652.SignedData) -> list[x509.Certificate]:
 def _find_signer(sid: rfc5652.SignerIdentifier, certificates: Sequence[x509.Certificate]) -> x509.Certificate:
     kind = sid.getName()
     for certificate in certificates:
-        if kind == "issuerAndSerialNumber":
-            issuer = encoder.encode(sid["issuerAndSerialNumber"]["issuer"])
-            if (
-                int(sid["issuerAndSerialNumber"]["serialNumber"]) == certificate.serial_number
-                and issuer == certificate.issuer.public_bytes()
-            ):
-                return certificate
-        elif kind == "subjectKeyIdentifier":
-            try:
-                ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-            except (x509.ExtensionNotFound, ValueError):
+        try:
+            if not _is_signer(kind, sid, certificate):
                 continue
-            if hmac.compare_digest(ski, bytes(sid["subjectKeyIdentifier"])):
-                return certificate
+        except UNREADABLE_CERTIFICATE:
+            continue  # a carried certificate that cannot be read is not the signer's
+        try:
+            _readable(certificate)
+        except UNREADABLE_CERTIFICATE:
+            raise ParseError("the signer's certificate does not parse", rule=_UNREADABLE) from None
+        return certificate
     raise ParseError("the manifest does not carry its signer's certificate", rule=_UNREADABLE)
+
+
+def _readable(certificate: x509.Certificate) -> None:
+    """Parse what verification reads of the signer's certificate now (cryptography parses lazily), so
+    an unreadable one is refused here rather than failing later with a foreign exception."""
+    certificate.subject.rfc4514_string()
+    certificate.public_key()
+    for _ in certificate.extensions:
+        pass
+
+
+def _is_signer(kind: str, sid: rfc5652.SignerIdentifier, certificate: x509.Certificate) -> bool:
+    if kind == "issuerAndSerialNumber":
+        issuer = encoder.encode(sid["issuerAndSerialNumber"]["issuer"])
+        return bool(
+            int(sid["issuerAndSerialNumber"]["serialNumber"]) == certificate.serial_number
+            and issuer == certificate.issuer.public_bytes()
+        )
+    if kind == "subjectKeyIdentifier":
+        try:
+            ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        except x509.ExtensionNotFound:
+            return False
+        return hmac.compare_digest(ski, bytes(sid["subjectKeyIdentifier"]))
+    return False
 
 
 def _unreadable(message: str) -> NoReturn:

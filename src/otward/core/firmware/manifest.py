@@ -172,7 +172,7 @@ def parse_manifest(data: bytes) -> Manifest:
         raise
     except UnsupportedAlgorithmError:
         raise
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError, binascii.Error) as exc:
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError, binascii.Error, RecursionError) as exc:
         raise ParseError(f"manifest: {exc}", rule="firmware.manifest.unreadable") from None
 
 

@@ -198,3 +198,10 @@ def test_counters_round_trip_and_refusals():
     for bad in ("[]", '{"kernel": -1}', '{"kernel": "4"}', '{"kernel": true}', "{"):
         with pytest.raises(ConfigError):
             parse_counters(bad)
+
+
+def test_deeply_nested_input_is_a_config_error():
+    with pytest.raises(ConfigError):
+        parse_counters("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError):
+        parse_boot_chain("a = " + "[" * 100_000 + "]" * 100_000)

@@ -92,3 +92,9 @@ def test_pin_is_the_spki_sha256():
     assert len(parse_pin(pin)) == 32
     with pytest.raises(OtwardError):
         parse_pin(pin[:-2])
+
+
+def test_deeply_nested_json_is_a_parse_error():
+    with pytest.raises(OtwardError) as caught:
+        parse_manifest(b"[" * 100_000 + b"]" * 100_000)
+    assert caught.value.rule == "firmware.manifest.unreadable"
