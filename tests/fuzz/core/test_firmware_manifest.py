@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otward.core.firmware.envelope import hash_for_name, sign_content
 from otward.core.firmware.boot import parse_boot_chain, parse_counters
+from otward.core.firmware.envelope import hash_for_name, sign_content
 from otward.core.firmware.manifest import Manifest, dump_manifest, key_pin, parse_manifest
 from otward.core.firmware.verify import verify_pinned, verify_trusted
 from otward.errors import ConfigError, OtwardError
