@@ -306,3 +306,71 @@ def test_boot_chain_names_a_wrongly_signed_stage(tmp_path):
     assert [(f.target, f.check) for f in document.findings] == [
         (f"{tmp_path}:kernel", "firmware.signer.unpinned")
     ]
+
+
+def test_audit_file_records_signing_verification_and_boot(tmp_path):
+    vendor = make_ca("vendor")
+    signers = {"bootloader": make_signer(vendor, cn="bl"), "kernel": make_signer(vendor, cn="k")}
+    build_chain(tmp_path, signers, {"bootloader": 1, "kernel": 1})
+    trail = tmp_path / "firmware-trail.jsonl"
+    pem(tmp_path / "vendor.pem", vendor.certificate)
+    run(
+        "firmware",
+        "sign",
+        str(tmp_path / "kernel.bin"),
+        "--key",
+        str(tmp_path / "kernel.key"),
+        "--cert",
+        str(tmp_path / "kernel.pem"),
+        "--version",
+        "2",
+        "--stage",
+        "kernel",
+        "--out",
+        str(tmp_path / "kernel.manifest"),
+        "--force",
+        "--audit-file",
+        str(trail),
+    )
+    run(
+        "firmware",
+        "sign",
+        str(tmp_path / "kernel.bin"),
+        "--key",
+        str(tmp_path / "kernel.key"),
+        "--cert",
+        str(tmp_path / "kernel.pem"),
+        "--version",
+        "2",
+        "--digest",
+        "sha1",
+        "--out",
+        str(tmp_path / "other.manifest"),
+        "--audit-file",
+        str(trail),
+        code=1,
+    )
+    run(
+        "firmware",
+        "verify",
+        str(tmp_path / "bootloader.bin"),
+        str(tmp_path / "kernel.manifest"),
+        "--trust",
+        str(tmp_path / "vendor.pem"),
+        "--audit-file",
+        str(trail),
+        code=1,
+    )
+    run("firmware", "boot-chain", str(tmp_path), "--audit-file", str(trail))
+    records = [json.loads(line) for line in trail.read_text().splitlines()]
+    assert [(r["event"]["type"], r["event"]["outcome"]) for r in records] == [
+        ("firmware.signed", "success"),
+        ("firmware.signed", "failure"),
+        ("firmware.verified", "failure"),
+        ("firmware.booted", "success"),
+    ]
+    assert records[1]["event"]["details"]["rule"] == "firmware.algorithm.weak"
+    assert records[2]["event"]["details"]["rule"] == "firmware.image.mismatch"
+    assert records[3]["event"]["details"]["booted"] == "bootloader:1,kernel:2"
+    assert records[0]["event"]["details"]["actor"].startswith("cli:")
+    assert "chain" in run("audit", "verify", "--file", str(trail))

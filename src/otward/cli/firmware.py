@@ -6,6 +6,9 @@ and the boot chain live in :mod:`otward.core.firmware` (docs/firmware.md).
 
 from __future__ import annotations
 
+import contextlib
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +16,7 @@ import typer
 from cryptography import x509
 from rich.markup import escape
 
+from otward.adapters.audit_file import FileAuditTrail
 from otward.adapters.files import read_limited
 from otward.adapters.firmware_files import (
     FileStageLoader,
@@ -29,6 +33,7 @@ from otward.cli.common import (
     ForceOption,
     JsonOption,
     check_output,
+    cli_actor,
     console,
     err_console,
     handle_errors,
@@ -36,6 +41,7 @@ from otward.cli.common import (
     write_output,
 )
 from otward.core.assess.findings import Finding, FindingsDocument, dump_findings
+from otward.core.audit import AuditEvent, EventType, Outcome
 from otward.core.firmware.boot import BootOutcome, boot
 from otward.core.firmware.checks import finding_for, is_firmware_check
 from otward.core.firmware.envelope import RsaPadding, hash_for_name, sign_content, validate_signing_key
@@ -89,9 +95,57 @@ def sign(
         typer.Option("--passphrase-file", help="File holding the key's passphrase", show_default=False),
     ] = None,
     force: ForceOption = False,
+    audit_file: AuditFileOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Sign IMAGE: write a CMS SignedData manifest (digest, size, version, stage, next stage's key pin)."""
+    with _trail(audit_file) as record:
+        try:
+            summary = _sign(
+                image,
+                key,
+                cert,
+                version,
+                out,
+                chain,
+                stage,
+                digest,
+                rsa_padding,
+                next_stage_key,
+                passphrase_file,
+                force,
+            )
+        except OtwardError as exc:
+            record(EventType.FIRMWARE_SIGNED, str(image), exc, {"manifest": str(out), "stage": stage})
+            raise
+        record(
+            EventType.FIRMWARE_SIGNED,
+            str(image),
+            None,
+            {k: str(v) for k, v in summary.items() if v is not None},
+        )
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"signed [bold]{escape(str(image))}[/] → {escape(str(out))}", highlight=False)
+    for label, value in list(summary.items())[1:]:
+        console.print(f"  {label}: {escape(str(value if value is not None else '-'))}", highlight=False)
+
+
+def _sign(
+    image: Path,
+    key: Path,
+    cert: Path,
+    version: int,
+    out: Path,
+    chain: Path | None,
+    stage: str,
+    digest: str | None,
+    rsa_padding: str,
+    next_stage_key: Path | None,
+    passphrase_file: Path | None,
+    force: bool,
+) -> dict[str, object]:
     check_output(out, "--out", force=force)
     if rsa_padding not in ("pss", "pkcs1v15"):
         raise ConfigError(f"--rsa-padding {rsa_padding!r} must be pss or pkcs1v15", rule="rsa-padding")
@@ -122,7 +176,7 @@ def sign(
         dump_manifest(manifest), signer, private_key, extra, hash_for_name(hashlib_name), padding_name
     )
     write_output(out, envelope)
-    summary = {
+    summary: dict[str, object] = {
         "manifest": str(out),
         "stage": manifest.stage,
         "version": manifest.version,
@@ -132,12 +186,7 @@ def sign(
         "signer_key_pin": key_pin(signer.public_key()),
         "next_stage_key": pin,
     }
-    if as_json:
-        print_json(summary)
-        return
-    console.print(f"signed [bold]{escape(str(image))}[/] → {escape(str(out))}", highlight=False)
-    for label, value in list(summary.items())[1:]:
-        console.print(f"  {label}: {escape(str(value if value is not None else '-'))}", highlight=False)
+    return summary
 
 
 def _default_digest(signer: x509.Certificate) -> str:
@@ -166,24 +215,34 @@ def verify(
         ),
     ] = None,
     out: OutOption = None,
+    audit_file: AuditFileOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Verify IMAGE against MANIFEST: signature, signer chain to --trust, digest, size, version.
 
     Exit 1 with the reason named when anything fails; --json prints a findings document."""
-    anchors = load_certificates(trust, "trust root")
-    data = read_manifest(manifest)
     target = str(image)
-    try:
-        verified = verify_firmware(data, lambda name: measure_image(image, name), anchors, now(), min_version)
-    except OtwardError as exc:
-        if not is_firmware_check(exc.rule):
-            raise
-        finding = finding_for(str(exc.rule), target, exc.message)
-        _finish(_document("firmware", target, finding), as_json, out, f"{exc.message} [{exc.rule}]")
-        return
-    finding = finding_for("firmware.verified", target, _evidence(verified))
-    _finish(_document("firmware", target, finding), as_json, out, None, verified)
+    with _trail(audit_file) as record:
+        try:
+            anchors = load_certificates(trust, "trust root")
+            data = read_manifest(manifest)
+            verified = verify_firmware(
+                data, lambda name: measure_image(image, name), anchors, now(), min_version
+            )
+        except OtwardError as exc:
+            record(EventType.FIRMWARE_VERIFIED, target, exc, {"manifest": str(manifest)})
+            if not is_firmware_check(exc.rule):
+                raise
+            finding = finding_for(str(exc.rule), target, exc.message)
+            failure: str | None = f"{exc.message} [{exc.rule}]"
+        else:
+            m = verified.manifest
+            details = {"manifest": str(manifest), "stage": m.stage, "version": str(m.version)}
+            details |= {"digest": f"{m.digest_algorithm}:{m.digest.hex()}", "signer": verified.signer_name}
+            record(EventType.FIRMWARE_VERIFIED, target, None, details)
+            finding = finding_for("firmware.verified", target, _evidence(verified))
+            failure = None
+    _finish(_document("firmware", target, finding), as_json, out, failure, None if failure else verified)
 
 
 @app.command("boot-chain")
@@ -200,17 +259,28 @@ def boot_chain(
         ),
     ] = False,
     out: OutOption = None,
+    audit_file: AuditFileOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a staged secure boot: verify each stage with the key the previous stage pinned (the
     first with the ROM key), refuse tampered, unsigned, wrongly signed or downgraded stages, stop there."""
-    files = read_boot_chain(directory)
-    outcome = boot(files.spec, files.rom_pin, files.counters, FileStageLoader(directory))
-    committed: dict[str, int] | None = None
-    if outcome.ok and commit_counters:
-        committed = outcome.committed_counters()
-        if committed != files.counters:
-            write_counters(directory, files.spec, committed)
+    with _trail(audit_file) as record:
+        try:
+            files = read_boot_chain(directory)
+        except OtwardError as exc:
+            record(EventType.FIRMWARE_BOOTED, str(directory), exc, {})
+            raise
+        outcome = boot(files.spec, files.rom_pin, files.counters, FileStageLoader(directory))
+        committed: dict[str, int] | None = None
+        if outcome.ok and commit_counters:
+            committed = outcome.committed_counters()
+            if committed != files.counters:
+                write_counters(directory, files.spec, committed)
+        booted = ",".join(f"{stage.name}:{v.manifest.version}" for stage, v in outcome.booted)
+        details = {"booted": booted, "committed": "yes" if committed is not None else "no"}
+        if outcome.failed is not None:
+            details |= {"stage": outcome.failed.name, "check": outcome.check}
+        record(EventType.FIRMWARE_BOOTED, str(directory), outcome.failure, details)
     finding = _boot_finding(str(directory), outcome)
     document = _document("firmware-boot", str(directory), finding)
     if as_json:
@@ -219,6 +289,52 @@ def boot_chain(
     if out is not None:
         _write_findings(out, document)
     raise typer.Exit(0 if outcome.ok else 1)
+
+
+AuditFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--audit-file",
+        help="Append the event to this hash-chained audit trail file (otward audit verify --file)",
+        show_default=False,
+    ),
+]
+
+
+@contextlib.contextmanager
+def _trail(
+    path: Path | None,
+) -> Iterator[Callable[[EventType, str, OtwardError | None, dict[str, str]], None]]:
+    """A recorder of firmware events into the trail file at ``path`` (opened, and its chain checked,
+    before the command does anything; nothing is recorded without a path)."""
+    trail = FileAuditTrail(path) if path is not None else None
+    host = socket.gethostname()
+    actor = cli_actor()
+
+    def record(type_: EventType, subject: str, failure: OtwardError | None, details: dict[str, str]) -> None:
+        if trail is None:
+            return
+        if failure is not None and failure.rule:
+            details = {**details, "rule": failure.rule}
+        trail.append(
+            AuditEvent(
+                time=now(),
+                host=host,
+                component="firmware",
+                type=type_,
+                subject=subject,
+                outcome=Outcome.SUCCESS if failure is None else Outcome.FAILURE,
+                reason=failure.message if failure is not None else None,
+                source=actor.source,
+                details={"actor": actor.identity, **details},
+            )
+        )
+
+    try:
+        yield record
+    finally:
+        if trail is not None:
+            trail.close()
 
 
 def _boot_finding(directory: str, outcome: BootOutcome) -> Finding:

@@ -108,6 +108,9 @@ class EventType(enum.Enum):
     ACCESS_BUNDLE_REFUSED = "access.bundle_refused"  # bad signature, rollback or expiry at the asset
     ACCESS_CREDENTIAL_ISSUED = "access.credential_issued"
     ACCESS_CREDENTIAL_REVOKED = "access.credential_revoked"
+    FIRMWARE_SIGNED = "firmware.signed"  # otward firmware sign (failure: refused key, digest, file)
+    FIRMWARE_VERIFIED = "firmware.verified"  # otward firmware verify: success, or failure with the check id
+    FIRMWARE_BOOTED = "firmware.booted"  # otward firmware boot-chain: success, or the stage that failed
 
 
 class Outcome(enum.Enum):
