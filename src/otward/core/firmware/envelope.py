@@ -82,6 +82,7 @@ _ID_SIGNED_DATA: Final = "1.2.840.113549.1.7.2"
 _CONTENT_TYPE: Final = "1.2.840.113549.1.9.3"
 _MESSAGE_DIGEST: Final = "1.2.840.113549.1.9.4"
 _CURVES: Final = frozenset({"secp256r1", "secp384r1"})
+_MAX_SALT: Final = 512  # bytes; RSA-4096 with SHA-512 allows at most 446
 _WEAK = "firmware.algorithm.weak"
 _UNREADABLE = "firmware.manifest.unreadable"
 _INVALID = "firmware.signature.invalid"
@@ -311,6 +312,8 @@ def _pss_padding(
         raise UnsupportedAlgorithmError("RSASSA-PSS with SHA-1 (or an unknown hash) is refused", rule=_WEAK)
     _same_hash(_HASHES[hash_oid](), digest)
     _same_hash(_HASHES[str(mgf_hash["algorithm"])](), digest)
+    if not 0 <= salt <= _MAX_SALT:
+        raise ParseError(f"RSASSA-PSS salt length {salt} is out of range", rule=_UNREADABLE)
     return padding.PSS(mgf=padding.MGF1(digest), salt_length=salt)
 
 

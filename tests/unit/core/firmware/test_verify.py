@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from pyasn1.codec.der import decoder, encoder
 from pyasn1.type import univ
-from pyasn1_alt_modules import rfc5280, rfc5652
+from pyasn1_alt_modules import rfc4055, rfc5280, rfc5652
 
 from otward.core.firmware.envelope import hash_for_name, open_signed_content, sign_content
 from otward.core.firmware.manifest import Manifest, dump_manifest, key_pin
@@ -315,4 +315,20 @@ def test_signature_without_signed_attributes_is_refused(intermediate):
     )
     with pytest.raises(OtwardError, match="signed attributes") as caught:
         open_signed_content(envelope)
+    assert refusal(caught) == "firmware.manifest.unreadable"
+
+
+@pytest.mark.parametrize("salt", [-1, 2**70])
+def test_pss_salt_length_out_of_range_is_refused(root, intermediate, salt):
+    signer = make_signer(intermediate, "rsa-2048")
+    envelope = sign(signer, manifest_for(), [intermediate.certificate])
+    info, _ = decoder.decode(envelope, asn1Spec=rfc5652.ContentInfo())
+    signed, _ = decoder.decode(bytes(info["content"]), asn1Spec=rfc5652.SignedData())
+    algorithm = signed["signerInfos"][0]["signatureAlgorithm"]
+    params, _ = decoder.decode(bytes(algorithm["parameters"]), asn1Spec=rfc4055.RSASSA_PSS_params())
+    params["saltLength"] = salt
+    algorithm["parameters"] = encoder.encode(params)
+    info["content"] = encoder.encode(signed)
+    with pytest.raises(OtwardError) as caught:
+        verify_trusted(encoder.encode(info), [root.certificate], NOW)
     assert refusal(caught) == "firmware.manifest.unreadable"
