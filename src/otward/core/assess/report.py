@@ -115,25 +115,42 @@ def build_report(
         )
         for severity in Severity
     )
-    targets = []
-    for target in dict.fromkeys([*merged.targets, *(f.target for f in ordered)]):
-        mine = [f for f in ordered if f.target == target]
-        counts = tuple(sum(1 for f in mine if f.severity is s and f.accepted is None) for s in Severity)
-        targets.append(TargetSummary(target, counts, sum(1 for f in mine if f.accepted is not None)))  # type: ignore[arg-type]
-    requirements = []
-    for number, title in REQUIREMENTS.items():
-        concerned = [f for f in ordered if number in f.requirements]
-        if concerned:
-            requirements.append(
-                RequirementSummary(
-                    number,
-                    title,
-                    sum(1 for f in concerned if f.accepted is None),
-                    sum(1 for f in concerned if f.accepted is not None),
-                    tuple(dict.fromkeys(f.check for f in concerned)),
-                )
-            )
+    by_target: dict[str, list[Finding]] = {t: [] for t in merged.targets}
+    for f in ordered:
+        by_target.setdefault(f.target, []).append(f)
+    targets = [
+        TargetSummary(
+            target,
+            (
+                _open(mine, Severity.HIGH),
+                _open(mine, Severity.MEDIUM),
+                _open(mine, Severity.LOW),
+                _open(mine, Severity.INFO),
+            ),
+            sum(1 for f in mine if f.accepted is not None),
+        )
+        for target, mine in by_target.items()
+    ]
+    by_requirement: dict[str, list[Finding]] = {}
+    for f in ordered:
+        for number in f.requirements:
+            by_requirement.setdefault(number, []).append(f)
+    requirements = [
+        RequirementSummary(
+            number,
+            title,
+            sum(1 for f in by_requirement[number] if f.accepted is None),
+            sum(1 for f in by_requirement[number] if f.accepted is not None),
+            tuple(dict.fromkeys(f.check for f in by_requirement[number])),
+        )
+        for number, title in REQUIREMENTS.items()
+        if number in by_requirement
+    ]
     return Report(merged, tuple(sources), groups, severities, tuple(targets), tuple(requirements))
+
+
+def _open(findings: Sequence[Finding], severity: Severity) -> int:
+    return sum(1 for f in findings if f.severity is severity and f.accepted is None)
 
 
 def escape_markdown(text: str) -> str:
