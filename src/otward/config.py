@@ -20,15 +20,18 @@ from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from otward.core.durations import parse_duration
 from otward.core.names import is_valid_dns_name
+from otward.core.notifications import is_loopback_host
 from otward.core.profiles import BUILTIN_PROFILES, Profile, apply_overrides
-from otward.errors import ConfigError
+from otward.errors import ConfigError, InvalidRequestError
 
 __all__ = [
     "CONFIG_FILE",
@@ -40,9 +43,12 @@ __all__ = [
     "DeviceSettings",
     "KeySettings",
     "MqttSettings",
+    "NotifySettings",
     "OcspSettings",
     "ServerSettings",
     "Settings",
+    "SmtpSettings",
+    "WebhookSettings",
     "default_data_dir",
     "default_public_url",
     "load_settings",
@@ -267,6 +273,150 @@ class KeySettings(BaseModel):
         return self
 
 
+_NOTIFY_EVENTS = ("cert.expiring", "ca.expiring", "crl.failed", "audit.failed", "key.failed", "enroll.flood")
+
+
+def _duration(value: str, key: str, *, least: timedelta) -> timedelta:
+    try:
+        parsed = parse_duration(value)
+    except InvalidRequestError:
+        raise ValueError(f"{key} must be a duration such as 15m, 1h or 30s, not {value!r}") from None
+    if parsed < least:
+        raise ValueError(f"{key} must be at least {int(least.total_seconds())} s")
+    return parsed
+
+
+def _notify_events(value: tuple[str, ...], key: str) -> tuple[str, ...]:
+    unknown = [event for event in value if event not in _NOTIFY_EVENTS]
+    if unknown:
+        raise ValueError(f"{key}: unknown event {unknown[0]!r} (known: {', '.join(_NOTIFY_EVENTS)})")
+    if not value:
+        raise ValueError(f"{key} must name at least one event (leave it out for all)")
+    return value
+
+
+class WebhookSettings(BaseModel):
+    """``[[notify.webhook]]``: a URL that receives signed JSON (docs/notifications.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    secret_file: Path  # the HMAC key; must be mode 0600 (checked when the channel is opened)
+    events: tuple[str, ...] = _NOTIFY_EVENTS
+    ca_file: Path | None = None  # verify the server against this CA instead of the system store
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"url {value!r} must be an https:// URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("url must not hold a user name or password (the secret goes in secret_file)")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError(
+                f"url {value!r}: plain http:// is accepted only for a loopback address; use https://"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a port out of range
+        except ValueError:
+            raise ValueError(f"url {value!r} has an invalid port") from None
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _notify_events(value, "events")
+
+
+class SmtpSettings(BaseModel):
+    """``[notify.smtp]``: e-mail through an SMTP server; STARTTLS is required unless the host is a
+    loopback address (then used when offered)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    sender: str = Field(alias="from")
+    to: tuple[str, ...] = Field(min_length=1)
+    username: str | None = None
+    password_file: Path | None = None  # mode 0600, like every secret file
+    ca_file: Path | None = None
+    events: tuple[str, ...] = _NOTIFY_EVENTS
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _notify_events(value, "events")
+
+    @field_validator("sender", "to")
+    @classmethod
+    def _addresses(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        for address in (value,) if isinstance(value, str) else value:
+            local, at, domain = address.rpartition("@")
+            if not at or not local or not domain or any(c in address for c in "\r\n,<> "):
+                raise ValueError(f"{address!r} is not a plain e-mail address (user@example.com)")
+        return value
+
+    @model_validator(mode="after")
+    def _secure(self) -> SmtpSettings:
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("username and password_file go together")
+        return self
+
+
+class NotifySettings(BaseModel):
+    """``[notify]``: what is checked every ``interval`` and where messages go (docs/notifications.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval: str = "15m"
+    installation: str | None = None  # the name in every message [default: organization]
+    expiring_within_days: tuple[int, ...] = (30, 7)  # a certificate is announced once at each
+    ca_expiring_within_days: tuple[int, ...] = (90, 30, 7)
+    enroll_flood_window: str = "15m"
+    enroll_refused_threshold: int = Field(default=100, ge=1)
+    enroll_accepted_threshold: int = Field(default=1000, ge=1)
+    retry_base_seconds: float = Field(default=30.0, gt=0, le=3600)
+    retry_max_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    max_attempts: int = Field(default=12, ge=1, le=100)
+    webhook: tuple[WebhookSettings, ...] = ()
+    smtp: SmtpSettings | None = None
+
+    @field_validator("expiring_within_days", "ca_expiring_within_days")
+    @classmethod
+    def _marks(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(m < 1 or m > 3650 for m in value):
+            raise ValueError("must list days between 1 and 3650")
+        return tuple(sorted(set(value), reverse=True))
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        _duration(value, "interval", least=timedelta(seconds=10))
+        return value
+
+    @field_validator("enroll_flood_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        _duration(value, "enroll_flood_window", least=timedelta(minutes=1))
+        return value
+
+    @model_validator(mode="after")
+    def _retry_cap(self) -> NotifySettings:
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("notify.retry_max_seconds must not be less than notify.retry_base_seconds")
+        return self
+
+    @property
+    def interval_delta(self) -> timedelta:
+        return parse_duration(self.interval)
+
+    @property
+    def flood_window(self) -> timedelta:
+        return parse_duration(self.enroll_flood_window)
+
+
 class Settings(BaseModel):
     """One installation's settings; validated as a whole when loaded."""
 
@@ -283,6 +433,7 @@ class Settings(BaseModel):
     devices: DeviceSettings = DeviceSettings()
     server: ServerSettings = ServerSettings()
     keys: KeySettings = KeySettings()
+    notify: NotifySettings = NotifySettings()
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("public_url")
@@ -335,7 +486,7 @@ def load_settings(data_dir: Path, *, database_url: str | None = None) -> Setting
         return Settings.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        dotted = ".".join(str(p) for p in first["loc"])
+        dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
         raise ConfigError(f"{path}: {dotted}: {first['msg']}") from None
 
 

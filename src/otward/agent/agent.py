@@ -19,9 +19,11 @@ Two renewal paths:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +35,15 @@ from typing import Protocol, runtime_checkable
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from otward.agent.client import DEFAULT_TIMEOUT, AttestResult, EstClient, EstError, bootstrap, validate_pin
+from otward.agent.client import (
+    DEFAULT_TIMEOUT,
+    AttestResult,
+    EstClient,
+    EstError,
+    bootstrap,
+    client_context,
+    validate_pin,
+)
 from otward.agent.keys import DeviceKey, KeyStore
 from otward.agent.schedule import backoff, renewal_due
 from otward.agent.state import (
@@ -120,10 +130,11 @@ class Agent:
         store: AgentStore,
         *,
         server: str,
-        token: str,
+        token: str | None,
         device_id: str,
         pin: str,
         key_store: KeyStore | None = None,
+        idevid_key_label: str | None = None,
         pkcs11: Pkcs11Settings | None = None,
         ca_label: str | None = None,
         clock: Callable[[], datetime] = _utcnow,
@@ -135,10 +146,22 @@ class Agent:
         ``proxy`` (an HTTP proxy URL) is used for this and every later connection of the agent.
 
         The backend is PKCS#11 when ``pkcs11`` is given, else files; ``key_store`` defaults to the
-        one :func:`open_key_store` opens for it. A wrong pin or a server certificate that does not
-        chain fails before the store directory is touched. Any later failure deletes the new key.
+        one :func:`open_key_store` opens for it. With ``idevid_key_label`` instead of a token, the
+        device enrolls with its factory identity: the certificate and private key of that label on
+        the ``pkcs11`` token authenticate the TLS handshake (IEEE 802.1AR IDevID; the owner claimed the
+        device), and the new key is made on the same token and bound to that TLS session. A wrong
+        pin or a server certificate that does not chain fails before the store directory is
+        touched. Any later failure deletes the new key.
         """
         validate_pin(pin)
+        if (token is None) == (idevid_key_label is None):
+            raise ConfigError(
+                "enroll with an enrollment token or with the factory identity (IDevID), one of them"
+            )
+        if idevid_key_label is not None and pkcs11 is None:
+            raise ConfigError(
+                "the factory identity (IDevID) is on a PKCS#11 token: give its module, label and PIN"
+            )
         if store.is_enrolled():
             raise ConflictError(f"agent store {store.directory} is already enrolled", rule="store-enrolled")
         trusted = bootstrap(server, pin, timeout=timeout, now=clock(), proxy=proxy)
@@ -159,7 +182,15 @@ class Agent:
                 raise ConfigError("a file-backed agent needs a key store whose keys are files")
             ca_pem = dump_certificates(trusted)
             with EstClient(server, ca_pem, ca_label=ca_label, timeout=timeout, proxy=proxy) as client:
-                certificate = client.simple_enroll(key.certificate_request(device_id), token)
+                if token is not None:
+                    certificate = client.simple_enroll(key.certificate_request(device_id), token)
+                else:
+                    certificate = client.factory_enroll(
+                        _factory_context(ca_pem, keys, pkcs11, idevid_key_label),
+                        lambda unique: key.certificate_request(
+                            device_id, challenge_password=base64.b64encode(unique)
+                        ),
+                    )
                 chain = _verify_issued(
                     certificate, key, device_id, trusted, _ca_certificates_for(client, certificate), clock()
                 )
@@ -335,6 +366,28 @@ class Agent:
             attest_in = next_attest - time.monotonic()
             stop.wait(min(max(min(renew_in, attest_in), _MIN_SLEEP_SECONDS), interval))
         log.info("agent for %s stopped", self._store.load().device_id)
+
+
+def _factory_context(
+    ca_pem: bytes, keys: KeyStore, pkcs11: Pkcs11Settings | None, label: str | None
+) -> ssl.SSLContext:
+    """A TLS client context presenting the token's factory certificate ``label`` with its key."""
+    from otward.adapters.keys.pkcs11 import read_pin_file
+    from otward.agent.engine_key import use_token_key
+    from otward.agent.keys import Pkcs11KeyStore
+
+    if not isinstance(keys, Pkcs11KeyStore) or pkcs11 is None or label is None:
+        raise ConfigError("the factory identity needs the PKCS#11 key store of its token")
+    context = client_context(ca_pem)
+    use_token_key(
+        context,
+        module=pkcs11.module,
+        token_label=pkcs11.token_label,
+        key_label=label,
+        pin=read_pin_file(pkcs11.pin_file),
+        certificate=keys.certificate(label),
+    )
+    return context
 
 
 def _attempt(what: str, action: Callable[[], object]) -> BaseException | None:

@@ -22,7 +22,7 @@ import email.utils
 import json
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -323,6 +323,38 @@ class EstClient:
                 http,
                 "POST",
                 f"{self._est}/simplereenroll",
+                content=_csr_body(csr),
+                headers={"Content-Type": "application/pkcs10", "Accept": _EST_ACCEPT},
+            )
+        return _issued(csr, _parse_pkcs7(response, body))
+
+    def factory_enroll(
+        self,
+        context: ssl.SSLContext,
+        request_for: Callable[[bytes], x509.CertificateSigningRequest],
+    ) -> x509.Certificate:
+        """First enrollment authenticated by the factory identity (IDevID) that ``context`` presents,
+        over TLS 1.2 and one connection: a ``GET cacerts`` opens it, ``request_for(tls_unique)``
+        makes the CSR bound to it (RFC 7030 section 3.5), and the ``simpleenroll`` goes over the same
+        connection. Should the server have closed it meanwhile, the request arrives on another one and
+        is refused (idevid-channel-binding): nothing is issued to an unbound request."""
+        context.maximum_version = ssl.TLSVersion.TLSv1_2  # TLS 1.3 has no tls-unique
+        # one connection, kept alive for the second request
+        single = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        transport = self._transport or httpx.HTTPTransport(verify=context, limits=single, proxy=self._proxy)
+        with httpx.Client(timeout=self._timeout, trust_env=False, transport=transport) as http:
+            with _translate(self.base_url), http.stream("GET", f"{self._est}/cacerts") as opened:
+                _read_limited(opened)
+                stream = opened.extensions.get("network_stream")
+                ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+                unique = ssl_object.get_channel_binding("tls-unique") if ssl_object is not None else None
+            if not isinstance(unique, bytes):
+                raise AuthenticationError("the connection has no tls-unique to bind the request to")
+            csr = request_for(unique)
+            response, body = self._send(
+                http,
+                "POST",
+                f"{self._est}/simpleenroll",
                 content=_csr_body(csr),
                 headers={"Content-Type": "application/pkcs10", "Accept": _EST_ACCEPT},
             )

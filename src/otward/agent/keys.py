@@ -49,7 +49,7 @@ from pkcs11.types import PublicKey, Session, SignMixin
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.codec.der import encoder as der_encoder
-from pyasn1.type import univ
+from pyasn1.type import char, univ
 from pyasn1_alt_modules import rfc2986, rfc5280
 
 from otward.adapters.keys.file import write_private_file
@@ -75,6 +75,7 @@ __all__ = [
 # Safe as a file name and as a CKA_LABEL; wide enough for "otward-<64-char device id>-<n>".
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2"
+_CHALLENGE_PASSWORD = "1.2.840.113549.1.9.7"  # noqa: S105 - an OID (PKCS #9 challengePassword)
 _P256_COORDINATE = 32  # bytes in r and in s of a P-256 signature
 
 
@@ -92,8 +93,11 @@ class DeviceKey(Protocol):
         """ECDSA P-256 over SHA-256(data), DER-encoded (RFC 3279 Ecdsa-Sig-Value)."""
         ...
 
-    def certificate_request(self, common_name: str) -> x509.CertificateSigningRequest:
-        """A CSR with subject CN=common_name and no extensions, signed by this key."""
+    def certificate_request(
+        self, common_name: str, *, challenge_password: bytes | None = None
+    ) -> x509.CertificateSigningRequest:
+        """A CSR with subject CN=common_name and no extensions, signed by this key; with
+        ``challenge_password`` (RFC 7030 section 3.5 channel binding) as its one attribute."""
         ...
 
 
@@ -124,9 +128,12 @@ def _validate_label(label: str) -> None:
         )
 
 
-def _build_certificate_request(key: DeviceKey, common_name: str) -> x509.CertificateSigningRequest:
+def _build_certificate_request(
+    key: DeviceKey, common_name: str, challenge_password: bytes | None = None
+) -> x509.CertificateSigningRequest:
     """Encode the request with pyasn1 and sign it through ``key.sign``, so a key that cannot leave
-    its token gets the same request a cryptography builder would make (attributes an empty SET)."""
+    its token gets the same request a cryptography builder would make (attributes an empty SET, or
+    the challengePassword as a PrintableString)."""
     try:
         subject_der = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]).public_bytes()
     except ValueError as exc:
@@ -142,6 +149,13 @@ def _build_certificate_request(key: DeviceKey, common_name: str) -> x509.Certifi
     info["subject"] = subject
     info["subjectPKInfo"] = spki
     info["attributes"].clear()  # present and empty: [0] IMPLICIT SET {}
+    if challenge_password is not None:
+        attribute = rfc2986.Attribute()
+        attribute["type"] = univ.ObjectIdentifier(_CHALLENGE_PASSWORD)
+        attribute["values"].append(
+            der_encoder.encode(char.PrintableString(challenge_password.decode("ascii")))
+        )
+        info["attributes"].append(attribute)
 
     request = rfc2986.CertificationRequest()
     request["certificationRequestInfo"] = info
@@ -179,8 +193,10 @@ class FileDeviceKey:
     def sign(self, data: bytes) -> bytes:
         return self._private_key.sign(data, ec.ECDSA(hashes.SHA256()))
 
-    def certificate_request(self, common_name: str) -> x509.CertificateSigningRequest:
-        return _build_certificate_request(self, common_name)
+    def certificate_request(
+        self, common_name: str, *, challenge_password: bytes | None = None
+    ) -> x509.CertificateSigningRequest:
+        return _build_certificate_request(self, common_name, challenge_password)
 
 
 class FileKeyStore:
@@ -300,8 +316,10 @@ class Pkcs11DeviceKey:
         s = int.from_bytes(raw[_P256_COORDINATE:], "big")
         return encode_dss_signature(r, s)
 
-    def certificate_request(self, common_name: str) -> x509.CertificateSigningRequest:
-        return _build_certificate_request(self, common_name)
+    def certificate_request(
+        self, common_name: str, *, challenge_password: bytes | None = None
+    ) -> x509.CertificateSigningRequest:
+        return _build_certificate_request(self, common_name, challenge_password)
 
 
 class Pkcs11KeyStore:
@@ -398,6 +416,27 @@ class Pkcs11KeyStore:
         except PKCS11Error as exc:
             raise SignerError(f"token '{self.token_label}' could not find key '{label}'") from exc
         return Pkcs11DeviceKey(self, label, private, public_key)
+
+    def certificate(self, label: str) -> x509.Certificate:
+        """The X.509 certificate object ``label`` on the token (a factory identity, put there by the
+        manufacturer beside its key)."""
+        session = self._open_session()
+        try:
+            found = list(
+                session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE, Attribute.LABEL: label})
+            )
+            if len(found) != 1:
+                raise NotFoundError(
+                    f"token '{self.token_label}' holds {len(found)} certificates '{label}', not one",
+                    rule="pkcs11-certificate",
+                )
+            der = bytes(found[0][Attribute.VALUE])
+        except PKCS11Error as exc:
+            raise SignerError(f"token '{self.token_label}' could not read certificate '{label}'") from exc
+        try:
+            return x509.load_der_x509_certificate(der)
+        except ValueError:
+            raise SignerError(f"certificate '{label}' on token '{self.token_label}' is unreadable") from None
 
     def delete(self, label: str) -> None:
         _validate_label(label)

@@ -18,7 +18,7 @@ from otward.cli.common import JsonOption, console, handle_errors, print_json
 from otward.core.durations import parse_duration
 
 app = typer.Typer(
-    help="Device agent: enroll with a token, renew before expiry, attest, run as a service.",
+    help="Device agent: enroll (token or factory identity), renew before expiry, attest, run as a service.",
     no_args_is_help=True,
 )
 
@@ -57,15 +57,6 @@ def _print(info: dict[str, Any], headline: str, as_json: bool) -> None:
 @handle_errors
 def enroll(
     server: Annotated[str, typer.Option("--server", help="Server base URL, e.g. https://pki.plant:8443")],
-    token: Annotated[
-        str,
-        typer.Option(
-            "--token",
-            envvar="OTWARD_ENROLL_TOKEN",
-            help="Enrollment token (prefer the environment variable: it does not show in ps)",
-            show_default=False,
-        ),
-    ],
     device_id: Annotated[str, typer.Option("--device-id", help="Device id: the certificate's CN")],
     pin: Annotated[str, typer.Option("--pin", help="sha256/BASE64 pin of the server (otward ca pin root)")],
     store: StoreOption = DEFAULT_STORE,
@@ -88,9 +79,48 @@ def enroll(
             " to end), kept for renewals. The environment's proxy variables are never used",
         ),
     ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="OTWARD_ENROLL_TOKEN",
+            help="Enrollment token (prefer the environment variable: it does not show in ps)",
+            show_default=False,
+        ),
+    ] = None,
+    idevid_module: Annotated[
+        Path | None,
+        typer.Option(
+            "--idevid-pkcs11-module", help="PKCS#11 module of the chip holding the factory identity"
+        ),
+    ] = None,
+    idevid_token: Annotated[
+        str | None, typer.Option("--idevid-token", help="Token label of the factory identity (IDevID)")
+    ] = None,
+    idevid_key_label: Annotated[
+        str | None,
+        typer.Option("--idevid-key-label", help="Label of the IDevID's key and certificate on that token"),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Pin the server, make a key, enroll it with the token and store the certificate."""
+    """Pin the server, make a key, enroll it with the token (or, for a device its owner claimed, with
+    its factory identity from its PKCS#11 chip: --idevid-*) and store the certificate."""
+    if idevid_module is not None or idevid_token is not None or idevid_key_label is not None:
+        if idevid_module is None or idevid_token is None or idevid_key_label is None:
+            raise typer.BadParameter(
+                "--idevid-pkcs11-module, --idevid-token and --idevid-key-label go together",
+                param_hint="--idevid-*",
+            )
+        if pkcs11_pin_file is None or (pkcs11_module or idevid_module) != idevid_module:
+            raise typer.BadParameter(
+                "the new key is made on the IDevID's token: give --pkcs11-pin-file (and no other module)",
+                param_hint="--pkcs11-*",
+            )
+        if pkcs11_token not in (None, idevid_token):
+            raise typer.BadParameter("the new key is made on the IDevID's token", param_hint="--pkcs11-token")
+        pkcs11_module, pkcs11_token = idevid_module, idevid_token
+    if (token is None) == (idevid_key_label is None):
+        raise typer.BadParameter("give --token or the --idevid-* options", param_hint="--token")
     pkcs11_options = (pkcs11_module, pkcs11_token, pkcs11_pin_file)
     pkcs11: Pkcs11Settings | None = None
     if any(o is not None for o in pkcs11_options):
@@ -98,7 +128,7 @@ def enroll(
             raise typer.BadParameter(
                 "--pkcs11-module, --pkcs11-token and --pkcs11-pin-file go together", param_hint="--pkcs11-*"
             )
-        pkcs11 = Pkcs11Settings(pkcs11_module.resolve(), pkcs11_token, pkcs11_pin_file.resolve())
+        pkcs11 = Pkcs11Settings(pkcs11_module.absolute(), pkcs11_token, pkcs11_pin_file.resolve())
     agent_store = AgentStore(store)
     with Agent.enroll(
         agent_store,
@@ -109,6 +139,7 @@ def enroll(
         pkcs11=pkcs11,
         ca_label=ca,
         proxy=proxy,
+        idevid_key_label=idevid_key_label,
     ) as agent:
         state = agent.state
     _print(_summary(state, agent_store), f"enrolled [bold]{state.device_id}[/] in {store}", as_json)

@@ -16,10 +16,13 @@ from otward.cli import agent, audit, ca, cert, crl, device, log, owner, signer, 
 from otward.cli import assess as assess_cli
 from otward.cli import assess_report as assess_report_cli  # noqa: F401  (registers "assess report")
 from otward.cli import db as db_cli
+from otward.cli import deploy as deploy_cli
 from otward.cli import edge as edge_cli
 from otward.cli import firmware as firmware_cli
 from otward.cli import gateway as gateway_cli
+from otward.cli import manufacturer as manufacturer_cli
 from otward.cli import mqtt as mqtt_cli
+from otward.cli import notify as notify_cli
 from otward.cli import opcua as opcua_cli
 from otward.cli.common import (
     DataOption,
@@ -67,6 +70,7 @@ app.add_typer(ca.app, name="ca")
 app.add_typer(cert.app, name="cert")
 app.add_typer(crl.app, name="crl")
 app.add_typer(db_cli.app, name="db")
+app.add_typer(deploy_cli.app, name="deploy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(log.app, name="log")
 app.add_typer(signer.app, name="signer")
@@ -83,6 +87,11 @@ app.command("mqtt-config")(mqtt_cli.mqtt_config)
 app.add_typer(opcua_cli.app, name="opcua")
 app.command("gateway")(gateway_cli.gateway)
 app.add_typer(assess_cli.app, name="assess")
+app.add_typer(manufacturer_cli.app, name="manufacturer")  # zero-touch onboarding (issue 19)
+device.app.command("claim")(manufacturer_cli.claim)
+device.app.command("claims")(manufacturer_cli.list_claims)
+device.app.command("release")(manufacturer_cli.release)
+app.add_typer(notify_cli.app, name="notify")
 app.add_typer(firmware_cli.app, name="firmware")
 
 

@@ -108,6 +108,13 @@ class EventType(enum.Enum):
     ACCESS_BUNDLE_REFUSED = "access.bundle_refused"  # bad signature, rollback or expiry at the asset
     ACCESS_CREDENTIAL_ISSUED = "access.credential_issued"
     ACCESS_CREDENTIAL_REVOKED = "access.credential_revoked"
+    MANUFACTURER_ADDED = "manufacturer.added"  # an IDevID CA trusted for zero-touch enrollment
+    MANUFACTURER_REMOVED = "manufacturer.removed"
+    MANUFACTURER_CRL = "manufacturer.crl"  # a manufacturer's CRL loaded
+    DEVICE_CLAIMED = "device.claimed"  # an owner claimed a unit by (manufacturer, serial)
+    DEVICE_RELEASED = "device.released"
+    NOTIFY_SENT = "notify.sent"  # a notification delivered to a webhook or SMTP server
+    NOTIFY_FAILED = "notify.failed"  # a notification given up on (attempts exhausted, channel gone)
     FIRMWARE_SIGNED = "firmware.signed"  # otward firmware sign (failure: refused key, digest, file)
     FIRMWARE_VERIFIED = "firmware.verified"  # otward firmware verify: success, or failure with the check id
     FIRMWARE_BOOTED = "firmware.booted"  # otward firmware boot-chain: success, or the stage that failed

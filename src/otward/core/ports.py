@@ -43,6 +43,7 @@ __all__ = [
     "KeyBackend",
     "KeyRefStore",
     "OwnerStore",
+    "SharedFileStore",
     "SignerStore",
     "StatisticsStore",
     "TokenStore",
@@ -66,6 +67,27 @@ class KeyBackend(Protocol):
 
     def destroy_key(self, key_ref: str) -> None:
         """Delete a key that will sign nothing again (a rotated signer's); a missing key is no error."""
+        ...
+
+
+class SharedFileStore(Protocol):
+    """Files that every node of an installation needs but one node creates (encrypted key files, the
+    service's TLS identity), kept where all nodes reach them: the database."""
+
+    def put_shared(self, name: str, data: bytes, *, replace: bool = False) -> None:
+        """Store ``data`` under ``name``; ConflictError if it exists unless ``replace``."""
+        ...
+
+    def get_shared(self, name: str) -> bytes | None:
+        """The data stored under ``name``; None if none is (or it was destroyed)."""
+        ...
+
+    def destroy_shared(self, name: str) -> None:
+        """Forget the data of ``name`` for good, leaving a mark every node can act on."""
+        ...
+
+    def destroyed_shared(self) -> Sequence[str]:
+        """The names whose data was destroyed."""
         ...
 
 

@@ -2,11 +2,12 @@
 
 Bodies are base64 of DER (with or without line breaks, no Content-Transfer-Encoding
 needed). Initial enrollment is authenticated by an enrollment token, as HTTP Basic
-password (any user name) or Bearer; re-enrollment by the client certificate the TLS
-layer verified, read from the ASGI TLS extension (``scope["extensions"]["tls"]``),
-never from a header. Refusals are a line of text (problem+json on request, see
-:mod:`otward.web.problems`): 401 for credentials, 403 when the token or certificate
-does not cover the request, 429 after too many failures.
+password (any user name) or Bearer, or, for a unit an owner claimed, by its factory identity
+(IEEE 802.1AR IDevID) as TLS client certificate (:mod:`otward.services.zerotouch`);
+re-enrollment by the client certificate the TLS layer verified, read from the ASGI TLS
+extension (``scope["extensions"]["tls"]``), never from a header. Refusals are a line of
+text (problem+json on request, see :mod:`otward.web.problems`): 401 for credentials, 403
+when the token or certificate does not cover the request, 429 after too many failures.
 
 A request without any credentials is the challenge round of HTTP authentication (Cisco
 libest always sends one first): it is answered 401 with the challenge before its body is
@@ -177,9 +178,53 @@ async def _cacerts(request: Request, label: str | None) -> Response:
     return Response(_pkcs7(chain), media_type="application/pkcs7-mime")
 
 
+def _tls(request: Request) -> dict[str, Any]:
+    return request.scope.get("extensions", {}).get("tls") or {}
+
+
+def _factory_certificate(request: Request) -> bytes | None:
+    """DER of a client certificate that may be a factory identity (IDevID): one that none of otward's
+    CAs issued. None without one, or for an otward certificate (which never enrolls: it renews)."""
+    chain = _tls(request).get("client_cert_chain") or []
+    if not chain:
+        return None
+    der = x509.load_pem_x509_certificate(chain[0].encode()).public_bytes(Encoding.DER)
+    return None if get_pki(request).zerotouch.is_otward_issued(der) else der
+
+
+async def _factory_enroll(
+    request: Request, label: str | None, content_type: str | None, der: bytes
+) -> Response:
+    """``simpleenroll`` authenticated by the factory identity in the TLS handshake (RFC 7030 section
+    3.3.2, IEEE 802.1AR): a claimed unit gets its LDevID from its owner's CA."""
+    actor = request_actor(request, f"idevid:{x509.load_der_x509_certificate(der).serial_number:x}")
+    csr = await _request_der(request, content_type, "application/pkcs10")
+    tls = _tls(request)
+
+    def enroll(actor: Actor) -> IssuedCertificate:
+        return get_pki(request).zerotouch.enroll(
+            csr,
+            der,
+            tls_version=tls.get("tls_version"),
+            tls_unique=tls.get("otward.tls_unique"),
+            label=label,
+            actor=actor,
+        )
+
+    try:
+        issued = await run_in_threadpool(guard_failures, request, actor, enroll)
+    except PolicyViolationError as exc:
+        return _forbidden(request, exc)
+    return _issued(issued)
+
+
 async def _simple_enroll(
     request: Request, label: str | None, content_type: str | None, authorization: str | None
 ) -> Response:
+    if not (authorization or "").strip():
+        factory = await run_in_threadpool(_factory_certificate, request)
+        if factory is not None:
+            return await _factory_enroll(request, label, content_type, factory)
     challenge = _challenge(request, authorization)
     if challenge is not None:
         return challenge

@@ -5,6 +5,10 @@ own event loop (uvicorn ``Server.serve(sockets=...)``), the same model as
 uvicorn's ``--workers``. Worker 0 also refreshes CRLs before they go stale; every
 worker checks each second whether the audit head is due for a signature (the
 ``[audit]`` schedule) and signs it when it stops.
+
+Several nodes (``otward serve`` on several hosts) may share one PostgreSQL database and nothing
+else (docs/deploy.md): the jobs that change shared state run under a cluster lock
+(:meth:`otward.adapters.db.Database.singleton`), so one node does each of them at a time.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from otward.http.tls import TlsAwareHttpProtocol
 from otward.services.audit import Actor
 from otward.services.bootstrap import TlsFiles, renew_service_certificate_if_due
 from otward.services.channels import Channels, reload_mosquitto
+from otward.services.notifications import Notifier, open_channels
 from otward.services.pki import Pki, upgrade_database
 from otward.services.signers import SIGNERS
 from otward.web.connections import ConnectionLimits, GuardedHttpProtocol, GuardedServer
@@ -48,8 +53,9 @@ __all__ = ["ServeOptions", "serve"]
 log = logging.getLogger("otward.server")
 
 HOUSEKEEPING_SECONDS = 60.0
-CRL_CHECK_SECONDS = 5.0  # how soon a CRL left behind a committed revocation is re-signed
+CRL_CHECK_SECONDS = 1.0  # how soon a CRL left behind a committed revocation is re-signed
 SIGN_TICK_SECONDS = 1.0
+NOTIFY_DRAIN_SECONDS = 5.0  # how often the outbox is drained (new messages and retries that are due)
 SERVICE_ACTOR = Actor(component="ca", identity="service")
 
 
@@ -120,6 +126,13 @@ def _write_client_cas(pki: Pki, path: Path) -> None:
         pki.authorities.get(a.name).certificate.public_bytes(Encoding.PEM).decode()
         for a in pki.authorities.list()
     )
+    # Manufacturers' IDevID CAs pass the handshake too; only simpleenroll accepts their certificates
+    # (services.zerotouch), every other reader requires a certificate otward issued.
+    pem += "".join(
+        c.public_bytes(Encoding.PEM).decode()
+        for m in pki.zerotouch.list_manufacturers()
+        for c in m.ca_certificates
+    )
     path.parent.mkdir(mode=0o700, exist_ok=True)
     path.write_text(pem)
 
@@ -182,12 +195,15 @@ class _Server(GuardedServer):
 
 class ClientCaTrust:
     """The CAs a worker's TLS context accepts client certificates from, kept in step with the
-    database: a CA created while the service runs is trusted within a minute (OpenSSL's store
-    takes additions while it serves handshakes)."""
+    database: a CA created (or a manufacturer added) while the service runs is trusted within a
+    minute (OpenSSL's store takes additions while it serves handshakes)."""
 
     def __init__(self, context: ssl.SSLContext | None) -> None:
         self._context = context
         self._loaded: set[str] = set()
+        # A removed manufacturer's CA stays in the store until a restart (OpenSSL adds, never drops);
+        # enrollment re-verifies against the manufacturers registered now, so it is refused meanwhile.
+        self._loaded_manufacturers: set[str] = set()
 
     def refresh(self, pki: Pki) -> None:
         if self._context is None:
@@ -198,6 +214,11 @@ class ClientCaTrust:
             pem = pki.authorities.get(record.name).certificate.public_bytes(Encoding.PEM).decode()
             self._context.load_verify_locations(cadata=pem)
             self._loaded.add(record.name)
+        for name in pki.zerotouch.manufacturer_names() - self._loaded_manufacturers:
+            manufacturer = pki.zerotouch.get_manufacturer(name)
+            for certificate in manufacturer.ca_certificates:
+                self._context.load_verify_locations(cadata=certificate.public_bytes(Encoding.PEM).decode())
+            self._loaded_manufacturers.add(name)
 
 
 class ServiceIdentity:
@@ -231,34 +252,55 @@ class ServiceIdentity:
 
 
 def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, leader: bool) -> None:
-    """Once a minute: aggregated OCSP signing and authentication failure events and new CAs for
-    client certificates in every worker; CRL refresh, responder and signer renewal, old attestation
-    challenges and expiry warnings in the first worker only."""
+    """Once a minute: aggregated OCSP signing and authentication failure events, new CAs for
+    client certificates and changed CAs (a responder another node renewed) in every worker; in the
+    first worker of each node, the service certificate and key files other nodes renewed or
+    destroyed; and in one node of the whole installation at a time (the ``housekeeping`` cluster
+    lock), CRL refresh, responder and signer renewal, old attestation challenges and expiry warnings:
+    what changes shared state happens once, not once per node."""
     pki.record_aggregates(SERVICE_ACTOR)
+    if pki.authorities.refresh():
+        log.info("CAs changed in the database; reloaded")
     trust.refresh(pki)
     if leader:
         renewed = renew_service_certificate_if_due(pki, pki.settings.data_dir, SERVICE_ACTOR)
         if renewed:
             log.info("the service's TLS certificate was renewed: %s", renewed)
+        for key_ref in pki.forget_destroyed_keys():
+            log.info("key %s was destroyed by another node; this node's copy is deleted", key_ref)
     if identity.reload_if_changed():
         log.info("serving the renewed TLS certificate")
-    if leader:
-        refreshed = pki.revocation.refresh_all()
-        if refreshed:
-            log.info("CRLs regenerated for %s", ", ".join(refreshed))
-        for authority in pki.authorities.list():
-            if pki.authorities.renew_ocsp_responder_if_due(authority.name):
-                log.info("OCSP responder of %s renewed", authority.name)
-        for name in SIGNERS:
-            if pki.signers.rotate_if_due(name, SERVICE_ACTOR):
-                log.info("the %s signer was rotated (revoked or two thirds of its lifetime passed)", name)
-        pki.devices.purge_challenges()
-        retired = pki.devices.retire_superseded(actor=SERVICE_ACTOR)
-        if retired:
-            log.info("%d renewed device certificates revoked as superseded", len(retired))
-        warned = pki.expiry.record_crossings()
-        if warned:
-            log.warning("%d certificates crossed an expiry mark (see audit events cert.expiring)", warned)
+    if not leader:
+        return
+    with pki.stores.database.singleton("housekeeping") as held:
+        if held:
+            _shared_housekeeping(pki)
+
+
+def _shared_housekeeping(pki: Pki) -> None:
+    refreshed = pki.revocation.refresh_all()
+    if refreshed:
+        log.info("CRLs regenerated for %s", ", ".join(refreshed))
+    for authority in pki.authorities.list():
+        if pki.authorities.renew_ocsp_responder_if_due(authority.name):
+            log.info("OCSP responder of %s renewed", authority.name)
+    for name in SIGNERS:
+        if pki.signers.rotate_if_due(name, SERVICE_ACTOR):
+            log.info("the %s signer was rotated (revoked or two thirds of its lifetime passed)", name)
+    pki.devices.purge_challenges()
+    try:
+        refreshed_crls = pki.zerotouch.refresh_crls(SERVICE_ACTOR)
+    except OtwardError as exc:  # kept as it was; past its nextUpdate, IDevID enrollment refuses
+        log.warning("manufacturer CRL not refreshed: %s", exc)
+    else:
+        if refreshed_crls:
+            log.info("manufacturer CRLs fetched for %s", ", ".join(refreshed_crls))
+    retired = pki.devices.retire_superseded(actor=SERVICE_ACTOR)
+    if retired:
+        log.info("%d renewed device certificates revoked as superseded", len(retired))
+    warned = pki.expiry.record_crossings()
+    if warned:
+        log.warning("%d certificates crossed an expiry mark (see audit events cert.expiring)", warned)
 
 
 async def _periodic(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, leader: bool) -> None:
@@ -304,10 +346,16 @@ async def _forward_audit(pki: Pki) -> None:
         clock=pki.clock,
     )
     delay = settings.forward_seconds
+
+    def forward_once() -> None:
+        with pki.stores.database.singleton("audit-forward") as held:
+            if held:  # one node forwards; the cursor in the database says where it stopped
+                forwarder.forward()
+
     try:
         while True:
             try:
-                await asyncio.to_thread(forwarder.forward)
+                await asyncio.to_thread(forward_once)
                 delay = settings.forward_seconds
             except OtwardError as exc:
                 log.warning("audit forwarding paused: %s", exc)
@@ -335,13 +383,21 @@ async def _refresh_mqtt(pki: Pki) -> None:
         await asyncio.sleep(settings.refresh_seconds)
 
 
+def _publish_stale_once(pki: Pki) -> list[str]:
+    with pki.stores.database.singleton("crl-check") as held:
+        return pki.revocation.publish_stale(SERVICE_ACTOR) if held else []
+
+
 async def _keep_crls_current(pki: Pki) -> None:
-    """Re-sign any CRL left behind a committed revocation (a worker killed between the two steps,
-    a failed signature): one grouped count query per check while every CRL is current."""
+    """Re-sign any CRL left behind a committed revocation (a worker or node killed between the two
+    steps, a failed signature): one grouped count query per second, by one node at a time (the
+    ``crl-check`` cluster lock), while every CRL is current. A revocation normally reaches every
+    node at once: its node signs the CRL before answering, and every node serves CRLs and OCSP
+    status from the database; this loop bounds the delay when that node died in between."""
     while True:
         await asyncio.sleep(CRL_CHECK_SECONDS)
         try:
-            stale = await asyncio.to_thread(pki.revocation.publish_stale, SERVICE_ACTOR)
+            stale = await asyncio.to_thread(_publish_stale_once, pki)
         except OtwardError:
             log.exception("CRL check failed; retrying in %s s", CRL_CHECK_SECONDS)
         else:
@@ -349,6 +405,33 @@ async def _keep_crls_current(pki: Pki) -> None:
                 log.warning(
                     "CRLs of %s were behind a committed revocation and were re-signed", ", ".join(stale)
                 )
+
+
+async def _notify(pki: Pki) -> None:
+    """Run the notification checks every ``[notify] interval`` and deliver the outbox every few
+    seconds (retries included). On several nodes each does this: decisions are serialised and
+    outbox rows claimed in the database, so every message goes out once per attempt."""
+    if not Notifier.configured(pki.settings):
+        return
+    notifier = Notifier.for_pki(pki)
+    loop = asyncio.get_running_loop()
+    interval = pki.settings.notify.interval_delta.total_seconds()
+    next_check = loop.time()
+    try:
+        while True:
+            if loop.time() >= next_check:
+                next_check = loop.time() + interval
+                try:
+                    await asyncio.to_thread(notifier.decide, SERVICE_ACTOR)
+                except OtwardError as exc:
+                    log.warning("notification checks failed (again in %d s): %s", interval, exc)
+            try:
+                await asyncio.to_thread(notifier.drain, SERVICE_ACTOR)
+            except OtwardError as exc:
+                log.warning("notification outbox not drained: %s", exc)
+            await asyncio.sleep(NOTIFY_DRAIN_SECONDS)
+    finally:
+        notifier.close()
 
 
 async def _exit_when_orphaned(stop: Callable[[], None], parent: int) -> None:
@@ -411,7 +494,8 @@ async def _serve_worker(
     leader_tasks = []
     if index == 0:
         leader_tasks = [
-            asyncio.create_task(task(pki)) for task in (_forward_audit, _refresh_mqtt, _keep_crls_current)
+            asyncio.create_task(task(pki))
+            for task in (_forward_audit, _refresh_mqtt, _keep_crls_current, _notify)
         ]
     try:
         await asyncio.gather(https.serve(sockets=[sockets[0]]), plain.serve(sockets=[sockets[1]]))
@@ -439,6 +523,9 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = log.info) -> 
     service's certificate reissued if ``[server] names`` changed; ``announce`` tells the console."""
     settings = load_settings(options.data_dir, database_url=options.database_url)
     _connection_limits(settings, options)  # checked before anything changes or starts
+    if Notifier.configured(settings):
+        for channel in open_channels(settings.notify):  # secret files (0600) and CA files readable
+            getattr(channel, "close", lambda: None)()
     change = upgrade_database(settings)
     if change.before != change.after:
         announce(f"database schema upgraded from {change.before or 'an empty database'} to {change.after}")

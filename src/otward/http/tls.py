@@ -36,6 +36,10 @@ class TlsAwareHttpProtocol(GuardedHttpProtocol):
         }
         if ssl_object is not None:
             tls["tls_version"] = ssl_object.version()
+            # RFC 5929 tls-unique (TLS 1.2 only; None on 1.3): binds an IDevID enrollment's CSR to
+            # this connection (RFC 7030 section 3.5). Not part of the ASGI spec: otward's own key.
+            if tls["tls_version"] == "TLSv1.2":
+                tls["otward.tls_unique"] = ssl_object.get_channel_binding("tls-unique")
         inner: Callable[..., Awaitable[None]] = self.app
 
         async def app(scope: Scope, receive: Any, send: Any) -> None:

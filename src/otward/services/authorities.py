@@ -135,6 +135,21 @@ class AuthorityService:
         with self._lock:
             self._loaded.clear()
 
+    def refresh(self) -> bool:
+        """Drop the cached CAs if another process or node changed one (a renewed OCSP responder, a
+        renewed CA certificate): one read of the CA table. True when they were dropped."""
+        stored = {record.name: record for record in self._store.list_authorities()}
+        with self._lock:
+            changed = any(
+                (record := stored.get(name)) is None
+                or loaded.certificate.public_bytes(Encoding.DER) != record.certificate_der
+                or loaded.ocsp_certificate.public_bytes(Encoding.DER) != record.ocsp_certificate_der
+                for name, loaded in self._loaded.items()
+            )
+            if changed:
+                self._loaded.clear()  # children too: their chains name the parent
+        return changed
+
     # --- creation ------------------------------------------------------------------------------
 
     def _check_new_name(self, name: str) -> None:
@@ -287,7 +302,9 @@ class AuthorityService:
         )
 
     def renew_ocsp_responder_if_due(self, name: str) -> bool:
-        """Give CA ``name`` a fresh responder when the current one expires within 30 days."""
+        """Give CA ``name`` a fresh responder when the current one expires within 30 days (judged by
+        the stored responder, which another node may have renewed already)."""
+        self.refresh()
         loaded = self.get(name)
         now = self._clock()
         if loaded.ocsp_certificate.not_valid_after_utc - now > RESPONDER_RENEW_BEFORE:

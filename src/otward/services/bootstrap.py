@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import secrets
@@ -29,7 +30,7 @@ from otward.config import (
     split_database_password,
 )
 from otward.core.keys import KeyType, classify_public_key, signature_hash_for
-from otward.errors import ConfigError, OtwardError
+from otward.errors import ConfigError, ConflictError, OtwardError
 from otward.services.audit import SYSTEM_ACTOR, Actor
 from otward.services.pki import Pki
 
@@ -236,19 +237,72 @@ def _service_san(names: tuple[str, ...]) -> x509.SubjectAlternativeName:
 def renew_service_certificate_if_due(pki: Pki, data_dir: Path, actor: Actor = SYSTEM_ACTOR) -> str | None:
     """Give the service a new key and certificate when the configured names (``[server] names``)
     are not the ones it has, or once two thirds of its lifetime have passed; the workers pick the
-    files up (``http.server``). Returns why it was renewed, None when it was not."""
+    files up (``http.server``). Returns why it was renewed, None when it was not.
+
+    Nodes on one database with the same names share one identity: it is renewed once, by the node
+    that holds the cluster lock, and stored (its key encrypted) in the database; every other node
+    installs it from there at its next check instead of renewing it again."""
     tls = TlsFiles.in_dir(data_dir)
+    with pki.stores.database.singleton("service-identity") as held:
+        installed = _install_shared_identity(pki, tls)
+        reason = _renewal_reason(pki, tls) if held else None
+        if reason is None:
+            if held:
+                _publish_identity(pki, tls, replace=False)  # made before nodes shared it, or at init
+            return "installed the identity another node renewed" if installed else None
+        _write_service_identity(pki, tls, actor, replace=True)
+    return reason
+
+
+def _renewal_reason(pki: Pki, tls: TlsFiles) -> str | None:
     current = x509.load_pem_x509_certificates(tls.certificate_chain.read_bytes())[0]
     has = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     start, end = current.not_valid_before_utc, current.not_valid_after_utc
     if set(has) != set(_service_san(pki.settings.server.names)):
-        reason = "its names changed to " + ", ".join(pki.settings.server.names)
-    elif pki.clock() >= start + (end - start) * 2 / 3:
-        reason = "two thirds of its lifetime passed"
-    else:
-        return None
-    _write_service_identity(pki, tls, actor, replace=True)
-    return reason
+        return "its names changed to " + ", ".join(pki.settings.server.names)
+    if pki.clock() >= start + (end - start) * 2 / 3:
+        return "two thirds of its lifetime passed"
+    return None
+
+
+_KEY_MARKER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+
+
+def _identity_name(names: tuple[str, ...]) -> str:
+    """The shared-file name of the identity for ``names`` (nodes serving other names have their own)."""
+    return "service-tls:" + hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:32]
+
+
+def _publish_identity(pki: Pki, tls: TlsFiles, *, replace: bool) -> None:
+    """Store this node's identity (chain, then the encrypted key) for the other nodes."""
+    data = tls.certificate_chain.read_bytes() + tls.private_key.read_bytes()
+    if not replace and pki.stores.shared_files.get_shared(_identity_name(pki.settings.server.names)):
+        return
+    try:
+        pki.stores.shared_files.put_shared(_identity_name(pki.settings.server.names), data, replace=replace)
+    except ConflictError:
+        pass  # another node published its copy of the same identity first
+
+
+def _install_shared_identity(pki: Pki, tls: TlsFiles) -> bool:
+    """Install the identity another node stored, if it differs from this node's files."""
+    data = pki.stores.shared_files.get_shared(_identity_name(pki.settings.server.names))
+    if data is None or _KEY_MARKER not in data:
+        return False
+    chain_pem, _, key_body = data.partition(_KEY_MARKER)
+    key_pem = _KEY_MARKER + key_body
+    if chain_pem == tls.certificate_chain.read_bytes() and key_pem == tls.private_key.read_bytes():
+        return False
+    _replace_files(((tls.private_key, key_pem), (tls.certificate_chain, chain_pem)))
+    return True
+
+
+def _replace_files(files: tuple[tuple[Path, bytes], ...]) -> None:
+    """Write each file aside and rename it over the old one: a reader sees an old or a new file."""
+    for path, content in files:
+        aside = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        write_private_file(aside, content)
+        os.replace(aside, path)
 
 
 def _write_service_identity(pki: Pki, tls: TlsFiles, actor: Actor, *, replace: bool) -> None:
@@ -279,12 +333,11 @@ def _write_service_identity(pki: Pki, tls: TlsFiles, actor: Actor, *, replace: b
     )
     chain = [issued.certificate, *issued.chain[:-1]]
     chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
-    for path, content in ((tls.private_key, key_pem), (tls.certificate_chain, chain_pem)):
-        if replace:
-            aside = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-            write_private_file(aside, content)
-            os.replace(aside, path)
-        else:
+    files = ((tls.private_key, key_pem), (tls.certificate_chain, chain_pem))
+    if replace:
+        _replace_files(files)
+    else:
+        for path, content in files:
             write_private_file(path, content)
-    if not replace:
         tls.root_certificate.write_bytes(issued.chain[-1].public_bytes(serialization.Encoding.PEM))
+    _publish_identity(pki, tls, replace=replace)

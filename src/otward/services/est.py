@@ -219,6 +219,29 @@ class EstService:
             renewal=renewal,
         )
 
+    def enroll_claimed(
+        self,
+        csr: bytes,
+        device_id: str,
+        owner: str,
+        profile: str,
+        *,
+        label: str | None,
+        factory: dict[str, str],
+        actor: Actor,
+    ) -> IssuedCertificate:
+        """Enroll a new device that a factory identity authenticated and its owner's claim covers
+        (:class:`otward.services.zerotouch.ZeroTouch` checked both); ``factory`` goes into the
+        ``enroll.succeeded`` event (method ``idevid``)."""
+        ca = self._owners.issuing_ca(owner)
+        self._check_label(owner, ca, label, device_id, actor)
+        return self._issue(csr, device_id, owner, ca, profile, actor, factory=factory)
+
+    @staticmethod
+    def device_id_of(csr: x509.CertificateSigningRequest) -> str:
+        """The device id a CSR asks for (its subject CN); raises when it is not a valid one."""
+        return _device_id(csr)
+
     def csr_attributes(self) -> tuple[x509.ObjectIdentifier, ...]:
         """What otward wants in a CSR (``/csrattrs``): ECDSA with SHA-256 (a P-256 key)."""
         return (x509.oid.SignatureAlgorithmOID.ECDSA_WITH_SHA256,)
@@ -364,6 +387,7 @@ class EstService:
         request_key_pin: str | None = None,
         retry_of: EnrollmentRetry | None = None,
         fallback: Callable[[], IssuedCertificate | None] | None = None,
+        factory: dict[str, str] | None = None,
     ) -> IssuedCertificate:
         pem = csr.public_bytes(Encoding.PEM) if isinstance(csr, x509.CertificateSigningRequest) else csr
         device_profile = self._issuance.profile(profile).identity is Identity.DEVICE
@@ -401,6 +425,8 @@ class EstService:
             if retry_of is not None:  # a new key: the one made before was lost
                 details["method"] = "retry-serverkeygen"
                 details["previous_serial"] = retry_of.serial or ""
+        elif factory is not None:  # a first enrollment authenticated by a factory identity (IDevID)
+            details.update(factory, method="idevid")
         else:
             details["method"] = "reenroll"
             details["previous_serial"] = renewing or ""

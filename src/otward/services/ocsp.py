@@ -38,7 +38,7 @@ __all__ = ["OcspResponder", "OcspResult"]
 
 _CACHE_ENTRIES = 100_000
 
-_CacheKey = tuple[tuple[str, bytes, bytes], int, CertStatus, datetime | None]
+_CacheKey = tuple[tuple[str, bytes, bytes], int, CertStatus, datetime | None, int]
 
 
 class OcspResult:
@@ -117,6 +117,7 @@ class OcspResponder:
             answer = StatusAnswer(CertStatus.REVOKED, revoked)
         else:
             answer = StatusAnswer(CertStatus.GOOD if issued else CertStatus.UNKNOWN)
+        authority = self._authorities.get(ca)
         key: _CacheKey | None = None
         if query.nonce is None and self._cache_seconds > 0:
             key = (
@@ -124,12 +125,13 @@ class OcspResponder:
                 query.serial_number,
                 answer.status,
                 revoked.revocation_date if revoked else None,
+                # A responder renewed (here or by another node) signs from then on.
+                authority.ocsp_certificate.serial_number,
             )
             with self._lock:
                 hit = self._cache.get(key)
             if hit is not None and self._monotonic() - hit[0] < self._cache_seconds:
                 return OcspResult(hit[1], answer.status.value, hit[2], hit[3])
-        authority = self._authorities.get(ca)
         now = self._clock()
         builder = build_ocsp_response(
             query,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from otward.adapters.crl_fetch import fetch_crl
 from otward.adapters.db import SchemaChange, SqlStores, check_schema, create_database_engine, upgrade_schema
 from otward.adapters.head_witness import WITNESS_FILE, FileHeadWitness
 from otward.adapters.keys import FileKeyBackend, RoutingKeyBackend
@@ -33,6 +34,7 @@ from otward.services.revocation import RevocationService
 from otward.services.signers import AUDIT_SIGNER, SignerService
 from otward.services.tokens import TokenService
 from otward.services.transparency import TransparencyLog
+from otward.services.zerotouch import ZeroTouch
 
 __all__ = [
     "ROOT_CERTIFICATE_FILE",
@@ -130,6 +132,10 @@ class Pki:
         self.settings = settings
         self.stores = stores
         self.keys = keys
+        self._files = keys.backend("file") if isinstance(keys, RoutingKeyBackend) else None
+        if isinstance(self._files, FileKeyBackend):
+            # Key files one node creates reach every node on this database (docs/deploy.md).
+            self._files.share_through(stores.shared_files)
         self.clock = clock
         audit = settings.audit
         self.audit = AuditLog(
@@ -208,6 +214,16 @@ class Pki:
         self.provisioning = Provisioning(
             stores.devices, self.issuance, self.owners, clock=clock, audit=self.audit
         )
+        self.zerotouch = ZeroTouch(
+            stores.manufacturers,
+            self.authorities,
+            self.owners,
+            self.issuance,
+            self.est,
+            clock=clock,
+            audit=self.audit,
+            fetch=fetch_crl,
+        )
         self.access = AccessAdmin(stores.access, clock=clock, audit=self.audit)
         self.edge = EdgeService(
             stores.edge,
@@ -252,6 +268,12 @@ class Pki:
         for record in self.authorities.list():
             self.authorities.get(record.name)
         self.signers.check_keys()
+
+    def forget_destroyed_keys(self) -> list[str]:
+        """Delete this node's copies of key files that another node destroyed (a rotated signer's)."""
+        if isinstance(self._files, FileKeyBackend):
+            return self._files.forget_destroyed()
+        return []
 
     def record_aggregates(self, actor: Actor = SYSTEM_ACTOR) -> None:
         """Write the aggregated events since the last call: ``ocsp.signed`` per CA (as ``actor``) and

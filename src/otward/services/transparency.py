@@ -19,7 +19,7 @@ from otward.core.merkle import EMPTY_ROOT, consistency_proof, inclusion_proof, r
 from otward.core.ports import TransparencyStore
 from otward.core.records import format_serial
 from otward.core.transparency import TreeHead, tree_head_bytes
-from otward.errors import IntegrityError, InvalidRequestError, NotFoundError
+from otward.errors import ConflictError, IntegrityError, InvalidRequestError, NotFoundError
 from otward.services.signers import AUDIT_SIGNER, SignerService
 
 __all__ = ["InclusionProof", "TransparencyLog"]
@@ -66,8 +66,15 @@ class TransparencyLog:
             signature=sign_data(key, tree_head_bytes(len(leaves), timestamp, root)),
             signer_serial=certificate.serial_number,
         )
-        self._store.add_tree_head(head)
-        return head
+        try:
+            self._store.add_tree_head(head)  # keeps the head already stored for this size, if any
+        except ConflictError:
+            pass  # another worker or node inserted one for this size at the same moment
+        # The stored head is the one: another worker or node may have signed this size first.
+        stored = self._store.tree_head(head.tree_size)
+        if stored is None:
+            raise IntegrityError(f"the signed tree head of size {head.tree_size} was not stored", rule="log")
+        return stored
 
     def inclusion(self, serial_number: int, tree_size: int | None = None) -> InclusionProof:
         """The audit path proving certificate ``serial_number`` is in the tree of ``tree_size`` leaves."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -29,6 +30,9 @@ __all__ = ["SchemaChange", "WriterLock", "check_schema", "create_database_engine
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _VERSION_TABLE = "alembic_version"
+# pg_advisory_xact_lock key of schema upgrades: the first 8 bytes of SHA-256("otward:schema-upgrade")
+# (otward.adapters.db.database.advisory_key, which imports this module).
+_MIGRATION_LOCK = int.from_bytes(hashlib.sha256(b"otward:schema-upgrade").digest()[:8], "big", signed=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -225,6 +229,10 @@ def upgrade_schema(engine: Engine) -> SchemaChange:
     current: str | None = None
     try:
         with _transaction(engine) as connection:
+            if engine.dialect.name == "postgresql":
+                # Several nodes starting at once upgrade one after the other; the later ones find
+                # the schema current. Held until this transaction ends (migrations are transactional).
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             current, head, script = _revisions(connection)
             if current is not None:
                 _refuse_unknown(engine, current, head, script)

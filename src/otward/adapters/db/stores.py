@@ -17,7 +17,10 @@ from otward.adapters.db.devices import SqlDeviceStore
 from otward.adapters.db.edge_store import EdgeStore
 from otward.adapters.db.enrollment_tokens import SqlEnrollmentTokenStore
 from otward.adapters.db.key_refs import SqlKeyRefStore
+from otward.adapters.db.manufacturers import SqlManufacturerStore
+from otward.adapters.db.notifications import SqlNotificationStore
 from otward.adapters.db.owners import SqlOwnerStore
+from otward.adapters.db.shared_files import SqlSharedFiles
 from otward.adapters.db.signers import SqlSignerStore
 from otward.adapters.db.statistics import SqlStatisticsStore
 from otward.adapters.db.transparency import SqlTransparencyStore
@@ -45,6 +48,9 @@ class SqlStores:
     access: SqlAccessStore
     edge: EdgeStore
     key_refs: SqlKeyRefStore
+    manufacturers: SqlManufacturerStore
+    notifications: SqlNotificationStore
+    shared_files: SqlSharedFiles
 
     @classmethod
     def open(cls, engine: Engine) -> SqlStores:
@@ -66,6 +72,9 @@ class SqlStores:
             access=SqlAccessStore(database),
             edge=EdgeStore(database),
             key_refs=SqlKeyRefStore(database),
+            manufacturers=SqlManufacturerStore(database),
+            notifications=SqlNotificationStore(database),
+            shared_files=SqlSharedFiles(database),
         )
 
     def close(self) -> None:

@@ -2,6 +2,10 @@
 
 A key file is created with O_EXCL, so no code path can overwrite an existing
 key. Keys are decrypted once and kept in memory for the life of the process.
+
+With a shared store (:meth:`FileKeyBackend.share_through`, the database), each new key file is
+stored there as well, still encrypted, and a node whose data directory lacks a key file fetches
+it: a CA, signer or responder created by one node signs on every node.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from otward.core.keys import KeyType
+from otward.core.ports import SharedFileStore
 from otward.errors import ConflictError, SignerError
 
 __all__ = ["FileKeyBackend", "generate_private_key", "write_private_file"]
@@ -58,6 +63,11 @@ class FileKeyBackend:
         self._passphrase_value: bytes | None = None
         self._cache: dict[str, CertificateIssuerPrivateKeyTypes] = {}
         self._lock = threading.Lock()
+        self._shared: SharedFileStore | None = None
+
+    def share_through(self, store: SharedFileStore) -> None:
+        """Store new key files in ``store`` too, and fetch missing ones from it."""
+        self._shared = store
 
     @property
     def _passphrase(self) -> bytes:
@@ -90,6 +100,12 @@ class FileKeyBackend:
             serialization.BestAvailableEncryption(self._passphrase),
         )
         write_private_file(path, pem)
+        if self._shared is not None:
+            try:
+                self._shared.put_shared(key_ref, pem)
+            except BaseException:
+                path.unlink(missing_ok=True)  # a key only this node could load is no key at all
+                raise
         with self._lock:
             self._cache[key_ref] = key
         return key_ref
@@ -102,6 +118,11 @@ class FileKeyBackend:
         path = self._path(key_ref)
         try:
             data = path.read_bytes()
+        except FileNotFoundError as exc:
+            fetched = self._fetch(key_ref, path)
+            if fetched is None:
+                raise SignerError(f"cannot read key file {path}") from exc
+            data = fetched
         except OSError as exc:
             raise SignerError(f"cannot read key file {path}") from exc
         try:
@@ -114,11 +135,42 @@ class FileKeyBackend:
             self._cache[key_ref] = key
         return key
 
+    def _fetch(self, key_ref: str, path: Path) -> bytes | None:
+        """The key file another node created, from the shared store, kept in this data directory."""
+        if self._shared is None:
+            return None
+        data = self._shared.get_shared(key_ref)
+        if data is None:
+            return None
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            write_private_file(path, data)
+        except ConflictError:
+            pass  # another worker of this node fetched it at the same moment
+        return data
+
+    def forget_destroyed(self) -> list[str]:
+        """Destroy this node's copies of the keys another node destroyed; returns their references."""
+        if self._shared is None:
+            return []
+        gone = []
+        for key_ref in self._shared.destroyed_shared():
+            if key_ref.startswith(_SCHEME) and self._path(key_ref).exists():
+                self._destroy_local(key_ref)
+                gone.append(key_ref)
+        return gone
+
     def destroy_key(self, key_ref: str) -> None:
         """Delete the key file (and the decrypted copy in memory). The file was only ever written
         encrypted, so no plaintext key is left behind; its blocks are overwritten before the unlink
         as well, which helps where the file system writes in place (not on copy-on-write file
-        systems or flash, docs/hsm.md)."""
+        systems or flash, docs/hsm.md). Other nodes delete their copies at their next housekeeping
+        (:meth:`forget_destroyed`)."""
+        self._destroy_local(key_ref)
+        if self._shared is not None:
+            self._shared.destroy_shared(key_ref)
+
+    def _destroy_local(self, key_ref: str) -> None:
         path = self._path(key_ref)
         with self._lock:
             self._cache.pop(key_ref, None)
