@@ -14,12 +14,14 @@ from otward import __version__
 from otward.cli import access as access_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, signer, token
 from otward.cli import assess as assess_cli
+from otward.cli import assess_report as _assess_report  # noqa: F401 - registers 'assess report'
 from otward.cli import assess_self as _assess_self  # noqa: F401 - registers 'assess self'
 from otward.cli import backup as backup_cli
 from otward.cli import db as db_cli
 from otward.cli import deploy as deploy_cli
 from otward.cli import doctor as doctor_cli
 from otward.cli import edge as edge_cli
+from otward.cli import firmware as firmware_cli
 from otward.cli import gateway as gateway_cli
 from otward.cli import manufacturer as manufacturer_cli
 from otward.cli import mqtt as mqtt_cli
@@ -96,6 +98,7 @@ app.add_typer(notify_cli.app, name="notify")
 app.command("backup")(backup_cli.backup)
 app.command("restore")(backup_cli.restore)
 app.command("doctor")(doctor_cli.doctor)
+app.add_typer(firmware_cli.app, name="firmware")
 
 
 def _version(value: bool) -> None:

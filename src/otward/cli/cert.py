@@ -52,7 +52,11 @@ def issue(
         Path, typer.Option("--csr", help="PKCS#10 request, PEM or DER", exists=True, dir_okay=False)
     ],
     profile: Annotated[
-        str, typer.Option("--profile", help="tls-server, tls-client, device, opcua-application, modbus-role")
+        str,
+        typer.Option(
+            "--profile",
+            help="tls-server, tls-client, device, opcua-application, modbus-role, firmware-signing",
+        ),
     ],
     ca: Annotated[
         str | None, typer.Option("--ca", help="Issuing CA [default: the owner's CA for device, else issuing]")

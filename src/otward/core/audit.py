@@ -117,6 +117,9 @@ class EventType(enum.Enum):
     NOTIFY_FAILED = "notify.failed"  # a notification given up on (attempts exhausted, channel gone)
     BACKUP_CREATED = "backup.created"  # otward backup wrote an archive
     BACKUP_RESTORED = "backup.restored"  # otward restore: what it re-applied and on what evidence
+    FIRMWARE_SIGNED = "firmware.signed"  # otward firmware sign (failure: refused key, digest, file)
+    FIRMWARE_VERIFIED = "firmware.verified"  # otward firmware verify: success, or failure with the check id
+    FIRMWARE_BOOTED = "firmware.booted"  # otward firmware boot-chain: success, or the stage that failed
 
 
 class Outcome(enum.Enum):

@@ -47,6 +47,8 @@ _MAX_SANS_LIMIT = 1024
 
 _ALL_KEYS = frozenset(KeyType)
 _RSA_AND_EC = frozenset(k for k in KeyType if k.is_rsa or k.is_ec)
+# what firmware signatures accept (core/firmware/envelope.py): RSA >= 2048, ECDSA P-256/P-384
+_FIRMWARE_KEYS = frozenset(k for k in KeyType if k.is_rsa) | {KeyType.EC_P256, KeyType.EC_P384}
 
 
 class Identity(enum.Enum):
@@ -180,6 +182,18 @@ BUILTIN_PROFILES: Mapping[str, Profile] = {
             subject_required=frozenset({"CN"}),
             san_allowed=frozenset({"dns", "ip", "uri"}),
             identity=Identity.MODBUS_ROLE,
+        ),
+        Profile(
+            name="firmware-signing",
+            description="Firmware/code signer for 'otward firmware sign' (EKU codeSigning)",
+            key_usage=frozenset({"digital_signature"}),
+            extended_key_usage=(ExtendedKeyUsageOID.CODE_SIGNING,),
+            max_validity_days=1825,
+            default_validity_days=1095,
+            key_types=_FIRMWARE_KEYS,
+            subject_allowed=_COMMON_SUBJECT,
+            subject_required=frozenset({"CN"}),
+            san_allowed=frozenset({"uri", "email"}),
         ),
     )
 }

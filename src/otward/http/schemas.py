@@ -31,7 +31,9 @@ class IssueRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     csr: str = Field(description="PKCS#10 request, PEM", max_length=65536)
-    profile: str = Field(description="tls-server, tls-client, device, opcua-application or modbus-role")
+    profile: str = Field(
+        description="tls-server, tls-client, device, opcua-application, modbus-role or firmware-signing"
+    )
     ca: str | None = Field(default=None, description="issuing CA (default 'issuing')")
     days: int | None = Field(default=None, description="validity in days (default: the profile's)")
     role: str | None = Field(default=None, description="Modbus/TCP Security role (profile modbus-role)")

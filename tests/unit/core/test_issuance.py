@@ -51,6 +51,22 @@ def ext(cert, cls):
 # --- what each profile produces ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("key_type", ["rsa-2048", "ec-p256", "ec-p384"])
+def test_firmware_signing_certificate(issuing_ca, key_type):
+    cert = issue(issuing_ca, build_csr(make_key(key_type), cn="plc firmware signer"), "firmware-signing")
+    assert ext(cert, x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING])
+    usage = ext(cert, x509.KeyUsage).value
+    assert usage.digital_signature
+    assert not usage.key_encipherment
+    assert cert.not_valid_after_utc == NOW + timedelta(days=1095)
+
+
+@pytest.mark.parametrize("key_type", ["ed25519", "ec-p521"])
+def test_firmware_signing_refuses_keys_firmware_manifests_refuse(issuing_ca, key_type):
+    with pytest.raises((InvalidRequestError, PolicyViolationError), match=key_type):
+        issue(issuing_ca, build_csr(make_key(key_type), cn="signer"), "firmware-signing")
+
+
 def test_tls_server_certificate(issuing_ca):
     cert = issue(
         issuing_ca,
