@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -25,6 +26,7 @@ from typing import Any
 
 import uvicorn
 import uvloop
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from otward.adapters.syslog import SyslogTlsForwarder, client_context
@@ -193,11 +195,14 @@ class ClientCaTrust:
         if self._context is None:
             return
         for record in pki.authorities.list():
-            if record.name in self._loaded:
-                continue
-            pem = pki.authorities.get(record.name).certificate.public_bytes(Encoding.PEM).decode()
-            self._context.load_verify_locations(cadata=pem)
-            self._loaded.add(record.name)
+            # keyed by certificate: a renewed CA or an external root is added too
+            for der in (record.certificate_der, *record.external_chain):
+                stamp = hashlib.sha256(der).hexdigest()
+                if stamp in self._loaded:
+                    continue
+                pem = x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode()
+                self._context.load_verify_locations(cadata=pem)
+                self._loaded.add(stamp)
 
 
 class ServiceIdentity:
@@ -235,6 +240,9 @@ def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, 
     client certificates in every worker; CRL refresh, responder and signer renewal, old attestation
     challenges and expiry warnings in the first worker only."""
     pki.record_aggregates(SERVICE_ACTOR)
+    changed = pki.authorities.forget_changed()
+    if changed:
+        log.info("CAs changed by another process, reloaded: %s", ", ".join(changed))
     trust.refresh(pki)
     if leader:
         renewed = renew_service_certificate_if_due(pki, pki.settings.data_dir, SERVICE_ACTOR)
@@ -256,6 +264,13 @@ def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, 
         retired = pki.devices.retire_superseded(actor=SERVICE_ACTOR)
         if retired:
             log.info("%d renewed device certificates revoked as superseded", len(retired))
+        for ca, mark, not_after in pki.expiry.record_ca_crossings():
+            log.warning(
+                "CA %s expires on %s (less than %d days): renew or roll it over (otward ca renew|rollover)",
+                ca,
+                f"{not_after:%Y-%m-%d}",
+                mark,
+            )
         warned = pki.expiry.record_crossings()
         if warned:
             log.warning("%d certificates crossed an expiry mark (see audit events cert.expiring)", warned)

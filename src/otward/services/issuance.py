@@ -86,11 +86,13 @@ class IssuanceService:
             ) from None
 
     def _issuer(self, name: str) -> LoadedAuthority:
+        """The CA that signs for ``name``: its newest generation after a rollover, refused with a
+        clear error when it (or a parent) is revoked, has expired or waits for its certificate."""
         try:
-            authority = self._authorities.get(name)
+            authority = self._authorities.check_can_sign(self._authorities.current_name(name))
         except NotFoundError as exc:
             raise InvalidRequestError(exc.message, rule="ca") from None
-        if authority.parent is None:
+        if authority.is_root:
             raise PolicyViolationError(
                 f"CA '{name}' is a root; end-entity certificates come from a subordinate CA", rule="ca-root"
             )
