@@ -119,8 +119,9 @@ def _write_client_cas(pki: Pki, path: Path) -> None:
     """Every otward CA certificate, for verifying client certificates (device re-enrollment);
     CAs created later are added by :class:`ClientCaTrust`."""
     pem = "".join(
-        pki.authorities.get(a.name).certificate.public_bytes(Encoding.PEM).decode()
+        x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode()
         for a in pki.authorities.list()
+        for der in (a.certificate_der, *a.external_chain)  # a root outside otward too
     )
     path.parent.mkdir(mode=0o700, exist_ok=True)
     path.write_text(pem)
@@ -459,6 +460,7 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = log.info) -> 
         announce(f"database schema upgraded from {change.before or 'an empty database'} to {change.after}")
     pki = Pki.open(settings)
     try:
+        pki.check_ready()  # an issuing CA still waiting for its certificate: say so, serve nothing
         if settings.keys.backend == "pkcs11":
             pki.check_keys()  # a missing token or a wrong PIN stops the service here, before it listens
         _write_client_cas(pki, _client_ca_file(settings))

@@ -252,12 +252,16 @@ class Pki:
     def check_keys(self) -> None:
         """Load every CA's, responder's and signer's key now, so that a missing token, a wrong PIN or a
         key that is not there stops ``otward serve`` at start instead of failing its first signature."""
-        for pending in self.authorities.pending():
-            if pending.name == SIGNER_CA:
-                self.authorities.record(pending.name)  # raises: says to import its certificate first
+        self.check_ready()
         for record in self.authorities.list():
             self.authorities.get(record.name)
         self.signers.check_keys()
+
+    def check_ready(self) -> None:
+        """Refuse to serve while the issuing CA waits for its certificate (``init --external-root``):
+        the error says which command completes the installation."""
+        if self.authorities.is_pending(SIGNER_CA):
+            self.authorities.record(SIGNER_CA)  # raises PolicyViolationError naming ca import-cert
 
     def record_aggregates(self, actor: Actor = SYSTEM_ACTOR) -> None:
         """Write the aggregated events since the last call: ``ocsp.signed`` per CA (as ``actor``) and
