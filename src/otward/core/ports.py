@@ -126,8 +126,10 @@ class AuthorityStore(Protocol):
         *,
         parent: str | None,
         external_chain: Sequence[bytes] = (),
+        store_certificate: bool = True,
     ) -> None:
-        """Give CA ``name`` a new certificate for the same key (renewal), atomically with its record."""
+        """Give CA ``name`` a new certificate for the same key (renewal), atomically with its record
+        (not stored again when ``store_certificate`` is false: this installation signed it)."""
         ...
 
     def add_successor(

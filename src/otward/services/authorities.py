@@ -335,6 +335,7 @@ class AuthorityService:
         parent: str | None,
         key_type: KeyType,
         external_chain: Sequence[x509.Certificate] = (),
+        store_own: bool = True,
     ) -> tuple[AuthorityRecord, builtins.list[CertificateRecord], dict[str, str]]:
         """The CA row, its certificate records (its own unless signed outside, and its new
         responder's) and the details of its audit event."""
@@ -366,7 +367,7 @@ class AuthorityService:
             now=now,
         )
         details = {"parent": parent or "", "serial": own.serial, "ocsp_responder": responder.serial}
-        return record, [own, responder], details
+        return record, [own, responder] if store_own else [responder], details
 
     def _responder_certificate(
         self, info: AuthorityInfo, ca_key: CertificateIssuerPrivateKeyTypes, ocsp_key_ref: str
@@ -540,10 +541,22 @@ class AuthorityService:
             "root": path[-1].subject.rfc4514_string(),
             "not_valid_after": certificate.not_valid_after_utc.isoformat(),
         }
+        # Signed by a CA of this same installation (sign-csr): its record is stored already.
+        known = self._certificates.get_certificate(certificate.serial_number) if self._certificates else None
+        if known is not None and known.der != certificate.public_bytes(Encoding.DER):
+            raise ConflictError(
+                f"a different certificate with serial {known.serial} is stored already", rule="ca-import"
+            )
         if pending is not None:
             key_type = classify_public_key(key.public_key())
             record, certificates, created = self._new_ca_records(
-                info, key_ref, key, parent=None, key_type=key_type, external_chain=above
+                info,
+                key_ref,
+                key,
+                parent=None,
+                key_type=key_type,
+                external_chain=above,
+                store_own=known is None,
             )
             event = self._audit.event(actor, EventType.CA_IMPORTED, name, details={**details, **created})
             self._store.activate_authority(record, certificates, [event])
@@ -555,7 +568,12 @@ class AuthorityService:
                 actor, EventType.CA_RENEWED, name, details={**details, "external": "true"}
             )
             self._store.replace_certificate(
-                name, own, [event], parent=None, external_chain=[c.public_bytes(Encoding.DER) for c in above]
+                name,
+                own,
+                [event],
+                parent=None,
+                external_chain=[c.public_bytes(Encoding.DER) for c in above],
+                store_certificate=known is None,
             )
         self.forget()
         return self.get(name)

@@ -183,10 +183,12 @@ class SqlAuthorityStore:
         *,
         parent: str | None,
         external_chain: Sequence[bytes] = (),
+        store_certificate: bool = True,
     ) -> None:
         with self._database.transaction() as conn:
-            insert_certificates(conn, [certificate])
-            ledger.append(conn, events, [certificate])
+            stored = [certificate] if store_certificate else []
+            insert_certificates(conn, stored)
+            ledger.append(conn, events, stored)
             result = conn.execute(
                 update(authorities)
                 .where(authorities.c.name == name)
