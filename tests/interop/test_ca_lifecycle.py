@@ -399,3 +399,110 @@ def test_issuing_ca_signed_by_a_second_offline_otward_installation(tmp_path):
         assert f"{leaf}: good" in ocsp_status(server, issuer, leaf, offline / "root.pem")
     finally:
         stop_server(server)
+
+
+def _export(data: Path, name: str, out: Path, *, only_ca: bool = False) -> Path:
+    """``ca export NAME`` (the chain up to the root), or with ``only_ca`` just NAME's certificate."""
+    pem = otward(data, "ca", "export", name).stdout
+    if only_ca:
+        pem = x509.load_pem_x509_certificates(pem.encode())[0].public_bytes(Encoding.PEM).decode()
+    return write(out, pem)
+
+
+def _issue_cli(data: Path, directory: Path, stem: str, ca: str) -> Path:
+    csr = directory / f"{stem}.csr"
+    csr.write_bytes(build_csr(make_key(), cn=stem))
+    out = directory / f"{stem}.pem"
+    otward(data, "cert", "issue", "--csr", str(csr), "--profile", "tls-client", "--ca", ca, "--out", str(out))
+    return out
+
+
+def test_root_rollover_link_certificates_are_accepted_by_openssl(tmp_path):
+    data = tmp_path / "data"
+    otward(data, "init", "--org", "ACME Chemicals")
+    old_root = write(tmp_path / "old-root.pem", (data / "root.pem").read_text())
+    old_leaf = _issue_cli(data, tmp_path, "old-leaf", "issuing")
+    issuing = _export(data, "issuing", tmp_path / "issuing.pem", only_ca=True)
+
+    out = json.loads(otward(data, "ca", "rollover", "root", "--json").stdout)
+    assert out["name"] == "root-g2"
+    old_with_new, new_with_old = (Path(p) for p in out["links"])
+    assert old_with_new.parent == data / "ca-links"
+    new_root = _export(data, "root-g2", tmp_path / "new-root.pem", only_ca=True)
+    otward(data, "ca", "create", "plant-b", "--parent", "root")  # signed by the new root now
+    new_leaf = _issue_cli(data, tmp_path, "new-leaf", "plant-b")
+    plant_b = _export(data, "plant-b", tmp_path / "plant-b.pem", only_ca=True)
+
+    # What a relying party is handed: the issuing CA and a link certificate, never the other root.
+    def verify(anchor: Path, untrusted: list[Path], leaf: Path) -> subprocess.CompletedProcess[str]:
+        bundle = write(tmp_path / "untrusted.pem", "".join(p.read_text() for p in untrusted))
+        return run(["openssl", "verify", "-CAfile", anchor, "-untrusted", bundle, leaf], check=False)
+
+    # a relying party still trusting only the old root reaches the new hierarchy through OldWithNew
+    assert verify(old_root, [plant_b, old_with_new], new_leaf).returncode == 0
+    assert verify(old_root, [plant_b], new_leaf).returncode != 0
+    # one trusting only the new root reaches what the old root signed through NewWithOld
+    assert verify(new_root, [issuing, new_with_old], old_leaf).returncode == 0
+    assert verify(new_root, [issuing], old_leaf).returncode != 0
+
+
+def test_a_revoked_sub_ca_fails_its_leaves_in_openssl_and_issues_nothing(tmp_path):
+    data = tmp_path / "data"
+    otward(data, "init", "--org", "ACME Chemicals")
+    otward(data, "ca", "create", "plant-a", "--parent", "root")
+    leaf = _issue_cli(data, tmp_path, "plc", "plant-a")
+    chain = _export(data, "plant-a", tmp_path / "plant-a-chain.pem")
+    otward(data, "ca", "revoke", "plant-a", "--reason", "cACompromise")
+    crls = tmp_path / "crls.pem"
+    for name in ("root", "plant-a"):
+        otward(data, "crl", "generate", "--ca", name, "--out", str(tmp_path / f"{name}.crl"))
+        run(
+            [
+                "openssl",
+                "crl",
+                "-inform",
+                "DER",
+                "-in",
+                tmp_path / f"{name}.crl",
+                "-out",
+                tmp_path / f"{name}.crl.pem",
+            ]
+        )
+    write(crls, "".join((tmp_path / f"{n}.crl.pem").read_text() for n in ("root", "plant-a")))
+    checked = run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            data / "root.pem",
+            "-untrusted",
+            chain,
+            "-CRLfile",
+            crls,
+            "-crl_check_all",
+            leaf,
+        ],
+        check=False,
+    )
+    assert checked.returncode != 0
+    assert "certificate revoked" in checked.stdout + checked.stderr
+    text = run(["openssl", "crl", "-in", tmp_path / "root.crl.pem", "-noout", "-text"]).stdout
+    assert "CA Compromise" in text
+    refused = otward(
+        data,
+        "cert",
+        "issue",
+        "--csr",
+        str(tmp_path / "plc.csr"),
+        "--profile",
+        "tls-client",
+        "--ca",
+        "plant-a",
+        "--out",
+        str(tmp_path / "again.pem"),
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "CA 'plant-a' was revoked on" in refused.stderr
+    listed = {c["name"]: c["status"] for c in json.loads(otward(data, "ca", "list", "--json").stdout)}
+    assert listed["plant-a"] == "revoked"
