@@ -428,6 +428,26 @@ class AuthorityService:
             )
         return loaded
 
+    def signing_authority(self, name: str) -> LoadedAuthority:
+        """The generation of CA ``name`` that issues now, from the process's cache (the hot path of
+        issuance: no database read). Refused when it has expired; a revoked CA is refused by the
+        store inside the write (``issuer_serials``), and :meth:`check_can_sign` then explains it.
+        Another process's rollover is seen after :meth:`forget_changed` (the service: each minute)."""
+        loaded = self.get(name)
+        seen = {name}
+        while loaded.superseded_by is not None:
+            if loaded.superseded_by in seen:
+                raise IntegrityError(f"CA '{name}' has a cycle of successors", rule="ca-superseded")
+            seen.add(loaded.superseded_by)
+            loaded = self.get(loaded.superseded_by)
+        expires = loaded.certificate.not_valid_after_utc
+        if expires <= self._clock():
+            raise PolicyViolationError(
+                f"CA '{loaded.name}' expired on {expires:%Y-%m-%d %H:%M} UTC and issues nothing more",
+                rule="validity-issuer",
+            )
+        return loaded
+
     def _signing_parent(self, name: str) -> LoadedAuthority:
         """The generation of CA ``name`` that signs now (after a rollover, the newest)."""
         return self.check_can_sign(self.current_name(name))
