@@ -351,3 +351,112 @@ def test_sign_csr_keeps_path_length_and_validity_within_the_parent(lifecycle_pki
     signed = pki.authorities.sign_csr(request, parent="root", path_length=1, days=365)
     assert signed.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 1
     assert pki.stores.certificates.get_certificate(signed.serial_number).ca == "root"
+
+
+def test_a_pending_ca_key_is_made_in_the_token_with_the_pkcs11_backend(tmp_path):
+    """The CSR is signed inside the token, the key stays there, and the imported CA issues with it."""
+    from otward.config import KeySettings
+    from otward.services.bootstrap import initialize
+    from tests.conftest import softhsm_token
+
+    with softhsm_token(tmp_path / "softhsm", label="otward-ca") as hsm:
+        data = tmp_path / "data"
+        keys = KeySettings(
+            backend="pkcs11", pkcs11_module=hsm.module, pkcs11_token=hsm.label, pkcs11_pin_file=hsm.pin_file
+        )
+        initialize(data, organization="ACME", keys=keys)
+        pki = Pki.open(load_settings(data))
+        try:
+            csr = pki.authorities.create_pending("plant-h", key_type=KeyType.EC_P256, organization="ACME")
+            assert csr.is_signature_valid
+            pending = pki.stores.authorities.get_pending_authority("plant-h")
+            assert pending.key_ref.startswith("pkcs11:object=otward-ca-plant-h;id=")
+            signed = pki.authorities.sign_csr(csr, parent="root")
+            loaded = pki.authorities.import_certificate(
+                "plant-h", signed, [pki.authorities.get("root").certificate]
+            )
+            assert pki.authorities.record("plant-h").key_ref == pending.key_ref
+            pki.revocation.publish_crl("plant-h")
+            leaf = pki.issuance.issue(build_csr(make_key(), cn="op-h"), profile="tls-client", ca="plant-h")
+            leaf.certificate.verify_directly_issued_by(loaded.certificate)
+        finally:
+            pki.close()
+
+
+# --- the commands -------------------------------------------------------------------------------
+
+
+def _cli(*args: str, code: int = 0) -> str:
+    from typer.testing import CliRunner
+
+    from otward.cli.app import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_the_ca_commands_from_request_to_rollover(tmp_path):
+    import json
+
+    data = str(tmp_path / "d")
+    _cli("init", "--data", data, "--org", "ACME Chemicals", "--json")
+    out = _cli("ca", "create", "plant-x", "--data", data, code=1)
+    assert "exactly one of --parent P and --external-parent" in out
+    csr, cert, chain = tmp_path / "x.csr", tmp_path / "x.pem", tmp_path / "chain.pem"
+    _cli(
+        "ca",
+        "create",
+        "plant-x",
+        "--external-parent",
+        "--csr-out",
+        str(csr),
+        "--path-len",
+        "0",
+        "--data",
+        data,
+    )
+    out = _cli("ca", "create", "plant-x", "--external-parent", "--csr-out", str(csr), "--data", data, code=1)
+    assert "exists; not overwriting it" in out  # the CSR file is checked before anything is made
+    listed = {c["name"]: c for c in json.loads(_cli("ca", "list", "--data", data, "--json"))}
+    assert listed["plant-x"]["status"].startswith("pending")
+    _cli(
+        "ca",
+        "sign-csr",
+        str(csr),
+        "--parent",
+        "root",
+        "--out",
+        str(cert),
+        "--chain-out",
+        str(chain),
+        "--data",
+        data,
+    )
+    _cli("ca", "import-cert", "plant-x", "--cert", str(cert), "--chain", str(chain), "--data", data)
+    renewed = json.loads(_cli("ca", "renew", "issuing", "--data", data, "--json"))
+    assert renewed["name"] == "issuing"
+    rolled = json.loads(_cli("ca", "rollover", "issuing", "--data", data, "--json"))
+    assert (rolled["name"], rolled["previous"], rolled["links"]) == ("issuing-g2", "issuing", [])
+    rolled = json.loads(
+        _cli("ca", "rollover", "root", "--links-out", str(tmp_path / "links"), "--data", data, "--json")
+    )
+    assert sorted(Path(p).name for p in rolled["links"]) == [
+        "root-root-g2-new-with-old.pem",
+        "root-root-g2-old-with-new.pem",
+    ]
+    _cli("ca", "create", "plant-y", "--parent", "root", "--data", data)
+    _cli("ca", "revoke", "plant-y", "--reason", "cessationOfOperation", "--data", data)
+    listed = {c["name"]: c["status"] for c in json.loads(_cli("ca", "list", "--data", data, "--json"))}
+    assert listed == {
+        "root": "superseded by root-g2 (CRL and OCSP only)",
+        "issuing": "superseded by issuing-g2 (CRL and OCSP only)",
+        "plant-x": "active",
+        "issuing-g2": "active",
+        "root-g2": "active",
+        "plant-y": "revoked",
+    }
+    out = _cli("ca", "revoke", "root-g2", "--reason", "keyCompromise", "--data", data, code=1)
+    assert "is a root and cannot be revoked" in out
+    out = _cli("ca", "revoke", "plant-x", "--reason", "certificateHold", "--data", data, code=1)
+    assert "certificateHold" in out
