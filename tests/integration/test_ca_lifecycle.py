@@ -460,3 +460,30 @@ def test_the_ca_commands_from_request_to_rollover(tmp_path):
     assert "is a root and cannot be revoked" in out
     out = _cli("ca", "revoke", "plant-x", "--reason", "certificateHold", "--data", data, code=1)
     assert "certificateHold" in out
+
+
+def test_signers_follow_a_rollover_and_the_audit_trail_verifies_across_it(lifecycle_pki):
+    """Root and issuing CA rolled over: the audit signer moves to the newest issuing generation (its
+    chain ends at the new root), and the trail still verifies against the old root alone, through
+    the OldWithNew link certificate."""
+    pki = lifecycle_pki
+    from otward.services.signers import AUDIT_SIGNER
+
+    pki.audit.sign_head(force=True)  # signed by the first signer, under issuing and the old root
+    old_root = pki.authorities.get("root").certificate
+    pki.authorities.rollover("root")
+    pki.authorities.renew("issuing")  # now signed by root-g2
+    pki.authorities.rollover("issuing")
+    pki.revocation.publish_crl("issuing-g2")
+    assert pki.signers.rotate_if_due(AUDIT_SIGNER)
+    _, signer = pki.signers.get(AUDIT_SIGNER)
+    assert pki.stores.certificates.get_certificate(signer.serial_number).ca == "issuing-g2"
+    assert not pki.signers.rotate_if_due(AUDIT_SIGNER)  # once
+    chain = pki.authorities.chain_of(signer, "issuing")
+    assert [c.subject.rfc4514_string() for c in chain] == [
+        "CN=ACME Chemicals issuing CA G2,O=ACME Chemicals",
+        "CN=ACME Chemicals Root CA G2,O=ACME Chemicals",
+    ]
+    pki.audit.sign_head(force=True)
+    report = pki.audit.verify(trust=[old_root])
+    assert report.check.ok, report.summary()

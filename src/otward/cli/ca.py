@@ -317,6 +317,7 @@ def rollover(
         )
         pki.revocation.publish_crl(loaded.name, cli_actor())
         written: list[Path] = []
+        anchors_added = links and _add_trust_anchor(pki, name, loaded.certificate)
         if links:
             directory = links_out or pki.settings.data_dir / "ca-links"
             directory.mkdir(parents=True, exist_ok=True)
@@ -326,7 +327,14 @@ def rollover(
                 written.append(path)
         out = AuthorityOut.from_record(pki.authorities.record(loaded.name))
     if as_json:
-        print_json({**out.model_dump(mode="json"), "previous": name, "links": [str(p) for p in written]})
+        print_json(
+            {
+                **out.model_dump(mode="json"),
+                "previous": name,
+                "links": [str(p) for p in written],
+                "root_pem_updated": bool(anchors_added),
+            }
+        )
         return
     console.print(
         f"rolled CA {escape(name)} over to [bold]{out.name}[/] ({escape(out.subject)}), valid until "
@@ -336,6 +344,27 @@ def rollover(
     )
     for path in written:
         console.print(f"  link certificate: {escape(str(path))}", highlight=False)
+    if anchors_added:
+        console.print(
+            f"  {ROOT_CERTIFICATE_FILE} now holds both roots: hand it to clients before "
+            f"{escape(name)} expires",
+            highlight=False,
+        )
+
+
+def _add_trust_anchor(pki: Pki, previous: str, new_root: x509.Certificate) -> bool:
+    """After a root rollover: DATA/root.pem (what clients pin, the audit trail's anchor) holds the
+    new root beside the old one for the overlap. Written whole or not at all."""
+    path = pki.settings.data_dir / ROOT_CERTIFICATE_FILE
+    try:
+        anchors = x509.load_pem_x509_certificates(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    previous_certificate = pki.authorities.get(previous).certificate
+    if previous_certificate not in anchors or new_root in anchors:
+        return False
+    write_output(path, b"".join(c.public_bytes(Encoding.PEM) for c in (*anchors, new_root)))
+    return True
 
 
 @app.command("revoke")

@@ -845,6 +845,15 @@ class AuthorityService:
             found.extend(x509.load_der_x509_certificate(r.der) for r in page)
         return found
 
+    def chain_of(self, certificate: x509.Certificate, name: str) -> builtins.list[x509.Certificate]:
+        """The CA chain above ``certificate``, issued by a generation of CA ``name``: the generation
+        whose subject is its issuer (the newest when renewals share it), up to the root."""
+        for generation in self.generations(name):
+            chain = self.certificate_chain(generation)
+            if chain[0].subject == certificate.issuer:
+                return chain
+        return self.certificate_chain(name)
+
     def trust_bundle(self, names: Sequence[str]) -> builtins.list[x509.Certificate]:
         """The CA certificates a relying party needs for the certificates of ``names`` during a
         rollover overlap: every unexpired generation of each, with their chains up to the roots,

@@ -453,7 +453,11 @@ class Channels:
         except (OSError, ValueError, TypeError):
             return None
         record = self._certificates.get_certificate(certificate.serial_number)
-        if record is None or record.revoked_at is not None or record.ca != state.server_ca:
+        if (
+            record is None
+            or record.revoked_at is not None
+            or record.ca not in self._authorities.generations(state.server_ca)
+        ):
             return None
         if certificate.public_key() != key.public_key():
             return None

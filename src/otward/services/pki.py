@@ -138,9 +138,12 @@ class Pki:
             clock=clock,
             signer=lambda: self.signers.get(AUDIT_SIGNER),
             signer_certificate=lambda serial: self.signers.certificate(serial),
-            ca_certificates=lambda: _readable_certificates(
-                der for a in self.authorities.list() for der in (a.certificate_der, *a.external_chain)
-            ),
+            ca_certificates=lambda: [
+                *_readable_certificates(
+                    der for a in self.authorities.list() for der in (a.certificate_der, *a.external_chain)
+                ),
+                *self.authorities.link_certificates(),  # a root rollover's: old anchors reach new chains
+            ],
             trust_anchors=lambda: load_trust_anchors(settings.data_dir / ROOT_CERTIFICATE_FILE),
             witness=FileHeadWitness(settings.data_dir / WITNESS_FILE),
             schedule=HeadSchedule(
