@@ -487,3 +487,62 @@ def test_signers_follow_a_rollover_and_the_audit_trail_verifies_across_it(lifecy
     pki.audit.sign_head(force=True)
     report = pki.audit.verify(trust=[old_root])
     assert report.check.ok, report.summary()
+
+
+def test_ca_list_warns_about_a_ca_that_expires_within_90_days(tmp_path):
+    import json
+
+    data = str(tmp_path / "d")
+    _cli("init", "--data", data, "--org", "ACME Chemicals", "--json")
+    csr, cert, chain = tmp_path / "s.csr", tmp_path / "s.pem", tmp_path / "chain.pem"
+    _cli("ca", "create", "short", "--external-parent", "--csr-out", str(csr), "--data", data)
+    _cli(
+        "ca",
+        "sign-csr",
+        str(csr),
+        "--parent",
+        "root",
+        "--days",
+        "60",
+        "--out",
+        str(cert),
+        "--chain-out",
+        str(chain),
+        "--data",
+        data,
+    )
+    _cli("ca", "import-cert", "short", "--cert", str(cert), "--chain", str(chain), "--data", data)
+    listed = {c["name"]: c["status"] for c in json.loads(_cli("ca", "list", "--data", data, "--json"))}
+    assert listed["short"] == "expires in 59 days: renew or roll over"
+    # renewed through the parent that signed it: a new request for the same key, a longer certificate
+    _cli("ca", "renew", "short", "--csr-out", str(tmp_path / "again.csr"), "--data", data)
+    _cli(
+        "ca",
+        "sign-csr",
+        str(tmp_path / "again.csr"),
+        "--parent",
+        "root",
+        "--out",
+        str(tmp_path / "r.pem"),
+        "--data",
+        data,
+    )
+    _cli(
+        "ca", "import-cert", "short", "--cert", str(tmp_path / "r.pem"), "--chain", str(chain), "--data", data
+    )
+    listed = {c["name"]: c["status"] for c in json.loads(_cli("ca", "list", "--data", data, "--json"))}
+    assert listed["short"] == "active"
+    # a CA of this installation is renewed with ca renew, not through import-cert
+    out = _cli(
+        "ca",
+        "import-cert",
+        "issuing",
+        "--cert",
+        str(tmp_path / "r.pem"),
+        "--chain",
+        str(chain),
+        "--data",
+        data,
+        code=1,
+    )
+    assert "renew it with otward ca renew issuing" in out
