@@ -535,7 +535,21 @@ class AuthorityService:
                 chain=chain,
                 now=now,
             )
-        except PolicyViolationError as exc:
+            if trust_anchors and path[-1] not in trust_anchors:
+                raise PolicyViolationError(
+                    f"the chain ends at '{path[-1].subject.rfc4514_string()}', which is not the root "
+                    "this installation trusts (root.pem)",
+                    rule="ca-chain",
+                )
+            # Signed by a CA of this same installation (sign-csr): its record is stored already.
+            known = (
+                self._certificates.get_certificate(certificate.serial_number) if self._certificates else None
+            )
+            if known is not None and known.der != certificate.public_bytes(Encoding.DER):
+                raise ConflictError(
+                    f"a different certificate with serial {known.serial} is stored already", rule="ca-import"
+                )
+        except (PolicyViolationError, InvalidRequestError, ConflictError) as exc:
             self._audit.record(
                 self._audit.event(
                     actor,
@@ -547,12 +561,6 @@ class AuthorityService:
                 )
             )
             raise
-        if trust_anchors and path[-1] not in trust_anchors:
-            raise PolicyViolationError(
-                f"the chain ends at '{path[-1].subject.rfc4514_string()}', which is not the root this "
-                "installation trusts (root.pem)",
-                rule="ca-chain",
-            )
         above = path[1:]
         info = AuthorityInfo(name=name, certificate=certificate, urls=self.urls(name))
         details = {
@@ -561,12 +569,6 @@ class AuthorityService:
             "root": path[-1].subject.rfc4514_string(),
             "not_valid_after": certificate.not_valid_after_utc.isoformat(),
         }
-        # Signed by a CA of this same installation (sign-csr): its record is stored already.
-        known = self._certificates.get_certificate(certificate.serial_number) if self._certificates else None
-        if known is not None and known.der != certificate.public_bytes(Encoding.DER):
-            raise ConflictError(
-                f"a different certificate with serial {known.serial} is stored already", rule="ca-import"
-            )
         if pending is not None:
             key_type = classify_public_key(key.public_key())
             record, certificates, created = self._new_ca_records(
