@@ -394,7 +394,9 @@ class RunningServer:
         )
 
 
-def start_server(data_dir: Path, *, workers: int = 1, database_url: str | None = None) -> RunningServer:
+def start_server(
+    data_dir: Path, *, workers: int = 1, database_url: str | None = None, ready_crl: str = "root"
+) -> RunningServer:
     """``otward serve`` as a real process on free loopback ports; initialises ``data_dir`` if needed.
 
     The CRL/OCSP URLs in certificates must match the plain-HTTP port, so a new data
@@ -438,14 +440,14 @@ def start_server(data_dir: Path, *, workers: int = 1, database_url: str | None =
         log=log,
     )
     try:
-        _wait_until_ready(server)
+        _wait_until_ready(server, ready_crl)
     except BaseException:
         stop_server(server)
         raise
     return server
 
 
-def _wait_until_ready(server: RunningServer) -> None:
+def _wait_until_ready(server: RunningServer, crl: str = "root") -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -454,7 +456,7 @@ def _wait_until_ready(server: RunningServer) -> None:
             with httpx.Client(verify=server.ssl_context(), timeout=1) as client:
                 if (
                     client.get(f"{server.https_url}/healthz").status_code == 200
-                    and client.get(f"{server.http_url}/crl/root.crl").status_code == 200
+                    and client.get(f"{server.http_url}/crl/{crl}.crl").status_code == 200
                 ):
                     return
         except httpx.HTTPError:

@@ -152,6 +152,7 @@ def _initialize(
     db: str | None,
     quiet: bool,
     keys: KeySettings | None = None,
+    external_root: x509.Certificate | None = None,
 ) -> InitResult:
     check_target(data_dir)  # before saying what it creates: an existing installation is refused first
     with (
@@ -168,6 +169,7 @@ def _initialize(
             server_names=names,
             actor=cli_actor(),
             keys=keys,
+            external_root=external_root,
         )
 
 
@@ -185,7 +187,8 @@ def _report(result: InitResult, as_json: bool) -> None:
         "key_type": result.key_type.value,
         "root_ca": result.root.subject.rfc4514_string(),
         "root_not_valid_after": result.root.not_valid_after_utc,
-        "issuing_ca": result.issuing.subject.rfc4514_string(),
+        "issuing_ca": result.issuing.subject.rfc4514_string() if result.issuing else None,
+        "issuing_csr": str(result.issuing_csr) if result.issuing_csr else None,
         "service_names": list(result.service_names),
         "database_url": mask_database_url(result.settings.database_url),
         "root_certificate": str(result.tls.root_certificate),
@@ -201,7 +204,9 @@ def _report(result: InitResult, as_json: bool) -> None:
         return
     lines = {
         "root CA": _ca_summary(result.root, result.key_type),
-        "issuing CA": _ca_summary(result.issuing, result.key_type),
+        "issuing CA": _ca_summary(result.issuing, result.key_type)
+        if result.issuing
+        else f"pending: have {result.issuing_csr} signed by the root, then otward ca import-cert issuing",
         "service TLS certificate for": ", ".join(result.service_names),
         "CRL and OCSP URLs in certificates": result.settings.public_url,
         "database": mask_database_url(result.settings.database_url),
@@ -267,6 +272,14 @@ def init(
             "--pkcs11-pin-file", help="File (0600) holding the token's user PIN; else $OTWARD_PKCS11_PIN"
         ),
     ] = None,
+    external_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--external-root",
+            help="PEM of a root otward does not hold (offline or company root): no root is made, the issuing"
+            " CA waits for its certificate (CSR in DATA/issuing.csr; then ca import-cert issuing)",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a data directory: database, root and issuing CA, OCSP responders, service TLS, admin token."""
@@ -280,8 +293,20 @@ def init(
         db=db,
         quiet=as_json,
         keys=keys,
+        external_root=_external_root(external_root),
     )
     _report(result, as_json)
+
+
+def _external_root(path: Path | None) -> x509.Certificate | None:
+    if path is None:
+        return None
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"--external-root {path}: {exc.strerror or exc}", rule="external-root") from None
+    except ValueError:
+        raise ConfigError(f"--external-root {path} holds no PEM certificate", rule="external-root") from None
 
 
 def _key_settings(backend: str, module: Path | None, token: str | None, pin_file: Path | None) -> KeySettings:

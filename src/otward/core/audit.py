@@ -75,6 +75,15 @@ class EventType(enum.Enum):
     CERT_EXPIRING = "cert.expiring"
     CA_CREATED = "ca.created"
     CA_KEY_MOVED = "ca.key_moved"  # a CA, responder or signer key moved to another key backend
+    CA_CSR_WRITTEN = (
+        "ca.csr_written"  # a CA key made for a parent outside otward, waiting for its certificate
+    )
+    CA_IMPORTED = "ca.imported"  # a CA certificate signed outside checked and taken (pending CA activated)
+    CA_CSR_SIGNED = "ca.csr_signed"  # another installation's CA request signed (ca sign-csr)
+    CA_RENEWED = "ca.renewed"  # same key, new certificate
+    CA_ROLLED_OVER = "ca.rolled_over"  # new key and certificate under the next generation's name
+    CA_REVOKED = "ca.revoked"  # a subordinate CA revoked by name (its certificate on the parent's CRL)
+    CA_EXPIRING = "ca.expiring"  # a CA certificate crossed 90, 30 or 7 days before notAfter
     CRL_SIGNED = "crl.signed"
     OCSP_SIGNED = "ocsp.signed"
     OCSP_RESPONDER_RENEWED = "ocsp.responder_renewed"

@@ -304,17 +304,23 @@ def set_validity(req: IssuanceRequest, plan: CertificatePlan) -> CertificatePlan
         )
     not_after = req.now + timedelta(days=days or profile.default_validity_days)
     ca_not_after = req.issuer.certificate.not_valid_after_utc
+    if ca_not_after <= req.now:
+        raise PolicyViolationError(
+            f"CA '{req.issuer.name}' has expired ({ca_not_after:%Y-%m-%d %H:%M} UTC)", rule="validity-issuer"
+        )
     if not_after > ca_not_after:
-        if days is not None:
-            raise PolicyViolationError(
-                f"validity of {days} days would end after CA '{req.issuer.name}' expires "
-                f"({ca_not_after.isoformat()})",
-                rule="validity-issuer",
-            )
-        not_after = ca_not_after
+        # Refused, never cut short silently: a certificate outliving its CA cannot be verified for
+        # its last days, and a cut one surprises its holder. Renew or roll the CA over instead.
+        asked = (
+            f"{days} days" if days is not None else f"profile default of {profile.default_validity_days} days"
+        )
+        raise PolicyViolationError(
+            f"the certificate would be valid until {not_after:%Y-%m-%d %H:%M} UTC ({asked}), after "
+            f"CA '{req.issuer.name}' expires on {ca_not_after:%Y-%m-%d %H:%M} UTC; renew or roll "
+            f"over the CA (otward ca renew|rollover {req.issuer.name}) or ask for a shorter validity",
+            rule="validity-issuer",
+        )
     not_before = req.now - BACKDATE
-    if not_after <= req.now:
-        raise PolicyViolationError(f"CA '{req.issuer.name}' has expired", rule="validity-issuer")
     return dataclasses.replace(plan, not_valid_before=not_before, not_valid_after=not_after)
 
 

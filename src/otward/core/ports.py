@@ -27,6 +27,7 @@ from otward.core.records import (
     EnrollmentRetry,
     EnrollmentTokenRecord,
     OwnerRecord,
+    PendingAuthorityRecord,
     TokenRecord,
 )
 from otward.core.revocation import RevokedEntry
@@ -121,6 +122,47 @@ class AuthorityStore(Protocol):
     def replace_ocsp_responder(
         self, name: str, certificate: CertificateRecord, key_ref: str, events: Sequence[AuditEvent] = ()
     ) -> None: ...
+
+    def add_pending_authority(self, pending: PendingAuthorityRecord, events: Sequence[AuditEvent]) -> None:
+        """Store a CA awaiting its certificate; ConflictError when the name is taken."""
+        ...
+
+    def get_pending_authority(self, name: str) -> PendingAuthorityRecord | None: ...
+
+    def list_pending_authorities(self) -> Sequence[PendingAuthorityRecord]: ...
+
+    def activate_authority(
+        self,
+        authority: AuthorityRecord,
+        certificates: Sequence[CertificateRecord],
+        events: Sequence[AuditEvent],
+    ) -> None:
+        """Turn the pending CA of the same name into ``authority``, atomically."""
+        ...
+
+    def replace_certificate(
+        self,
+        name: str,
+        certificate: CertificateRecord,
+        events: Sequence[AuditEvent],
+        *,
+        parent: str | None,
+        external_chain: Sequence[bytes] = (),
+        store_certificate: bool = True,
+    ) -> None:
+        """Give CA ``name`` a new certificate for the same key (renewal), atomically with its record
+        (not stored again when ``store_certificate`` is false: this installation signed it)."""
+        ...
+
+    def add_successor(
+        self,
+        previous: str,
+        successor: AuthorityRecord,
+        certificates: Sequence[CertificateRecord],
+        events: Sequence[AuditEvent],
+    ) -> None:
+        """Store the next generation of CA ``previous`` and mark ``previous`` superseded, atomically."""
+        ...
 
 
 class CertificateStore(Protocol):

@@ -30,6 +30,7 @@ __all__ = [
     "EnrollmentRetry",
     "EnrollmentTokenRecord",
     "OwnerRecord",
+    "PendingAuthorityRecord",
     "TokenRecord",
     "certificate_record",
     "format_serial",
@@ -67,6 +68,25 @@ class AuthorityRecord:
     key_ref: str
     ocsp_certificate_der: bytes
     ocsp_key_ref: str
+    created_at: datetime
+    # DER of the issuers above a CA signed outside otward, nearest first (empty: parent or root).
+    external_chain: tuple[bytes, ...] = ()
+    superseded_by: str | None = None  # the next generation after a rollover
+
+    @property
+    def is_root(self) -> bool:
+        """A self-signed CA of this installation (no parent here, none outside)."""
+        return self.parent is None and not self.external_chain
+
+
+@dataclass(frozen=True)
+class PendingAuthorityRecord:
+    """A CA whose key exists and whose certificate is being signed outside (a CSR was written)."""
+
+    name: str
+    key_ref: str
+    csr_der: bytes
+    path_length: int | None
     created_at: datetime
 
 

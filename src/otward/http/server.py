@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -29,6 +30,7 @@ from typing import Any
 
 import uvicorn
 import uvloop
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from otward.adapters.syslog import SyslogTlsForwarder, client_context
@@ -123,8 +125,9 @@ def _write_client_cas(pki: Pki, path: Path) -> None:
     """Every otward CA certificate, for verifying client certificates (device re-enrollment);
     CAs created later are added by :class:`ClientCaTrust`."""
     pem = "".join(
-        pki.authorities.get(a.name).certificate.public_bytes(Encoding.PEM).decode()
+        x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode()
         for a in pki.authorities.list()
+        for der in (a.certificate_der, *a.external_chain)  # a root outside otward too
     )
     # Manufacturers' IDevID CAs pass the handshake too; only simpleenroll accepts their certificates
     # (services.zerotouch), every other reader requires a certificate otward issued.
@@ -209,11 +212,14 @@ class ClientCaTrust:
         if self._context is None:
             return
         for record in pki.authorities.list():
-            if record.name in self._loaded:
-                continue
-            pem = pki.authorities.get(record.name).certificate.public_bytes(Encoding.PEM).decode()
-            self._context.load_verify_locations(cadata=pem)
-            self._loaded.add(record.name)
+            # keyed by certificate: a renewed CA or an external root is added too
+            for der in (record.certificate_der, *record.external_chain):
+                stamp = hashlib.sha256(der).hexdigest()
+                if stamp in self._loaded:
+                    continue
+                pem = x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode()
+                self._context.load_verify_locations(cadata=pem)
+                self._loaded.add(stamp)
         for name in pki.zerotouch.manufacturer_names() - self._loaded_manufacturers:
             manufacturer = pki.zerotouch.get_manufacturer(name)
             for certificate in manufacturer.ca_certificates:
@@ -259,8 +265,9 @@ def _housekeeping(pki: Pki, trust: ClientCaTrust, identity: ServiceIdentity, *, 
     lock), CRL refresh, responder and signer renewal, old attestation challenges and expiry warnings:
     what changes shared state happens once, not once per node."""
     pki.record_aggregates(SERVICE_ACTOR)
-    if pki.authorities.refresh():
-        log.info("CAs changed in the database; reloaded")
+    changed = pki.authorities.forget_changed()
+    if changed:
+        log.info("CAs changed by another process, reloaded: %s", ", ".join(changed))
     trust.refresh(pki)
     if leader:
         renewed = renew_service_certificate_if_due(pki, pki.settings.data_dir, SERVICE_ACTOR)
@@ -298,6 +305,13 @@ def _shared_housekeeping(pki: Pki) -> None:
     retired = pki.devices.retire_superseded(actor=SERVICE_ACTOR)
     if retired:
         log.info("%d renewed device certificates revoked as superseded", len(retired))
+    for ca, mark, not_after in pki.expiry.record_ca_crossings():
+        log.warning(
+            "CA %s expires on %s (less than %d days): renew or roll it over (otward ca renew|rollover)",
+            ca,
+            f"{not_after:%Y-%m-%d}",
+            mark,
+        )
     warned = pki.expiry.record_crossings()
     if warned:
         log.warning("%d certificates crossed an expiry mark (see audit events cert.expiring)", warned)
@@ -531,6 +545,7 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = log.info) -> 
         announce(f"database schema upgraded from {change.before or 'an empty database'} to {change.after}")
     pki = Pki.open(settings)
     try:
+        pki.check_ready()  # an issuing CA still waiting for its certificate: say so, serve nothing
         if settings.keys.backend == "pkcs11":
             pki.check_keys()  # a missing token or a wrong PIN stops the service here, before it listens
         _write_client_cas(pki, _client_ca_file(settings))

@@ -107,5 +107,5 @@ def signer(request: Request) -> str:
     """PEM of the log signer's certificate followed by its CA chain up to the root."""
     pki = get_pki(request)
     _, certificate = pki.signers.get(AUDIT_SIGNER)
-    chain = [certificate, *pki.authorities.certificate_chain(SIGNER_CA)]
+    chain = [certificate, *pki.authorities.chain_of(certificate, SIGNER_CA)]
     return "".join(c.public_bytes(Encoding.PEM).decode() for c in chain)

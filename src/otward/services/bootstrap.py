@@ -29,6 +29,7 @@ from otward.config import (
     render_config,
     split_database_password,
 )
+from otward.core.ca_lifecycle import is_self_signed
 from otward.core.keys import KeyType, classify_public_key, signature_hash_for
 from otward.errors import ConfigError, ConflictError, OtwardError
 from otward.services.audit import SYSTEM_ACTOR, Actor
@@ -39,6 +40,7 @@ __all__ = [
     "TlsFiles",
     "check_first_run_options",
     "check_target",
+    "complete_external_init",
     "initialize",
     "renew_service_certificate_if_due",
     "service_names",
@@ -47,6 +49,7 @@ __all__ = [
 ROOT_CA = "root"
 ISSUING_CA = "issuing"
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
+ISSUING_CSR_FILE = "issuing.csr"  # init --external-root: the issuing CA's request for the root's operator
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,9 @@ class InitResult:
     root_fingerprint: str
     key_type: KeyType
     root: x509.Certificate
-    issuing: x509.Certificate
+    issuing: x509.Certificate | None  # None until the external root's operator signs its request
     service_names: tuple[str, ...]
+    issuing_csr: Path | None = None  # init --external-root: the request to have signed
 
 
 def service_names(given: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
@@ -108,11 +112,20 @@ def initialize(
     server_names: tuple[str, ...] = DEFAULT_SERVICE_NAMES,
     actor: Actor = SYSTEM_ACTOR,
     keys: KeySettings | None = None,
+    external_root: x509.Certificate | None = None,
+    csr_out: Path | None = None,
 ) -> InitResult:
     """Create ``data_dir`` with database, root and issuing CA, responders, service TLS (for
     ``server_names``, kept as ``[server] names`` in config.toml) and admin token. With ``keys`` of
     the pkcs11 backend, the token is opened before anything is written, and every CA, responder and
-    signer key is generated in it (``[keys]`` in config.toml)."""
+    signer key is generated in it (``[keys]`` in config.toml).
+
+    With ``external_root`` (a root otward does not hold, e.g. offline): no root is made; the issuing
+    CA gets its key and a PKCS#10 request (``csr_out``, default DATA/issuing.csr) and waits for its
+    certificate (``otward ca import-cert issuing``, which then makes the service's TLS identity);
+    DATA/root.pem holds the external root, the trust anchor of everything including the audit trail."""
+    if external_root is not None:
+        _check_external_root(external_root)
     try:
         names = parse_service_names(server_names)
     except ValueError as exc:
@@ -141,6 +154,13 @@ def initialize(
         # SQLite creates its -wal and -shm files with the database file's mode.
         write_private_file(data_dir / "otward.db", b"")
     pki = Pki.open(settings, migrate=True)
+    if external_root is not None:
+        try:
+            return _initialize_under_external_root(
+                pki, settings, external_root, key_type, organization, csr_out, actor, passphrase_file, names
+            )
+        finally:
+            pki.close()
     try:
         root = pki.authorities.create_root(ROOT_CA, key_type=key_type, organization=organization, actor=actor)
         issuing = pki.authorities.create_subordinate(
@@ -173,6 +193,67 @@ def initialize(
         issuing=issuing.certificate,
         service_names=names,
     )
+
+
+def _check_external_root(root: x509.Certificate) -> None:
+    """The external root must be a self-signed CA certificate: refused before anything is written."""
+    try:
+        constraints = root.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca or not is_self_signed(root):
+        raise ConfigError(
+            "--external-root must be a self-signed CA certificate (basicConstraints cA=TRUE)",
+            rule="external-root",
+        )
+
+
+def _initialize_under_external_root(
+    pki: Pki,
+    settings: Settings,
+    root: x509.Certificate,
+    key_type: KeyType,
+    organization: str,
+    csr_out: Path | None,
+    actor: Actor,
+    passphrase_file: Path | None,
+    names: tuple[str, ...],
+) -> InitResult:
+    data_dir = settings.data_dir
+    csr = pki.authorities.create_pending(
+        ISSUING_CA, key_type=key_type, organization=organization, path_length=0, actor=actor
+    )
+    csr_path = csr_out or data_dir / ISSUING_CSR_FILE
+    csr_path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    tls = TlsFiles.in_dir(data_dir)
+    tls.certificate_chain.parent.mkdir(mode=0o700, exist_ok=True)
+    tls.root_certificate.write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    _, token = pki.tokens.create("admin", actor)
+    admin_token_file = data_dir / ADMIN_TOKEN_FILE
+    write_private_file(admin_token_file, token.encode() + b"\n")
+    return InitResult(
+        settings,
+        tls,
+        admin_token_file,
+        passphrase_file,
+        root.fingerprint(hashes.SHA256()).hex(":"),
+        key_type=key_type,
+        root=root,
+        issuing=None,
+        service_names=names,
+        issuing_csr=csr_path,
+    )
+
+
+def complete_external_init(pki: Pki, data_dir: Path, actor: Actor = SYSTEM_ACTOR) -> bool:
+    """After ``ca import-cert issuing`` in an installation made with ``init --external-root``: the
+    service's TLS identity from the now active issuing CA, if it has none yet."""
+    tls = TlsFiles.in_dir(data_dir)
+    if tls.certificate_chain.exists() or not (data_dir / CONFIG_FILE).exists():
+        return False
+    tls.certificate_chain.parent.mkdir(mode=0o700, exist_ok=True)
+    _write_service_identity(pki, tls, actor, replace=False)
+    return True
 
 
 def _check_token(keys: KeySettings) -> None:

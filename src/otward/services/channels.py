@@ -333,9 +333,14 @@ class Channels:
         self, out: Path, files: dict[str, Path], state: _MosquittoState
     ) -> MosquittoResult:
         owner = state.owner_ids
-        withdrawn = tuple(ca for ca in state.device_cas if self._is_withdrawn(ca))
+        # Every unexpired generation of a device CA (after a rollover the old one's devices still
+        # connect until they renew), minus those revoked: they drop out at this refresh.
+        generations = {ca: self._authorities.generations(ca) for ca in state.device_cas}
+        issuing = {ca: [g for g in names if not self._is_withdrawn(g)] for ca, names in generations.items()}
+        withdrawn = tuple(ca for ca in state.device_cas if not issuing[ca])
         active = [ca for ca in state.device_cas if ca not in withdrawn]
-        devices, client_names = self._clients(active)
+        in_use = list(dict.fromkeys(g for ca in active for g in issuing[ca]))
+        devices, client_names = self._clients(in_use)
         plan = plan_acl(devices, client_names)
         # The ACL first: a device of a withdrawn CA loses its topics even before the CA file changes.
         _write_public(files["acl_file"], render_acl(plan, generated_at=self._clock()).encode(), owner=owner)
@@ -345,8 +350,14 @@ class Channels:
                 "but the CA and CRL files were left as they were",
                 rule="mqtt-no-ca",
             )
-        chain_cas = list(dict.fromkeys(n for ca in active for n in self._chain_names(ca)))
-        ca_pem = b"".join(self._certificate(n).public_bytes(serialization.Encoding.PEM) for n in chain_cas)
+        chain_cas = list(dict.fromkeys(n for ca in in_use for n in self._chain_names(ca)))
+        # certificate_chain includes the roots outside otward, which are needed to verify as well
+        bundle = {
+            c.public_bytes(serialization.Encoding.PEM): None
+            for n in in_use
+            for c in self._authorities.certificate_chain(n)
+        }
+        ca_pem = b"".join(bundle)
         # Mosquitto sets X509_V_FLAG_CRL_CHECK (leaf only): the CRL of the device's issuing CA must be
         # there or the handshake fails; the parents' CRLs are included for completeness.
         crl_pem = b"".join(
@@ -442,7 +453,11 @@ class Channels:
         except (OSError, ValueError, TypeError):
             return None
         record = self._certificates.get_certificate(certificate.serial_number)
-        if record is None or record.revoked_at is not None or record.ca != state.server_ca:
+        if (
+            record is None
+            or record.revoked_at is not None
+            or record.ca not in self._authorities.generations(state.server_ca)
+        ):
             return None
         if certificate.public_key() != key.public_key():
             return None
@@ -467,7 +482,12 @@ class Channels:
         longer part of the list are removed; files put there by others are left alone.
         """
         explicit = bool(cas)
-        selected = list(dict.fromkeys(cas)) or [a.name for a in self._authorities.list() if a.parent]
+        now = self._clock()
+        selected = list(dict.fromkeys(cas)) or [
+            a.name
+            for a in self._authorities.list()
+            if not a.is_root and x509.load_der_x509_certificate(a.certificate_der).not_valid_after_utc > now
+        ]
         chains = {name: self._chain_names(name) for name in selected}
         skipped: list[str] = []
         for name in selected:

@@ -127,7 +127,7 @@ class EdgeService:
     def signer(self) -> tuple[CertificateIssuerPrivateKeyTypes, list[x509.Certificate]]:
         """The edge signer's key and its chain (signer first, root last), created on first use."""
         key, certificate = self._signers.get(EDGE_SIGNER)
-        return key, [certificate, *self._authorities.certificate_chain(SIGNER_CA)]
+        return key, [certificate, *self._authorities.chain_of(certificate, SIGNER_CA)]
 
     # --- bundles --------------------------------------------------------------------------------
 

@@ -73,7 +73,7 @@ class Owners:
             )
         chosen = ca or DEFAULT_OWNER_CA
         authority = self._authorities.get(chosen)
-        if authority.parent is None:
+        if authority.is_root:
             raise PolicyViolationError(f"CA '{chosen}' is a root; owners need an issuing CA", rule="ca-root")
         record = OwnerRecord(
             name=name,

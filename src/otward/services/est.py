@@ -94,9 +94,13 @@ class EstService:
         """The chain a device needs (``/cacerts``): the labelled CA (default ``issuing``) up to its root."""
         name = label or DEFAULT_CA
         try:
-            return self._authorities.get(name).chain
+            chain = self._authorities.get(self._authorities.current_name(name)).chain
+            # During a rollover overlap: the older generations still in use, and a root's link
+            # certificates (RFC 7030 4.1.3, Root CA Key Update), after the current chain.
+            extra = [*self._authorities.trust_bundle([name]), *self._authorities.link_certificates()]
         except NotFoundError:
             raise NotFoundError(f"no CA '{name}' to enroll with", rule="est-label") from None
+        return tuple(dict.fromkeys([*chain, *extra]))
 
     def enroll(self, csr: bytes, token: str, *, label: str | None, actor: Actor) -> IssuedCertificate:
         """Enroll with an enrollment (or renewal) token; the same request again within

@@ -86,11 +86,13 @@ class IssuanceService:
             ) from None
 
     def _issuer(self, name: str) -> LoadedAuthority:
+        """The CA that signs for ``name``: its newest generation after a rollover, refused with a
+        clear error when it (or a parent) is revoked, has expired or waits for its certificate."""
         try:
-            authority = self._authorities.get(name)
+            authority = self._authorities.signing_authority(name)
         except NotFoundError as exc:
             raise InvalidRequestError(exc.message, rule="ca") from None
-        if authority.parent is None:
+        if authority.is_root:
             raise PolicyViolationError(
                 f"CA '{name}' is a root; end-entity certificates come from a subordinate CA", rule="ca-root"
             )
@@ -119,13 +121,23 @@ class IssuanceService:
             signed = self.sign(
                 csr, profile=profile, ca=ca, validity_days=validity_days, role=role, owner=owner, actor=actor
             )
-            self._store.add_certificate(
-                signed.issued.record, [signed.event], issuer_serials=signed.issuer_serials
-            )
+            try:
+                self._store.add_certificate(
+                    signed.issued.record, [signed.event], issuer_serials=signed.issuer_serials
+                )
+            except PolicyViolationError as exc:
+                self._explain_revoked(exc, signed.issued.record.ca)
+                raise
         except (InvalidRequestError, PolicyViolationError) as exc:
             self.record_refusal(actor, csr, profile, ca, exc)
             raise
         return signed.issued
+
+    def _explain_revoked(self, exc: PolicyViolationError, ca: str) -> None:
+        """The store refused because the CA or a parent is revoked: raise the refusal that says which
+        one, when and why (read only on this rare path, never on the hot one)."""
+        if exc.rule == "ca-revoked":
+            self._authorities.check_can_sign(ca)
 
     def _device_owner_ca(self, profile: str, owner: str | None, ca: str | None) -> str | None:
         """The CA to issue from; refuses a device certificate without an existing owner."""
@@ -251,11 +263,15 @@ class IssuanceService:
             signed.append(one)
         if not signed:
             return []
-        self._store.add_certificates(
-            [s.issued.record for s in signed],
-            [s.event for s in signed],
-            issuer_serials=signed[0].issuer_serials,
-        )
+        try:
+            self._store.add_certificates(
+                [s.issued.record for s in signed],
+                [s.event for s in signed],
+                issuer_serials=signed[0].issuer_serials,
+            )
+        except PolicyViolationError as exc:
+            self._explain_revoked(exc, signed[0].issued.record.ca)
+            raise
         return [s.issued for s in signed]
 
 

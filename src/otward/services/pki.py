@@ -32,7 +32,7 @@ from otward.services.issuance import IssuanceService, IssuedCertificate
 from otward.services.ocsp import OcspResponder
 from otward.services.provisioning import Provisioning
 from otward.services.revocation import RevocationService
-from otward.services.signers import AUDIT_SIGNER, SignerService
+from otward.services.signers import AUDIT_SIGNER, SIGNER_CA, SignerService
 from otward.services.tokens import TokenService
 from otward.services.transparency import TransparencyLog
 from otward.services.zerotouch import ZeroTouch
@@ -145,9 +145,12 @@ class Pki:
             clock=clock,
             signer=lambda: self.signers.get(AUDIT_SIGNER),
             signer_certificate=lambda serial: self.signers.certificate(serial),
-            ca_certificates=lambda: _readable_certificates(
-                a.certificate_der for a in self.authorities.list()
-            ),
+            ca_certificates=lambda: [
+                *_readable_certificates(
+                    der for a in self.authorities.list() for der in (a.certificate_der, *a.external_chain)
+                ),
+                *self.authorities.link_certificates(),  # a root rollover's: old anchors reach new chains
+            ],
             trust_anchors=lambda: load_trust_anchors(settings.data_dir / ROOT_CERTIFICATE_FILE),
             witness=FileHeadWitness(settings.data_dir / WITNESS_FILE),
             schedule=HeadSchedule(
@@ -162,6 +165,7 @@ class Pki:
             clock=clock,
             new_serial=new_serial,
             audit=self.audit,
+            certificates=stores.certificates,
         )
         self.issuance = IssuanceService(
             stores.certificates,
@@ -194,7 +198,9 @@ class Pki:
         self.ocsp = OcspResponder(stores.certificates, self.authorities, settings.ocsp, clock=clock)
         self.tokens = TokenService(stores.tokens, clock=clock, audit=self.audit)
         self.transparency = TransparencyLog(stores.transparency, self.signers, clock=clock)
-        self.expiry = ExpiryWatch(stores.certificates, stores.audit, self.audit, clock=clock)
+        self.expiry = ExpiryWatch(
+            stores.certificates, stores.audit, self.audit, clock=clock, authorities=stores.authorities
+        )
         self.owners = Owners(stores.owners, self.authorities, clock=clock, audit=self.audit)
         self.enrollment_tokens = EnrollmentTokens(
             stores.enrollment_tokens, self.owners, self.issuance.profile, clock=clock, audit=self.audit
@@ -272,6 +278,7 @@ class Pki:
     def check_keys(self) -> None:
         """Load every CA's, responder's and signer's key now, so that a missing token, a wrong PIN or a
         key that is not there stops ``otward serve`` at start instead of failing its first signature."""
+        self.check_ready()
         for record in self.authorities.list():
             self.authorities.get(record.name)
         self.signers.check_keys()
@@ -281,6 +288,12 @@ class Pki:
         if isinstance(self._files, FileKeyBackend):
             return self._files.forget_destroyed()
         return []
+
+    def check_ready(self) -> None:
+        """Refuse to serve while the issuing CA waits for its certificate (``init --external-root``):
+        the error says which command completes the installation."""
+        if self.authorities.is_pending(SIGNER_CA):
+            self.authorities.record(SIGNER_CA)  # raises PolicyViolationError naming ca import-cert
 
     def record_aggregates(self, actor: Actor = SYSTEM_ACTOR) -> None:
         """Write the aggregated events since the last call: ``ocsp.signed`` per CA (as ``actor``) and
@@ -300,6 +313,10 @@ class Pki:
         try:
             self.record_aggregates()
             if self.stores.audit.audit_head()[0] != self._audit_sequence_at_open:
+                if self.authorities.is_pending(SIGNER_CA):
+                    # no signer before the issuing CA has its certificate: its import signs the head
+                    log.info("audit head not signed yet: CA '%s' waits for its certificate", SIGNER_CA)
+                    return
                 self.audit.sign_head()
         except PolicyViolationError as exc:
             if exc.rule != "signer-revoked":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ReasonFlags
 
@@ -98,6 +99,53 @@ class RevocationService:
         if record.kind is CertificateKind.CA:
             self._authorities.forget()
         return record
+
+    def revoke_authority(
+        self, name: str, reason: ReasonFlags, actor: Actor = SYSTEM_ACTOR
+    ) -> CertificateRecord:
+        """Revoke subordinate CA ``name``: its certificate goes on its parent's CRL (for a root's
+        children that CRL is the root's, serving as its ARL), the CA and every CA below it issue
+        nothing more, and its own CRL and OCSP responder keep answering so that relying parties see
+        its certificates fail through the chain. A root cannot be revoked, nor a CA whose parent is
+        outside otward (its certificate is on that parent's CRL)."""
+        record = self._authorities.record(name)
+        refusal: PolicyViolationError | None = None
+        if record.is_root:
+            refusal = PolicyViolationError(
+                f"CA '{name}' is a root and cannot be revoked; remove it from the trust stores instead "
+                "(or roll it over: otward ca rollover)",
+                rule="revoke-root",
+            )
+        elif record.parent is None:
+            refusal = PolicyViolationError(
+                f"CA '{name}' was signed outside otward; its certificate is revoked by the operator of "
+                "that root (on that root's CRL)",
+                rule="revoke-external",
+            )
+        if refusal is not None:
+            self._audit.record(
+                self._audit.event(
+                    actor,
+                    EventType.CA_REVOKED,
+                    name,
+                    outcome=Outcome.FAILURE,
+                    reason=refusal.message,
+                    details={"rule": refusal.rule or ""},
+                )
+            )
+            raise refusal
+        serial_number = x509.load_der_x509_certificate(record.certificate_der).serial_number
+        event = self._audit.event(
+            actor,
+            EventType.CA_REVOKED,
+            name,
+            reason=reason_name(reason),
+            details={"parent": record.parent or "", "serial": format_serial(serial_number)},
+        )
+        revoked = self.revoke(serial_number, reason, actor)
+        self._audit.record(event)
+        self.publish_crl(name, actor)  # its own CRL stays current for the leaves it issued
+        return revoked
 
     def publish_crl(self, ca: str, actor: Actor = SYSTEM_ACTOR) -> CrlRecord:
         """Sign and store a new CRL for ``ca`` with the next CRL number."""

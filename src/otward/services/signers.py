@@ -209,7 +209,7 @@ class SignerService:
         key_ref, record = self._new_certificate(name)
         details = {
             "signer": name,
-            "ca": SIGNER_CA,
+            "ca": record.ca,
             "previous_serial": format_serial(previous.serial_number),
             "previous_revoked": revoke_previous.value if revoke_previous else "no",
         }
@@ -233,7 +233,10 @@ class SignerService:
         if info is None:
             return False
         start, end = info.certificate.not_valid_before_utc, info.certificate.not_valid_after_utc
-        if not info.revoked and self._clock() < start + (end - start) * 2 / 3:
+        record = self._certificates.get_certificate(info.certificate.serial_number)
+        # After a rollover of its CA the signer moves to the new generation.
+        moved = record is not None and record.ca != self._authorities.current_name(SIGNER_CA)
+        if not info.revoked and not moved and self._clock() < start + (end - start) * 2 / 3:
             return False
         self.rotate(name, actor=actor)
         return True
@@ -244,8 +247,11 @@ class SignerService:
         accepting and those revoked (assets refuse anything they signed)."""
         now = self._clock()
         current_serial = format_serial(current.serial_number)
-        query = CertificateFilter(ca=SIGNER_CA, profile=f"{EDGE_SIGNER}-signer", expires_after=now)
-        records, _ = self._certificates.list_certificates(query, limit=_PREVIOUS_SIGNERS, offset=0)
+        records: list[CertificateRecord] = []
+        for ca in self._authorities.generations(SIGNER_CA):  # signers of older generations still count
+            query = CertificateFilter(ca=ca, profile=f"{EDGE_SIGNER}-signer", expires_after=now)
+            page, _ = self._certificates.list_certificates(query, limit=_PREVIOUS_SIGNERS, offset=0)
+            records.extend(page)
         previous: list[x509.Certificate] = []
         revoked: list[x509.Certificate] = []
         for record in records:
@@ -257,13 +263,13 @@ class SignerService:
 
     def _create(self, name: str) -> None:
         key_ref, record = self._new_certificate(name)
-        details = {"signer": name, "ca": SIGNER_CA}
+        details = {"signer": name, "ca": record.ca}
         event = self._audit.event(SYSTEM_ACTOR, EventType.SIGNER_CREATED, record.serial, details=details)
         self._store.add_signer(name, key_ref, record, [event])
 
     def _new_certificate(self, name: str) -> tuple[str, CertificateRecord]:
         """A new key in the key backend and its signer certificate from the issuing CA (not stored)."""
-        issuer = self._authorities.get(SIGNER_CA)
+        issuer = self._authorities.signing_authority(SIGNER_CA)  # after a rollover, the newest generation
         key_type = classify_public_key(issuer.certificate.public_key())
         now = self._clock()
         serial_number = self._new_serial()  # names the key too: labels by time collide in one second
@@ -280,7 +286,7 @@ class SignerService:
         )
         certificate = sign(builder, issuer.key)
         record = certificate_record(
-            certificate, ca=SIGNER_CA, profile=f"{name}-signer", kind=CertificateKind.END_ENTITY, now=now
+            certificate, ca=issuer.name, profile=f"{name}-signer", kind=CertificateKind.END_ENTITY, now=now
         )
         return key_ref, record
 

@@ -252,14 +252,23 @@ def test_name_constraints_are_enforced_before_signing(root_ca):
     assert info.value.rule == "name-constraints"
 
 
-def test_default_validity_is_clipped_to_the_ca_but_explicit_validity_is_refused(root_ca):
+@pytest.mark.parametrize("days", [None, 100], ids=["profile-default", "explicit"])
+def test_a_certificate_outliving_its_ca_is_refused_naming_both_dates(root_ca, days):
     short = make_ca("short", root_ca, lifetime=timedelta(days=30))
     csr = build_csr(make_key(), cn="x")
-    plan = plan_certificate(request(short, csr, "tls-client"))
-    assert plan.not_valid_after == short.info.certificate.not_valid_after_utc
     with pytest.raises(PolicyViolationError) as info:
-        plan_certificate(request(short, csr, "tls-client", validity_days=100))
+        plan_certificate(request(short, csr, "tls-client", validity_days=days))
     assert info.value.rule == "validity-issuer"
+    ca_end = short.info.certificate.not_valid_after_utc
+    assert f"CA 'short' expires on {ca_end:%Y-%m-%d %H:%M} UTC" in info.value.message
+    wanted = NOW + timedelta(days=days or 365)
+    assert f"valid until {wanted:%Y-%m-%d %H:%M} UTC" in info.value.message
+
+
+def test_a_certificate_ending_with_its_ca_is_issued(root_ca):
+    short = make_ca("short", root_ca, lifetime=timedelta(days=30))
+    plan = plan_certificate(request(short, build_csr(make_key(), cn="x"), "tls-client", validity_days=29))
+    assert plan.not_valid_after < short.info.certificate.not_valid_after_utc
 
 
 def test_expired_ca_issues_nothing(root_ca):

@@ -45,6 +45,7 @@ __all__ = [
     "notify_conditions",
     "notify_outbox",
     "owners",
+    "pending_authorities",
     "shared_files",
     "signers",
     "subject_names",
@@ -110,6 +111,21 @@ authorities = Table(
     Column("ocsp_certificate_der", LargeBinary, nullable=False),
     Column("ocsp_key_ref", String(512), nullable=False),
     Column("crl_number", BigInteger, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    # The issuers above a CA signed outside otward (an offline or company root), PEM, nearest first.
+    Column("external_chain_pem", Text, nullable=True),
+    # Set by a rollover: the CA of the next generation, which issues from then on.
+    Column("superseded_by", String(64), nullable=True),
+)
+
+# A CA whose key exists but whose certificate is being signed outside (``ca create --external-parent``).
+pending_authorities = Table(
+    "pending_authorities",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("key_ref", String(512), nullable=False),
+    Column("csr_der", LargeBinary, nullable=False),
+    Column("path_length", Integer, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
 )
 

@@ -2,7 +2,7 @@
 a partial index on revoked certificates for the once-a-second CRL check.
 
 Revision ID: 0014_nodes
-Revises: 0011_enrollment_retry
+Revises: 0012_ca_lifecycle
 Create Date: 2026-12-07
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_nodes"
-down_revision = "0011_enrollment_retry"
+down_revision = "0012_ca_lifecycle"
 branch_labels = None
 depends_on = None
 
