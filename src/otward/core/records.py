@@ -256,6 +256,7 @@ class TokenRecord:
     revoked_at: datetime | None = None
     scope: Scope = Scope.ADMIN
     expires_at: datetime | None = None  # None: until revoked
+    account: str = "admin"  # the account it belongs to: it never does more than the account may
 
 
 def certificate_record(

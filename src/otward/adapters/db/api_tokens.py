@@ -27,6 +27,7 @@ def _token_record(row: Row[Any]) -> TokenRecord:
         row.revoked_at,
         scope=Scope(row.scope),
         expires_at=row.expires_at,
+        account=row.account,
     )
 
 
@@ -48,6 +49,7 @@ class SqlTokenStore:
                     revoked_at=token.revoked_at,
                     scope=token.scope.value,
                     expires_at=token.expires_at,
+                    account=token.account,
                 )
             )
 
@@ -59,6 +61,13 @@ class SqlTokenStore:
     def list_tokens(self) -> Sequence[TokenRecord]:
         with self._database.reading() as conn:
             rows = conn.execute(select(api_tokens).order_by(api_tokens.c.created_at)).all()
+        return [_token_record(r) for r in rows]
+
+    def list_account_tokens(self, account: str) -> Sequence[TokenRecord]:
+        with self._database.reading() as conn:
+            rows = conn.execute(
+                select(api_tokens).where(api_tokens.c.account == account).order_by(api_tokens.c.created_at)
+            ).all()
         return [_token_record(r) for r in rows]
 
     def revoke_token(self, token_id: str, when: datetime, events: Sequence[AuditEvent] = ()) -> TokenRecord:

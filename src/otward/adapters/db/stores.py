@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from otward.adapters.db.access_store import SqlAccessStore
+from otward.adapters.db.accounts import SqlAccountStore
 from otward.adapters.db.api_tokens import SqlTokenStore
 from otward.adapters.db.audit import SqlAuditStore
 from otward.adapters.db.authorities import SqlAuthorityStore
@@ -45,6 +46,7 @@ class SqlStores:
     access: SqlAccessStore
     edge: EdgeStore
     key_refs: SqlKeyRefStore
+    accounts: SqlAccountStore
 
     @classmethod
     def open(cls, engine: Engine) -> SqlStores:
@@ -66,6 +68,7 @@ class SqlStores:
             access=SqlAccessStore(database),
             edge=EdgeStore(database),
             key_refs=SqlKeyRefStore(database),
+            accounts=SqlAccountStore(database),
         )
 
     def close(self) -> None:
