@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from otward import __version__
 from otward.cli import access as access_cli
+from otward.cli import admin as admin_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, signer, token
 from otward.cli import assess as assess_cli
 from otward.cli import db as db_cli
@@ -28,6 +29,7 @@ from otward.cli.common import (
     handle_errors,
     print_json,
     resolve_data_dir,
+    set_invocation_account,
     set_invocation_data_dir,
     trusted_proxies,
     working,
@@ -81,6 +83,7 @@ app.command("mqtt-config")(mqtt_cli.mqtt_config)
 app.add_typer(opcua_cli.app, name="opcua")
 app.command("gateway")(gateway_cli.gateway)
 app.add_typer(assess_cli.app, name="assess")
+app.add_typer(admin_cli.app, name="admin")
 
 
 def _version(value: bool) -> None:
@@ -95,9 +98,20 @@ def _root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version")
     ] = False,
     data: DataOption = None,
+    as_account: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            envvar="OTWARD_AS",
+            help="Act as this account (its password and TOTP code are asked for, or read from"
+            " $OTWARD_PASSWORD_FILE and $OTWARD_TOTP_FILE) [default: local root mode]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """otward command line. ``--data DIR`` goes before the command or after it (after wins)."""
     set_invocation_data_dir(data)
+    set_invocation_account(as_account)
 
 
 KeyTypeOption = Annotated[

@@ -14,6 +14,7 @@ from otward.cli.common import (
     console,
     count_line,
     handle_errors,
+    invocation_account,
     open_pki,
     print_json,
     print_listing,
@@ -51,7 +52,9 @@ def create(
         raise typer.BadParameter(str(exc), param_hint="--scope") from None
     ttl = parse_duration(expires) if expires is not None else None
     with open_pki(data, db) as pki:
-        record, token = pki.tokens.create(name, cli_actor(), scope=chosen, ttl=ttl)
+        record, token = pki.tokens.create(
+            name, cli_actor(), scope=chosen, ttl=ttl, account=invocation_account() or "admin"
+        )
     if as_json:
         print_json(
             {

@@ -19,18 +19,25 @@ from otward.core.accounts import (
     TOTP_SECRET_BYTES,
     AccountRecord,
     LockoutPolicy,
+    actor_identity,
     locked_until,
     matching_totp_step,
     totp_provisioning_uri,
     validate_account_name,
 )
 from otward.core.audit import EventType, Outcome
-from otward.core.authz import Grant, Role, format_grants
+from otward.core.authz import Grant, Permission, Role, format_grants, is_granted, owner_limit
 from otward.core.ports import AccountStore
-from otward.errors import AuthenticationError, ConflictError, InvalidRequestError, NotFoundError
+from otward.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 
-__all__ = ["MAX_PASSWORD_BYTES", "MIN_PASSWORD_LENGTH", "SIGNIN_FAILED", "AccountService"]
+__all__ = ["MAX_PASSWORD_BYTES", "MIN_PASSWORD_LENGTH", "SIGNIN_FAILED", "AccountService", "whose_refusal"]
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_BYTES = 1024  # Argon2 takes any length; a bound keeps a request from buying CPU
@@ -208,13 +215,37 @@ class AccountService:
             totp_last_step=step if step is not None else account.totp_last_step,
         )
         event = self._audit.event(
-            dataclasses.replace(actor, identity=_subject(name), credential="password"),
+            dataclasses.replace(actor, identity=actor_identity(name), credential="password"),
             EventType.SIGNIN_SUCCEEDED,
             _subject(name),
             details={"second_factor": "totp" if step is not None else "none"},
         )
         self._store.save_account(signed_in, [event])
         return signed_in
+
+    def authorize(
+        self, account: AccountRecord, permission: Permission, actor: Actor, *, owner: str | None = None
+    ) -> None:
+        """Refuse (PermissionDeniedError, recorded as ``authz.denied``) what the account's roles do
+        not cover for a resource of ``owner`` (:func:`otward.core.authz.is_granted`)."""
+        if is_granted(account.grants, permission, owner=owner):
+            return
+        roles = format_grants(account.grants)
+        whose = whose_refusal(account.grants, permission, owner)
+        reason = (
+            f"account '{account.name}' (roles {roles}) may not"
+            f" {permission.action.value} {permission.area.value}{whose}"
+        )
+        denied = self._audit.event(
+            actor,
+            EventType.AUTHZ_DENIED,
+            _subject(account.name),
+            outcome=Outcome.FAILURE,
+            reason=reason,
+            details={"permission": str(permission), "roles": roles},
+        )
+        self._audit.record(denied)
+        raise PermissionDeniedError(reason, rule="role")
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -264,3 +295,13 @@ def _subject(name: str) -> str:
 
 def _is_admin(account: AccountRecord) -> bool:
     return account.disabled_at is None and Grant(Role.ADMIN) in account.grants
+
+
+def whose_refusal(grants: frozenset[Grant], permission: Permission, owner: str | None) -> str:
+    """The owner part of a refusal: which owner was asked for, and which the roles reach."""
+    if owner is not None:
+        return f" of owner '{owner}'"
+    reach = owner_limit(grants, permission)
+    if reach:
+        return f" of every owner (only of {', '.join(sorted(reach))}: name the owner or device)"
+    return ""

@@ -19,6 +19,7 @@ from otward.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from otward.services.accounts import whose_refusal
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.bearer import BearerFormat, secret_matches
 
@@ -142,7 +143,7 @@ class TokenService:
             )
         else:
             rule = "role"
-            whose = f" of owner '{owner}'" if owner is not None else ""
+            whose = whose_refusal(holder.grants, permission, owner) if holder is not None else ""
             reason = (
                 f"account '{token.account}' (roles {roles}) may not"
                 f" {permission.action.value} {permission.area.value}{whose}"

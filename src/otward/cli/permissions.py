@@ -1,0 +1,134 @@
+"""What each command needs: the CLI's half of the one authorization table (:mod:`otward.core.authz`).
+
+Every command of ``otward`` has an entry (a test walks the command tree, so a new command without
+one fails it). A command run with ``--as NAME`` is checked against the account's roles in
+:func:`otward.cli.common.open_pki`, the one door every command goes through to the installation;
+a command with no entry there is refused to an account. ``LOCAL`` marks commands that act on this
+host rather than as an account on the installation (``init``, ``serve``, the agent, the gateway):
+they run as whoever runs them, and ``--as`` is refused where they open the installation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from otward.core.authz import Action, Area, Permission
+
+__all__ = ["COMMANDS", "LOCAL"]
+
+LOCAL: Final = None
+
+_R, _W = Action.READ, Action.WRITE
+
+
+def _p(area: Area, action: Action) -> Permission:
+    return Permission(area, action)
+
+
+PKI_READ, PKI_WRITE = _p(Area.PKI, _R), _p(Area.PKI, _W)
+ENROLL_READ, ENROLL_WRITE = _p(Area.ENROLLMENT, _R), _p(Area.ENROLLMENT, _W)
+ACCESS_READ, ACCESS_WRITE = _p(Area.ACCESS, _R), _p(Area.ACCESS, _W)
+AUDIT_READ = _p(Area.AUDIT, _R)
+ADMIN_READ, ADMIN_WRITE = _p(Area.ADMIN, _R), _p(Area.ADMIN, _W)
+
+COMMANDS: Mapping[str, Permission | None] = {
+    # this host, not an account on the installation
+    "init": LOCAL,
+    "serve": LOCAL,
+    "gateway": LOCAL,
+    "db upgrade": LOCAL,
+    "agent attest": LOCAL,
+    "agent enroll": LOCAL,
+    "agent renew": LOCAL,
+    "agent run": LOCAL,
+    "agent status": LOCAL,
+    "assess": LOCAL,
+    "edge serve": LOCAL,
+    "edge decide": LOCAL,
+    # accounts, roles and the tokens that act for them
+    "admin add": ADMIN_WRITE,
+    "admin list": ADMIN_READ,
+    "admin disable": ADMIN_WRITE,
+    "admin enable": ADMIN_WRITE,
+    "admin remove": ADMIN_WRITE,
+    "admin passwd": ADMIN_WRITE,
+    "admin roles": ADMIN_WRITE,
+    "admin token": ADMIN_WRITE,
+    "admin totp": ADMIN_WRITE,
+    "api-token create": ADMIN_WRITE,
+    "api-token list": ADMIN_READ,
+    "api-token revoke": ADMIN_WRITE,
+    # CAs, certificates, revocation, signers
+    "ca create": PKI_WRITE,
+    "ca export": PKI_READ,
+    "ca list": PKI_READ,
+    "ca migrate-keys": PKI_WRITE,
+    "ca pin": PKI_READ,
+    "cert issue": PKI_WRITE,
+    "cert list": PKI_READ,
+    "cert revoke": PKI_WRITE,
+    "cert show": PKI_READ,
+    "crl generate": PKI_WRITE,
+    "signer list": PKI_READ,
+    "signer rotate": PKI_WRITE,
+    "log consistency": PKI_READ,
+    "log proof": PKI_READ,
+    "log sth": PKI_READ,
+    "mqtt-config": PKI_READ,
+    "opcua trustlist": PKI_READ,
+    "audit sign": PKI_WRITE,  # signs the trail's head with the audit signer
+    # owners, enrollment tokens, devices
+    "owner create": ENROLL_WRITE,
+    "owner list": ENROLL_READ,
+    "owner set": ENROLL_WRITE,
+    "token create": ENROLL_WRITE,
+    "token list": ENROLL_READ,
+    "token revoke": ENROLL_WRITE,
+    "device disable": ENROLL_WRITE,
+    "device enable": ENROLL_WRITE,
+    "device list": ENROLL_READ,
+    "device preprovision": ENROLL_WRITE,
+    "device reset": ENROLL_WRITE,
+    "device revoke": ENROLL_WRITE,
+    "device show": ENROLL_READ,
+    # the access model, bundles, holder credentials, edge tokens
+    "access asset add": ACCESS_WRITE,
+    "access asset list": ACCESS_READ,
+    "access asset remove": ACCESS_WRITE,
+    "access asset show": ACCESS_READ,
+    "access asset update": ACCESS_WRITE,
+    "access bundle": ACCESS_WRITE,
+    "access credential issue": ACCESS_WRITE,
+    "access credential list": ACCESS_READ,
+    "access credential revoke": ACCESS_WRITE,
+    "access explain": ACCESS_READ,
+    "access grant add": ACCESS_WRITE,
+    "access grant list": ACCESS_READ,
+    "access grant remove": ACCESS_WRITE,
+    "access import": ACCESS_WRITE,
+    "access person add": ACCESS_WRITE,
+    "access person disable": ACCESS_WRITE,
+    "access person enable": ACCESS_WRITE,
+    "access person list": ACCESS_READ,
+    "access person remove": ACCESS_WRITE,
+    "access person show": ACCESS_READ,
+    "access policies": ACCESS_READ,
+    "access role add": ACCESS_WRITE,
+    "access role list": ACCESS_READ,
+    "access role remove": ACCESS_WRITE,
+    "access role update": ACCESS_WRITE,
+    "access schedule add": ACCESS_WRITE,
+    "access schedule list": ACCESS_READ,
+    "access schedule remove": ACCESS_WRITE,
+    "access schedule update": ACCESS_WRITE,
+    "access schema": ACCESS_READ,
+    "edge token create": ACCESS_WRITE,
+    "edge token list": ACCESS_READ,
+    "edge token revoke": ACCESS_WRITE,
+    "edge trail": ACCESS_READ,
+    # the audit trail
+    "audit export": AUDIT_READ,
+    "audit list": AUDIT_READ,
+    "audit verify": AUDIT_READ,
+}
