@@ -34,6 +34,7 @@ from otward.cli.common import (
     trusted_proxies,
     working,
 )
+from otward.cli.permissions import is_local_group
 from otward.config import (
     CONFIG_FILE,
     DEFAULT_SERVICE_NAMES,
@@ -43,7 +44,7 @@ from otward.config import (
     mask_database_url,
 )
 from otward.core.keys import KeyType
-from otward.errors import ConfigError
+from otward.errors import ConfigError, PermissionDeniedError
 from otward.services.bootstrap import (
     InitResult,
     check_first_run_options,
@@ -93,7 +94,9 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
+@handle_errors
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version")
     ] = False,
@@ -112,6 +115,10 @@ def _root(
     """otward command line. ``--data DIR`` goes before the command or after it (after wins)."""
     set_invocation_data_dir(data)
     set_invocation_account(as_account)
+    if as_account and is_local_group(ctx.invoked_subcommand):
+        raise PermissionDeniedError(
+            f"'otward {ctx.invoked_subcommand}' runs only in local root mode (without --as)", rule="role"
+        )
 
 
 KeyTypeOption = Annotated[

@@ -15,7 +15,7 @@ from typing import Final
 
 from otward.core.authz import Action, Area, Permission
 
-__all__ = ["COMMANDS", "LOCAL"]
+__all__ = ["COMMANDS", "LOCAL", "is_local_group"]
 
 LOCAL: Final = None
 
@@ -132,3 +132,15 @@ COMMANDS: Mapping[str, Permission | None] = {
     "audit list": AUDIT_READ,
     "audit verify": AUDIT_READ,
 }
+
+
+def is_local_group(name: str | None) -> bool:
+    """True when every command under the top-level command ``name`` is ``LOCAL`` (``init``, ``db``,
+    ``agent``...): ``--as`` is refused for them before they start, whether or not they open the
+    installation."""
+    entries = [
+        p
+        for path, p in COMMANDS.items()
+        if name is not None and (path == name or path.startswith(f"{name} "))
+    ]
+    return bool(entries) and all(p is LOCAL for p in entries)

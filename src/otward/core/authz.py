@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
-    "ANY_OWNER",
     "OWNER_SCOPED_ROLES",
     "ROLE_PERMISSIONS",
     "SCOPE_PERMISSIONS",
@@ -123,15 +122,6 @@ OWNER_SCOPED_ROLES = frozenset({Role.ENROLLMENT_OFFICER})
 """Roles that may be limited to one owner (the device registry is the only area with owners)."""
 
 
-class _AnyOwner(enum.Enum):
-    ANY = "any"
-
-
-ANY_OWNER = _AnyOwner.ANY
-"""The owner argument of a check made before the resource is known (a route or command as such):
-an owner-limited grant passes it, and the resource's own check follows."""
-
-
 @dataclass(frozen=True, order=True)
 class Grant:
     """A role an account holds, for every owner (``owner`` None) or one owner's resources only."""
@@ -165,10 +155,10 @@ def format_grants(grants: frozenset[Grant] | set[Grant]) -> str:
     return ",".join(sorted(str(g) for g in grants))
 
 
-def _covers(grant: Grant, permission: Permission, owner: str | _AnyOwner | None) -> bool:
+def _covers(grant: Grant, permission: Permission, owner: str | None) -> bool:
     if permission not in ROLE_PERMISSIONS.get(grant.role, frozenset()):
         return False
-    if grant.owner is None or owner is ANY_OWNER:
+    if grant.owner is None:
         return True
     return owner == grant.owner  # an owner-limited grant never covers owner-less or other owners' things
 
@@ -178,11 +168,11 @@ def is_granted(
     permission: Permission,
     *,
     scope: Scope | None = None,
-    owner: str | _AnyOwner | None = None,
+    owner: str | None = None,
 ) -> bool:
     """True when an account holding ``grants`` (through a token of ``scope``, if any) may do what
-    ``permission`` names to a resource of ``owner`` (None: a resource without owner, or all of
-    them; :data:`ANY_OWNER`: the route or command before its resource is known). Deny otherwise."""
+    ``permission`` names to a resource of ``owner`` (None: a resource without owner, or every
+    owner's, which an owner-limited grant never covers). Deny otherwise."""
     if scope is not None and not is_permitted(scope, permission):
         return False
     return any(_covers(grant, permission, owner) for grant in grants)
