@@ -355,3 +355,27 @@ def test_cli_totp_is_asked_for(installed, password_file):
     env = {"OTWARD_PASSWORD_FILE": str(password_file)}
     run("--as", "alice", "audit", "verify", *data, env=env, input="000000\n", code=1)
     run("--as", "alice", "audit", "verify", *data, env=env, input=_code(uri, now) + "\n")
+
+
+def test_recovery_of_a_locked_out_last_admin_needs_the_ca_passphrase(installed, password_file, tmp_path):
+    """The last admin locked out: local root mode lifts it, but only with the CA passphrase usable;
+    the change is audited as the local user with the key as the proof."""
+    data = ["--data", str(installed)]
+    run("admin", "add", "alice", "--role", "admin", "--password-file", str(password_file), *data)
+    run("admin", "roles", "admin", "--role", "auditor", *data)  # alice is the last admin now
+    with opened(installed) as pki:
+        for _ in range(5):
+            with pytest.raises(AuthenticationError):
+                pki.accounts.sign_in("alice", "wrong password!", None, ANON)
+        assert pki.accounts.get("alice").locked_until is not None
+    kept = tmp_path / "ca.pass"  # the passphrase kept apart from the data directory
+    (installed / "ca.pass").rename(kept)
+    assert "passphrase" in run("admin", "enable", "alice", *data, code=1).lower()
+    run("admin", "enable", "alice", *data, env={"OTWARD_CA_PASSPHRASE_FILE": str(kept)})
+    env = {"OTWARD_PASSWORD_FILE": str(password_file), "OTWARD_CA_PASSPHRASE_FILE": str(kept)}
+    run("--as", "alice", "admin", "list", *data, env=env)  # signs in again
+    with opened(installed) as pki:
+        enabled = [e for e in events(pki, EventType.ACCOUNT_CHANGED) if e.details.get("change") == "enabled"]
+    assert [(e.details["actor"], e.details["credential"]) for e in enabled] == [
+        (f"local:{getpass.getuser()}", "ca-key:root")
+    ]

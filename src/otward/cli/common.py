@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - an older Typer on the real click
     from click import get_current_context  # type: ignore[no-redef,assignment,unused-ignore]
 from otward.config import Settings, default_data_dir, load_settings, parse_trusted_proxies
 from otward.core.accounts import actor_identity
+from otward.core.authz import Action, Area
 from otward.core.rfc3339 import json_default
 from otward.errors import ConfigError, ConflictError, OtwardError, PermissionDeniedError
 from otward.services.audit import Actor
@@ -117,11 +118,14 @@ def load(data: Path | None, db: str | None) -> Settings:
 
 # ``otward --as NAME COMMAND``: the account this invocation acts as (None: local root mode).
 _invocation_account: list[str | None] = [None]
+# What local root mode proved, if anything (``ca-key:root`` before a change of accounts or roles).
+_local_credential: list[str | None] = [None]
 
 
 def set_invocation_account(name: str | None) -> None:
     """Record ``--as NAME`` (or $OTWARD_AS) for this invocation; None is local root mode."""
     _invocation_account[0] = name or None
+    _local_credential[0] = None
 
 
 def invocation_account() -> str | None:
@@ -181,22 +185,26 @@ def _secret(env: str, prompt: str) -> str:
 
 
 def authorize_command(pki: Pki) -> None:
-    """Refuse the running command unless it may run: always in local root mode (whoever can read
-    the data directory holds every key anyway); with ``--as NAME``, after the account signs in
-    (password from a prompt or $OTWARD_PASSWORD_FILE, TOTP code from a prompt or
-    $OTWARD_TOTP_FILE) and only if its roles cover the command's entry in
-    :data:`otward.cli.permissions.COMMANDS` for the resource's owner."""
-    name = invocation_account()
-    if name is None:
-        return
+    """Refuse the running command unless it may run. In local root mode (whoever can read the data
+    directory) every command runs, but one that changes accounts or roles first proves the root CA
+    key usable (its passphrase or the HSM PIN): reading the data directory alone does not make an
+    administrator where the passphrase is kept elsewhere. With ``--as NAME``, the account signs in
+    (password from a prompt or $OTWARD_PASSWORD_FILE, TOTP code from a prompt or $OTWARD_TOTP_FILE)
+    and its roles must cover the command's entry in :data:`otward.cli.permissions.COMMANDS` for the
+    resource's owner."""
     ctx = get_current_context(silent=True)
     path = command_path(ctx)
+    needed = COMMANDS.get(path)
+    name = invocation_account()
+    if name is None:
+        if needed is not None and needed.area is Area.ADMIN and needed.action is Action.WRITE:
+            _local_credential[0] = f"ca-key:{pki.authorities.prove_root_key()}"
+        return
     actor = Actor(component="cli", identity=f"local:{_os_user()}", source="local")
     if path not in COMMANDS:
         raise PermissionDeniedError(
             f"'otward {path}' has no entry in the command permission table; refused to --as", rule="role"
         )
-    needed = COMMANDS[path]
     if needed is None:
         raise PermissionDeniedError(
             f"'otward {path}' runs only in local root mode (without --as)", rule="role"
@@ -225,7 +233,9 @@ def cli_actor() -> Actor:
     name = invocation_account()
     if name is not None:
         return Actor(component="cli", identity=actor_identity(name), source="local", credential="password")
-    return Actor(component="cli", identity=f"local:{_os_user()}", source="local")
+    return Actor(
+        component="cli", identity=f"local:{_os_user()}", source="local", credential=_local_credential[0]
+    )
 
 
 def _fail(message: str, rule: str | None) -> typer.Exit:
