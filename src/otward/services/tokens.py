@@ -35,7 +35,7 @@ class TokenService:
         *,
         clock: Callable[[], datetime],
         audit: AuditLog,
-        accounts: AccountStore | None = None,
+        accounts: AccountStore,
     ) -> None:
         self._store = store
         self._accounts = accounts
@@ -56,12 +56,11 @@ class TokenService:
         roles allow, whatever its scope."""
         if ttl is not None and ttl <= timedelta(0):
             raise InvalidRequestError("a token's lifetime must be positive", rule="token-ttl")
-        if self._accounts is not None:
-            owner = self._accounts.get_account(account)
-            if owner is None:
-                raise NotFoundError(f"account '{account}' not found", rule="account")
-            if owner.disabled_at is not None:
-                raise ConflictError(f"account '{account}' is disabled", rule="account-disabled")
+        holder = self._accounts.get_account(account)
+        if holder is None:
+            raise NotFoundError(f"account '{account}' not found", rule="account")
+        if holder.disabled_at is not None:
+            raise ConflictError(f"account '{account}' is disabled", rule="account-disabled")
         now = self._clock()
         token = _FORMAT.new()
         record = TokenRecord(
@@ -87,12 +86,7 @@ class TokenService:
         record = self._store.get_token(parsed[0]) if parsed else None
         valid = secret_matches(record.secret_hash if record else None, parsed[1] if parsed else None)
         expired = record is not None and record.expires_at is not None and record.expires_at <= self._clock()
-        holder = (
-            self._accounts.get_account(record.account)
-            if record is not None and valid and self._accounts is not None
-            else None
-        )
-        unheld = self._accounts is not None and (holder is None or holder.disabled_at is not None)
+        unheld = record is not None and record.grants is None  # its account is disabled or gone
         if (
             parsed is None
             or record is None
@@ -130,12 +124,10 @@ class TokenService:
         """Refuse (PermissionDeniedError, recorded as ``authz.denied``) what the token's scope and its
         account's roles do not both cover, for a resource of ``owner`` (None: none, or all owners'); the
         one authorization check of the API (:func:`otward.core.authz.is_granted`)."""
-        holder = self._accounts.get_account(token.account) if self._accounts is not None else None
-        if holder is None and self._accounts is None and is_permitted(token.scope, permission):
-            return  # no account store wired (a bare token service): the scope alone decides
-        if holder is not None and is_granted(holder.grants, permission, scope=token.scope, owner=owner):
+        held = token.grants or frozenset()  # read with the token (one query per request)
+        if is_granted(held, permission, scope=token.scope, owner=owner):
             return
-        roles = format_grants(holder.grants) if holder is not None else "(none)"
+        roles = format_grants(held) or "(none)"
         rule = "token-scope"
         if not is_permitted(token.scope, permission):
             reason = (
@@ -143,7 +135,7 @@ class TokenService:
             )
         else:
             rule = "role"
-            whose = whose_refusal(holder.grants, permission, owner) if holder is not None else ""
+            whose = whose_refusal(held, permission, owner)
             reason = (
                 f"account '{token.account}' (roles {roles}) may not"
                 f" {permission.action.value} {permission.area.value}{whose}"
