@@ -379,3 +379,35 @@ def test_recovery_of_a_locked_out_last_admin_needs_the_ca_passphrase(installed, 
     assert [(e.details["actor"], e.details["credential"]) for e in enabled] == [
         (f"local:{getpass.getuser()}", "ca-key:root")
     ]
+
+
+def test_cli_an_owner_limited_officer_acts_only_on_its_owner(installed, password_file):
+    data = ["--data", str(installed)]
+    with opened(installed) as pki:
+        enrol(pki, "line-2", "plc-21")
+        enrol(pki, "line-3", "plc-31")
+        other, _ = pki.enrollment_tokens.create("line-3", uses=1, ttl=timedelta(hours=1))
+    run(
+        "admin",
+        "add",
+        "bob",
+        "--role",
+        "enrollment-officer:line-2",
+        "--password-file",
+        str(password_file),
+        *data,
+    )
+    env = {"OTWARD_PASSWORD_FILE": str(password_file)}
+    as_bob = ["--as", "bob"]
+    assert "of owner 'line-3'" in run(*as_bob, "device", "disable", "plc-31", *data, env=env, code=1)
+    assert "only of line-2" in run(*as_bob, "device", "list", *data, env=env, code=1)
+    assert "of owner 'line-3'" in run(*as_bob, "token", "revoke", other.token_id, *data, env=env, code=1)
+    assert "of owner 'line-3'" in run(*as_bob, "token", "create", "--owner", "line-3", *data, env=env, code=1)
+    run(*as_bob, "device", "disable", "plc-21", *data, env=env)
+    run(*as_bob, "token", "create", "--owner", "line-2", *data, env=env)
+    listed = json.loads(run(*as_bob, "device", "list", "--owner", "line-2", "--json", *data, env=env))
+    assert [d["device_id"] for d in listed["items"]] == ["plc-21"]
+    with opened(installed) as pki:
+        assert pki.devices.get("plc-31").status.value == "active"
+        denied = [e for e in events(pki, EventType.AUTHZ_DENIED) if e.details["actor"] == "admin:bob"]
+    assert len(denied) == 4

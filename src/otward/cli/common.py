@@ -157,7 +157,8 @@ def command_path(ctx: Any) -> str:
 
 def _command_owner(ctx: Any, pki: Pki) -> str | None:
     """The owner of what the command touches, for owner-limited roles: its ``owner`` option, else
-    the owner of its ``device_id``; None when it names neither (an owner-limited role is refused)."""
+    the owner of its ``device_id``, else of its enrollment ``token_id``; None when it names none of
+    them (an owner-limited role is refused)."""
     params = ctx.params if ctx is not None else {}
     owner = params.get("owner")
     if isinstance(owner, str):
@@ -168,6 +169,10 @@ def _command_owner(ctx: Any, pki: Pki) -> str | None:
             return pki.devices.get(device_id).owner
         except OtwardError:
             return None
+    token_id = params.get("token_id")
+    needed = COMMANDS.get(command_path(ctx))
+    if isinstance(token_id, str) and needed is not None and needed.area is Area.ENROLLMENT:
+        return next((t.owner for t in pki.enrollment_tokens.list() if t.token_id == token_id), None)
     return None
 
 
