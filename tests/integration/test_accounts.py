@@ -411,3 +411,21 @@ def test_cli_an_owner_limited_officer_acts_only_on_its_owner(installed, password
         assert pki.devices.get("plc-31").status.value == "active"
         denied = [e for e in events(pki, EventType.AUTHZ_DENIED) if e.details["actor"] == "admin:bob"]
     assert len(denied) == 4
+
+
+def test_accounts_on_both_databases(pki):
+    """The store on SQLite and PostgreSQL: the roles read with a token, lock-out counted, removal."""
+    pki.accounts.add("alice", grants("pki-officer", "enrollment-officer:line-2"), password=PASSWORD)
+    record, _ = pki.tokens.create("alice", account="alice")
+    assert pki.stores.tokens.get_token(record.token_id).grants == grants(
+        "pki-officer", "enrollment-officer:line-2"
+    )
+    for _ in range(5):
+        with pytest.raises(AuthenticationError):
+            pki.accounts.sign_in("alice", "wrong password!", None, ANON)
+    assert pki.accounts.get("alice").locked_until is not None
+    pki.accounts.disable("alice")
+    assert pki.stores.tokens.get_token(record.token_id).grants is None
+    pki.accounts.remove("alice")
+    assert pki.stores.tokens.get_token(record.token_id).revoked_at is not None
+    assert [a.name for a in pki.accounts.list()] == ["admin"]
