@@ -429,3 +429,19 @@ def test_accounts_on_both_databases(pki):
     pki.accounts.remove("alice")
     assert pki.stores.tokens.get_token(record.token_id).revoked_at is not None
     assert [a.name for a in pki.accounts.list()] == ["admin"]
+
+
+def test_cli_an_account_changes_its_own_password_and_no_one_elses(installed, password_file, tmp_path):
+    data = ["--data", str(installed)]
+    for name in ("alice", "carol"):
+        run("admin", "add", name, "--role", "auditor", "--password-file", str(password_file), *data)
+    new = tmp_path / "new"
+    new.write_text("a brand new password\n")
+    env = {"OTWARD_PASSWORD_FILE": str(password_file)}
+    refused = run(
+        "--as", "alice", "admin", "passwd", "carol", "--password-file", str(new), *data, env=env, code=1
+    )
+    assert "may not write admin" in refused
+    run("--as", "alice", "admin", "passwd", "alice", "--password-file", str(new), *data, env=env)
+    run("--as", "alice", "audit", "verify", *data, env={"OTWARD_PASSWORD_FILE": str(new)})
+    run("--as", "carol", "audit", "verify", *data, env=env)  # carol's is unchanged

@@ -20,7 +20,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from otward.adapters.files import atomic_file, write_atomic
-from otward.cli.permissions import COMMANDS
+from otward.cli.permissions import COMMANDS, SELF_SERVICE
 
 try:  # Typer 0.20+ carries its own copy of click; the running command's context lives there
     from typer._click.globals import get_current_context
@@ -222,6 +222,8 @@ def authorize_command(pki: Pki) -> None:
         else None
     )
     account = pki.accounts.sign_in(name, password, code, actor)
+    if path in SELF_SERVICE and ctx is not None and ctx.params.get("name") == account.name:
+        return  # an account's own password or TOTP secret, having just proved both
     pki.accounts.authorize(account, needed, cli_actor(), owner=_command_owner(ctx, pki))
 
 

@@ -15,7 +15,7 @@ from typing import Final
 
 from otward.core.authz import Action, Area, Permission
 
-__all__ = ["COMMANDS", "LOCAL", "is_local_group"]
+__all__ = ["COMMANDS", "LOCAL", "SELF_SERVICE", "is_local_group"]
 
 LOCAL: Final = None
 
@@ -132,6 +132,11 @@ COMMANDS: Mapping[str, Permission | None] = {
     "audit list": AUDIT_READ,
     "audit verify": AUDIT_READ,
 }
+
+
+SELF_SERVICE: frozenset[str] = frozenset({"admin passwd", "admin totp"})
+"""Commands an account signed in with ``--as`` may run on itself (``NAME`` its own name) without
+the ``admin`` role: a new password, a new TOTP secret. Anyone else's needs ``admin``."""
 
 
 def is_local_group(name: str | None) -> bool:
