@@ -203,7 +203,8 @@ def test_api_listing_filters_and_verify(pki, installation):
         ).json()["serial"]
         by_subject = client.get("/api/v1/audit", params={"subject": serial}).json()
         assert [i["type"] for i in by_subject["items"]] == ["cert.issued"]
-        assert by_subject["items"][0]["details"]["actor"].startswith("token:")
+        assert by_subject["items"][0]["details"]["actor"] == "admin:admin"  # the init token's account
+        assert by_subject["items"][0]["details"]["credential"].startswith("token:")
         recent = client.get("/api/v1/audit", params={"since": "1h", "outcome": "success", "limit": 2}).json()
         assert len(recent["items"]) == 2
         assert recent["total"] > 2

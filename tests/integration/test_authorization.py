@@ -20,9 +20,10 @@ pytestmark = pytest.mark.integration
 
 # Routes anyone may call: the EST endpoints (their own credentials), public PKI material, the
 # device challenge and answer (the signature is the proof), the gatekeeper's own endpoints (an
-# asset token), health and the API's documentation.
+# asset token), sign-in (the password is the proof), health and the API's documentation.
 PUBLIC = re.compile(
     r"^/(\.well-known/est/|healthz$|docs|openapi\.json$|api/v1/transparency/|api/v1/cas/\{name\}/chain$"
+    r"|api/v1/session$"
     r"|api/v1/devices/\{device_id\}/(challenge|attest)$|api/v1/edge/assets/\{asset\}/(bundle|trail)$)"
 )
 # The same areas otward.core.authz names, spelled out here independently of the code under test.
@@ -32,6 +33,7 @@ AREAS = (
     (re.compile(r"^/api/v1/(access|edge)"), "access"),
     (re.compile(r"^/api/v1/audit"), "audit"),
     (re.compile(r"^/metrics$"), "metrics"),
+    (re.compile(r"^/api/v1/accounts"), "admin"),
 )
 ALLOWED = {
     "admin": lambda area, write: True,

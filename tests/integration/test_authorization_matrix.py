@@ -35,7 +35,7 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
 from otward.config import load_settings
-from otward.core.authz import Scope
+from otward.core.authz import Scope, parse_grant
 from otward.core.keys import KeyType
 from otward.http.app import create_api, create_app
 from otward.http.status import STATUS_PREFIXES
@@ -147,6 +147,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/edge/credentials"): api("access", write=True),
     ("GET", "/api/v1/edge/credentials"): api("access"),
     ("POST", "/api/v1/edge/credentials/{credential_id}/revoke"): api("access", write=True),
+    ("POST", "/api/v1/session"): PUBLIC,  # the password (and TOTP code) is the proof
+    ("GET", "/api/v1/accounts"): api("admin"),
     ("GET", "/api/v1/audit"): api("audit"),
     ("GET", "/api/v1/audit/verify"): api("audit"),
     ("GET", "/api/v1/transparency/sth"): PUBLIC,
@@ -174,6 +176,19 @@ SCOPES: dict[str, Callable[[str, bool], bool]] = {
     "enroll-admin": lambda area, write: area == "enrollment",
     "access-admin": lambda area, write: area == "access",
 }
+# What each role may do through a token of its account (scope admin: the roles decide), spelled out
+# here apart from otward.core.authz's ROLE_PERMISSIONS; docs/administration.md has the same table.
+ROLES: dict[str, Callable[[str, bool], bool]] = {
+    "role:admin": lambda area, write: area == "admin",
+    "role:pki-officer": lambda area, write: area == "pki",
+    "role:enrollment-officer": lambda area, write: area == "enrollment",
+    "role:access-manager": lambda area, write: area == "access",
+    "role:auditor": lambda area, write: not write,
+    "role:metrics": lambda area, write: area == "metrics" and not write,
+}
+# Officers limited to one owner: the device's own owner (acme) reaches the routes of one device, the
+# other owner's does not, and neither reaches the list of every owner's devices.
+OWNER_LIMITED = {"role:enrollment-officer:acme": True, "role:enrollment-officer:line-9": False}
 # Credentials that are no API token at all (or no longer one).
 NOT_A_TOKEN = (
     "none",
@@ -188,7 +203,7 @@ NOT_A_TOKEN = (
     "edge-other",
     "device-cert",
 )
-TOKEN_ROWS = (*NOT_A_TOKEN[:-1], *SCOPES)  # the device certificate needs TLS: its own test
+TOKEN_ROWS = (*NOT_A_TOKEN[:-1], *SCOPES, *ROLES, *OWNER_LIMITED)  # the device certificate: TLS, its own test
 
 PKCS10 = {"Content-Type": "application/pkcs10"}
 OWNER, DEVICE, ASSET, OTHER_ASSET = "acme", "plc-1", "reactor-1", "reactor-2"
@@ -207,8 +222,8 @@ PATH_VALUES = {
 }
 
 
-def expected(rule: Rule, credential: str) -> str | int:
-    """The outcome of ``credential`` on a route of ``rule``."""
+def expected(rule: Rule, credential: str, path: str = "") -> str | int:
+    """The outcome of ``credential`` on a route of ``rule`` (at ``path``)."""
     if rule.kind == "public":
         return OK
     if rule.kind == "est-token":
@@ -219,6 +234,11 @@ def expected(rule: Rule, credential: str) -> str | int:
         return OK
     if credential in SCOPES:
         return OK if SCOPES[credential](rule.area, rule.write) else 403
+    if credential in ROLES:
+        return OK if ROLES[credential](rule.area, rule.write) else 403
+    if credential in OWNER_LIMITED:
+        own = OWNER_LIMITED[credential] and "{device_id}" in path
+        return OK if rule.area == "enrollment" and own else 403
     return 401
 
 
@@ -301,6 +321,10 @@ def make_plant(pki: Pki, clock: Clock, directory: Path) -> Plant:
     }
     for scope in Scope:
         headers[scope.value] = _bearer(pki.tokens.create(f"matrix-{scope.value}", scope=scope)[1])
+    for n, row in enumerate((*ROLES, *OWNER_LIMITED)):
+        account = f"matrix-{n}"
+        pki.accounts.add(account, frozenset({parse_grant(row.removeprefix("role:"))}))
+        headers[row] = _bearer(pki.tokens.create(account, scope=Scope.ADMIN, account=account)[1])
     return Plant(pki, headers, renewal, device)
 
 
@@ -346,7 +370,7 @@ def test_every_token_credential_on_every_route(plant):
             client = TestClient(app, base_url="https://testserver", client=(next(_SOURCES), 1))
             answer = client.request(method, url, headers={**headers, **extra}, **body)  # type: ignore[arg-type]
             got = outcome(answer.status_code)
-            if got != expected(rule, credential):
+            if got != expected(rule, credential, path):
                 wrong.append(f"{method} {path} [{credential}]: {answer.status_code} {answer.text[:120]}")
     assert not wrong, "\n".join(wrong)
 

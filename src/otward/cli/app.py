@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from otward import __version__
 from otward.cli import access as access_cli
+from otward.cli import admin as admin_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, signer, token
 from otward.cli import assess as assess_cli
 from otward.cli import assess_report as _assess_report  # noqa: F401 - registers 'assess report'
@@ -36,10 +37,12 @@ from otward.cli.common import (
     handle_errors,
     print_json,
     resolve_data_dir,
+    set_invocation_account,
     set_invocation_data_dir,
     trusted_proxies,
     working,
 )
+from otward.cli.permissions import is_local_group
 from otward.config import (
     CONFIG_FILE,
     DEFAULT_SERVICE_NAMES,
@@ -49,7 +52,7 @@ from otward.config import (
     mask_database_url,
 )
 from otward.core.keys import KeyType
-from otward.errors import ConfigError
+from otward.errors import ConfigError, PermissionDeniedError
 from otward.services.bootstrap import (
     InitResult,
     check_first_run_options,
@@ -99,6 +102,7 @@ app.command("backup")(backup_cli.backup)
 app.command("restore")(backup_cli.restore)
 app.command("doctor")(doctor_cli.doctor)
 app.add_typer(firmware_cli.app, name="firmware")
+app.add_typer(admin_cli.app, name="admin")
 
 
 def _version(value: bool) -> None:
@@ -108,14 +112,31 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
+@handle_errors
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version")
     ] = False,
     data: DataOption = None,
+    as_account: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            envvar="OTWARD_AS",
+            help="Act as this account (its password and TOTP code are asked for, or read from"
+            " $OTWARD_PASSWORD_FILE and $OTWARD_TOTP_FILE) [default: local root mode]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """otward command line. ``--data DIR`` goes before the command or after it (after wins)."""
     set_invocation_data_dir(data)
+    set_invocation_account(as_account)
+    if as_account and is_local_group(ctx.invoked_subcommand):
+        raise PermissionDeniedError(
+            f"'otward {ctx.invoked_subcommand}' runs only in local root mode (without --as)", rule="role"
+        )
 
 
 KeyTypeOption = Annotated[

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from otward.cli.assess import AcceptOption, OutOption, app, emit_findings, now, tool_name
-from otward.cli.common import DataOption, DbOption, JsonOption, handle_errors, load
+from otward.cli.common import DataOption, DbOption, JsonOption, handle_errors, load, require_local_root
 from otward.core.assess.findings import FindingsDocument
 from otward.errors import StorageError
 from otward.services.selfcheck import run_selfcheck
@@ -22,6 +22,7 @@ def assess_self(
 ) -> None:
     """Check this installation: key and token permissions, CA, responder and service certificates,
     CRLs past nextUpdate, the audit chain's signed head, TLS settings, the Mosquitto listener."""
+    require_local_root()
     settings = load(data, db)
     report = run_selfcheck(settings)
     for check in report.operational:

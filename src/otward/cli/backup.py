@@ -20,6 +20,7 @@ from otward.cli.common import (
     handle_errors,
     load,
     print_json,
+    require_local_root,
     resolve_data_dir,
     warn,
     working,
@@ -40,6 +41,7 @@ def backup(
 ) -> None:
     """Back up the installation while it runs: database snapshot, config.toml, encrypted key files,
     TLS files, revocation journal and a manifest of SHA-256 checksums (never ca.pass)."""
+    require_local_root()
     check_output(out, "--out", force=force)
     settings = load(data, db)
     with contextlib.nullcontext() if as_json else working(f"backing up {settings.data_dir}"):
@@ -99,6 +101,7 @@ def restore(
 ) -> None:
     """Restore a backup into an EMPTY data directory (and database): checksums first, then the
     database, migrations, every revocation recorded since the backup, and new CRLs."""
+    require_local_root()
     data_dir = resolve_data_dir(data)
     options = RestoreOptions(
         database_url=db,

@@ -20,9 +20,17 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from otward.adapters.files import atomic_file, write_atomic
+from otward.cli.permissions import COMMANDS, SELF_SERVICE
+
+try:  # Typer 0.20+ carries its own copy of click; the running command's context lives there
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover - an older Typer on the real click
+    from click import get_current_context  # type: ignore[no-redef,assignment,unused-ignore]
 from otward.config import Settings, default_data_dir, load_settings, parse_trusted_proxies
+from otward.core.accounts import actor_identity
+from otward.core.authz import Action, Area
 from otward.core.rfc3339 import json_default
-from otward.errors import ConfigError, ConflictError, OtwardError
+from otward.errors import ConfigError, ConflictError, OtwardError, PermissionDeniedError
 from otward.services.audit import Actor
 from otward.services.pki import Pki
 
@@ -33,11 +41,15 @@ __all__ = [
     "DbOption",
     "ForceOption",
     "JsonOption",
+    "authorize_command",
     "check_output",
+    "cli_actor",
+    "command_path",
     "console",
     "count_line",
     "err_console",
     "handle_errors",
+    "invocation_account",
     "open_pki",
     "output_file",
     "parse_host_port",
@@ -45,6 +57,7 @@ __all__ = [
     "print_listing",
     "print_table",
     "resolve_data_dir",
+    "set_invocation_account",
     "set_invocation_data_dir",
     "trusted_proxies",
     "warn",
@@ -103,23 +116,144 @@ def load(data: Path | None, db: str | None) -> Settings:
     return load_settings(resolve_data_dir(data), database_url=db)
 
 
+# ``otward --as NAME COMMAND``: the account this invocation acts as (None: local root mode).
+_invocation_account: list[str | None] = [None]
+# What local root mode proved, if anything (``ca-key:root`` before a change of accounts or roles).
+_local_credential: list[str | None] = [None]
+
+
+def set_invocation_account(name: str | None) -> None:
+    """Record ``--as NAME`` (or $OTWARD_AS) for this invocation; None is local root mode."""
+    _invocation_account[0] = name or None
+    _local_credential[0] = None
+
+
+def invocation_account() -> str | None:
+    """The account named with ``--as``, if any."""
+    return _invocation_account[0]
+
+
+def require_local_root() -> None:
+    """Refuse ``--as`` for a command that reads the data directory and database itself rather than
+    through :func:`open_pki` (backup, restore, doctor, assess self): it acts as whoever can read the
+    data directory, so it runs only in local root mode instead of silently ignoring the account."""
+    path = command_path(get_current_context(silent=True))
+    if invocation_account() is not None:
+        raise PermissionDeniedError(
+            f"'otward {path}' runs only in local root mode (without --as)", rule="role"
+        )
+
+
 @contextlib.contextmanager
 def open_pki(data: Path | None, db: str | None) -> Iterator[Pki]:
-    """The installation's PKI for one command; closing it signs the audit head if the command added events."""
+    """The installation's PKI for one command, once the command is authorized (``--as``: the
+    account's password, TOTP code and roles; :mod:`otward.cli.permissions`); closing it signs the
+    audit head if the command added events."""
     pki = Pki.open(load(data, db))
     try:
+        authorize_command(pki)
         yield pki
     finally:
         pki.close()
 
 
-def cli_actor() -> Actor:
-    """The audit actor for a command run by hand: the operating-system user on this host."""
+def command_path(ctx: Any) -> str:
+    """The command as :data:`otward.cli.permissions.COMMANDS` names it (``ca create``)."""
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names))
+
+
+def _command_owner(ctx: Any, pki: Pki) -> str | None:
+    """The owner of what the command touches, for owner-limited roles: its ``owner`` option, else
+    the owner of its ``device_id``, else of its enrollment ``token_id``; None when it names none of
+    them (an owner-limited role is refused)."""
+    params = ctx.params if ctx is not None else {}
+    owner = params.get("owner")
+    if isinstance(owner, str):
+        return owner
+    device_id = params.get("device_id")
+    if isinstance(device_id, str):
+        try:
+            return pki.devices.get(device_id).owner
+        except OtwardError:
+            return None
+    token_id = params.get("token_id")
+    needed = COMMANDS.get(command_path(ctx))
+    if isinstance(token_id, str) and needed is not None and needed.area is Area.ENROLLMENT:
+        return next((t.owner for t in pki.enrollment_tokens.list() if t.token_id == token_id), None)
+    return None
+
+
+def _secret(env: str, prompt: str) -> str:
+    """A secret from the file named by ``$env`` (first line), else from a hidden prompt."""
+    path = os.environ.get(env)
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"${env} {path}: {exc.strerror or exc}", rule="file") from None
+        return text.splitlines()[0] if text else ""
+    value: str = typer.prompt(prompt, hide_input=True, err=True)
+    return value
+
+
+def authorize_command(pki: Pki) -> None:
+    """Refuse the running command unless it may run. In local root mode (whoever can read the data
+    directory) every command runs, but one that changes accounts or roles first proves the root CA
+    key usable (its passphrase or the HSM PIN): reading the data directory alone does not make an
+    administrator where the passphrase is kept elsewhere. With ``--as NAME``, the account signs in
+    (password from a prompt or $OTWARD_PASSWORD_FILE, TOTP code from a prompt or $OTWARD_TOTP_FILE)
+    and its roles must cover the command's entry in :data:`otward.cli.permissions.COMMANDS` for the
+    resource's owner."""
+    ctx = get_current_context(silent=True)
+    path = command_path(ctx)
+    needed = COMMANDS.get(path)
+    name = invocation_account()
+    if name is None:
+        if needed is not None and needed.area is Area.ADMIN and needed.action is Action.WRITE:
+            _local_credential[0] = f"ca-key:{pki.authorities.prove_root_key()}"
+        return
+    actor = Actor(component="cli", identity=f"local:{_os_user()}", source="local")
+    if path not in COMMANDS:
+        raise PermissionDeniedError(
+            f"'otward {path}' has no entry in the command permission table; refused to --as", rule="role"
+        )
+    if needed is None:
+        raise PermissionDeniedError(
+            f"'otward {path}' runs only in local root mode (without --as)", rule="role"
+        )
+    password = _secret("OTWARD_PASSWORD_FILE", f"password for {name}")
+    existing = pki.stores.accounts.get_account(name)
+    code = (
+        _secret("OTWARD_TOTP_FILE", f"TOTP code for {name}")
+        if existing is not None and existing.totp_secret is not None
+        else None
+    )
+    account = pki.accounts.sign_in(name, password, code, actor)
+    if path in SELF_SERVICE and ctx is not None and ctx.params.get("name") == account.name:
+        return  # an account's own password or TOTP secret, having just proved both
+    pki.accounts.authorize(account, needed, cli_actor(), owner=_command_owner(ctx, pki))
+
+
+def _os_user() -> str:
     try:
-        user = getpass.getuser()
+        return getpass.getuser()
     except (KeyError, OSError):
-        user = f"uid-{os.getuid()}"
-    return Actor(component="cli", identity=f"cli:{user}", source="local")
+        return f"uid-{os.getuid()}"
+
+
+def cli_actor() -> Actor:
+    """The audit actor of a command: ``admin:NAME`` with ``--as NAME`` (signed in by
+    :func:`open_pki` before anything is done), else local root mode, ``local:<unix user>``."""
+    name = invocation_account()
+    if name is not None:
+        return Actor(component="cli", identity=actor_identity(name), source="local", credential="password")
+    return Actor(
+        component="cli", identity=f"local:{_os_user()}", source="local", credential=_local_credential[0]
+    )
 
 
 def _fail(message: str, rule: str | None) -> typer.Exit:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from otward.cli.common import DataOption, DbOption, JsonOption, console, handle_errors, load, print_json
+from otward.cli.common import (
+    DataOption,
+    DbOption,
+    JsonOption,
+    console,
+    handle_errors,
+    load,
+    print_json,
+    require_local_root,
+)
 from otward.core.assess.findings import Severity
 from otward.services.selfcheck import run_selfcheck
 
@@ -20,6 +29,7 @@ def doctor(data: DataOption = None, db: DbOption = None, as_json: JsonOption = F
     """Check the installation: file permissions, database and migrations, CA, responder and service
     certificates, CRLs, the audit chain, clock skew against the database, free disk. Exit 1 when
     something needs action."""
+    require_local_root()
     report = run_selfcheck(load(data, db))
     if as_json:
         print_json(

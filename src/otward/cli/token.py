@@ -14,6 +14,7 @@ from otward.cli.common import (
     console,
     count_line,
     handle_errors,
+    invocation_account,
     open_pki,
     print_json,
     print_listing,
@@ -51,7 +52,9 @@ def create(
         raise typer.BadParameter(str(exc), param_hint="--scope") from None
     ttl = parse_duration(expires) if expires is not None else None
     with open_pki(data, db) as pki:
-        record, token = pki.tokens.create(name, cli_actor(), scope=chosen, ttl=ttl)
+        record, token = pki.tokens.create(
+            name, cli_actor(), scope=chosen, ttl=ttl, account=invocation_account() or "admin"
+        )
     if as_json:
         print_json(
             {
@@ -83,6 +86,7 @@ def list_(data: DataOption = None, db: DbOption = None, as_json: JsonOption = Fa
             "token_id": r.token_id,
             "name": r.name,
             "scope": r.scope.value,
+            "account": r.account,
             "created_at": r.created_at,
             "expires_at": r.expires_at,
             "revoked_at": r.revoked_at,
@@ -93,6 +97,7 @@ def list_(data: DataOption = None, db: DbOption = None, as_json: JsonOption = Fa
         "id": "token_id",
         "name": "name",
         "scope": "scope",
+        "account": "account",
         "created (UTC)": "created_at",
         "expires (UTC)": "expires_at",
         "revoked (UTC)": "revoked_at",

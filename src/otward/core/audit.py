@@ -91,6 +91,11 @@ class EventType(enum.Enum):
     AUTHZ_DENIED = "authz.denied"
     TOKEN_CREATED = "token.created"  # noqa: S105 - an event name
     TOKEN_REVOKED = "token.revoked"  # noqa: S105 - an event name
+    ACCOUNT_CREATED = "account.created"
+    ACCOUNT_CHANGED = "account.changed"  # roles, password, TOTP, enabled or disabled: details.change
+    ACCOUNT_REMOVED = "account.removed"
+    ACCOUNT_LOCKED = "account.locked"  # too many failed sign-ins: details.until
+    SIGNIN_SUCCEEDED = "signin.succeeded"
     OWNER_CREATED = "owner.created"
     ENROLL_TOKEN_CREATED = "enroll_token.created"  # noqa: S105 - an event name
     ENROLL_TOKEN_REVOKED = "enroll_token.revoked"  # noqa: S105 - an event name

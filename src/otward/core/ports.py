@@ -13,6 +13,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509 import ReasonFlags
 
+from otward.core.accounts import AccountRecord
 from otward.core.audit import AuditEvent, AuditFilter, AuditRecord, SignedHead
 from otward.core.keys import KeyType
 from otward.core.records import (
@@ -34,6 +35,7 @@ from otward.core.revocation import RevokedEntry
 from otward.core.transparency import TreeHead
 
 __all__ = [
+    "AccountStore",
     "AuditStore",
     "AuthorityStore",
     "CertificateStore",
@@ -248,7 +250,31 @@ class TokenStore(Protocol):
         """Mark revoked with its events; NotFoundError, or ConflictError if already revoked."""
         ...
 
-    def get_token(self, token_id: str) -> TokenRecord | None: ...
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        """The token with its account's roles in ``grants`` (None if the account is gone or disabled)."""
+        ...
+
+    def list_account_tokens(self, account: str) -> Sequence[TokenRecord]: ...
+
+
+class AccountStore(Protocol):
+    """Named accounts; every change is stored with the events that record it."""
+
+    def add_account(self, account: AccountRecord, events: Sequence[AuditEvent] = ()) -> None:
+        """ConflictError if the name exists."""
+        ...
+
+    def get_account(self, name: str) -> AccountRecord | None: ...
+
+    def list_accounts(self) -> Sequence[AccountRecord]: ...
+
+    def save_account(self, account: AccountRecord, events: Sequence[AuditEvent] = ()) -> None:
+        """NotFoundError if it does not exist."""
+        ...
+
+    def remove_account(self, name: str, when: datetime, events: Sequence[AuditEvent] = ()) -> None:
+        """Delete it and revoke its tokens; NotFoundError if it does not exist."""
+        ...
 
 
 class OwnerStore(Protocol):

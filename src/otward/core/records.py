@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ReasonFlags
 
 from otward.core.audit import AuditEvent
-from otward.core.authz import Scope
+from otward.core.authz import Grant, Scope
 from otward.core.identity import ClientName, client_name
 
 __all__ = [
@@ -276,6 +276,10 @@ class TokenRecord:
     revoked_at: datetime | None = None
     scope: Scope = Scope.ADMIN
     expires_at: datetime | None = None  # None: until revoked
+    account: str = "admin"  # the account it belongs to: it never does more than the account may
+    grants: frozenset[Grant] | None = (
+        None  # the account's roles as read with it; None: no such account, or disabled
+    )
 
 
 def certificate_record(

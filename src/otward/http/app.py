@@ -40,6 +40,8 @@ from otward.http.schemas import (
     RevokeRequest,
 )
 from otward.http.security_headers import SecurityHeaders
+from otward.http.session import SESSION_MAX_BODY
+from otward.http.session import router as session_router
 from otward.http.signers import router as signers_router
 from otward.http.status import MAX_BODY as OCSP_MAX_BODY
 from otward.http.status import STATUS_PREFIXES, StatusApp
@@ -67,6 +69,7 @@ BODY_LIMITS: tuple[tuple[str, int], ...] = (
     (r"/ocsp", OCSP_MAX_BODY),
     (r"/api/v1/access/import$", 8 << 20),
     (r"/api/v1/edge/assets/[^/]+/trail$", 8 << 20),
+    (r"/api/v1/session$", SESSION_MAX_BODY),
 )
 
 # Swagger UI 5 (OpenAPI 3.1), shipped as files by the swagger-ui-py package.
@@ -187,6 +190,7 @@ def create_api(pki: Pki, *, workers: int = 1) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(transparency_router)
     app.include_router(signers_router)
+    app.include_router(session_router)
     _serve_docs_offline(app)
 
     app.add_middleware(RequestMetrics)

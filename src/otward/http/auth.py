@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from otward.core.authz import Action, Area, Permission
 from otward.core.records import TokenRecord
-from otward.errors import AuthenticationError
+from otward.errors import AuthenticationError, OtwardError
 from otward.http.limits import guard_failures
 from otward.services.audit import Actor
 from otward.services.pki import Pki
@@ -20,6 +20,8 @@ from otward.services.pki import Pki
 __all__ = [
     "AccessReader",
     "AccessWriter",
+    "AdminReader",
+    "AdminWriter",
     "AuditReader",
     "EnrollmentReader",
     "EnrollmentWriter",
@@ -29,6 +31,7 @@ __all__ = [
     "get_pki",
     "permitted",
     "request_actor",
+    "resource_owner",
 ]
 
 _bearer = HTTPBearer(
@@ -78,18 +81,35 @@ def _authenticated(request: Request, credentials: HTTPAuthorizationCredentials |
     return guard_failures(request, request_actor(request), authenticate)
 
 
+def resource_owner(request: Request) -> str | None:
+    """The owner of what a request touches, for owner-limited roles (``enrollment-officer:line-2``):
+    the device's owner for a route with ``{device_id}``, else an ``owner`` query parameter, else
+    None (no owner, or every owner's: an owner-limited grant never covers it)."""
+    device_id = request.path_params.get("device_id")
+    if isinstance(device_id, str):
+        try:
+            return get_pki(request).devices.get(device_id).owner
+        except OtwardError:
+            return None  # unknown device: no owner, so an owner-limited grant is refused
+    owner = request.query_params.get("owner")
+    return owner or None
+
+
 def permitted(area: Area, action: Action) -> Callable[..., Actor]:
-    """A dependency admitting a token whose scope covers ``area``/``action`` (401 without a good
-    token, 403 with one that does not cover it); it returns the token as the audit actor."""
+    """A dependency admitting a token whose scope and whose account's roles both cover
+    ``area``/``action`` (for the resource's owner, :func:`resource_owner`): 401 without a good
+    token, 403 with one that does not cover it. It returns the account as the audit actor
+    (``admin:alice``, with the token as its credential)."""
     needed = Permission(area, action)
 
     def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Actor:
+        pki = get_pki(request)
         token = _authenticated(request, credentials)
-        actor = request_actor(request, f"token:{token.token_id}")
-        get_pki(request).tokens.authorize(token, needed, actor)
+        actor = pki.tokens.actor(token, request_actor(request))
+        pki.tokens.authorize(token, needed, actor, owner=resource_owner(request))
         return actor
 
     dependency.__name__ = f"require_{area.value}_{action.value}"
@@ -104,4 +124,6 @@ EnrollmentWriter = Annotated[Actor, Depends(permitted(Area.ENROLLMENT, Action.WR
 AccessReader = Annotated[Actor, Depends(permitted(Area.ACCESS, Action.READ))]
 AccessWriter = Annotated[Actor, Depends(permitted(Area.ACCESS, Action.WRITE))]
 AuditReader = Annotated[Actor, Depends(permitted(Area.AUDIT, Action.READ))]
+AdminReader = Annotated[Actor, Depends(permitted(Area.ADMIN, Action.READ))]
+AdminWriter = Annotated[Actor, Depends(permitted(Area.ADMIN, Action.WRITE))]
 MetricsReader = Annotated[Actor, Depends(permitted(Area.METRICS, Action.READ))]

@@ -49,19 +49,20 @@ def gatekeeper_actor(
         credentials.credentials if credentials is not None and credentials.scheme.lower() == "bearer" else ""
     )
 
-    def authenticate(anonymous: Actor) -> str:
+    def authenticate(anonymous: Actor) -> Actor:
         if pki.edge.is_edge_token(text):
-            return f"edge-token:{pki.edge.authenticate(text, asset, anonymous).token_id}"
+            token_id = pki.edge.authenticate(text, asset, anonymous).token_id
+            return request_actor(request, f"edge-token:{token_id}")
         if not text:
             pki.tokens.authenticate("", anonymous)  # records the failure, raises
             raise AuthenticationError("an edge or admin token is required", rule="token")
         token = pki.tokens.authenticate(text, anonymous)
         action = Action.READ if request.method in ("GET", "HEAD") else Action.WRITE
-        identity = f"token:{token.token_id}"
-        pki.tokens.authorize(token, Permission(Area.ACCESS, action), request_actor(request, identity))
-        return identity
+        actor = pki.tokens.actor(token, request_actor(request))
+        pki.tokens.authorize(token, Permission(Area.ACCESS, action), actor)
+        return actor
 
-    return request_actor(request, guard_failures(request, request_actor(request), authenticate))
+    return guard_failures(request, request_actor(request), authenticate)
 
 
 GatekeeperActor = Annotated[Actor, Depends(gatekeeper_actor)]

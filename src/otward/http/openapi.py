@@ -66,10 +66,11 @@ _DESCRIPTIONS = {
 }
 _CHANGES = {"post", "put", "patch", "delete"}
 # Unauthenticated routes that still answer 401/403/429: EST authenticates by enrollment token or
-# device certificate, the device challenge is limited per source, the attestation answer is checked.
+# device certificate, the device challenge is limited per source, the attestation answer and the
+# sign-in's password are checked.
 _EST_AUTHENTICATED = ("/simpleenroll", "/simplereenroll", "/serverkeygen")
 _LIMITED = ("/challenge",)
-_ANSWERS = ("/attest",)
+_ANSWERS = ("/attest", "/api/v1/session")
 _MODEL = "/api/v1/access/"
 _EST_MEDIA = {
     "/cacerts": "application/pkcs7-mime",

@@ -68,9 +68,10 @@ class Actor:
     """Who asked and from where: what each event records about the requester."""
 
     component: str  # ca, api, cli, ocsp, crl, est, gateway, agent, edge
-    identity: str  # token:<id>, cli:<user>, system
+    identity: str  # admin:<account>, local:<user>, token:<id> (edge), system
     source: str | None = None  # client address
     request_id: str | None = None
+    credential: str | None = None  # what the account proved itself with: token:<id>, password
 
 
 SYSTEM_ACTOR = Actor(component="ca", identity="system")
@@ -197,6 +198,8 @@ class AuditLog:
         details: Mapping[str, str] | None = None,
     ) -> AuditEvent:
         merged = {"actor": actor.identity, **(details or {})}
+        if actor.credential is not None:
+            merged.setdefault("credential", actor.credential)
         return AuditEvent(
             time=self._clock(),
             host=self._host,

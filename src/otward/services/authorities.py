@@ -143,6 +143,27 @@ class AuthorityService:
             self._loaded[name] = loaded
         return loaded
 
+    def prove_root_key(self) -> str:
+        """Sign with the root CA's key and check the signature against its certificate: proof that
+        whoever runs this holds the CA passphrase (or the HSM PIN), not only the data directory.
+        Returns the root's name; an error (the key's own) when the key cannot be used."""
+        roots = [r for r in self._store.list_authorities() if r.parent is None]
+        if not roots:
+            raise NotFoundError("no root CA to prove possession of", rule="ca")
+        record = roots[0]
+        certificate = x509.load_der_x509_certificate(record.certificate_der)
+        key = self._keys.load_key(record.key_ref)
+        probe = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "otward key possession")]))
+            .sign(key, signature_hash_for(key))  # type: ignore[arg-type]
+        )
+        if not probe.is_signature_valid or probe.public_key() != certificate.public_key():
+            raise PolicyViolationError(
+                f"the key of CA '{record.name}' does not match its certificate", rule="ca-key"
+            )
+        return record.name
+
     def record(self, name: str) -> AuthorityRecord:
         """The stored CA ``name``, read without touching its keys; NotFoundError names the known ones."""
         record = self._store.get_authority(name)

@@ -21,6 +21,7 @@ from otward.core.audit import EventType, HeadSchedule
 from otward.core.ports import KeyBackend
 from otward.errors import ConfigError, IntegrityError, PolicyViolationError
 from otward.services.access import AccessAdmin
+from otward.services.accounts import AccountService
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
 from otward.services.devices import Devices
@@ -196,7 +197,8 @@ class Pki:
             revocation=self.revocation,
         )
         self.ocsp = OcspResponder(stores.certificates, self.authorities, settings.ocsp, clock=clock)
-        self.tokens = TokenService(stores.tokens, clock=clock, audit=self.audit)
+        self.tokens = TokenService(stores.tokens, clock=clock, audit=self.audit, accounts=stores.accounts)
+        self.accounts = AccountService(stores.accounts, clock=clock, audit=self.audit)
         self.transparency = TransparencyLog(stores.transparency, self.signers, clock=clock)
         self.expiry = ExpiryWatch(
             stores.certificates, stores.audit, self.audit, clock=clock, authorities=stores.authorities

@@ -6,19 +6,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import Row, Select, insert, select
 
 from otward.adapters.db import ledger
 from otward.adapters.db.database import Database, revoke_once
-from otward.adapters.db.schema import api_tokens
+from otward.adapters.db.schema import accounts, api_tokens
 from otward.core.audit import AuditEvent
-from otward.core.authz import Scope
+from otward.core.authz import Scope, parse_grant
 from otward.core.records import TokenRecord
 
 __all__ = ["SqlTokenStore"]
 
 
 def _token_record(row: Row[Any]) -> TokenRecord:
+    held = getattr(row, "grants", None) is not None and row.disabled_at is None
     return TokenRecord(
         row.token_id,
         row.name,
@@ -27,6 +28,15 @@ def _token_record(row: Row[Any]) -> TokenRecord:
         row.revoked_at,
         scope=Scope(row.scope),
         expires_at=row.expires_at,
+        account=row.account,
+        grants=frozenset(parse_grant(g) for g in row.grants.split(",") if g) if held else None,
+    )
+
+
+def _with_account() -> Select[Any]:
+    """Tokens with their account's roles and state: one read per request for both."""
+    return select(api_tokens, accounts.c.grants, accounts.c.disabled_at).select_from(
+        api_tokens.outerjoin(accounts, api_tokens.c.account == accounts.c.name)
     )
 
 
@@ -48,17 +58,25 @@ class SqlTokenStore:
                     revoked_at=token.revoked_at,
                     scope=token.scope.value,
                     expires_at=token.expires_at,
+                    account=token.account,
                 )
             )
 
     def get_token(self, token_id: str) -> TokenRecord | None:
         with self._database.reading() as conn:
-            row = conn.execute(select(api_tokens).where(api_tokens.c.token_id == token_id)).first()
+            row = conn.execute(_with_account().where(api_tokens.c.token_id == token_id)).first()
         return _token_record(row) if row is not None else None
 
     def list_tokens(self) -> Sequence[TokenRecord]:
         with self._database.reading() as conn:
             rows = conn.execute(select(api_tokens).order_by(api_tokens.c.created_at)).all()
+        return [_token_record(r) for r in rows]
+
+    def list_account_tokens(self, account: str) -> Sequence[TokenRecord]:
+        with self._database.reading() as conn:
+            rows = conn.execute(
+                select(api_tokens).where(api_tokens.c.account == account).order_by(api_tokens.c.created_at)
+            ).all()
         return [_token_record(r) for r in rows]
 
     def revoke_token(self, token_id: str, when: datetime, events: Sequence[AuditEvent] = ()) -> TokenRecord:

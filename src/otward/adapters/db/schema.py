@@ -28,6 +28,7 @@ from sqlalchemy import (
 __all__ = [
     "UnreadableTime",
     "UtcDateTime",
+    "accounts",
     "api_tokens",
     "audit_events",
     "audit_heads",
@@ -191,6 +192,21 @@ api_tokens = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("scope", String(32), nullable=False, server_default="admin"),
     Column("expires_at", UtcDateTime, nullable=True),
+    Column("account", String(64), nullable=False, server_default="admin"),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("grants", String(1024), nullable=False),  # "pki-officer,enrollment-officer:line-2"
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("password_hash", String(256), nullable=True),  # Argon2id PHC string; None: a service
+    Column("totp_secret", LargeBinary(64), nullable=True),
+    Column("totp_last_step", BigInteger, nullable=True),
+    Column("disabled_at", UtcDateTime, nullable=True),
+    Column("failed_signins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", UtcDateTime, nullable=True),
 )
 
 audit_events = Table(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from otward.adapters.db.access_store import SqlAccessStore
+from otward.adapters.db.accounts import SqlAccountStore
 from otward.adapters.db.api_tokens import SqlTokenStore
 from otward.adapters.db.audit import SqlAuditStore
 from otward.adapters.db.authorities import SqlAuthorityStore
@@ -51,6 +52,7 @@ class SqlStores:
     manufacturers: SqlManufacturerStore
     notifications: SqlNotificationStore
     shared_files: SqlSharedFiles
+    accounts: SqlAccountStore
 
     @classmethod
     def open(cls, engine: Engine) -> SqlStores:
@@ -75,6 +77,7 @@ class SqlStores:
             manufacturers=SqlManufacturerStore(database),
             notifications=SqlNotificationStore(database),
             shared_files=SqlSharedFiles(database),
+            accounts=SqlAccountStore(database),
         )
 
     def close(self) -> None:

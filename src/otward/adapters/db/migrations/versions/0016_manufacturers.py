@@ -1,15 +1,15 @@
 """Zero-touch onboarding: manufacturers (IDevID CAs) and the devices owners claimed from them.
 
-Revision ID: 0018_manufacturers
-Revises: 0015_notifications
+Revision ID: 0016_manufacturers
+Revises: 0015_accounts
 Create Date: 2026-12-07
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018_manufacturers"
-down_revision = "0015_notifications"
+revision = "0016_manufacturers"
+down_revision = "0015_accounts"
 branch_labels = None
 depends_on = None
 

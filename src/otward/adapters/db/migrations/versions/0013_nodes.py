@@ -1,7 +1,7 @@
 """Several nodes on one database: key files and the service's TLS identity shared through it, and
 a partial index on revoked certificates for the once-a-second CRL check.
 
-Revision ID: 0014_nodes
+Revision ID: 0013_nodes
 Revises: 0012_ca_lifecycle
 Create Date: 2026-12-07
 """
@@ -9,7 +9,7 @@ Create Date: 2026-12-07
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014_nodes"
+revision = "0013_nodes"
 down_revision = "0012_ca_lifecycle"
 branch_labels = None
 depends_on = None

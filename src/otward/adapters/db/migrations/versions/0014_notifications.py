@@ -1,15 +1,15 @@
 """Notifications: the outbox (one row per message and channel) and the conditions already announced.
 
-Revision ID: 0015_notifications
-Revises: 0014_nodes
+Revision ID: 0014_notifications
+Revises: 0013_nodes
 Create Date: 2026-12-07
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015_notifications"
-down_revision = "0014_nodes"
+revision = "0014_notifications"
+down_revision = "0013_nodes"
 branch_labels = None
 depends_on = None
 
