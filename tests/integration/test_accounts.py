@@ -327,6 +327,11 @@ def test_cli_accounts_and_their_roles(installed, password_file):
     assert "may not write admin" in refused
     for local in (["db", "upgrade"], ["init"]):
         assert "runs only in local root mode" in run("--as", "alice", *local, *data, env=env, code=1)
+    # commands that read the data directory themselves refuse an account instead of ignoring it
+    archive = str(installed.parent / "backup.tar.gz")
+    for local in (["backup", "--out", archive], ["doctor"], ["assess", "self"]):
+        assert "runs only in local root mode" in run("--as", "alice", *local, *data, env=env, code=1)
+    assert not Path(archive).exists()
     token = run("admin", "token", "prometheus", "--json", *data)
     with opened(installed) as pki:
         answer = client(pki).get("/metrics", headers=bearer(json.loads(token)["token"]))
