@@ -36,7 +36,7 @@ AcceptOption = Annotated[
     Path | None,
     typer.Option(
         "--accept",
-        help="TOML file of accepted risks ([[accept]] check, target, reason, until); still reported",
+        help="TOML file of accepted risks (\\[\\[accept]] check, target, reason, until); still reported",
         show_default=False,
     ),
 ]
@@ -94,7 +94,8 @@ def _print_table(document: FindingsDocument) -> None:
         return
     table = Table(show_lines=False)
     for column in ("Severity", "Target", "Check", "Finding", "Requirements"):
-        table.add_column(column)
+        # fold rather than cut: a check id is what an accepted risk names, it must be readable whole
+        table.add_column(column, overflow="fold")
     for f in findings:
         severity = f"[{_STYLE[f.severity]}]{f.severity.value}[/]"
         if f.accepted is not None:
