@@ -417,6 +417,32 @@ class NotifySettings(BaseModel):
         return parse_duration(self.enroll_flood_window)
 
 
+class ApprovalSettings(BaseModel):
+    """``[approvals]``: four-eyes approval of CA creation and revocation, signer rotation with
+    revocation and role changes (docs/administration.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["auto", "on", "off"] = "auto"  # auto: on once two enabled accounts hold admin
+    expires: str = "24h"  # how long a request waits for its second account
+    bulk_revocation_threshold: int = Field(default=10, ge=1, le=1_000_000)
+
+    @field_validator("expires")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            lifetime = parse_duration(value)
+        except InvalidRequestError as exc:
+            raise ValueError(exc.message) from None
+        if not timedelta(minutes=5) <= lifetime <= timedelta(days=30):
+            raise ValueError("must lie between 5m and 30d")
+        return value
+
+    @property
+    def lifetime(self) -> timedelta:
+        return parse_duration(self.expires)
+
+
 class Settings(BaseModel):
     """One installation's settings; validated as a whole when loaded."""
 
@@ -434,6 +460,7 @@ class Settings(BaseModel):
     server: ServerSettings = ServerSettings()
     keys: KeySettings = KeySettings()
     notify: NotifySettings = NotifySettings()
+    approvals: ApprovalSettings = ApprovalSettings()
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # the revocation journal (docs/backup.md); relative to the data directory, better on another disk
     revocation_journal: Path = Path("revocations.jsonl")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from otward.cli.approvals import gate
 from otward.cli.common import (
     Column,
     DataOption,
@@ -21,6 +22,7 @@ from otward.cli.common import (
     print_listing,
 )
 from otward.core.accounts import AccountRecord
+from otward.core.approvals import Operation
 from otward.core.authz import Grant, Role, Scope, parse_grant, parse_scope
 from otward.core.durations import parse_duration
 from otward.errors import ConfigError
@@ -94,6 +96,13 @@ def add(
     if service and password_file is not None:
         raise typer.BadParameter("a service identity has no password", param_hint="--password-file")
     with open_pki(data, db) as pki:
+        parameters = {"name": name, "roles": sorted(str(g) for g in grants)}
+        if gate(pki, Operation.ACCOUNT_ADD, parameters, as_json=as_json):
+            if not service:
+                console.print(
+                    f"once approved, set its password with `otward admin passwd {name}`", highlight=False
+                )
+            return
         password = None if service else _password(password_file)
         account = pki.accounts.add(name, grants, cli_actor(), password=password)
     if as_json:
@@ -164,6 +173,9 @@ def roles(name: NameArgument, role: RoleOption, data: DataOption = None, db: DbO
     """Replace an account's roles with the --role options given."""
     grants = _grants(role)
     with open_pki(data, db) as pki:
+        pki.accounts.get(name)  # an unknown account is refused now, not at approval
+        if gate(pki, Operation.ACCOUNT_ROLES, {"name": name, "roles": sorted(str(g) for g in grants)}):
+            return
         account = pki.accounts.set_grants(name, grants, cli_actor())
     console.print(f"roles of {name}: {', '.join(_row(account)['roles'])}", highlight=False)
 

@@ -14,6 +14,7 @@ from otward import __version__
 from otward.cli import access as access_cli
 from otward.cli import admin as admin_cli
 from otward.cli import agent, audit, ca, cert, crl, device, log, owner, signer, token
+from otward.cli import approvals as approvals_cli
 from otward.cli import assess as assess_cli
 from otward.cli import assess_report as _assess_report  # noqa: F401 - registers 'assess report'
 from otward.cli import assess_self as _assess_self  # noqa: F401 - registers 'assess self'
@@ -72,6 +73,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(approvals_cli.app, name="approvals")
 app.add_typer(ca.app, name="ca")
 app.add_typer(cert.app, name="cert")
 app.add_typer(crl.app, name="crl")

@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from rich.markup import escape
 
+from otward.cli.approvals import gate
 from otward.cli.common import (
     Column,
     DataOption,
@@ -31,12 +32,13 @@ from otward.cli.common import (
     write_output,
 )
 from otward.config import KeySettings
+from otward.core.approvals import Operation
 from otward.core.ca_lifecycle import expiry_marks_crossed
 from otward.core.csr import load_csr
 from otward.core.keys import KeyType, spki_pin
 from otward.core.records import AuthorityRecord
 from otward.core.revocation import parse_reason
-from otward.errors import ConfigError, InvalidRequestError
+from otward.errors import ConfigError, InvalidRequestError, PolicyViolationError
 from otward.http.schemas import AuthorityOut
 from otward.services.bootstrap import ISSUING_CA, complete_external_init
 from otward.services.key_migration import migrate_keys_to_pkcs11
@@ -96,6 +98,13 @@ def create(
             raise ConfigError("--external-parent needs --csr-out FILE", rule="ca-parent")
         check_output(csr_out, "--csr-out", force=force)
         with open_pki(data, db) as pki:
+            if pki.approvals.applies():
+                raise PolicyViolationError(
+                    "ca create --external-parent cannot wait for approval (the CSR is written where the"
+                    " command runs); with [approvals] on, create the CA under a parent of this"
+                    ' installation, or set [approvals] mode = "off" for this step',
+                    rule="four-eyes",
+                )
             csr = pki.authorities.create_pending(
                 name,
                 key_type=KeyType.parse(key_type),
@@ -118,6 +127,17 @@ def create(
         return
     assert parent is not None  # noqa: S101 - checked above
     with open_pki(data, db) as pki:
+        parameters = {
+            "name": name,
+            "parent": parent,
+            "key_type": KeyType.parse(key_type).value,
+            "organization": org or pki.settings.organization,
+            "path_length": path_len,
+            "permitted_dns": list(permitted_dns or ()),
+            "permitted_ip": [str(_network(n)) for n in permitted_ip or ()],
+        }
+        if gate(pki, Operation.CA_CREATE, parameters, as_json=as_json):
+            return
         with working(f"creating CA {name}") if not as_json else contextlib.nullcontext():
             loaded = pki.authorities.create_subordinate(
                 name,
@@ -385,6 +405,8 @@ def revoke(
     its CRL and OCSP keep answering, and trust files drop it at their next refresh."""
     flag = parse_reason(reason)
     with open_pki(data, db) as pki:
+        if gate(pki, Operation.CA_REVOKE, {"name": name, "reason": reason}, as_json=as_json):
+            return
         record = pki.revocation.revoke_authority(name, flag, cli_actor())
     if as_json:
         print_json({"name": name, "serial": record.serial, "reason": reason, "parent": record.ca})

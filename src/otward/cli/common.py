@@ -20,15 +20,15 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from otward.adapters.files import atomic_file, write_atomic
-from otward.cli.permissions import COMMANDS, SELF_SERVICE
+from otward.cli.permissions import APPROVAL_AREAS, APPROVAL_COMMANDS, COMMANDS, SELF_SERVICE
 
 try:  # Typer 0.20+ carries its own copy of click; the running command's context lives there
     from typer._click.globals import get_current_context
 except ImportError:  # pragma: no cover - an older Typer on the real click
     from click import get_current_context  # type: ignore[no-redef,assignment,unused-ignore]
 from otward.config import Settings, default_data_dir, load_settings, parse_trusted_proxies
-from otward.core.accounts import actor_identity
-from otward.core.authz import Action, Area
+from otward.core.accounts import AccountRecord, actor_identity
+from otward.core.authz import Action, Area, Permission, is_granted
 from otward.core.rfc3339 import json_default
 from otward.errors import ConfigError, ConflictError, OtwardError, PermissionDeniedError
 from otward.services.audit import Actor
@@ -56,9 +56,11 @@ __all__ = [
     "print_json",
     "print_listing",
     "print_table",
+    "prove_local_admin",
     "resolve_data_dir",
     "set_invocation_account",
     "set_invocation_data_dir",
+    "signed_in_account",
     "trusted_proxies",
     "warn",
     "working",
@@ -120,12 +122,26 @@ def load(data: Path | None, db: str | None) -> Settings:
 _invocation_account: list[str | None] = [None]
 # What local root mode proved, if anything (``ca-key:root`` before a change of accounts or roles).
 _local_credential: list[str | None] = [None]
+_signed_in: list[AccountRecord | None] = [None]
+
+
+def signed_in_account() -> AccountRecord | None:
+    """The account ``--as`` signed in as (after :func:`open_pki`); None in local root mode."""
+    return _signed_in[0]
+
+
+def prove_local_admin(pki: Pki) -> None:
+    """In local root mode, prove the root CA key usable before an account or role change (as
+    :func:`authorize_command` does for the ``admin`` commands); nothing with ``--as``."""
+    if invocation_account() is None:
+        _local_credential[0] = f"ca-key:{pki.authorities.prove_root_key()}"
 
 
 def set_invocation_account(name: str | None) -> None:
     """Record ``--as NAME`` (or $OTWARD_AS) for this invocation; None is local root mode."""
     _invocation_account[0] = name or None
     _local_credential[0] = None
+    _signed_in[0] = None
 
 
 def invocation_account() -> str | None:
@@ -233,8 +249,13 @@ def authorize_command(pki: Pki) -> None:
         else None
     )
     account = pki.accounts.sign_in(name, password, code, actor)
+    _signed_in[0] = account
     if path in SELF_SERVICE and ctx is not None and ctx.params.get("name") == account.name:
         return  # an account's own password or TOTP secret, having just proved both
+    if path in APPROVAL_COMMANDS:
+        wanted = [Permission(area, APPROVAL_COMMANDS[path]) for area in APPROVAL_AREAS]
+        if any(is_granted(account.grants, p) for p in wanted):
+            return  # each request is decided on its own operation's permission
     pki.accounts.authorize(account, needed, cli_actor(), owner=_command_owner(ctx, pki))
 
 

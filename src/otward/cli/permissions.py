@@ -15,7 +15,7 @@ from typing import Final
 
 from otward.core.authz import Action, Area, Permission
 
-__all__ = ["COMMANDS", "LOCAL", "SELF_SERVICE", "is_local_group"]
+__all__ = ["APPROVAL_AREAS", "APPROVAL_COMMANDS", "COMMANDS", "LOCAL", "SELF_SERVICE", "is_local_group"]
 
 LOCAL: Final = None
 
@@ -151,6 +151,13 @@ COMMANDS: Mapping[str, Permission | None] = {
     "edge token list": ACCESS_READ,
     "edge token revoke": ACCESS_WRITE,
     "edge trail": ACCESS_READ,
+    # four-eyes approval: the entry is the least an account needs to be let in (read or write of an
+    # area with gated operations, PKI or admin: APPROVAL_COMMANDS); each request is then decided on
+    # its own operation's permission (otward.core.approvals.OPERATION_PERMISSIONS)
+    "approvals list": PKI_READ,
+    "approvals show": PKI_READ,
+    "approvals approve": PKI_WRITE,
+    "approvals reject": PKI_WRITE,
     # the audit trail
     "audit export": AUDIT_READ,
     "audit list": AUDIT_READ,
@@ -161,6 +168,17 @@ COMMANDS: Mapping[str, Permission | None] = {
     "notify test": AUDIT_READ,
 }
 
+
+APPROVAL_COMMANDS: Mapping[str, Action] = {
+    "approvals list": _R,
+    "approvals show": _R,
+    "approvals approve": _W,
+    "approvals reject": _W,
+}
+"""Commands an account may run holding ``action`` on any area with gated operations (PKI or admin):
+which requests it sees and decides is then a matter of each request's own permission."""
+
+APPROVAL_AREAS = (Area.PKI, Area.ADMIN)
 
 SELF_SERVICE: frozenset[str] = frozenset({"admin passwd", "admin totp"})
 """Commands an account signed in with ``--as`` may run on itself (``NAME`` its own name) without

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from cryptography import x509
 
+from otward.cli.approvals import gate
 from otward.cli.common import (
     DataOption,
     DbOption,
@@ -18,6 +19,7 @@ from otward.cli.common import (
     open_pki,
     print_json,
 )
+from otward.core.approvals import Operation
 from otward.core.revocation import parse_reason
 from otward.services.signers import SIGNERS, SignerInfo
 
@@ -70,6 +72,10 @@ def rotate(
     previous one, or name it revoked."""
     reason: x509.ReasonFlags | None = parse_reason(revoke_previous) if revoke_previous else None
     with open_pki(data, db) as pki:
+        if reason is not None and gate(
+            pki, Operation.SIGNER_ROTATE_REVOKE, {"name": name, "reason": revoke_previous}, as_json=as_json
+        ):
+            return
         info = pki.signers.rotate(name, revoke_previous=reason, actor=cli_actor())
     if as_json:
         print_json(info.summary())

@@ -96,6 +96,10 @@ class EventType(enum.Enum):
     ACCOUNT_REMOVED = "account.removed"
     ACCOUNT_LOCKED = "account.locked"  # too many failed sign-ins: details.until
     SIGNIN_SUCCEEDED = "signin.succeeded"
+    APPROVAL_REQUESTED = "approval.requested"  # a gated operation stored, waiting for a second account
+    APPROVAL_APPROVED = "approval.approved"  # approved and carried out (details.result)
+    APPROVAL_REJECTED = "approval.rejected"  # rejected, or withdrawn by its requester
+    APPROVAL_EXPIRED = "approval.expired"
     OWNER_CREATED = "owner.created"
     ENROLL_TOKEN_CREATED = "enroll_token.created"  # noqa: S105 - an event name
     ENROLL_TOKEN_REVOKED = "enroll_token.revoked"  # noqa: S105 - an event name

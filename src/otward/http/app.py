@@ -19,6 +19,7 @@ from otward.core.records import parse_serial
 from otward.core.revocation import parse_reason
 from otward.errors import InvalidRequestError, NotFoundError
 from otward.http.access import router as access_router
+from otward.http.approvals import router as approvals_router
 from otward.http.audit import router as audit_router
 from otward.http.auth import MetricsReader, PkiReader, PkiWriter, get_pki
 from otward.http.devices import router as devices_router
@@ -190,6 +191,7 @@ def create_api(pki: Pki, *, workers: int = 1) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(transparency_router)
     app.include_router(signers_router)
+    app.include_router(approvals_router)
     app.include_router(session_router)
     _serve_docs_offline(app)
 

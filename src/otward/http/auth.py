@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from otward.core.authz import Action, Area, Permission
+from otward.core.authz import Action, Area, Permission, is_granted
 from otward.core.records import TokenRecord
 from otward.errors import AuthenticationError, OtwardError
 from otward.http.limits import guard_failures
@@ -23,6 +24,7 @@ __all__ = [
     "AdminReader",
     "AdminWriter",
     "AuditReader",
+    "Caller",
     "EnrollmentReader",
     "EnrollmentWriter",
     "MetricsReader",
@@ -30,6 +32,7 @@ __all__ = [
     "PkiWriter",
     "get_pki",
     "permitted",
+    "permitted_any",
     "request_actor",
     "resource_owner",
 ]
@@ -113,6 +116,39 @@ def permitted(area: Area, action: Action) -> Callable[..., Actor]:
         return actor
 
     dependency.__name__ = f"require_{area.value}_{action.value}"
+    return dependency
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated API token and the audit actor it stands for."""
+
+    token: TokenRecord
+    actor: Actor
+
+    def holds(self, permission: Permission) -> bool:
+        """True when the token's scope and its account's roles both cover ``permission``."""
+        return is_granted(self.token.grants or frozenset(), permission, scope=self.token.scope)
+
+
+def permitted_any(areas: tuple[Area, ...], action: Action) -> Callable[..., Caller]:
+    """A dependency admitting a token that covers ``action`` of at least one of ``areas`` (401
+    without a good token, 403 otherwise, as :func:`permitted`); the route then decides each
+    resource on its own permission with :meth:`Caller.holds`."""
+
+    def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Caller:
+        pki = get_pki(request)
+        token = _authenticated(request, credentials)
+        caller = Caller(token, pki.tokens.actor(token, request_actor(request)))
+        wanted = [Permission(area, action) for area in areas]
+        if not any(caller.holds(p) for p in wanted):
+            pki.tokens.authorize(token, wanted[0], caller.actor)  # refuses, audited as authz.denied
+        return caller
+
+    dependency.__name__ = f"require_any_{action.value}"
     return dependency
 
 

@@ -22,6 +22,7 @@ from otward.core.ports import KeyBackend
 from otward.errors import ConfigError, IntegrityError, PolicyViolationError
 from otward.services.access import AccessAdmin
 from otward.services.accounts import AccountService
+from otward.services.approvals import ApprovalService, approval_executors
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
 from otward.services.devices import Devices
@@ -199,6 +200,14 @@ class Pki:
         self.ocsp = OcspResponder(stores.certificates, self.authorities, settings.ocsp, clock=clock)
         self.tokens = TokenService(stores.tokens, clock=clock, audit=self.audit, accounts=stores.accounts)
         self.accounts = AccountService(stores.accounts, clock=clock, audit=self.audit)
+        self.approvals = ApprovalService(
+            stores.approvals,
+            settings=settings.approvals,
+            clock=clock,
+            audit=self.audit,
+            admin_count=self.accounts.admin_capable,
+            executors=approval_executors(self),
+        )
         self.transparency = TransparencyLog(stores.transparency, self.signers, clock=clock)
         self.expiry = ExpiryWatch(
             stores.certificates, stores.audit, self.audit, clock=clock, authorities=stores.authorities

@@ -30,6 +30,7 @@ __all__ = [
     "UtcDateTime",
     "accounts",
     "api_tokens",
+    "approval_requests",
     "audit_events",
     "audit_heads",
     "authorities",
@@ -207,6 +208,21 @@ accounts = Table(
     Column("disabled_at", UtcDateTime, nullable=True),
     Column("failed_signins", Integer, nullable=False, server_default="0"),
     Column("locked_until", UtcDateTime, nullable=True),
+)
+
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("operation", String(64), nullable=False),
+    Column("parameters", Text, nullable=False),  # JSON, never a secret
+    Column("requester", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("decided_by", String(128), nullable=True),
+    Column("decided_at", UtcDateTime, nullable=True),
+    Column("reason", String(1024), nullable=True),
 )
 
 audit_events = Table(

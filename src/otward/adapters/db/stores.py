@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from otward.adapters.db.access_store import SqlAccessStore
 from otward.adapters.db.accounts import SqlAccountStore
 from otward.adapters.db.api_tokens import SqlTokenStore
+from otward.adapters.db.approvals import SqlApprovalStore
 from otward.adapters.db.audit import SqlAuditStore
 from otward.adapters.db.authorities import SqlAuthorityStore
 from otward.adapters.db.certificates import SqlCertificateStore
@@ -53,6 +54,7 @@ class SqlStores:
     notifications: SqlNotificationStore
     shared_files: SqlSharedFiles
     accounts: SqlAccountStore
+    approvals: SqlApprovalStore
 
     @classmethod
     def open(cls, engine: Engine) -> SqlStores:
@@ -78,6 +80,7 @@ class SqlStores:
             notifications=SqlNotificationStore(database),
             shared_files=SqlSharedFiles(database),
             accounts=SqlAccountStore(database),
+            approvals=SqlApprovalStore(database),
         )
 
     def close(self) -> None:
