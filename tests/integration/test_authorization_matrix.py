@@ -79,6 +79,12 @@ def api(area: str, *, write: bool = False) -> Rule:
     return Rule("api", area, write)
 
 
+def approver(*, write: bool) -> Rule:
+    """Four-eyes approval: any token covering the PKI or the accounts area (read to list, write to
+    decide); each request is then decided on its own operation's permission (test_approvals.py)."""
+    return Rule("approver", "pki|admin", write)
+
+
 def gatekeeper(*, write: bool) -> Rule:
     return Rule("gatekeeper", "access", write)
 
@@ -104,6 +110,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/cas/{name}/chain"): PUBLIC,
     ("GET", "/api/v1/signers"): api("pki"),
     ("POST", "/api/v1/signers/{name}/rotate"): api("pki", write=True),
+    ("GET", "/api/v1/approvals"): approver(write=False),
+    ("POST", "/api/v1/approvals/{request_id}/approve"): approver(write=True),
+    ("POST", "/api/v1/approvals/{request_id}/reject"): approver(write=True),
     ("GET", "/api/v1/devices"): api("enrollment"),
     ("GET", "/api/v1/devices/{device_id}"): api("enrollment"),
     ("POST", "/api/v1/devices/{device_id}/disable"): api("enrollment", write=True),
@@ -219,6 +228,7 @@ PATH_VALUES = {
     "grant_id": "operator-1",
     "credential_id": "0" * 32,
     "tree_size": "1",
+    "request_id": "1",
 }
 
 
@@ -232,10 +242,11 @@ def expected(rule: Rule, credential: str, path: str = "") -> str | int:
         return OK if credential == "device-cert" else 401
     if rule.kind == "gatekeeper" and credential == "edge-own":
         return OK
+    areas = rule.area.split("|")
     if credential in SCOPES:
-        return OK if SCOPES[credential](rule.area, rule.write) else 403
+        return OK if any(SCOPES[credential](a, rule.write) for a in areas) else 403
     if credential in ROLES:
-        return OK if ROLES[credential](rule.area, rule.write) else 403
+        return OK if any(ROLES[credential](a, rule.write) for a in areas) else 403
     if credential in OWNER_LIMITED:
         own = OWNER_LIMITED[credential] and "{device_id}" in path
         return OK if rule.area == "enrollment" and own else 403

@@ -58,7 +58,6 @@ def list_signers(request: Request, _actor: PkiReader) -> list[SignerOut]:
 def rotate_signer(
     name: SignerName,
     request: Request,
-    response: Response,
     actor: PkiWriter,
     body: RotateRequest | None = None,
 ) -> SignerOut | JSONResponse:
