@@ -87,7 +87,8 @@ def test_approval_by_a_second_officer_runs_the_operation_once(officers):
     with pytest.raises(ConflictError, match="executed, not pending"):
         pki.approvals.decide(request.id, Decision.APPROVE, BOB, _everything)
     after = pki.signers.current("audit")
-    assert after is not None and after.certificate != before
+    assert after is not None
+    assert after.certificate != before
     revoked = events(pki, EventType.CERT_REVOKED)[-1]
     assert revoked.details["actor"] == "admin:bob"
     requested = events(pki, EventType.APPROVAL_REQUESTED)[-1]
@@ -159,7 +160,7 @@ def test_an_approver_without_the_permission_is_refused(officers):
 
 def test_mode_auto_switches_on_with_a_second_admin(data_dir):
     initialize(data_dir, key_type=KeyType.EC_P256, organization="ACME Chemicals")
-    with _opened(data_dir) as pki:
+    with _Opened(data_dir) as pki:
         assert not pki.approvals.applies()  # one admin: nobody to approve
         add(pki, "alice", "pki-officer")
         assert not pki.approvals.applies()
@@ -168,7 +169,7 @@ def test_mode_auto_switches_on_with_a_second_admin(data_dir):
         pki.accounts.disable("bob")
         assert not pki.approvals.applies()
     set_mode(data_dir, 'mode = "on"')
-    with _opened(data_dir) as pki:
+    with _Opened(data_dir) as pki:
         assert pki.approvals.applies()
 
 
@@ -176,7 +177,7 @@ def test_mode_off_and_bad_settings(data_dir):
     initialize(data_dir, key_type=KeyType.EC_P256, organization="ACME Chemicals")
     config = (data_dir / "config.toml").read_text()
     set_mode(data_dir, 'mode = "off"')
-    with _opened(data_dir) as pki:
+    with _Opened(data_dir) as pki:
         add(pki, "bob", "admin")
         assert not pki.approvals.applies()
     for bad, message in (('expires = "1s"', "approvals.expires"), ('mode = "maybe"', "approvals.mode")):
@@ -186,7 +187,7 @@ def test_mode_off_and_bad_settings(data_dir):
             load_settings(data_dir)
 
 
-class _opened:
+class _Opened:
     def __init__(self, data: Path) -> None:
         self.pki = Pki.open(load_settings(data))
 
@@ -248,7 +249,7 @@ def test_cli_ca_create_waits_for_a_second_officer(data_dir, password_file):
     assert "approval request 1 approved and executed: created CA plant-a under root" in approved
     assert "plant-a" in run("ca", "list", *data)
     assert "executed, not pending" in run("--as", "bob", "approvals", "approve", "1", *data, env=env, code=1)
-    with _opened(data_dir) as pki:
+    with _Opened(data_dir) as pki:
         created = events(pki, EventType.CA_CREATED)[-1]
         assert created.details["actor"] == "admin:bob"
         assert events(pki, EventType.APPROVAL_REQUESTED)[-1].details["actor"] == "admin:alice"
@@ -266,7 +267,7 @@ def test_cli_role_change_and_local_root_mode(data_dir, password_file):
     # bob approves his own demotion: he is not the requester, and holds admin
     assert "roles of bob: auditor" in run("--as", "bob", "approvals", "approve", "1", *data, env=env)
     assert "account.add" not in run("approvals", "list", *data)
-    with _opened(data_dir) as pki:
+    with _Opened(data_dir) as pki:
         assert pki.accounts.get("bob").grants == frozenset({parse_grant("auditor")})
         changed = events(pki, EventType.ACCOUNT_CHANGED)[-1]
         assert changed.details["actor"] == "admin:bob"
@@ -290,11 +291,13 @@ def test_api_signer_rotation_waits_for_approval(officers):
     answer = call("alice", "POST", "/api/v1/signers/edge/rotate", json={"revoke_previous": "superseded"})
     assert answer.status_code == 202, answer.text
     request_id = answer.json()["id"]
-    assert answer.json()["state"] == "pending" and answer.json()["requester"] == "admin:alice"
+    assert answer.json()["state"] == "pending"
+    assert answer.json()["requester"] == "admin:alice"
     assert call("erin", "GET", "/api/v1/approvals").status_code == 403
     assert [r["id"] for r in call("bob", "GET", "/api/v1/approvals").json()] == [request_id]
     own = call("alice", "POST", f"/api/v1/approvals/{request_id}/approve")
-    assert own.status_code == 403 and "another account must approve" in own.text
+    assert own.status_code == 403
+    assert "another account must approve" in own.text
     done = call("bob", "POST", f"/api/v1/approvals/{request_id}/approve", json={"reason": "ok"})
     assert done.status_code == 200, done.text
     assert (done.json()["state"], done.json()["decided_by"]) == ("executed", "admin:bob")
