@@ -34,6 +34,9 @@ AREAS = (
     (re.compile(r"^/api/v1/audit"), "audit"),
     (re.compile(r"^/metrics$"), "metrics"),
     (re.compile(r"^/api/v1/accounts"), "admin"),
+    # four-eyes approval: a token covering the PKI or the accounts area (no scope covers the one
+    # without the other but admin, so for scopes it is the PKI's rule); requests then decide alone
+    (re.compile(r"^/api/v1/approvals"), "pki"),
 )
 ALLOWED = {
     "admin": lambda area, write: True,
