@@ -23,7 +23,7 @@ from otward.core.approvals import Decision, Operation, State
 from otward.core.audit import EventType
 from otward.core.authz import is_granted, parse_grant
 from otward.core.keys import KeyType
-from otward.errors import ConfigError, ConflictError, PermissionDeniedError
+from otward.errors import ConfigError, ConflictError, OtwardError, PermissionDeniedError
 from otward.http.app import create_app
 from otward.services.audit import Actor
 from otward.services.bootstrap import initialize
@@ -130,6 +130,20 @@ def test_rejection_and_withdrawal_do_nothing(officers):
     kinds = [e.details["decision"] for e in events(pki, EventType.APPROVAL_REJECTED)]
     assert kinds == ["rejected", "withdrawn"]
     assert events(pki, EventType.APPROVAL_REJECTED)[0].details["reason"] == "wrong CA"
+
+
+def test_an_operation_that_fails_once_approved_is_recorded_failed(officers):
+    pki = officers
+    request = pki.approvals.request(Operation.CA_REVOKE, {"name": "nowhere", "reason": "superseded"}, ALICE)
+    with pytest.raises(OtwardError):
+        pki.approvals.decide(request.id, Decision.APPROVE, BOB, _everything)
+    failed = pki.approvals.get(request.id)
+    assert failed.state is State.FAILED
+    assert "nowhere" in (failed.reason or "")
+    with pytest.raises(ConflictError, match="failed, not pending"):
+        pki.approvals.decide(request.id, Decision.APPROVE, BOB, _everything)
+    outcome = events(pki, EventType.APPROVAL_APPROVED)[-1]
+    assert (outcome.outcome.value, outcome.details["decision"]) == ("failure", "failed")
 
 
 def test_a_request_expires(officers, clock):

@@ -186,13 +186,16 @@ class ApprovalService:
         approved gets here; the result (or the error) is stored with the state."""
         try:
             result = self._executors[request.operation](request.parameters, actor)
-        except OtwardError as exc:
+        except Exception as exc:  # the request must not stay "approved" whatever went wrong
+            message = (
+                exc.message if isinstance(exc, OtwardError) else f"internal error ({type(exc).__name__})"
+            )
             failed = self._audit.event(
                 actor,
                 EventType.APPROVAL_APPROVED,
                 _subject(request.id),
                 outcome=Outcome.FAILURE,
-                reason=exc.message,
+                reason=message,
                 details=_details(request, requester=request.requester, decision="failed"),
             )
             self._store.transition(
@@ -201,7 +204,7 @@ class ApprovalService:
                 State.FAILED,
                 decided_by=None,
                 decided_at=self._clock(),
-                reason=exc.message[:1024],
+                reason=message[:1024],
                 events=[failed],
             )
             raise
