@@ -263,10 +263,24 @@ def test_cli_ca_create_waits_for_a_second_officer(data_dir, password_file):
     assert "approval request 1 approved and executed: created CA plant-a under root" in approved
     assert "plant-a" in run("ca", "list", *data)
     assert "executed, not pending" in run("--as", "bob", "approvals", "approve", "1", *data, env=env, code=1)
+    revoke = run("--as", "alice", "ca", "revoke", "plant-a", "--reason", "superseded", *data, env=env)
+    assert "approval request 2 stored" in revoke
+    assert "rejected" in run("--as", "bob", "approvals", "reject", "2", "--reason", "no", *data, env=env)
+    run("ca", "revoke", "plant-b", "--reason", "superseded", *data, code=1)  # no such CA: no request
+    rotate = run(
+        "--as", "bob", "signer", "rotate", "audit", "--revoke-previous", "superseded", *data, env=env
+    )
+    assert "approval request 3 stored" in rotate
+    pending = json.loads(run("approvals", "list", "--pending", "--json", *data))
+    assert [(r["id"], r["operation"], r["requester"]) for r in pending] == [
+        (3, "signer.rotate_revoke", "admin:bob")
+    ]
     with _Opened(data_dir) as pki:
+        assert not events(pki, EventType.CA_REVOKED)
         created = events(pki, EventType.CA_CREATED)[-1]
         assert created.details["actor"] == "admin:bob"
-        assert events(pki, EventType.APPROVAL_REQUESTED)[-1].details["actor"] == "admin:alice"
+        requested = events(pki, EventType.APPROVAL_REQUESTED)
+        assert [e.details["actor"] for e in requested] == ["admin:alice", "admin:alice", "admin:bob"]
 
 
 def test_cli_role_change_and_local_root_mode(data_dir, password_file):

@@ -405,6 +405,7 @@ def revoke(
     its CRL and OCSP keep answering, and trust files drop it at their next refresh."""
     flag = parse_reason(reason)
     with open_pki(data, db) as pki:
+        pki.authorities.record(name)  # an unknown CA is refused now, not at approval
         if gate(pki, Operation.CA_REVOKE, {"name": name, "reason": reason}, as_json=as_json):
             return
         record = pki.revocation.revoke_authority(name, flag, cli_actor())

@@ -21,6 +21,7 @@ from otward.cli.common import (
 )
 from otward.core.approvals import Operation
 from otward.core.revocation import parse_reason
+from otward.errors import InvalidRequestError
 from otward.services.signers import SIGNERS, SignerInfo
 
 app = typer.Typer(help="Service signers: the audit signer and the edge signer.", no_args_is_help=True)
@@ -72,6 +73,10 @@ def rotate(
     previous one, or name it revoked."""
     reason: x509.ReasonFlags | None = parse_reason(revoke_previous) if revoke_previous else None
     with open_pki(data, db) as pki:
+        if name not in SIGNERS:  # refused now, not at approval
+            raise InvalidRequestError(
+                f"no signer '{name}': signers are {', '.join(SIGNERS)}", rule="signer-name"
+            )
         if reason is not None and gate(
             pki, Operation.SIGNER_ROTATE_REVOKE, {"name": name, "reason": revoke_previous}, as_json=as_json
         ):
