@@ -372,5 +372,5 @@ def test_audit_file_records_signing_verification_and_boot(tmp_path):
     assert records[1]["event"]["details"]["rule"] == "firmware.algorithm.weak"
     assert records[2]["event"]["details"]["rule"] == "firmware.image.mismatch"
     assert records[3]["event"]["details"]["booted"] == "bootloader:1,kernel:2"
-    assert records[0]["event"]["details"]["actor"].startswith("cli:")
+    assert records[0]["event"]["details"]["actor"].startswith("local:")
     assert "chain" in run("audit", "verify", "--file", str(trail))

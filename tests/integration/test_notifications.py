@@ -594,7 +594,7 @@ def test_notify_test_reports_each_channel(installation, database_url, receiver, 
         (EventType.NOTIFY_FAILED, "test"),
         (EventType.NOTIFY_SENT, "test"),
     ]
-    assert all(e.details["actor"].startswith("cli:") for e in events)
+    assert all(e.details["actor"].startswith("local:") for e in events)
     assert SECRET.decode() not in json.dumps([e.to_dict() for e in events])
 
 
