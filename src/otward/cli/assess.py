@@ -16,13 +16,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from otward import __version__
+from otward.adapters.files import read_limited
 from otward.cli.common import check_output, console, err_console, handle_errors, write_output
 from otward.core.assess.findings import FindingsDocument, Severity, dump_findings, exit_status
 from otward.core.assess.targets import Target, parse_target, parse_targets
 from otward.core.assess.waivers import Waiver, apply_waivers, parse_waivers
 from otward.errors import ConfigError
 
-__all__ = ["AcceptOption", "OutOption", "app", "emit_findings", "now", "tool_name"]
+__all__ = ["AcceptOption", "OutOption", "app", "emit_findings", "now", "read_waivers", "tool_name"]
 
 app = typer.Typer(
     help="Check endpoints (TLS, OPC UA, Modbus, this installation) along IEC 62443-4-2; report findings.",
@@ -62,7 +63,7 @@ def emit_findings(
     if out is not None:
         check_output(out, "--out", force=True)
     if accept is not None:
-        document = apply_waivers(document, _read_waivers(accept), now().date())
+        document = apply_waivers(document, read_waivers(accept), now().date())
     text = dump_findings(document)
     if out is not None:
         write_output(out, text.encode())
@@ -73,16 +74,11 @@ def emit_findings(
     raise typer.Exit(exit_status([document]))
 
 
-def _read_waivers(path: Path) -> list[Waiver]:
+def read_waivers(path: Path) -> list[Waiver]:
+    """The accepted risks of ``--accept`` (TOML, at most 1 MiB); ConfigError naming what is wrong."""
+    data = read_limited(path, _MAX_WAIVER_BYTES, "accepted risks")
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(_MAX_WAIVER_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"--accept {path}: {exc.strerror or exc}", rule="file") from None
-    if len(raw) > _MAX_WAIVER_BYTES:
-        raise ConfigError(f"--accept {path} is larger than {_MAX_WAIVER_BYTES} bytes", rule="file")
-    try:
-        return parse_waivers(raw.decode(), str(path))
+        return parse_waivers(data.decode(), str(path))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(str(exc), rule="accept") from None
 

@@ -15,17 +15,15 @@ from rich.markup import escape
 
 from otward.adapters.files import read_limited
 from otward.adapters.report_html import render_html
-from otward.cli.assess import AcceptOption, app, now, tool_name
+from otward.cli.assess import AcceptOption, app, now, read_waivers, tool_name
 from otward.cli.common import ForceOption, check_output, console, handle_errors, write_output
 from otward.core.assess.findings import FindingsDocument, parse_findings
 from otward.core.assess.report import build_report, render_markdown
-from otward.core.assess.waivers import Waiver, parse_waivers
-from otward.errors import ConfigError, ParseError
+from otward.errors import ParseError
 
 __all__ = ["ReportFormat", "report"]
 
 _MAX_FINDINGS_BYTES = 64 << 20  # a scan of thousands of targets stays far below this
-_MAX_WAIVER_BYTES = 1 << 20
 
 
 class ReportFormat(StrEnum):
@@ -61,7 +59,7 @@ def report(
     if out is not None:
         check_output(out, "--out", force=force)
     documents = [_read_findings(path) for path in findings]
-    waivers = _read_waivers(accept) if accept is not None else []
+    waivers = read_waivers(accept) if accept is not None else []
     stamp = now()
     built = build_report(
         documents,
@@ -97,11 +95,3 @@ def _read_findings(path: Path) -> FindingsDocument:
         return parse_findings(data, str(path))
     except ValueError as exc:
         raise ParseError(str(exc), rule="findings") from None
-
-
-def _read_waivers(path: Path) -> list[Waiver]:
-    data = read_limited(path, _MAX_WAIVER_BYTES, "accepted risks")
-    try:
-        return parse_waivers(data.decode(), str(path))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(exc), rule="accept") from None
