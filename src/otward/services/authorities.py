@@ -11,7 +11,10 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
@@ -272,17 +275,14 @@ class AuthorityService:
         subject = _ca_subject(
             organization, f"{organization} Root CA" if name == "root" else f"{organization} {name}"
         )
-        certificate = sign(
-            build_ca_certificate(
-                subject=subject,
-                public_key=key.public_key(),
-                serial_number=self._new_serial(),
-                not_valid_before=now - BACKDATE,
-                not_valid_after=now + ROOT_VALIDITY,
-                path_length=None,
-                issuer=None,
-            ),
+        certificate = self._sign_ca_certificate(
             key,
+            subject=subject,
+            public_key=key.public_key(),
+            not_after=now + ROOT_VALIDITY,
+            path_length=None,
+            issuer=None,
+            now=now,
         )
         info = AuthorityInfo(name=name, certificate=certificate, urls=self.urls(name))
         return self._store_new_ca(info, key_ref, key, parent=None, key_type=key_type, actor=actor)
@@ -312,19 +312,16 @@ class AuthorityService:
         not_after = min(now + SUB_CA_VALIDITY, issuer.certificate.not_valid_after_utc)
         key_ref = self._keys.create_key(key_type, f"ca-{name}")
         key = self._keys.load_key(key_ref)
-        certificate = sign(
-            build_ca_certificate(
-                subject=_ca_subject(organization, common_name or f"{organization} {name} CA"),
-                public_key=key.public_key(),
-                serial_number=self._new_serial(),
-                not_valid_before=now - BACKDATE,
-                not_valid_after=not_after,
-                path_length=path_length,
-                issuer=issuer.info,
-                permitted_dns=permitted_dns,
-                permitted_ip=permitted_ip,
-            ),
+        certificate = self._sign_ca_certificate(
             issuer.key,
+            subject=_ca_subject(organization, common_name or f"{organization} {name} CA"),
+            public_key=key.public_key(),
+            not_after=not_after,
+            path_length=path_length,
+            issuer=issuer.info,
+            permitted_dns=permitted_dns,
+            permitted_ip=permitted_ip,
+            now=now,
         )
         info = AuthorityInfo(name=name, certificate=certificate, urls=self.urls(name))
         return self._store_new_ca(info, key_ref, key, parent=issuer.name, key_type=key_type, actor=actor)
@@ -468,6 +465,49 @@ class AuthorityService:
                 rule="validity-issuer",
             )
         return loaded
+
+    def _sign_ca_certificate(
+        self,
+        signing_key: CertificateIssuerPrivateKeyTypes,
+        *,
+        subject: x509.Name,
+        public_key: CertificatePublicKeyTypes,
+        now: datetime,
+        not_after: datetime,
+        path_length: int | None,
+        issuer: AuthorityInfo | None,
+        permitted_dns: Sequence[str] = (),
+        permitted_ip: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+    ) -> x509.Certificate:
+        """A root (``issuer`` None, signed with its own key) or subordinate CA certificate with a fresh
+        serial number, backdated like every certificate otward makes: one place for create, sign-csr,
+        renew and rollover."""
+        return sign(
+            build_ca_certificate(
+                subject=subject,
+                public_key=public_key,
+                serial_number=self._new_serial(),
+                not_valid_before=now - BACKDATE,
+                not_valid_after=not_after,
+                path_length=path_length,
+                issuer=issuer,
+                permitted_dns=permitted_dns,
+                permitted_ip=permitted_ip,
+            ),
+            signing_key,
+        )
+
+    def _issuer_for(
+        self, parent: str | None, own_key: CertificateIssuerPrivateKeyTypes, now: datetime
+    ) -> tuple[AuthorityInfo | None, CertificateIssuerPrivateKeyTypes, str | None, datetime]:
+        """Who signs a renewed or rolled-over CA certificate, and until when: a root signs itself for
+        the root validity; a subordinate is signed by its parent's current generation, never beyond it.
+        (issuer info, signing key, parent name, notAfter)."""
+        if parent is None:
+            return None, own_key, None, now + ROOT_VALIDITY
+        issuer = self._signing_parent(parent)
+        not_after = min(now + SUB_CA_VALIDITY, issuer.certificate.not_valid_after_utc)
+        return issuer.info, issuer.key, issuer.name, not_after
 
     def _signing_parent(self, name: str) -> LoadedAuthority:
         """The generation of CA ``name`` that signs now (after a rollover, the newest)."""
@@ -661,19 +701,16 @@ class AuthorityService:
                     )
             else:
                 not_after = min(now + SUB_CA_VALIDITY, parent_end)
-            certificate = sign(
-                build_ca_certificate(
-                    subject=checked.subject,
-                    public_key=csr.public_key(),
-                    serial_number=self._new_serial(),
-                    not_valid_before=now - BACKDATE,
-                    not_valid_after=not_after,
-                    path_length=chosen,
-                    issuer=issuer.info,
-                    permitted_dns=permitted_dns,
-                    permitted_ip=permitted_ip,
-                ),
+            certificate = self._sign_ca_certificate(
                 issuer.key,
+                subject=checked.subject,
+                public_key=csr.public_key(),
+                not_after=not_after,
+                path_length=chosen,
+                issuer=issuer.info,
+                permitted_dns=permitted_dns,
+                permitted_ip=permitted_ip,
+                now=now,
             )
         except (InvalidRequestError, PolicyViolationError) as exc:
             self._audit.record(
@@ -725,25 +762,17 @@ class AuthorityService:
                 rule="ca-external",
             )
         now = self._clock()
-        if record.parent is None:
-            issuer_info, issuer_key, parent, not_after = None, loaded.key, None, now + ROOT_VALIDITY
-        else:
-            issuer = self._signing_parent(record.parent)
-            issuer_info, issuer_key, parent = issuer.info, issuer.key, issuer.name
-            not_after = min(now + SUB_CA_VALIDITY, issuer.certificate.not_valid_after_utc)
-        certificate = sign(
-            build_ca_certificate(
-                subject=loaded.certificate.subject,
-                public_key=loaded.certificate.public_key(),
-                serial_number=self._new_serial(),
-                not_valid_before=now - BACKDATE,
-                not_valid_after=not_after,
-                path_length=loaded.info.path_length,
-                issuer=issuer_info,
-                permitted_dns=loaded.info.permitted_dns,
-                permitted_ip=loaded.info.permitted_ip,
-            ),
+        issuer_info, issuer_key, parent, not_after = self._issuer_for(record.parent, loaded.key, now)
+        certificate = self._sign_ca_certificate(
             issuer_key,
+            subject=loaded.certificate.subject,
+            public_key=loaded.certificate.public_key(),
+            not_after=not_after,
+            path_length=loaded.info.path_length,
+            issuer=issuer_info,
+            permitted_dns=loaded.info.permitted_dns,
+            permitted_ip=loaded.info.permitted_ip,
+            now=now,
         )
         own = certificate_record(
             certificate,
@@ -790,25 +819,17 @@ class AuthorityService:
         key_ref = self._keys.create_key(chosen_type, f"ca-{new_name}")
         key = self._keys.load_key(key_ref)
         links: tuple[x509.Certificate, ...] = ()
-        if record.parent is None:
-            issuer_info, issuer_key, parent, not_after = None, key, None, now + ROOT_VALIDITY
-        else:
-            issuer = self._signing_parent(record.parent)
-            issuer_info, issuer_key, parent = issuer.info, issuer.key, issuer.name
-            not_after = min(now + SUB_CA_VALIDITY, issuer.certificate.not_valid_after_utc)
-        certificate = sign(
-            build_ca_certificate(
-                subject=subject,
-                public_key=key.public_key(),
-                serial_number=self._new_serial(),
-                not_valid_before=now - BACKDATE,
-                not_valid_after=not_after,
-                path_length=loaded.info.path_length,
-                issuer=issuer_info,
-                permitted_dns=loaded.info.permitted_dns,
-                permitted_ip=loaded.info.permitted_ip,
-            ),
+        issuer_info, issuer_key, parent, not_after = self._issuer_for(record.parent, key, now)
+        certificate = self._sign_ca_certificate(
             issuer_key,
+            subject=subject,
+            public_key=key.public_key(),
+            not_after=not_after,
+            path_length=loaded.info.path_length,
+            issuer=issuer_info,
+            permitted_dns=loaded.info.permitted_dns,
+            permitted_ip=loaded.info.permitted_ip,
+            now=now,
         )
         info = AuthorityInfo(name=new_name, certificate=certificate, urls=self.urls(new_name))
         successor, certificates, details = self._new_ca_records(
