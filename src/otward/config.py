@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_SERVICE_NAMES",
     "AuditSettings",
     "ConnectionLimitSettings",
+    "ConsoleSettings",
     "CrlSettings",
     "DeviceSettings",
     "KeySettings",
@@ -443,6 +444,41 @@ class ApprovalSettings(BaseModel):
         return parse_duration(self.expires)
 
 
+class ConsoleSettings(BaseModel):
+    """``[console]``: the web console under /ui (docs/console.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    idle_timeout: str = "15m"  # a session ends after this long without a request
+    absolute_timeout: str = "8h"  # and this long after sign-in, whatever happens
+
+    @field_validator("idle_timeout", "absolute_timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            lifetime = parse_duration(value)
+        except InvalidRequestError as exc:
+            raise ValueError(exc.message) from None
+        if not timedelta(minutes=1) <= lifetime <= timedelta(days=1):
+            raise ValueError("must lie between 1m and 24h")
+        return value
+
+    @model_validator(mode="after")
+    def _idle_within_absolute(self) -> ConsoleSettings:
+        if parse_duration(self.idle_timeout) > parse_duration(self.absolute_timeout):
+            raise ValueError("console.idle_timeout must not exceed console.absolute_timeout")
+        return self
+
+    @property
+    def idle(self) -> timedelta:
+        return parse_duration(self.idle_timeout)
+
+    @property
+    def absolute(self) -> timedelta:
+        return parse_duration(self.absolute_timeout)
+
+
 class Settings(BaseModel):
     """One installation's settings; validated as a whole when loaded."""
 
@@ -461,6 +497,7 @@ class Settings(BaseModel):
     keys: KeySettings = KeySettings()
     notify: NotifySettings = NotifySettings()
     approvals: ApprovalSettings = ApprovalSettings()
+    console: ConsoleSettings = ConsoleSettings()
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # the revocation journal (docs/backup.md); relative to the data directory, better on another disk
     revocation_journal: Path = Path("revocations.jsonl")

@@ -96,6 +96,7 @@ class EventType(enum.Enum):
     ACCOUNT_REMOVED = "account.removed"
     ACCOUNT_LOCKED = "account.locked"  # too many failed sign-ins: details.until
     SIGNIN_SUCCEEDED = "signin.succeeded"
+    SESSION_ENDED = "session.ended"  # a console session signed out (details.session)
     APPROVAL_REQUESTED = "approval.requested"  # a gated operation stored, waiting for a second account
     APPROVAL_APPROVED = "approval.approved"  # approved and carried out (details.result)
     APPROVAL_REJECTED = "approval.rejected"  # rejected, or withdrawn by its requester

@@ -15,6 +15,7 @@ from cryptography.x509 import ReasonFlags
 
 from otward.core.accounts import AccountRecord
 from otward.core.audit import AuditEvent, AuditFilter, AuditRecord, SignedHead
+from otward.core.console_sessions import ConsoleSession
 from otward.core.keys import KeyType
 from otward.core.records import (
     AuthorityRecord,
@@ -39,6 +40,7 @@ __all__ = [
     "AuditStore",
     "AuthorityStore",
     "CertificateStore",
+    "ConsoleSessionStore",
     "CrlBuilder",
     "CrlStore",
     "DeviceStore",
@@ -465,3 +467,17 @@ class StatisticsStore(Protocol):
     def failure_count(self, event_type: str) -> int:
         """Failures of ``event_type`` recorded, counting what each aggregated event stands for."""
         ...
+
+
+class ConsoleSessionStore(Protocol):
+    """Web console sessions (:mod:`otward.core.console_sessions`)."""
+
+    def add_session(self, session: ConsoleSession, events: Sequence[AuditEvent] = ()) -> None: ...
+
+    def get_session(self, session_id: str) -> ConsoleSession | None: ...
+
+    def touch_session(self, session_id: str, when: datetime) -> None: ...
+
+    def end_session(self, session_id: str, when: datetime, events: Sequence[AuditEvent] = ()) -> bool: ...
+
+    def purge_sessions(self, before: datetime) -> int: ...

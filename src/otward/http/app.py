@@ -14,6 +14,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from otward import __version__
+from otward.console.app import create_console
+from otward.console.forms import MAX_FORM_BYTES
 from otward.core.durations import DURATION_PATTERN
 from otward.core.records import parse_serial
 from otward.core.revocation import parse_reason
@@ -71,6 +73,7 @@ BODY_LIMITS: tuple[tuple[str, int], ...] = (
     (r"/api/v1/access/import$", 8 << 20),
     (r"/api/v1/edge/assets/[^/]+/trail$", 8 << 20),
     (r"/api/v1/session$", SESSION_MAX_BODY),
+    (r"/ui/", MAX_FORM_BYTES),
 )
 
 # Swagger UI 5 (OpenAPI 3.1), shipped as files by the swagger-ui-py package.
@@ -194,6 +197,8 @@ def create_api(pki: Pki, *, workers: int = 1) -> FastAPI:
     app.include_router(approvals_router)
     app.include_router(session_router)
     _serve_docs_offline(app)
+    if pki.settings.console.enabled:
+        app.mount("/ui", create_console(pki, limits=app.state), name="console")
 
     app.add_middleware(RequestMetrics)
 

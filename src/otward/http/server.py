@@ -295,6 +295,7 @@ def _shared_housekeeping(pki: Pki) -> None:
         if pki.signers.rotate_if_due(name, SERVICE_ACTOR):
             log.info("the %s signer was rotated (revoked or two thirds of its lifetime passed)", name)
     pki.devices.purge_challenges()
+    pki.console_sessions.purge()
     try:
         refreshed_crls = pki.zerotouch.refresh_crls(SERVICE_ACTOR)
     except OtwardError as exc:  # kept as it was; past its nextUpdate, IDevID enrollment refuses

@@ -18,6 +18,7 @@ from otward.adapters.keys.pkcs11 import Pkcs11KeyBackend, resolve_pin
 from otward.adapters.revocation_journal import FileRevocationJournal
 from otward.config import Settings, read_passphrase
 from otward.core.audit import EventType, HeadSchedule
+from otward.core.console_sessions import SessionTimeouts
 from otward.core.ports import KeyBackend
 from otward.errors import ConfigError, IntegrityError, PolicyViolationError
 from otward.services.access import AccessAdmin
@@ -25,6 +26,7 @@ from otward.services.accounts import AccountService
 from otward.services.approvals import ApprovalService, approval_executors
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
 from otward.services.authorities import AuthorityService
+from otward.services.console_sessions import ConsoleSessions
 from otward.services.devices import Devices
 from otward.services.edge import EdgeService
 from otward.services.enrollment import EnrollmentTokens, Owners
@@ -200,6 +202,13 @@ class Pki:
         self.ocsp = OcspResponder(stores.certificates, self.authorities, settings.ocsp, clock=clock)
         self.tokens = TokenService(stores.tokens, clock=clock, audit=self.audit, accounts=stores.accounts)
         self.accounts = AccountService(stores.accounts, clock=clock, audit=self.audit)
+        self.console_sessions = ConsoleSessions(
+            stores.console_sessions,
+            stores.accounts,
+            clock=clock,
+            audit=self.audit,
+            timeouts=SessionTimeouts(idle=settings.console.idle, absolute=settings.console.absolute),
+        )
         self.approvals = ApprovalService(
             stores.approvals,
             settings=settings.approvals,

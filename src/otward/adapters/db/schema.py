@@ -35,6 +35,7 @@ __all__ = [
     "audit_heads",
     "authorities",
     "certificates",
+    "console_sessions",
     "crls",
     "device_challenges",
     "devices",
@@ -223,6 +224,19 @@ approval_requests = Table(
     Column("decided_by", String(128), nullable=True),
     Column("decided_at", UtcDateTime, nullable=True),
     Column("reason", String(1024), nullable=True),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("session_id", String(32), primary_key=True),
+    Column("account", String(64), nullable=False, index=True),
+    Column("secret_hash", LargeBinary(32), nullable=False),  # SHA-256 of the cookie's secret
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Column("source", String(64), nullable=True),
 )
 
 audit_events = Table(

@@ -13,6 +13,7 @@ from otward.adapters.db.approvals import SqlApprovalStore
 from otward.adapters.db.audit import SqlAuditStore
 from otward.adapters.db.authorities import SqlAuthorityStore
 from otward.adapters.db.certificates import SqlCertificateStore
+from otward.adapters.db.console_sessions import SqlConsoleSessionStore
 from otward.adapters.db.crls import SqlCrlStore
 from otward.adapters.db.database import Database
 from otward.adapters.db.devices import SqlDeviceStore
@@ -55,6 +56,7 @@ class SqlStores:
     shared_files: SqlSharedFiles
     accounts: SqlAccountStore
     approvals: SqlApprovalStore
+    console_sessions: SqlConsoleSessionStore
 
     @classmethod
     def open(cls, engine: Engine) -> SqlStores:
@@ -81,6 +83,7 @@ class SqlStores:
             shared_files=SqlSharedFiles(database),
             accounts=SqlAccountStore(database),
             approvals=SqlApprovalStore(database),
+            console_sessions=SqlConsoleSessionStore(database),
         )
 
     def close(self) -> None:

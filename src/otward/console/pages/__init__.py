@@ -1,0 +1,1 @@
+"""One module per console page: its routes, each declaring the permission it needs."""
