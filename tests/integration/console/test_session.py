@@ -185,3 +185,14 @@ def test_static_files_are_served_and_a_form_too_large_is_refused(console: Consol
         ).status_code
         == 413
     )
+
+
+def test_signing_in_again_ends_the_previous_session(console: Console) -> None:
+    browser = console.sign_in("alice")
+    first = browser.cookies.get("__Host-otward-session")
+    console.sign_in("alice", client=browser)
+    assert browser.cookies.get("__Host-otward-session") != first
+    stale = console.client()
+    stale.cookies.set("__Host-otward-session", first)
+    assert stale.get("/ui/").status_code == 303
+    assert browser.get("/ui/").status_code == 200
