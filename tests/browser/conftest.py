@@ -194,7 +194,10 @@ def add_account(
         command += ["--role", role]
     command += ["--password-file", str(password_file), "--data", str(server.data_dir), "--json"]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
-    added = json.loads(result.stdout) if result.returncode == 0 else {}
+    try:
+        added = json.loads(result.stdout) if result.returncode == 0 else {}
+    except ValueError:  # e.g. an approval request's JSON followed by a "once approved" line
+        added = {}
     if added.get("name") != name or added.get("kind") != "person":
         raise RuntimeError(
             f"otward admin add {name} did not add the account (exit {result.returncode}): "
