@@ -52,6 +52,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Viewp
 from tests.conftest import RunningServer, start_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")
+OPERATOR_ROLES = ("admin", "pki-officer", "enrollment-officer", "access-manager", "auditor")
+"""alice's roles: every page and action of the console is hers."""
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 AXE_SCRIPT = HERE / "vendor" / "axe.min.js"
@@ -155,7 +157,7 @@ class Account:
 
 @dataclass(frozen=True)
 class ConsoleServer:
-    """A running ``otward serve`` with two people on it: ``admin`` (role admin) and ``auditor``
+    """A running ``otward serve`` with two people on it: ``admin`` (every role but metrics) and ``auditor``
     (role auditor, read-only: for "action outside the role" tests)."""
 
     server: RunningServer
@@ -227,8 +229,8 @@ def served_spki_sha256(server: RunningServer) -> str:
 
 
 def start_console_server(directory: Path) -> ConsoleServer:
-    """``otward serve`` on a fresh installation in ``directory`` with the accounts alice (admin) and
-    bob (auditor); stop it with ``stop_server(console.server)``.
+    """``otward serve`` on a fresh installation in ``directory`` with the accounts alice (every role
+    but metrics) and bob (auditor); stop it with ``stop_server(console.server)``.
 
     The installation already has one admin, the ``admin`` service identity behind admin.token.
     Adding alice makes two, and from then on approvals (mode ``auto``) hold every account change
@@ -238,7 +240,7 @@ def start_console_server(directory: Path) -> ConsoleServer:
     server = start_server(directory)
     try:
         auditor = add_account(server, "bob", ["auditor"])
-        admin = add_account(server, "alice", ["admin"])
+        admin = add_account(server, "alice", list(OPERATOR_ROLES))
         spki = served_spki_sha256(server)
         return ConsoleServer(server=server, admin=admin, auditor=auditor, spki_sha256=spki)
     except BaseException:
