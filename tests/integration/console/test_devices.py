@@ -4,6 +4,7 @@ owner-limited officer sees and changes only its owner's devices and tokens."""
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 from datetime import timedelta
@@ -19,12 +20,10 @@ from otward.adapters.keys import generate_private_key
 from otward.core.audit import AuditFilter, AuditRecord, EventType
 from otward.core.keys import KeyType, signature_hash_for
 from otward.core.records import DeviceStatus
-from otward.services.audit import Actor
 from tests.integration.console.conftest import SETUP, Console, csrf_of
 
 pytestmark = pytest.mark.integration
 
-DEVICE = Actor(component="test", identity="device")
 DASH = "\N{EN DASH}"  # "Showing 1-50" is written with an en dash
 _TOKEN = re.compile(r'id="new-token" readonly value="([^"]+)"')
 
@@ -313,8 +312,15 @@ def test_a_new_token_is_shown_once_and_enrolls_a_device(plant: Console) -> None:
     assert token_id in listing
     assert token not in listing
     assert "2 of 2" in listing
-    # a device enrolls with it over EST and appears in the registry
-    plant.pki.est.enroll(_csr("plc-9"), token, label=None, actor=DEVICE)
+    # a device enrolls with it over EST (HTTP Basic, as the curl command shown) and appears in the registry
+    with plant.client() as device:
+        enrolled = device.post(
+            "/.well-known/est/simpleenroll",
+            content=base64.encodebytes(_csr("plc-9")),
+            headers={"Content-Type": "application/pkcs10"},
+            auth=("dev", token),
+        )
+    assert enrolled.status_code == 200, enrolled.text
     assert "plc-9" in _ids(browser.get("/ui/devices?q=plc-9").text)
     assert "1 of 2" in browser.get("/ui/enrollment-tokens").text
 
