@@ -180,6 +180,10 @@ def test_an_event_in_full(console: Console) -> None:
     assert f"Audit event {record.sequence}: signin.succeeded" in page.text
     assert record.hash.hex() in page.text
     assert "<dt>second_factor</dt>" in page.text
+    assert f'href="/ui/audit/{record.sequence - 1}" rel="prev"' in page.text
+    head = console.pki.stores.audit.audit_head()[0]
+    newest = browser.get(f"/ui/audit/{head}")
+    assert 'rel="next"' not in newest.text
     assert browser.get("/ui/audit/999999").status_code == 404
     assert browser.get("/ui/audit/0").status_code == 400
 

@@ -188,6 +188,7 @@ def audit_event(
         "audit_event.html",
         viewer,
         record=record,
+        last_sequence=store.audit_head()[0],
         event=record.event,
         details=sorted(record.event.details.items()),
     )
