@@ -70,6 +70,8 @@ def test_without_a_model_the_pages_say_how_to_import_one(console: Console) -> No
         page = browser.get(path)
         assert page.status_code == 200, path
         assert "otward access import FILE.yaml" in page.text
+        partial = browser.get(path, headers={"hx-request": "true", "hx-target": "results"})
+        assert partial.status_code == 200, path
 
 
 def test_disabling_in_the_console_changes_what_explain_decides(plant: Console) -> None:

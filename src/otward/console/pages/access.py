@@ -90,16 +90,14 @@ def matrix_page(
         page = assets[offset : offset + MATRIX_ASSETS_PAGE]
         context["matrix"] = build_matrix(model, page)
         context["pager"] = _pager("/access", {"kind": kind}, offset, MATRIX_ASSETS_PAGE, len(assets))
-    block = "results" if wants_block(request, "results") else None
+    block = "results" if model is not None and wants_block(request, "results") else None
     return render(request, "access.html", viewer, block=block, **context)
 
 
 # --- people -----------------------------------------------------------------------------------------
 
 
-def _people_context(
-    request: Request, model: AccessModel | None, q: str, status: str, role: str, offset: int
-) -> dict[str, Any]:
+def _people_context(model: AccessModel | None, q: str, status: str, role: str, offset: int) -> dict[str, Any]:
     context: dict[str, Any] = {"model": model, "q": q, "status": status, "role": role}
     if model is None:
         return context
@@ -137,12 +135,12 @@ def people_page(
     if role:
         validate_identifier(role, "role")
     model = _model(request)
-    context = _people_context(request, model, q, status, role, offset)
+    context = _people_context(model, q, status, role, offset)
     notice = None
     if done in _DONE and who:
         person = model.person(who) if model is not None else None
         notice = f"{person.name if person else who} ({who}) {_DONE[done]}."
-    block = "results" if wants_block(request, "results") else None
+    block = "results" if model is not None and wants_block(request, "results") else None
     return render(
         request,
         "access_people.html",
@@ -199,7 +197,7 @@ def add_person(request: Request, submitted: Annotated[Submitted, Depends(changin
         pki.access.add_person(person, submitted.viewer.actor)
     except (InvalidRequestError, ConflictError, NotFoundError) as exc:
         status = 409 if isinstance(exc, ConflictError) else 400
-        context = _people_context(request, _model(request), "", "", "", 0)
+        context = _people_context(_model(request), "", "", "", 0)
         return render(
             request,
             "access_people.html",
