@@ -40,7 +40,7 @@ SECURITY_HEADERS: Mapping[str, str] = {
 class NavItem:
     label: str
     path: str
-    area: Area | None  # None: every signed-in account
+    areas: tuple[Area, ...]  # shown to an account reading any of them; () to every account
     also: tuple[str, ...] = ()  # other paths that belong to this menu entry
 
     def is_current(self, path: str) -> bool:
@@ -52,19 +52,23 @@ class NavItem:
 
 
 _NAVIGATION = (
-    NavItem("Dashboard", "/", None),
-    NavItem("Authorities", "/authorities", Area.PKI),
-    NavItem("Certificates", "/certificates", Area.PKI),
-    NavItem("Devices", "/devices", Area.ENROLLMENT, also=("/owners", "/enrollment-tokens")),
-    NavItem("Access", "/access", Area.ACCESS),
-    NavItem("Audit", "/audit", Area.AUDIT),
-    NavItem("Approvals", "/approvals", None),
+    NavItem("Dashboard", "/", ()),
+    NavItem("Authorities", "/authorities", (Area.PKI,)),
+    NavItem("Certificates", "/certificates", (Area.PKI,)),
+    NavItem("Devices", "/devices", (Area.ENROLLMENT,), also=("/owners", "/enrollment-tokens")),
+    NavItem("Access", "/access", (Area.ACCESS,)),
+    NavItem("Audit", "/audit", (Area.AUDIT,)),
+    NavItem("Approvals", "/approvals", (Area.PKI, Area.ADMIN)),  # as /api/v1/approvals
 )
 
 
 def navigation(viewer: Viewer) -> list[NavItem]:
     """The pages this viewer's roles let it read, in menu order."""
-    return [item for item in _NAVIGATION if item.area is None or viewer.may_some(item.area, Action.READ)]
+    return [
+        item
+        for item in _NAVIGATION
+        if not item.areas or any(viewer.may_some(area, Action.READ) for area in item.areas)
+    ]
 
 
 def _utc(value: datetime | None, seconds: bool = False) -> str:

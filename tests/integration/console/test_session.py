@@ -172,6 +172,7 @@ def test_navigation_shows_only_what_the_roles_allow(console: Console) -> None:
     assert ">Devices</a>" in officer
     assert ">Certificates</a>" not in officer
     assert ">Audit</a>" not in officer
+    assert ">Approvals</a>" not in officer  # neither the PKI nor the accounts: nothing to approve
 
 
 def test_static_files_are_served_and_a_form_too_large_is_refused(console: Console) -> None:
