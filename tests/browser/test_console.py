@@ -116,12 +116,14 @@ def test_refusals(console_server: ConsoleServer, new_console_page: Callable[[], 
     expect(page).to_have_url(re.compile(r"/ui/sign-in$"))
     look(page, "sign-in-failed")
 
-    # a change without the CSRF token, sent with the session cookie: refused, still signed in
+    # a form whose CSRF token is gone: refused with a page that says so, and still signed in
     sign_in(page, console.admin.name, console.admin.password)
     expect(page).to_have_url(re.compile(r"/ui/$"))
-    refused = page.request.post("/ui/sign-out", form={"not-csrf": "x"}, max_redirects=0)
-    assert refused.status == 403
-    assert "did not come from this console" in refused.text()
+    page.locator('form[action="/ui/sign-out"] input[name="csrf"]').evaluate("field => field.remove()")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not allowed")
+    expect(page.get_by_role("alert")).to_contain_text("did not come from this console")
+    look(page, "refused-without-csrf")
     page.goto("/ui/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Dashboard")
 
@@ -132,12 +134,15 @@ def test_refusals(console_server: ConsoleServer, new_console_page: Callable[[], 
     answer = auditor.goto("/ui/enrollment-tokens")
     assert answer is not None
     expect(auditor.get_by_role("button", name="Create token")).to_have_count(0)
-    csrf = auditor.locator('input[name="csrf"]').first.input_value()
-    created = auditor.request.post(
-        "/ui/enrollment-tokens",
-        form={"csrf": csrf, "owner": OWNER, "ttl": "24h", "uses": "1"},
-        max_redirects=0,
+    # even sent by hand from the auditor's own page, with the auditor's own CSRF token
+    status, text = auditor.evaluate(
+        """async () => {
+            const csrf = document.querySelector('input[name="csrf"]').value;
+            const body = new URLSearchParams({csrf, owner: "line-1", ttl: "24h", uses: "1"});
+            const answer = await fetch("/ui/enrollment-tokens", {method: "POST", body});
+            return [answer.status, await answer.text()];
+        }"""
     )
-    assert created.status == 403
-    assert "may not write enrollment" in created.text()
+    assert status == 403
+    assert "may not write enrollment" in text
     look(auditor, "enrollment-tokens-as-auditor")

@@ -132,6 +132,8 @@ def test_a_change_started_by_another_site_is_refused(console: Console) -> None:
     assert other.status_code == 403
     cross = browser.post("/ui/sign-out", data={"csrf": token}, headers={"Sec-Fetch-Site": "cross-site"})
     assert cross.status_code == 403
+    opaque = browser.post("/ui/sign-out", data={"csrf": token}, headers={"Origin": "null"})  # sandboxed frame
+    assert opaque.status_code == 403
     same = browser.post("/ui/sign-out", data={"csrf": token}, headers={"Origin": "https://testserver"})
     assert same.status_code == 303
 
