@@ -3,12 +3,13 @@
 Every signed-in account sees it; each card only when the account's roles may read its area
 (certificates, CRLs and findings: pki; enrollment activity: enrollment, for every owner; recent
 events and the chain's signed head: audit). Every figure comes from one grouped query, so the
-page stays quick with many certificates; only the self-check walks the audit trail and is kept
-for :data:`FINDINGS_TTL` seconds in this process.
+page stays quick with many certificates; only the self-check walks the whole audit trail: it runs
+in the background and its result is kept for :data:`FINDINGS_TTL` seconds in this process.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -28,15 +29,17 @@ from otward.http.auth import get_pki
 from otward.services.pki import Pki
 from otward.services.selfcheck import assess_open_pki
 
-__all__ = ["EXPIRY_DAYS", "EXPIRY_WARNING_DAYS", "FINDINGS_TTL", "router"]
+__all__ = ["EXPIRY_DAYS", "EXPIRY_WARNING_DAYS", "FINDINGS_TTL", "FINDINGS_WAIT", "router"]
 
 router = APIRouter()
+log = logging.getLogger("otward.console")
 
 EXPIRY_WARNING_DAYS = 30  # "expiring" in the counts per CA
 EXPIRY_DAYS = 90  # the expiry chart's horizon, in weekly bars
 ENROLLMENT_DAYS = 14
 RECENT_EVENTS = 10
 FINDINGS_TTL = 60.0  # seconds a self-check result is shown before it is run again
+FINDINGS_WAIT = 2.0  # seconds a view waits for a self-check that is running
 _ENROLL_TYPES = (EventType.ENROLL_SUCCEEDED.value, EventType.ENROLL_REFUSED.value)
 
 
@@ -86,26 +89,49 @@ class Findings:
     findings: tuple[Finding, ...]
     generated_at: datetime  # the installation's clock when the checks ran
     counts: dict[str, int]
+    failed: str | None = None  # why the self-check could not run
 
 
 class _FindingsCache:
-    """The last self-check per process, reused for :data:`FINDINGS_TTL` seconds (monotonic time:
-    the installation's clock may be set by a test, the cache's age must not)."""
+    """The last self-check of this process, reused for :data:`FINDINGS_TTL` seconds.
+
+    The self-check verifies the whole audit trail (seconds on a long one), so it runs in a thread
+    of its own: the view that starts it waits at most :data:`FINDINGS_WAIT` seconds; every view
+    shows the latest result there is (its time on the page), or says that it is running. Ages are monotonic time: the installation's clock
+    may be set by a test, the cache's age must not."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._value: Findings | None = None
         self._taken = 0.0
+        self._running: threading.Thread | None = None
 
-    def get(self, pki: Pki) -> Findings:
+    def get(self, pki: Pki, wait: float) -> Findings | None:
+        started = None
         with self._lock:
-            if self._value is not None and time.monotonic() - self._taken < FINDINGS_TTL:
-                return self._value
+            fresh = self._value is not None and time.monotonic() - self._taken < FINDINGS_TTL
+            if not fresh and self._running is None:
+                started = self._running = threading.Thread(
+                    target=self._run, args=(pki,), name="console-selfcheck", daemon=True
+                )
+                started.start()
+        if started is not None:  # only the view that started it waits; the others show what is there
+            started.join(wait)
+        with self._lock:
+            return self._value
+
+    def _run(self, pki: Pki) -> None:
+        try:
             found = sorted(assess_open_pki(pki), key=lambda f: (f.severity.rank, f.target, f.check))
             counts = {s.value: sum(1 for f in found if f.severity is s) for s in Severity}
-            self._value = Findings(tuple(found), pki.clock(), counts)
+            value = Findings(tuple(found), pki.clock(), counts)
+        except Exception as exc:
+            log.error("the dashboard's self-check failed: %s", exc, exc_info=exc)
+            value = Findings((), pki.clock(), {s.value: 0 for s in Severity}, failed=type(exc).__name__)
+        with self._lock:
+            self._value = value
             self._taken = time.monotonic()
-            return self._value
+            self._running = None
 
 
 def _findings_cache(request: Request) -> _FindingsCache:
@@ -220,7 +246,7 @@ def dashboard(request: Request, viewer: Annotated[Viewer, Depends(signed_in)]) -
             "expiry": buckets,
             "expiry_chart": _chart(buckets),
             "crls": crl_states(pki, now),
-            "findings": _findings_cache(request).get(pki),
+            "findings": _findings_cache(request).get(pki, FINDINGS_WAIT),
         }
     # enrollments of every owner: an owner-limited officer is not shown others' activity
     shows_enrollment = viewer.owners(Area.ENROLLMENT) is None
