@@ -97,8 +97,8 @@ class _FindingsCache:
 
     The self-check verifies the whole audit trail (seconds on a long one), so it runs in a thread
     of its own: the view that starts it waits at most :data:`FINDINGS_WAIT` seconds; every view
-    shows the latest result there is (its time on the page), or says that it is running. Ages are monotonic time: the installation's clock
-    may be set by a test, the cache's age must not."""
+    shows the latest result there is (its time on the page), or says that it is running. Ages are
+    monotonic time: the installation's clock may be set by a test, the cache's age must not."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
