@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from cryptography import x509
 
+from otward.console.pages.authorities import key_backend
 from otward.core.audit import AuditFilter
 from otward.core.keys import KeyType
 from otward.core.revocation import ReasonFlags
@@ -159,3 +160,16 @@ def test_an_account_without_pki_read_is_refused(console: Console, path: str) -> 
 
 def test_the_auditor_may_read(console: Console) -> None:
     assert console.sign_in("audrey").get("/ui/authorities").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("key_ref", "shown"),
+    [
+        ("file:ca-issuing-1a2b.pem", "encrypted file"),
+        ("pkcs11:token=otward;object=ca-issuing", "PKCS#11 token (HSM)"),
+        ("vault:transit/ca", "vault"),
+        ("", "unknown"),
+    ],
+)
+def test_key_backend_from_the_key_reference(key_ref: str, shown: str) -> None:
+    assert key_backend(key_ref) == shown
