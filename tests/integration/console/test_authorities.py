@@ -24,7 +24,7 @@ def _tree_rows(html: str) -> list[str]:
 
 def _name(row: str) -> str:
     match = re.search(
-        r'class="tree depth-(\d)">.*?(?:<a [^>]*>)?([a-z0-9-]+)(?:</a>)?\s*<span class="hint">', row, re.S
+        r'class="tree depth-(\d)">.*?(?:<a [^>]*>)?([a-z0-9-]+)(?:</a>)?\s*<span class="', row, re.S
     )
     assert match, row
     return f"{match.group(1)}:{match.group(2)}"
@@ -44,7 +44,7 @@ def test_the_tree_roots_first_with_subordinates_under_their_parent(console: Cons
     root = rows[0]
     assert "CN=ACME Chemicals Root CA" in root
     assert "ec-p256" in root
-    assert "encrypted file" in root
+    assert "file (encrypted)" in root
     assert '<span class="badge ok">active</span>' in root
     days_left = (
         x509.load_der_x509_certificate(authorities.record("root").certificate_der).not_valid_after_utc
@@ -165,8 +165,8 @@ def test_the_auditor_may_read(console: Console) -> None:
 @pytest.mark.parametrize(
     ("key_ref", "shown"),
     [
-        ("file:ca-issuing-1a2b.pem", "encrypted file"),
-        ("pkcs11:token=otward;object=ca-issuing", "PKCS#11 token (HSM)"),
+        ("file:ca-issuing-1a2b.pem", "file (encrypted)"),
+        ("pkcs11:token=otward;object=ca-issuing", "HSM (PKCS#11)"),
         ("vault:transit/ca", "vault"),
         ("", "unknown"),
     ],

@@ -70,9 +70,9 @@ class AuthorityView:
 def key_backend(key_ref: str) -> str:
     """Where a CA's private key lives, from its reference: a PKCS#11 token (HSM) or a file."""
     if key_ref.startswith("pkcs11:"):
-        return "PKCS#11 token (HSM)"
+        return "HSM (PKCS#11)"
     if key_ref.startswith("file:"):
-        return "encrypted file"
+        return "file (encrypted)"
     return key_ref.split(":", 1)[0] or "unknown"
 
 
