@@ -176,7 +176,7 @@ def test_cards_follow_the_roles(console: Console) -> None:
     metrics = console.sign_in("mona").get("/ui/")
     assert metrics.status_code == 200
     assert _ids(metrics.text) == set()
-    assert "Your roles show no area on this dashboard" in metrics.text
+    assert "Your roles show no card on this dashboard" in metrics.text
 
 
 def test_without_a_session_the_dashboard_sends_to_sign_in(console: Console) -> None:
