@@ -151,6 +151,12 @@ def test_htmx_gets_only_the_results(console: Console, issued: Issued) -> None:
     assert "<html" not in partial.text
     assert "<form" not in partial.text
     assert _serials(partial.text) == [issued.modbus]
+    refused = browser.get(
+        "/ui/certificates", params={"serial": "xyz"}, headers={"HX-Request": "true", "HX-Target": "results"}
+    )
+    assert refused.status_code == 200  # htmx swaps only a 2xx answer in: the refusal must show
+    assert "is not a hexadecimal serial number" in refused.text
+    assert "<html" not in refused.text
 
 
 def _bulk(console: Console, count: int) -> list[CertificateRecord]:

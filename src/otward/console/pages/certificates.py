@@ -126,12 +126,14 @@ def list_certificates(
         )
         rows = [_row(r, now) for r in records]
     first = (page - 1) * PAGE_SIZE + 1
+    partial = wants_block(request, "results")
     return render(
         request,
         "certificates.html",
         viewer,
-        status_code=400 if error else 200,
-        block="results" if wants_block(request, "results") else None,
+        # htmx swaps nothing on a 4xx answer: its partial carries the refusal with a 200
+        status_code=400 if error and not partial else 200,
+        block="results" if partial else None,
         filters=filters,
         statuses=STATUSES,
         authorities=sorted(a.name for a in pki.authorities.list()),
@@ -200,7 +202,10 @@ def show_certificate(
         extensions=describe_extensions(certificate),
         reason=reason_name(record.revocation_reason) if record.revocation_reason else None,
         device=_device(pki, record),
-        may_revoke=viewer.may(Area.PKI, Action.WRITE) and record.revoked_at is None,
+        # a root is never revoked (the service refuses): it is removed from the trust stores
+        may_revoke=viewer.may(Area.PKI, Action.WRITE)
+        and record.revoked_at is None
+        and record.profile != "root-ca",
         revoked_notice=revoked_notice,
     )
 
