@@ -199,3 +199,95 @@ def test_fingerprint_is_the_sha256_of_the_der(everything: x509.Certificate) -> N
     digest = hashlib.sha256(everything.public_bytes(Encoding.DER)).hexdigest().upper()
     assert sha256_fingerprint(everything).replace(":", "") == digest
     assert len(sha256_fingerprint(everything).split(":")) == 32
+
+
+def test_the_rarer_extensions_are_decoded_too() -> None:
+    uri = x509.UniformResourceIdentifier
+    issuer = x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Old Root")]))
+    certificate = _certificate(
+        ec.generate_private_key(ec.SECP256K1()),
+        [
+            (x509.IssuerAlternativeName([x509.RegisteredID(x509.ObjectIdentifier("1.2.3"))]), False),
+            (x509.AuthorityKeyIdentifier(None, [issuer], 0x2A), False),
+            (
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            None,
+                            x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, "CRL1")]),
+                            frozenset({x509.ReasonFlags.key_compromise}),
+                            [issuer],
+                        )
+                    ]
+                ),
+                False,
+            ),
+            (
+                x509.FreshestCRL(
+                    [x509.DistributionPoint([uri("http://pki.example/delta.crl")], None, None, None)]
+                ),
+                False,
+            ),
+            (
+                x509.SubjectInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            x509.ObjectIdentifier("1.3.6.1.5.5.7.48.5"), uri("http://pki.example/r")
+                        )
+                    ]
+                ),
+                False,
+            ),
+            (
+                x509.CertificatePolicies(
+                    [
+                        x509.PolicyInformation(
+                            x509.ObjectIdentifier("2.5.29.32.0"),
+                            [x509.UserNotice(x509.NoticeReference("ACME", [1]), None)],
+                        )
+                    ]
+                ),
+                False,
+            ),
+            (
+                x509.NameConstraints(
+                    permitted_subtrees=None, excluded_subtrees=[x509.DNSName("evil.example")]
+                ),
+                True,
+            ),
+            (x509.OCSPNoCheck(), False),
+            (x509.PolicyConstraints(require_explicit_policy=1, inhibit_policy_mapping=2), True),
+            (x509.InhibitAnyPolicy(3), True),
+            (x509.TLSFeature([x509.TLSFeatureType.status_request]), False),
+            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), False),
+            (x509.PrecertPoison(), True),
+        ],
+    )
+    described = _by_name(certificate)
+    assert described["Issuer alternative names"][1] == ("registered ID: 1.2.3",)
+    assert described["Authority key identifier"][1] == (
+        "issuer: directory name: CN=Old Root",
+        "issuer serial: 2a",
+    )
+    assert described["CRL distribution points"][1] == (
+        "relative name: CN=CRL1",
+        "only for reasons: keyCompromise",
+        "CRL issuer: directory name: CN=Old Root",
+    )
+    assert described["Freshest CRL (delta CRLs)"][1] == ("URI: http://pki.example/delta.crl",)
+    assert described["Subject information access"][1][0].endswith("URI: http://pki.example/r")
+    assert described["Certificate policies"][1][1] == "  user notice (by reference)"
+    assert described["Name constraints"] == (True, ("excluded: DNS name: evil.example",))
+    assert described["OCSP no check"][0] is False
+    assert described["Policy constraints"][1] == (
+        "require explicit policy after 1 certificates",
+        "inhibit policy mapping after 2 certificates",
+    )
+    assert described["Inhibit anyPolicy"][1] == ("anyPolicy allowed for 3 more certificates",)
+    assert described["TLS feature (OCSP must-staple)"][1] == ("TLS feature: status_request",)
+    assert described["Extended key usage"][1] == ("OCSP signing (1.3.6.1.5.5.7.3.9)",)
+    poison = next(d for d in describe_extensions(certificate) if d.oid == "1.3.6.1.4.1.11129.2.4.3")
+    assert poison.name != "Unknown extension"
+    assert poison.critical
+    assert poison.lines == ("DER: 0500",)
+    assert describe_public_key(certificate) == "EC secp256k1 (256 bits)"
