@@ -71,6 +71,9 @@ class Rule:
 
 
 PUBLIC = Rule("public")
+# The web console: its own session cookie, never an API credential; each of its routes is checked by
+# tests/integration/console/test_route_matrix.py (here every credential is sent to sign in: "ok").
+CONSOLE = Rule("console")
 EST_TOKEN = Rule("est-token")
 EST_CERT = Rule("est-cert")
 
@@ -96,6 +99,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/static"): PUBLIC,
+    ("GET", "/ui"): CONSOLE,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/metrics"): api("metrics"),
     ("GET", "/ocsp"): PUBLIC,
@@ -234,7 +238,7 @@ PATH_VALUES = {
 
 def expected(rule: Rule, credential: str, path: str = "") -> str | int:
     """The outcome of ``credential`` on a route of ``rule`` (at ``path``)."""
-    if rule.kind == "public":
+    if rule.kind in ("public", "console"):
         return OK
     if rule.kind == "est-token":
         return OK if credential in ("enrollment", "enrollment-basic", "renewal") else 401

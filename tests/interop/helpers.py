@@ -273,3 +273,67 @@ class RetiredCa:
     ca: SubCa
     leaf: Issued
     reason: str
+
+
+# --- EST by hand: openssl req + curl, as a field integrator would do it ---------------------------
+
+
+def est_csr(directory: Path, stem: str, cn: str, san: str | None = None) -> tuple[Path, Path]:
+    """``openssl req`` makes a P-256 key and a CSR (with ``san``, an openssl subjectAltName value);
+    the body EST wants is base64 of its DER."""
+    key, der, b64 = directory / f"{stem}.key", directory / f"{stem}.der", directory / f"{stem}.b64"
+    run(
+        [
+            need("openssl"),
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            key,
+            "-subj",
+            f"/CN={cn}",
+            *(["-addext", f"subjectAltName={san}"] if san else []),
+            "-outform",
+            "DER",
+            "-out",
+            der,
+        ]
+    )
+    run(["openssl", "base64", "-in", der, "-out", b64])
+    return key, b64
+
+
+def est_curl(server: RunningServer, path: str, out: Path, *args: str | Path) -> tuple[int, str]:
+    """POST/GET with curl trusting only the installation's root; returns (status, Content-Type)."""
+    proc = run(
+        [
+            need("curl"),
+            "-sS",
+            "--cacert",
+            server.root_pem,
+            "-o",
+            out,
+            "-w",
+            "%{http_code} %{content_type}",
+            *args,
+            f"{server.https_url}{path}",
+        ]
+    )
+    status, _, content_type = proc.stdout.partition(" ")
+    return int(status), content_type
+
+
+def est_enroll_args(csr: Path, *auth: str) -> list[str | Path]:
+    return [*auth, "--data-binary", f"@{csr}", "-H", "Content-Type: application/pkcs10"]
+
+
+def est_certificates(p7_b64: Path, out: Path) -> str:
+    """base64 PKCS#7 certs-only -> PEM via openssl; returns the PEM text."""
+    der = out.with_suffix(".p7")
+    run(["openssl", "base64", "-d", "-in", p7_b64, "-out", der])
+    run(["openssl", "pkcs7", "-inform", "DER", "-in", der, "-print_certs", "-out", out])
+    return out.read_text()

@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunningServer, build_csr, est_refusal, make_key, with_change_subject_name
-from tests.interop.helpers import need, otward_cli, run, write
+from tests.interop.helpers import (
+    est_certificates,
+    est_csr,
+    est_curl,
+    est_enroll_args,
+    otward_cli,
+    run,
+    write,
+)
 
 pytestmark = [pytest.mark.interop, pytest.mark.integration]
 
@@ -35,67 +43,6 @@ def _owner(server: RunningServer, *options: str) -> str:
 def _token(server: RunningServer, owner: str, *options: str) -> str:
     out = otward_cli(server.data_dir, "token", "create", "--owner", owner, "--json", *options).stdout
     return str(json.loads(out)["token"])
-
-
-def _csr(directory: Path, stem: str, cn: str, san: str | None = None) -> tuple[Path, Path]:
-    """``openssl req`` makes a P-256 key and a CSR (with ``san``, an openssl subjectAltName value);
-    the body EST wants is base64 of its DER."""
-    key, der, b64 = directory / f"{stem}.key", directory / f"{stem}.der", directory / f"{stem}.b64"
-    run(
-        [
-            need("openssl"),
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            key,
-            "-subj",
-            f"/CN={cn}",
-            *(["-addext", f"subjectAltName={san}"] if san else []),
-            "-outform",
-            "DER",
-            "-out",
-            der,
-        ]
-    )
-    run(["openssl", "base64", "-in", der, "-out", b64])
-    return key, b64
-
-
-def _curl(server: RunningServer, path: str, out: Path, *args: str | Path) -> tuple[int, str]:
-    """POST/GET with curl trusting only the installation's root; returns (status, Content-Type)."""
-    proc = run(
-        [
-            need("curl"),
-            "-sS",
-            "--cacert",
-            server.root_pem,
-            "-o",
-            out,
-            "-w",
-            "%{http_code} %{content_type}",
-            *args,
-            f"{server.https_url}{path}",
-        ]
-    )
-    status, _, content_type = proc.stdout.partition(" ")
-    return int(status), content_type
-
-
-def _enroll_args(csr: Path, *auth: str) -> list[str | Path]:
-    return [*auth, "--data-binary", f"@{csr}", "-H", "Content-Type: application/pkcs10"]
-
-
-def _certificates(p7_b64: Path, out: Path) -> str:
-    """base64 PKCS#7 certs-only -> PEM via openssl; returns the PEM text."""
-    der = out.with_suffix(".p7")
-    run(["openssl", "base64", "-d", "-in", p7_b64, "-out", der])
-    run(["openssl", "pkcs7", "-inform", "DER", "-in", der, "-print_certs", "-out", out])
-    return out.read_text()
 
 
 def _verify(server: RunningServer, cert: Path) -> None:
@@ -133,33 +80,33 @@ def _text(cert: Path) -> str:
 
 
 def test_cacerts_is_the_issuing_chain_as_pkcs7(interop_server, tmp_path):
-    status, content_type = _curl(interop_server, "/.well-known/est/cacerts", tmp_path / "ca.b64")
+    status, content_type = est_curl(interop_server, "/.well-known/est/cacerts", tmp_path / "ca.b64")
     assert status == 200
     assert content_type.startswith("application/pkcs7-mime")
-    pem = _certificates(tmp_path / "ca.b64", tmp_path / "ca.pem")
+    pem = est_certificates(tmp_path / "ca.b64", tmp_path / "ca.pem")
     assert pem.count("BEGIN CERTIFICATE") == 2
     assert "CN=ACME Chemicals issuing CA" in pem.replace(" = ", "=")
     # the same chain per CA label
-    status, _ = _curl(interop_server, "/.well-known/est/issuing/cacerts", tmp_path / "ca2.b64")
+    status, _ = est_curl(interop_server, "/.well-known/est/issuing/cacerts", tmp_path / "ca2.b64")
     assert status == 200
-    assert _certificates(tmp_path / "ca2.b64", tmp_path / "ca2.pem") == pem
+    assert est_certificates(tmp_path / "ca2.b64", tmp_path / "ca2.pem") == pem
 
 
 def test_enroll_with_token_then_reenroll_with_the_certificate(interop_server, tmp_path):
     owner = _owner(interop_server)
     device = _name("plc")
     token = _token(interop_server, owner, "--device-id-pattern", "plc-*")
-    key, csr = _csr(tmp_path, "first", device)
+    key, csr = est_csr(tmp_path, "first", device)
 
-    status, content_type = _curl(
+    status, content_type = est_curl(
         interop_server,
         "/.well-known/est/simpleenroll",
         tmp_path / "first.p7.b64",
-        *_enroll_args(csr, "-u", f"dev:{token}"),
+        *est_enroll_args(csr, "-u", f"dev:{token}"),
     )
     assert status == 200, (tmp_path / "first.p7.b64").read_text()
     assert content_type.replace(" ", "") == "application/pkcs7-mime;smime-type=certs-only"
-    assert _certificates(tmp_path / "first.p7.b64", tmp_path / "first.pem").count("BEGIN CERTIFICATE") == 1
+    assert est_certificates(tmp_path / "first.p7.b64", tmp_path / "first.pem").count("BEGIN CERTIFICATE") == 1
     _verify(interop_server, tmp_path / "first.pem")
     text = _text(tmp_path / "first.pem")
     assert f"Subject: CN={device}" in text.replace(" = ", "=")
@@ -170,29 +117,29 @@ def test_enroll_with_token_then_reenroll_with_the_certificate(interop_server, tm
 
     # the same request again (a client that lost the answer) gets the same certificate, and the
     # token was single use: another key is refused
-    status, _ = _curl(
+    status, _ = est_curl(
         interop_server,
         "/.well-known/est/simpleenroll",
         tmp_path / "again.p7.b64",
-        *_enroll_args(csr, "-u", f"dev:{token}"),
+        *est_enroll_args(csr, "-u", f"dev:{token}"),
     )
     assert status == 200
     assert (
-        _certificates(tmp_path / "again.p7.b64", tmp_path / "again.pem")
+        est_certificates(tmp_path / "again.p7.b64", tmp_path / "again.pem")
         == (tmp_path / "first.pem").read_text()
     )
-    _, another = _csr(tmp_path, "another", device)
-    status, _ = _curl(
+    _, another = est_csr(tmp_path, "another", device)
+    status, _ = est_curl(
         interop_server,
         "/.well-known/est/simpleenroll",
         tmp_path / "another.out",
-        *_enroll_args(another, "-u", f"dev:{token}"),
+        *est_enroll_args(another, "-u", f"dev:{token}"),
     )
     assert status == 401
 
     # re-enrollment: a new key, the same subject, the current certificate in the TLS handshake
-    new_key, new_csr = _csr(tmp_path, "second", device)
-    status, _ = _curl(
+    new_key, new_csr = est_csr(tmp_path, "second", device)
+    status, _ = est_curl(
         interop_server,
         "/.well-known/est/simplereenroll",
         tmp_path / "second.p7.b64",
@@ -200,10 +147,10 @@ def test_enroll_with_token_then_reenroll_with_the_certificate(interop_server, tm
         tmp_path / "first.pem",
         "--key",
         key,
-        *_enroll_args(new_csr),
+        *est_enroll_args(new_csr),
     )
     assert status == 200, (tmp_path / "second.p7.b64").read_text()
-    _certificates(tmp_path / "second.p7.b64", tmp_path / "second.pem")
+    est_certificates(tmp_path / "second.p7.b64", tmp_path / "second.pem")
     _verify(interop_server, tmp_path / "second.pem")
     first_serial = run(["openssl", "x509", "-in", tmp_path / "first.pem", "-noout", "-serial"]).stdout
     second_serial = run(["openssl", "x509", "-in", tmp_path / "second.pem", "-noout", "-serial"]).stdout
@@ -222,8 +169,8 @@ def test_enroll_with_token_then_reenroll_with_the_certificate(interop_server, tm
     assert len(shown["certificates"]) == 2
 
     # re-enrollment must keep the subject
-    _, other_csr = _csr(tmp_path, "other", _name("plc"))
-    status, _ = _curl(
+    _, other_csr = est_csr(tmp_path, "other", _name("plc"))
+    status, _ = est_curl(
         interop_server,
         "/.well-known/est/simplereenroll",
         tmp_path / "other.out",
@@ -231,14 +178,14 @@ def test_enroll_with_token_then_reenroll_with_the_certificate(interop_server, tm
         tmp_path / "second.pem",
         "--key",
         new_key,
-        *_enroll_args(other_csr),
+        *est_enroll_args(other_csr),
     )
     assert status == 403
     assert est_refusal((tmp_path / "other.out").read_text())[1] == "est-subject"
 
     # a disabled device cannot re-enroll; revoking it revokes its certificates for good
     otward_cli(interop_server.data_dir, "device", "disable", device)
-    status, _ = _curl(
+    status, _ = est_curl(
         interop_server,
         "/.well-known/est/simplereenroll",
         tmp_path / "disabled.out",
@@ -246,7 +193,7 @@ def test_enroll_with_token_then_reenroll_with_the_certificate(interop_server, tm
         tmp_path / "second.pem",
         "--key",
         new_key,
-        *_enroll_args(new_csr),
+        *est_enroll_args(new_csr),
     )
     assert status == 403
     otward_cli(interop_server.data_dir, "device", "revoke", device)
@@ -265,20 +212,20 @@ def test_reenroll_keeps_subject_and_san_unless_change_subject_name_asks(interop_
     owner = _owner(interop_server)
     device = _name("plc")
     uri = f"URI:urn:otward:device:{owner}:{device}"
-    key, csr = _csr(tmp_path, "first", device, f"DNS:{device}.line2.example")
-    status, _ = _curl(
+    key, csr = est_csr(tmp_path, "first", device, f"DNS:{device}.line2.example")
+    status, _ = est_curl(
         interop_server,
         "/.well-known/est/simpleenroll",
         tmp_path / "first.b64",
-        *_enroll_args(csr, "-u", f"dev:{_token(interop_server, owner)}"),
+        *est_enroll_args(csr, "-u", f"dev:{_token(interop_server, owner)}"),
     )
     assert status == 200
-    _certificates(tmp_path / "first.b64", tmp_path / "first.pem")
+    est_certificates(tmp_path / "first.b64", tmp_path / "first.pem")
     names = {f"DNS:{device}.line2.example", uri}
     assert _san_of(tmp_path / "first.pem") == names
 
     def reenroll(current: str, current_key: Path, body: Path, out: str) -> int:
-        status, _ = _curl(
+        status, _ = est_curl(
             interop_server,
             "/.well-known/est/simplereenroll",
             tmp_path / out,
@@ -286,22 +233,22 @@ def test_reenroll_keeps_subject_and_san_unless_change_subject_name_asks(interop_
             tmp_path / current,
             "--key",
             current_key,
-            *_enroll_args(body),
+            *est_enroll_args(body),
         )
         return status
 
     # the certificate's own subject and SAN, otward's device URI included (was 403 san-type)
-    same_key, same = _csr(tmp_path, "same", device, f"DNS:{device}.line2.example,{uri}")
+    same_key, same = est_csr(tmp_path, "same", device, f"DNS:{device}.line2.example,{uri}")
     assert reenroll("first.pem", key, same, "same.b64") == 200, (tmp_path / "same.b64").read_text()
-    _certificates(tmp_path / "same.b64", tmp_path / "same.pem")
+    est_certificates(tmp_path / "same.b64", tmp_path / "same.pem")
     assert _san_of(tmp_path / "same.pem") == names
     # no SAN: the SAN of the certificate being renewed
-    bare_key, bare = _csr(tmp_path, "bare", device)
+    bare_key, bare = est_csr(tmp_path, "bare", device)
     assert reenroll("same.pem", same_key, bare, "bare.b64") == 200
-    _certificates(tmp_path / "bare.b64", tmp_path / "bare.pem")
+    est_certificates(tmp_path / "bare.b64", tmp_path / "bare.pem")
     assert _san_of(tmp_path / "bare.pem") == names
     # another SAN: refused (was accepted silently) ...
-    _, moved = _csr(tmp_path, "moved", device, f"DNS:{device}.line3.example")
+    _, moved = est_csr(tmp_path, "moved", device, f"DNS:{device}.line3.example")
     assert reenroll("bare.pem", bare_key, moved, "moved.out") == 403
     assert "ChangeSubjectName" in (tmp_path / "moved.out").read_text()
     # ... unless the CSR carries ChangeSubjectName (RFC 6402), which the device profile allows for DNS
@@ -313,19 +260,19 @@ def test_reenroll_keeps_subject_and_san_unless_change_subject_name_asks(interop_
     )
     write(tmp_path / "asked.b64", base64.b64encode(asked))
     assert reenroll("bare.pem", bare_key, tmp_path / "asked.b64", "asked.out.b64") == 200
-    _certificates(tmp_path / "asked.out.b64", tmp_path / "asked.pem")
+    est_certificates(tmp_path / "asked.out.b64", tmp_path / "asked.pem")
     assert _san_of(tmp_path / "asked.pem") == {f"DNS:{device}.line3.example", uri}
 
 
 def test_token_pattern_and_missing_credentials(interop_server, tmp_path):
     owner = _owner(interop_server)
     token = _token(interop_server, owner, "--device-id-pattern", "sensor-*", "--uses", "3")
-    _, csr = _csr(tmp_path, "plc", _name("plc"))
-    status, _ = _curl(
+    _, csr = est_csr(tmp_path, "plc", _name("plc"))
+    status, _ = est_curl(
         interop_server,
         "/.well-known/est/simpleenroll",
         tmp_path / "pattern.out",
-        *_enroll_args(csr, "-H", f"Authorization: Bearer {token}"),
+        *est_enroll_args(csr, "-H", f"Authorization: Bearer {token}"),
     )
     assert status == 403
     assert est_refusal((tmp_path / "pattern.out").read_text())[1] == "enroll-token-pattern"
@@ -337,7 +284,7 @@ def test_token_pattern_and_missing_credentials(interop_server, tmp_path):
             "-i",
             "--cacert",
             interop_server.root_pem,
-            *_enroll_args(csr),
+            *est_enroll_args(csr),
             f"{interop_server.https_url}/.well-known/est/simpleenroll",
         ]
     )
@@ -345,17 +292,17 @@ def test_token_pattern_and_missing_credentials(interop_server, tmp_path):
     assert '\nWWW-Authenticate: Basic realm="otward-est"' in proc.stdout
 
     # Bearer works as well as Basic, and the token's remaining uses still enroll
-    _, good = _csr(tmp_path, "sensor", _name("sensor"))
-    status, _ = _curl(
+    _, good = est_csr(tmp_path, "sensor", _name("sensor"))
+    status, _ = est_curl(
         interop_server,
         "/.well-known/est/simpleenroll",
         tmp_path / "s.b64",
-        *_enroll_args(good, "-H", f"Authorization: Bearer {token}"),
+        *est_enroll_args(good, "-H", f"Authorization: Bearer {token}"),
     )
     assert status == 200
     # a reenroll without a client certificate is refused
-    status, _ = _curl(
-        interop_server, "/.well-known/est/simplereenroll", tmp_path / "nocert.out", *_enroll_args(good)
+    status, _ = est_curl(
+        interop_server, "/.well-known/est/simplereenroll", tmp_path / "nocert.out", *est_enroll_args(good)
     )
     assert status == 401
 
@@ -363,24 +310,24 @@ def test_token_pattern_and_missing_credentials(interop_server, tmp_path):
 def test_serverkeygen_only_for_owners_that_allow_it(interop_server, tmp_path):
     refusing = _owner(interop_server)
     token = _token(interop_server, refusing)
-    _, csr = _csr(tmp_path, "k1", _name("meter"))
-    status, _ = _curl(
+    _, csr = est_csr(tmp_path, "k1", _name("meter"))
+    status, _ = est_curl(
         interop_server,
         "/.well-known/est/serverkeygen",
         tmp_path / "no.out",
-        *_enroll_args(csr, "-u", f"x:{token}"),
+        *est_enroll_args(csr, "-u", f"x:{token}"),
     )
     assert status == 403
 
     allowing = _owner(interop_server, "--allow-server-keygen")
     token = _token(interop_server, allowing)
     device = _name("meter")
-    _, csr = _csr(tmp_path, "k2", device)
-    status, content_type = _curl(
+    _, csr = est_csr(tmp_path, "k2", device)
+    status, content_type = est_curl(
         interop_server,
         "/.well-known/est/serverkeygen",
         tmp_path / "multipart",
-        *_enroll_args(csr, "-u", f"x:{token}"),
+        *est_enroll_args(csr, "-u", f"x:{token}"),
     )
     assert status == 200
     assert content_type.startswith("multipart/mixed; boundary=")
@@ -392,14 +339,14 @@ def test_serverkeygen_only_for_owners_that_allow_it(interop_server, tmp_path):
     run(["openssl", "base64", "-d", "-in", key_b64, "-out", tmp_path / "key.der"])
     key_pub = run(["openssl", "pkey", "-inform", "DER", "-in", tmp_path / "key.der", "-pubout"]).stdout
     p7 = write(tmp_path / "cert.b64", parts["application/pkcs7-mime"])
-    _certificates(p7, tmp_path / "cert.pem")
+    est_certificates(p7, tmp_path / "cert.pem")
     assert run(["openssl", "x509", "-in", tmp_path / "cert.pem", "-noout", "-pubkey"]).stdout == key_pub
     assert f"CN={device}" in _text(tmp_path / "cert.pem").replace(" = ", "=")
     _verify(interop_server, tmp_path / "cert.pem")
 
 
 def test_csrattrs_asks_for_ecdsa_with_sha256_on_p256(interop_server, tmp_path):
-    status, content_type = _curl(interop_server, "/.well-known/est/csrattrs", tmp_path / "attrs.b64")
+    status, content_type = est_curl(interop_server, "/.well-known/est/csrattrs", tmp_path / "attrs.b64")
     assert status == 200
     assert content_type == "application/csrattrs"
     run(["openssl", "base64", "-d", "-in", tmp_path / "attrs.b64", "-out", tmp_path / "attrs.der"])

@@ -434,7 +434,8 @@ def serve(
             names=names,
         )
     console.print(
-        f"otward {__version__}: API https://{host}:{port}/docs, CRL/OCSP http://{host}:{http_port}",
+        f"otward {__version__}: API https://{host}:{port}/docs, web console https://{host}:{port}/ui,"
+        f" CRL/OCSP http://{host}:{http_port}",
         highlight=False,
     )
     run_server(

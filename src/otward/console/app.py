@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from otward.console.pages import certificates, dashboard, signin
+from otward.console.pages import certificates, dashboard, devices, signin
 from otward.console.render import PREFIX, SECURITY_HEADERS, render
 from otward.console.viewer import SignInRequiredError
 from otward.errors import OtwardError
@@ -68,6 +68,7 @@ def create_console(pki: Pki, *, limits: State) -> FastAPI:
     app.mount("/static", StaticFiles(packages=[("otward.console", "static")]), name="console-static")
     app.include_router(signin.router)
     app.include_router(dashboard.router)
+    app.include_router(devices.router)
     app.include_router(certificates.router)
 
     @app.exception_handler(SignInRequiredError)

@@ -41,13 +41,21 @@ class NavItem:
     label: str
     path: str
     area: Area | None  # None: every signed-in account
+    also: tuple[str, ...] = ()  # other paths that belong to this menu entry
+
+    def is_current(self, path: str) -> bool:
+        """True when ``path`` (under the console's prefix) is this entry's page or one of its pages."""
+        local = path.removeprefix(PREFIX) or "/"
+        if self.path == "/":
+            return local == "/"
+        return any(local == p or local.startswith(p + "/") for p in (self.path, *self.also))
 
 
 _NAVIGATION = (
     NavItem("Dashboard", "/", None),
     NavItem("Authorities", "/authorities", Area.PKI),
     NavItem("Certificates", "/certificates", Area.PKI),
-    NavItem("Devices", "/devices", Area.ENROLLMENT),
+    NavItem("Devices", "/devices", Area.ENROLLMENT, also=("/owners", "/enrollment-tokens")),
     NavItem("Access", "/access", Area.ACCESS),
     NavItem("Audit", "/audit", Area.AUDIT),
     NavItem("Approvals", "/approvals", None),

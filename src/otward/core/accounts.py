@@ -58,7 +58,7 @@ class AccountRecord:
 
 def validate_account_name(name: str) -> None:
     """ValueError unless ``name`` is a lower-case word (letters, digits, . _ -; 64 at most)."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):  # match: "$" would accept a trailing newline
         raise ValueError(
             f"account name {name!r}: use a lower-case letter then letters, digits, '.', '_' or '-'"
             " (64 at most)"

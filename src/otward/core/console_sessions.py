@@ -32,7 +32,7 @@ __all__ = [
 COOKIE_BYTES_MAX = 128
 """A cookie is 32 hex characters, a dot and 43 base64url characters; anything longer is refused unread."""
 
-_COOKIE = re.compile(r"^([0-9a-f]{32})\.([A-Za-z0-9_-]{43})$")
+_COOKIE = re.compile(r"([0-9a-f]{32})\.([A-Za-z0-9_-]{43})")
 _CSRF_LABEL = b"otward console csrf v1"
 
 
@@ -82,7 +82,7 @@ def parse_session_cookie(value: str) -> tuple[str, str] | None:
     """``(session_id, secret)`` from a cookie value, or None for anything not shaped like one."""
     if len(value) > COOKIE_BYTES_MAX:
         return None
-    match = _COOKIE.match(value)
+    match = _COOKIE.fullmatch(value)  # not match: "$" would let a trailing newline through
     return (match.group(1), match.group(2)) if match else None
 
 

@@ -24,6 +24,7 @@ from otward.core.records import (
     ChallengeRecord,
     CrlRecord,
     DeviceEnrollment,
+    DeviceListing,
     DeviceRecord,
     DeviceStatus,
     EnrollmentRetry,
@@ -344,6 +345,21 @@ class DeviceStore(Protocol):
         self, *, owner: str | None, status: DeviceStatus | None, limit: int, offset: int
     ) -> tuple[Sequence[DeviceRecord], int]: ...
 
+    def find_devices(
+        self,
+        *,
+        owners: frozenset[str] | None,
+        id_contains: str | None,
+        status: DeviceStatus | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[Sequence[DeviceListing], int]:
+        """A page of devices ordered by id, of ``owners`` (None: every owner) whose id contains
+        ``id_contains`` (taken literally), with their current certificate's expiry; and the total."""
+        ...
+
+    def count_devices_by_owner(self) -> Mapping[str, int]: ...
+
     def device_certificates(self, device_id: str) -> Sequence[CertificateRecord]: ...
 
     def set_device_status(
@@ -389,6 +405,13 @@ class EnrollmentTokenStore(Protocol):
     def get_enrollment_token(self, token_id: str) -> EnrollmentTokenRecord | None: ...
 
     def list_enrollment_tokens(self, owner: str | None = None) -> Sequence[EnrollmentTokenRecord]: ...
+
+    def find_enrollment_tokens(
+        self, *, owners: frozenset[str] | None, limit: int, offset: int
+    ) -> tuple[Sequence[EnrollmentTokenRecord], int]:
+        """A page of enrollment tokens (not renewal tokens) of ``owners`` (None: every owner),
+        newest first, and their total."""
+        ...
 
     def revoke_enrollment_token(
         self, token_id: str, when: datetime, events: Sequence[AuditEvent] = ()

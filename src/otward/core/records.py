@@ -25,6 +25,7 @@ __all__ = [
     "ChallengeRecord",
     "CrlRecord",
     "DeviceEnrollment",
+    "DeviceListing",
     "DeviceRecord",
     "DeviceStatus",
     "EnrollmentRetry",
@@ -183,6 +184,15 @@ class DeviceRecord:
     # device uses its new certificate, or when the overlap after ``superseded_at`` is over
     superseded_serial: str | None = None
     superseded_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeviceListing:
+    """A registry row as a list shows it: the device and when its current certificate expires
+    (None: it has none)."""
+
+    device: DeviceRecord
+    current_not_valid_after: datetime | None
 
 
 @dataclass(frozen=True)

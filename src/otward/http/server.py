@@ -553,6 +553,13 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = log.info) -> 
         renewed = renew_service_certificate_if_due(pki, settings.data_dir, SERVICE_ACTOR)
         if renewed:
             announce(f"the service's TLS certificate was reissued: {renewed}")
+        if settings.console.enabled and not any(
+            a.password_hash and a.disabled_at is None for a in pki.accounts.list()
+        ):
+            announce(
+                "web console at /ui: no account can sign in yet; make one with `otward admin add NAME"
+                " --roles admin,pki-officer,enrollment-officer,access-manager` (docs/console.md)"
+            )
     finally:
         pki.close()
     if options.workers < 1:

@@ -216,7 +216,7 @@ def create_backup(
         keys_dir = data_dir / "keys"
         if keys_dir.is_dir():
             for path in sorted(keys_dir.iterdir()):
-                if path.is_file() and _MEMBER_NAME.match(f"keys/{path.name}"):
+                if path.is_file() and _MEMBER_NAME.fullmatch(f"keys/{path.name}"):
                     _copy_in(path, staging, f"keys/{path.name}")
         journal = settings.revocation_journal_path
         if journal.is_file():
@@ -339,7 +339,7 @@ def read_manifest(archive: Path) -> dict[str, Any]:
     with _open_archive(archive) as handle:
         try:
             for member in handle:
-                if not member.isreg() or not _MEMBER_NAME.match(member.name) or member.name in digests:
+                if not member.isreg() or not _MEMBER_NAME.fullmatch(member.name) or member.name in digests:
                     raise _damaged(archive, f"unexpected member {member.name!r}")
                 reader = handle.extractfile(member)
                 assert reader is not None  # noqa: S101 - a regular file has content

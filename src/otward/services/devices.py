@@ -12,7 +12,7 @@ PKCS#11 token, or its certificate expired within the owner's grace period.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,7 +24,13 @@ from otward.core.audit import AuditEvent, EventType, Outcome
 from otward.core.identifiers import DEVICE_ID
 from otward.core.keys import verify_data
 from otward.core.ports import DeviceStore
-from otward.core.records import CertificateRecord, ChallengeRecord, DeviceRecord, DeviceStatus
+from otward.core.records import (
+    CertificateRecord,
+    ChallengeRecord,
+    DeviceListing,
+    DeviceRecord,
+    DeviceStatus,
+)
 from otward.core.revocation import reason_name
 from otward.errors import AuthenticationError, InvalidRequestError, NotFoundError
 from otward.services.audit import SYSTEM_ACTOR, Actor, AuditLog
@@ -98,6 +104,25 @@ class Devices:
         offset: int = 0,
     ) -> tuple[Sequence[DeviceRecord], int]:
         return self._store.list_devices(owner=owner, status=status, limit=limit, offset=offset)
+
+    def find(
+        self,
+        *,
+        owners: frozenset[str] | None = None,
+        id_contains: str | None = None,
+        status: DeviceStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[Sequence[DeviceListing], int]:
+        """A page of the registry for a list: devices of ``owners`` (None: all) whose id contains
+        ``id_contains``, each with its current certificate's expiry; and how many match."""
+        return self._store.find_devices(
+            owners=owners, id_contains=id_contains, status=status, limit=limit, offset=offset
+        )
+
+    def count_by_owner(self) -> Mapping[str, int]:
+        """How many devices each owner has (owners without devices are absent)."""
+        return self._store.count_devices_by_owner()
 
     def certificates(self, device_id: str) -> Sequence[CertificateRecord]:
         """The device's certificate history, newest first."""

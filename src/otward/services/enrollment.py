@@ -220,6 +220,18 @@ class EnrollmentTokens:
     def list(self, owner: str | None = None) -> Sequence[EnrollmentTokenRecord]:
         return self._store.list_enrollment_tokens(owner)
 
+    def find(
+        self, *, owners: frozenset[str] | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[Sequence[EnrollmentTokenRecord], int]:
+        """A page of enrollment tokens (not renewal tokens) of ``owners`` (None: all), newest first."""
+        return self._store.find_enrollment_tokens(owners=owners, limit=limit, offset=offset)
+
+    def get(self, token_id: str) -> EnrollmentTokenRecord:
+        record = self._store.get_enrollment_token(token_id)
+        if record is None:
+            raise NotFoundError(f"enrollment token '{token_id}' not found", rule="enroll-token")
+        return record
+
     def revoke(self, token_id: str, actor: Actor = SYSTEM_ACTOR) -> EnrollmentTokenRecord:
         event = self._audit.event(actor, EventType.ENROLL_TOKEN_REVOKED, f"enroll_token:{token_id}")
         return self._store.revoke_enrollment_token(token_id, self._clock(), [event])

@@ -237,7 +237,7 @@ class ZeroTouch:
         claims = []
         for entry in entries:
             validate_serial(entry.serial)
-            if entry.public_key_sha256 is not None and not _HEX_SHA256.match(entry.public_key_sha256):
+            if entry.public_key_sha256 is not None and not _HEX_SHA256.fullmatch(entry.public_key_sha256):
                 raise InvalidRequestError(
                     f"the public-key hash of serial '{entry.serial}' must be 64 hex digits (SHA-256)",
                     rule="claim-public-key",

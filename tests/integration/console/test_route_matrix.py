@@ -60,3 +60,16 @@ def test_no_route_answers_without_a_session(console: Console) -> None:
         answer = browser.request(method, "/ui" + concrete, data={"csrf": "x"} if method == "POST" else None)
         assert answer.status_code == 303, f"{method} {path}: {answer.status_code}"
         assert answer.headers["location"].startswith("/ui/sign-in")
+
+
+def test_an_api_token_opens_no_console_page(console: Console) -> None:
+    """The console knows only its own sessions: the installation's admin API token signs nobody in."""
+    token = (console.pki.settings.data_dir / "admin.token").read_text().strip()
+    browser = console.client()
+    browser.headers["Authorization"] = f"Bearer {token}"
+    for method, path, _route in _routes(console):
+        if (method, path) in PUBLIC:
+            continue
+        concrete = re.sub(r"\{[^}]+\}", "x1", path)
+        answer = browser.request(method, "/ui" + concrete)
+        assert answer.status_code == 303, f"{method} {path}: {answer.status_code}"

@@ -185,3 +185,32 @@ def test_static_files_are_served_and_a_form_too_large_is_refused(console: Consol
         ).status_code
         == 413
     )
+
+
+def test_signing_in_again_ends_the_previous_session(console: Console) -> None:
+    browser = console.sign_in("alice")
+    first = browser.cookies.get("__Host-otward-session")
+    console.sign_in("alice", client=browser)
+    assert browser.cookies.get("__Host-otward-session") != first
+    stale = console.client()
+    stale.cookies.set("__Host-otward-session", first)
+    assert stale.get("/ui/").status_code == 303
+    assert browser.get("/ui/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "current"),
+    [
+        ("/ui/", "Dashboard"),
+        ("/ui/owners", "Devices"),
+        ("/ui/enrollment-tokens", "Devices"),
+        ("/ui/devices", "Devices"),
+    ],
+)
+def test_the_menu_marks_the_current_page(console: Console, path: str, current: str) -> None:
+    page = console.sign_in("alice").get(path)
+    assert page.status_code == 200
+    menu = page.text.split('<nav aria-label="Main">')[1].split("</nav>")[0]
+    marked = [line for line in menu.splitlines() if 'aria-current="page"' in line]
+    assert len(marked) == 1
+    assert f">{current}</a>" in marked[0]

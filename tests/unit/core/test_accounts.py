@@ -92,7 +92,7 @@ def test_account_names_accepted(name):
     validate_account_name(name)
 
 
-@pytest.mark.parametrize("name", ["", "Alice", "1st", "a b", "a" * 65, "admin:x", "ü"])
+@pytest.mark.parametrize("name", ["", "Alice", "1st", "a b", "a" * 65, "admin:x", "ü", "alice\n"])
 def test_account_names_refused(name):
     with pytest.raises(ValueError, match="account name"):
         validate_account_name(name)

@@ -3,14 +3,14 @@ certificate history and attestation challenges."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.x509 import ReasonFlags
-from sqlalchemy import Connection, Row, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, bindparam, delete, func, insert, or_, select, update
 
 from otward.adapters.db import ledger
 from otward.adapters.db.certificates import (
@@ -29,6 +29,7 @@ from otward.core.records import (
     CertificateRecord,
     ChallengeRecord,
     DeviceEnrollment,
+    DeviceListing,
     DeviceRecord,
     DeviceStatus,
     EnrollmentRetry,
@@ -360,6 +361,41 @@ class SqlDeviceStore:
             rows = conn.execute(stmt).all()
             total = conn.execute(count).scalar_one()
         return [_device_record(r) for r in rows], int(total)
+
+    def find_devices(
+        self,
+        *,
+        owners: frozenset[str] | None,
+        id_contains: str | None,
+        status: DeviceStatus | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[Sequence[DeviceListing], int]:
+        conditions: list[ColumnElement[bool]] = []
+        if owners is not None:
+            conditions.append(devices.c.owner.in_(sorted(owners)))
+        if id_contains:
+            conditions.append(devices.c.device_id.contains(id_contains, autoescape=True))
+        if status is not None:
+            conditions.append(devices.c.status == status.value)
+        stmt = (
+            select(devices, certificates.c.not_valid_after.label("current_not_valid_after"))
+            .select_from(devices.outerjoin(certificates, certificates.c.serial == devices.c.current_serial))
+            .where(*conditions)
+            .order_by(devices.c.device_id)
+            .limit(limit)
+            .offset(offset)
+        )
+        count = select(func.count()).select_from(devices).where(*conditions)
+        with self._database.reading() as conn:
+            rows = conn.execute(stmt).all()
+            total = conn.execute(count).scalar_one()
+        return [DeviceListing(_device_record(r), r.current_not_valid_after) for r in rows], int(total)
+
+    def count_devices_by_owner(self) -> Mapping[str, int]:
+        stmt = select(devices.c.owner, func.count()).group_by(devices.c.owner)
+        with self._database.reading() as conn:
+            return {owner: int(n) for owner, n in conn.execute(stmt).all()}
 
     def device_certificates(self, device_id: str) -> Sequence[CertificateRecord]:
         """Every certificate the device was ever issued, newest first."""

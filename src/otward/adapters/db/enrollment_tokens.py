@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 
 from otward.adapters.db import ledger
 from otward.adapters.db.database import Database, revoke_once
@@ -79,6 +79,25 @@ class SqlEnrollmentTokenStore:
         with self._database.reading() as conn:
             row = conn.execute(_ENROLLMENT_TOKEN, {"wanted_token": token_id}).first()
         return _enrollment_token(row) if row else None
+
+    def find_enrollment_tokens(
+        self, *, owners: frozenset[str] | None, limit: int, offset: int
+    ) -> tuple[Sequence[EnrollmentTokenRecord], int]:
+        conditions = [enrollment_tokens.c.kind == "enrollment"]
+        if owners is not None:
+            conditions.append(enrollment_tokens.c.owner.in_(sorted(owners)))
+        stmt = (
+            select(enrollment_tokens)
+            .where(*conditions)
+            .order_by(enrollment_tokens.c.created_at.desc(), enrollment_tokens.c.token_id)
+            .limit(limit)
+            .offset(offset)
+        )
+        count = select(func.count()).select_from(enrollment_tokens).where(*conditions)
+        with self._database.reading() as conn:
+            rows = conn.execute(stmt).all()
+            total = conn.execute(count).scalar_one()
+        return [_enrollment_token(r) for r in rows], int(total)
 
     def list_enrollment_tokens(self, owner: str | None = None) -> Sequence[EnrollmentTokenRecord]:
         stmt = select(enrollment_tokens).order_by(enrollment_tokens.c.created_at)

@@ -58,6 +58,16 @@ def _signin_page(request: Request, *, error: str | None, status_code: int, accou
     return response
 
 
+def _end_previous(request: Request, actor: Actor) -> None:
+    """Signing in again in the same browser ends the session its cookie held, not just replaces it."""
+    pki = get_pki(request)
+    try:
+        previous = pki.console_sessions.resume(request.cookies.get(SESSION_COOKIE))
+    except AuthenticationError:
+        return
+    pki.console_sessions.end(previous, actor)
+
+
 @router.get("/sign-in", response_class=HTMLResponse)
 def sign_in_page(request: Request) -> HTMLResponse:
     return _signin_page(request, error=None, status_code=200)
@@ -82,6 +92,7 @@ async def sign_in(request: Request) -> Response:
 
     def attempt(actor: Actor) -> str:
         account = pki.accounts.sign_in(name, form.get("password"), form.get("totp") or None, actor)
+        _end_previous(request, actor)
         _session, value = pki.console_sessions.start(account, actor)
         return value
 

@@ -204,7 +204,7 @@ def _stage(entry: Any, where: str) -> StageSpec:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}", rule="boot-chain")
     name = entry.get("name")
-    if not isinstance(name, str) or not _STAGE.match(name):
+    if not isinstance(name, str) or not _STAGE.fullmatch(name):
         raise ConfigError(
             f"{where}.name must be 1-64 lower-case letters, digits, '.', '_' or '-'", rule="boot-chain"
         )

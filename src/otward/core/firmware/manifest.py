@@ -64,7 +64,7 @@ class Manifest:
     next_stage_key: str | None = None
 
     def __post_init__(self) -> None:
-        if not _STAGE.match(self.stage):
+        if not _STAGE.fullmatch(self.stage):
             raise ParseError(
                 f"stage name {self.stage!r} must be 1-64 lower-case letters, digits, '.', '_' or '-'",
                 rule="firmware.manifest.unreadable",
@@ -114,7 +114,7 @@ def key_pin(key: CertificatePublicKeyTypes) -> str:
 
 def parse_pin(text: str) -> bytes:
     """The 32 digest bytes of a ``sha256/<base64>`` pin; ParseError otherwise."""
-    match = _PIN.match(text)
+    match = _PIN.fullmatch(text)
     if match is None:
         raise ParseError(
             f"key pin {text[:80]!r} must be 'sha256/' and the base64 of a SHA-256 digest",

@@ -55,8 +55,10 @@ def test_dump_parse_is_the_identity_and_canonical():
         ({"version": -1}, "between 0"),
         ({"version": 2**32}, "between 0"),
         ({"stage": "Boot Loader"}, "stage name"),
+        ({"stage": "bootloader\n"}, "stage name"),
         ({"signed_at": "2026-12-07T12:00:00"}, "time zone"),
         ({"next_stage_key": "sha1/abc"}, "key pin"),
+        ({"next_stage_key": "sha256/" + "A" * 43 + "=\n"}, "key pin"),
         ({"image": {"size": 3}}, "'digest' must be an object"),
     ],
 )
