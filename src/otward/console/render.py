@@ -29,7 +29,9 @@ SECURITY_HEADERS: Mapping[str, str] = {
         " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    # not "no-referrer": with it a browser sends "Origin: null" on every form POST (Fetch, "append
+    # a request Origin header") and the same-origin check refuses the console's own forms
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
     "cross-origin-opener-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=(), clipboard-write=(self)",
