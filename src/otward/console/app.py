@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from otward.console.pages import certificates, dashboard, devices, signin
+from otward.console.pages import access, approvals, audit, certificates, dashboard, devices, signin
 from otward.console.render import PREFIX, SECURITY_HEADERS, render
 from otward.console.viewer import SignInRequiredError
 from otward.errors import OtwardError
@@ -69,6 +69,9 @@ def create_console(pki: Pki, *, limits: State) -> FastAPI:
     app.include_router(signin.router)
     app.include_router(dashboard.router)
     app.include_router(devices.router)
+    app.include_router(audit.router)
+    app.include_router(approvals.router)
+    app.include_router(access.router)
     app.include_router(certificates.router)
 
     @app.exception_handler(SignInRequiredError)

@@ -29,8 +29,8 @@ SECURITY_HEADERS: Mapping[str, str] = {
         " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "x-frame-options": "DENY",
-    # not "no-referrer": with it a browser sends "Origin: null" on every form POST (Fetch, "append
-    # a request Origin header") and the same-origin check refuses the console's own forms
+    # same-origin, not no-referrer: under no-referrer Chromium sends "Origin: null" with a form's
+    # POST, and the same-origin check of every change would refuse the console's own forms.
     "referrer-policy": "same-origin",
     "cache-control": "no-store",
     "cross-origin-opener-policy": "same-origin",
@@ -42,7 +42,7 @@ SECURITY_HEADERS: Mapping[str, str] = {
 class NavItem:
     label: str
     path: str
-    area: Area | None  # None: every signed-in account
+    areas: tuple[Area, ...]  # shown to an account reading any of them; () to every account
     also: tuple[str, ...] = ()  # other paths that belong to this menu entry
 
     def is_current(self, path: str) -> bool:
@@ -54,19 +54,23 @@ class NavItem:
 
 
 _NAVIGATION = (
-    NavItem("Dashboard", "/", None),
-    NavItem("Authorities", "/authorities", Area.PKI),
-    NavItem("Certificates", "/certificates", Area.PKI),
-    NavItem("Devices", "/devices", Area.ENROLLMENT, also=("/owners", "/enrollment-tokens")),
-    NavItem("Access", "/access", Area.ACCESS),
-    NavItem("Audit", "/audit", Area.AUDIT),
-    NavItem("Approvals", "/approvals", None),
+    NavItem("Dashboard", "/", ()),
+    NavItem("Authorities", "/authorities", (Area.PKI,)),
+    NavItem("Certificates", "/certificates", (Area.PKI,)),
+    NavItem("Devices", "/devices", (Area.ENROLLMENT,), also=("/owners", "/enrollment-tokens")),
+    NavItem("Access", "/access", (Area.ACCESS,)),
+    NavItem("Audit", "/audit", (Area.AUDIT,)),
+    NavItem("Approvals", "/approvals", (Area.PKI, Area.ADMIN)),  # as /api/v1/approvals
 )
 
 
 def navigation(viewer: Viewer) -> list[NavItem]:
     """The pages this viewer's roles let it read, in menu order."""
-    return [item for item in _NAVIGATION if item.area is None or viewer.may_some(item.area, Action.READ)]
+    return [
+        item
+        for item in _NAVIGATION
+        if not item.areas or any(viewer.may_some(area, Action.READ) for area in item.areas)
+    ]
 
 
 def _utc(value: datetime | None, seconds: bool = False) -> str:

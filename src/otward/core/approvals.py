@@ -26,6 +26,7 @@ __all__ = [
     "State",
     "applies",
     "check_decision",
+    "describe",
     "expiry",
     "is_expired",
 ]
@@ -142,3 +143,39 @@ def check_decision(
 
 def expiry(created_at: datetime, lifetime: timedelta) -> datetime:
     return created_at + lifetime
+
+
+def _words(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) if value else "none"
+    return str(value)
+
+
+def describe(operation: Operation, parameters: Mapping[str, Any]) -> str:
+    """What carrying out ``operation`` with ``parameters`` will do, in one sentence for people who
+    decide it (the console); a parameter that is missing reads as "?"."""
+
+    def p(name: str) -> str:
+        return _words(parameters[name]) if name in parameters else "?"
+
+    if operation is Operation.CA_CREATE:
+        limits = [f"path length {p('path_length')}"] if parameters.get("path_length") is not None else []
+        if parameters.get("permitted_dns"):
+            limits.append(f"DNS names under {p('permitted_dns')}")
+        if parameters.get("permitted_ip"):
+            limits.append(f"addresses in {p('permitted_ip')}")
+        more = f"; limited to {'; '.join(limits)}" if limits else ""
+        return (
+            f"Create the subordinate CA {p('name')} under {p('parent')} "
+            f"({p('key_type')} key, organization {p('organization')}{more})"
+        )
+    if operation is Operation.CA_REVOKE:
+        return f"Revoke the CA {p('name')} (reason {p('reason')})"
+    if operation is Operation.SIGNER_ROTATE_REVOKE:
+        return (
+            f"Rotate the {p('name')} signer to a new key and certificate and revoke the previous "
+            f"certificate (reason {p('reason')})"
+        )
+    if operation is Operation.ACCOUNT_ADD:
+        return f"Add the account {p('name')} with the roles {p('roles')}"
+    return f"Set the roles of the account {p('name')} to {p('roles')}"

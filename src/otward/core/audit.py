@@ -238,6 +238,8 @@ class AuditFilter:
     subject: str | None = None
     outcome: str | None = None
     after_sequence: int | None = None
+    component: str | None = None
+    subject_contains: str | None = None  # a substring of the subject, any case (the console's search)
 
 
 @dataclass(frozen=True)

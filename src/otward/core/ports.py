@@ -430,8 +430,11 @@ class AuditStore(Protocol):
         ...
 
     def list_audit(
-        self, query: AuditFilter, *, limit: int, offset: int
-    ) -> tuple[Sequence[AuditRecord], int]: ...
+        self, query: AuditFilter, *, limit: int, offset: int, newest_first: bool = False
+    ) -> tuple[Sequence[AuditRecord], int]:
+        """A page of the records ``query`` selects, in chain order (or newest first), and how many
+        it selects in all."""
+        ...
 
     def iter_audit(self, *, batch: int = 5000) -> Iterator[AuditRecord]: ...
 

@@ -196,6 +196,30 @@ class AccessAdmin:
             policy_texts=tuple(texts[pid] for pid in decision.policies if pid in texts),
         )
 
+    def who_may(self, asset: str, function: str, at: datetime | None = None) -> list[tuple[Person, Decision]]:
+        """Everyone whose roles have a grant for ``function`` on ``asset``, each decided at ``at``.
+
+        The same slice and Decider as :meth:`explain` (one slice, parsed once, one Cedar call per
+        person); people without such a grant are left out, as the asset denies them anyway.
+        """
+        model = self.model()
+        target = model.asset(asset)
+        if target is None:
+            raise NotFoundError(f"asset '{asset}' not found", rule="access-asset")
+        if function not in target.functions:
+            raise NotFoundError(f"asset '{asset}' has no function '{function}'", rule="access-function")
+        when = at or self._clock()
+        access_slice = asset_slice(model, asset)
+        decider = Decider(access_slice)
+        roles = {
+            grant.role for grant in model.grants if asset in grant.assets and function in grant.functions
+        }
+        return [
+            (person, decider.decide(person.id, function, when))
+            for person in sorted(model.people, key=lambda p: p.id)
+            if roles.intersection(person.roles)
+        ]
+
     # --- changing -------------------------------------------------------------------------------
 
     def _change(

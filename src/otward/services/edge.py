@@ -37,6 +37,7 @@ from otward.core.edge.formats import (
 )
 from otward.core.edge.records import (
     AssetBundleSettings,
+    AssetSyncStatus,
     BundleRecord,
     CredentialRecord,
     EdgeTokenRecord,
@@ -386,6 +387,10 @@ class EdgeService:
                 )
             )
         return push
+
+    def sync_status(self, *, limit: int = 100, offset: int = 0) -> tuple[list[AssetSyncStatus], int]:
+        """Each asset's newest bundle version and its gatekeeper's last trail push, paged by asset id."""
+        return self.store.sync_status(limit=limit, offset=offset)
 
     def trail(self, asset: str, *, after: int = 0, limit: int = 1000) -> list[AuditRecord]:
         return self.store.trail(asset, after=after, limit=limit)

@@ -132,6 +132,8 @@ def test_a_change_started_by_another_site_is_refused(console: Console) -> None:
     assert other.status_code == 403
     cross = browser.post("/ui/sign-out", data={"csrf": token}, headers={"Sec-Fetch-Site": "cross-site"})
     assert cross.status_code == 403
+    opaque = browser.post("/ui/sign-out", data={"csrf": token}, headers={"Origin": "null"})  # sandboxed frame
+    assert opaque.status_code == 403
     same = browser.post("/ui/sign-out", data={"csrf": token}, headers={"Origin": "https://testserver"})
     assert same.status_code == 303
 
@@ -172,6 +174,7 @@ def test_navigation_shows_only_what_the_roles_allow(console: Console) -> None:
     assert ">Devices</a>" in officer
     assert ">Certificates</a>" not in officer
     assert ">Audit</a>" not in officer
+    assert ">Approvals</a>" not in officer  # neither the PKI nor the accounts: nothing to approve
 
 
 def test_static_files_are_served_and_a_form_too_large_is_refused(console: Console) -> None:

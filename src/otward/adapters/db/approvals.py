@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, func, insert, select, update
 
 from otward.adapters.db import ledger
 from otward.adapters.db.database import Database
@@ -67,6 +67,29 @@ class SqlApprovalStore:
             query = query.where(approval_requests.c.state == state.value)
         with self._database.reading() as conn:
             return [_record(r) for r in conn.execute(query).all()]
+
+    def page(
+        self,
+        *,
+        pending: bool,
+        operations: Collection[Operation],
+        limit: int,
+        offset: int,
+    ) -> tuple[Sequence[ApprovalRequest], int]:
+        """The pending requests (oldest first) or the decided ones (newest first) of ``operations``,
+        a page of them and how many there are (the console's lists)."""
+        column = approval_requests.c.state
+        conditions = [
+            column == State.PENDING.value if pending else column != State.PENDING.value,
+            approval_requests.c.operation.in_(sorted(o.value for o in operations)),
+        ]
+        order = approval_requests.c.id if pending else approval_requests.c.id.desc()
+        query = select(approval_requests).where(*conditions).order_by(order).limit(limit).offset(offset)
+        count = select(func.count()).select_from(approval_requests).where(*conditions)
+        with self._database.reading() as conn:
+            rows = conn.execute(query).all()
+            total = conn.execute(count).scalar_one()
+        return [_record(r) for r in rows], int(total)
 
     def transition(
         self,

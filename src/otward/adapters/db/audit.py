@@ -80,7 +80,9 @@ class SqlAuditStore:
             row = conn.execute(select(ledger_state.c.audit_sequence, ledger_state.c.audit_hash)).one()
         return int(row.audit_sequence), bytes(row.audit_hash)
 
-    def list_audit(self, query: AuditFilter, *, limit: int, offset: int) -> tuple[Sequence[AuditRecord], int]:
+    def list_audit(
+        self, query: AuditFilter, *, limit: int, offset: int, newest_first: bool = False
+    ) -> tuple[Sequence[AuditRecord], int]:
         conditions = []
         if query.since is not None:
             conditions.append(audit_events.c.time >= query.since)
@@ -94,13 +96,18 @@ class SqlAuditStore:
             conditions.append(audit_events.c.outcome == query.outcome)
         if query.after_sequence is not None:
             conditions.append(audit_events.c.sequence > query.after_sequence)
+        if query.component is not None:
+            conditions.append(audit_events.c.component == query.component)
+        if query.subject_contains:
+            conditions.append(audit_events.c.subject.icontains(query.subject_contains, autoescape=True))
         stmt = select(audit_events)
         count = select(func.count()).select_from(audit_events)
         if conditions:
             stmt = stmt.where(and_(*conditions))
             count = count.where(and_(*conditions))
         with self._database.reading() as conn:
-            rows = conn.execute(stmt.order_by(audit_events.c.sequence).limit(limit).offset(offset)).all()
+            order = audit_events.c.sequence.desc() if newest_first else audit_events.c.sequence
+            rows = conn.execute(stmt.order_by(order).limit(limit).offset(offset)).all()
             total = conn.execute(count).scalar_one()
         return [_audit_record(r) for r in rows], int(total)
 

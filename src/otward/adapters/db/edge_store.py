@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from otward.adapters.db import ledger
@@ -27,6 +27,7 @@ from otward.adapters.db.edge_schema import (
 from otward.core.audit import GENESIS_HASH, AuditEvent, AuditRecord, chain_hash, event_bytes
 from otward.core.edge.records import (
     AssetBundleSettings,
+    AssetSyncStatus,
     BundleRecord,
     CredentialRecord,
     EdgeTokenRecord,
@@ -348,6 +349,56 @@ class EdgeStore:
             )
             for row in rows
         ]
+
+    def sync_status(self, *, limit: int = 100, offset: int = 0) -> tuple[list[AssetSyncStatus], int]:
+        """Per asset (by id), the newest bundle and the last trail push; with the number of assets."""
+        newest = (
+            select(edge_bundles.c.asset, func.max(edge_bundles.c.version).label("version"))
+            .group_by(edge_bundles.c.asset)
+            .subquery()
+        )
+        bundle = (
+            select(edge_bundles.c.asset, edge_bundles.c.issued_at, edge_bundles.c.expires_at)
+            .join(
+                newest,
+                (newest.c.asset == edge_bundles.c.asset) & (newest.c.version == edge_bundles.c.version),
+            )
+            .subquery()
+        )
+        trail = (
+            select(edge_trail.c.asset, func.max(edge_trail.c.received_at).label("received_at"))
+            .group_by(edge_trail.c.asset)
+            .subquery()
+        )
+        query = (
+            select(
+                edge_assets.c.asset,
+                edge_assets.c.last_version,
+                edge_assets.c.trail_sequence,
+                bundle.c.issued_at,
+                bundle.c.expires_at,
+                trail.c.received_at,
+            )
+            .outerjoin(bundle, bundle.c.asset == edge_assets.c.asset)
+            .outerjoin(trail, trail.c.asset == edge_assets.c.asset)
+            .order_by(edge_assets.c.asset)
+            .limit(limit)
+            .offset(offset)
+        )
+        with self._database.reading() as conn:
+            total = int(conn.execute(select(func.count()).select_from(edge_assets)).scalar_one())
+            rows = conn.execute(query).all()
+        return [
+            AssetSyncStatus(
+                asset=row.asset,
+                bundle_version=int(row.last_version),
+                bundle_issued_at=row.issued_at,
+                bundle_expires_at=row.expires_at,
+                trail_sequence=int(row.trail_sequence),
+                last_trail_at=row.received_at,
+            )
+            for row in rows
+        ], total
 
     def trail_head(self, asset: str) -> int:
         with self._database.reading() as conn:

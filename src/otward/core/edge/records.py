@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["AssetBundleSettings", "BundleRecord", "CredentialRecord", "EdgeTokenRecord", "TrailPush"]
+__all__ = [
+    "AssetBundleSettings",
+    "AssetSyncStatus",
+    "BundleRecord",
+    "CredentialRecord",
+    "EdgeTokenRecord",
+    "TrailPush",
+]
 
 
 @dataclass(frozen=True)
@@ -66,3 +73,19 @@ class EdgeTokenRecord:
     secret_hash: bytes
     created_at: datetime
     revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AssetSyncStatus:
+    """Where an asset's gatekeeper stands: the newest bundle issued for it and the last trail it pushed.
+
+    ``last_trail_at`` is when the newest pushed trail record arrived (None: never pushed); the version a
+    gatekeeper holds is not recorded centrally, only the versions issued (on its polls among others).
+    """
+
+    asset: str
+    bundle_version: int
+    bundle_issued_at: datetime | None
+    bundle_expires_at: datetime | None
+    trail_sequence: int
+    last_trail_at: datetime | None

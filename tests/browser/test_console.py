@@ -1,0 +1,148 @@
+"""The web console in Debian's Chromium, against a real ``otward serve``: an administrator's round
+(issue 18 §3) and the refusals, every page checked with axe-core and captured as a screenshot.
+
+The device in the middle enrolls the way a field integrator's device would: ``openssl req`` and
+``curl`` against EST with the token copied out of the console.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import ConsoleServer, assert_accessible, save_screenshot
+from tests.interop.helpers import est_csr, est_curl, est_enroll_args, otward_cli
+
+pytestmark = pytest.mark.browser
+
+OWNER = "line-1"
+DEVICE = "plc-0001"
+
+
+def look(page: Page, name: str) -> None:
+    """Check the page with axe-core (no serious or critical violation) and capture it."""
+    assert_accessible(page, name)
+    save_screenshot(page, name)
+
+
+def sign_in(page: Page, account: str, password: str) -> None:
+    page.goto("/ui/sign-in")
+    page.get_by_label("Account", exact=True).fill(account)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def explain(console: ConsoleServer, person: str, asset: str, function: str) -> dict[str, object]:
+    """``otward access explain --json`` on the command line: the decision the gatekeeper would make."""
+    out = otward_cli(console.data_dir, "access", "explain", person, asset, function, "--json").stdout
+    decision: dict[str, object] = json.loads(out)
+    return decision
+
+
+def test_an_administrators_round(
+    console_server: ConsoleServer, new_console_page: Callable[[], Page], tmp_path: Path
+) -> None:
+    console = console_server
+    otward_cli(console.data_dir, "owner", "create", OWNER)
+    page = new_console_page()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=console.https_url)
+
+    page.goto("/ui/")
+    expect(page).to_have_url(re.compile(r"/ui/sign-in\?next=/ui/$"))
+    look(page, "sign-in")
+    sign_in(page, console.admin.name, console.admin.password)
+    expect(page).to_have_url(re.compile(r"/ui/$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Dashboard")
+    look(page, "dashboard")
+
+    # an enrollment token, shown once, copied with the button
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Devices").click()
+    page.get_by_role("link", name="Enrollment tokens").click()
+    look(page, "enrollment-tokens")
+    page.locator("#token-owner").select_option(OWNER)
+    page.locator("#token-pattern").fill("plc-*")
+    page.get_by_role("button", name="Create token").click()
+    token = page.locator("#new-token").input_value()
+    assert len(token) >= 20
+    page.get_by_role("button", name="Copy").click()
+    expect(page.locator("#copy-status")).to_have_text("Copied.")
+    assert page.evaluate("navigator.clipboard.readText()") == token
+    look(page, "enrollment-token-created")
+
+    # the device enrolls over EST with it: openssl req + curl, trusting only the installation's root
+    _key, csr = est_csr(tmp_path, "plc", DEVICE)
+    status, _ = est_curl(
+        console.server,
+        "/.well-known/est/simpleenroll",
+        tmp_path / "plc.p7.b64",
+        *est_enroll_args(csr, "-u", f"dev:{token}"),
+    )
+    assert status == 200, (tmp_path / "plc.p7.b64").read_text()
+
+    # it appears in the registry; revoke it from its page
+    page.goto("/ui/devices")
+    page.get_by_label("Device id contains").fill("plc-")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#devices-table").get_by_role("link", name=DEVICE)).to_be_visible()
+    look(page, "devices")
+    page.locator("#devices-table").get_by_role("link", name=DEVICE).click()
+    expect(page.locator("#device-status")).to_contain_text("active")
+    look(page, "device")
+    page.get_by_role("link", name="Revoke device…").click()
+    look(page, "device-revoke-confirm")
+    page.locator("#revoke-reason").select_option("keyCompromise")
+    page.get_by_role("button", name=f"Revoke device {DEVICE}").click()
+    expect(page.locator("#notice")).to_be_visible()
+    expect(page.locator("#device-status")).to_contain_text("revoked")
+
+    # sign out: the session is gone, the pages lead to sign-in again
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/ui/sign-in\?signed-out=1$"))
+    page.goto("/ui/devices")
+    expect(page).to_have_url(re.compile(r"/ui/sign-in\?next=/ui/devices$"))
+
+
+def test_refusals(console_server: ConsoleServer, new_console_page: Callable[[], Page]) -> None:
+    console = console_server
+    page = new_console_page()
+
+    sign_in(page, console.admin.name, "not the password at all")
+    expect(page.get_by_role("alert")).to_contain_text("sign-in failed")
+    expect(page).to_have_url(re.compile(r"/ui/sign-in$"))
+    look(page, "sign-in-failed")
+
+    # a form whose CSRF token is gone: refused with a page that says so, and still signed in
+    sign_in(page, console.admin.name, console.admin.password)
+    expect(page).to_have_url(re.compile(r"/ui/$"))
+    page.locator('form[action="/ui/sign-out"] input[name="csrf"]').evaluate("field => field.remove()")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not allowed")
+    expect(page.get_by_role("alert")).to_contain_text("did not come from this console")
+    look(page, "refused-without-csrf")
+    page.goto("/ui/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Dashboard")
+
+    # an auditor sees the registry but may not change it
+    auditor = new_console_page()
+    sign_in(auditor, console.auditor.name, console.auditor.password)
+    expect(auditor).to_have_url(re.compile(r"/ui/$"))
+    answer = auditor.goto("/ui/enrollment-tokens")
+    assert answer is not None
+    expect(auditor.get_by_role("button", name="Create token")).to_have_count(0)
+    # even sent by hand from the auditor's own page, with the auditor's own CSRF token
+    status, text = auditor.evaluate(
+        """async () => {
+            const csrf = document.querySelector('input[name="csrf"]').value;
+            const body = new URLSearchParams({csrf, owner: "line-1", ttl: "24h", uses: "1"});
+            const answer = await fetch("/ui/enrollment-tokens", {method: "POST", body});
+            return [answer.status, await answer.text()];
+        }"""
+    )
+    assert status == 403
+    assert "may not write enrollment" in text
+    look(auditor, "enrollment-tokens-as-auditor")
