@@ -22,6 +22,7 @@ pytestmark = pytest.mark.browser
 
 OWNER = "line-1"
 DEVICE = "plc-0001"
+MODEL = Path(__file__).resolve().parents[2] / "examples" / "chemical-plant.yaml"
 
 
 def look(page: Page, name: str) -> None:
@@ -99,6 +100,40 @@ def test_an_administrators_round(
     page.get_by_role("button", name=f"Revoke device {DEVICE}").click()
     expect(page.locator("#notice")).to_be_visible()
     expect(page.locator("#device-status")).to_contain_text("revoked")
+
+    # the audit page shows the revocation, by the console's account; the chain verifies
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit").click()
+    page.get_by_label("Type", exact=True).select_option("cert.revoked")
+    page.get_by_role("button", name="Filter events").click()
+    revoked_row = page.locator("#results tbody tr").filter(has_text="cert.revoked").first
+    expect(revoked_row).to_contain_text("console")
+    expect(revoked_row).to_contain_text(f"admin:{console.admin.name}")
+    look(page, "audit")
+    page.get_by_role("button", name="Verify chain").click()
+    expect(page.locator("#verify-result")).to_contain_text(re.compile("intact", re.IGNORECASE))
+    look(page, "audit-verified")
+
+    # disable a person in the access model "at the touch of a button": the gatekeeper's decision
+    # (otward access explain) changes from allow to deny
+    otward_cli(console.data_dir, "access", "import", str(MODEL))
+    assert explain(console, "anna", "reactor-1", "start")["decision"] == "allow"
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Access").click()
+    expect(page.locator("#access-matrix-table")).to_be_visible()
+    look(page, "access-matrix")
+    page.get_by_role("link", name="People", exact=True).click()
+    page.get_by_role("button", name="Disable Anna Keller").click()
+    expect(page.locator("#access-notice")).to_contain_text("Anna Keller (anna) disabled")
+    look(page, "access-people")
+    denied = explain(console, "anna", "reactor-1", "start")
+    assert denied["decision"] == "deny"
+    assert "disabled" in str(denied["reason"])
+    page.get_by_role("link", name="Who may use a machine now").click()
+    page.get_by_label("Machine or area, and function").select_option("reactor-1/start")
+    page.get_by_role("button", name="Show who may").click()
+    expect(page.locator("#refused-now")).to_contain_text("Anna Keller")
+    look(page, "access-now")
+    page.get_by_role("link", name="Gatekeepers").click()
+    look(page, "access-gatekeepers")
 
     # sign out: the session is gone, the pages lead to sign-in again
     page.get_by_role("button", name="Sign out").click()

@@ -7,7 +7,7 @@ what it can and nothing raises NotImplementedError.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
@@ -487,6 +487,20 @@ class StatisticsStore(Protocol):
     def certificate_counts(self) -> list[tuple[str, str, int, int]]: ...
 
     def expiring_counts(self, now: datetime, until: datetime) -> dict[str, int]: ...
+
+    def certificate_status_counts(
+        self, now: datetime, expiring_before: datetime
+    ) -> list[tuple[str, int, int, int, int]]:
+        """(ca, valid, expiring, expired, revoked) per CA; the four counts never overlap."""
+        ...
+
+    def expiring_per_day(self, now: datetime, until: datetime) -> dict[date, int]:
+        """Unrevoked certificates valid at ``now`` expiring before ``until``, by UTC day."""
+        ...
+
+    def events_per_day(self, types: Sequence[str], since: datetime) -> dict[tuple[date, str], int]:
+        """Audit events of ``types`` since ``since``, by UTC day and type."""
+        ...
 
     def event_counts(self) -> list[tuple[str, str, int]]: ...
 

@@ -41,7 +41,7 @@ from otward.services.bootstrap import ADMIN_TOKEN_FILE, TlsFiles
 from otward.services.channels import MOSQUITTO_FILES
 from otward.services.pki import Pki, utc_now
 
-__all__ = ["MIN_FREE_BYTES", "OperationalCheck", "SelfCheckReport", "run_selfcheck"]
+__all__ = ["MIN_FREE_BYTES", "OperationalCheck", "SelfCheckReport", "assess_open_pki", "run_selfcheck"]
 
 MIN_FREE_BYTES: Final = 1 << 30  # 1 GiB: SQLite, the journal and CRLs grow; a full disk stops issuance
 MIN_FREE_SHARE: Final = 0.05
@@ -262,6 +262,20 @@ def run_selfcheck(
     checks.append(_journal(settings.revocation_journal_path, settings.data_dir))
     checks.append(_disk(settings.data_dir))
     return SelfCheckReport(settings.data_dir, tuple(findings), tuple(checks) if operational else ())
+
+
+def assess_open_pki(pki: Pki) -> tuple[Finding, ...]:
+    """The findings of ``otward assess self`` for the installation ``pki`` already serves, read
+    through its open connection (the console's dashboard): the same checks as :func:`run_selfcheck`
+    without the operational ones, which a running service answers by running. It verifies the
+    whole audit trail, so callers that show it often should cache it."""
+    settings = pki.settings
+    now = pki.clock()
+    findings = [f for f in map(check_file, _file_facts(settings)) if f is not None]
+    findings += _service_findings(settings, now)
+    findings += _mqtt_findings(settings, now)
+    findings += _pki_findings(pki, now)
+    return tuple(findings)
 
 
 def _clock(engine: Engine, findings: list[Finding]) -> OperationalCheck:
