@@ -34,7 +34,7 @@ def test_filter_open_and_revoke_a_certificate(browser_page: Page, console_server
     page.get_by_label("Account", exact=True).fill(console_server.admin.name)
     page.get_by_label("Password", exact=True).fill(console_server.admin.password)
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("link", name="Certificates").click()
+    page.get_by_role("link", name="Certificates", exact=True).click()
     expect(page.get_by_role("heading", name="Certificates", level=1)).to_be_visible()
     assert_accessible(page, "certificate list")
     save_screenshot(page, "certificates-list")
