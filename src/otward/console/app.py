@@ -17,7 +17,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from otward.console.pages import access, approvals, audit, authorities, dashboard, devices, signin
+from otward.console.pages import (
+    access,
+    approvals,
+    audit,
+    authorities,
+    certificates,
+    dashboard,
+    devices,
+    signin,
+)
 from otward.console.render import PREFIX, SECURITY_HEADERS, render
 from otward.console.viewer import SignInRequiredError
 from otward.errors import OtwardError
@@ -73,6 +82,7 @@ def create_console(pki: Pki, *, limits: State) -> FastAPI:
     app.include_router(approvals.router)
     app.include_router(access.router)
     app.include_router(authorities.router)
+    app.include_router(certificates.router)
 
     @app.exception_handler(SignInRequiredError)
     async def sign_in_required(request: Request, _exc: SignInRequiredError) -> Response:

@@ -120,13 +120,20 @@ class CertificateRecord:
 
 @dataclass(frozen=True)
 class CertificateFilter:
-    """Which certificates a listing shows; None means no restriction."""
+    """Which certificates a listing shows; None means no restriction.
+
+    ``subject`` matches a part of the subject DN or of the device id, ignoring case;
+    ``serial_prefix`` the start of the lower-case hex serial; ``owner`` the owner of the device
+    the certificate was issued to."""
 
     ca: str | None = None
     profile: str | None = None
     revoked: bool | None = None
     expires_before: datetime | None = None
     expires_after: datetime | None = None
+    subject: str | None = None
+    serial_prefix: str | None = None
+    owner: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,18 @@ from otward.core.durations import parse_duration
 from otward.core.records import CertificateFilter
 from otward.errors import InvalidRequestError
 
-__all__ = ["OUTCOMES", "STATUSES", "audit_filter", "certificate_filter", "parse_time"]
+__all__ = [
+    "MAX_SEARCH",
+    "OUTCOMES",
+    "STATUSES",
+    "audit_filter",
+    "certificate_filter",
+    "parse_time",
+    "serial_prefix",
+]
 
 STATUSES = ("valid", "expired", "revoked")
+MAX_SEARCH = 256  # characters of a subject or owner search
 OUTCOMES = ("success", "failure")
 
 
@@ -22,9 +31,17 @@ def certificate_filter(
     expiring_within: str | None = None,
     ca: str | None = None,
     profile: str | None = None,
+    subject: str | None = None,
+    serial: str | None = None,
+    owner: str | None = None,
 ) -> CertificateFilter:
     """``expiring_within`` (e.g. ``30d``) selects unrevoked certificates that are still valid
-    now and expire within that time."""
+    now and expire within that time; ``subject`` a part of the subject DN (or device id);
+    ``serial`` a hex serial or its beginning (colons and ``0x`` allowed)."""
+    if subject is not None and len(subject) > MAX_SEARCH:
+        raise InvalidRequestError(f"subject: at most {MAX_SEARCH} characters", rule="subject")
+    if owner is not None and len(owner) > MAX_SEARCH:
+        raise InvalidRequestError(f"owner: at most {MAX_SEARCH} characters", rule="owner")
     if status is not None and status not in STATUSES:
         raise InvalidRequestError(
             f"status must be one of {', '.join(STATUSES)}, not '{status}'", rule="status"
@@ -43,8 +60,26 @@ def certificate_filter(
         revoked, expires_after = False, now
         expires_before = _shift(now, parse_duration(expiring_within), expiring_within)
     return CertificateFilter(
-        ca=ca, profile=profile, revoked=revoked, expires_before=expires_before, expires_after=expires_after
+        ca=ca,
+        profile=profile,
+        revoked=revoked,
+        expires_before=expires_before,
+        expires_after=expires_after,
+        subject=subject,
+        serial_prefix=serial_prefix(serial) if serial is not None else None,
+        owner=owner,
     )
+
+
+def serial_prefix(text: str) -> str:
+    """The stored form (lower-case hex, no leading zeros) of a serial or of its beginning as
+    typed: ``0A:1B``, ``0x0a1b`` and ``a1b`` all give ``a1b``."""
+    cleaned = text.strip().replace(":", "").replace(" ", "").lower().removeprefix("0x").lstrip("0")
+    if not cleaned or len(cleaned) > 42 or any(c not in "0123456789abcdef" for c in cleaned):
+        raise InvalidRequestError(
+            f"serial: '{text[:64]}' is not a hexadecimal serial number (or its beginning)", rule="serial"
+        )
+    return cleaned
 
 
 def _shift(now: datetime, delta: timedelta, text: str) -> datetime:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.x509 import ReasonFlags
-from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, update
 
 from otward.adapters.db import ledger
 from otward.adapters.db.database import Database, revoke_once
@@ -272,6 +272,22 @@ class SqlCertificateStore:
             conditions.append(certificates.c.not_valid_after < query.expires_before)
         if query.expires_after is not None:
             conditions.append(certificates.c.not_valid_after >= query.expires_after)
+        if query.subject is not None:
+            wanted = query.subject.lower()
+            conditions.append(
+                or_(
+                    func.lower(certificates.c.subject).contains(wanted, autoescape=True),
+                    func.lower(certificates.c.device_id).contains(wanted, autoescape=True),
+                )
+            )
+        if query.serial_prefix is not None:
+            conditions.append(certificates.c.serial.startswith(query.serial_prefix.lower(), autoescape=True))
+        if query.owner is not None:
+            conditions.append(
+                certificates.c.device_id.in_(
+                    select(devices.c.device_id).where(devices.c.owner == query.owner)
+                )
+            )
         where = and_(*conditions) if conditions else None
         with self._database.reading() as conn:
             stmt = select(certificates)
