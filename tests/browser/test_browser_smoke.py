@@ -7,7 +7,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Error, Page, expect
 
-from tests.browser.conftest import ConsoleServer, assert_accessible, save_screenshot
+from tests.browser.conftest import OPERATOR_ROLES, ConsoleServer, assert_accessible, save_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -46,7 +46,7 @@ def test_console_server_accounts_sign_in_with_their_passwords(shared_console_ser
         listed = client.get("/api/v1/accounts", headers={"Authorization": f"Bearer {token}"})
     assert listed.status_code == 200, listed.text
     roles = {row["name"]: row["roles"] for row in listed.json()}
-    assert roles["alice"] == ["admin"]
+    assert roles["alice"] == sorted(OPERATOR_ROLES)
     assert roles["bob"] == ["auditor"]
 
 

@@ -101,6 +101,25 @@ def test_an_administrators_round(
     expect(page.locator("#notice")).to_be_visible()
     expect(page.locator("#device-status")).to_contain_text("revoked")
 
+    # the certificate list shows the device's certificate revoked
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Certificates", exact=True).click()
+    page.get_by_label("Subject", exact=True).fill(DEVICE)
+    page.locator("#filter-status").select_option("revoked")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#results")).to_contain_text("Showing 1\u20131 of 1")
+    expect(page.locator("#results tbody tr").first).to_contain_text("Revoked")
+    look(page, "certificates")
+    page.locator("#results tbody tr").first.get_by_role("link", name=f"CN={DEVICE}").click()
+    expect(page.locator("#certificate")).to_contain_text("keyCompromise")
+    look(page, "certificate")
+
+    # the authorities and the approvals pages
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Authorities").click()
+    expect(page.locator("#authorities")).to_contain_text("issuing")
+    look(page, "authorities")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Approvals").click()
+    look(page, "approvals")
+
     # the audit page shows the revocation, by the console's account; the chain verifies
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit").click()
     page.get_by_label("Type", exact=True).select_option("cert.revoked")
