@@ -22,6 +22,13 @@ pytestmark = pytest.mark.browser
 
 OWNER = "line-1"
 DEVICE = "plc-0001"
+TABLET_PAGES = (
+    ("dashboard", "/ui/"),
+    ("certificates", "/ui/certificates"),
+    ("devices", "/ui/devices"),
+    ("access-matrix", "/ui/access"),
+    ("audit", "/ui/audit"),
+)
 MODEL = Path(__file__).resolve().parents[2] / "examples" / "chemical-plant.yaml"
 
 
@@ -153,6 +160,20 @@ def test_an_administrators_round(
     look(page, "access-now")
     page.get_by_role("link", name="Gatekeepers").click()
     look(page, "access-gatekeepers")
+
+    # the dashboard after the round; then every page at a tablet's width: nothing wider than the
+    # screen (wide tables scroll inside their own region)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
+    look(page, "dashboard-after-round")
+    page.set_viewport_size({"width": 820, "height": 1180})
+    for name, path in TABLET_PAGES:
+        page.goto(path)
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{path} is {overflow} px wider than a tablet's screen"
+        look(page, f"tablet-{name}")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     # sign out: the session is gone, the pages lead to sign-in again
     page.get_by_role("button", name="Sign out").click()
