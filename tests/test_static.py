@@ -82,6 +82,10 @@ def _imports(package: str) -> list[tuple[Path, str]]:
         ("web", "otward.services", "what the web servers share knows no use case"),
         ("adapters", "otward.services", "an adapter implements a port and never depends on a use case"),
         ("core", "otward.services", "the core depends on nothing outside it"),
+        ("core", "otward.console", "the core depends on nothing outside it"),
+        ("services", "otward.console", "a use case knows no page"),
+        ("adapters", "otward.console", "an adapter knows no page"),
+        ("console", "otward.adapters", "a page reaches the database through the services and their stores"),
     ],
 )
 def test_imports_point_inwards(package, forbidden, why):
