@@ -223,6 +223,7 @@ class EdgeService:
                 f"no bundle was ever issued for asset '{asset}' (run 'otward access bundle' first)",
                 rule="edge-asset",
             )
+        self.store.record_poll(asset, version, self._clock())
         if self._stale(settings, latest):
             latest = self.issue_bundle(
                 asset,

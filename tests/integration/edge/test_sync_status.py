@@ -7,8 +7,10 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from otward.config import load_settings
 from otward.edge.gatekeeper import Gatekeeper, load_roots
 from otward.edge.holder import run_exchange
+from otward.services.pki import Pki
 
 from .conftest import PLANT
 
@@ -45,3 +47,34 @@ def test_sync_status_has_the_newest_bundle_and_last_trail_push_per_asset(pki, in
     assert reactor.last_trail_at >= newest.issued_at
     page, total = pki.edge.sync_status(limit=1, offset=1)
     assert ([s.asset for s in page], total) == (["reactor-1"], 2)
+
+
+@pytest.fixture
+def clocked(installation, database_url, clock):
+    """The installation of ``pki`` (SQLite or PostgreSQL) on the hand-moved clock."""
+    opened = Pki.open(load_settings(installation, database_url=database_url), clock=clock)
+    yield opened
+    opened.close()
+
+
+def test_a_poll_records_the_version_the_gatekeeper_holds(clocked, clock):
+    pki = clocked
+    pki.access.import_yaml(PLANT.read_text())
+    pki.edge.issue_bundle("reactor-1")
+    newest = pki.edge.issue_bundle("reactor-1", ttl=timedelta(days=2))
+    (status,), _ = pki.edge.sync_status()
+    assert (status.held_version, status.last_poll_at, status.is_behind) == (None, None, False)
+
+    assert pki.edge.bundle_after("reactor-1", 1) == newest  # a gatekeeper holding version 1 polls
+    (status,), _ = pki.edge.sync_status()
+    assert (status.held_version, status.last_poll_at, status.is_behind) == (1, clock.now, True)
+
+    first_poll = clock.now
+    clock.advance(timedelta(seconds=20))
+    assert pki.edge.bundle_after("reactor-1", 1) == newest  # the same again within a minute: no write
+    (status,), _ = pki.edge.sync_status()
+    assert status.last_poll_at == first_poll
+
+    assert pki.edge.bundle_after("reactor-1", newest.version) is None  # it took the new one: written now
+    (status,), _ = pki.edge.sync_status()
+    assert (status.held_version, status.last_poll_at, status.is_behind) == (newest.version, clock.now, False)

@@ -20,6 +20,10 @@ edge_assets = Table(
     Column("trail_sequence", BigInteger, nullable=False),
     Column("trail_hash", LargeBinary(32), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The gatekeeper's last poll for a bundle and the version it said it held (written at most once
+    # a minute unless that version changes): where it stands, for the console's Gatekeepers page.
+    Column("polled_at", UtcDateTime, nullable=True),
+    Column("held_version", BigInteger, nullable=True),
 )
 
 edge_bundles = Table(

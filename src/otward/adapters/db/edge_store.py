@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from otward.adapters.db import ledger
@@ -34,7 +34,9 @@ from otward.core.edge.records import (
     TrailPush,
 )
 
-__all__ = ["EdgeStore"]
+__all__ = ["POLL_RECORD_INTERVAL", "EdgeStore"]
+
+POLL_RECORD_INTERVAL = timedelta(minutes=1)
 
 
 def _credential(row: Row[Any]) -> CredentialRecord:
@@ -350,6 +352,25 @@ class EdgeStore:
             for row in rows
         ]
 
+    def record_poll(self, asset: str, held_version: int, when: datetime) -> None:
+        """Note that the asset's gatekeeper polled at ``when`` holding ``held_version``; written at
+        most once a minute while the version stays the same (a poll is not a database write)."""
+        quiet = when - POLL_RECORD_INTERVAL
+        with self._database.transaction() as conn:
+            conn.execute(
+                update(edge_assets)
+                .where(
+                    edge_assets.c.asset == asset,
+                    or_(
+                        edge_assets.c.polled_at.is_(None),
+                        edge_assets.c.polled_at < quiet,
+                        edge_assets.c.held_version.is_(None),
+                        edge_assets.c.held_version != held_version,
+                    ),
+                )
+                .values(polled_at=when, held_version=held_version)
+            )
+
     def sync_status(self, *, limit: int = 100, offset: int = 0) -> tuple[list[AssetSyncStatus], int]:
         """Per asset (by id), the newest bundle and the last trail push; with the number of assets."""
         newest = (
@@ -375,6 +396,8 @@ class EdgeStore:
                 edge_assets.c.asset,
                 edge_assets.c.last_version,
                 edge_assets.c.trail_sequence,
+                edge_assets.c.polled_at,
+                edge_assets.c.held_version,
                 bundle.c.issued_at,
                 bundle.c.expires_at,
                 trail.c.received_at,
@@ -396,6 +419,8 @@ class EdgeStore:
                 bundle_expires_at=row.expires_at,
                 trail_sequence=int(row.trail_sequence),
                 last_trail_at=row.received_at,
+                last_poll_at=row.polled_at,
+                held_version=int(row.held_version) if row.held_version is not None else None,
             )
             for row in rows
         ], total

@@ -77,10 +77,12 @@ class EdgeTokenRecord:
 
 @dataclass(frozen=True)
 class AssetSyncStatus:
-    """Where an asset's gatekeeper stands: the newest bundle issued for it and the last trail it pushed.
+    """Where an asset's gatekeeper stands: the newest bundle issued for it, its last poll with the
+    version it held then, and the last trail it pushed.
 
-    ``last_trail_at`` is when the newest pushed trail record arrived (None: never pushed); the version a
-    gatekeeper holds is not recorded centrally, only the versions issued (on its polls among others).
+    ``last_trail_at`` is when the newest pushed trail record arrived, ``last_poll_at`` when it last
+    asked for a bundle (None: never); ``held_version`` is the version it said it held on that poll
+    (0: none yet), so a gatekeeper behind the newest version shows.
     """
 
     asset: str
@@ -89,3 +91,10 @@ class AssetSyncStatus:
     bundle_expires_at: datetime | None
     trail_sequence: int
     last_trail_at: datetime | None
+    last_poll_at: datetime | None = None
+    held_version: int | None = None
+
+    @property
+    def is_behind(self) -> bool:
+        """True when its last poll said it held an older version than the newest issued."""
+        return self.held_version is not None and self.held_version < self.bundle_version
