@@ -3,7 +3,8 @@
 A session is a random identifier plus a random secret. The browser holds both in one cookie
 (``<id>.<secret>``); the database holds only the SHA-256 of the secret, so a copy of the database
 signs nobody in. A session ends at sign-out, after ``idle`` without a request, or ``absolute``
-after sign-in, whichever comes first (OWASP's session management guidance). The CSRF token of a
+after sign-in, whichever comes first (OWASP's session management guidance), and when the account's
+password or TOTP secret changes. The CSRF token of a
 session is derived from its secret, so it needs no storage and changes with every sign-in.
 """
 
@@ -22,6 +23,7 @@ __all__ = [
     "ConsoleSession",
     "SessionState",
     "SessionTimeouts",
+    "credentials_stamp",
     "csrf_token",
     "is_csrf_token",
     "parse_session_cookie",
@@ -52,6 +54,7 @@ class ConsoleSession:
     created_at: datetime
     last_seen_at: datetime
     expires_at: datetime  # the absolute end, fixed at sign-in
+    credentials_stamp: bytes = b""  # of the account's password and TOTP secret at sign-in
     ended_at: datetime | None = None
     source: str | None = None
 
@@ -72,6 +75,16 @@ def session_state(session: ConsoleSession, now: datetime, timeouts: SessionTimeo
     if now >= session.last_seen_at + timeouts.idle:
         return SessionState.IDLE
     return SessionState.LIVE
+
+
+def credentials_stamp(password_hash: str | None, totp_secret: bytes | None) -> bytes:
+    """What a session remembers of the account's credentials: a new password or a new TOTP secret
+    changes it, and so ends every session signed in with the old ones."""
+    digest = hashlib.sha256(b"otward console credentials v1\0")
+    digest.update((password_hash or "").encode())
+    digest.update(b"\0")
+    digest.update(totp_secret or b"")
+    return digest.digest()
 
 
 def secret_hash(secret: str) -> bytes:

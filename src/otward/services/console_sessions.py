@@ -1,6 +1,6 @@
 """Web console sessions: start one at sign-in, resume it from the cookie on every request, end it
-at sign-out. Each request also re-reads the account, so disabling or removing an account, or
-changing its roles, takes effect on its open sessions at their next request."""
+at sign-out. Each request also re-reads the account, so disabling or removing an account, changing
+its roles, its password or its TOTP secret takes effect on its open sessions at their next request."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from otward.core.console_sessions import (
     ConsoleSession,
     SessionState,
     SessionTimeouts,
+    credentials_stamp,
     parse_session_cookie,
     secret_hash,
     session_state,
@@ -69,6 +70,7 @@ class ConsoleSessions:
             created_at=now,
             last_seen_at=now,
             expires_at=now + self.timeouts.absolute,
+            credentials_stamp=credentials_stamp(account.password_hash, account.totp_secret),
             source=(actor.source or "")[:64] or None,
         )
         self._store.add_session(session)
@@ -89,6 +91,9 @@ class ConsoleSessions:
             raise AuthenticationError(SESSION_EXPIRED, rule="session")
         account = self._accounts.get_account(session.account)
         if account is None or account.disabled_at is not None:
+            raise AuthenticationError(SESSION_EXPIRED, rule="session")
+        current = credentials_stamp(account.password_hash, account.totp_secret)
+        if not hmac.compare_digest(session.credentials_stamp, current):  # a new password or TOTP secret
             raise AuthenticationError(SESSION_EXPIRED, rule="session")
         if now - session.last_seen_at >= TOUCH_INTERVAL:
             self._store.touch_session(session_id, now)

@@ -217,3 +217,17 @@ def test_the_menu_marks_the_current_page(console: Console, path: str, current: s
     marked = [line for line in menu.splitlines() if 'aria-current="page"' in line]
     assert len(marked) == 1
     assert f">{current}</a>" in marked[0]
+
+
+def test_a_new_password_or_totp_secret_ends_the_open_sessions(console: Console) -> None:
+    browser = console.sign_in("audrey")
+    other = console.sign_in("alice")
+    console.pki.accounts.set_password(
+        "audrey", "another long password", Actor(component="test", identity="local:test")
+    )
+    assert browser.get("/ui/").status_code == 303
+    assert other.get("/ui/").status_code == 200  # only audrey's
+    again = console.sign_in("audrey", "another long password")
+    assert again.get("/ui/").status_code == 200
+    console.pki.accounts.new_totp("audrey", Actor(component="test", identity="local:test"))
+    assert again.get("/ui/").status_code == 303

@@ -12,6 +12,7 @@ from otward.core.console_sessions import (
     ConsoleSession,
     SessionState,
     SessionTimeouts,
+    credentials_stamp,
     csrf_token,
     is_csrf_token,
     parse_session_cookie,
@@ -80,3 +81,12 @@ def test_csrf_token_is_bound_to_the_session_secret() -> None:
     assert not is_csrf_token(SECRET, token[:-1])
     assert not is_csrf_token(SECRET, token + "é")
     assert not is_csrf_token(SECRET, "x" * 65)
+
+
+def test_the_credentials_stamp_changes_with_the_password_or_the_totp_secret() -> None:
+    stamp = credentials_stamp("$argon2id$a", None)
+    assert stamp == credentials_stamp("$argon2id$a", None)
+    assert stamp != credentials_stamp("$argon2id$b", None)
+    assert stamp != credentials_stamp("$argon2id$a", b"\x01" * 20)
+    assert credentials_stamp("$argon2id$a", b"\x01" * 20) != credentials_stamp("$argon2id$a", b"\x02" * 20)
+    assert credentials_stamp(None, None) != credentials_stamp("", b"\0")

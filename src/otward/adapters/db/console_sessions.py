@@ -25,6 +25,7 @@ def _record(row: Row[Any]) -> ConsoleSession:
         created_at=row.created_at,
         last_seen_at=row.last_seen_at,
         expires_at=row.expires_at,
+        credentials_stamp=bytes(row.credentials_stamp),
         ended_at=row.ended_at,
         source=row.source,
     )
@@ -47,6 +48,7 @@ class SqlConsoleSessionStore:
                     created_at=session.created_at,
                     last_seen_at=session.last_seen_at,
                     expires_at=session.expires_at,
+                    credentials_stamp=session.credentials_stamp,
                     ended_at=session.ended_at,
                     source=session.source,
                 )

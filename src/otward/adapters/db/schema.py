@@ -235,6 +235,7 @@ console_sessions = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_seen_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+    Column("credentials_stamp", LargeBinary(32), nullable=False),  # the password and TOTP at sign-in
     Column("ended_at", UtcDateTime, nullable=True),
     Column("source", String(64), nullable=True),
 )
