@@ -231,3 +231,10 @@ def test_a_new_password_or_totp_secret_ends_the_open_sessions(console: Console) 
     assert again.get("/ui/").status_code == 200
     console.pki.accounts.new_totp("audrey", Actor(component="test", identity="local:test"))
     assert again.get("/ui/").status_code == 303
+
+
+@pytest.mark.parametrize("path", ["/ui/certificates", "/ui/audit", "/ui/approvals", "/ui/devices"])
+@pytest.mark.parametrize("page", ["²", "9" * 5000])
+def test_a_page_number_that_is_no_number_is_a_400(console: Console, path: str, page: str) -> None:
+    answer = console.sign_in("alice").get(path, params={"page": page})
+    assert answer.status_code == 400

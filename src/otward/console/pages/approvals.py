@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from otward.console.paging import PAGE_SIZE, parse_page
 from otward.console.render import PREFIX, SECURITY_HEADERS, render
 from otward.console.viewer import Submitted, Viewer, signed_in, signed_in_form
 from otward.core.approvals import OPERATION_PERMISSIONS, ApprovalRequest, Decision, Operation, State, describe
@@ -24,11 +25,10 @@ from otward.errors import InvalidRequestError, NotFoundError, PermissionDeniedEr
 from otward.http.auth import get_pki
 from otward.services.pki import Pki
 
-__all__ = ["PAGE_SIZE", "pending_count", "router"]
+__all__ = ["pending_count", "router"]
 
 router = APIRouter()
 
-PAGE_SIZE = 50
 _AREAS = (Area.PKI, Area.ADMIN)  # the areas with gated operations (as /api/v1/approvals)
 _MAX_REASON = 1024
 _NOTICES = {
@@ -82,18 +82,11 @@ def pending_count(pki: Pki, viewer: Viewer) -> int:
     return total
 
 
-def _page_number(request: Request) -> int:
-    text = request.query_params.get("page", "1").strip()[:8] or "1"
-    if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
-        raise InvalidRequestError(f"page: a whole number from 1 to 1000000, not '{text}'", rule="page")
-    return int(text)
-
-
 @router.get("/approvals", response_class=HTMLResponse)
 def approvals_page(
     request: Request, viewer: Annotated[Viewer, Depends(console_approvals_read)]
 ) -> HTMLResponse:
-    page = _page_number(request)
+    page = parse_page(request.query_params.get("page"))
     pki = get_pki(request)
     pki.approvals.expire_due()
     operations = _readable_operations(viewer)

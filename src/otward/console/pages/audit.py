@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse
 
+from otward.console.paging import PAGE_SIZE, parse_page
 from otward.console.render import render, wants_block
 from otward.console.viewer import Submitted, Viewer, changing, reading
 from otward.core.audit import AuditFilter, AuditRecord, EventType, TrailStatus
@@ -26,12 +27,10 @@ from otward.http.auth import get_pki
 from otward.services.audit import ChainReport
 from otward.services.queries import OUTCOMES, audit_filter
 
-__all__ = ["PAGE_SIZE", "AuditQuery", "router"]
+__all__ = ["AuditQuery", "router"]
 
 router = APIRouter()
 
-PAGE_SIZE = 50
-_MAX_PAGE = 1_000_000
 _MATCHES = ("contains", "equals")
 _verifying = threading.Lock()  # one verification at a time: each reads the whole trail
 
@@ -78,9 +77,10 @@ def _text(request: Request, name: str, limit: int) -> str:
 
 
 def _read_query(request: Request) -> AuditQuery:
-    page_text = _text(request, "page", 8) or "1"
-    if not page_text.isdigit() or not 1 <= int(page_text) <= _MAX_PAGE:
-        raise _FieldError(f"page: a whole number from 1 to {_MAX_PAGE}, not '{page_text}'", rule="page")
+    try:
+        page = parse_page(_text(request, "page", 8))
+    except InvalidRequestError as exc:
+        raise _FieldError(exc.message, rule="page") from None
     match = _text(request, "match", 16) or "contains"
     if match not in _MATCHES:
         raise _FieldError(f"match: contains or equals, not '{match}'", rule="match")
@@ -92,7 +92,7 @@ def _read_query(request: Request) -> AuditQuery:
         subject=_text(request, "subject", 512),
         match=match,
         outcome=_text(request, "outcome", 16),
-        page=int(page_text),
+        page=page,
     )
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
-from urllib.parse import urlencode
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from otward.console.paging import PAGE_SIZE, pager, parse_page
 from otward.console.render import PREFIX, SECURITY_HEADERS, render, wants_block
 from otward.console.viewer import Submitted, Viewer, changing, reading
 from otward.core.authz import Action, Area
@@ -32,13 +32,11 @@ from otward.http.auth import get_pki
 from otward.services.pki import Pki
 from otward.services.queries import STATUSES, certificate_filter
 
-__all__ = ["PAGE_SIZE", "router"]
+__all__ = ["router"]
 
 router = APIRouter()
 
-PAGE_SIZE = 50
 _FILTERS = ("subject", "serial", "profile", "status", "owner", "ca", "expiring_within")
-_MAX_PAGE = 1_000_000
 _SOON_DAYS = 30  # a valid certificate expiring sooner than this is flagged "expires soon"
 _REVOKE_REASONS = {
     "unspecified": "Unspecified",
@@ -83,18 +81,6 @@ def _chosen(request: Request) -> dict[str, str]:
     return chosen
 
 
-def _page_number(request: Request) -> int:
-    text = request.query_params.get("page", "1").strip() or "1"
-    if not text.isdigit() or not 1 <= int(text) <= _MAX_PAGE:
-        raise InvalidRequestError(f"page: '{text[:32]}' is not a page number (1 or more)", rule="page")
-    return int(text)
-
-
-def _link(filters: dict[str, str], page: int) -> str:
-    query = urlencode({**filters, "page": str(page)} if page > 1 else filters)
-    return f"{PREFIX}/certificates" + (f"?{query}" if query else "")
-
-
 @router.get("/certificates", response_class=HTMLResponse)
 def list_certificates(
     request: Request, viewer: Annotated[Viewer, Depends(reading(Area.PKI))]
@@ -107,7 +93,7 @@ def list_certificates(
     page = 1
     error = None
     try:
-        page = _page_number(request)
+        page = parse_page(request.query_params.get("page"))
         query = certificate_filter(
             now,
             status=filters.get("status"),
@@ -125,7 +111,7 @@ def list_certificates(
             query, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
         )
         rows = [_row(r, now) for r in records]
-    first = (page - 1) * PAGE_SIZE + 1
+    pages = pager(f"{PREFIX}/certificates", filters, page, len(rows), total)
     partial = wants_block(request, "results")
     return render(
         request,
@@ -141,10 +127,10 @@ def list_certificates(
         profiles=sorted({*pki.issuance.profiles, "root-ca", "sub-ca", "ocsp-responder"}),
         rows=rows,
         total=total,
-        first=first,
-        last=first + len(rows) - 1,
-        previous=_link(filters, page - 1) if page > 1 else None,
-        next=_link(filters, page + 1) if first + len(rows) - 1 < total else None,
+        first=pages.first,
+        last=pages.last,
+        previous=pages.previous,
+        next=pages.next,
         error=error,
         filtered=bool(filters),
     )

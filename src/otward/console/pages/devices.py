@@ -14,11 +14,12 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from otward.console.paging import MAX_PAGE, PAGE_SIZE, pager
 from otward.console.render import PREFIX, SECURITY_HEADERS, render, wants_block
 from otward.console.viewer import Submitted, Viewer, changing, reading
 from otward.core.authz import Action, Area, Permission
@@ -31,13 +32,11 @@ from otward.errors import InvalidRequestError, OtwardError
 from otward.http.auth import get_pki
 from otward.services.pki import Pki
 
-__all__ = ["PAGE_SIZE", "router"]
+__all__ = ["router"]
 
 router = APIRouter()
 
-PAGE_SIZE = 50
 _ID_TEXT = re.compile(r"[A-Za-z0-9._-]{1,64}")  # part of a device id, for the filter
-_MAX_PAGE = 1_000_000
 # Reasons an officer may give for revoking a device (the RFC 5280 names the API takes too).
 _DEVICE_REASONS = (
     ("cessationOfOperation", "Taken out of service (cessationOfOperation)"),
@@ -59,33 +58,6 @@ _NOTICES = {
 
 Viewing = Annotated[Viewer, Depends(reading(Area.ENROLLMENT))]
 Changing = Annotated[Submitted, Depends(changing(Area.ENROLLMENT))]
-
-
-@dataclass(frozen=True)
-class Pager:
-    """Where a page of a list is, and the links to its neighbours (keeping the filters)."""
-
-    first: int
-    last: int
-    total: int
-    previous: str | None
-    next: str | None
-
-
-def _pager(path: str, filters: dict[str, str], page: int, shown: int, total: int) -> Pager:
-    kept = {k: v for k, v in filters.items() if v}
-
-    def link(number: int) -> str:
-        return f"{path}?{urlencode({**kept, 'page': str(number)})}"
-
-    first = (page - 1) * PAGE_SIZE + 1 if shown else 0
-    return Pager(
-        first=first,
-        last=first + shown - 1 if shown else 0,
-        total=total,
-        previous=link(page - 1) if page > 1 else None,
-        next=link(page + 1) if page * PAGE_SIZE < total else None,
-    )
 
 
 def _require(pki: Pki, viewer: Viewer, owner: str, action: Action) -> None:
@@ -122,7 +94,7 @@ def list_devices(
     q: Annotated[str, Query(max_length=64)] = "",
     owner: Annotated[str, Query(max_length=64)] = "",
     status: Annotated[str, Query(max_length=16)] = "",
-    page: Annotated[int, Query(ge=1, le=_MAX_PAGE)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> HTMLResponse:
     pki = get_pki(request)
     q, owner, status = q.strip(), owner.strip(), status.strip()
@@ -152,7 +124,7 @@ def list_devices(
         "listings": listings,
         "filters": filters,
         "filtered": any(filters.values()),
-        "pager": _pager(f"{PREFIX}/devices", filters, page, len(listings), total),
+        "pager": pager(f"{PREFIX}/devices", filters, page, len(listings), total),
         "owners": _visible_owners(pki, viewer),
         "statuses": [s.value for s in DeviceStatus],
         "now": pki.clock(),
@@ -298,7 +270,7 @@ def _tokens_page(
         viewer,
         status_code=status_code,
         tokens=[(t, t.state_at(now)) for t in tokens],
-        pager=_pager(f"{PREFIX}/enrollment-tokens", {}, page, len(tokens), total),
+        pager=pager(f"{PREFIX}/enrollment-tokens", {}, page, len(tokens), total),
         owners=_visible_owners(pki, viewer, Action.WRITE),
         may_create=viewer.may_some(Area.ENROLLMENT, Action.WRITE),
         form=form or TokenForm(),
@@ -312,7 +284,7 @@ def _tokens_page(
 def list_tokens(
     request: Request,
     viewer: Viewing,
-    page: Annotated[int, Query(ge=1, le=_MAX_PAGE)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     done: Annotated[str, Query(max_length=32)] = "",
 ) -> HTMLResponse:
     return _tokens_page(request, viewer, page=page, notice=_NOTICES.get(done))
