@@ -23,7 +23,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -277,13 +285,15 @@ class KeySettings(BaseModel):
 _NOTIFY_EVENTS = ("cert.expiring", "ca.expiring", "crl.failed", "audit.failed", "key.failed", "enroll.flood")
 
 
-def _duration(value: str, key: str, *, least: timedelta) -> timedelta:
+def _duration(value: str, key: str, *, least: timedelta, most: timedelta | None = None) -> timedelta:
     try:
         parsed = parse_duration(value)
     except InvalidRequestError:
         raise ValueError(f"{key} must be a duration such as 15m, 1h or 30s, not {value!r}") from None
     if parsed < least:
         raise ValueError(f"{key} must be at least {int(least.total_seconds())} s")
+    if most is not None and parsed > most:
+        raise ValueError(f"{key} must be at most {int(most.total_seconds())} s")
     return parsed
 
 
@@ -455,13 +465,8 @@ class ConsoleSettings(BaseModel):
 
     @field_validator("idle_timeout", "absolute_timeout")
     @classmethod
-    def _duration(cls, value: str) -> str:
-        try:
-            lifetime = parse_duration(value)
-        except InvalidRequestError as exc:
-            raise ValueError(exc.message) from None
-        if not timedelta(minutes=1) <= lifetime <= timedelta(days=1):
-            raise ValueError("must lie between 1m and 24h")
+    def _timeout(cls, value: str, info: ValidationInfo) -> str:
+        _duration(value, f"console.{info.field_name}", least=timedelta(minutes=1), most=timedelta(days=1))
         return value
 
     @model_validator(mode="after")

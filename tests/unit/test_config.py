@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from otward.config import mask_database_url, split_database_password
+from otward.config import ConsoleSettings, mask_database_url, split_database_password
 from otward.errors import ConfigError
 
 
@@ -136,3 +137,17 @@ def test_an_unreadable_config_file_is_a_config_error(tmp_path, content, match):
     (tmp_path / "config.toml").write_bytes(content)
     with pytest.raises(ConfigError, match=match):
         load_settings(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"idle_timeout": "30s"}, "console.idle_timeout must be at least 60 s"),
+        ({"absolute_timeout": "2d"}, "console.absolute_timeout must be at most 86400 s"),
+        ({"idle_timeout": "soon"}, "console.idle_timeout must be a duration"),
+        ({"idle_timeout": "9h"}, "console.idle_timeout must not exceed console.absolute_timeout"),
+    ],
+)
+def test_console_timeouts_are_bounded(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ConsoleSettings(**values)
